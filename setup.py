@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+about: dict = {}
+exec((Path(__file__).parent / "sparsecheck" / "_version.py").read_text(), about)
+
+setup(
+    name="sparsecheck",
+    version=about["__version__"],
+    description="Debug PyTorch classifiers through a sparse decision layer: features, assertions, "
+    "slices, spurious findings, MLflow.",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sparsecheck", "sparsecheck.*"]),
+    include_package_data=True,
+    package_data={"sparsecheck": ["py.typed", "reports/templates/*"]},
+    install_requires=[
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "glm_saga>=0.1.2",
+        "lime>=0.2.0.1",
+        "pandera>=0.20",
+        "mlflow>=2.12",
+        "scikit-learn>=1.3",
+        "scikit-image>=0.21",
+        "scipy>=1.10",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "pydantic>=2.5",
+        "pyyaml>=6",
+        "typer>=0.12",
+        "rich>=13",
+        "tqdm>=4.66",
+        "matplotlib>=3.7",
+        "jinja2>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2"],
+    },
+    entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"]},
+)

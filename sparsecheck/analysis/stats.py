@@ -1,0 +1,135 @@
+"""Small, vectorised statistics shared by every analysis: intervals, tests, multiple testing.
+
+One implementation of each, used by error breakdowns, slice discovery, feature associations,
+assertions and drift alike.
+
+Examples
+--------
+>>> import numpy as np
+>>> lo, hi = wilson_interval(np.array([5]), np.array([10]))
+>>> round(float(lo[0]), 3), round(float(hi[0]), 3)
+(0.237, 0.763)
+>>> benjamini_hochberg(np.array([0.01, 0.04, 0.03])).round(3).tolist()
+[0.03, 0.04, 0.04]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = [
+    "wilson_interval",
+    "benjamini_hochberg",
+    "two_proportion_pvalue",
+    "auc_effect",
+    "point_biserial",
+]
+
+
+def wilson_interval(
+    successes: np.ndarray, totals: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for binomial proportions, elementwise.
+
+    Parameters
+    ----------
+    successes, totals : array-like of int
+        Counts; ``totals == 0`` gives the uninformative interval (0, 1).
+    confidence : float
+        Two-sided coverage.
+
+    Returns
+    -------
+    (low, high) : tuple of float arrays
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(totals, dtype=np.float64)
+    z = _st.norm.ppf(0.5 + confidence / 2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, k / np.maximum(n, 1), 0.0)
+        denom = 1.0 + z * z / np.maximum(n, 1)
+        centre = (p + z * z / (2 * np.maximum(n, 1))) / denom
+        half = z * np.sqrt(p * (1 - p) / np.maximum(n, 1) + z * z / (4 * np.maximum(n, 1) ** 2)) / denom
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return low, high
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values), same order as the input. NaN stays NaN."""
+    p = np.asarray(p_values, dtype=np.float64)
+    q = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    pv = p[ok]
+    order = np.argsort(pv)
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.clip(ranked, 0.0, 1.0)
+    q[ok] = out
+    return q
+
+
+def two_proportion_pvalue(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray,
+                          alternative: str = "greater") -> np.ndarray:
+    """Pooled two-proportion z-test of ``k1/n1`` against ``k2/n2``, elementwise.
+
+    ``alternative="greater"`` tests whether the first proportion is larger (a slice's error rate
+    against its complement's); ``"two-sided"`` tests any difference.
+    """
+    k1, n1, k2, n2 = (np.asarray(a, dtype=np.float64) for a in (k1, n1, k2, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1 = k1 / n1
+        p2 = k2 / n2
+        pooled = (k1 + k2) / (n1 + n2)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        z = (p1 - p2) / se
+    z = np.where(se > 0, z, 0.0)
+    if alternative == "greater":
+        p = _st.norm.sf(z)
+    elif alternative == "two-sided":
+        p = 2 * _st.norm.sf(np.abs(z))
+    else:
+        raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
+    return np.where((n1 > 0) & (n2 > 0), p, np.nan)
+
+
+def auc_effect(values: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """AUC of ``values`` separating ``mask`` from the rest, with a two-sided Mann–Whitney p-value.
+
+    0.5 means no association, 1.0 that every masked example scores higher than every other one.
+    Returns ``(nan, nan)`` when either group is empty.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    n1 = int(mask.sum())
+    n0 = mask.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan"), float("nan")
+    ranks = _st.rankdata(values)
+    u = ranks[mask].sum() - n1 * (n1 + 1) / 2.0
+    auc = u / (n1 * n0)
+    # normal approximation with tie correction
+    _, counts = np.unique(values, return_counts=True)
+    n = n1 + n0
+    tie = (counts ** 3 - counts).sum() / (n * (n - 1)) if n > 1 else 0.0
+    sigma = np.sqrt(n1 * n0 / 12.0 * ((n + 1) - tie))
+    if sigma == 0:
+        return float(auc), 1.0
+    z = (u - n1 * n0 / 2.0) / sigma
+    return float(auc), float(2 * _st.norm.sf(abs(z)))
+
+
+def point_biserial(values: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """Pearson correlation between ``values`` and a numeric ``other``, with its two-sided p-value."""
+    values = np.asarray(values, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    ok = np.isfinite(values) & np.isfinite(other)
+    if ok.sum() < 3 or np.std(values[ok]) == 0 or np.std(other[ok]) == 0:
+        return float("nan"), float("nan")
+    r, p = _st.pearsonr(values[ok], other[ok])
+    return float(r), float(p)

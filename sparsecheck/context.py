@@ -1,0 +1,119 @@
+"""The run context: everything one pipeline run knows, handed from stage to stage.
+
+Each stage (extraction, sparse layer, interpretation, slices, spurious findings, assertions,
+reports) reads what earlier stages left here and adds its own part. Assertions and reports only
+read it.
+
+The per-example *prediction table* (:meth:`RunContext.prediction_table`) is the common currency of
+slices, assertions and monitoring. Its columns:
+
+``id`` (str), ``label`` (int), ``prediction`` (int, the model's own dense head),
+``confidence`` (float, max probability), ``correct`` (bool), ``prob_<k>`` for every class index k
+(float, softmax of the dense head), ``sparse_prediction`` and ``sparse_correct`` when a sparse
+layer exists, then one column per metadata attribute (named as in the metadata table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+    from sparsecheck.config import Config
+    from sparsecheck.data import ImageDataset
+
+__all__ = ["SplitView", "RunContext"]
+
+
+@dataclass
+class SplitView:
+    """One data split after feature extraction.
+
+    Attributes
+    ----------
+    name : str
+        ``"train"``, ``"val"``, ``"test"`` or a monitoring batch name.
+    ids : ndarray of str, shape (n,)
+    labels : ndarray of int, shape (n,) or None for unlabeled batches
+    features : ndarray of float32, shape (n, d)
+        Deep features (the input of the feature layer); may be a read-only memory map.
+    logits : ndarray of float32, shape (n, n_classes)
+        Output of the model's own (dense) head on the same examples.
+    metadata : DataFrame
+        One row per example in the same order as ``ids``; one column per attribute.
+    """
+
+    name: str
+    ids: np.ndarray
+    labels: np.ndarray | None
+    features: np.ndarray
+    logits: np.ndarray
+    metadata: pd.DataFrame
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def dense_predictions(self) -> np.ndarray:
+        return np.asarray(self.logits).argmax(axis=1)
+
+
+@dataclass
+class RunContext:
+    """State of one run. Stages fill the optional attributes; ``results`` gathers results.json."""
+
+    config: "Config"
+    class_names: list[str]
+    splits: dict[str, SplitView]
+    model: "nn.Module | None" = None
+    datasets: dict[str, "ImageDataset"] = field(default_factory=dict)
+    feature_layer: str = ""
+    device: str = "cpu"
+    sparse_layer: Any = None  # sparsecheck.sparse.SparseDecisionLayer once fitted
+    feature_attributes: pd.DataFrame | None = None  # tidy: feature, attribute, value, effect, p_value, q_value
+    feature_cards: list[Any] = field(default_factory=list)
+    slices: list[Any] = field(default_factory=list)
+    spurious_findings: list[Any] = field(default_factory=list)
+    assertion_results: Any = None
+    results: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
+
+    @property
+    def attributes(self) -> list[str]:
+        """Metadata attribute names (columns of the metadata table other than ``id``)."""
+        test = self.splits.get("test") or next(iter(self.splits.values()))
+        return [c for c in test.metadata.columns if c != "id"]
+
+    def prediction_table(self, split: str = "test") -> pd.DataFrame:
+        """The per-example prediction table of ``split`` (see the module docstring for columns)."""
+        view = self.splits[split]
+        logits = np.asarray(view.logits, dtype=np.float64)
+        z = logits - logits.max(axis=1, keepdims=True)
+        prob = np.exp(z)
+        prob /= prob.sum(axis=1, keepdims=True)
+        pred = prob.argmax(axis=1)
+        table: dict[str, Any] = {"id": view.ids.astype(str)}
+        if view.labels is not None:
+            table["label"] = view.labels.astype(np.int64)
+        table["prediction"] = pred.astype(np.int64)
+        table["confidence"] = prob.max(axis=1)
+        if view.labels is not None:
+            table["correct"] = pred == view.labels
+        for k in range(prob.shape[1]):
+            table[f"prob_{k}"] = prob[:, k]
+        if self.sparse_layer is not None:
+            sp = np.asarray(self.sparse_layer.predict(np.asarray(view.features)))
+            table["sparse_prediction"] = sp.astype(np.int64)
+            if view.labels is not None:
+                table["sparse_correct"] = sp == view.labels
+        df = pd.DataFrame(table)
+        meta = view.metadata.reset_index(drop=True)
+        for col in meta.columns:
+            if col != "id" and col not in df.columns:
+                df[col] = meta[col].to_numpy()
+        return df

@@ -1,0 +1,94 @@
+"""Every exception sparsecheck raises on purpose.
+
+The tree::
+
+    SparsecheckError                 base class; `exit_code` is 2 (bad input or usage)
+     ├── ConfigError                 a config key or value is wrong (carries `key`, `value`)
+     │    └── AssertionSpecError     an assertion spec is malformed (carries `assertion`, `key`)
+     ├── DataError                   a data file, array shape or metadata table is wrong (`path`)
+     ├── ModelError                  a model cannot be loaded, run or hooked (`path`)
+     ├── ParameterError              an estimator/function parameter is out of range (`parameter`);
+     │                               also a ValueError, as scikit-learn users expect
+     ├── SolverError                 a path solver failed (diverged, non-finite values)
+     └── TrackingError               MLflow could not be reached or a run was not found
+
+Every error names what was wrong in its message, so the CLI prints ``str(error)`` as one line and
+exits with ``exit_code``.  Library code raises them ``from`` the original exception to keep the cause.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SparsecheckError",
+    "ConfigError",
+    "AssertionSpecError",
+    "DataError",
+    "ModelError",
+    "ParameterError",
+    "SolverError",
+    "TrackingError",
+]
+
+
+class SparsecheckError(Exception):
+    """Base class of every error sparsecheck raises on purpose."""
+
+    exit_code: int = 2
+
+
+class ConfigError(SparsecheckError):
+    """A configuration key is unknown, missing, of the wrong type or out of range."""
+
+    def __init__(self, message: str, *, key: str | None = None, value: Any = None) -> None:
+        self.key = key
+        self.value = value
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class AssertionSpecError(ConfigError):
+    """An assertion declared in a config or in Python is malformed."""
+
+    def __init__(self, message: str, *, assertion: str, key: str | None = None, value: Any = None) -> None:
+        self.assertion = assertion
+        where = f"assertion {assertion!r}" + (f", key {key!r}" if key else "")
+        super().__init__(f"{where}: {message}", key=None, value=value)
+        self.key = key
+
+
+class DataError(SparsecheckError):
+    """A data file is missing or unreadable, or its arrays or metadata do not fit together."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class ModelError(SparsecheckError):
+    """A model cannot be loaded, has no such layer, or fails on the data."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class ParameterError(SparsecheckError, ValueError):
+    """A parameter is of the wrong type or outside its allowed range.
+
+    Messages follow scikit-learn: "The 'alpha' parameter of SparseDecisionLayer must be a float in
+    [0, 1]. Got 1.5 instead."
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        super().__init__(message)
+
+
+class SolverError(SparsecheckError):
+    """A regularisation-path solver failed (non-finite values, divergence)."""
+
+
+class TrackingError(SparsecheckError):
+    """MLflow could not be reached, or a run or artifact it should hold is missing."""
