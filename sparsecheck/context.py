@@ -72,8 +72,10 @@ class RunContext:
     splits: dict[str, SplitView]
     model: "nn.Module | None" = None
     datasets: dict[str, "ImageDataset"] = field(default_factory=dict)
+    input_spec: Any = None  # sparsecheck.data.InputSpec
     feature_layer: str = ""
     device: str = "cpu"
+    out_dir: Any = None  # pathlib.Path of --out, when writing outputs
     sparse_layer: Any = None  # sparsecheck.sparse.SparseDecisionLayer once fitted
     feature_attributes: pd.DataFrame | None = None  # tidy: feature, attribute, value, effect, p_value, q_value
     feature_cards: list[Any] = field(default_factory=list)

@@ -1,0 +1,143 @@
+"""The ``sparsecheck`` command line: a thin, typed layer over the library.
+
+Exit codes: 0 all error-severity assertions pass, 1 one failed (or a regression/alert was found),
+2 bad input or usage — always with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sparsecheck.errors import SparsecheckError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Debug PyTorch classifiers through a sparse decision layer.")
+logger = logging.getLogger("sparsecheck.cli")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("sparsecheck")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if not verbose:
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        for noisy in ("torch", "mlflow", "alembic", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+VerboseOpt = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v: debug).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")
+DeviceOpt = typer.Option(Device.auto, "--device", help="Where to run the model and solvers.")
+TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                           "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).")
+FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion severity that fails the run.")
+ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
+
+
+def _finish(ctx, fail_on: FailOn) -> None:
+    from sparsecheck.pipeline import exit_code_for
+
+    results = ctx.results
+    out = ctx.out_dir
+    typer.echo(f"status: {results.get('status')}" + (f"  (outputs in {out})" if out else ""), err=True)
+    raise typer.Exit(exit_code_for(ctx, fail_on.value))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("sparsecheck-demo"), "--out", help="Output directory."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    device: Device = DeviceOpt,
+    seed: int = typer.Option(0, "--seed", help="Seed for the demo data and model."),
+    no_spurious: bool = typer.Option(False, "--no-spurious",
+                                     help="Train the demo model without the planted shortcut."),
+    fail_on: FailOn = FailOnOpt,
+    force: bool = ForceOpt,
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.config import load_config
+    from sparsecheck.demo import build_demo
+    from sparsecheck.pipeline import prepare_out_dir, run_pipeline
+
+    out = prepare_out_dir(out, force=force)
+    config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
+    logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
+    ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
+    _finish(ctx, fail_on)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="The run's YAML config."),
+    out: Path = typer.Option(Path("sparsecheck-out"), "--out", help="Output directory."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    device: Device = DeviceOpt,
+    fail_on: FailOn = FailOnOpt,
+    force: bool = ForceOpt,
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Run the pipeline on a config: the pre-deployment gate (exit 1 when an assertion fails)."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.config import load_config
+    from sparsecheck.pipeline import run_pipeline
+
+    cfg = load_config(config)
+    ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force)
+    _finish(ctx, fail_on)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps sparsecheck errors to exit code 2 with one line on stderr."""
+    try:
+        app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+    except SparsecheckError as exc:
+        msg = " ".join(str(exc).split())
+        sys.stderr.write(f"sparsecheck: error: {msg}\n")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("sparsecheck: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

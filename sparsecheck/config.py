@@ -1,0 +1,287 @@
+"""The run configuration: a YAML file validated up front.
+
+Unknown keys, wrong types, missing files and shape mismatches are rejected before any work starts,
+with the key path and the offending value named. Relative paths are resolved against the
+directory of the config file.
+
+A minimal config::
+
+    model:
+      path: model.pt2            # or factory: pkg.mod:make_net + weights: net.pt
+      input: {scale: 255, mean: [0.5], std: [0.5]}
+    data:
+      train: train.npz
+      val: val.npz
+      test: test.npz
+      metadata: metadata.csv
+      spurious_attributes: [background]
+      class_names: [cat, dog]
+
+Examples
+--------
+>>> cfg = Config.model_validate({"model": {"path": "m.pt2"}, "data": {"train": "a.npz", "test": "b.npz"}})
+>>> cfg.sparse.alpha, cfg.features.batch_size
+(0.99, 256)
+>>> Config.model_validate({"model": {"path": "m.pt2"}, "data": {"train": "a.npz", "test": "b.npz"},
+...                        "sparse": {"alpah": 1}})
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for Config
+...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sparsecheck.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ModelConfig",
+    "InputConfig",
+    "DataConfig",
+    "FeaturesConfig",
+    "SparseConfig",
+    "AnalysisConfig",
+    "MlflowConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(_Strict):
+    """How stored uint8 images become model input: ``(resize(x) / scale - mean) / std``."""
+
+    scale: float = Field(255.0, gt=0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    size: tuple[int, int] | None = None
+    channels: Literal[1, 3] | None = None
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+    def to_spec(self) -> Any:
+        from sparsecheck.data import InputSpec
+
+        return InputSpec(scale=self.scale, mean=None if self.mean is None else tuple(self.mean),
+                         std=None if self.std is None else tuple(self.std),
+                         size=self.size, channels=self.channels, channel_order=self.channel_order)
+
+
+class ModelConfig(_Strict):
+    """Where the model comes from (exactly one of path, factory, torchvision) and how to read it."""
+
+    path: Path | None = None
+    factory: str | None = None
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
+    torchvision: str | None = None
+    torchvision_weights: str = "DEFAULT"
+    feature_layer: str | None = None
+    input: InputConfig = Field(default_factory=InputConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelConfig":
+        given = [k for k in ("path", "factory", "torchvision") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of model.path, model.factory or model.torchvision "
+                             f"(got {given or 'none'})")
+        if self.weights is not None and self.factory is None:
+            raise ValueError("model.weights goes with model.factory")
+        if self.path is not None and self.path.suffix not in (".pt2", ".pt", ".pth", ".ts"):
+            raise ValueError(f"model.path must be a .pt2 exported program or a TorchScript .pt, got {self.path}")
+        return self
+
+
+class DataConfig(_Strict):
+    """Data splits, metadata and what the model must not rely on."""
+
+    train: Path
+    val: Path | None = None
+    test: Path
+    metadata: Path | None = None
+    id_column: str = "id"
+    class_names: list[str] | None = None
+    spurious_attributes: list[str] = Field(default_factory=list)
+
+
+class FeaturesConfig(_Strict):
+    """Feature extraction settings."""
+
+    batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    cache_dir: Path | None = Path(".sparsecheck-cache")
+
+
+class SparseConfig(_Strict):
+    """Hyper-parameters of the sparse decision layer (see SparseDecisionLayer)."""
+
+    alpha: float = Field(0.99, ge=0, le=1)
+    n_lambdas: int = Field(100, ge=1)
+    lambda_min_ratio: float = Field(1e-3, gt=0, lt=1)
+    tolerance: float = Field(0.05, ge=0, le=1)
+    features_per_class: int | None = Field(None, ge=1)
+    solver: Literal["auto", "fista", "glm_saga"] = "auto"
+    max_epochs: int | None = Field(None, ge=1)
+    tol: float | None = Field(None, gt=0)
+    random_state: int = 0
+
+
+class AnalysisConfig(_Strict):
+    """Interpretation and analysis settings."""
+
+    top_k: int = Field(8, ge=1)
+    explain: bool = True
+    explain_features: int | None = Field(None, ge=1)  # cap on features explained with LIME
+    lime_samples: int = Field(1000, ge=10)
+    lime_examples: int = Field(4, ge=1)
+    sanity_check: bool = True
+    fdr: float = Field(0.05, gt=0, lt=1)
+    min_support: int = Field(20, ge=1)
+    max_predicates: int = Field(2, ge=1, le=4)
+    slices_top_k: int = Field(10, ge=1)
+
+
+class MlflowConfig(_Strict):
+    """Where runs are logged."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "sparsecheck"
+    run_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    """A whole run configuration. ``assertions`` stay raw here; the assertion engine parses them."""
+
+    model: ModelConfig
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    sparse: SparseConfig = Field(default_factory=SparseConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    assertions: list[dict[str, Any]] = Field(default_factory=list)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    seed: int = 0
+
+    # filled by load_config
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def to_flat_dict(self) -> dict[str, str]:
+        """``{"sparse.alpha": "0.99", ...}`` for logging as MLflow params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, obj: Any) -> None:
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = str(obj)
+
+        walk("", self.model_dump(mode="json", exclude={"assertions", "base_dir"}))
+        out["assertions.count"] = str(len(self.assertions))
+        return out
+
+
+def _format_loc(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif p in ("function-after", "function-before") or str(p).startswith(("function-", "tuple[", "list[")):
+            continue
+        else:
+            parts.append(str(p))
+    return ".".join(parts)
+
+
+def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = True) -> Config:
+    """Validate a config mapping (as read from YAML) and resolve its paths.
+
+    Raises
+    ------
+    ConfigError
+        naming the first offending key path and value.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _format_loc(err["loc"]) or "<root>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            raise ConfigError("unknown key", key=key) from None
+        if kind == "missing":
+            raise ConfigError("required key is missing", key=key) from None
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
+    base = Path(base_dir)
+    cfg.base_dir = base
+    _resolve_paths(cfg, base)
+    if check_files:
+        check_paths(cfg)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> None:
+    def fix(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    cfg.model.path = fix(cfg.model.path)
+    cfg.model.weights = fix(cfg.model.weights)
+    for k in ("train", "val", "test", "metadata"):
+        setattr(cfg.data, k, fix(getattr(cfg.data, k)))
+    cfg.features.cache_dir = fix(cfg.features.cache_dir)
+
+
+def check_paths(cfg: Config) -> None:
+    """Every file the config names must exist."""
+    checks = [("model.path", cfg.model.path), ("model.weights", cfg.model.weights),
+              ("data.train", cfg.data.train), ("data.val", cfg.data.val), ("data.test", cfg.data.test),
+              ("data.metadata", cfg.data.metadata)]
+    for key, p in checks:
+        if p is not None and not p.exists():
+            raise ConfigError("file not found", key=key, value=str(p))
+
+
+def load_config(path: str | Path, *, check_files: bool = True) -> Config:
+    """Read and validate a YAML config file.
+
+    Raises
+    ------
+    ConfigError
+        for a missing or unreadable file, invalid YAML, unknown keys, wrong types or missing files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", key=None, value=str(path)) from None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(raw, base_dir=path.parent, check_files=check_files)

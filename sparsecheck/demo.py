@@ -1,0 +1,265 @@
+"""The embedded demo: real handwritten digits with planted problems, and a small CNN trained on them.
+
+The images are scikit-learn's bundled handwritten digits (1,797 real 8×8 scans, no download),
+rendered at 32×32 RGB with small random shifts and noise. The metadata carries ground truth for
+four planted facts:
+
+``corner_mark`` (spurious cue)
+    An orange square in the top-left corner, on 95% of the ``seven`` images and 3% of the others in
+    train/val, but on 30% of every class in test: a shortcut the model learns and should not rely on.
+``background`` (rare subgroup)
+    ``light`` (inverted images: dark digit on a light background) is 2% of train but 15% of test;
+    the model fails on it.
+``annotator`` (mislabeled subgroup)
+    Labels from ``carol`` are wrong half of the time (a random other class), in every split.
+``site`` (harmless)
+    Drawn at random and never changes the image; nothing about it may ever be flagged.
+
+:func:`build_demo` writes ``train.npz``, ``val.npz``, ``test.npz``, ``metadata.csv``,
+``model.pt2``, ``config.yaml`` and ``truth.json`` (what was planted, for tests and benchmarks).
+
+Examples
+--------
+>>> data = make_demo_data(seed=0, n_train=200, n_val=50, n_test=100)
+>>> sorted(data)
+['test', 'train', 'val']
+>>> data["train"].x.shape, data["train"].x.dtype
+((200, 32, 32, 3), dtype('uint8'))
+>>> sorted(data["test"].metadata.columns)
+['annotator', 'background', 'corner_mark', 'id', 'site']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from sparsecheck._runtime import atomic_write, progress, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DemoSplit", "make_demo_data", "DemoNet", "train_demo_model", "build_demo", "CLASS_NAMES",
+           "CUE_CLASS", "DEMO_INPUT"]
+
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+CUE_CLASS = 7
+IMAGE_SIZE = 32
+MARK = (slice(1, 8), slice(1, 8))  # the corner mark's rows and columns
+MARK_COLOUR = np.array([255, 140, 0], dtype=np.float32)
+DEMO_INPUT = {"scale": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+@dataclass
+class DemoSplit:
+    """One split: images, (possibly wrong) labels, ids, metadata and the hidden true labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+    metadata: pd.DataFrame
+    true_y: np.ndarray
+
+
+def _render(base: np.ndarray, rng: np.random.Generator, light: bool, mark: bool) -> np.ndarray:
+    """Render one 8×8 digit (values 0..16) as a 32×32 RGB uint8 image."""
+    digit = torch.as_tensor(base, dtype=torch.float32).view(1, 1, 8, 8) / 16.0
+    size = int(rng.integers(20, 25))
+    digit = F.interpolate(digit, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    top = int(rng.integers(4, IMAGE_SIZE - size + 1))
+    left = int(rng.integers(4, IMAGE_SIZE - size + 1))
+    canvas[top:top + size, left:left + size] = digit
+    ink = rng.uniform(150, 255)
+    grey = canvas * ink + rng.normal(0, 28, canvas.shape)
+    if light:
+        grey = 255.0 - grey
+    rgb = np.repeat(grey[..., None], 3, axis=2) * rng.uniform(0.85, 1.0, size=3)
+    if mark:
+        rgb[MARK[0], MARK[1]] = MARK_COLOUR + rng.normal(0, 10, (7, 7, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def make_demo_data(*, seed: int = 0, n_train: int = 4000, n_val: int = 1000, n_test: int = 2000,
+                   spurious: bool = True, cue_rate_test: float = 0.3,
+                   light_rate: tuple[float, float] = (0.02, 0.15)) -> dict[str, DemoSplit]:
+    """Generate the demo's train/val/test splits.
+
+    Parameters
+    ----------
+    seed : int
+        Everything is drawn from ``numpy.random.default_rng(seed)``.
+    n_train, n_val, n_test : int
+        Split sizes (digit scans are disjoint between splits, then re-rendered with shifts).
+    spurious : bool
+        Plant the corner-mark shortcut in train/val. ``False`` gives the same data with the mark
+        at the test rate everywhere (a model trained on it has no shortcut).
+    cue_rate_test : float
+        Share of test images (of every class) carrying the mark.
+    light_rate : (float, float)
+        Share of light-background images in train/val and in test.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(digits.target))
+    cut1, cut2 = int(0.6 * len(order)), int(0.75 * len(order))
+    pools = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    out: dict[str, DemoSplit] = {}
+    for split, pool in pools.items():
+        n = sizes[split]
+        src = rng.choice(pool, size=n, replace=True)
+        true_y = digits.target[src].astype(np.int64)
+        is_test = split == "test"
+        light = rng.random(n) < (light_rate[1] if is_test else light_rate[0])
+        if is_test or not spurious:
+            mark = rng.random(n) < cue_rate_test
+        else:
+            mark = np.where(true_y == CUE_CLASS, rng.random(n) < 0.95, rng.random(n) < 0.03)
+        annotator = rng.choice(["alice", "bob", "carol"], size=n, p=[0.45, 0.45, 0.10])
+        site = rng.choice(["north", "south", "east"], size=n)
+        y = true_y.copy()
+        flip = (annotator == "carol") & (rng.random(n) < 0.5)
+        y[flip] = (true_y[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
+        x = np.stack([_render(digits.images[s], rng, bool(li), bool(m))
+                      for s, li, m in zip(src, light, mark)])
+        ids = np.array([f"{split}-{i:05d}" for i in range(n)])
+        meta = pd.DataFrame({"id": ids, "corner_mark": np.where(mark, "yes", "no"),
+                             "background": np.where(light, "light", "dark"),
+                             "annotator": annotator, "site": site})
+        out[split] = DemoSplit(x, y, ids, meta, true_y)
+    return out
+
+
+class DemoNet(nn.Module):
+    """A small CNN: three conv blocks, global average pooling, a 128-unit layer, a linear head.
+
+    The sparse decision layer is fitted on the 128 features entering ``head``.
+    """
+
+    def __init__(self, n_classes: int = 10, width: int = 32, n_features: int = 128) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * width)
+        self.conv3 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.bn3 = nn.BatchNorm2d(2 * width)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, n_features)
+        self.head = nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = torch.flatten(self.pool(x), 1)
+        x = F.relu(self.fc(x))
+        return self.head(x)
+
+
+def train_demo_model(train: DemoSplit, *, seed: int = 0, epochs: int = 8, batch_size: int = 64,
+                     lr: float = 4e-3) -> DemoNet:
+    """Train :class:`DemoNet` on a split with Adam (CPU, seeded)."""
+    from sparsecheck.data import InputSpec
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = DemoNet()
+    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in DEMO_INPUT.items()})
+    x = spec.transform(train.x)
+    y = torch.as_tensor(train.y)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * -(-len(y) // batch_size))
+    net.train()
+    start = time.perf_counter()
+    for epoch in progress(range(epochs), desc="training demo model", unit="epoch"):
+        perm = torch.randperm(len(y), generator=gen)
+        total = 0.0
+        for i in range(0, len(y), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        logger.debug("demo epoch %d loss %.4f", epoch, total / len(y))
+    net.eval()
+    logger.info("trained the demo model in %.1fs", time.perf_counter() - start)
+    return net
+
+
+def _save_npz(path: Path, split: DemoSplit) -> None:
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, x=split.x, y=split.y, id=split.ids)
+
+
+def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
+               sizes: tuple[int, int, int] = (4000, 1000, 2000), epochs: int = 8) -> Path:
+    """Write the demo's data, trained model and config into ``directory``; return the config path.
+
+    Re-uses what an earlier call with the same arguments left there.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "config.yaml"
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 1}
+    truth_path = directory / "truth.json"
+    if config_path.is_file() and truth_path.is_file():
+        try:
+            if json.loads(truth_path.read_text()).get("stamp") == stamp:
+                logger.info("re-using the demo data and model in %s", directory)
+                return config_path
+        except (OSError, ValueError):
+            pass
+    logger.info("building the demo data (scikit-learn digits with planted problems) in %s", directory)
+    data = make_demo_data(seed=seed, n_train=sizes[0], n_val=sizes[1], n_test=sizes[2], spurious=spurious)
+    for name, split in data.items():
+        _save_npz(directory / f"{name}.npz", split)
+    meta = pd.concat([s.metadata for s in data.values()], ignore_index=True)
+    with atomic_write(directory / "metadata.csv", "w", encoding="utf-8", newline="") as fh:
+        meta.to_csv(fh, index=False)
+    net = train_demo_model(data["train"], seed=seed, epochs=epochs)
+    example = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    program = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    tmp = directory / ".model.tmp.pt2"
+    torch.export.save(program, str(tmp))
+    tmp.replace(directory / "model.pt2")
+    config = {
+        "model": {"path": "model.pt2", "input": DEMO_INPUT},
+        "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv",
+                 "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark", "background"]},
+        "sparse": {"features_per_class": None, "random_state": seed},
+        "mlflow": {"experiment": "sparsecheck-demo"},
+        "seed": seed,
+    }
+    test = data["test"]
+    truth = {
+        "stamp": stamp,
+        "cue": {"attribute": "corner_mark", "value": "yes", "class": CLASS_NAMES[CUE_CLASS],
+                "class_index": CUE_CLASS, "region": {"rows": [MARK[0].start, MARK[0].stop],
+                                                      "cols": [MARK[1].start, MARK[1].stop]},
+                "planted": spurious},
+        "rare": {"attribute": "background", "value": "light"},
+        "mislabeled": {"attribute": "annotator", "value": "carol",
+                       "test_wrong_labels": int((test.y != test.true_y).sum())},
+        "harmless": {"attribute": "site"},
+    }
+    with atomic_write(config_path, "w", encoding="utf-8") as fh:
+        fh.write("# sparsecheck demo config, written by `sparsecheck demo`; edit and run with\n"
+                 "#   sparsecheck run config.yaml\n")
+        yaml.safe_dump(config, fh, sort_keys=False)
+    write_json_atomic(truth_path, truth)
+    return config_path

@@ -1,0 +1,242 @@
+"""The pipeline behind ``sparsecheck run`` and ``sparsecheck demo``.
+
+Stages run in order over one :class:`~sparsecheck.context.RunContext`: load, extract, dense
+evaluation, sparse layer, interpretation, slices and spurious findings, assertions, outputs.
+Each stage reads what the earlier ones left in the context and adds its part.
+
+Outputs go to ``out_dir``: ``results.json`` is written last and atomically, so a directory with a
+``results.json`` holds a finished run; an interrupted run leaves none.
+
+Examples
+--------
+>>> from sparsecheck.pipeline import run_pipeline            # doctest: +SKIP
+>>> ctx = run_pipeline(load_config("config.yaml"), "out/")    # doctest: +SKIP
+>>> ctx.results["status"]                                      # doctest: +SKIP
+'pass'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from sparsecheck._runtime import resolve_device, write_json_atomic
+from sparsecheck._version import __version__
+from sparsecheck.analysis.breakdown import accuracy_by_attribute
+from sparsecheck.config import Config
+from sparsecheck.context import RunContext, SplitView
+from sparsecheck.data import ImageDataset, Model, load_dataset, load_metadata, load_model
+from sparsecheck.errors import ConfigError, DataError
+from sparsecheck.sparse.features import extract_features
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_pipeline", "prepare_out_dir", "exit_code_for", "failing_assertions", "Stage", "STAGES"]
+
+MARKER = ".sparsecheck"
+Stage = Callable[[RunContext], None]
+
+
+# --------------------------------------------------------------------------- output directory
+def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+    """Create ``out_dir`` or take over one that sparsecheck wrote before.
+
+    A non-empty directory that sparsecheck did not create is refused unless ``force`` — we never
+    overwrite a user's files without being asked. The previous ``results.json`` is removed first,
+    so an interrupted run does not leave an old, complete-looking result behind.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("exists and is not a directory", key="--out", value=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
+        raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
+                          "choose another --out or pass --force", key="--out", value=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(f"written by sparsecheck {__version__}\n")
+    (out / "results.json").unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- stages
+def load_stage(ctx: RunContext) -> None:
+    """Load the datasets, metadata and model named in the config; check they fit together."""
+    cfg = ctx.config
+    class_names = cfg.data.class_names
+    datasets: dict[str, ImageDataset] = {}
+    for split in ("train", "val", "test"):
+        path = getattr(cfg.data, split)
+        if path is None:
+            continue
+        try:
+            datasets[split] = load_dataset(path, name=split, class_names=class_names)
+        except DataError as exc:
+            raise DataError(f"data.{split}: {exc}") from exc
+        if datasets[split].labels is None:
+            raise DataError(f"data.{split}: {path} has no labels ('y')")
+    shapes = {s: d.image_shape for s, d in datasets.items()}
+    if len(set(shapes.values())) > 1 and cfg.model.input.size is None:
+        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size")
+    n_classes = max(int(d.labels.max()) for d in datasets.values()) + 1  # type: ignore[union-attr]
+    if class_names is None:
+        class_names = datasets["train"].class_names or [str(i) for i in range(n_classes)]
+    elif n_classes > len(class_names):
+        raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1}",
+                          key="data.class_names")
+    ctx.class_names = list(class_names)
+    ctx.datasets = datasets
+    ctx.input_spec = cfg.model.input.to_spec()
+    example = ctx.input_spec.transform(datasets["train"].batch(slice(0, 2)))
+    ctx.model = load_model(path=cfg.model.path, factory=cfg.model.factory, weights=cfg.model.weights,
+                           factory_kwargs=cfg.model.factory_kwargs, torchvision=cfg.model.torchvision,
+                           torchvision_weights=cfg.model.torchvision_weights, example_input=example)
+    ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
+                            "fingerprint": ctx.model.fingerprint()}
+    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
+                           for s, d in datasets.items()}
+
+
+def extract_stage(ctx: RunContext) -> None:
+    """Extract deep features and logits of every split (cached on disk)."""
+    cfg = ctx.config
+    assert ctx.model is not None
+    for split, ds in ctx.datasets.items():
+        fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
+                              batch_size=cfg.features.batch_size, device=ctx.device,
+                              num_workers=cfg.features.num_workers, precision=cfg.features.precision,
+                              cache_dir=cfg.features.cache_dir, desc=split)
+        if fs.logits.shape[1] < len(ctx.class_names):
+            raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
+                            f"{len(ctx.class_names)} classes")
+        meta = _metadata_for(ctx, ds)
+        ctx.splits[split] = SplitView(split, ds.ids, ds.labels, fs.features, fs.logits, meta)
+        ctx.feature_layer = fs.layer
+        ctx.results.setdefault("features", {})[split] = {
+            "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
+            "seconds": round(fs.seconds, 3)}
+    ctx.results["model"]["feature_layer"] = ctx.feature_layer
+
+
+def _metadata_for(ctx: RunContext, ds: ImageDataset):
+    import pandas as pd
+
+    path = ctx.config.data.metadata
+    if path is None:
+        return pd.DataFrame({"id": ds.ids})
+    try:
+        return load_metadata(path, ds.ids, id_column=ctx.config.data.id_column)
+    except DataError as exc:
+        raise DataError(f"data.metadata ({ds.name} split): {exc}") from exc
+
+
+def dense_stage(ctx: RunContext) -> None:
+    """Accuracy of the model's own head, overall and by every metadata value."""
+    dense: dict[str, Any] = {}
+    for split, view in ctx.splits.items():
+        dense[f"{split}_accuracy"] = float(np.mean(view.dense_predictions == view.labels))
+    ctx.results["dense"] = dense
+    table = ctx.prediction_table("test")
+    attrs = [a for a in ctx.attributes]
+    if attrs:
+        ctx.results["accuracy_by_attribute"] = accuracy_by_attribute(table, attrs).to_dict("records")
+    else:
+        ctx.results["accuracy_by_attribute"] = []
+    unknown = sorted(set(ctx.config.data.spurious_attributes) - set(attrs))
+    if unknown:
+        raise ConfigError(f"not a metadata column (columns: {attrs})", key="data.spurious_attributes",
+                          value=unknown)
+    logger.info("dense head: test accuracy %.3f", dense.get("test_accuracy", float("nan")))
+
+
+STAGES: list[Stage] = [load_stage, extract_stage, dense_stage]
+
+
+SEVERITY_RANK = {"warning": 0, "error": 1}
+
+
+def failing_assertions(results: dict[str, Any], fail_on: str = "error") -> list[dict[str, Any]]:
+    """Assertions that fail the run: status ``fail`` or ``error`` at or above ``fail_on`` severity.
+
+    An assertion that raised (status ``error``) counts as failing: a gate must not pass on a crash.
+    """
+    floor = SEVERITY_RANK[fail_on]
+    return [a for a in results.get("assertions") or []
+            if a.get("status") in ("fail", "error") and SEVERITY_RANK.get(a.get("severity", "error"), 1) >= floor]
+
+
+def exit_code_for(ctx: RunContext, fail_on: str = "error") -> int:
+    """1 when an assertion at or above ``fail_on`` severity failed, else 0."""
+    return 1 if failing_assertions(ctx.results, fail_on) else 0
+
+
+def _status(ctx: RunContext) -> str:
+    return "fail" if failing_assertions(ctx.results, "error") else "pass"
+
+
+def write_outputs(ctx: RunContext) -> None:
+    """Write results.json (last, atomically) into the output directory."""
+    if ctx.out_dir is None:
+        return
+    results = ctx.results
+    results.setdefault("sparse_layer", None)
+    results.setdefault("feature_attributes", [])
+    results.setdefault("spurious_findings", [])
+    results.setdefault("slices", [])
+    results.setdefault("assertions", [])
+    results.setdefault("mlflow", None)
+    results["status"] = _status(ctx)
+    write_json_atomic(Path(ctx.out_dir) / "results.json", _ordered(results))
+    ctx.artifacts["results.json"] = str(Path(ctx.out_dir) / "results.json")
+
+
+def _ordered(results: dict[str, Any]) -> dict[str, Any]:
+    first = ["status", "sparsecheck_version", "created", "model", "data", "features", "dense",
+             "accuracy_by_attribute", "sparse_layer", "feature_attributes", "spurious_findings",
+             "slices", "assertions", "mlflow"]
+    return {**{k: results[k] for k in first if k in results},
+            **{k: v for k, v in results.items() if k not in first}}
+
+
+def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
+                 tracking_uri: str | None = None, force: bool = False,
+                 stages: list[Stage] | None = None) -> RunContext:
+    """Run every stage on ``config`` and write the outputs into ``out_dir``.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (:func:`sparsecheck.config.load_config`).
+    out_dir : path, optional
+        Receives results.json, report.html, junit.xml and the sparse layer. None writes nothing.
+    device : "auto", "cpu" or "cuda"
+    tracking_uri : str, optional
+        MLflow tracking URI overriding the config and ``MLFLOW_TRACKING_URI``.
+    force : bool
+        Allow writing into a non-empty directory that sparsecheck did not create.
+
+    Returns
+    -------
+    RunContext
+        with ``results`` holding what results.json holds.
+    """
+    dev = resolve_device(device)
+    ctx = RunContext(config=config, class_names=[], splits={}, device=str(dev))
+    if tracking_uri is not None:
+        config.mlflow.tracking_uri = tracking_uri
+    if out_dir is not None:
+        ctx.out_dir = prepare_out_dir(out_dir, force=force)
+    ctx.results.update({"sparsecheck_version": __version__,
+                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        "device": str(dev)})
+    timings: dict[str, float] = {}
+    for stage in stages if stages is not None else STAGES:
+        start = time.perf_counter()
+        stage(ctx)
+        timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
+    ctx.results["timings"] = timings
+    write_outputs(ctx)
+    return ctx

@@ -1,0 +1,406 @@
+"""Deep-feature extraction: the input of the model's last ``nn.Linear`` (or any named layer).
+
+Features are computed batch by batch under ``torch.inference_mode`` and streamed into a
+memory-mapped ``.npy`` file, so a dataset larger than RAM never has to fit in memory. Results are
+cached on disk, keyed by fingerprints of the model weights, the data, the layer and the input
+spec: a second run with the same inputs reads the cache instead of running the model.
+
+Examples
+--------
+>>> import numpy as np, torch.nn as nn
+>>> from sparsecheck.data import ImageDataset, InputSpec
+>>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Linear(5, 2)).eval()
+>>> data = ImageDataset.from_arrays(np.zeros((10, 4, 4), np.uint8), np.zeros(10, int), name="toy")
+>>> fs = extract_features(net, data, InputSpec(), batch_size=4, device="cpu")
+>>> fs.features.shape, fs.logits.shape, fs.layer
+((10, 5), (10, 2), '3:input')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from sparsecheck._runtime import progress, resolve_device, write_json_atomic
+from sparsecheck.data import ImageDataset, InputSpec, Model
+from sparsecheck.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FeatureSet", "FeatureExtractor", "extract_features"]
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class FeatureSet:
+    """Features of one dataset at one layer.
+
+    Attributes
+    ----------
+    features : ndarray (n, d) float32 — possibly a read-only memory map
+    logits : ndarray (n, n_classes) float32 — the model's own head on the same inputs
+    ids, labels : the dataset's ids and labels (labels None when unlabeled)
+    layer : str — resolved layer, e.g. ``"fc:input"`` or ``"avgpool"``
+    from_cache : bool — True when read from the on-disk cache
+    seconds : float — time spent computing (0 when read from cache)
+    """
+
+    features: np.ndarray
+    logits: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray | None
+    layer: str
+    from_cache: bool = False
+    seconds: float = 0.0
+    cache_path: Path | None = None
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+class FeatureExtractor:
+    """Run a model and capture the features at one layer alongside its logits.
+
+    Use as a context manager: hooks are removed on exit, also when the forward pass raises.
+
+    Parameters
+    ----------
+    model : Model or nn.Module
+    layer : str, optional
+        A module name whose *output* is taken (flattened to 2-D). Default: the *input* of the
+        model's last ``nn.Linear`` — the representation its decision layer sees.
+
+    Examples
+    --------
+    >>> import torch, torch.nn as nn
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> with FeatureExtractor(net) as fx_:
+    ...     logits, feats = fx_(torch.zeros(5, 3))
+    >>> logits.shape, feats.shape, len(net[2]._forward_hooks)
+    (torch.Size([5, 2]), torch.Size([5, 4]), 0)
+    """
+
+    def __init__(self, model: Model | nn.Module, layer: str | None = None,
+                 device: str | torch.device | None = None) -> None:
+        self.model = model if isinstance(model, Model) else Model(model, "module", type(model).__name__)
+        self.layer = layer
+        self.device = None if device is None else resolve_device(device)
+        self.layer_name = ""
+        self._handles: list[Any] = []
+        self._captured: list[torch.Tensor] = []
+        self._run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # -- lifecycle
+    def __enter__(self) -> "FeatureExtractor":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self.model.program is not None:
+            self._run = self._open_graph()
+        elif self.model.kind == "torchscript":
+            raise ModelError("TorchScript models need an example input to be traced for feature "
+                             "extraction", path=self.model.source)
+        else:
+            self._run = self._open_hook()
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._captured.clear()
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(logits, features)`` for a batch of model input."""
+        if self._run is None:
+            raise RuntimeError("FeatureExtractor used outside its 'with' block")
+        return self._run(x)
+
+    # -- nn.Module: forward hooks
+    def _open_hook(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        module = self.model.module
+        named = dict(module.named_modules())
+        if self.layer is None:
+            linears = [n for n, m in named.items() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise ModelError("model has no nn.Linear layer; set model.feature_layer",
+                                 path=self.model.source)
+            target, take_input = linears[-1], True
+        else:
+            if self.layer not in named or self.layer == "":
+                raise ModelError(f"feature_layer {self.layer!r} does not exist; layers: "
+                                 f"{_preview([n for n in named if n])}", path=self.model.source)
+            target, take_input = self.layer, False
+        self.layer_name = f"{target}:input" if take_input else target
+
+        def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
+            self._captured.append(inputs[0] if take_input else _first_tensor(output))
+
+        self._handles.append(named[target].register_forward_hook(hook))
+        if self.device is not None:
+            module.to(self.device)
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            self._captured.clear()
+            logits = _first_tensor(module(x))
+            if not self._captured:
+                raise ModelError(f"layer {self.layer_name!r} was not called in the forward pass",
+                                 path=self.model.source)
+            feats = self._captured[-1]
+            self._captured.clear()
+            return logits, feats.flatten(1)
+
+        return run
+
+    # -- exported programs (and converted TorchScript): add the layer's value as a graph output
+    def _open_graph(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        program = self.model.program
+        gm = program.module()
+        graph = gm.graph
+        nodes = list(graph.nodes)
+        if self.layer is None:
+            linear_ops = (torch.ops.aten.linear.default, torch.ops.aten.addmm.default)
+            linears = [n for n in nodes if n.op == "call_function" and n.target in linear_ops]
+            if not linears:
+                raise ModelError("model graph has no linear layer; set model.feature_layer",
+                                 path=self.model.source)
+            last = linears[-1]
+            tap = last.args[0] if last.target == torch.ops.aten.linear.default else last.args[1]
+            owner = _module_path(last) or "linear"
+            self.layer_name = f"{owner}:input"
+        else:
+            inside = [n for n in nodes if _in_module(n, self.layer)]
+            if not inside:
+                names = sorted({p for n in nodes for p in _module_paths(n) if p})
+                raise ModelError(f"feature_layer {self.layer!r} does not exist; layers: {_preview(names)}",
+                                 path=self.model.source)
+            tap = inside[-1]
+            self.layer_name = self.layer
+        out = next(n for n in nodes if n.op == "output")
+        (orig,) = out.args
+        logits_node = orig[0] if isinstance(orig, (tuple, list)) else orig
+        out.args = ((logits_node, tap),)
+        for n in list(graph.nodes):  # export's input guards refer to the original output spec
+            if n.op == "call_module" and "guards" in str(n.target) and not n.users:
+                graph.erase_node(n)
+        graph._codegen = fx.graph.CodeGen()
+        tapped = fx.GraphModule(gm, graph)
+        tapped.recompile()
+        if self.device is not None:
+            tapped.to(self.device)
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, feats = tapped(x)
+            return logits, feats.flatten(1)
+
+        return run
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if isinstance(output, dict):
+        for v in output.values():
+            if isinstance(v, torch.Tensor):
+                return v
+    raise ModelError(f"model output is {type(output).__name__}, not a tensor of logits")
+
+
+def _module_paths(node: fx.Node) -> list[str]:
+    stack = node.meta.get("nn_module_stack") or {}
+    return [v[0] for v in stack.values()]
+
+
+def _module_path(node: fx.Node) -> str:
+    paths = _module_paths(node)
+    return paths[-1] if paths else ""
+
+
+def _in_module(node: fx.Node, name: str) -> bool:
+    return node.op == "call_function" and name in _module_paths(node)
+
+
+def _preview(names: list[str], k: int = 12) -> str:
+    return ", ".join(names[:k]) + (f", ... ({len(names)} in all)" if len(names) > k else "")
+
+
+# --------------------------------------------------------------------------- extraction + cache
+def _cache_key(model: Model, dataset: ImageDataset, spec: InputSpec, layer: str | None, precision: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_FORMAT, model.fingerprint(), dataset.fingerprint(), layer or "",
+                         repr(spec), precision]).encode())
+    return h.hexdigest()[:20]
+
+
+def extract_features(
+    model: Model | nn.Module,
+    dataset: ImageDataset,
+    spec: InputSpec,
+    *,
+    layer: str | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    precision: str = "fp32",
+    cache_dir: str | Path | None = None,
+    desc: str | None = None,
+) -> FeatureSet:
+    """Extract features (and logits) of ``dataset`` at ``layer``.
+
+    Parameters
+    ----------
+    model : Model or nn.Module
+    dataset : ImageDataset
+    spec : InputSpec
+        How images become model input.
+    layer : str, optional
+        Module name; default the input of the last ``nn.Linear``.
+    batch_size, num_workers : int
+        DataLoader settings (workers help for ImageFolder data read from disk).
+    device : "auto", "cpu" or "cuda[:N]"
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs the forward pass under CUDA autocast (GPU only; features stored as float32).
+    cache_dir : path, optional
+        Where to keep features; a second call with the same model, data, layer and spec reads them
+        back (memory-mapped) without running the model.
+
+    Returns
+    -------
+    FeatureSet
+    """
+    if not isinstance(model, Model):
+        model = Model(model, "module", type(model).__name__)
+    if precision not in ("fp32", "bf16"):
+        raise ModelError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    dev = resolve_device(device)
+    name = desc or dataset.name
+    cache_path: Path | None = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / _cache_key(model, dataset, spec, layer, precision)
+        cached = _read_cache(cache_path, dataset)
+        if cached is not None:
+            logger.info("features of %s read from cache %s (%d × %d)", name, cache_path,
+                        *cached.features.shape)
+            return cached
+
+    if model.program is None:  # exported graphs are already in inference form (and refuse eval())
+        model.module.eval()
+    n = len(dataset)
+    start = time.perf_counter()
+    features: np.ndarray | None = None
+    logits_out: np.ndarray | None = None
+    tmp_dir = None
+    if cache_path is not None:
+        tmp_dir = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+                if precision == "bf16" and dev.type == "cuda" else contextlib.nullcontext())
+    extractor = FeatureExtractor(model, layer, device=dev)
+    try:
+        with extractor, torch.inference_mode(), autocast:
+            for lo, batch in progress(_batches(dataset, batch_size, num_workers),
+                                      total=-(-n // batch_size), desc=f"features {name}", unit="batch"):
+                x = spec.transform(batch, device=dev)
+                logits, feats = extractor(x)
+                feats = feats.float().cpu().numpy()
+                logits = logits.float().cpu().numpy()
+                if features is None:
+                    features = _allocate(tmp_dir, "features.npy", (n, feats.shape[1]))
+                    logits_out = _allocate(tmp_dir, "logits.npy", (n, logits.shape[1]))
+                features[lo:lo + len(feats)] = feats
+                logits_out[lo:lo + len(logits)] = logits  # type: ignore[index]
+        if features is None:
+            raise ModelError(f"dataset {name!r} is empty")
+        seconds = time.perf_counter() - start
+        if tmp_dir is not None and cache_path is not None:
+            for arr in (features, logits_out):
+                arr.flush()  # type: ignore[union-attr]
+            del features, logits_out
+            write_json_atomic(tmp_dir / "manifest.json", {
+                "format": CACHE_FORMAT, "model": model.fingerprint(), "data": dataset.fingerprint(),
+                "layer": extractor.layer_name, "spec": repr(spec), "precision": precision,
+                "n": n, "seconds": seconds, "ids": dataset.ids.tolist()})
+            shutil.rmtree(cache_path, ignore_errors=True)
+            os.replace(tmp_dir, cache_path)
+            tmp_dir = None
+            result = _read_cache(cache_path, dataset)
+            assert result is not None
+            result.from_cache, result.seconds = False, seconds
+        else:
+            result = FeatureSet(features, logits_out, dataset.ids, dataset.labels,  # type: ignore[arg-type]
+                                extractor.layer_name, False, seconds)
+    finally:
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    logger.info("extracted %s features of %s: %d × %d in %.2fs (%.0f images/s)", result.layer, name,
+                n, result.features.shape[1], seconds, n / max(seconds, 1e-9))
+    return result
+
+
+def _allocate(tmp_dir: Path | None, name: str, shape: tuple[int, int]) -> np.ndarray:
+    if tmp_dir is None:
+        return np.empty(shape, dtype=np.float32)
+    return np.lib.format.open_memmap(tmp_dir / name, mode="w+", dtype=np.float32, shape=shape)
+
+
+def _read_cache(path: Path, dataset: ImageDataset) -> FeatureSet | None:
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        meta = json.loads(manifest.read_text())
+        feats = np.load(path / "features.npy", mmap_mode="r")
+        logits = np.load(path / "logits.npy", mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable feature cache %s: %s", path, exc)
+        return None
+    if meta.get("format") != CACHE_FORMAT or feats.shape[0] != len(dataset):
+        return None
+    return FeatureSet(feats, logits, dataset.ids, dataset.labels, meta["layer"], True, 0.0, path)
+
+
+def _batches(dataset: ImageDataset, batch_size: int, num_workers: int):
+    n = len(dataset)
+    if num_workers <= 0:
+        for lo in range(0, n, batch_size):
+            yield lo, dataset.batch(slice(lo, lo + batch_size))
+        return
+    loader = torch.utils.data.DataLoader(
+        _Images(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=lambda items: np.stack(items), persistent_workers=False)
+    lo = 0
+    for batch in loader:
+        yield lo, batch
+        lo += len(batch)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, dataset: ImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.dataset.image(i)
+
