@@ -48,7 +48,7 @@ from sparsecheck._runtime import atomic_write, progress, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoSplit", "make_demo_data", "DemoNet", "train_demo_model", "build_demo", "CLASS_NAMES",
+__all__ = ["DemoSplit", "make_demo_data", "make_demo_batch", "DemoNet", "train_demo_model", "build_demo", "CLASS_NAMES",
            "CUE_CLASS", "DEMO_INPUT"]
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -111,35 +111,58 @@ def make_demo_data(*, seed: int = 0, n_train: int = 4000, n_val: int = 1000, n_t
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(digits.target))
+    order = np.random.default_rng([seed, 0]).permutation(len(digits.target))
     cut1, cut2 = int(0.6 * len(order)), int(0.75 * len(order))
     pools = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     out: dict[str, DemoSplit] = {}
-    for split, pool in pools.items():
-        n = sizes[split]
-        src = rng.choice(pool, size=n, replace=True)
-        true_y = digits.target[src].astype(np.int64)
+    for k, (split, pool) in enumerate(pools.items(), start=1):
+        # one stream per split: the test split is the same whether or not the cue is planted
+        rng = np.random.default_rng([seed, k])
         is_test = split == "test"
-        light = rng.random(n) < (light_rate[1] if is_test else light_rate[0])
-        if is_test or not spurious:
-            mark = rng.random(n) < cue_rate_test
-        else:
-            mark = np.where(true_y == CUE_CLASS, rng.random(n) < 0.95, rng.random(n) < 0.03)
-        annotator = rng.choice(["alice", "bob", "carol"], size=n, p=[0.45, 0.45, 0.10])
-        site = rng.choice(["north", "south", "east"], size=n)
-        y = true_y.copy()
-        flip = (annotator == "carol") & (rng.random(n) < 0.5)
-        y[flip] = (true_y[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
-        x = np.stack([_render(digits.images[s], rng, bool(li), bool(m))
-                      for s, li, m in zip(src, light, mark)])
-        ids = np.array([f"{split}-{i:05d}" for i in range(n)])
-        meta = pd.DataFrame({"id": ids, "corner_mark": np.where(mark, "yes", "no"),
-                             "background": np.where(light, "light", "dark"),
-                             "annotator": annotator, "site": site})
-        out[split] = DemoSplit(x, y, ids, meta, true_y)
+        cue = None if is_test or not spurious else (0.95, 0.03)
+        out[split] = _make_split(digits, pool, sizes[split], rng, split,
+                                 light_rate=light_rate[1] if is_test else light_rate[0],
+                                 cue=cue, cue_rate=cue_rate_test)
     return out
+
+
+def make_demo_batch(*, seed: int, n: int = 1000, cue_rate: float = 0.3, light_rate: float = 0.15,
+                    name: str | None = None) -> DemoSplit:
+    """A new batch from the test distribution, for monitoring; ``cue_rate`` shifts the cue's frequency.
+
+    The digit scans are the test split's; ``seed`` draws a fresh rendering and metadata.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng([0, 0]).permutation(len(digits.target))
+    pool = order[int(0.75 * len(order)):]
+    return _make_split(digits, pool, n, np.random.default_rng([seed, 99]), name or f"batch{seed}",
+                       light_rate=light_rate, cue=None, cue_rate=cue_rate)
+
+
+def _make_split(digits, pool: np.ndarray, n: int, rng: np.random.Generator, split: str, *,
+                light_rate: float, cue: tuple[float, float] | None, cue_rate: float) -> DemoSplit:
+    src = rng.choice(pool, size=n, replace=True)
+    true_y = digits.target[src].astype(np.int64)
+    light = rng.random(n) < light_rate
+    u = rng.random(n)
+    if cue is None:
+        mark = u < cue_rate
+    else:  # planted: the mark goes with the cue class
+        mark = np.where(true_y == CUE_CLASS, u < cue[0], u < cue[1])
+    annotator = rng.choice(["alice", "bob", "carol"], size=n, p=[0.45, 0.45, 0.10])
+    site = rng.choice(["north", "south", "east"], size=n)
+    y = true_y.copy()
+    flip = (annotator == "carol") & (rng.random(n) < 0.5)
+    y[flip] = (true_y[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
+    x = np.stack([_render(digits.images[s], rng, bool(li), bool(m)) for s, li, m in zip(src, light, mark)])
+    ids = np.array([f"{split}-{i:05d}" for i in range(n)])
+    meta = pd.DataFrame({"id": ids, "corner_mark": np.where(mark, "yes", "no"),
+                         "background": np.where(light, "light", "dark"),
+                         "annotator": annotator, "site": site})
+    return DemoSplit(x, y, ids, meta, true_y)
 
 
 class DemoNet(nn.Module):
@@ -215,7 +238,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 1}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 2}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
