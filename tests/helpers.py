@@ -1,0 +1,75 @@
+"""Small builders shared by tests (data files, tiny models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+
+class TinyNet(nn.Module):
+    """A tiny CNN for 8×8 grey images with a named penultimate layer."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, 6)
+        self.head = nn.Linear(6, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.head(torch.relu(self.fc(x)))
+
+
+def make_tiny_net(n_classes: int = 3, seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet(n_classes).eval()
+
+
+def write_npz(path: Path, n: int = 30, *, seed: int = 0, shape=(8, 8), n_classes: int = 3,
+              with_ids: bool = True, prefix: str = "ex") -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    y = rng.integers(0, n_classes, size=n)
+    ids = np.array([f"{prefix}{i}" for i in range(n)])
+    arrays = {"x": x, "y": y}
+    if with_ids:
+        arrays["id"] = ids
+    np.savez(path, **arrays)
+    return ids
+
+
+def write_metadata(path: Path, ids, *, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    pd.DataFrame({"id": ids, "colour": rng.choice(["red", "blue"], len(ids)),
+                  "site": rng.choice(["a", "b", "c"], len(ids))}).to_csv(path, index=False)
+
+
+def write_project(tmp: Path, *, model: str = "pt2", n: int = 30) -> dict:
+    """A complete small project: train/val/test .npz, metadata.csv, model file, config dict."""
+    ids = []
+    for i, split in enumerate(["train", "val", "test"]):
+        ids.extend(write_npz(tmp / f"{split}.npz", n, seed=i, prefix=f"{split}-"))
+    write_metadata(tmp / "metadata.csv", ids)
+    net = make_tiny_net()
+    model_cfg: dict = {"input": {"scale": 255.0}}
+    if model == "pt2":
+        ep = torch.export.export(net, (torch.zeros(2, 1, 8, 8),),
+                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        torch.export.save(ep, str(tmp / "model.pt2"))
+        model_cfg["path"] = "model.pt2"
+    elif model == "torchscript":
+        torch.jit.script(net).save(str(tmp / "model.pt"))
+        model_cfg["path"] = "model.pt"
+    elif model == "factory":
+        torch.save(net.state_dict(), tmp / "weights.pt")
+        model_cfg.update({"factory": "tests.helpers:make_tiny_net", "weights": "weights.pt"})
+    return {"model": model_cfg,
+            "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv"},
+            "features": {"batch_size": 8, "cache_dir": "cache"},
+            "mlflow": {"enabled": False}}
