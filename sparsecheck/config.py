@@ -277,7 +277,7 @@ def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("config file not found", key=None, value=str(path)) from None
+        raise ConfigError(f"{path}: config file not found", value=str(path)) from None
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

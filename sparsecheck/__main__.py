@@ -1,0 +1,3 @@
+from sparsecheck.cli import main
+
+main()

@@ -1,0 +1,45 @@
+import pytest
+
+from sparsecheck.config import Config, load_config, parse_config
+from sparsecheck.errors import ConfigError
+
+BASE = {"model": {"path": "m.pt2"}, "data": {"train": "a.npz", "test": "b.npz"}}
+
+
+def test_defaults_and_relative_paths(tmp_path):
+    cfg = parse_config(BASE, base_dir=tmp_path, check_files=False)
+    assert cfg.model.path == tmp_path / "m.pt2" and cfg.sparse.tolerance == 0.05
+    assert cfg.features.cache_dir == tmp_path / ".sparsecheck-cache"
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"model": {"path": "m.pt2", "colour": 1}}, "model.colour: unknown key"),
+    ({"sparse": {"alpha": 1.5}}, "sparse.alpha: Input should be less than or equal to 1 (got 1.5)"),
+    ({"model": {"path": "m.onnx"}}, "model.path must be a .pt2"),
+    ({"model": {"path": "m.pt2", "factory": "a:b"}}, "exactly one of"),
+    ({"model": {"path": "m.pt2", "input": {"std": [0.0]}}}, "every std must be > 0"),
+    ({"data": {"train": "a.npz"}}, "data.test: required key is missing"),
+])
+def test_errors_name_key_and_value(tmp_path, patch, message):
+    raw = {**BASE, **patch}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, base_dir=tmp_path, check_files=False)
+    assert message in str(err.value)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="model.path: file not found"):
+        parse_config(BASE, base_dir=tmp_path)
+    (tmp_path / "m.pt2").write_bytes(b"")
+    with pytest.raises(ConfigError, match="data.train: file not found"):
+        parse_config(BASE, base_dir=tmp_path)
+
+
+def test_flat_params():
+    flat = Config.model_validate(BASE).to_flat_dict()
+    assert flat["sparse.alpha"] == "0.99" and flat["model.input.scale"] == "255.0"
+
+
+def test_load_config_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: {path: m.pt2}\ndata: {train: a.npz, test: b.npz}\n")
+    assert load_config(tmp_path / "c.yaml", check_files=False).data.test == tmp_path / "b.npz"
