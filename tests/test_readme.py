@@ -1,0 +1,28 @@
+"""The README's commands are the ones CI and the tests run."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_ci_runs_the_readme_test_command():
+    blocks = _bash_blocks((ROOT / "README.md").read_text())
+    demo_cmd, test_cmd = blocks[0], blocks[1]
+    assert demo_cmd.endswith("sparsecheck demo") and "pip install -e ." in demo_cmd
+    assert "pytest" in test_cmd
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in ci, "the README's test command must appear verbatim in .ci/run"
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """Every ```python block in the README runs (in order, one namespace), from a scratch dir."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
