@@ -22,6 +22,7 @@ __all__ = [
     "wilson_interval",
     "benjamini_hochberg",
     "two_proportion_pvalue",
+    "fisher_exact_pvalue",
     "auc_effect",
     "point_biserial",
 ]
@@ -133,3 +134,27 @@ def point_biserial(values: np.ndarray, other: np.ndarray) -> tuple[float, float]
         return float("nan"), float("nan")
     r, p = _st.pearsonr(values[ok], other[ok])
     return float(r), float(p)
+
+
+def fisher_exact_pvalue(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray,
+                        alternative: str = "greater") -> np.ndarray:
+    """One-sided Fisher exact test of ``k1/n1`` against ``k2/n2``, elementwise.
+
+    The exact counterpart of :func:`two_proportion_pvalue` (hypergeometric tail given the
+    margins): use it for small groups or rare events, where the z-test's p-values are too small
+    (a 30-row group with a 20% base rate gets p-values tens of times too small in the tail).
+
+    Examples
+    --------
+    >>> round(float(fisher_exact_pvalue(np.array([8]), np.array([10]), np.array([2]), np.array([10]))[0]), 4)
+    0.0115
+    """
+    k1, n1, k2, n2 = (np.asarray(a, dtype=np.float64) for a in (k1, n1, k2, n2))
+    total, successes = n1 + n2, k1 + k2
+    if alternative == "greater":
+        p = _st.hypergeom.sf(k1 - 1, total, successes, n1)
+    elif alternative == "less":
+        p = _st.hypergeom.cdf(k1, total, successes, n1)
+    else:
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    return np.where((n1 > 0) & (n2 > 0), np.clip(p, 0.0, 1.0), np.nan)
