@@ -235,6 +235,10 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
         msg = err["msg"].removeprefix("Value error, ")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
+    from sparsecheck.assertions.spec import parse_assertions  # malformed assertions fail here, before any work
+
+    parse_assertions(cfg.assertions, spurious_attributes=cfg.data.spurious_attributes,
+                     class_names=cfg.data.class_names)
     base = Path(base_dir)
     cfg.base_dir = base
     _resolve_paths(cfg, base)

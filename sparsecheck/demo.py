@@ -238,7 +238,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 2}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 3}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
@@ -267,6 +267,23 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         "sparse": {"features_per_class": None, "random_state": seed},
         "mlflow": {"experiment": "sparsecheck-demo"},
         "seed": seed,
+        # data.spurious_attributes also implies `no-spurious-reliance` (error): no class may rely on
+        # a feature associated with corner_mark or background
+        "assertions": [
+            {"name": "accuracy-by-slice", "type": "accuracy", "by": ["background", "annotator", "corner_mark", "site"],
+             "max_drop": 0.10, "min_support": 30, "confidence": 0.95},
+            {"name": "test-accuracy", "type": "accuracy", "min": 0.70},
+            {"name": "recall-per-class", "type": "recall", "class": "*", "min": 0.50, "severity": "warning"},
+            {"name": "calibration", "type": "ece", "max": 0.15, "severity": "warning"},
+            {"name": "prediction-table", "type": "prediction_schema",
+             "checks": [{"column": "confidence", "check": "greater_than_or_equal_to", "value": 0.1}]},
+            {"name": "sparse-vs-dense-gap", "type": "sparse_accuracy_gap", "max_gap": 0.10, "severity": "warning"},
+            {"name": "sparse-agrees-with-dense", "type": "sparse_agreement", "min": 0.80, "severity": "warning"},
+            {"name": "features-per-class", "type": "max_features_per_class", "max": 30},
+            {"name": "site-is-harmless", "type": "no_reliance", "class": "*", "attribute": "site"},
+            {"name": "robust-to-noise", "type": "invariance", "transform": "noise", "magnitude": 0.03,
+             "sample": 1000, "max_failing_rate": 0.05, "severity": "warning"},
+        ],
     }
     test = data["test"]
     truth = {
