@@ -67,7 +67,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -77,15 +77,20 @@ from tqdm.auto import tqdm
 
 from sparsecheck.analysis.breakdown import (
     MISSING_LABEL,
+    accuracy_by_attribute_pair,
+    accuracy_by_feature_activation,
     bin_labels,
     correct_array,
     encode_categories,
     quantile_bins,
 )
-from sparsecheck.analysis.stats import fisher_exact_pvalue, wilson_interval
+from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, wilson_interval
 from sparsecheck.errors import DataError, ParameterError
 
-__all__ = ["Slice", "SliceFinder", "find_slices"]
+if TYPE_CHECKING:  # pragma: no cover
+    from sparsecheck.context import RunContext
+
+__all__ = ["Slice", "SliceFinder", "find_slices", "slices_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -1011,3 +1016,141 @@ def find_slices(
     """
     finder = SliceFinder(**params)
     return finder.fit(table, columns, errors=errors, correct_column=correct_column).slices_
+
+
+# ----------------------------------------------------------------------------- pipeline stage
+
+#: most rows of each error breakdown kept in results.json
+MAX_BREAKDOWN_ROWS = 50
+
+
+def slices_stage(ctx: "RunContext") -> None:
+    """Slice discovery and error breakdowns over the test prediction table.
+
+    Two searches, both with :class:`SliceFinder` (``max_predicates``, ``min_support``,
+    ``slices_top_k`` and ``fdr`` from ``ctx.config.analysis``), both on the errors of the model's
+    own head (``correct``):
+
+    * **slices** over the metadata attributes and the label (as class names): ``ctx.slices`` and
+      ``results["slices"]`` (``Slice.to_dict()``, best first). The prediction is left out: with
+      the label it describes the errors by definition (``label=cat AND prediction=dog`` is all
+      errors), and such slices would top every search;
+    * **feature slices** over the label and the activations of the features the sparse layer
+      uses (columns ``feat_<id>``, quantile-binned by SliceFinder: ``n_bins`` = 4), in
+      ``results["feature_slices"]``. They are searched apart because activations are the model's
+      own state: a low activation of the features of the predicted class *is* low confidence,
+      so a bin of them always describes the errors more sharply than any attribute, and in one
+      ranking they would crowd out (group under themselves) the slices a person can act on.
+
+    ``results["error_breakdowns"]`` gets ``by_pair`` (accuracy by every pair of the attributes,
+    the label and the prediction, but not label × prediction,
+    :func:`~sparsecheck.analysis.breakdown.accuracy_by_attribute_pair`) and
+    ``by_feature_activation`` (each class's accuracy by quantile bin of each feature it uses,
+    :func:`~sparsecheck.analysis.breakdown.accuracy_by_feature_activation`). Each row gets a
+    one-sided Fisher p-value (its error rate against the rest: all other rows for a pair cell,
+    the class's other bins for a feature bin) and a Benjamini–Hochberg q-value over its table;
+    significant rows (``q <= fdr``) come first, then the worst; at most
+    :data:`MAX_BREAKDOWN_ROWS` rows each.
+    """
+    if "test" not in ctx.splits:
+        raise DataError("slices need the test split; run the extract stage first")
+    acfg = ctx.config.analysis
+    table = ctx.prediction_table("test")
+    if "label" not in table.columns:
+        raise DataError("the test split has no labels; slices need them")
+    names = list(ctx.class_names)
+
+    def name_of(v: Any) -> str:
+        return names[int(v)] if 0 <= int(v) < len(names) else str(v)
+
+    table["label"] = [name_of(v) for v in table["label"]]
+    table["prediction"] = [name_of(v) for v in table["prediction"]]
+    attributes = [a for a in ctx.attributes if a in table.columns]
+    params = dict(max_predicates=acfg.max_predicates, min_support=acfg.min_support, top_k=acfg.slices_top_k,
+                  fdr=acfg.fdr)
+    finder = SliceFinder(**params).fit(table, [*attributes, "label"])
+    ctx.slices = list(finder.slices_)
+    ctx.results["slices"] = [s.to_dict() for s in finder.slices_]
+    ctx.results["slice_search"] = {"n_rows": finder.n_rows_, "error_rate": finder.error_rate_,
+                                   "n_tests": finder.n_tests_, "min_support": finder.min_support_,
+                                   "columns": list(finder.columns_)}
+
+    layer = ctx.sparse_layer
+    feature_rows: list[dict[str, Any]] = []
+    features = ctx.splits["test"].features
+    labels = np.asarray(ctx.splits["test"].labels)
+    correct = table["correct"].to_numpy(dtype=bool)
+    if layer is not None and len(layer.used_features()):
+        used = [int(f) for f in layer.used_features()]
+        block = np.asarray(features[:, used], dtype=np.float64)
+        feat_table = pd.DataFrame({f"feat_{f}": block[:, j] for j, f in enumerate(used)})
+        feat_table["label"] = table["label"].to_numpy()
+        feat_table["correct"] = correct
+        feature_finder = SliceFinder(**params).fit(feat_table)
+        ctx.results["feature_slices"] = [s.to_dict() for s in feature_finder.slices_]
+        class_features = {c: [int(f) for f in np.flatnonzero(layer.weight_[k])]
+                          for k, c in enumerate(layer.classes_)}
+        by_feature = accuracy_by_feature_activation(features, class_features, labels, correct,
+                                                    min_support=1)
+        feature_rows = _ranked_feature_breakdown(by_feature, name_of, acfg.fdr, acfg.min_support)
+    else:
+        ctx.results["feature_slices"] = []
+        logger.info("slices: no sparse layer (or it uses no feature); no feature slices or feature breakdown")
+
+    pair_columns = [*attributes, "label", "prediction"]
+    pair_rows: list[dict[str, Any]] = []
+    if len(pair_columns) >= 3:
+        by_pair = accuracy_by_attribute_pair(table, pair_columns, min_support=acfg.min_support)
+        by_pair = by_pair[~((by_pair["attribute_1"] == "label") & (by_pair["attribute_2"] == "prediction"))]
+        pair_rows = _ranked_pair_breakdown(by_pair, int((~correct).sum()), len(correct), acfg.fdr)
+    ctx.results["error_breakdowns"] = {"by_pair": pair_rows, "by_feature_activation": feature_rows}
+    logger.info("slices: %d reported (%d significant), %d feature slices; top: %s", len(ctx.slices),
+                sum(s.significant for s in ctx.slices), len(ctx.results["feature_slices"]),
+                str(ctx.slices[0]) if ctx.slices else "none")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for rec in frame.to_dict("records"):
+        out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()})
+    return out
+
+
+def _ranked_pair_breakdown(by_pair: pd.DataFrame, n_errors: int, n: int, fdr: float) -> list[dict[str, Any]]:
+    """Pair cells with Fisher p (cell's errors vs all other rows), BH q; significant, then worst, first."""
+    if by_pair.empty:
+        return []
+    size = by_pair["size"].to_numpy(dtype=np.float64)
+    errors = np.rint(by_pair["error_rate"].to_numpy(dtype=np.float64) * size)
+    p = fisher_exact_pvalue(errors, size, n_errors - errors, n - size, alternative="greater")
+    frame = by_pair.assign(p_value=p, q_value=benjamini_hochberg(p))
+    frame["significant"] = frame["q_value"] <= fdr
+    frame = frame.sort_values(["significant", "error_rate", "size"], ascending=False, kind="stable")
+    return _records(frame.head(MAX_BREAKDOWN_ROWS))
+
+
+def _ranked_feature_breakdown(by_feature: pd.DataFrame, name_of: Any, fdr: float,
+                              min_support: int) -> list[dict[str, Any]]:
+    """Feature bins with Fisher p (bin's errors vs the class's other bins), BH q; significant,
+    then largest accuracy gap below the class's other bins, first. Bins under min_support are
+    counted in their class's totals but not reported."""
+    if by_feature.empty:
+        return []
+    frame = by_feature.copy()
+    size = frame["size"].to_numpy(dtype=np.float64)
+    errors = np.rint(frame["error_rate"].to_numpy(dtype=np.float64) * size)
+    key = frame["class"].astype(str) + "/" + frame["feature"].astype(str)
+    total_size = frame.groupby(key)["size"].transform("sum").to_numpy(dtype=np.float64)
+    total_err = pd.Series(errors).groupby(key.to_numpy()).transform("sum").to_numpy()
+    rest_size, rest_err = total_size - size, total_err - errors
+    p = fisher_exact_pvalue(errors, size, rest_err, rest_size, alternative="greater")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["accuracy_rest"] = np.where(rest_size > 0, 1.0 - rest_err / np.maximum(rest_size, 1), np.nan)
+    frame["gap"] = frame["accuracy_rest"] - frame["accuracy"]
+    frame["p_value"] = p
+    frame = frame[frame["size"] >= min_support].copy()
+    frame["q_value"] = benjamini_hochberg(frame["p_value"].to_numpy())
+    frame["significant"] = frame["q_value"] <= fdr
+    frame.insert(1, "class_name", [name_of(c) for c in frame["class"]])
+    frame = frame.sort_values(["significant", "gap", "size"], ascending=False, kind="stable")
+    return _records(frame.head(MAX_BREAKDOWN_ROWS))

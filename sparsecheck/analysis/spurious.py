@@ -1,0 +1,580 @@
+"""Spurious-feature findings: which class relies on a sparse feature that tracks an attribute it must not use.
+
+"Class wolf relies on feature 1042 (weight 0.81), which fires on background=snow (AUC 0.97);
+wolves are recognised 96% of the time with snow, 41% without." Such a sentence is made of three
+pieces of evidence, each measured here for every class ``c``, every feature ``f`` the class uses
+with a positive weight, and every value ``v`` of every attribute ``a`` the feature fires on:
+
+(a) **association** — the feature's AUC for separating the examples with ``a = v`` from the others
+    and its Benjamini–Hochberg q-value, read from the feature × metadata association table
+    (:func:`sparsecheck.analysis.association.feature_associations`; the pipeline compares
+    within classes, so that a value frequent in one class does not fake an association). Only AUC > 0.5 is considered: a feature with a positive weight
+    that fires on ``v`` pushes examples with ``v`` towards ``c``. ``strength = 2 * AUC - 1``.
+(b) **ablation** — the feature's weight for class ``c`` is set to zero (``weight_[c, f] = 0``,
+    the other classes' weights untouched: the question is what *this* class gets from the
+    feature; zeroing a standardised feature's weight is replacing the feature by its training
+    mean). The drop of the sparse layer's probability of ``c`` on the class's examples is
+    averaged over those with ``v`` and over those without; ``ablation_gap = drop_with -
+    drop_without`` is how much more the feature does for the class *with* the value. The drop in
+    probability, not in recall, decides: deep features are distributed, and removing one of
+    several features that carry a cue seldom flips an argmax although it clearly weakens the
+    class (the recalls after ablation are in the evidence too).
+(c) **class-specific accuracy gap** — the model's (dense head's) recall of ``c`` with ``v`` minus
+    without, ``gap``, tested with a one-sided Fisher exact test on the class's correct counts.
+    An attribute value that makes *every* class harder (a rare, shifted subgroup) is a slice, not
+    a reliance of one class, so the gap is compared with the same gap on the other classes'
+    examples: ``class_specific_gap = gap - others_gap`` (a difference in differences), with a
+    one-sided z-test. A shortcut shows up as both: the cue's class gains (``gap > 0``) while the
+    other classes lose (their examples with the cue are taken for ``c``: ``others_gap < 0``).
+
+The score ranks the findings::
+
+    score = (2 * AUC - 1) * min(class_specific_gap, ablation_gap)        (0 when negative)
+
+it is large only when the feature tracks the value, the class does better with the value than
+the other classes do, *and* the feature is what carries that advantage. A candidate is a
+**finding** when all of these hold:
+
+* association ``q_value <= fdr`` and ``AUC >= min_auc``;
+* gap ``q <= fdr`` (Fisher's p-values, Benjamini–Hochberg over the (class, attribute, value)
+  groups tested) and class-specific gap ``q <= fdr`` (its z-test, same family);
+* ``class_specific_gap >= min_gap`` and ``ablation_gap >= min_ablation``;
+* at least ``min_group`` examples of the class with the value and without it.
+
+Attributes declared in ``data.spurious_attributes`` give *spurious findings*; the other metadata
+attributes are scanned with the same rule and reported separately, as *associations to review*
+(``results["associations_to_review"]``): a class leaning on a feature tied to ``hospital`` may be
+fine or not, a person has to look.
+
+Every measurement is made on one split (the test split in the pipeline): there the attributes are
+as they will be met, whereas on the training data a shortcut is, by construction, confounded with
+the class.
+
+Examples
+--------
+A toy classic case: class 1 ("wolf") is recognised by feature 0, which fires on snow; feature 1
+is the honest one.
+
+>>> import numpy as np, pandas as pd
+>>> from types import SimpleNamespace
+>>> rng = np.random.default_rng(0)
+>>> n = 2000
+>>> y = rng.integers(0, 2, n)
+>>> snow = rng.random(n) < 0.5
+>>> X = np.c_[snow + rng.normal(0, 0.3, n), y + rng.normal(0, 1.5, n)]
+>>> layer = SimpleNamespace(weight_=np.array([[0.0, -0.5], [1.5, 0.5]]), bias_=np.array([0.6, -0.6]),
+...                         mean_=np.zeros(2), std_=np.ones(2), classes_=np.array([0, 1]))
+>>> pred = (X @ layer.weight_.T + layer.bias_).argmax(1)
+>>> meta = pd.DataFrame({"background": np.where(snow, "snow", "grass")})
+>>> assoc = pd.DataFrame({"feature": [0, 0], "attribute": ["background"] * 2, "value": ["snow", "grass"],
+...                       "effect": [0.99, 0.01], "p_value": [1e-300] * 2, "q_value": [1e-300] * 2})
+>>> result = find_spurious_features(layer, X, y, pred, meta, assoc, ["background"],
+...                                 class_names=["husky", "wolf"])
+>>> best = result.findings[0]
+>>> best.class_name, best.feature, best.attribute, best.value
+('wolf', 0, 'background', 'snow')
+>>> print(best.sentence)
+class 'wolf' relies on feature 0 (weight 1.50), which fires on background=snow (AUC 0.99); 'wolf'
+examples are recognised 80% of the time with background=snow, 43% without (other classes: 39% vs
+77%); without feature 0, the sparse layer's probability of 'wolf' falls by 25 points with
+background=snow and stays within a point without
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from sparsecheck.analysis.breakdown import encode_categories
+from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
+from sparsecheck.errors import ConfigError, DataError, ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparsecheck.context import RunContext
+
+__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features", "spurious_stage"]
+
+logger = logging.getLogger(__name__)
+
+#: columns the association table must have (of the tidy ``feature_attributes`` contract)
+_REQUIRED_ASSOCIATION_COLUMNS = ("feature", "attribute", "value", "effect", "q_value")
+#: most associations-to-review kept in results.json
+MAX_REVIEW = 50
+_CANDIDATE_COLUMNS = [
+    "class", "class_name", "feature", "attribute", "value", "weight", "auc", "assoc_p_value", "assoc_q_value",
+    "n_with", "n_without", "recall_with", "recall_without", "gap", "others_accuracy_with",
+    "others_accuracy_without", "others_gap", "class_specific_gap", "gap_p_value", "gap_q_value",
+    "class_specific_gap_p_value", "class_specific_gap_q_value", "sparse_recall_with", "sparse_recall_without",
+    "ablated_recall_with", "ablated_recall_without", "ablation_drop_with", "ablation_drop_without",
+    "ablation_gap", "score", "significant",
+]
+
+
+# ----------------------------------------------------------------------------- result types
+
+
+@dataclass
+class SpuriousFinding:
+    """One class relying on one feature that tracks one attribute value.
+
+    Attributes
+    ----------
+    class_name : str
+        The class (``"class"`` in :meth:`to_dict`).
+    feature : int
+        Index of the deep feature (column of the sparse layer's weight).
+    attribute, value : str
+        The metadata attribute and the value the feature fires on.
+    score : float
+        ``(2 * AUC - 1) * min(class_specific_gap, ablation_gap)``, see the module docstring.
+    significant : bool
+        Whether every condition of the decision rule holds.
+    evidence : dict of str to number
+        auc, q_value and p_value (of the association), weight, n_with, n_without, recall_with,
+        recall_without, gap, gap_p_value, gap_q_value, others_accuracy_with,
+        others_accuracy_without, others_gap, class_specific_gap, class_specific_gap_p_value,
+        class_specific_gap_q_value, sparse_recall_with, sparse_recall_without,
+        ablated_recall_with, ablated_recall_without (sparse layer's recall after the ablation),
+        ablation_drop_with, ablation_drop_without (mean drop of the probability of the class),
+        ablation_gap. Recalls are fractions of the class's examples classified correctly.
+    sentence : str
+        The finding in words.
+    class_label : int or str
+        The class's label value (as in ``classes_``).
+    """
+
+    class_name: str
+    feature: int
+    attribute: str
+    value: str
+    score: float
+    significant: bool
+    evidence: dict[str, float | int | None]
+    sentence: str
+    class_label: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: class, feature, attribute, value, score, evidence, sentence, then
+        significant and class_label. Non-finite numbers become None."""
+        return {"class": self.class_name, "feature": int(self.feature), "attribute": self.attribute,
+                "value": self.value, "score": _num(self.score),
+                "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in self.evidence.items()},
+                "sentence": self.sentence, "significant": bool(self.significant),
+                "class_label": _py(self.class_label)}
+
+
+@dataclass
+class SpuriousAnalysis:
+    """What :func:`find_spurious_features` found.
+
+    Attributes
+    ----------
+    findings : list of SpuriousFinding
+        The candidates meeting the decision rule, highest score first.
+    candidates : DataFrame
+        Every (class, feature, attribute, value) evaluated, highest score first, with every
+        measurement (columns as the evidence keys, plus class, class_name, feature, attribute,
+        value, score, significant).
+    attributes : list of str
+        The attributes scanned.
+    params : dict
+        fdr, min_auc, min_gap, min_ablation, min_group.
+    """
+
+    findings: list[SpuriousFinding]
+    candidates: pd.DataFrame
+    attributes: list[str]
+    params: dict[str, float | int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: findings (list of dicts), n_candidates, attributes, params."""
+        return {"findings": [f.to_dict() for f in self.findings], "n_candidates": int(len(self.candidates)),
+                "attributes": list(self.attributes), "params": dict(self.params)}
+
+    def top_for_class(self, class_name: str) -> SpuriousFinding | None:
+        """The best finding for ``class_name``, or None."""
+        return next((f for f in self.findings if f.class_name == class_name), None)
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _py(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x
+
+
+# ----------------------------------------------------------------------------- the analysis
+
+
+def _check_params(fdr: Any, min_auc: Any, min_gap: Any, min_ablation: Any, min_group: Any) -> None:
+    def real(v: Any) -> bool:
+        return isinstance(v, Real) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+    where = "find_spurious_features"
+    if not real(fdr) or not 0 < fdr < 1:
+        raise ParameterError(f"The 'fdr' parameter of {where} must be a float in (0, 1). Got {fdr!r} instead.",
+                             parameter="fdr")
+    if not real(min_auc) or not 0.5 <= min_auc <= 1:
+        raise ParameterError(f"The 'min_auc' parameter of {where} must be a float in [0.5, 1]. "
+                             f"Got {min_auc!r} instead.", parameter="min_auc")
+    if not real(min_gap) or not 0 <= min_gap <= 1:
+        raise ParameterError(f"The 'min_gap' parameter of {where} must be a float in [0, 1]. "
+                             f"Got {min_gap!r} instead.", parameter="min_gap")
+    if not real(min_ablation) or not 0 <= min_ablation <= 1:
+        raise ParameterError(f"The 'min_ablation' parameter of {where} must be a float in [0, 1]. "
+                             f"Got {min_ablation!r} instead.", parameter="min_ablation")
+    if not isinstance(min_group, Integral) or isinstance(min_group, bool) or min_group < 1:
+        raise ParameterError(f"The 'min_group' parameter of {where} must be an int >= 1. "
+                             f"Got {min_group!r} instead.", parameter="min_group")
+
+
+def _association_lookup(associations: pd.DataFrame,
+                        attributes: Sequence[str]) -> dict[tuple[int, str, str], tuple[float, float, float]]:
+    """(feature, attribute, value) -> (AUC, p, q) for the categorical rows of ``attributes``."""
+    if not isinstance(associations, pd.DataFrame):
+        raise DataError(f"the association table must be a pandas DataFrame, got {type(associations).__name__}")
+    missing = [c for c in _REQUIRED_ASSOCIATION_COLUMNS if c not in associations.columns]
+    if missing:
+        raise DataError(f"the association table lacks column(s) {missing}; it has {list(associations.columns)}")
+    part = associations[associations["attribute"].astype(str).isin([str(a) for a in attributes])]
+    if "kind" in part.columns:  # numeric attributes carry a correlation, not an AUC: not scanned
+        part = part[part["kind"] != "numeric"]
+    part = part[part["value"].notna()]
+    p = part["p_value"].to_numpy(dtype=np.float64) if "p_value" in part.columns else np.full(len(part), np.nan)
+    return {(int(f), str(a), str(v)): (float(e), float(pv), float(q))
+            for f, a, v, e, pv, q in zip(part["feature"], part["attribute"], part["value"],
+                                         part["effect"].to_numpy(dtype=np.float64), p,
+                                         part["q_value"].to_numpy(dtype=np.float64))}
+
+
+def _rate(k: float, n: float) -> float:
+    return k / n if n > 0 else float("nan")
+
+
+def _did_pvalue(k: np.ndarray, n: np.ndarray) -> float:
+    """One-sided z-test that (k0/n0 - k1/n1) - (k2/n2 - k3/n3) > 0, with add-one smoothing of each
+    rate's variance (Agresti–Caffo) so that rates of 0 or 1 do not give a zero variance."""
+    if (n[:2] <= 0).any():
+        return float("nan")
+    rate = np.where(n > 0, k / np.maximum(n, 1), 0.0)
+    d = (rate[0] - rate[1]) - (rate[2] - rate[3] if (n[2:] > 0).all() else 0.0)
+    smooth = (k + 1.0) / (n + 2.0)
+    var = np.where(n > 0, smooth * (1 - smooth) / (n + 2.0), 0.0)
+    return float(_st.norm.sf(d / np.sqrt(var.sum())))
+
+
+def find_spurious_features(
+    layer: Any,
+    features: Any,
+    labels: Any,
+    predictions: Any,
+    metadata: pd.DataFrame,
+    associations: pd.DataFrame,
+    attributes: Sequence[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    fdr: float = 0.05,
+    min_auc: float = 0.6,
+    min_gap: float = 0.1,
+    min_ablation: float = 0.05,
+    min_group: int = 10,
+) -> SpuriousAnalysis:
+    """Find the classes that rely on a sparse feature tied to a value of one of ``attributes``.
+
+    See the module docstring for the measurements, the score and the decision rule.
+
+    Parameters
+    ----------
+    layer : SparseDecisionLayer
+        A fitted sparse layer (``weight_``, ``bias_``, ``mean_``, ``std_``, ``classes_``); only
+        these attributes are used, so any object holding them will do.
+    features : array of float, shape (n, d)
+        Deep features of the examples (may be a memory map; only the used columns are read).
+    labels : array, shape (n,)
+        True labels (values of ``layer.classes_``).
+    predictions : array, shape (n,)
+        The model's own (dense head's) predictions; the accuracy gaps are the model's.
+    metadata : DataFrame
+        One row per example, in the same order, with a column per attribute.
+    associations : DataFrame
+        The tidy feature × metadata association table (``feature``, ``attribute``, ``value``,
+        ``effect`` = AUC, ``q_value``, optionally ``p_value``), as the interpretation stage
+        leaves it in ``ctx.feature_attributes``. Measured on the same examples, ideally.
+    attributes : list of str
+        Attributes to scan (columns of ``metadata``).
+    class_names : list of str, optional
+        Names of the classes indexed by label value (``class_names[label]``); default the labels.
+    fdr : float, default 0.05
+        False discovery rate for the association and the two gap tests.
+    min_auc : float, default 0.6
+        Smallest AUC for a feature to count as firing on a value.
+    min_gap : float, default 0.1
+        Smallest class-specific accuracy gap (a fraction: 0.1 is 10 points).
+    min_ablation : float, default 0.05
+        Smallest ablation gap (in probability: 0.05 is 5 points).
+    min_group : int, default 10
+        Fewest examples of the class with the value, and without it.
+
+    Returns
+    -------
+    SpuriousAnalysis
+    """
+    _check_params(fdr, min_auc, min_gap, min_ablation, min_group)
+    for name in ("weight_", "bias_", "mean_", "std_", "classes_"):
+        if not hasattr(layer, name):
+            raise ParameterError(f"The 'layer' parameter of find_spurious_features must be a fitted sparse "
+                                 f"layer; it has no attribute {name!r}.", parameter="layer")
+    weight = np.asarray(layer.weight_, dtype=np.float64)
+    classes = np.asarray(layer.classes_)
+    if getattr(features, "ndim", None) != 2:
+        features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != weight.shape[1]:
+        raise DataError(f"features must have shape (n, {weight.shape[1]}), got {tuple(features.shape)}")
+    n = features.shape[0]
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    if labels.shape != (n,) or predictions.shape != (n,) or len(metadata) != n:
+        raise DataError(f"features has {n} rows but labels has shape {labels.shape}, predictions "
+                        f"{predictions.shape} and metadata {len(metadata)} rows")
+    attributes = [str(a) for a in attributes]
+    absent = [a for a in attributes if a not in metadata.columns]
+    if absent:
+        raise DataError(f"metadata has no column {absent[0]!r}; it has {list(map(str, metadata.columns))}")
+    lookup = _association_lookup(associations, attributes)
+    params = {"fdr": float(fdr), "min_auc": float(min_auc), "min_gap": float(min_gap),
+              "min_ablation": float(min_ablation), "min_group": int(min_group)}
+
+    def name_of(label: Any) -> str:
+        if class_names is not None:
+            try:
+                return str(class_names[int(label)])
+            except (IndexError, TypeError, ValueError) as exc:
+                raise ParameterError(f"The 'class_names' parameter of find_spurious_features has no name for "
+                                     f"class {label!r} ({len(class_names)} names).", parameter="class_names") from exc
+        return str(label)
+
+    # the sparse layer's scores, once, from the columns it reads; an ablation changes one column
+    nonzero = np.flatnonzero((weight != 0).any(axis=0))
+    mean = np.asarray(layer.mean_, dtype=np.float64)[nonzero]
+    std = np.asarray(layer.std_, dtype=np.float64)[nonzero]
+    z = (np.asarray(features[:, nonzero], dtype=np.float64) - mean) / std
+    scores = z @ weight[:, nonzero].T + np.asarray(layer.bias_, dtype=np.float64)
+    sparse_correct = classes[scores.argmax(axis=1)] == labels
+    dense_correct = predictions == labels
+    column_of = {int(f): j for j, f in enumerate(nonzero)}
+
+    encoded = {a: encode_categories(metadata[a]) for a in attributes}
+    groups: dict[tuple[int, str, int], dict[str, Any]] = {}  # (class row, attribute, value code) -> stats
+    rows: list[dict[str, Any]] = []
+    for c_row, label in enumerate(classes):
+        in_c = labels == label
+        positive = np.flatnonzero(weight[c_row] > 0)
+        if not in_c.any() or positive.size == 0:
+            continue
+        for f in positive:
+            w = float(weight[c_row, f])
+            ablated = scores.copy()
+            ablated[:, c_row] -= w * z[:, column_of[int(f)]]
+            ablated_correct = classes[ablated.argmax(axis=1)] == labels
+            prob_drop = _softmax(scores[in_c])[:, c_row] - _softmax(ablated[in_c])[:, c_row]
+            for a in attributes:
+                codes, values = encoded[a]
+                for code, value in enumerate(values):
+                    assoc = lookup.get((int(f), a, str(value)))
+                    if assoc is None or not np.isfinite(assoc[0]) or assoc[0] <= 0.5:
+                        continue  # the feature does not fire on this value (maybe on another one)
+                    has = codes == code
+                    key = (c_row, a, code)
+                    if key not in groups:
+                        groups[key] = _group_stats(in_c, has, dense_correct, sparse_correct)
+                    g = groups[key]
+                    cw, cwo = in_c & has, in_c & ~has
+                    ab_w = _rate(ablated_correct[cw].sum(), g["n_with"])
+                    ab_wo = _rate(ablated_correct[cwo].sum(), g["n_without"])
+                    has_c = has[in_c]
+                    drop_w = float(prob_drop[has_c].mean()) if has_c.any() else float("nan")
+                    drop_wo = float(prob_drop[~has_c].mean()) if (~has_c).any() else float("nan")
+                    auc, p_assoc, q_assoc = assoc
+                    rows.append({"class": _py(label), "class_name": name_of(label), "feature": int(f),
+                                 "attribute": a, "value": str(value), "weight": w, "auc": auc,
+                                 "assoc_p_value": p_assoc, "assoc_q_value": q_assoc, "_group": key,
+                                 **g,
+                                 "ablated_recall_with": ab_w, "ablated_recall_without": ab_wo,
+                                 "ablation_drop_with": drop_w, "ablation_drop_without": drop_wo,
+                                 "ablation_gap": drop_w - drop_wo})
+    if not rows:
+        logger.info("spurious features: no positively weighted feature is associated with %s", attributes)
+        return SpuriousAnalysis([], pd.DataFrame({c: [] for c in _CANDIDATE_COLUMNS}), attributes, params)
+
+    cand = pd.DataFrame(rows)
+    # BH over the (class, attribute, value) groups tested, not over the candidates: a group's gap
+    # is one hypothesis whatever the number of features that point at it
+    keys = list(dict.fromkeys(cand["_group"]))
+    gap_q = dict(zip(keys, benjamini_hochberg(np.array([groups[k]["gap_p_value"] for k in keys]))))
+    did_q = dict(zip(keys, benjamini_hochberg(np.array([groups[k]["class_specific_gap_p_value"] for k in keys]))))
+    cand["gap_q_value"] = cand["_group"].map(gap_q).astype(float)
+    cand["class_specific_gap_q_value"] = cand["_group"].map(did_q).astype(float)
+    strength = 2.0 * cand["auc"] - 1.0
+    harm = np.minimum(cand["class_specific_gap"], cand["ablation_gap"])
+    cand["score"] = (strength * harm).clip(lower=0.0).fillna(0.0)
+    cand["significant"] = (
+        (cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc)
+        & (cand["gap_q_value"] <= fdr) & (cand["class_specific_gap_q_value"] <= fdr)
+        & (cand["class_specific_gap"] >= min_gap) & (cand["ablation_gap"] >= min_ablation)
+        & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group)
+    )
+    cand = cand.drop(columns="_group").sort_values(["significant", "score", "auc"], ascending=False,
+                                                     kind="stable").reset_index(drop=True)
+    cand = cand[_CANDIDATE_COLUMNS]
+    findings = [_finding(r) for r in cand[cand["significant"]].to_dict("records")]
+    logger.info("spurious features: %d candidates over %s, %d findings", len(cand), attributes, len(findings))
+    return SpuriousAnalysis(findings, cand, attributes, params)
+
+
+def _group_stats(in_c: np.ndarray, has: np.ndarray, dense_correct: np.ndarray,
+                 sparse_correct: np.ndarray) -> dict[str, Any]:
+    """Counts and rates of one (class, attribute value) group: the class with and without the value,
+    the other classes with and without it."""
+    masks = [in_c & has, in_c & ~has, ~in_c & has, ~in_c & ~has]
+    n = np.array([m.sum() for m in masks], dtype=np.float64)
+    k = np.array([dense_correct[m].sum() for m in masks], dtype=np.float64)
+    ks = np.array([sparse_correct[m].sum() for m in masks[:2]], dtype=np.float64)
+    r = [_rate(k[i], n[i]) for i in range(4)]
+    others_gap = r[2] - r[3] if n[2] > 0 and n[3] > 0 else 0.0
+    gap = r[0] - r[1]
+    p_gap = fisher_exact_pvalue(k[:1], n[:1], k[1:2], n[1:2], alternative="greater")[0]
+    return {"n_with": int(n[0]), "n_without": int(n[1]), "recall_with": r[0], "recall_without": r[1], "gap": gap,
+            "others_accuracy_with": r[2], "others_accuracy_without": r[3], "others_gap": others_gap,
+            "class_specific_gap": gap - others_gap, "gap_p_value": float(p_gap),
+            "class_specific_gap_p_value": _did_pvalue(k, n),
+            "sparse_recall_with": _rate(ks[0], n[0]), "sparse_recall_without": _rate(ks[1], n[1])}
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _change(drop: float) -> str:
+    if not np.isfinite(drop):
+        return "is unknown"
+    points = abs(100 * drop)
+    if points < 0.5:
+        return "stays within a point"
+    unit = "point" if round(points) == 1 else "points"
+    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%" if np.isfinite(x) else "n/a"
+
+
+def _finding(d: dict[str, Any]) -> SpuriousFinding:
+    evidence_keys = [c for c in _CANDIDATE_COLUMNS if c not in
+                     ("class", "class_name", "feature", "attribute", "value", "score", "significant")]
+    evidence: dict[str, Any] = {}
+    for k in evidence_keys:
+        v = d[k]
+        key = {"assoc_p_value": "p_value", "assoc_q_value": "q_value"}.get(k, k)
+        evidence[key] = int(v) if k in ("n_with", "n_without") else float(v)
+    av = f"{d['attribute']}={d['value']}"
+    sentence = (f"class '{d['class_name']}' relies on feature {d['feature']} (weight {d['weight']:.2f}), which "
+                f"fires on {av} (AUC {d['auc']:.2f}); '{d['class_name']}' examples are recognised "
+                f"{_pct(d['recall_with'])} of the time with {av}, {_pct(d['recall_without'])} without "
+                f"(other classes: {_pct(d['others_accuracy_with'])} vs {_pct(d['others_accuracy_without'])}); "
+                f"without feature {d['feature']}, the sparse layer's probability of '{d['class_name']}' "
+                f"{_change(d['ablation_drop_with'])} with {av} and {_change(d['ablation_drop_without'])} without")
+    return SpuriousFinding(class_name=str(d["class_name"]), feature=int(d["feature"]), attribute=str(d["attribute"]),
+                           value=str(d["value"]), score=float(d["score"]), significant=bool(d["significant"]),
+                           evidence=evidence, sentence=sentence, class_label=d["class"])
+
+
+# ----------------------------------------------------------------------------- pipeline stage
+
+#: defaults of the decision rule; ``ctx.config.analysis`` overrides them with the keys
+#: ``spurious_min_auc``, ``spurious_min_gap``, ``spurious_min_ablation``, ``spurious_min_group``
+STAGE_DEFAULTS = {"min_auc": 0.6, "min_gap": 0.1, "min_ablation": 0.05, "min_group": 10}
+
+
+def spurious_stage(ctx: "RunContext") -> None:
+    """Spurious findings for the declared spurious attributes, associations to review for the rest.
+
+    Runs :func:`find_spurious_features` on the test split with the fitted sparse layer
+    (``ctx.sparse_layer``), the model's own predictions and the feature × attribute association
+    table (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed
+    here on the test split, within classes, and also written to ``results["feature_attributes"]``). ``fdr`` comes from ``ctx.config.analysis``, the other thresholds
+    from :data:`STAGE_DEFAULTS` unless the analysis config carries ``spurious_<name>``.
+
+    Writes ``ctx.spurious_findings`` (list of :class:`SpuriousFinding`),
+    ``results["spurious_findings"]`` (their dicts, highest score first),
+    ``results["associations_to_review"]`` (the same for the attributes *not* declared spurious,
+    at most :data:`MAX_REVIEW`) and ``results["spurious_analysis"]`` (split, attributes,
+    number of candidates, thresholds).
+    """
+    if ctx.sparse_layer is None:
+        raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
+                          "spurious_stage", key="stages")
+    view = ctx.splits.get("test")
+    if view is None or view.labels is None:
+        raise DataError("spurious findings need the labelled test split; run the extract stage first")
+    declared = [str(a) for a in ctx.config.data.spurious_attributes]
+    attributes = list(ctx.attributes)
+    unknown = [a for a in declared if a not in attributes]
+    if unknown:
+        raise ConfigError(f"not a metadata column (columns: {attributes})", key="data.spurious_attributes",
+                          value=unknown)
+    others = [a for a in attributes if a not in declared]
+    associations = _association_table(ctx)
+    acfg = ctx.config.analysis
+    params = {k: getattr(acfg, f"spurious_{k}", v) for k, v in STAGE_DEFAULTS.items()}
+    kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
+    args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
+    found = find_spurious_features(*args, declared, **kwargs) if declared else None
+    review = find_spurious_features(*args, others, **kwargs) if others else None
+    ctx.spurious_findings = list(found.findings) if found is not None else []
+    ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
+    ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
+    ctx.results["spurious_analysis"] = {
+        "split": "test", "attributes": declared, "review_attributes": others,
+        "n_candidates": 0 if found is None else int(len(found.candidates)),
+        "n_review_candidates": 0 if review is None else int(len(review.candidates)),
+        "params": {"fdr": float(acfg.fdr), **params},
+    }
+    if not declared:
+        logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
+    for finding in ctx.spurious_findings[:3]:
+        logger.info("spurious finding: %s", finding.sentence)
+
+
+def _association_table(ctx: "RunContext") -> pd.DataFrame:
+    """The feature × attribute associations the interpretation stage left in the context, or, when
+    it did not run, the same table computed here on the test split (used features, within-class
+    comparisons: the class labels as strata)."""
+    if ctx.feature_attributes is not None:
+        return ctx.feature_attributes
+    from sparsecheck.analysis.association import feature_associations
+
+    view = ctx.splits["test"]
+    used = ctx.sparse_layer.used_features()
+    logger.info("spurious findings: no feature associations in the context; computing them on the test split")
+    table = feature_associations(np.asarray(view.features[:, used]), view.metadata, features=used,
+                                 attributes=ctx.attributes, strata=view.labels)
+    ctx.feature_attributes = table
+    if not ctx.results.get("feature_attributes"):
+        cols = ["feature", "attribute", "value", "effect", "p_value", "q_value"]
+        ctx.results["feature_attributes"] = [
+            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
+            for rec in table[cols].to_dict("records")]
+    return table
