@@ -63,6 +63,12 @@ def _finish(ctx, fail_on: FailOn) -> None:
 
     results = ctx.results
     out = ctx.out_dir
+    if results.get("assertions"):
+        import shutil
+
+        from sparsecheck.assertions.results import render_table
+
+        typer.echo(render_table(results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
     typer.echo(f"status: {results.get('status')}" + (f"  (outputs in {out})" if out else ""), err=True)
     raise typer.Exit(exit_code_for(ctx, fail_on.value))
 
@@ -114,10 +120,69 @@ def run(
     _finish(ctx, fail_on)
 
 
+@app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="Baseline MLflow run id."),
+    run_b: str = typer.Argument(..., help="MLflow run id compared against the baseline."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write compare.html and compare.json here."),
+    min_correlation: float = typer.Option(0.5, "--min-correlation", min=0.01, max=1.0,
+                                          help="Smallest |r| between activations for two features to be the same."),
+    force: bool = ForceOpt,
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Compare run B against run A: Markdown on stdout, exit 1 on a regression."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.reports.compare import compare_runs, write_comparison
+
+    comparison = compare_runs(run_a, run_b, tracking_uri=tracking_uri, min_correlation=min_correlation)
+    if out is not None:
+        paths = write_comparison(comparison, out, force=force)
+        typer.echo(f"comparison written to {paths['compare.html']}", err=True)
+    typer.echo(comparison.to_markdown(), nl=False)
+    raise typer.Exit(1 if comparison.has_regression else 0)
+
+
+@app.command()
+def monitor(
+    config: Path = typer.Argument(..., help="The run's YAML config (model, data settings, assertions)."),
+    batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference MLflow run id (default: "
+                                            "the latest finished run of the config's experiment)."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="Metadata table (CSV/Parquet) of the batch."),
+    alpha: float = typer.Option(0.01, "--alpha", min=1e-9, max=0.5, help="FDR level of the drift tests."),
+    psi_threshold: float = typer.Option(0.1, "--psi-threshold", min=0.0,
+                                        help="Smallest PSI for a significant shift to count as drift."),
+    device: Device = DeviceOpt,
+    force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it."),
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Score a new batch against a reference run, log it to MLflow; exit 1 on an alert."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.config import load_config
+    from sparsecheck.monitor import monitor_batch
+
+    cfg = load_config(config)
+    result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
+                           force=force, alpha=alpha, psi_threshold=psi_threshold, device=device.value)
+    if result.report is None:  # an earlier run covers this batch and reference
+        typer.echo(f"batch {batch} (fingerprint {result.batch_fingerprint}) against reference "
+                   f"{result.reference_run} is already covered by run {result.run_id} "
+                   f"(alert: {'yes' if result.alert else 'no'}); pass --force to score it again")
+    else:
+        typer.echo(result.report.summary())
+        typer.echo(f"logged as MLflow run {result.run_id} (experiment {result.experiment_id})")
+    raise typer.Exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps sparsecheck errors to exit code 2 with one line on stderr."""
     try:
-        app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+        # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
+        code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
     except SparsecheckError as exc:
         msg = " ".join(str(exc).split())
         sys.stderr.write(f"sparsecheck: error: {msg}\n")
@@ -137,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.stderr.write(f"sparsecheck: error: {exc}\n")
         sys.exit(2)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,627 @@
+"""Scheduled monitoring: score a new batch against a reference run and log one MLflow run per batch.
+
+``sparsecheck monitor CONFIG --batch new.npz`` (from cron or Airflow):
+
+1. loads the model and settings from CONFIG and the batch (``.npz`` with ``x``, optional ``y``
+   and ``id``; labels are optional), and fingerprints the batch;
+2. finds the reference run — ``--reference RUN_ID``, else the latest FINISHED run with tag
+   ``sparsecheck.kind = run`` in the config's experiment — and stops early when this batch was
+   already scored against it (same fingerprint, same reference; ``--force`` scores it again);
+3. extracts the batch's deep features, loads the reference's sparse layer (``sparse_layer/``),
+   its test-split activations of the used features (``activations.npz``) and ``results.json``;
+4. scores drift (:mod:`sparsecheck.analysis.drift`): KS + PSI per used sparse feature,
+   Benjamini–Hochberg over features, a feature drifts when ``q < alpha`` and ``PSI >= 0.1``; and
+   the mix of sparse-layer predicted classes (chi-square + PSI over classes);
+5. runs the config's assertions that need no labels (all of them when the batch has labels);
+6. logs one MLflow run in the experiment ``<experiment>-monitor`` tagged
+   ``sparsecheck.kind = monitor``, ``sparsecheck.reference_run`` and
+   ``sparsecheck.batch_fingerprint``, with drift metrics and a ``monitor.json`` artifact.
+
+The command exits 1 on an alert: a drifted feature, a drifted class mix, or a failing
+error-severity assertion.
+
+Examples
+--------
+>>> from sparsecheck.monitor import monitor_batch                        # doctest: +SKIP
+>>> run = monitor_batch(load_config("config.yaml"), "batches/2024-06-01.npz")  # doctest: +SKIP
+>>> run.alert, run.report.feature_drift.drifted_features                # doctest: +SKIP
+(True, [17])
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sparsecheck._runtime import write_json_atomic
+from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
+from sparsecheck.errors import ConfigError, DataError, TrackingError
+from sparsecheck.reports.compare import RunActivations
+from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, download_run_artifact, load_run_results,
+                                          resolve_tracking_uri, start_run)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparsecheck.config import Config
+    from sparsecheck.data import ImageDataset, Model
+    from sparsecheck.sparse import SparseDecisionLayer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TAG_KIND",
+    "TAG_REFERENCE",
+    "TAG_FINGERPRINT",
+    "TAG_ALERT",
+    "MonitorReference",
+    "MonitorReport",
+    "MonitorRun",
+    "find_reference_run",
+    "load_reference",
+    "score_batch",
+    "monitor_batch",
+    "monitor_experiment_name",
+]
+
+TAG_KIND = "sparsecheck.kind"
+TAG_REFERENCE = "sparsecheck.reference_run"
+TAG_FINGERPRINT = "sparsecheck.batch_fingerprint"
+TAG_ALERT = "sparsecheck.alert"
+#: per-feature KS/PSI metrics are logged for this many most-shifted features
+TOP_FEATURES_LOGGED = 10
+
+
+def monitor_experiment_name(experiment: str) -> str:
+    """The experiment monitoring runs go to: ``<experiment>-monitor``."""
+    return f"{experiment}-monitor"
+
+
+# --------------------------------------------------------------------------- reference
+@dataclass
+class MonitorReference:
+    """What a reference run provides: its sparse layer, test-split activations and results.
+
+    Attributes
+    ----------
+    run_id : str
+    layer : SparseDecisionLayer
+    activations : RunActivations
+        Raw activations of the layer's used features on the reference's test split.
+    results : dict
+        The reference's results.json.
+    """
+
+    run_id: str
+    layer: "SparseDecisionLayer"
+    activations: RunActivations
+    results: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        used = set(int(f) for f in self.layer.used_features())
+        stored = set(int(f) for f in self.activations.features)
+        if not used <= stored:
+            raise DataError(f"reference run {self.run_id}: activations.npz lacks used features "
+                            f"{sorted(used - stored)[:10]} of the sparse layer")
+        if self.activations.features.size and self.activations.features.max() >= self.layer.n_features_in_:
+            raise DataError(f"reference run {self.run_id}: activations.npz names feature "
+                            f"{int(self.activations.features.max())} but the layer has "
+                            f"{self.layer.n_features_in_} features")
+
+    @property
+    def features(self) -> np.ndarray:
+        """The monitored features: the layer's used features, sorted."""
+        return np.asarray(self.layer.used_features(), dtype=np.int64)
+
+    def reference_activations(self) -> np.ndarray:
+        """Reference activations of :attr:`features`, columns in that order."""
+        return self.activations.columns(self.features)
+
+    def reference_predictions(self) -> np.ndarray:
+        """Sparse-layer predicted class indices on the reference's test split.
+
+        Computed from the stored activations alone: unused features have zero weight, so
+        ``decision_function`` only needs the used ones.
+        """
+        f = self.features
+        layer = self.layer
+        z = (self.reference_activations().astype(np.float64) - layer.mean_[f]) / layer.std_[f]
+        logits = z @ np.asarray(layer.weight_, dtype=np.float64)[:, f].T + layer.bias_
+        return logits.argmax(axis=1)
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def find_reference_run(experiment: str, tracking_uri: str | None = None) -> str:
+    """The id of the latest FINISHED ``sparsecheck run`` (tag ``sparsecheck.kind = run``) in ``experiment``.
+
+    Raises
+    ------
+    TrackingError
+        when the experiment does not exist or holds no finished run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = _client(uri)
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}: log a reference with "
+                                "`sparsecheck run CONFIG` first, or pass --reference RUN_ID")
+        runs = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.`{TAG_KIND}` = 'run' and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+    except MlflowException as exc:
+        raise TrackingError(f"cannot query MLflow at {uri}: {exc.message}") from exc
+    if not runs:
+        raise TrackingError(f"experiment {experiment!r} at {uri} holds no finished sparsecheck run "
+                            "(tag sparsecheck.kind=run); run `sparsecheck run CONFIG` or pass --reference")
+    return str(runs[0].info.run_id)
+
+
+def load_reference(run_id: str, tracking_uri: str | None = None) -> MonitorReference:
+    """Download a run's ``results.json``, ``sparse_layer/`` and ``activations.npz``.
+
+    Raises
+    ------
+    TrackingError
+        when the run does not exist or lacks one of those artifacts.
+    """
+    from sparsecheck.sparse import SparseDecisionLayer
+
+    uri = resolve_tracking_uri(tracking_uri)
+    results = load_run_results(run_id, uri)
+    with tempfile.TemporaryDirectory(prefix="sparsecheck-reference-") as tmp:
+        layer_dir = download_run_artifact(run_id, "sparse_layer", uri, dst_dir=tmp)
+        try:
+            layer = SparseDecisionLayer.load(layer_dir)
+        except DataError as exc:
+            raise TrackingError(f"reference run {run_id}: sparse_layer/ artifact is unusable: {exc}") from exc
+        activations = RunActivations.load(download_run_artifact(run_id, ACTIVATIONS_FILE, uri, dst_dir=tmp))
+    logger.info("reference run %s: %d used features, %d reference examples", run_id,
+                layer.used_features().size, activations.ids.size)
+    return MonitorReference(run_id, layer, activations, results)
+
+
+# --------------------------------------------------------------------------- scoring
+@dataclass
+class MonitorReport:
+    """What one batch looked like against the reference (the content of monitor.json).
+
+    Attributes
+    ----------
+    batch : str
+        Source of the batch (path or name).
+    batch_fingerprint : str
+    n : int
+        Examples in the batch.
+    labelled : bool
+    reference_run : str
+    feature_drift : FeatureDrift
+    class_mix : ClassMixDrift
+        Of the sparse layer's predicted classes.
+    accuracy : dict
+        ``dense_accuracy`` and ``sparse_accuracy`` when the batch has labels.
+    assertions : list of dict
+        Assertion results (the engine's ``to_dict`` form).
+    alerts : list of str
+        One line per reason to alert; empty means quiet.
+    notes : list of str
+    """
+
+    batch: str
+    batch_fingerprint: str
+    n: int
+    labelled: bool
+    reference_run: str
+    feature_drift: FeatureDrift
+    class_mix: ClassMixDrift
+    accuracy: dict[str, float] = field(default_factory=dict)
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def alert(self) -> bool:
+        """True when the batch drifted or an error-severity assertion failed."""
+        return bool(self.alerts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (monitor.json)."""
+        return {"alert": self.alert, "alerts": list(self.alerts), "batch": self.batch,
+                "batch_fingerprint": self.batch_fingerprint, "n": self.n, "labelled": self.labelled,
+                "reference_run": self.reference_run, "feature_drift": self.feature_drift.to_dict(),
+                "class_mix": self.class_mix.to_dict(), "accuracy": dict(self.accuracy),
+                "assertions": list(self.assertions), "notes": list(self.notes)}
+
+    def summary(self) -> str:
+        """A few human-readable lines (what the command prints)."""
+        fd, cm = self.feature_drift, self.class_mix
+        lines = [f"batch {self.batch} ({self.n} examples, fingerprint {self.batch_fingerprint}) "
+                 f"vs reference run {self.reference_run}: {'ALERT' if self.alert else 'ok'}"]
+        rows = fd.table.set_index("feature")
+        drifted = fd.drifted_features
+        lines.append(f"  feature drift: {len(drifted)} of {len(fd.table)} used features drifted "
+                     f"(q < {fd.alpha:g} and PSI >= {fd.psi_threshold:g})")
+        for f in drifted[:10]:
+            r = rows.loc[f]
+            lines.append(f"    feature {f}: KS {r.ks_statistic:.3f}, PSI {r.psi:.3f}, q {r.q_value:.2g}, "
+                         f"mean {r.reference_mean:.3g} -> {r.batch_mean:.3g}")
+        lines.append(f"  class mix: PSI {cm.psi:.3f}, chi2 p {cm.p_value:.2g} -> "
+                     f"{'drifted' if cm.drifted else 'stable'}")
+        if self.accuracy:
+            lines.append("  accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in self.accuracy.items()))
+        failing = [a for a in self.assertions if a.get("status") in ("fail", "error")]
+        if self.assertions:
+            lines.append(f"  assertions: {len(self.assertions) - len(failing)} pass, {len(failing)} fail")
+        for a in self.alerts:
+            lines.append(f"  alert: {a}")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        return "\n".join(lines)
+
+
+def score_batch(reference: MonitorReference, features: np.ndarray, *, batch: str = "batch",
+                batch_fingerprint: str = "", labels: np.ndarray | None = None,
+                dense_logits: np.ndarray | None = None, class_names: list[str] | None = None,
+                alpha: float = 0.01, psi_threshold: float = 0.1, bins: int = 10) -> MonitorReport:
+    """Drift of a batch's deep features and sparse predictions against a reference.
+
+    Parameters
+    ----------
+    reference : MonitorReference
+    features : array (n, d)
+        The batch's deep features at the reference layer (all d of them).
+    batch, batch_fingerprint : str
+        For the report.
+    labels : array (n,), optional
+        True labels (class indices); adds accuracies.
+    dense_logits : array (n, n_classes), optional
+        The model's own head on the batch (for the dense accuracy).
+    class_names : list of str, optional
+    alpha, psi_threshold, bins
+        Drift rule (see :func:`sparsecheck.analysis.drift.feature_drift`).
+
+    Returns
+    -------
+    MonitorReport
+        without assertion results (:func:`monitor_batch` adds them).
+    """
+    layer = reference.layer
+    X = np.asarray(features)
+    if X.ndim != 2 or X.shape[1] != layer.n_features_in_:
+        raise DataError(f"batch features have shape {X.shape}, the reference layer expects "
+                        f"(n, {layer.n_features_in_})")
+    used = reference.features
+    fd = feature_drift(reference.reference_activations(), np.asarray(X[:, used], dtype=np.float64),
+                       features=used, alpha=alpha, psi_threshold=psi_threshold, bins=bins)
+    n_classes = len(layer.classes_)
+    names = list(class_names) if class_names is not None and len(class_names) == n_classes \
+        else [str(c) for c in layer.classes_]
+    batch_pred = layer.decision_function(X).argmax(axis=1)
+    ref_counts = np.bincount(reference.reference_predictions(), minlength=n_classes)
+    cm = class_mix_drift(ref_counts, np.bincount(batch_pred, minlength=n_classes), class_names=names,
+                         alpha=alpha, psi_threshold=psi_threshold)
+    accuracy: dict[str, float] = {}
+    if labels is not None:
+        y = np.asarray(labels)
+        accuracy["sparse_accuracy"] = float(np.mean(np.asarray(layer.classes_)[batch_pred] == y))
+        if dense_logits is not None:
+            accuracy["dense_accuracy"] = float(np.mean(np.asarray(dense_logits).argmax(axis=1) == y))
+    alerts = []
+    rows = fd.table.set_index("feature")
+    for f in fd.drifted_features:
+        r = rows.loc[f]
+        alerts.append(f"feature {f} drifted: KS {r.ks_statistic:.3f} (q {r.q_value:.2g}), PSI {r.psi:.3f}")
+    if cm.drifted:
+        top = cm.shares().sort_values("difference", key=np.abs, ascending=False).iloc[0]
+        alerts.append(f"predicted-class mix drifted: PSI {cm.psi:.3f} (p {cm.p_value:.2g}); largest change "
+                      f"{top['class']} {top.reference_share:.1%} -> {top.batch_share:.1%}")
+    return MonitorReport(batch=batch, batch_fingerprint=batch_fingerprint, n=int(X.shape[0]),
+                         labelled=labels is not None, reference_run=reference.run_id, feature_drift=fd,
+                         class_mix=cm, accuracy=accuracy, alerts=alerts)
+
+
+# --------------------------------------------------------------------------- the job
+@dataclass
+class MonitorRun:
+    """The outcome of :func:`monitor_batch`: the MLflow run that covers the batch.
+
+    Attributes
+    ----------
+    run_id, experiment_id : str
+        The monitoring run (new, or the existing one when ``reused``).
+    reference_run : str
+    batch_fingerprint : str
+    alert : bool
+    reused : bool
+        True when an earlier run already covered this batch and reference (nothing was scored).
+    report : MonitorReport or None
+        None when ``reused``.
+    tracking_uri : str
+    """
+
+    run_id: str
+    experiment_id: str
+    reference_run: str
+    batch_fingerprint: str
+    alert: bool
+    reused: bool
+    report: MonitorReport | None
+    tracking_uri: str
+
+    @property
+    def exit_code(self) -> int:
+        """1 on an alert, else 0."""
+        return 1 if self.alert else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "experiment_id": self.experiment_id, "reference_run": self.reference_run,
+                "batch_fingerprint": self.batch_fingerprint, "alert": self.alert, "reused": self.reused,
+                "tracking_uri": self.tracking_uri,
+                "report": None if self.report is None else self.report.to_dict()}
+
+
+def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
+                  reference: "str | MonitorReference | None" = None, tracking_uri: str | None = None,
+                  metadata: str | Path | None = None, force: bool = False, alpha: float = 0.01,
+                  psi_threshold: float = 0.1, bins: int = 10, device: str = "auto",
+                  model: "Model | None" = None) -> MonitorRun:
+    """Score one batch against a reference run and log it as one MLflow monitoring run.
+
+    Parameters
+    ----------
+    config : Config
+        The run configuration: model, input spec, feature layer, class names, metadata,
+        assertions, experiment.
+    batch : path or ImageDataset
+        ``.npz`` (``x``, optional ``y`` and ``id``) or ImageFolder directory, or a dataset.
+    reference : str or MonitorReference, optional
+        Reference run id (or an already loaded reference). Default: the latest FINISHED run of
+        kind ``run`` in ``config.mlflow.experiment``.
+    tracking_uri : str, optional
+        Default ``config.mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
+        ``sqlite:///mlflow.db``. Monitoring always talks to MLflow (``mlflow.enabled`` is for
+        ``sparsecheck run``).
+    metadata : path, optional
+        CSV/Parquet metadata of the batch (keyed by id). Default: the config's metadata table
+        when it covers the batch's ids, else none.
+    force : bool
+        Score and log again even when a run already covers this batch and reference.
+    alpha, psi_threshold, bins
+        The drift rule.
+    device : str
+        Where the model runs.
+    model : Model, optional
+        An already loaded model (else loaded from the config).
+
+    Returns
+    -------
+    MonitorRun
+
+    Raises
+    ------
+    TrackingError
+        MLflow unreachable, no reference run, or a reference without the needed artifacts.
+    ConfigError, DataError
+        bad config or batch, or a model that is not the reference's.
+    """
+    from sparsecheck.data import ImageDataset, load_dataset
+    from sparsecheck.reports.tracking import _check_reachable
+
+    uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
+    try:
+        ds = batch if isinstance(batch, ImageDataset) else load_dataset(batch, name=Path(batch).stem,
+                                                                         class_names=config.data.class_names)
+    except DataError as exc:
+        raise DataError(f"--batch: {exc}") from exc
+    fingerprint = ds.fingerprint()
+    _check_reachable(uri)  # fail in seconds, not after MLflow's minutes of retries
+    if isinstance(reference, MonitorReference):
+        ref_id = reference.run_id
+    else:
+        ref_id = reference or find_reference_run(config.mlflow.experiment, uri)
+    client = _client(uri)
+    exp_id = _find_experiment(client, monitor_experiment_name(config.mlflow.experiment), uri)
+    existing = _existing_run(client, exp_id, fingerprint, ref_id, uri)
+    if existing is not None and not force:
+        alert = existing.data.tags.get(TAG_ALERT) == "true"
+        logger.info("batch %s (fingerprint %s) against reference %s is already covered by run %s (alert: %s)",
+                    ds.source, fingerprint, ref_id, existing.info.run_id, alert)
+        return MonitorRun(existing.info.run_id, str(exp_id), ref_id, fingerprint, alert, True, None, uri)
+
+    ref = reference if isinstance(reference, MonitorReference) else load_reference(ref_id, uri)
+    report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha, psi_threshold=psi_threshold,
+                    bins=bins, device=device)
+    run_id, exp_id = _log_run(report, config, ds, uri, {"alpha": alpha, "psi_threshold": psi_threshold,
+                                                        "bins": bins}, ref.results)
+    logger.info("monitoring run %s logged (alert: %s)", run_id, report.alert)
+    return MonitorRun(run_id, exp_id, ref_id, fingerprint, report.alert, False, report, uri)
+
+
+def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model: "Model | None",
+           metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
+           device: str) -> MonitorReport:
+    from sparsecheck._runtime import resolve_device
+    from sparsecheck.context import RunContext, SplitView
+    from sparsecheck.data import load_model
+    from sparsecheck.sparse.features import extract_features
+
+    spec = config.model.input.to_spec()
+    if model is None:
+        example = spec.transform(ds.batch(slice(0, 2)))
+        model = load_model(path=config.model.path, factory=config.model.factory, weights=config.model.weights,
+                           factory_kwargs=config.model.factory_kwargs, torchvision=config.model.torchvision,
+                           torchvision_weights=config.model.torchvision_weights, example_input=example)
+    _check_same_model(ref, model)
+    dev = resolve_device(device)
+    # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above
+    fs = extract_features(model, ds, spec, layer=config.model.feature_layer, batch_size=config.features.batch_size,
+                          device=dev, num_workers=config.features.num_workers,
+                          precision=config.features.precision, cache_dir=None, desc=ds.name)
+    ref_layer = (ref.results.get("model") or {}).get("feature_layer")
+    if ref_layer and fs.layer != ref_layer:
+        raise ConfigError(f"features come from layer {fs.layer!r} but the reference run used {ref_layer!r}",
+                          key="model.feature_layer", value=config.model.feature_layer)
+    n_classes = len(ref.layer.classes_)
+    if ds.labels is not None and ds.labels.size and int(ds.labels.max()) >= n_classes:
+        raise DataError(f"--batch: label {int(ds.labels.max())} is out of range for {n_classes} classes",
+                        path=ds.source)
+    class_names = config.data.class_names or [str(c) for c in ref.layer.classes_]
+    report = score_batch(ref, np.asarray(fs.features), batch=ds.source, batch_fingerprint=ds.fingerprint(),
+                         labels=ds.labels, dense_logits=np.asarray(fs.logits), class_names=class_names,
+                         alpha=alpha, psi_threshold=psi_threshold, bins=bins)
+    meta, note = _batch_metadata(config, ds, metadata)
+    if note and config.assertions:
+        report.notes.append(note)
+    ctx = RunContext(config=config, class_names=list(class_names), device=str(dev),
+                     splits={"batch": SplitView("batch", ds.ids, ds.labels, fs.features, fs.logits, meta)},
+                     sparse_layer=ref.layer)
+    table = ctx.prediction_table("batch")
+    report.assertions = _run_assertions(config, table, labelled=ds.labels is not None, notes=report.notes,
+                                        class_names=list(class_names), sparse_layer=ref.layer, model=model,
+                                        dataset=ds, input_spec=spec, device=str(dev))
+    for a in report.assertions:
+        if a.get("status") in ("fail", "error") and a.get("severity", "error") == "error":
+            report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
+    return report
+
+
+def _check_same_model(ref: MonitorReference, model: "Model") -> None:
+    expected = (ref.results.get("model") or {}).get("fingerprint")
+    if expected is None:
+        logger.warning("reference run %s records no model fingerprint; cannot check that the config's model "
+                       "is the one it was fitted on", ref.run_id)
+        return
+    if model.fingerprint() != expected:
+        raise ConfigError(f"the model's fingerprint {model.fingerprint()} differs from reference run "
+                          f"{ref.run_id}'s ({expected}); monitor with the reference's model or pass "
+                          "--reference with a run of this model", key="model", value=model.source)
+
+
+def _batch_metadata(config: "Config", ds: "ImageDataset", metadata: str | Path | None) -> tuple[pd.DataFrame, str]:
+    from sparsecheck.data import load_metadata
+
+    if metadata is not None:
+        try:
+            return load_metadata(metadata, ds.ids, id_column=config.data.id_column), ""
+        except DataError as exc:
+            raise DataError(f"--metadata: {exc}") from exc
+    if config.data.metadata is not None:
+        try:
+            return load_metadata(config.data.metadata, ds.ids, id_column=config.data.id_column), ""
+        except DataError:
+            pass
+    return pd.DataFrame({"id": ds.ids}), ("no metadata for the batch's ids (pass --metadata): assertions on "
+                                          "attributes cannot run")
+
+
+def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, notes: list[str],
+                    **extras: Any) -> list[dict[str, Any]]:
+    """Run the config's assertions on the batch's prediction table (only label-free ones when unlabelled).
+
+    Assertions about the model itself (feature associations, the implied no-spurious-reliance)
+    were checked by the reference run and are not repeated per batch; those lacking an input the
+    batch cannot give are skipped and noted.
+    """
+    from sparsecheck.assertions import AssertionContext, parse_assertions, run_assertions
+
+    if not config.assertions:
+        return []
+    class_names = extras.pop("class_names", None)
+    assertions = parse_assertions(config.assertions, class_names=class_names)  # no implied reliance check
+    data = AssertionContext(table, class_names=class_names, **extras)
+    suite = run_assertions(assertions, data, needs_labels=None if labelled else False, skip_unavailable=True)
+    for skipped in suite.skipped:
+        notes.append(f"assertion {skipped.get('name')!r} skipped: the batch lacks {skipped.get('missing')}")
+    if not labelled:
+        need = [a.name for a in assertions if a.enabled and a.needs_labels]
+        if need:
+            notes.append(f"assertions {need} need labels and were not run (the batch has none)")
+    return suite.to_dicts()
+
+
+# --------------------------------------------------------------------------- MLflow
+def _find_experiment(client: Any, name: str, uri: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        exp = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise TrackingError(f"cannot query MLflow at {uri}: {exc.message}") from exc
+    return None if exp is None or exp.lifecycle_stage == "deleted" else str(exp.experiment_id)
+
+
+def _existing_run(client: Any, exp_id: str | None, fingerprint: str, ref_id: str, uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    if exp_id is None:
+        return None
+    query = (f"tags.`{TAG_FINGERPRINT}` = '{_quote(fingerprint)}' and tags.`{TAG_REFERENCE}` = '{_quote(ref_id)}' "
+             f"and tags.`{TAG_KIND}` = 'monitor' and attributes.status = 'FINISHED'")
+    try:
+        runs = client.search_runs([exp_id], filter_string=query, order_by=["attributes.start_time DESC"],
+                                  max_results=1)
+    except MlflowException as exc:
+        raise TrackingError(f"cannot query MLflow at {uri}: {exc.message}") from exc
+    return runs[0] if runs else None
+
+
+def _quote(value: str) -> str:
+    if "'" in value or "\\" in value:
+        raise TrackingError(f"invalid run id or fingerprint {value!r}")
+    return value
+
+
+def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset", uri: str,
+             params: dict[str, Any], reference_results: dict[str, Any]) -> tuple[str, str]:
+    """Log the batch as one FINISHED run of kind ``monitor``; return (run_id, experiment_id)."""
+    from mlflow.entities import Metric, Param
+
+    tags = {**config.mlflow.tags, TAG_REFERENCE: report.reference_run, TAG_FINGERPRINT: report.batch_fingerprint,
+            TAG_ALERT: "true" if report.alert else "false"}
+    mlflow_cfg = config.mlflow.model_copy(update={
+        "experiment": monitor_experiment_name(config.mlflow.experiment), "tags": tags,
+        "run_name": f"monitor-{ds.name}-{report.batch_fingerprint[:8]}"})
+    fd, cm = report.feature_drift, report.class_mix
+    values: dict[str, float] = {
+        "batch_size": report.n, "n_drifted_features": len(fd.drifted_features),
+        "n_features_monitored": len(fd.table), "class_mix_psi": cm.psi, "class_mix_p_value": cm.p_value,
+        "max_feature_psi": float(fd.table["psi"].max()) if len(fd.table) else 0.0,
+        "max_feature_ks": float(fd.table["ks_statistic"].max()) if len(fd.table) else 0.0,
+        "alert": float(report.alert),
+        "assertions_failed": sum(1 for a in report.assertions if a.get("status") in ("fail", "error")),
+        **report.accuracy,
+    }
+    for row in fd.top(TOP_FEATURES_LOGGED).itertuples():
+        values[f"ks/feature_{int(row.feature)}"] = float(row.ks_statistic)
+        values[f"psi/feature_{int(row.feature)}"] = float(row.psi)
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if np.isfinite(v)]
+    plist = [Param(k, str(v)) for k, v in {**params, "batch": report.batch,
+                                           "reference_run": report.reference_run}.items()]
+    # FAILED (never taken as covering the batch) if anything below raises
+    model_info = {"model": reference_results.get("model") or {}}  # the model fingerprint becomes a tag
+    with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
+        run_id = run.info.run_id
+        try:
+            run.client.log_batch(run_id, metrics=metrics, params=plist)
+            with tempfile.TemporaryDirectory(prefix="sparsecheck-monitor-") as tmp:
+                path = Path(tmp) / "monitor.json"
+                write_json_atomic(path, report.to_dict())
+                run.client.log_artifact(run_id, str(path))
+        except Exception as exc:
+            raise TrackingError(f"logging monitoring run {run_id} to {run.info.tracking_uri} failed: "
+                                f"{' '.join(str(exc).split())[:300]}") from exc
+        run.status = "alert" if report.alert else "ok"
+    return str(run_id), str(run.info.experiment_id)

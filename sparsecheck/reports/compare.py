@@ -1,0 +1,1031 @@
+"""Comparing two runs: what got worse, what got fixed, and how each class's features changed.
+
+``sparsecheck compare RUN_A RUN_B`` loads both runs' ``results.json`` (and ``activations.npz``)
+from MLflow and reports, for B against A:
+
+* **assertions** newly failing or fixed;
+* **slices** whose error rate got worse beyond their intervals — slices are matched by identical
+  predicates; *worse* means B's ``ci_low`` is above A's ``ci_high``; a slice only B has counts when
+  it is significant (``q_value <= slice_fdr``);
+* **metric deltas**: dense and sparse accuracy, sparsity, features per class, accuracy by every
+  attribute value;
+* **spurious findings** new or resolved, matched on class + attribute + value;
+* **features per class** gained, lost and kept. Feature ids differ between models, so features are
+  matched by their activations on the evaluation examples both runs share (the intersection of
+  the ids in their ``activations.npz``): Pearson correlations between A's and B's used features,
+  a Hungarian assignment on ``-|r|`` (one-to-one), and a pair counts as *the same feature* when
+  ``|r| >= min_correlation``. Two runs of the same model (same fingerprint) match by id.
+
+A **regression** — exit code 1 of the command — is a newly failing error-severity assertion, a
+worse or new significant slice, a new spurious finding, or the status going from pass to fail.
+
+Examples
+--------
+>>> a = {"status": "pass", "assertions": [{"name": "acc", "status": "pass", "severity": "error"}],
+...      "spurious_findings": [], "slices": []}
+>>> b = {"status": "fail", "assertions": [{"name": "acc", "status": "fail", "severity": "error",
+...                                        "observed": 0.7, "threshold": 0.8}],
+...      "spurious_findings": [], "slices": []}
+>>> comparison = compare_results(a, b, run_a="r1", run_b="r2")
+>>> comparison.has_regression, comparison.regressions[0]
+(True, 'status went from pass to fail')
+>>> compare_results(a, a).has_regression
+False
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from sparsecheck._runtime import atomic_write, write_json_atomic
+from sparsecheck.errors import ConfigError, DataError, ParameterError, TrackingError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RunActivations",
+    "FeatureMatch",
+    "FeatureMatching",
+    "match_features",
+    "AssertionChange",
+    "SliceChange",
+    "MetricDelta",
+    "SpuriousChange",
+    "ClassFeature",
+    "KeptFeature",
+    "ClassFeatureChange",
+    "RunComparison",
+    "compare_results",
+    "compare_runs",
+    "write_comparison",
+    "load_run_activations",
+]
+
+DEFAULT_MIN_CORRELATION = 0.5
+DEFAULT_SLICE_FDR = 0.05
+_FAILING = ("fail", "error")
+_OUT_FILES = ("compare.json", "compare.html")
+
+
+# --------------------------------------------------------------------------- activations + matching
+@dataclass(frozen=True)
+class RunActivations:
+    """A run's raw activations of its used sparse features on its evaluation (test) split.
+
+    The content of the ``activations.npz`` artifact (:func:`sparsecheck.reports.tracking.write_activations`):
+    ``ids`` (str, n), ``feature_ids`` (int, k: the used feature ids; ``features`` is read too) and
+    ``activations`` (float32, n × k, raw deep features).
+    """
+
+    ids: np.ndarray
+    features: np.ndarray
+    activations: np.ndarray
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids).astype(str)
+        feats = np.asarray(self.features).astype(np.int64).ravel()
+        acts = np.asarray(self.activations, dtype=np.float32)
+        if acts.ndim != 2 or acts.shape != (ids.shape[0], feats.shape[0]):
+            raise DataError(f"activations must have shape (len(ids), len(features)) = "
+                            f"({ids.shape[0]}, {feats.shape[0]}), got {acts.shape}")
+        if len(np.unique(ids)) != ids.shape[0]:
+            raise DataError("activation ids are not unique")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "activations", acts)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunActivations":
+        """Read an ``activations.npz`` (keys ``ids``, ``feature_ids`` or ``features``, ``activations``)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = "feature_ids" if "feature_ids" in z.files else "features"
+                missing = {"ids", key, "activations"} - set(z.files)
+                if missing:
+                    raise DataError(f"missing arrays {sorted(missing)} (has: {sorted(z.files)})", path=path)
+                return cls(z["ids"], z[key], z["activations"])
+        except DataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read activations: {exc}", path=path) from exc
+
+    def columns(self, features: Iterable[int]) -> np.ndarray:
+        """The activation columns of ``features``, in that order (DataError if one is absent)."""
+        index = {int(f): j for j, f in enumerate(self.features)}
+        wanted = [int(f) for f in features]
+        missing = [f for f in wanted if f not in index]
+        if missing:
+            raise DataError(f"features {missing[:10]} have no stored activations "
+                            f"(stored: {len(index)} features)")
+        return self.activations[:, [index[f] for f in wanted]]
+
+
+@dataclass(frozen=True)
+class FeatureMatch:
+    """Feature ``feature_a`` of run A is the same feature as ``feature_b`` of run B (``correlation``)."""
+
+    feature_a: int
+    feature_b: int
+    correlation: float
+
+
+@dataclass
+class FeatureMatching:
+    """A one-to-one matching between the used features of two runs.
+
+    Attributes
+    ----------
+    matches : list of FeatureMatch
+        Pairs with ``|correlation| >= min_correlation``, strongest first.
+    unmatched_a, unmatched_b : list of int
+        Used features without a partner.
+    method : {"correlation", "identity"}
+        How features were matched (identity: both runs have the same model).
+    n_shared : int
+        Evaluation examples both runs share (0 for identity matching).
+    min_correlation : float
+    best_a, best_b : dict of int to float
+        Each feature's largest ``|r|`` with any feature of the other run (for lost/gained ones,
+        how close the nearest candidate came).
+    nearest_a, nearest_b : dict of int to int
+        That nearest feature of the other run (it may be matched to another feature: the
+        assignment is one-to-one).
+    """
+
+    matches: list[FeatureMatch]
+    unmatched_a: list[int]
+    unmatched_b: list[int]
+    method: str
+    n_shared: int
+    min_correlation: float
+    best_a: dict[int, float] = field(default_factory=dict)
+    best_b: dict[int, float] = field(default_factory=dict)
+    nearest_a: dict[int, int] = field(default_factory=dict)
+    nearest_b: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._a_to_b = {m.feature_a: m for m in self.matches}
+        self._b_to_a = {m.feature_b: m for m in self.matches}
+
+    def partner_of_a(self, feature: int) -> FeatureMatch | None:
+        """The match of A's ``feature``, or None."""
+        return self._a_to_b.get(int(feature))
+
+    def partner_of_b(self, feature: int) -> FeatureMatch | None:
+        """The match of B's ``feature``, or None."""
+        return self._b_to_a.get(int(feature))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "n_shared": self.n_shared, "min_correlation": self.min_correlation,
+                "matches": [asdict(m) for m in self.matches], "unmatched_a": self.unmatched_a,
+                "unmatched_b": self.unmatched_b}
+
+
+def match_features(a: RunActivations, b: RunActivations, *,
+                   min_correlation: float = DEFAULT_MIN_CORRELATION) -> FeatureMatching:
+    """Match A's used features to B's by the correlation of their activations on shared examples.
+
+    Pearson correlations are computed between every A feature and every B feature over the
+    examples both runs were evaluated on; a Hungarian assignment
+    (:func:`scipy.optimize.linear_sum_assignment`) on ``-|r|`` pairs them one-to-one, and pairs
+    with ``|r| < min_correlation`` are dropped. A constant feature correlates with nothing.
+
+    Parameters
+    ----------
+    a, b : RunActivations
+    min_correlation : float in (0, 1]
+        Smallest ``|r|`` for two features to be called the same feature.
+
+    Returns
+    -------
+    FeatureMatching
+
+    Raises
+    ------
+    DataError
+        when the runs share fewer than 3 evaluation examples.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(500, 3)).astype(np.float32)
+    >>> ids = np.array([f"t{i}" for i in range(500)])
+    >>> a = RunActivations(ids, [4, 9, 15], x)
+    >>> b = RunActivations(ids[::-1], [100, 101], x[::-1][:, [2, 0]] * 3 + 1)   # reordered rows
+    >>> [(m.feature_a, m.feature_b, round(m.correlation, 3)) for m in match_features(a, b).matches]
+    [(4, 101, 1.0), (15, 100, 1.0)]
+    """
+    if not (isinstance(min_correlation, (int, float)) and 0 < min_correlation <= 1):
+        raise ParameterError("The 'min_correlation' parameter must be a float in (0, 1]. "
+                             f"Got {min_correlation!r} instead.", parameter="min_correlation")
+    from scipy.optimize import linear_sum_assignment
+
+    shared, ia, ib = np.intersect1d(a.ids, b.ids, assume_unique=True, return_indices=True)
+    if shared.size < 3:
+        raise DataError(f"the two runs share {shared.size} evaluation examples (ids in activations.npz); "
+                        "features can only be matched on a common evaluation set")
+    ka, kb = a.features.size, b.features.size
+    if ka == 0 or kb == 0:
+        corr = np.zeros((ka, kb))
+    else:
+        za = _standardise(a.activations[ia])
+        zb = _standardise(b.activations[ib])
+        corr = np.clip(za.T @ zb, -1.0, 1.0)
+    matches: list[FeatureMatch] = []
+    if ka and kb:
+        rows, cols = linear_sum_assignment(-np.abs(corr))
+        for i, j in zip(rows, cols):
+            if abs(corr[i, j]) >= min_correlation:
+                matches.append(FeatureMatch(int(a.features[i]), int(b.features[j]), float(corr[i, j])))
+    matches.sort(key=lambda m: (-abs(m.correlation), m.feature_a))
+    got_a = {m.feature_a for m in matches}
+    got_b = {m.feature_b for m in matches}
+    absr = np.abs(corr)
+    best_a = {int(f): float(absr[i].max()) if kb else 0.0 for i, f in enumerate(a.features)}
+    best_b = {int(f): float(absr[:, j].max()) if ka else 0.0 for j, f in enumerate(b.features)}
+    nearest_a = {int(f): int(b.features[absr[i].argmax()]) for i, f in enumerate(a.features)} if kb else {}
+    nearest_b = {int(f): int(a.features[absr[:, j].argmax()]) for j, f in enumerate(b.features)} if ka else {}
+    result = FeatureMatching(matches, [int(f) for f in a.features if int(f) not in got_a],
+                             [int(f) for f in b.features if int(f) not in got_b], "correlation",
+                             int(shared.size), float(min_correlation), best_a, best_b, nearest_a, nearest_b)
+    logger.info("matched %d of %d (A) and %d (B) used features on %d shared examples (|r| >= %g)",
+                len(matches), ka, kb, shared.size, min_correlation)
+    return result
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled so that ``z.T @ z`` is the correlation matrix (constant → 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    norm = np.sqrt((x * x).sum(axis=0))
+    scale = np.where(norm > 1e-12 * max(1.0, float(norm.max(initial=0.0))), norm, np.inf)
+    return x / scale
+
+
+def _identity_matching(features_a: Iterable[int], features_b: Iterable[int]) -> FeatureMatching:
+    fa, fb = sorted({int(f) for f in features_a}), sorted({int(f) for f in features_b})
+    both = sorted(set(fa) & set(fb))
+    return FeatureMatching([FeatureMatch(f, f, 1.0) for f in both], [f for f in fa if f not in both],
+                           [f for f in fb if f not in both], "identity", 0, 1.0)
+
+
+# --------------------------------------------------------------------------- result types
+@dataclass(frozen=True)
+class AssertionChange:
+    """One assertion in A and B.
+
+    ``change``: newly_failing (passed in A), fixed, still_failing, passing, added, added_failing
+    (only in B), removed (only in A). Only newly_failing error-severity assertions are regressions.
+    """
+
+    name: str
+    severity: str
+    status_a: str | None
+    status_b: str | None
+    change: str
+    observed_a: Any = None
+    observed_b: Any = None
+    threshold: Any = None
+    message: str = ""
+
+    @property
+    def is_regression(self) -> bool:
+        return self.change == "newly_failing" and self.severity == "error"
+
+
+@dataclass(frozen=True)
+class SliceChange:
+    """One slice in A and/or B. ``change``: worse, better, unchanged, new, gone."""
+
+    predicates: dict[str, str]
+    change: str
+    size_a: int | None = None
+    error_rate_a: float | None = None
+    ci_a: tuple[float, float] | None = None
+    size_b: int | None = None
+    error_rate_b: float | None = None
+    ci_b: tuple[float, float] | None = None
+    q_value_b: float | None = None
+    significant_b: bool = False
+
+    @property
+    def label(self) -> str:
+        return " & ".join(f"{k}={v}" for k, v in self.predicates.items()) or "(all)"
+
+    @property
+    def is_regression(self) -> bool:
+        return self.change == "worse" or (self.change == "new" and self.significant_b)
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """A scalar metric in A and B (None where a run lacks it)."""
+
+    name: str
+    a: float | None
+    b: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+
+@dataclass(frozen=True)
+class SpuriousChange:
+    """A spurious finding (class relies on a feature tied to attribute=value). ``change``: new, resolved, persisting."""
+
+    class_name: str
+    attribute: str
+    value: str
+    change: str
+    feature_a: int | None = None
+    feature_b: int | None = None
+    score_a: float | None = None
+    score_b: float | None = None
+    sentence: str = ""
+    same_feature: bool | None = None  # persisting: is B's feature the match of A's?
+
+    @property
+    def is_regression(self) -> bool:
+        return self.change == "new"
+
+
+@dataclass(frozen=True)
+class ClassFeature:
+    """A feature of one run used by a class, with its weight and best ``|r|`` with the other run."""
+
+    feature: int
+    weight: float | None
+    best_correlation: float | None = None
+    nearest: int | None = None  # the other run's feature that correlates most with it
+
+
+@dataclass(frozen=True)
+class KeptFeature:
+    """A class uses the same feature in both runs (``feature_a`` ≙ ``feature_b``)."""
+
+    feature_a: int
+    feature_b: int
+    correlation: float
+    weight_a: float | None
+    weight_b: float | None
+
+
+@dataclass(frozen=True)
+class ClassFeatureChange:
+    """How one class's features changed from A to B."""
+
+    class_name: str
+    kept: list[KeptFeature]
+    lost: list[ClassFeature]
+    gained: list[ClassFeature]
+    n_a: int
+    n_b: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lost or self.gained)
+
+
+@dataclass
+class RunComparison:
+    """The comparison of run B against run A.
+
+    Attributes
+    ----------
+    run_a, run_b : str
+    status_a, status_b : str or None
+    assertions, slices, metrics, spurious, features : lists of the change records
+    matching : FeatureMatching or None
+        None when the features could not be matched (no activations, different models).
+    regressions : list of str
+        One line per regression; empty means none.
+    notes : list of str
+        What could not be compared, and why.
+    """
+
+    run_a: str
+    run_b: str
+    status_a: str | None
+    status_b: str | None
+    assertions: list[AssertionChange]
+    slices: list[SliceChange]
+    metrics: list[MetricDelta]
+    spurious: list[SpuriousChange]
+    features: list[ClassFeatureChange]
+    matching: FeatureMatching | None
+    regressions: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_regression(self) -> bool:
+        """True when B regressed against A (the command then exits 1)."""
+        return bool(self.regressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (compare.json)."""
+        def slice_dict(s: SliceChange) -> dict[str, Any]:
+            d = asdict(s)
+            d["ci_a"] = None if s.ci_a is None else list(s.ci_a)
+            d["ci_b"] = None if s.ci_b is None else list(s.ci_b)
+            return d
+
+        return {
+            "run_a": self.run_a, "run_b": self.run_b, "status_a": self.status_a, "status_b": self.status_b,
+            "has_regression": self.has_regression, "regressions": list(self.regressions),
+            "assertions": [asdict(a) for a in self.assertions],
+            "slices": [slice_dict(s) for s in self.slices],
+            "metrics": [{**asdict(m), "delta": m.delta} for m in self.metrics],
+            "spurious_findings": [asdict(s) for s in self.spurious],
+            "features_by_class": [asdict(c) for c in self.features],
+            "feature_matching": None if self.matching is None else self.matching.to_dict(),
+            "notes": list(self.notes),
+        }
+
+    # ------------------------------------------------------------------ rendering
+    def to_markdown(self) -> str:
+        """The comparison as Markdown (what ``sparsecheck compare`` prints)."""
+        out: list[str] = [f"# sparsecheck compare: `{_md(self.run_a)}` → `{_md(self.run_b)}`", ""]
+        verdict = (f"**REGRESSION** ({len(self.regressions)})" if self.has_regression else "**no regression**")
+        out += [f"Verdict: {verdict}. Status: {self.status_a or '?'} → {self.status_b or '?'}.", ""]
+        if self.regressions:
+            out += ["## Regressions", ""] + [f"- {_md(r)}" for r in self.regressions] + [""]
+        sections = self._sections()
+        for title, header, rows, empty in sections:
+            out += [f"## {title}", ""]
+            if not rows:
+                out += [empty, ""]
+                continue
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "---|" * len(header))
+            out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+            out.append("")
+        if self.matching is not None:
+            out += [_matching_line(self.matching), ""]
+        if self.notes:
+            out += ["## Notes", ""] + [f"- {_md(n)}" for n in self.notes] + [""]
+        return "\n".join(out).rstrip() + "\n"
+
+    def to_html(self) -> str:
+        """A self-contained HTML page (no external resources; every value escaped)."""
+        e = html.escape
+        parts = [
+            "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>sparsecheck compare {e(self.run_a)} → {e(self.run_b)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f"<h1>sparsecheck compare: <code>{e(self.run_a)}</code> → <code>{e(self.run_b)}</code></h1>",
+        ]
+        cls = "bad" if self.has_regression else "good"
+        verdict = f"REGRESSION ({len(self.regressions)})" if self.has_regression else "no regression"
+        parts.append(f'<p class="verdict {cls}" id="verdict">{e(verdict)} — status '
+                     f"{e(str(self.status_a))} → {e(str(self.status_b))}</p>")
+        if self.regressions:
+            parts.append('<h2>Regressions</h2><ul id="regressions">')
+            parts += [f"<li>{e(r)}</li>" for r in self.regressions]
+            parts.append("</ul>")
+        for title, header, rows, empty in self._sections():
+            anchor = title.lower().replace(" ", "-")
+            parts.append(f'<h2 id="{e(anchor)}">{e(title)}</h2>')
+            if not rows:
+                parts.append(f"<p class=\"empty\">{e(empty)}</p>")
+                continue
+            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
+            for row in rows:
+                flag = ' class="bad"' if any(str(c).startswith(_BAD_MARKS) for c in row) else ""
+                parts.append(f"<tr{flag}>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
+            parts.append("</tbody></table>")
+        if self.matching is not None:
+            parts.append(f"<p>{e(_matching_line(self.matching))}</p>")
+        if self.notes:
+            parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+    def _sections(self) -> list[tuple[str, list[str], list[list[str]], str]]:
+        a_rows = [[a.name, a.severity, str(a.status_a or "—"), str(a.status_b or "—"),
+                   _change_label(a.change, a.is_regression), _fmt(a.observed_b), _fmt(a.threshold)]
+                  for a in self.assertions if a.change != "passing"]
+        s_rows = [[s.label, _rate(s.error_rate_a, s.ci_a, s.size_a), _rate(s.error_rate_b, s.ci_b, s.size_b),
+                   _change_label(s.change + (" (significant)" if s.change == "new" and s.significant_b else ""),
+                                 s.is_regression)]
+                  for s in self.slices if s.change != "unchanged"]
+        sp_rows = [[s.class_name, f"{s.attribute}={s.value}", _feat(s.feature_a, s.score_a),
+                    _feat(s.feature_b, s.score_b), _change_label(s.change, s.is_regression)
+                    + (" (same feature)" if s.same_feature else "")] for s in self.spurious]
+        m_rows = [[m.name, _fmt(m.a), _fmt(m.b), _fmt(m.delta, signed=True)] for m in self.metrics]
+        f_rows = [[c.class_name, f"{c.n_a} → {c.n_b}",
+                   ", ".join(f"{k.feature_a}→{k.feature_b} (r={k.correlation:.2f})" for k in c.kept) or "—",
+                   ", ".join(_lost(f) for f in c.lost) or "—", ", ".join(_lost(f) for f in c.gained) or "—"]
+                  for c in self.features]
+        unchanged = sum(1 for s in self.slices if s.change == "unchanged")
+        return [
+            ("Assertions", ["assertion", "severity", "A", "B", "change", "observed (B)", "threshold"], a_rows,
+             f"No assertion changed ({sum(1 for a in self.assertions if a.change == 'passing')} pass in both)."),
+            ("Slices", ["slice", "A error rate [95% CI] (n)", "B error rate [95% CI] (n)", "change"], s_rows,
+             f"No slice changed beyond its interval ({unchanged} matched slices unchanged)."),
+            ("Spurious findings", ["class", "attribute", "A feature (score)", "B feature (score)", "change"],
+             sp_rows, "No spurious findings in either run."),
+            ("Metrics", ["metric", "A", "B", "Δ"], m_rows, "No metrics in common."),
+            ("Features by class", ["class", "features A → B", "kept (A→B)", "lost (A)", "gained (B)"], f_rows,
+             "Features were not compared."),
+        ]
+
+
+_BAD_MARKS = ("⚠",)
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;"
+        "text-align:left;vertical-align:top}th{background:#f3f3f3}tr.bad td{background:#fde8e8}"
+        ".verdict{font-size:1.2em;font-weight:bold;padding:.4em .8em;display:inline-block}"
+        ".verdict.bad{background:#fde8e8;color:#a00}.verdict.good{background:#e6f6e6;color:#060}"
+        ".empty{color:#666}code{background:#f3f3f3;padding:0 .2em}")
+
+
+def _md(value: Any) -> str:
+    """One Markdown table cell: pipes escaped, newlines flattened."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):+d}" if signed else str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            return "—"
+        return f"{float(value):+.4g}" if signed else f"{float(value):.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _rate(rate: float | None, ci: tuple[float, float] | None, size: int | None) -> str:
+    if rate is None:
+        return "—"
+    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else ""
+    return f"{rate:.3f}{ci_text} (n={size})"
+
+
+def _feat(feature: int | None, score: float | None) -> str:
+    if feature is None:
+        return "—"
+    return f"{feature}" + (f" ({score:.3g})" if score is not None else "")
+
+
+def _lost(f: ClassFeature) -> str:
+    if f.best_correlation is None:
+        return f"{f.feature}"
+    near = f"nearest {f.nearest}, " if f.nearest is not None else ""  # may be matched to another one
+    return f"{f.feature} ({near}abs. corr. {f.best_correlation:.2f})"
+
+
+def _change_label(change: str, regression: bool) -> str:
+    return f"⚠ {change}" if regression else change
+
+
+def _matching_line(m: FeatureMatching) -> str:
+    if m.method == "identity":
+        return (f"Features matched by id (same model): {len(m.matches)} shared, {len(m.unmatched_a)} only in A, "
+                f"{len(m.unmatched_b)} only in B.")
+    return (f"Features matched by activation correlation on {m.n_shared} shared evaluation examples "
+            f"(Hungarian assignment, |r| ≥ {m.min_correlation:g}): {len(m.matches)} pairs, "
+            f"{len(m.unmatched_a)} of A's and {len(m.unmatched_b)} of B's used features unmatched.")
+
+
+# --------------------------------------------------------------------------- comparison logic
+def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
+                    activations_a: RunActivations | None = None, activations_b: RunActivations | None = None,
+                    *, run_a: str = "A", run_b: str = "B", min_correlation: float = DEFAULT_MIN_CORRELATION,
+                    slice_fdr: float = DEFAULT_SLICE_FDR) -> RunComparison:
+    """Compare two runs' ``results.json`` contents (and their activations, to match features).
+
+    Parameters
+    ----------
+    results_a, results_b : dict
+        The two runs' results (schema of DESIGN.md); sections a run lacks are not compared, and a
+        note says so.
+    activations_a, activations_b : RunActivations, optional
+        Needed to match features across different models; two runs of the same model (equal
+        ``model.fingerprint``) are matched by id without them.
+    run_a, run_b : str
+        Names shown in the output (run ids).
+    min_correlation : float
+        Smallest ``|r|`` for two features to be the same feature.
+    slice_fdr : float
+        A slice only B has is a regression when its q-value is at most this.
+
+    Returns
+    -------
+    RunComparison
+    """
+    if not (isinstance(slice_fdr, (int, float)) and 0 < slice_fdr < 1):
+        raise ParameterError(f"The 'slice_fdr' parameter must be a float in (0, 1). Got {slice_fdr!r} instead.",
+                             parameter="slice_fdr")
+    for name, res in (("results_a", results_a), ("results_b", results_b)):
+        if not isinstance(res, dict):
+            raise DataError(f"{name} must be a results.json mapping, got {type(res).__name__}")
+    notes: list[str] = []
+    regressions: list[str] = []
+    status_a, status_b = results_a.get("status"), results_b.get("status")
+    if status_a == "pass" and status_b == "fail":
+        regressions.append("status went from pass to fail")
+
+    assertions = _compare_assertions(results_a, results_b, notes)
+    for a in assertions:
+        if a.is_regression:
+            regressions.append(f"assertion {a.name!r} ({a.severity}) newly fails"
+                               + (f": observed {_fmt(a.observed_b)}, threshold {_fmt(a.threshold)}"
+                                  if a.observed_b is not None or a.threshold is not None else "")
+                               + (f" — {a.message}" if a.message else ""))
+    slices = _compare_slices(results_a, results_b, slice_fdr, notes)
+    for s in slices:
+        if s.change == "worse":
+            regressions.append(f"slice {s.label} got worse: error rate {_rate(s.error_rate_a, s.ci_a, s.size_a)} "
+                               f"→ {_rate(s.error_rate_b, s.ci_b, s.size_b)}")
+        elif s.is_regression:
+            regressions.append(f"new significant slice {s.label}: error rate "
+                               f"{_rate(s.error_rate_b, s.ci_b, s.size_b)}, q={_fmt(s.q_value_b)}")
+
+    matching = _matching(results_a, results_b, activations_a, activations_b, min_correlation, notes)
+    spurious = _compare_spurious(results_a, results_b, matching, notes)
+    for s in spurious:
+        if s.is_regression:
+            regressions.append(f"new spurious finding: class {s.class_name} relies on feature {s.feature_b} "
+                               f"associated with {s.attribute}={s.value}"
+                               + (f" (score {s.score_b:.3g})" if s.score_b is not None else ""))
+    metrics = _compare_metrics(results_a, results_b)
+    features = _compare_features(results_a, results_b, matching, notes)
+    comparison = RunComparison(run_a, run_b, status_a, status_b, assertions, slices, metrics, spurious,
+                               features, matching, regressions, notes)
+    logger.info("compare %s -> %s: %d regressions", run_a, run_b, len(regressions))
+    return comparison
+
+
+def _section(results: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
+    value = results.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise DataError(f"results.json key {key!r} must be a list, got {type(value).__name__}")
+    return [v for v in value if isinstance(v, dict)]
+
+
+def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionChange]:
+    la, lb = _section(ra, "assertions"), _section(rb, "assertions")
+    if la is None or lb is None:
+        notes.append("assertions not compared: " + ("A" if la is None else "B") + " has no assertion results")
+        return []
+    by_a = {str(a.get("name")): a for a in la}
+    by_b = {str(b.get("name")): b for b in lb}
+    out: list[AssertionChange] = []
+    for name in list(by_b) + [n for n in by_a if n not in by_b]:
+        a, b = by_a.get(name), by_b.get(name)
+        fa = a is not None and a.get("status") in _FAILING
+        fb = b is not None and b.get("status") in _FAILING
+        if b is None:
+            change = "removed"
+        elif a is None:
+            # a check A never ran says nothing about a change of the model; B's status tells the gate
+            change = "added_failing" if fb else "added"
+        elif fb:
+            change = "still_failing" if fa else "newly_failing"
+        else:
+            change = "fixed" if fa else "passing"
+        src = b if b is not None else a
+        assert src is not None
+        out.append(AssertionChange(name=name, severity=str(src.get("severity", "error")),
+                                   status_a=None if a is None else a.get("status"),
+                                   status_b=None if b is None else b.get("status"), change=change,
+                                   observed_a=None if a is None else a.get("observed"),
+                                   observed_b=None if b is None else b.get("observed"),
+                                   threshold=src.get("threshold"), message=str(src.get("message") or "")))
+    order = {"newly_failing": 0, "fixed": 1, "added_failing": 2, "still_failing": 3, "added": 4, "removed": 5,
+             "passing": 6}
+    out.sort(key=lambda c: (order[c.change], c.severity != "error"))
+    return out
+
+
+def _slice_key(predicates: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(predicates, dict):
+        raise DataError(f"a slice's 'predicates' must be a mapping attribute -> value, got {predicates!r}")
+    return tuple(sorted((str(k), str(v)) for k, v in predicates.items()))
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _ci(s: dict[str, Any]) -> tuple[float, float] | None:
+    lo, hi = _float(s.get("ci_low")), _float(s.get("ci_high"))
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _compare_slices(ra: dict, rb: dict, fdr: float, notes: list[str]) -> list[SliceChange]:
+    la, lb = _section(ra, "slices"), _section(rb, "slices")
+    if la is None or lb is None:
+        notes.append("slices not compared: " + ("A" if la is None else "B") + " has no slice results")
+        return []
+    by_a = {_slice_key(s.get("predicates")): s for s in la}
+    breakdown_a = _error_by_value(ra)
+    out: list[SliceChange] = []
+    seen: set = set()
+    from_breakdown = 0
+    for s in lb:
+        key = _slice_key(s.get("predicates"))
+        seen.add(key)
+        a = by_a.get(key)
+        ci_b = _ci(s)
+        q = _float(s.get("q_value"))
+        significant = bool(s["significant"]) if "significant" in s else (q is not None and q <= fdr)
+        common = dict(predicates=dict(key), size_b=s.get("size"), error_rate_b=_float(s.get("error_rate")),
+                      ci_b=ci_b, q_value_b=q, significant_b=significant)
+        if a is None and len(key) == 1 and key[0] in breakdown_a:
+            # A did not list this one-predicate slice, but its accuracy by attribute value measured it
+            a = breakdown_a[key[0]]
+            from_breakdown += 1
+        if a is None:
+            out.append(SliceChange(change="new", **common))
+            continue
+        ci_a = _ci(a)
+        if ci_a is None or ci_b is None:
+            change = "unchanged"
+        elif ci_b[0] > ci_a[1]:
+            change = "worse"
+        elif ci_b[1] < ci_a[0]:
+            change = "better"
+        else:
+            change = "unchanged"
+        out.append(SliceChange(change=change, size_a=a.get("size"), error_rate_a=_float(a.get("error_rate")),
+                               ci_a=ci_a, **common))
+    for key, a in by_a.items():
+        if key not in seen:
+            out.append(SliceChange(predicates=dict(key), change="gone", size_a=a.get("size"),
+                                   error_rate_a=_float(a.get("error_rate")), ci_a=_ci(a)))
+    if from_breakdown:
+        notes.append(f"{from_breakdown} one-predicate slices listed only by B were compared with A's accuracy by "
+                     "attribute value")
+    if any(s.change == "new" for s in out):
+        notes.append("results.json lists only the top slices: a slice shown as new may have been just below "
+                     "A's cut-off")
+    return out
+
+
+def _error_by_value(results: dict) -> dict[tuple[str, str], dict[str, Any]]:
+    """A run's accuracy by attribute value as slice records (error rate, interval on the error rate)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in _section(results, "accuracy_by_attribute") or []:
+        acc, lo, hi = _float(r.get("accuracy")), _float(r.get("ci_low")), _float(r.get("ci_high"))
+        if acc is None or lo is None or hi is None:
+            continue
+        out[(str(r.get("attribute")), str(r.get("value")))] = {
+            "size": r.get("size"), "error_rate": 1.0 - acc, "ci_low": 1.0 - hi, "ci_high": 1.0 - lo}
+    return out
+
+
+def _spurious_key(f: dict[str, Any]) -> tuple[str, str, str]:
+    return str(f.get("class")), str(f.get("attribute")), str(f.get("value"))
+
+
+def _compare_spurious(ra: dict, rb: dict, matching: FeatureMatching | None, notes: list[str]) -> list[SpuriousChange]:
+    la, lb = _section(ra, "spurious_findings"), _section(rb, "spurious_findings")
+    if la is None or lb is None:
+        notes.append("spurious findings not compared: " + ("A" if la is None else "B") + " has none recorded")
+        return []
+    by_a: dict[tuple[str, str, str], dict] = {}
+    for f in la:  # the strongest finding per key represents it
+        k = _spurious_key(f)
+        if k not in by_a or (_float(f.get("score")) or 0) > (_float(by_a[k].get("score")) or 0):
+            by_a[k] = f
+    by_b: dict[tuple[str, str, str], dict] = {}
+    for f in lb:
+        k = _spurious_key(f)
+        if k not in by_b or (_float(f.get("score")) or 0) > (_float(by_b[k].get("score")) or 0):
+            by_b[k] = f
+    out: list[SpuriousChange] = []
+    for key in list(by_b) + [k for k in by_a if k not in by_b]:
+        a, b = by_a.get(key), by_b.get(key)
+        change = "persisting" if a is not None and b is not None else ("new" if b is not None else "resolved")
+        fa = None if a is None else _int(a.get("feature"))
+        fb = None if b is None else _int(b.get("feature"))
+        same = None
+        if change == "persisting" and matching is not None and fa is not None and fb is not None:
+            m = matching.partner_of_a(fa)
+            same = m is not None and m.feature_b == fb
+        out.append(SpuriousChange(class_name=key[0], attribute=key[1], value=key[2], change=change,
+                                  feature_a=fa, feature_b=fb,
+                                  score_a=None if a is None else _float(a.get("score")),
+                                  score_b=None if b is None else _float(b.get("score")),
+                                  sentence=str((b or a or {}).get("sentence") or ""), same_feature=same))
+    order = {"new": 0, "resolved": 1, "persisting": 2}
+    out.sort(key=lambda s: order[s.change])
+    return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dig(results: dict, *path: str) -> Any:
+    cur: Any = results
+    for p in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(p)
+    return cur
+
+
+def _per_class(results: dict) -> dict[str, list[tuple[int, float | None]]] | None:
+    fpc = _dig(results, "sparse_layer", "features_per_class")
+    if not isinstance(fpc, dict):
+        return None
+    out: dict[str, list[tuple[int, float | None]]] = {}
+    for cls, feats in fpc.items():
+        rows = []
+        for f in feats or []:
+            if isinstance(f, dict):
+                fid = _int(f.get("feature"))
+                if fid is not None:
+                    rows.append((fid, _float(f.get("weight"))))
+            elif _int(f) is not None:
+                rows.append((int(f), None))
+        out[str(cls)] = rows
+    return out
+
+
+def _compare_metrics(ra: dict, rb: dict) -> list[MetricDelta]:
+    out: list[MetricDelta] = []
+    dense_keys = [k for k in (_dig(ra, "dense") or {}) if k in (_dig(rb, "dense") or {})] or ["test_accuracy"]
+    for k in dense_keys:
+        out.append(MetricDelta(f"dense {k.replace('_', ' ')}", _float(_dig(ra, "dense", k)),
+                               _float(_dig(rb, "dense", k))))
+    for key, label in (("dense_accuracy", "sparse layer: dense accuracy"),
+                       ("sparse_accuracy", "sparse layer: sparse accuracy"),
+                       ("sparsity", "sparsity (% zero weights)")):
+        out.append(MetricDelta(label, _float(_dig(ra, "sparse_layer", key)), _float(_dig(rb, "sparse_layer", key))))
+    pa, pb = _per_class(ra), _per_class(rb)
+
+    def mean_fpc(p: dict | None) -> float | None:
+        return None if not p else float(np.mean([len(v) for v in p.values()]))
+
+    def used(p: dict | None) -> float | None:
+        return None if p is None else float(len({f for v in p.values() for f, _ in v}))
+
+    out.append(MetricDelta("mean features per class", mean_fpc(pa), mean_fpc(pb)))
+    out.append(MetricDelta("used features", used(pa), used(pb)))
+    for cls in _ordered_union(list(pa or {}), list(pb or {})):
+        out.append(MetricDelta(f"features of class {cls}",
+                               None if pa is None or cls not in pa else float(len(pa[cls])),
+                               None if pb is None or cls not in pb else float(len(pb[cls]))))
+    acc_a = {(str(r.get("attribute")), str(r.get("value"))): _float(r.get("accuracy"))
+             for r in _section(ra, "accuracy_by_attribute") or []}
+    acc_b = {(str(r.get("attribute")), str(r.get("value"))): _float(r.get("accuracy"))
+             for r in _section(rb, "accuracy_by_attribute") or []}
+    for key in _ordered_union(list(acc_a), list(acc_b)):
+        out.append(MetricDelta(f"accuracy | {key[0]}={key[1]}", acc_a.get(key), acc_b.get(key)))
+    return [m for m in out if m.a is not None or m.b is not None]
+
+
+def _ordered_union(a: Sequence, b: Sequence) -> list:
+    seen = dict.fromkeys(a)
+    seen.update(dict.fromkeys(b))
+    return list(seen)
+
+
+def _matching(ra: dict, rb: dict, acts_a: RunActivations | None, acts_b: RunActivations | None,
+              min_correlation: float, notes: list[str]) -> FeatureMatching | None:
+    pa, pb = _per_class(ra), _per_class(rb)
+    fp_a, fp_b = _dig(ra, "model", "fingerprint"), _dig(rb, "model", "fingerprint")
+    layer_a, layer_b = _dig(ra, "model", "feature_layer"), _dig(rb, "model", "feature_layer")
+    if fp_a is not None and fp_a == fp_b and layer_a == layer_b and pa is not None and pb is not None:
+        return _identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
+    if acts_a is None or acts_b is None:
+        notes.append("features not matched across runs: " + ("A" if acts_a is None else "B")
+                     + " has no activations.npz and the models differ")
+        return None
+    try:
+        return match_features(acts_a, acts_b, min_correlation=min_correlation)
+    except DataError as exc:
+        notes.append(f"features not matched across runs: {exc}")
+        return None
+
+
+def _compare_features(ra: dict, rb: dict, matching: FeatureMatching | None,
+                      notes: list[str]) -> list[ClassFeatureChange]:
+    pa, pb = _per_class(ra), _per_class(rb)
+    if pa is None or pb is None:
+        notes.append("features per class not compared: " + ("A" if pa is None else "B") + " has no sparse layer")
+        return []
+    if matching is None:
+        return []
+    out: list[ClassFeatureChange] = []
+    for cls in _ordered_union(list(pa), list(pb)):
+        fa, fb = pa.get(cls, []), pb.get(cls, [])
+        wb = dict(fb)
+        ids_b = set(wb)
+        ids_a = {f for f, _ in fa}
+        kept, lost, gained = [], [], []
+        for f, w in fa:
+            m = matching.partner_of_a(f)
+            if m is not None and m.feature_b in ids_b:
+                kept.append(KeptFeature(f, m.feature_b, m.correlation, w, wb[m.feature_b]))
+            else:
+                lost.append(ClassFeature(f, w, matching.best_a.get(f), matching.nearest_a.get(f)))
+        for f, w in fb:
+            m = matching.partner_of_b(f)
+            if m is None or m.feature_a not in ids_a:
+                gained.append(ClassFeature(f, w, matching.best_b.get(f), matching.nearest_b.get(f)))
+        out.append(ClassFeatureChange(cls, kept, lost, gained, len(fa), len(fb)))
+    return out
+
+
+# --------------------------------------------------------------------------- MLflow loading
+def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunActivations:
+    """The ``activations.npz`` artifact of an MLflow run.
+
+    Raises
+    ------
+    TrackingError
+        when the run does not exist or has no ``activations.npz``.
+    """
+    from sparsecheck.reports.tracking import ACTIVATIONS_FILE, download_run_artifact
+
+    with tempfile.TemporaryDirectory(prefix="sparsecheck-activations-") as tmp:
+        return RunActivations.load(download_run_artifact(run_id, ACTIVATIONS_FILE, tracking_uri, dst_dir=tmp))
+
+
+def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
+                 min_correlation: float = DEFAULT_MIN_CORRELATION,
+                 slice_fdr: float = DEFAULT_SLICE_FDR) -> RunComparison:
+    """Load two MLflow runs (results.json, activations.npz) and compare B against A.
+
+    Parameters
+    ----------
+    run_a, run_b : str
+        MLflow run ids (A is the baseline).
+    tracking_uri : str, optional
+        See :func:`sparsecheck.reports.tracking.resolve_tracking_uri`.
+    min_correlation, slice_fdr : float
+        See :func:`compare_results`.
+
+    Raises
+    ------
+    TrackingError
+        when a run does not exist or has no results.json.
+    """
+    from sparsecheck.reports.tracking import load_run_results, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    results_a = load_run_results(run_a, uri)
+    results_b = load_run_results(run_b, uri)
+    acts: list[RunActivations | None] = []
+    for run in (run_a, run_b):
+        try:
+            acts.append(load_run_activations(run, uri))
+        except TrackingError:
+            logger.info("run %s has no activations.npz", run)
+            acts.append(None)
+    return compare_results(results_a, results_b, acts[0], acts[1], run_a=run_a, run_b=run_b,
+                           min_correlation=min_correlation, slice_fdr=slice_fdr)
+
+
+def write_comparison(comparison: RunComparison, out_dir: str | Path, *, force: bool = False) -> dict[str, Path]:
+    """Write ``compare.json`` and ``compare.html`` into ``out_dir`` (atomically).
+
+    A non-empty directory sparsecheck did not write is refused unless ``force``; nothing else in
+    the directory is touched.
+    """
+    from sparsecheck.pipeline import MARKER
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("exists and is not a directory", key="--out", value=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
+        raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
+                          "choose another --out or pass --force", key="--out", value=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():
+        (out / MARKER).write_text("written by sparsecheck compare\n")
+    paths = {name: out / name for name in _OUT_FILES}
+    write_json_atomic(paths["compare.json"], comparison.to_dict())
+    with atomic_write(paths["compare.html"], "w", encoding="utf-8") as fh:
+        fh.write(comparison.to_html())
+    return paths
