@@ -152,7 +152,47 @@ def dense_stage(ctx: RunContext) -> None:
     logger.info("dense head: test accuracy %.3f", dense.get("test_accuracy", float("nan")))
 
 
-STAGES: list[Stage] = [load_stage, extract_stage, dense_stage]
+def sparse_stage(ctx: RunContext) -> None:
+    """Fit the sparse decision layer on train features (validation split for selection).
+
+    Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
+    saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
+    """
+    from sparsecheck.sparse import SparseDecisionLayer
+
+    sc = ctx.config.sparse
+    layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
+                                tolerance=sc.tolerance, features_per_class=sc.features_per_class,
+                                solver=sc.solver, max_epochs=sc.max_epochs, tol=sc.tol, device=ctx.device,
+                                random_state=sc.random_state)
+    train, val = ctx.splits["train"], ctx.splits.get("val")
+    layer.fit(train.features, train.labels,
+              None if val is None else val.features, None if val is None else val.labels)
+    ctx.sparse_layer = layer
+    test = ctx.splits["test"]
+    sparse_pred = layer.predict(np.asarray(test.features))
+    dense_pred = test.dense_predictions
+    names = [ctx.class_names[int(c)] for c in layer.classes_]
+    summary = layer.to_dict(names)
+    ctx.results["sparse_layer"] = {
+        "dense_accuracy": float(np.mean(dense_pred == test.labels)),
+        "sparse_accuracy": float(np.mean(sparse_pred == test.labels)),
+        "agreement": float(np.mean(sparse_pred == dense_pred)),
+        **summary,
+    }
+    if ctx.out_dir is not None:
+        out = Path(ctx.out_dir)
+        layer.save(out / "sparse_layer", overwrite=True)
+        layer.plot_path(out / "sparse_path.png")
+        ctx.artifacts["sparse_layer"] = str(out / "sparse_layer")
+        ctx.artifacts["sparse_path.png"] = str(out / "sparse_path.png")
+    r = ctx.results["sparse_layer"]
+    logger.info("sparse layer: %.1f features/class on average (max %d), test accuracy %.3f vs dense %.3f",
+                r["mean_features_per_class"], r["max_features_per_class"], r["sparse_accuracy"],
+                r["dense_accuracy"])
+
+
+STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage]
 
 
 SEVERITY_RANK = {"warning": 0, "error": 1}
@@ -177,20 +217,53 @@ def _status(ctx: RunContext) -> str:
     return "fail" if failing_assertions(ctx.results, "error") else "pass"
 
 
-def write_outputs(ctx: RunContext) -> None:
-    """Write results.json (last, atomically) into the output directory."""
+def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
+    """Write the outputs into the output directory and log the run to MLflow, in this order.
+
+    1. Create the MLflow run (unless ``mlflow.enabled`` is false): its id goes into the report
+       and results.json, which are themselves artifacts of that run.
+    2. ``activations.npz``, ``report.html``, then ``results.json`` (last, atomically).
+    3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
+       or FAILED if anything above raised.
+
+    An unreachable MLflow does not cost the local outputs: they are written, then TrackingError
+    (exit code 2) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
+    ``sparsecheck.kind`` tag.
+    """
+    import contextlib
+
+    from sparsecheck.errors import TrackingError
+    from sparsecheck.reports.html import write_report
+    from sparsecheck.reports.tracking import ACTIVATIONS_FILE, start_run, write_activations
+
     if ctx.out_dir is None:
         return
+    out = Path(ctx.out_dir)
     results = ctx.results
     results.setdefault("sparse_layer", None)
     results.setdefault("feature_attributes", [])
     results.setdefault("spurious_findings", [])
     results.setdefault("slices", [])
     results.setdefault("assertions", [])
-    results.setdefault("mlflow", None)
+    results["mlflow"] = None
     results["status"] = _status(ctx)
-    write_json_atomic(Path(ctx.out_dir) / "results.json", _ordered(results))
-    ctx.artifacts["results.json"] = str(Path(ctx.out_dir) / "results.json")
+    run, tracking_error = None, None
+    if ctx.config.mlflow.enabled:
+        try:
+            run = start_run(ctx.config.mlflow, kind=kind, results=results)
+            results["mlflow"] = run.info.to_dict()
+        except TrackingError as exc:
+            tracking_error = exc
+            logger.warning("%s; writing the local outputs anyway", exc)
+    with run if run is not None else contextlib.nullcontext():
+        write_activations(ctx, out / ACTIVATIONS_FILE)
+        write_report(ctx, out / "report.html")
+        write_json_atomic(out / "results.json", _ordered(results))
+        ctx.artifacts["results.json"] = str(out / "results.json")
+        if run is not None:
+            run.log_outputs(ctx)
+    if tracking_error is not None:
+        raise tracking_error
 
 
 def _ordered(results: dict[str, Any]) -> dict[str, Any]:

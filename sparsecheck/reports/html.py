@@ -1,0 +1,396 @@
+"""The HTML report: one self-contained ``report.html`` to click through after a run.
+
+Verdict and failing assertions come first, then the sparse decision layer (regularisation path,
+dense vs sparse accuracy, features per class), one card per used feature, accuracy by metadata
+attribute and the discovered slices with their confidence intervals, spurious findings in plain
+sentences, every assertion, and the run's metadata with its MLflow link.
+
+The file has no external dependencies: images are inlined as base64 ``data:`` URIs, intervals are
+inline SVG, the CSS is embedded and there is no JavaScript, so it opens offline, from an MLflow
+artifact view or as a CI attachment. Every section renders (with a short note) when its data is
+missing or empty. Big models stay usable: only the first ``max_cards`` feature cards carry images
+(the rest are listed in a collapsed ``<details>``), and tables longer than ``max_rows`` collapse.
+All text from results, configs and metadata is HTML-escaped (jinja2 autoescape).
+
+Examples
+--------
+>>> html = render_report({"status": "fail", "assertions": [
+...     {"name": "no <corner> cue", "status": "fail", "severity": "error", "message": "relies on it"}]})
+>>> "FAIL" in html, "no &lt;corner&gt; cue" in html, "<corner>" in html
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import mimetypes
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from sparsecheck._runtime import atomic_write
+from sparsecheck._version import __version__
+from sparsecheck.errors import ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparsecheck.context import RunContext
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["render_report", "write_report", "REPORT_FILE"]
+
+REPORT_FILE = "report.html"
+PATH_PLOT_FILE = "sparse_path.png"
+TEMPLATE = "report.html.j2"
+#: images larger than this are not inlined (the report would become unwieldy)
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp", ".svg": "image/svg+xml"}
+_SEVERE = ("fail", "error")
+
+
+# --------------------------------------------------------------------------- formatting filters
+
+
+def _finite(x: Any) -> float | None:
+    if isinstance(x, (bool, jinja2.Undefined)) or x is None:
+        return None
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _fmt_pct(x: Any, digits: int = 1) -> str:
+    v = _finite(x)
+    return "—" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _fmt_num(x: Any, digits: int = 3) -> str:
+    """Numbers compactly; other values as short text (lists and dicts as JSON)."""
+    if x is None or isinstance(x, jinja2.Undefined):
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    v = _finite(x)
+    if v is not None:
+        if v != 0 and (abs(v) < 10 ** -digits or abs(v) >= 1e6):
+            return f"{v:.2e}"
+        text = f"{v:.{digits}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(x, float):
+        return "—"
+    if isinstance(x, (Mapping, list, tuple)):
+        text = json.dumps(x, default=str, ensure_ascii=False)
+        return text if len(text) <= 160 else text[:157] + "…"
+    return str(x)
+
+
+def _fmt_p(x: Any) -> str:
+    v = _finite(x)
+    if v is None:
+        return "—"
+    return f"{v:.1e}" if v < 1e-3 else f"{v:.3f}"
+
+
+def _fmt_signed(x: Any, digits: int = 2) -> str:
+    v = _finite(x)
+    return "—" if v is None else f"{v:+.{digits}f}"
+
+
+def _fmt_secs(x: Any) -> str:
+    v = _finite(x)
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def _clip01(x: Any) -> float | None:
+    v = _finite(x)
+    return None if v is None else min(1.0, max(0.0, v))
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _inline_image(rel: Any, out_dir: Path | None) -> str | None:
+    """``data:`` URI of an image under ``out_dir``; None when missing, too big or outside it."""
+    if not isinstance(rel, (str, Path)) or not str(rel) or out_dir is None:
+        return None
+    root = out_dir.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        logger.warning("report: image %s lies outside the output directory; not inlined", rel)
+        return None
+    mime = _IMAGE_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    if mime is None or not mime.startswith("image/"):
+        return None
+    try:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            logger.warning("report: image %s is %d bytes; not inlined", rel, size)
+            return None
+        return _data_uri(path.read_bytes(), mime)
+    except OSError:
+        logger.warning("report: image %s is missing; the report shows a placeholder", rel)
+        return None
+
+
+# --------------------------------------------------------------------------- the view model
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, Mapping):
+        return dict(item)
+    to_dict = getattr(item, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else {}
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a DataFrame
+        return [dict(r) for r in value.to_dict("records")]
+    if isinstance(value, Mapping) or isinstance(value, (str, bytes)):
+        return []
+    return [d for d in (_as_dict(v) for v in value) if d]
+
+
+def _is_failing(a: Mapping[str, Any], severity: str) -> bool:
+    return a.get("status") in _SEVERE and (a.get("severity") or "error") == severity
+
+
+def _path_svg(path: list[dict[str, Any]], selected: Any) -> dict[str, Any] | None:
+    """Coordinates of a regularisation-path chart (log lambda vs accuracy and nonzero weights)."""
+    points = [(float(p["lambda"]), _finite(p.get("val_accuracy")), _finite(p.get("nnz")))
+              for p in path if _finite(p.get("lambda")) and float(p["lambda"]) > 0]
+    if len(points) < 2:
+        return None
+    w, h, pad = 640.0, 240.0, 40.0
+    xs = [math.log10(p[0]) for p in points]
+    x0, x1 = min(xs), max(xs)
+    span = (x1 - x0) or 1.0
+
+    def sx(x: float) -> float:  # large lambda (sparse) on the left, like the paper's plots
+        return round(pad + (x1 - x) / span * (w - 2 * pad), 1)
+
+    accs = [p[1] for p in points if p[1] is not None]
+    nnzs = [p[2] for p in points if p[2] is not None]
+    a0, a1 = (min(accs), max(accs)) if accs else (0.0, 1.0)
+    n1 = max(nnzs) if nnzs else 1.0
+
+    def sy(v: float, lo: float, hi: float) -> float:
+        return round(h - pad - (v - lo) / ((hi - lo) or 1.0) * (h - 2 * pad), 1)
+
+    acc_line = " ".join(f"{sx(x)},{sy(p[1], a0, a1)}" for x, p in zip(xs, points) if p[1] is not None)
+    nnz_line = " ".join(f"{sx(x)},{sy(p[2], 0.0, n1)}" for x, p in zip(xs, points) if p[2] is not None)
+    sel = None
+    if isinstance(selected, int) and 0 <= selected < len(points) and points[selected][1] is not None:
+        sel = {"x": sx(xs[selected]), "y": sy(points[selected][1], a0, a1)}
+    return {"w": w, "h": h, "pad": pad, "acc": acc_line, "nnz": nnz_line, "sel": sel,
+            "acc_lo": a0, "acc_hi": a1, "nnz_hi": n1, "lam_hi": 10 ** x1, "lam_lo": 10 ** x0}
+
+
+def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: float) -> dict[str, Any]:
+    card = dict(raw)
+    card["classes"] = _rows(raw.get("classes"))
+    assoc = sorted(_rows(raw.get("associations")),
+                   key=lambda a: (_finite(a.get("q_value")) if _finite(a.get("q_value")) is not None else 2.0,
+                                  -abs(_finite(a.get("effect")) or 0.0)))
+    card["associations"] = assoc[:5]
+    card["n_associations"] = len(assoc)
+    card["significant"] = [a for a in assoc if (_finite(a.get("q_value")) or 1.0) <= fdr]
+    sanity = raw.get("sanity") if isinstance(raw.get("sanity"), Mapping) else None
+    card["sanity"] = sanity
+    card["trustworthy"] = None if sanity is None or sanity.get("trustworthy") is None else bool(sanity["trustworthy"])
+    for key in ("top_examples", "bottom_examples"):
+        ids = raw.get(key) or []
+        card[key] = [str(i) for i in ids] if isinstance(ids, (list, tuple)) else []
+    card["image_uri"] = _inline_image(raw.get("image"), out_dir) if with_images else None
+    lime = raw.get("lime") if isinstance(raw.get("lime"), Mapping) else None
+    card["lime_items"], card["lime_images"] = [], []
+    if lime:
+        for key, value in lime.items():
+            if isinstance(value, str) and Path(value).suffix.lower() in _IMAGE_TYPES:
+                if with_images and len(card["lime_images"]) < 4:
+                    uri = _inline_image(value, out_dir)
+                    if uri:
+                        card["lime_images"].append({"label": key, "uri": uri})
+            else:
+                card["lime_items"].append((key, value))
+    card["has_lime"] = lime is not None
+    return card
+
+
+def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | None, *, max_cards: int,
+          max_rows: int, fdr: float) -> dict[str, Any]:
+    status = str(results.get("status") or "unknown").lower()
+    assertions = _rows(results.get("assertions"))
+    order = {"error": 0, "fail": 1, "pass": 3}
+    assertions_sorted = sorted(assertions, key=lambda a: order.get(str(a.get("status")), 2))
+    failing = [a for a in assertions if _is_failing(a, "error")]
+    warnings_ = [a for a in assertions if _is_failing(a, "warning")]
+
+    dense = results.get("dense") if isinstance(results.get("dense"), Mapping) else {}
+    layer = results.get("sparse_layer") if isinstance(results.get("sparse_layer"), Mapping) else None
+    dense_acc = _finite((layer or {}).get("dense_accuracy"))
+    if dense_acc is None:
+        dense_acc = _finite(dense.get("test_accuracy"))
+    sparse: dict[str, Any] | None = None
+    if layer is not None:
+        per_class = layer.get("features_per_class") or {}
+        classes = [{"name": str(name), "features": _rows(feats)} for name, feats in per_class.items()] \
+            if isinstance(per_class, Mapping) else []
+        svg = None if path_png else _path_svg(_rows(layer.get("path")), layer.get("selected_index"))
+        sparse = {**layer, "dense_accuracy": dense_acc, "classes": classes,
+                  "path_png": _data_uri(path_png, "image/png") if path_png else None, "path_svg": svg}
+
+    cards_raw = _rows(results.get("feature_cards"))
+    cards = [_card(c, out_dir, i < max_cards, fdr) for i, c in enumerate(cards_raw)]
+
+    acc_rows = _rows(results.get("accuracy_by_attribute"))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in acc_rows:
+        groups.setdefault(str(row.get("attribute")), []).append(row)
+
+    slices = _rows(results.get("slices"))
+    for s in slices:
+        preds = s.get("predicates")
+        s["label"] = " ∧ ".join(f"{k} = {v}" for k, v in preds.items()) if isinstance(preds, Mapping) \
+            else _fmt_num(preds)
+
+    model = results.get("model") if isinstance(results.get("model"), Mapping) else {}
+    data = results.get("data") if isinstance(results.get("data"), Mapping) else {}
+    mlflow = results.get("mlflow") if isinstance(results.get("mlflow"), Mapping) else None
+    timings = results.get("timings") if isinstance(results.get("timings"), Mapping) else {}
+    return {
+        "status": status,
+        "version": results.get("sparsecheck_version") or __version__,
+        "created": results.get("created"),
+        "device": results.get("device"),
+        "model": model,
+        "model_name": Path(str(model.get("source"))).name if model.get("source") else None,
+        "data": data,
+        "features": results.get("features") if isinstance(results.get("features"), Mapping) else {},
+        "timings": timings,
+        "total_seconds": sum(v for v in (_finite(t) for t in timings.values()) if v is not None),
+        "dense": dense,
+        "dense_accuracy": dense_acc,
+        "overall_error": None if dense_acc is None else 1.0 - dense_acc,
+        "sparse": sparse,
+        "assertions": assertions_sorted,
+        "n_assertions": len(assertions),
+        "n_passed": sum(a.get("status") == "pass" for a in assertions),
+        "failing": failing,
+        "warnings": warnings_,
+        "cards": cards[:max_cards],
+        "cards_rest": cards[max_cards:],
+        "acc_groups": groups,
+        "n_acc_rows": len(acc_rows),
+        "slices": slices,
+        "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
+        "spurious": _rows(results.get("spurious_findings")),
+        "mlflow": mlflow,
+        "max_rows": max_rows,
+        "fdr": fdr,
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("sparsecheck.reports", "templates"),
+                             autoescape=True, undefined=jinja2.ChainableUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=_fmt_pct, num=_fmt_num, pval=_fmt_p, signed=_fmt_signed, secs=_fmt_secs, clip01=_clip01,
+                       finite=_finite)
+    return env
+
+
+def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = None,
+                  path_png: bytes | None = None, max_cards: int = 24, max_rows: int = 25,
+                  fdr: float = 0.05) -> str:
+    """Render a run's results (the results.json dict) as a self-contained HTML page.
+
+    Parameters
+    ----------
+    results : mapping
+        What results.json holds; every key is optional.
+    out_dir : path, optional
+        The run's output directory: feature-card images (``features/feature_<id>.png``) are read
+        from it and inlined. Images outside it are never read.
+    path_png : bytes, optional
+        PNG of the regularisation path (:meth:`SparseDecisionLayer.plot_path`); without it the
+        path in ``results["sparse_layer"]["path"]`` is drawn as inline SVG.
+    max_cards : int
+        Feature cards shown with images; the others are listed in a collapsed section.
+    max_rows : int
+        Rows shown per table before the rest collapses.
+    fdr : float
+        q-value at or below which an association is highlighted as significant.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    view = _view(results, None if out_dir is None else Path(out_dir), path_png,
+                 max_cards=max(0, int(max_cards)), max_rows=max(1, int(max_rows)), fdr=fdr)
+    return _environment().get_template(TEMPLATE).render(**view)
+
+
+def write_report(ctx: "RunContext", path: str | Path | None = None, *, max_cards: int = 24,
+                 max_rows: int = 25) -> Path:
+    """Write ``report.html`` for a run into its output directory (atomically); return its path.
+
+    The regularisation-path plot is the ``sparse_path.png`` the sparse stage registered in
+    ``ctx.artifacts``, else drawn with ``ctx.sparse_layer.plot_path``, else (no layer object, e.g.
+    results read back from JSON) inline SVG from ``results["sparse_layer"]["path"]``.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        A run whose ``results`` are complete (``status`` set).
+    path : path, optional
+        Default ``ctx.out_dir / "report.html"``.
+    """
+    if path is None:
+        if ctx.out_dir is None:
+            raise ParameterError("The 'path' parameter of write_report is required when the run has no "
+                                 "output directory (ctx.out_dir is None).", parameter="path")
+        path = Path(ctx.out_dir) / REPORT_FILE
+    path = Path(path)
+    out_dir = Path(ctx.out_dir) if ctx.out_dir is not None else path.parent
+    png = None
+    layer = ctx.sparse_layer
+    plotted = ctx.artifacts.get(PATH_PLOT_FILE)  # the sparse stage saves the plot beside the layer
+    if layer is not None and plotted and Path(plotted).is_file():
+        png = Path(plotted).read_bytes()
+    elif layer is not None and hasattr(layer, "plot_path"):
+        try:
+            with tempfile.TemporaryDirectory(prefix="sparsecheck-report-") as tmp:
+                png = Path(layer.plot_path(Path(tmp) / "path.png")).read_bytes()
+        except Exception as exc:  # a plot must not sink the report; the SVG fallback draws the path
+            logger.warning("report: could not plot the regularisation path (%s); drawing it as SVG", exc)
+    fdr = getattr(getattr(ctx.config, "analysis", None), "fdr", 0.05)
+    html = render_report(ctx.results, out_dir=out_dir, path_png=png, max_cards=max_cards, max_rows=max_rows,
+                         fdr=fdr)
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    ctx.artifacts[REPORT_FILE] = str(path)
+    logger.info("report written to %s (%.0f kB)", path, path.stat().st_size / 1024)
+    return path

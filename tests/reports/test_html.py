@@ -1,0 +1,301 @@
+"""The HTML report: self-contained, escaped, verdict first, graceful when empty, capped when big,
+and checked in a real headless Chromium (console, DOM, screenshot)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sparsecheck.reports.html import render_report, write_report
+from tests.conftest import write_feature_image
+
+SECTIONS = ["verdict", "sparse-layer", "features", "accuracy", "slices", "spurious", "assertions", "run"]
+EVIL = '<script>window.__pwned = 1</script>'
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, plus the text inside each section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def find(self, tag: str, **attrs: str) -> list[dict[str, str | None]]:
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def parse(html: str) -> Tags:
+    parser = Tags()
+    parser.feed(html)
+    return parser
+
+
+def section(html: str, name: str) -> str:
+    """The HTML of one section (from its opening tag to the next section)."""
+    start = html.index(f'<section id="{name}"')
+    end = html.find("<section id=", start + 1)
+    return html[start:end if end > 0 else len(html)]
+
+
+def sample_results(out: Path, *, n_cards: int = 6, n_slices: int = 5, n_values: int = 3) -> dict[str, Any]:
+    """A complete results dict as the stages write it, with feature images under ``out``."""
+    rng = np.random.default_rng(0)
+    cards = []
+    for i in range(n_cards):
+        feature = 10 + 7 * i
+        write_feature_image(out / "features" / f"feature_{feature}.png", seed=i)
+        cards.append({
+            "feature": feature,
+            "classes": [{"class": "seven" if i % 2 else EVIL, "weight": float(rng.normal())}],
+            "image": f"features/feature_{feature}.png",
+            "top_examples": [f"test-{j}" for j in range(12)],
+            "bottom_examples": [f"test-{100 + j}" for j in range(3)],
+            "associations": [
+                {"attribute": "corner_mark", "value": "yes", "effect": 0.97, "q_value": 1e-6},
+                {"attribute": "site", "value": "east", "effect": 0.51, "q_value": 0.8},
+            ],
+            "lime": {"r2": 0.71, "examples": 4} if i == 2 else None,
+            "sanity": {"spearman": 0.93, "trustworthy": False} if i == 1 else {"spearman": 0.12, "trustworthy": True},
+        })
+    acc = []
+    for attribute in ("background", "site", "annotator"):
+        for v in range(n_values):
+            a = float(rng.uniform(0.3, 0.95))
+            acc.append({"attribute": attribute, "value": f"{attribute}-{v}", "size": int(rng.integers(50, 900)),
+                        "accuracy": a, "error_rate": 1 - a, "ci_low": a - 0.04, "ci_high": a + 0.04})
+    acc[0]["value"] = '<img src=x onerror="window.__pwned = 2">'
+    slices = [{"predicates": {"background": "light", "annotator": f"a{i}"}, "size": 40 + i,
+               "error_rate": 0.8 - 0.01 * i, "ci_low": 0.7 - 0.01 * i, "ci_high": 0.88 - 0.01 * i,
+               "p_value": 1e-8 * (i + 1), "q_value": 1e-6 * (i + 1), "significant": i < 3} for i in range(n_slices)]
+    return {
+        "status": "fail",
+        "sparsecheck_version": "0.1.0",
+        "created": "2026-11-22T17:37:05+00:00",
+        "device": "cpu",
+        "model": {"source": "/models/digits.pt2", "kind": "export", "fingerprint": "939e54d2524c9593",
+                  "feature_layer": "head:input"},
+        "data": {"train": {"source": "train.npz", "n": 4000, "image_shape": [32, 32, 3]},
+                 "test": {"source": "test.npz", "n": 2000, "image_shape": [32, 32, 3]}},
+        "dense": {"train_accuracy": 0.94, "test_accuracy": 0.7855},
+        "accuracy_by_attribute": acc,
+        "sparse_layer": {
+            "dense_accuracy": 0.7855, "sparse_accuracy": 0.743, "sparsity": 98.1, "mean_features_per_class": 2.4,
+            "max_features_per_class": 4, "n_used_features": 24, "selected_lambda": 0.089, "selected_index": 3,
+            "val_accuracy": 0.857, "solver": "fista",
+            "features_per_class": {"seven": [{"feature": 17, "weight": 0.94}, {"feature": 24, "weight": -0.2}],
+                                   EVIL: [{"feature": 10, "weight": 1.02}], "nine": []},
+            "path": [{"lambda": 0.25 / 2 ** k, "nnz": 3 * k, "val_accuracy": min(0.9, 0.1 + 0.15 * k)}
+                     for k in range(10)],
+        },
+        "feature_cards": cards,
+        "spurious_findings": [{"class": "seven", "feature": 17, "attribute": "corner_mark", "value": "yes",
+                               "score": 0.97, "evidence": {"auc": 0.97, "acc_with": 0.96, "acc_without": 0.41},
+                               "sentence": "Class seven relies on feature 17 (weight 0.94); it fires on "
+                                           "corner_mark=yes (AUC 0.97)."}],
+        "slices": slices,
+        "assertions": [
+            {"name": "accuracy at least 0.7", "status": "pass", "severity": "error", "observed": 0.78,
+             "threshold": 0.7, "message": "ok"},
+            {"name": "seven must not use corner_mark", "status": "fail", "severity": "error", "observed": 0.97,
+             "threshold": 0.6, "message": "class seven relies on feature 17"},
+            {"name": "crashing check", "status": "error", "severity": "error", "observed": None, "threshold": None,
+             "message": "KeyError: 'hospital'"},
+            {"name": "few features per class", "status": "fail", "severity": "warning", "observed": 4,
+             "threshold": 3, "message": "max 4 features"},
+        ],
+        "mlflow": {"tracking_uri": "http://127.0.0.1:5000", "experiment_id": "1", "run_id": "abc123",
+                   "experiment_name": "demo", "ui_url": "http://127.0.0.1:5000/#/experiments/1/runs/abc123"},
+        "timings": {"load": 2.7, "extract": 0.076, "dense": 0.012, "sparse": 12.3},
+    }
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_report_is_self_contained_and_escapes_user_strings(tmp_path: Path) -> None:
+    html = render_report(sample_results(tmp_path), out_dir=tmp_path)
+    tags = parse(html)
+    assert not tags.find("script"), "the report needs no JavaScript"
+    assert [a.get("rel") for a in tags.find("link")] == ["icon"]
+    assert tags.find("link")[0]["href"].startswith("data:")
+    for img in tags.find("img"):
+        assert img["src"].startswith("data:image/"), img["src"][:60]
+    for tag, attrs in tags.tags:
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            if value.startswith(("http:", "https:", "//")):
+                assert tag == "a" and value.startswith("http://127.0.0.1:5000/#/experiments/1/runs/abc123")
+    assert "<script>" not in html and not any("onerror" in attrs for _, attrs in tags.tags)
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    assert '&lt;img src=x onerror=&#34;window.__pwned = 2&#34;&gt;' in html
+
+
+def test_verdict_and_failing_assertions_come_first(tmp_path: Path) -> None:
+    html = render_report(sample_results(tmp_path), out_dir=tmp_path)
+    positions = [html.index(f'<section id="{name}"') for name in SECTIONS]
+    assert positions == sorted(positions)
+    verdict = section(html, "verdict")
+    assert 'data-status="fail"' in verdict and ">FAIL" in verdict
+    assert "2 error-severity assertions failed (1 of 4 passed)" in verdict
+    for name in ("seven must not use corner_mark", "crashing check", "few features per class"):
+        assert name in verdict
+    assert "accuracy at least 0.7" not in verdict  # passing assertions are listed further down
+    assertions = section(html, "assertions")
+    order = [assertions.index(n) for n in ("crashing check", "seven must not use corner_mark", "accuracy at least 0.7")]
+    assert order == sorted(order), "failures first"
+
+
+def test_sections_show_their_data(tmp_path: Path) -> None:
+    html = render_report(sample_results(tmp_path), out_dir=tmp_path, path_png=None)
+    sparse = section(html, "sparse-layer")
+    assert "<svg class=\"path\"" in sparse, "without a PNG the path is drawn as SVG"
+    assert "78.5%" in sparse and "74.3%" in sparse and "4.2 points" in sparse
+    assert "#17" in sparse and "+0.94" in sparse and "this class is predicted from the bias alone" in sparse
+    cards = section(html, "features")
+    assert cards.count("<article class=\"card") == 6
+    assert cards.count("not trustworthy") == 1 and "card untrusted" in cards
+    assert "LIME r2" in cards and "0.71" in cards
+    assert "corner_mark = yes" in cards and "significant" in cards
+    acc = section(html, "accuracy")
+    assert acc.count("<svg class=\"iv") == 9 and "<h3>annotator</h3>" in acc
+    slices = section(html, "slices")
+    assert "background = light ∧ annotator = a0" in slices and slices.count("badge s-fail") == 3
+    spurious = section(html, "spurious")
+    assert "Class seven relies on feature 17" in spurious and "acc_without 0.41" in spurious
+    run = section(html, "run")
+    assert 'href="http://127.0.0.1:5000/#/experiments/1/runs/abc123"' in run
+    assert "939e54d2524c9593" in run and "0.08" in run and "15.1" in run  # timings and their total
+
+
+def test_path_png_is_inlined(tmp_path: Path) -> None:
+    png = (tmp_path / "p.png")
+    write_feature_image(png, seed=1, tiles=2)
+    html = render_report(sample_results(tmp_path), out_dir=tmp_path, path_png=png.read_bytes())
+    sparse = section(html, "sparse-layer")
+    assert "data:image/png;base64," in sparse and "<svg class=\"path\"" not in sparse
+
+
+@pytest.mark.parametrize("results", [
+    {},
+    {"status": "pass", "sparse_layer": None, "feature_cards": [], "accuracy_by_attribute": [], "slices": [],
+     "spurious_findings": [], "assertions": [], "mlflow": None, "timings": {}},
+    {"status": "pass", "sparse_layer": {"features_per_class": {}, "path": []},
+     "feature_cards": [{"feature": 3}], "slices": [{"size": None, "error_rate": float("nan")}],
+     "accuracy_by_attribute": [{"attribute": "site"}], "assertions": [{"name": "x", "status": "pass"}],
+     "spurious_findings": [{"feature": 1}], "data": {"test": "weird"}, "model": {}, "timings": {"load": None}},
+], ids=["nothing", "empty", "sparse-and-odd"])
+def test_every_section_renders_when_data_is_missing(results: dict[str, Any]) -> None:
+    html = render_report(results)
+    for name in SECTIONS:
+        assert f'<section id="{name}"' in html
+    assert "—" in html or "No " in html
+    if not results:
+        assert "NO VERDICT" in html and "No sparse layer was fitted" in html
+        assert "No assertions were declared" in html and "Not logged to MLflow" in html
+
+
+def test_big_runs_are_capped_and_collapsed(tmp_path: Path) -> None:
+    html = render_report(sample_results(tmp_path, n_cards=40, n_slices=60, n_values=30), out_dir=tmp_path,
+                         max_cards=24, max_rows=25)
+    cards = section(html, "features")
+    shown, _, rest = cards.partition('<details class="rest"')
+    assert shown.count('<img class="feat"') == 24
+    assert "16 more features (listed without images)" in rest and "data:image" not in rest
+    assert rest.count("<tr id=\"feature-") == 16
+    slices = section(html, "slices")
+    visible, _, hidden = slices.partition('<details class="more">')
+    assert visible.count("<tr class=") == 25 and "Show 35 more rows" in hidden
+    acc = section(html, "accuracy")
+    assert acc.count("Show 5 more rows") == 3  # 30 values per attribute, 25 shown
+
+
+def test_only_images_inside_the_output_directory_are_inlined(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    results = sample_results(out, n_cards=2)
+    write_feature_image(tmp_path / "secret.png", seed=5)
+    results["feature_cards"][0]["image"] = "../secret.png"
+    results["feature_cards"][1]["image"] = "features/missing.png"
+    html = render_report(results, out_dir=out)
+    cards = section(html, "features")
+    assert cards.count("data:image/png") == 0 and cards.count("no image") == 2
+
+
+def test_write_report_from_a_real_run(run_ctx: Any) -> None:
+    run_ctx.results["status"] = "fail"
+    path = write_report(run_ctx)
+    assert path == Path(run_ctx.out_dir) / "report.html" and run_ctx.artifacts["report.html"] == str(path)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".report.html")]  # no temp file left
+    html = path.read_text(encoding="utf-8")
+    sparse = section(html, "sparse-layer")
+    assert "data:image/png;base64," in sparse, "the layer's own path plot is inlined"
+    layer = run_ctx.sparse_layer
+    cards = section(html, "features")
+    assert cards.count("<article class=\"card") == len(layer.used_features())
+    assert cards.count('<img class="feat" src="data:image/png;base64,') == len(layer.used_features())
+    assert "wolf must not use colour" in section(html, "verdict")
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+def test_report_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "out"
+    report = out / "report.html"
+    report.write_text(render_report(sample_results(out, n_cards=30, n_slices=30), out_dir=out), encoding="utf-8")
+    browser.set_window_size(1280, 2000)
+    browser.get(report.as_uri())
+    browser.get_log("browser")  # (drained below after the page settled)
+
+    badge = browser.find_element(By.ID, "verdict-badge")
+    assert badge.is_displayed() and badge.text.startswith("FAIL")
+    assert badge.location["y"] < browser.find_element(By.ID, "sparse-layer").location["y"]
+    failing = browser.find_elements(By.CSS_SELECTOR, "#failing-assertions li")
+    assert [li.text.split()[0] for li in failing] == ["seven", "crashing", "few"]
+    for name in SECTIONS:
+        assert browser.find_element(By.ID, name).is_displayed()
+    untrusted = browser.find_elements(By.CSS_SELECTOR, "article.card.untrusted")
+    assert len(untrusted) == 1 and "not trustworthy" in untrusted[0].text
+    # every inlined image decoded
+    assert browser.execute_script(
+        "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.execute_script("return document.images.length") >= 24
+    # user strings stayed text: neither the <script> nor the onerror handler ran
+    assert browser.execute_script("return window.__pwned === undefined")
+    # collapsed rows open on click
+    more = browser.find_element(By.CSS_SELECTOR, "#slices details.more")
+    hidden_row = more.find_elements(By.CSS_SELECTOR, "tbody tr")[0]
+    assert not hidden_row.is_displayed()
+    more.find_element(By.TAG_NAME, "summary").click()
+    assert hidden_row.is_displayed()
+    # nothing sticks out sideways at laptop width
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+    severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not severe, severe
+
+    browser.execute_script("window.scrollTo(0, 0)")
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1280, min(int(height) + 40, 8000))
+    png = browser.get_screenshot_as_png()
+    (tmp_path / "report.png").write_bytes(png)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert pixels.shape[1] >= 1200 and pixels.shape[0] >= 2000
+    assert pixels.std() > 20, "screenshot is blank"
+    colours = (pixels[..., 0].astype(np.int64) << 16) | (pixels[..., 1].astype(np.int64) << 8) | pixels[..., 2]
+    assert np.count_nonzero(np.bincount(colours.ravel(), minlength=1 << 24)) > 200, "too few colours"
+    # the verdict banner is red for a failing run: look for the badge colour near the top
+    top = pixels[:400].reshape(-1, 3).astype(int)
+    assert ((np.abs(top - [207, 34, 46]).sum(axis=1)) < 30).sum() > 2000
