@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,10 @@ import numpy as np
 from sparsecheck._runtime import resolve_device, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
+from sparsecheck.analysis.interpret import interpret_stage
+from sparsecheck.analysis.slices import slices_stage
+from sparsecheck.analysis.spurious import spurious_stage
+from sparsecheck.assertions import assertions_stage
 from sparsecheck.config import Config
 from sparsecheck.context import RunContext, SplitView
 from sparsecheck.data import ImageDataset, Model, load_dataset, load_metadata, load_model
@@ -58,7 +63,11 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
                           "choose another --out or pass --force", key="--out", value=str(out))
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(f"written by sparsecheck {__version__}\n")
-    (out / "results.json").unlink(missing_ok=True)
+    # results.json first: without it the directory no longer claims to hold a finished run
+    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "sparse_path.png"):
+        (out / name).unlink(missing_ok=True)
+    for name in ("features", "sparse_layer"):
+        shutil.rmtree(out / name, ignore_errors=True)
     return out
 
 
@@ -192,7 +201,8 @@ def sparse_stage(ctx: RunContext) -> None:
                 r["dense_accuracy"])
 
 
-STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage]
+STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage, interpret_stage, slices_stage,
+                       spurious_stage, assertions_stage]
 
 
 SEVERITY_RANK = {"warning": 0, "error": 1}
@@ -302,6 +312,10 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         config.mlflow.tracking_uri = tracking_uri
     if out_dir is not None:
         ctx.out_dir = prepare_out_dir(out_dir, force=force)
+        if config.mlflow.enabled:  # import MLflow and open its store while the model runs
+            from sparsecheck.reports.tracking import prefetch
+
+            prefetch(config.mlflow.tracking_uri)
     ctx.results.update({"sparsecheck_version": __version__,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         "device": str(dev)})

@@ -1,0 +1,109 @@
+"""`sparsecheck demo` end to end, as the README runs it: a fresh directory, the real CLI.
+
+One demo run (plus a re-run for the cache) is shared by the checks below; each names the issue
+criterion it covers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo-cwd")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "sparsecheck", "demo", "--device", "cpu"]
+    first = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    out = work / "sparsecheck-demo"
+    return {"work": work, "out": out, "first": first, "second": second,
+            "results": json.loads((out / "results.json").read_text()),
+            "truth": json.loads((out / "data" / "truth.json").read_text())}
+
+
+def test_demo_fails_on_the_planted_problems_and_exits_1(demo):
+    run = demo["first"]
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "status: fail" in run.stderr
+    results = {a["name"]: a for a in demo["results"]["assertions"]}
+    for name in ("no-spurious-reliance", "accuracy-by-background", "accuracy-by-annotator"):
+        assert results[name]["status"] == "fail" and results[name]["severity"] == "error", name
+        assert name in run.stdout  # the terminal table
+    assert "seven" in results["no-spurious-reliance"]["message"]
+    assert "background=light" in results["accuracy-by-background"]["message"]
+    assert "annotator=carol" in results["accuracy-by-annotator"]["message"]
+    assert results["accuracy-by-site"]["status"] == "pass"
+    assert results["site-is-harmless"]["status"] == "pass"
+    assert demo["results"]["status"] == "fail"
+
+
+def test_dense_accuracy_and_breakdown_show_the_planted_subgroups(demo):
+    r = demo["results"]
+    overall = r["dense"]["test_accuracy"]
+    assert 0.6 < overall < 1.0
+    acc = {(x["attribute"], x["value"]): x for x in r["accuracy_by_attribute"]}
+    assert acc[("background", "light")]["ci_high"] < overall - 0.2
+    assert acc[("annotator", "carol")]["ci_high"] < overall - 0.1
+    for site in ("north", "south", "east"):
+        assert acc[("site", site)]["ci_low"] < overall < acc[("site", site)]["ci_high"]
+
+
+def test_sparse_layer_is_sparse_and_close_to_dense(demo):
+    layer = demo["results"]["sparse_layer"]
+    assert layer["mean_features_per_class"] <= 15
+    assert layer["sparse_accuracy"] >= layer["dense_accuracy"] - 0.05
+    assert {"lambda", "nnz", "val_accuracy"} <= set(layer["path"][0])
+    assert (demo["out"] / "sparse_layer").is_dir() and (demo["out"] / "sparse_path.png").stat().st_size > 0
+
+
+def test_cue_feature_is_found_and_explained(demo):
+    r, cue = demo["results"], demo["truth"]["cue"]
+    seven = [f for f in r["spurious_findings"] if f["class"] == cue["class"]]
+    assert seven and (seven[0]["attribute"], seven[0]["value"]) == (cue["attribute"], cue["value"])
+    feature = seven[0]["feature"]
+    assoc = sorted((a for a in r["feature_attributes"] if a["feature"] == feature),
+                   key=lambda a: (a["q_value"] if a["q_value"] is not None else 1.0))
+    assert assoc[0]["attribute"] == cue["attribute"] and assoc[0]["q_value"] < 0.01
+    assert not any(f["attribute"] == "site" for f in r["spurious_findings"])
+    assert not any(a["attribute"] == "site" and a["q_value"] is not None and a["q_value"] < 0.05
+                   for a in r["feature_attributes"])
+
+
+def test_slices_rank_the_rare_and_mislabeled_subgroups(demo):
+    slices = demo["results"]["slices"]
+    top3 = [s["predicates"] for s in slices[:3]]
+    assert {"background": "light"} in top3 and {"annotator": "carol"} in top3
+    assert not any("site" in s["predicates"] and s["q_value"] < 0.05 for s in slices)
+
+
+def test_outputs_junit_report_and_mlflow(demo):
+    out = demo["out"]
+    suite = ET.parse(out / "junit.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    assert int(suite.get("tests")) == len(demo["results"]["assertions"])
+    assert int(suite.get("failures")) >= 3
+    html = (out / "report.html").read_text()
+    assert "no-spurious-reliance" in html and "data:image/png;base64," in html
+    tracking = demo["results"]["mlflow"]
+    assert tracking["tracking_uri"].startswith("sqlite:///") and (demo["work"] / "mlflow.db").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking["tracking_uri"])
+    run = client.get_run(tracking["run_id"])
+    assert run.data.tags["sparsecheck.status"] == "fail"
+    names = {a.path for a in client.list_artifacts(tracking["run_id"])}
+    assert {"report.html", "results.json", "junit.xml", "sparse_layer"} <= names
+
+
+def test_second_run_reads_the_feature_cache(demo):
+    second = demo["second"]
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert second.stderr.count("read from cache") == 3
