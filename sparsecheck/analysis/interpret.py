@@ -1,0 +1,468 @@
+"""Explain every feature the sparse decision layer uses: examples, classes, associations, LIME, cards.
+
+A sparse layer is debuggable only if each of its features can be seen, named and trusted. For
+every feature with a nonzero weight this module gathers
+
+* its top-k and bottom-k activating test examples (:func:`top_and_bottom`),
+* the classes that use it, with their weights (:func:`classes_using`),
+* its association with every metadata value (:mod:`sparsecheck.analysis.association`),
+* LIME superpixels regressed on its standardised activation, for the features with the largest
+  total weight (:mod:`sparsecheck.analysis.lime_features`),
+* a model-randomisation sanity check of those explanations (:mod:`sparsecheck.analysis.sanity`),
+
+into a :class:`FeatureCard` with a PNG picture, and :func:`interpret_stage` wires it into a run.
+
+Examples
+--------
+>>> import numpy as np
+>>> acts = np.array([[0.1, 5.0], [0.9, 1.0], [0.5, 3.0]])
+>>> top, bottom = top_and_bottom(acts, k=2)
+>>> top.T.tolist(), bottom.T.tolist()
+([[1, 2], [0, 2]], [[0, 2], [1, 2]])
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sparsecheck._runtime import atomic_write, progress
+from sparsecheck.analysis.association import feature_associations, top_associations
+from sparsecheck.analysis.lime_features import (
+    FeatureActivation,
+    FeatureExplanation,
+    LimeFeatureExplainer,
+    Segmenter,
+    overlay,
+)
+from sparsecheck.analysis.sanity import DEFAULT_THRESHOLD, SanityResult, model_randomisation_test
+from sparsecheck.errors import ParameterError, SparsecheckError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparsecheck.context import RunContext
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FeatureCard",
+    "top_and_bottom",
+    "classes_using",
+    "features_by_weight",
+    "explain_features",
+    "render_card",
+    "interpret_stage",
+    "CARD_DIR",
+]
+
+#: feature card pictures go to ``out_dir / CARD_DIR / f"feature_{id}.png"``
+CARD_DIR = "features"
+_CARD_NAME = re.compile(r"^feature_\d+\.png$")
+_SORT_LIMIT = 200_000  # above this many examples, partial sorts pick the top k
+
+
+# --------------------------------------------------------------------------- building blocks
+def top_and_bottom(activations: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the ``k`` highest and ``k`` lowest activations of every column.
+
+    Parameters
+    ----------
+    activations : ndarray (n, F)
+    k : int
+        Capped at ``n``.
+
+    Returns
+    -------
+    top, bottom : ndarray (k, F) of int
+        ``top[:, j]`` from the highest activation down, ``bottom[:, j]`` from the lowest up;
+        ties keep the examples' order.
+    """
+    A = np.asarray(activations, dtype=np.float64)
+    if A.ndim == 1:
+        A = A[:, None]
+    if int(k) < 1:
+        raise ParameterError(f"The 'k' parameter of top_and_bottom must be an int >= 1. Got {k!r} instead.",
+                             parameter="k")
+    n = A.shape[0]
+    k = min(int(k), n)
+    if n <= _SORT_LIMIT:
+        return np.argsort(-A, axis=0, kind="stable")[:k], np.argsort(A, axis=0, kind="stable")[:k]
+    out = []
+    for sign in (-1.0, 1.0):
+        cand = np.sort(np.argpartition(sign * A, k - 1, axis=0)[:k], axis=0)  # examples' order for ties
+        vals = np.take_along_axis(sign * A, cand, axis=0)
+        out.append(np.take_along_axis(cand, np.argsort(vals, axis=0, kind="stable"), axis=0))
+    return out[0], out[1]
+
+
+def classes_using(layer: Any, class_names: Sequence[str] | None = None) -> dict[int, list[dict[str, Any]]]:
+    """For every used feature, the classes with a nonzero weight on it, largest ``|weight|`` first.
+
+    Parameters
+    ----------
+    layer : SparseDecisionLayer (anything with ``weight_`` and ``classes_``)
+    class_names : sequence of str, optional
+        Indexed by class label (``classes_`` values); default the labels as strings.
+
+    Returns
+    -------
+    dict feature → ``[{"class": str, "weight": float}]``
+    """
+    W = np.asarray(layer.weight_)
+    labels = list(getattr(layer, "classes_", range(W.shape[0])))
+
+    def name(c: int) -> str:
+        label = labels[c]
+        if class_names is not None:
+            try:
+                return str(class_names[int(label)])
+            except (ValueError, TypeError, IndexError):
+                pass
+        return str(label)
+
+    out: dict[int, list[dict[str, Any]]] = {}
+    for j in np.flatnonzero((W != 0).any(axis=0)):
+        col = W[:, j]
+        rows = np.flatnonzero(col)
+        rows = rows[np.argsort(-np.abs(col[rows]), kind="stable")]
+        out[int(j)] = [{"class": name(int(c)), "weight": float(col[c])} for c in rows]
+    return out
+
+
+def features_by_weight(layer: Any, limit: int | None = None) -> list[int]:
+    """Used features, largest total ``|weight|`` over classes first, at most ``limit`` of them."""
+    W = np.abs(np.asarray(layer.weight_))
+    total = W.sum(axis=0)
+    used = np.flatnonzero(total > 0)
+    order = used[np.argsort(-total[used], kind="stable")]
+    return [int(j) for j in (order if limit is None else order[:int(limit)])]
+
+
+# --------------------------------------------------------------------------- cards
+@dataclass
+class FeatureCard:
+    """Everything shown about one feature of the sparse layer.
+
+    ``to_dict()`` is the ``results["feature_cards"]`` contract: ``feature``, ``classes``
+    ([{class, weight}]), ``image`` (PNG path relative to the output directory, or None),
+    ``top_examples`` / ``bottom_examples`` (example ids), ``associations`` (top 5:
+    [{attribute, value, effect, q_value}]), ``lime`` ({samples, examples} or None) and ``sanity``
+    ({spearman, trustworthy} or None).
+    """
+
+    feature: int
+    classes: list[dict[str, Any]]
+    top_examples: list[str]
+    bottom_examples: list[str]
+    top_activations: list[float] = field(default_factory=list)
+    bottom_activations: list[float] = field(default_factory=list)
+    associations: list[dict[str, Any]] = field(default_factory=list)
+    explanations: list[FeatureExplanation] = field(default_factory=list)
+    lime_samples: int = 0
+    sanity: SanityResult | None = None
+    image: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": int(self.feature),
+            "classes": [{"class": str(c["class"]), "weight": float(c["weight"])} for c in self.classes],
+            "image": self.image,
+            "top_examples": [str(i) for i in self.top_examples],
+            "bottom_examples": [str(i) for i in self.bottom_examples],
+            "associations": [dict(a) for a in self.associations],
+            "lime": ({"samples": int(self.lime_samples), "examples": len(self.explanations)}
+                     if self.explanations else None),
+            "sanity": None if self.sanity is None else self.sanity.card(),
+        }
+
+
+def render_card(card: FeatureCard, path: str | Path, *, top_images: np.ndarray | None = None,
+                bottom_images: np.ndarray | None = None, thumb: int = 64, dpi: int = 90) -> Path:
+    """Draw a feature card as a PNG (matplotlib Agg), written atomically.
+
+    Rows: the top-activating examples, the bottom-activating ones, LIME overlays (green raises
+    the feature, red lowers it), then the classes using the feature, its strongest metadata
+    associations and the sanity verdict as text.
+
+    Parameters
+    ----------
+    card : FeatureCard
+    path : path of the PNG
+    top_images, bottom_images : ndarray (k, H, W, C) uint8, optional
+    thumb : int
+        Thumbnail edge in pixels.
+    """
+    from matplotlib.figure import Figure
+
+    rows: list[tuple[str, np.ndarray]] = []
+    if top_images is not None and len(top_images):
+        rows.append((f"top {len(top_images)}", _mosaic([_thumb(i, thumb) for i in top_images])))
+    if bottom_images is not None and len(bottom_images):
+        rows.append((f"bottom {len(bottom_images)}", _mosaic([_thumb(i, thumb) for i in bottom_images])))
+    if card.explanations:
+        f = max(1, thumb // max(card.explanations[0].image.shape[:2]))
+        rows.append(("LIME", _mosaic([_thumb(overlay(e, scale=f), thumb) for e in card.explanations])))
+    lines = _card_text(card)
+    width = max([r[1].shape[1] for r in rows] + [6 * thumb]) / dpi + 1.6
+    height = 0.45 + sum(r[1].shape[0] / dpi + 0.2 for r in rows) + 0.26 * len(lines) + 0.2
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    fig.suptitle(_title(card), fontsize=10, x=0.01, ha="left")
+    top = 1.0 - 0.45 / height
+    for label, mosaic in rows:
+        h = (mosaic.shape[0] / dpi + 0.2) / height
+        ax = fig.add_axes((1.4 / width, top - h, mosaic.shape[1] / dpi / width, h - 0.2 / height))
+        ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+        ax.set_axis_off()
+        fig.text(0.1 / width, top - h / 2, label, fontsize=8, va="center")
+        top -= h
+    for i, line in enumerate(lines):
+        fig.text(0.1 / width, top - (i + 0.8) * 0.26 / height, line, fontsize=8, va="center", family="monospace")
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return path
+
+
+def _title(card: FeatureCard) -> str:
+    users = ", ".join(f"{c['class']} ({c['weight']:+.2f})" for c in card.classes[:6])
+    more = f" and {len(card.classes) - 6} more" if len(card.classes) > 6 else ""
+    return f"feature {card.feature} — used by {users or 'no class'}{more}"
+
+
+def _card_text(card: FeatureCard) -> list[str]:
+    lines = []
+    for a in card.associations[:5]:
+        value = "" if a["value"] is None else f"={a['value']}"
+        lines.append(f"{a['attribute']}{value}: effect {a['effect']:.3f}, q={a['q_value']:.2g}")
+    if not lines:
+        lines.append("no metadata associations tested")
+    if card.sanity is not None:
+        verdict = "trustworthy" if card.sanity.trustworthy else "NOT trustworthy"
+        lines.append(f"LIME sanity (model randomisation): spearman {card.sanity.spearman:.2f} → {verdict}")
+    return lines
+
+
+def _thumb(image: np.ndarray, size: int) -> np.ndarray:
+    """Float RGB thumbnail of edge ``size`` (nearest-neighbour up, anti-aliased down)."""
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        img = img.astype(np.float64) / 255.0
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    h, w = img.shape[:2]
+    if h <= size and w <= size:
+        f = max(1, size // max(h, w))
+        return np.clip(img.repeat(f, axis=0).repeat(f, axis=1), 0.0, 1.0)
+    from skimage.transform import resize
+
+    scale = size / max(h, w)
+    return np.clip(resize(img, (max(1, round(h * scale)), max(1, round(w * scale))), anti_aliasing=True), 0, 1)
+
+
+def _mosaic(thumbs: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    h = max(t.shape[0] for t in thumbs)
+    w = sum(t.shape[1] for t in thumbs) + gap * (len(thumbs) - 1)
+    out = np.ones((h, w, 3))
+    x = 0
+    for t in thumbs:
+        out[:t.shape[0], x:x + t.shape[1]] = t
+        x += t.shape[1] + gap
+    return out
+
+
+# --------------------------------------------------------------------------- the LIME job
+def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: LimeFeatureExplainer,
+                     example_ids: dict[int, Sequence[str]] | None = None, layer: str | None = None,
+                     input_spec: Any = None, mean: Any = 0.0, std: Any = 1.0, device: str = "cpu",
+                     channels: int | None = None, bar: Any = None) -> dict[int, list[FeatureExplanation]]:
+    """LIME explanations of several features, each on its own images, under one progress bar.
+
+    One :class:`FeatureActivation` serves every feature (one forward pass computes them all).
+
+    Parameters
+    ----------
+    model : Model or nn.Module
+    jobs : dict feature → ndarray (n, H, W, C) uint8
+        The images to explain each feature on (typically its top-activating examples).
+    explainer : LimeFeatureExplainer
+    example_ids : dict feature → ids, optional
+    layer, input_spec, mean, std, device, channels
+        As for FeatureActivation.
+    bar : progress bar, optional
+        Advanced once per explanation; by default one is opened for the whole job.
+
+    Returns
+    -------
+    dict feature → list of FeatureExplanation
+    """
+    features = sorted(jobs)
+    out: dict[int, list[FeatureExplanation]] = {f: [] for f in features}
+    if not features:
+        return out
+    total = sum(len(jobs[f]) for f in features)
+    own_bar = bar is None
+    bar = progress(total=total, desc="LIME feature explanations", unit="image") if own_bar else bar
+    try:
+        with FeatureActivation(model, features, layer=layer, input_spec=input_spec, mean=mean, std=std,
+                               device=device, channels=channels) as target:
+            for f in features:
+                column = target.column(f)
+                ids = list(example_ids.get(f, [])) if example_ids else []
+                for i, image in enumerate(jobs[f]):
+                    out[f].append(explainer.explain(image, column, feature=f,
+                                                    example_id=ids[i] if i < len(ids) else None))
+                    bar.update(1)
+    finally:
+        if own_bar:
+            bar.close()
+    return out
+
+
+# --------------------------------------------------------------------------- the pipeline stage
+def interpret_stage(ctx: "RunContext") -> None:
+    """Explain every feature of ``ctx.sparse_layer`` on the test split.
+
+    Reads ``ctx.sparse_layer``, ``ctx.splits`` (``"test"``, else the last split), ``ctx.datasets``
+    and ``ctx.model`` (for LIME), ``ctx.config.analysis`` (``top_k``, ``explain``,
+    ``explain_features``, ``lime_examples``, ``lime_samples``, ``sanity_check``) and
+    ``ctx.config.seed``.
+
+    Sets ``ctx.feature_attributes`` (tidy association table), ``ctx.feature_cards``
+    (:class:`FeatureCard` objects) and ``ctx.results["feature_attributes"]``,
+    ``["feature_cards"]``, ``["feature_sanity"]`` and ``["interpretation"]``; writes
+    ``features/feature_<id>.png`` under ``ctx.out_dir`` when there is one.
+    """
+    layer = ctx.sparse_layer
+    if layer is None:
+        raise SparsecheckError("the interpretation stage needs a fitted sparse layer (ctx.sparse_layer); "
+                               "run the sparse stage before it")
+    cfg = ctx.config.analysis
+    seed = int(getattr(ctx.config, "seed", 0))
+    split = "test" if "test" in ctx.splits else list(ctx.splits)[-1]
+    view = ctx.splits[split]
+    used = np.asarray(layer.used_features(), dtype=np.int64)
+    start = time.perf_counter()
+    acts = np.asarray(view.features[:, used], dtype=np.float64) if used.size else np.empty((len(view), 0))
+    ids = np.asarray(view.ids).astype(str)
+
+    # examples and classes
+    top, bottom = top_and_bottom(acts, cfg.top_k) if used.size else (np.empty((0, 0), int),) * 2
+    users = classes_using(layer, ctx.class_names)
+
+    # associations, within classes when labels are known
+    attrs = [c for c in view.metadata.columns if c != "id"]
+    if used.size and attrs:
+        table = feature_associations(acts, view.metadata.reset_index(drop=True), features=used,
+                                     attributes=attrs, strata=view.labels)
+    else:
+        table = feature_associations(np.empty((len(view), 0)), view.metadata.iloc[:, :0], features=[])
+    ctx.feature_attributes = table
+    ctx.results["feature_attributes"] = _records(table)
+
+    # LIME on the features with the largest total weight, then the sanity check
+    dataset = ctx.datasets.get(split)
+    explained: dict[int, list[FeatureExplanation]] = {}
+    sanity: dict[int, SanityResult] = {}
+    lime_seconds = forward_seconds = 0.0
+    column = {int(f): i for i, f in enumerate(used)}
+    if cfg.explain and used.size and ctx.model is not None and dataset is not None:
+        chosen = features_by_weight(layer, cfg.explain_features)
+        n_lime = min(int(cfg.lime_examples), top.shape[0])
+        n_sanity_features = int(getattr(cfg, "sanity_features", 3))
+        n_sanity_examples = min(int(getattr(cfg, "sanity_examples", 2)), n_lime)
+        check = chosen[:n_sanity_features] if cfg.sanity_check else []
+        cascade = bool(getattr(cfg, "sanity_cascade", False))
+        threshold = float(getattr(cfg, "sanity_threshold", DEFAULT_THRESHOLD))
+        jobs = {f: dataset.batch(top[:n_lime, column[f]]) for f in chosen}
+        job_ids = {f: ids[top[:n_lime, column[f]]].tolist() for f in chosen}
+        explainer = LimeFeatureExplainer(num_samples=int(cfg.lime_samples), random_state=seed,
+                                         segmenter=Segmenter(random_state=seed))
+        common = dict(layer=ctx.config.model.feature_layer, input_spec=ctx.input_spec, mean=layer.mean_,
+                      std=layer.std_, device=ctx.device, channels=_channels(dataset))
+        total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if cascade else 1)
+        t0 = time.perf_counter()
+        with progress(total=total, desc="explaining features", unit="image") as bar:
+            explained = explain_features(ctx.model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
+                                         **common)
+            lime_seconds = time.perf_counter() - t0
+            forward_seconds = sum(e.forward_seconds for v in explained.values() for e in v)
+            for f in check:
+                exps = explained[f][:n_sanity_examples]
+                sanity[f] = model_randomisation_test(
+                    ctx.model, f, np.stack([e.image for e in exps]), explainer=explainer,
+                    original_maps=[e.attribution_map() for e in exps], cascade=cascade, threshold=threshold,
+                    random_state=seed, example_ids=[e.example_id for e in exps],
+                    on_explained=lambda: bar.update(1), **common)
+        untrusted = [f for f, r in sanity.items() if not r.trustworthy]
+        if untrusted:
+            logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
+                           untrusted)
+
+    # cards
+    cards: list[FeatureCard] = []
+    out_dir = Path(ctx.out_dir) if ctx.out_dir is not None else None
+    for f in used.tolist():
+        j = column[f]
+        card = FeatureCard(
+            feature=f, classes=users.get(f, []), top_examples=ids[top[:, j]].tolist(),
+            bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
+            bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
+            explanations=explained.get(f, []), lime_samples=int(cfg.lime_samples), sanity=sanity.get(f))
+        if out_dir is not None:
+            rel = f"{CARD_DIR}/feature_{f}.png"
+            render_card(card, out_dir / rel,
+                        top_images=None if dataset is None else dataset.batch(top[:, j]),
+                        bottom_images=None if dataset is None else dataset.batch(bottom[:, j]))
+            card.image = rel
+            ctx.artifacts[rel] = str(out_dir / rel)
+        cards.append(card)
+    if out_dir is not None:
+        _remove_stale_cards(out_dir / CARD_DIR, {f"feature_{f}.png" for f in used.tolist()})
+
+    ctx.feature_cards = cards
+    ctx.results["feature_cards"] = [c.to_dict() for c in cards]
+    ctx.results["feature_sanity"] = [r.to_dict() for r in sanity.values()]
+    n_explained = sum(len(v) for v in explained.values())
+    ctx.results["interpretation"] = {
+        "split": split, "used_features": int(used.size), "top_k": int(cfg.top_k),
+        "explained_features": len(explained), "explained_examples": n_explained,
+        "lime_samples": int(cfg.lime_samples) if explained else None,
+        "lime_seconds": round(lime_seconds, 3), "forward_seconds": round(forward_seconds, 3),
+        "examples_per_second": round(n_explained / lime_seconds, 3) if lime_seconds > 0 else None,
+        "sanity_checked": len(sanity), "seconds": round(time.perf_counter() - start, 3)}
+    logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
+                used.size, len(explained), n_explained, len(sanity), time.perf_counter() - start)
+
+
+def _channels(dataset: Any) -> int | None:
+    try:
+        shape = dataset.image_shape
+    except Exception:  # pragma: no cover - a dataset that cannot show an image fails later anyway
+        return None
+    return int(shape[-1]) if len(shape) == 3 else 1
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    records = table.to_dict("records")
+    for r in records:
+        for key, value in r.items():
+            if isinstance(value, float) and not np.isfinite(value):
+                r[key] = None
+    return records
+
+
+def _remove_stale_cards(directory: Path, keep: set[str]) -> None:
+    """Drop card pictures of features this run does not use (left by an earlier run in the same --out)."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if _CARD_NAME.match(path.name) and path.name not in keep:
+            path.unlink(missing_ok=True)
