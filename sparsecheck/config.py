@@ -148,10 +148,18 @@ class AnalysisConfig(_Strict):
 
     top_k: int = Field(8, ge=1)
     explain: bool = True
-    explain_features: int | None = Field(None, ge=1)  # cap on features explained with LIME
+    explain_features: int | None = Field(12, ge=1)  # features explained with LIME, by total |weight|
     lime_samples: int = Field(1000, ge=10)
     lime_examples: int = Field(4, ge=1)
     sanity_check: bool = True
+    sanity_features: int = Field(3, ge=1)
+    sanity_examples: int = Field(2, ge=1)
+    sanity_threshold: float = Field(0.5, gt=0, le=1)
+    sanity_cascade: bool = False
+    spurious_min_auc: float = Field(0.6, ge=0.5, le=1)
+    spurious_min_gap: float = Field(0.1, ge=0, le=1)
+    spurious_min_ablation: float = Field(0.05, ge=0, le=1)
+    spurious_min_group: int = Field(10, ge=1)
     fdr: float = Field(0.05, gt=0, lt=1)
     min_support: int = Field(20, ge=1)
     max_predicates: int = Field(2, ge=1, le=4)
