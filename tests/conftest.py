@@ -346,3 +346,17 @@ def run_ctx(small_run: Any, tmp_path: Path) -> Any:
     ]
     ctx.results["timings"] = {"load": 0.5, "extract": 0.2, "dense": 0.01}
     return ctx
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Tests call the CLI's main() in-process: undo the logging set-up it does for a real process."""
+    import logging
+
+    names = ("sparsecheck", "torch", "mlflow", "alembic", "urllib3")
+    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
+    yield
+    for n, (level, handlers) in saved.items():
+        logger = logging.getLogger(n)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers

@@ -94,6 +94,8 @@ def test_default_store_is_sqlite_in_the_working_directory(run_ctx: Any, sqlite_d
 def test_mlflow_and_alembic_info_lines_are_held_back(capfd: pytest.CaptureFixture[str]) -> None:
     import logging
 
+    import mlflow  # noqa: F401  (its import sets its own logger level: take the snapshot after it)
+
     from sparsecheck.reports.tracking import _quiet
 
     db_log = logging.getLogger("mlflow.store.db.utils")  # where MLflow announces schema creation
