@@ -14,6 +14,7 @@ to a temporary SQLite file), so no test writes ``mlflow.db`` into the working tr
 
 from __future__ import annotations
 
+import mlflow  # noqa: F401  (mlflow binds its log handler to sys.stderr on import: do it before capture)
 import os
 import shutil
 import signal
