@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sparsecheck._runtime import resolve_device, write_json_atomic
+from sparsecheck._runtime import resolve_device, torch_threads, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.interpret import interpret_stage
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["run_pipeline", "prepare_out_dir", "exit_code_for", "failing_assertions", "Stage", "STAGES"]
 
 MARKER = ".sparsecheck"
+# below this many feature values (rows × features) the CPU path solver runs on one thread
+SMALL_CPU_PROBLEM = 4_000_000
 Stage = Callable[[RunContext], None]
 
 
@@ -175,8 +177,11 @@ def sparse_stage(ctx: RunContext) -> None:
                                 solver=sc.solver, max_epochs=sc.max_epochs, tol=sc.tol, device=ctx.device,
                                 random_state=sc.random_state)
     train, val = ctx.splits["train"], ctx.splits.get("val")
-    layer.fit(train.features, train.labels,
-              None if val is None else val.features, None if val is None else val.labels)
+    n, d = train.features.shape
+    small = ctx.device == "cpu" and n * d <= SMALL_CPU_PROBLEM
+    with torch_threads(1 if small else None):
+        layer.fit(train.features, train.labels,
+                  None if val is None else val.features, None if val is None else val.labels)
     ctx.sparse_layer = layer
     test = ctx.splits["test"]
     sparse_pred = layer.predict(np.asarray(test.features))
