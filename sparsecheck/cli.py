@@ -59,6 +59,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     root.setLevel(level)
     if not verbose:
+        # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         for noisy in ("torch", "mlflow", "alembic", "urllib3"):

@@ -244,7 +244,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 5}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 6}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
@@ -270,7 +270,8 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         "model": {"path": "model.pt2", "input": DEMO_INPUT},
         "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv",
                  "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"]},
-        "sparse": {"features_per_class": None, "random_state": seed},
+        # 3 points of validation accuracy: the test gap to the dense head stays within 5
+        "sparse": {"tolerance": 0.03, "random_state": seed},
         "mlflow": {"experiment": "sparsecheck-demo"},
         "seed": seed,
         # data.spurious_attributes also implies `no-spurious-reliance` (error): no class may rely on
