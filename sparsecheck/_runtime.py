@@ -16,7 +16,8 @@ from sparsecheck.errors import ParameterError
 
 T = TypeVar("T")
 
-__all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads"]
+__all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
+           "OUT_DIR_MARKER"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -76,6 +77,30 @@ def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[A
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: a file sparsecheck leaves in every output directory it writes, so it can write there again
+OUT_DIR_MARKER = ".sparsecheck"
+
+
+def claim_out_dir(out_dir: str | Path, *, force: bool = False, note: str = "written by sparsecheck") -> Path:
+    """Create ``out_dir``, or take over one that sparsecheck wrote before, and mark it as ours.
+
+    A non-empty directory without the marker is refused unless ``force``: a user's files are never
+    overwritten without being asked.
+    """
+    from sparsecheck.errors import ConfigError
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("exists and is not a directory", key="--out", value=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / OUT_DIR_MARKER).exists() and not force:
+        raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
+                          "choose another --out or pass --force", key="--out", value=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / OUT_DIR_MARKER).exists():
+        (out / OUT_DIR_MARKER).write_text(note + "\n")
+    return out
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

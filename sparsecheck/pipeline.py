@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sparsecheck._runtime import resolve_device, torch_threads, write_json_atomic
+from sparsecheck._runtime import claim_out_dir, resolve_device, torch_threads, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.interpret import interpret_stage
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["run_pipeline", "prepare_out_dir", "exit_code_for", "failing_assertions", "Stage", "STAGES"]
 
-MARKER = ".sparsecheck"
 # below this many feature values (rows × features) the CPU path solver runs on one thread
 SMALL_CPU_PROBLEM = 4_000_000
 Stage = Callable[[RunContext], None]
@@ -57,14 +56,7 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
     overwrite a user's files without being asked. The previous ``results.json`` is removed first,
     so an interrupted run does not leave an old, complete-looking result behind.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("exists and is not a directory", key="--out", value=str(out))
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
-        raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
-                          "choose another --out or pass --force", key="--out", value=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(f"written by sparsecheck {__version__}\n")
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
     # results.json first: without it the directory no longer claims to hold a finished run
     for name in ("results.json", "report.html", "junit.xml", "activations.npz", "sparse_path.png"):
         (out / name).unlink(missing_ok=True)

@@ -46,8 +46,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from sparsecheck._runtime import atomic_write, write_json_atomic
-from sparsecheck.errors import ConfigError, DataError, ParameterError, TrackingError
+from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
+from sparsecheck.errors import DataError, ParameterError, TrackingError
 
 logger = logging.getLogger(__name__)
 
@@ -1013,17 +1013,7 @@ def write_comparison(comparison: RunComparison, out_dir: str | Path, *, force: b
     A non-empty directory sparsecheck did not write is refused unless ``force``; nothing else in
     the directory is touched.
     """
-    from sparsecheck.pipeline import MARKER
-
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("exists and is not a directory", key="--out", value=str(out))
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not force:
-        raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
-                          "choose another --out or pass --force", key="--out", value=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).exists():
-        (out / MARKER).write_text("written by sparsecheck compare\n")
+    out = claim_out_dir(out_dir, force=force, note="written by sparsecheck compare")
     paths = {name: out / name for name in _OUT_FILES}
     write_json_atomic(paths["compare.json"], comparison.to_dict())
     with atomic_write(paths["compare.html"], "w", encoding="utf-8") as fh:
