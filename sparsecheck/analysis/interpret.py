@@ -42,7 +42,7 @@ from sparsecheck.analysis.lime_features import (
     Segmenter,
     overlay,
 )
-from sparsecheck.analysis.sanity import DEFAULT_THRESHOLD, SanityResult, model_randomisation_test
+from sparsecheck.analysis.sanity import SanityResult, model_randomisation_test
 from sparsecheck.errors import ParameterError, SparsecheckError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -376,11 +376,11 @@ def interpret_stage(ctx: "RunContext") -> None:
     if cfg.explain and used.size and ctx.model is not None and dataset is not None:
         chosen = features_by_weight(layer, cfg.explain_features)
         n_lime = min(int(cfg.lime_examples), top.shape[0])
-        n_sanity_features = int(getattr(cfg, "sanity_features", 3))
-        n_sanity_examples = min(int(getattr(cfg, "sanity_examples", 2)), n_lime)
+        n_sanity_features = cfg.sanity_features
+        n_sanity_examples = min(cfg.sanity_examples, n_lime)
         check = chosen[:n_sanity_features] if cfg.sanity_check else []
-        cascade = bool(getattr(cfg, "sanity_cascade", False))
-        threshold = float(getattr(cfg, "sanity_threshold", DEFAULT_THRESHOLD))
+        cascade = cfg.sanity_cascade
+        threshold = cfg.sanity_threshold
         jobs = {f: dataset.batch(top[:n_lime, column[f]]) for f in chosen}
         job_ids = {f: ids[top[:n_lime, column[f]]].tolist() for f in chosen}
         explainer = LimeFeatureExplainer(num_samples=int(cfg.lime_samples), random_state=seed,

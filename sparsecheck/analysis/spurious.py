@@ -503,9 +503,8 @@ def _finding(d: dict[str, Any]) -> SpuriousFinding:
 
 # ----------------------------------------------------------------------------- pipeline stage
 
-#: defaults of the decision rule; ``ctx.config.analysis`` overrides them with the keys
-#: ``spurious_min_auc``, ``spurious_min_gap``, ``spurious_min_ablation``, ``spurious_min_group``
-STAGE_DEFAULTS = {"min_auc": 0.6, "min_gap": 0.1, "min_ablation": 0.05, "min_group": 10}
+#: thresholds of the decision rule, read from ``ctx.config.analysis.spurious_<name>``
+STAGE_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
 
 
 def spurious_stage(ctx: "RunContext") -> None:
@@ -514,8 +513,8 @@ def spurious_stage(ctx: "RunContext") -> None:
     Runs :func:`find_spurious_features` on the test split with the fitted sparse layer
     (``ctx.sparse_layer``), the model's own predictions and the feature × attribute association
     table (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed
-    here on the test split, within classes, and also written to ``results["feature_attributes"]``). ``fdr`` comes from ``ctx.config.analysis``, the other thresholds
-    from :data:`STAGE_DEFAULTS` unless the analysis config carries ``spurious_<name>``.
+    here on the test split, within classes, and also written to ``results["feature_attributes"]``). ``fdr`` and the thresholds
+    (``spurious_<name>`` for each of :data:`STAGE_PARAMS`) come from ``ctx.config.analysis``.
 
     Writes ``ctx.spurious_findings`` (list of :class:`SpuriousFinding`),
     ``results["spurious_findings"]`` (their dicts, highest score first),
@@ -538,7 +537,7 @@ def spurious_stage(ctx: "RunContext") -> None:
     others = [a for a in attributes if a not in declared]
     associations = _association_table(ctx)
     acfg = ctx.config.analysis
-    params = {k: getattr(acfg, f"spurious_{k}", v) for k, v in STAGE_DEFAULTS.items()}
+    params = {k: getattr(acfg, f"spurious_{k}") for k in STAGE_PARAMS}
     kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
     args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
     found = find_spurious_features(*args, declared, **kwargs) if declared else None
