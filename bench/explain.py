@@ -2,8 +2,8 @@
 
 1. On the demo (real digits, a small CNN with a planted corner-mark shortcut):
 
-   * the *cue feature* (largest positive weight for class ``seven`` among features that fire on
-     ``corner_mark=yes``): its strongest metadata associations, within classes (what the pipeline
+   * the *cue feature* (the feature of the top spurious finding for class ``seven`` and
+     ``corner_mark=yes``, as the pipeline reports it): its strongest metadata associations, within classes (what the pipeline
      reports) and ignoring classes; and the smallest q-value the harmless ``site`` gets anywhere;
    * LIME on the cue feature's top test examples: the share of positive superpixel weight inside
      the cue's region (``truth.json``), examples explained per second, and the share of wall time
@@ -45,6 +45,7 @@ from sparsecheck.analysis.association import feature_associations
 from sparsecheck.analysis.interpret import explain_features, features_by_weight
 from sparsecheck.analysis.lime_features import FeatureActivation, LimeFeatureExplainer, positive_share_inside
 from sparsecheck.analysis.sanity import EdgeAttributor, model_randomisation_test
+from sparsecheck.analysis.spurious import find_spurious_features
 from sparsecheck.config import load_config
 from sparsecheck.context import RunContext
 from sparsecheck.data import InputSpec, Model
@@ -90,16 +91,15 @@ def sparse_layer(ctx: RunContext, saved: Path | None, device: str) -> tuple[Spar
     return layer, time.perf_counter() - start
 
 
-def cue_feature(layer: SparseDecisionLayer, table, truth: dict[str, Any]) -> int:
+def cue_feature(layer: SparseDecisionLayer, view, table, truth: dict[str, Any]) -> int:
+    """The feature of the top spurious finding for the cue's class and value (as the pipeline reports it)."""
     cue = truth["cue"]
-    c = list(layer.classes_).index(cue["class_index"])
-    for j in np.argsort(-layer.weight_[c]):
-        if layer.weight_[c, j] <= 0:
-            break
-        row = table[(table.feature == j) & (table.attribute == cue["attribute"]) & (table.value == cue["value"])]
-        if len(row) and row.iloc[0].effect > 0.5:
-            return int(j)
-    raise SystemExit("no positively weighted feature of the cue class fires on the cue")
+    found = find_spurious_features(layer, view.features, view.labels, view.dense_predictions, view.metadata, table,
+                                   [cue["attribute"]])
+    for f in found.findings:
+        if f.class_label == cue["class_index"] and f.value == cue["value"]:
+            return int(f.feature)
+    raise SystemExit(f"no spurious finding for class {cue['class']} and {cue['attribute']}={cue['value']}")
 
 
 def timing(explanations: list) -> dict[str, float]:
@@ -118,7 +118,7 @@ def bench_demo(args: argparse.Namespace) -> dict[str, Any]:
         acts = np.asarray(test.features[:, used], dtype=np.float64)
         within = feature_associations(acts, test.metadata, features=used, strata=test.labels)
         plain = feature_associations(acts, test.metadata, features=used)
-        j = cue_feature(layer, within, truth)
+        j = cue_feature(layer, test, within, truth)
         harmless = truth["harmless"]["attribute"]
         out: dict[str, Any] = {"used_features": int(used.size), "sparse_fit_seconds": round(fit_seconds, 1),
                                "cue_feature": j}

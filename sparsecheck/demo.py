@@ -5,7 +5,7 @@ rendered at 32×32 RGB with small random shifts and noise. The metadata carries 
 four planted facts:
 
 ``corner_mark`` (spurious cue)
-    An orange square in the top-left corner, on 95% of the ``seven`` images and 3% of the others in
+    An orange square in the top-left corner, on 97% of the ``seven`` images and 2% of the others in
     train/val, but on 30% of every class in test: a shortcut the model learns and should not rely on.
 ``background`` (rare subgroup)
     ``light`` (inverted images: dark digit on a light background) is 2% of train but 15% of test;
@@ -120,7 +120,7 @@ def make_demo_data(*, seed: int = 0, n_train: int = 4000, n_val: int = 1000, n_t
         # one stream per split: the test split is the same whether or not the cue is planted
         rng = np.random.default_rng([seed, k])
         is_test = split == "test"
-        cue = None if is_test or not spurious else (0.95, 0.03)
+        cue = None if is_test or not spurious else (0.97, 0.02)
         out[split] = _make_split(digits, pool, sizes[split], rng, split,
                                  light_rate=light_rate[1] if is_test else light_rate[0],
                                  cue=cue, cue_rate=cue_rate_test)
@@ -166,30 +166,34 @@ def _make_split(digits, pool: np.ndarray, n: int, rng: np.random.Generator, spli
 
 
 class DemoNet(nn.Module):
-    """A small CNN: three conv blocks, global average pooling, a 128-unit layer, a linear head.
+    """A small CNN: three conv blocks, global max pooling, dropout, a linear head.
 
-    The sparse decision layer is fitted on the 128 features entering ``head``.
+    The sparse decision layer is fitted on the ``n_features`` pooled channels of the last conv
+    block, the input of ``head`` (as on a ResNet, whose penultimate features are pooled channels).
+    Max pooling makes each feature "how strongly this channel's pattern occurs anywhere in the
+    image", as in weakly supervised localisation: a small local cue such as the corner mark gets
+    channels of its own instead of being averaged into the digit's strokes. Dropout on the pooled
+    features (training only) makes each of them useful on its own, so a sparse layer over a few
+    of them stays close to the dense head.
     """
 
-    def __init__(self, n_classes: int = 10, width: int = 32, n_features: int = 128) -> None:
+    def __init__(self, n_classes: int = 10, width: int = 32, n_features: int = 128, dropout: float = 0.5) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(2 * width)
-        self.conv3 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
-        self.bn3 = nn.BatchNorm2d(2 * width)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2 * width, n_features)
+        self.conv3 = nn.Conv2d(2 * width, n_features, 3, padding=1)
+        self.bn3 = nn.BatchNorm2d(n_features)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(n_features, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         x = F.relu(self.bn3(self.conv3(x)))
-        x = torch.flatten(self.pool(x), 1)
-        x = F.relu(self.fc(x))
-        return self.head(x)
+        return self.head(self.drop(torch.flatten(self.pool(x), 1)))
 
 
 def train_demo_model(train: DemoSplit, *, seed: int = 0, epochs: int = 8, batch_size: int = 64,
@@ -244,7 +248,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 6}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 7}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
@@ -270,8 +274,8 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         "model": {"path": "model.pt2", "input": DEMO_INPUT},
         "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv",
                  "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"]},
-        # 3 points of validation accuracy: the test gap to the dense head stays within 5
-        "sparse": {"tolerance": 0.03, "random_state": seed},
+        # 1 point of validation accuracy: about 12 features per class, within 2 test points of dense
+        "sparse": {"tolerance": 0.01, "random_state": seed},
         "mlflow": {"experiment": "sparsecheck-demo"},
         "seed": seed,
         # data.spurious_attributes also implies `no-spurious-reliance` (error): no class may rely on

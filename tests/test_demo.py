@@ -72,6 +72,11 @@ def test_cue_feature_is_found_and_explained(demo):
     assoc = sorted((a for a in r["feature_attributes"] if a["feature"] == feature),
                    key=lambda a: (a["q_value"] if a["q_value"] is not None else 1.0))
     assert assoc[0]["attribute"] == cue["attribute"] and assoc[0]["q_value"] < 0.01
+    card = next(c for c in r["feature_cards"] if c["feature"] == feature)  # issue 4: the card says so too
+    assert (card["associations"][0]["attribute"], card["associations"][0]["value"]) == (cue["attribute"], cue["value"])
+    assert card["lime"] is not None and (demo["out"] / card["image"]).stat().st_size > 10_000
+    sanity = r["feature_sanity"]
+    assert len(sanity) == 3 and all(s["trustworthy"] for s in sanity), sanity  # LIME depends on the trained model
     assert not any(f["attribute"] == "site" for f in r["spurious_findings"])
     assert not any(a["attribute"] == "site" and a["q_value"] is not None and a["q_value"] < 0.05
                    for a in r["feature_attributes"])

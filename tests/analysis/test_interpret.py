@@ -240,7 +240,7 @@ def test_sanity_check_on_the_trained_model_and_on_an_edge_detector(demo):
     for r in checked:
         print(f"\nfeature {r['feature']}: LIME spearman after randomisation {r['spearman']:.3f}")
     assert all(r["trustworthy"] == (r["spearman"] < r["threshold"]) for r in checked)
-    assert np.mean([r["spearman"] for r in checked]) < 0.5  # LIME on the feature depends on the model
+    assert all(r["spearman"] < 0.3 for r in checked)  # LIME on the feature depends on the model
     j = checked[0]["feature"]
     layer = ctx.sparse_layer
     acts = np.asarray(ctx.splits["test"].features)[:, j]
