@@ -543,7 +543,8 @@ def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, no
     data = AssertionContext(table, class_names=class_names, **extras)
     suite = run_assertions(assertions, data, needs_labels=None if labelled else False, skip_unavailable=True)
     for skipped in suite.skipped:
-        notes.append(f"assertion {skipped.get('name')!r} skipped: the batch lacks {skipped.get('missing')}")
+        lacks = ", ".join(m.replace("column:", "metadata column ") for m in skipped.get("missing", []))
+        notes.append(f"assertion {skipped.get('name')!r} skipped: the batch lacks {lacks}")
     if not labelled:
         need = [a.name for a in assertions if a.enabled and a.needs_labels]
         if need:

@@ -181,6 +181,27 @@ def test_failing_assertion_alerts_without_drift(project: dict[str, Any]) -> None
     assert run.report.alerts[0].startswith("assertion 'always-sure' failed")
 
 
+def test_sliced_assertions_wait_for_the_batch_metadata(project: dict[str, Any], tmp_path: Path) -> None:
+    """A batch without metadata cannot be sliced by attribute: skipped with a note, not an alarm."""
+    sliced = [{"name": "accuracy-by-background", "type": "accuracy", "by": ["background"], "max_drop": 1.0},
+              {"name": "ece-by-site", "type": "ece", "by": [["site", "background"]], "max": 1.0}]
+    path = _write_config(project["root"], project["uri"], assertions=sliced, name="sliced.yaml")
+    batch = project["batches"] / "quiet101.npz"
+    run = monitor_batch(load_config(path), batch, device="cpu", force=True)
+    assert not run.alert and run.report.assertions == []
+    notes = " | ".join(run.report.notes)
+    assert "'accuracy-by-background' skipped: the batch lacks metadata column background" in notes
+    assert "'ece-by-site' skipped: the batch lacks metadata column site, metadata column background" in notes
+    meta = tmp_path / "quiet101.csv"
+    with np.load(batch) as z:
+        ids = z["id"]
+    pd.DataFrame({"id": ids, "background": np.where(np.arange(len(ids)) % 2, "light", "dark"),
+                  "site": "north"}).to_csv(meta, index=False)
+    run = monitor_batch(load_config(path), batch, metadata=meta, device="cpu", force=True)
+    assert [(a["name"], a["status"]) for a in run.report.assertions] == [("accuracy-by-background", "pass"),
+                                                                       ("ece-by-site", "pass")]
+
+
 def test_reference_errors(project: dict[str, Any], capsys: Any) -> None:
     assert find_reference_run(EXPERIMENT, project["uri"]) == project["reference"]
     with pytest.raises(TrackingError, match="no MLflow experiment 'nope'"):

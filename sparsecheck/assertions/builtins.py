@@ -341,8 +341,12 @@ def _evaluate_metric(metric: str, data: AssertionContext, p: Any) -> Outcome:
     return Outcome(bool(passed), observed, threshold, message, examples, n_fail_ex, details)
 
 
-def _sparse_head(p: Any) -> tuple[str, ...]:
-    return ("sparse_predictions",) if getattr(p, "head", "dense") == "sparse" else ()
+def _metric_inputs(p: Any) -> tuple[str, ...]:
+    """What a metric assertion needs besides labels: the sparse head's predictions, the columns of ``by``."""
+    need = ["sparse_predictions"] if getattr(p, "head", "dense") == "sparse" else []
+    for group in getattr(p, "by", None) or []:
+        need += [f"column:{a}" for a in ([group] if isinstance(group, str) else group)]
+    return tuple(need)
 
 
 def _has_confidence(data: AssertionContext) -> bool:
@@ -350,34 +354,34 @@ def _has_confidence(data: AssertionContext) -> bool:
 
 
 @register_assertion("accuracy", family="metric", params=AccuracyParams, needs_labels=True,
-                    requires=_sparse_head)
+                    requires=_metric_inputs)
 def _accuracy(data: AssertionContext, p: AccuracyParams) -> Outcome:
     """Accuracy overall or per slice."""
     return _evaluate_metric("accuracy", data, p)
 
 
 @register_assertion("recall", family="metric", params=ClassMetricParams, needs_labels=True,
-                    requires=_sparse_head)
+                    requires=_metric_inputs)
 def _recall(data: AssertionContext, p: ClassMetricParams) -> Outcome:
     """Per-class recall (``class: *`` for every class), overall or per slice."""
     return _evaluate_metric("recall", data, p)
 
 
 @register_assertion("precision", family="metric", params=ClassMetricParams, needs_labels=True,
-                    requires=_sparse_head)
+                    requires=_metric_inputs)
 def _precision(data: AssertionContext, p: ClassMetricParams) -> Outcome:
     """Per-class precision, overall or per slice."""
     return _evaluate_metric("precision", data, p)
 
 
 @register_assertion("macro_f1", family="metric", params=MacroF1Params, needs_labels=True,
-                    requires=_sparse_head)
+                    requires=_metric_inputs)
 def _macro_f1(data: AssertionContext, p: MacroF1Params) -> Outcome:
     """Macro-averaged F1 over the classes present, overall or per slice."""
     return _evaluate_metric("macro_f1", data, p)
 
 
-@register_assertion("ece", family="metric", params=ECEParams, needs_labels=True)
+@register_assertion("ece", family="metric", params=ECEParams, needs_labels=True, requires=_metric_inputs)
 def _ece(data: AssertionContext, p: ECEParams) -> Outcome:
     """Expected calibration error (equal-width confidence bins), overall or per slice."""
     return _evaluate_metric("ece", data, p)

@@ -255,13 +255,15 @@ class AssertionContext:
         return name
 
     def missing(self, *what: str) -> list[str]:
-        """Which of ``what`` (``labels``, ``sparse_predictions`` or context attributes) this context lacks."""
+        """Which of ``what`` (``labels``, ``sparse_predictions``, ``column:NAME`` or context attributes) this context lacks."""
         out = []
         for w in what:
             if w == "labels":
                 ok = self.has_labels
             elif w == "sparse_predictions":
                 ok = "sparse_prediction" in self.table.columns
+            elif w.startswith("column:"):  # a metadata attribute the assertion slices by
+                ok = w.partition(":")[2] in self.table.columns
             else:
                 ok = getattr(self, w, None) is not None
             if not ok:
@@ -270,7 +272,7 @@ class AssertionContext:
 
     def require(self, *what: str) -> None:
         """Raise DataError naming the first of ``what`` that this context lacks (see :meth:`missing`)."""
-        for w in self.missing(*what)[:1]:
+        for w in [m for m in self.missing(*what) if not m.startswith("column:")][:1]:  # columns: _attr says
             if w == "labels":
                 self.labels()
             raise DataError(f"needs {_REQUIREMENT_HINTS.get(w, w)}, which this run does not have")
