@@ -248,7 +248,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 7}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 8}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
@@ -276,6 +276,8 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
                  "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"]},
         # 1 point of validation accuracy: about 12 features per class, within 2 test points of dense
         "sparse": {"tolerance": 0.01, "random_state": seed},
+        # the sanity check re-explains after each layer is re-initialised, from the head down
+        "analysis": {"sanity_cascade": True},
         "mlflow": {"experiment": "sparsecheck-demo"},
         "seed": seed,
         # data.spurious_attributes also implies `no-spurious-reliance` (error): no class may rely on

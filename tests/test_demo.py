@@ -77,6 +77,11 @@ def test_cue_feature_is_found_and_explained(demo):
     assert card["lime"] is not None and (demo["out"] / card["image"]).stat().st_size > 10_000
     sanity = r["feature_sanity"]
     assert len(sanity) == 3 and all(s["trustworthy"] for s in sanity), sanity  # LIME depends on the trained model
+    for s in sanity:  # the demo runs the cascade: head first, down to the first conv layer
+        layers = [step["layer"] for step in s["cascade"]]
+        assert layers[0] == "head" and layers[-1] == "conv1" and s["cascade"][-1]["spearman"] == s["spearman"]
+        card_sanity = next(c for c in r["feature_cards"] if c["feature"] == s["feature"])["sanity"]
+        assert card_sanity["cascade"] and card_sanity["cascade"][-1] == ["conv1", s["spearman"]]
     assert not any(f["attribute"] == "site" for f in r["spurious_findings"])
     assert not any(a["attribute"] == "site" and a["q_value"] is not None and a["q_value"] < 0.05
                    for a in r["feature_attributes"])
@@ -97,6 +102,7 @@ def test_outputs_junit_report_and_mlflow(demo):
     assert int(suite.get("failures")) >= 3
     html = (out / "report.html").read_text()
     assert "no-spurious-reliance" in html and "data:image/png;base64," in html
+    assert "after re-initialising, from the top" in html
     tracking = demo["results"]["mlflow"]
     assert tracking["tracking_uri"].startswith("sqlite:///") and (demo["work"] / "mlflow.db").is_file()
     from mlflow import MlflowClient

@@ -97,8 +97,13 @@ class SanityResult:
                 "example_ids": list(self.example_ids), "cascade": [s.to_dict() for s in self.cascade]}
 
     def card(self) -> dict[str, Any]:
-        """The ``sanity`` entry of a feature card: ``{"spearman", "trustworthy"}``."""
-        return {"spearman": _num(self.spearman), "trustworthy": self.trustworthy}
+        """The ``sanity`` entry of a feature card: ``{"spearman", "trustworthy", "cascade"}``.
+
+        ``cascade`` lists ``[layer, spearman]`` after each re-initialised layer that changed the
+        feature (empty when only the fully randomised model was explained).
+        """
+        steps = [[s.layer, _num(s.spearman)] for s in self.cascade if s.changes_feature and s.layer != "all"]
+        return {"spearman": _num(self.spearman), "trustworthy": self.trustworthy, "cascade": steps}
 
 
 def _num(v: float) -> float | None:

@@ -68,7 +68,11 @@ def test_an_explainer_that_ignores_the_model_is_caught():
     edge = Counting(EdgeAttributor())
     result = model_randomisation_test(corner_net(), 0, images(), explainer=edge)
     assert result.spearman == pytest.approx(1.0) and not result.trustworthy
-    assert result.card() == {"spearman": pytest.approx(1.0), "trustworthy": False}
+    card = result.card()
+    assert card["spearman"] == pytest.approx(1.0) and card["trustworthy"] is False
+    changed = [s for s in result.cascade if s.changes_feature]
+    assert [layer for layer, _ in card["cascade"]] == [s.layer for s in changed] and changed
+    assert all(rho == pytest.approx(1.0) for _, rho in card["cascade"])
     assert all(s.spearman == pytest.approx(1.0) for s in result.cascade)
 
 
