@@ -172,6 +172,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(cwd, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module: small models and solves lose 5-30x to a second thread
+    on a shared, loaded machine. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    from sparsecheck._runtime import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_store_outside_the_work_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs that tests log without naming a tracking URI go to a throwaway SQLite store: never to

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -36,13 +35,7 @@ from sparsecheck.sparse import SparseDecisionLayer
 CARD_KEYS = {"feature", "classes", "image", "top_examples", "bottom_examples", "associations", "lime", "sanity"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models lose to intra-op threading on a shared, loaded machine (5x here); one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- building blocks

@@ -25,13 +25,7 @@ CORNER = (slice(0, 5), slice(0, 5))  # feature 0 looks here (redness)
 OPPOSITE = (slice(11, 16), slice(11, 16))  # feature 1 looks here (brightness)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models lose to intra-op threading on a shared, loaded machine (5x here); one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class RegionNet(nn.Module):

@@ -302,13 +302,7 @@ def summarise(results: list[PlantedResult]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the suite
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models and solves lose to intra-op threading on a shared, loaded machine; one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from sparsecheck.errors import ModelError, ParameterError
 SIZE = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models lose to intra-op threading on a shared, loaded machine (5x here); one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def corner_net() -> nn.Sequential:

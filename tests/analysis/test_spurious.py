@@ -11,7 +11,6 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.linear_model import LogisticRegression
 
 from sparsecheck._runtime import write_json_atomic
@@ -35,13 +34,7 @@ SNOW, WOLF = 0, 1  # feature 0 detects snow; class 1 is the wolf
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny solves lose to intra-op threading on a shared, loaded machine (30x here); one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- the classic case

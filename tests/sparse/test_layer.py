@@ -45,13 +45,7 @@ def planted(n: int = 600, d: int = 40, n_classes: int = 3, *, seed: int = 0, k: 
     return X.astype(np.float32), y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny problems: extra BLAS threads only spin against other jobs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The published solver, ``glm_saga.elasticnet.glm_saga`` (Wong et al. 2021), made well-behaved.
 
-glm_saga is research code: it prints, calls ``logging.basicConfig`` when given a checkpoint
+glm_saga is research code: it prints, configures the root logger when given a checkpoint
 directory, silently picks the all-zero model as "best" without a validation loader, and indexes a
 CPU identity matrix with the labels. This wrapper:
 
@@ -8,8 +8,8 @@ CPU identity matrix with the labels. This wrapper:
   the SAGA state and the warm ``nn.Linear`` over, which is exactly its own path loop, so the grid is
   ours, a progress bar advances per lambda and a ``features_per_class`` rule can stop early;
 - sends its ``print`` output line by line to ``logger.debug`` (``contextlib.redirect_stdout``);
-- passes ``checkpoint=None`` (no ``basicConfig``) and still restores the root logger's handlers
-  and level afterwards;
+- passes ``checkpoint=None`` (so it leaves logging alone) and still restores the root logger's
+  handlers and level afterwards;
 - always passes a validation loader;
 - streams batches of rows from the (possibly memory-mapped) features and standardises them on
   the device through glm_saga's ``preprocess`` hook, so no standardised copy is ever made;
