@@ -48,7 +48,8 @@ from sparsecheck.analysis.sanity import EdgeAttributor, model_randomisation_test
 from sparsecheck.analysis.spurious import find_spurious_features
 from sparsecheck.config import load_config
 from sparsecheck.context import RunContext
-from sparsecheck.data import InputSpec, Model
+from sparsecheck.data import InputSpec
+from sparsecheck.models import Model
 from sparsecheck.pipeline import extract_stage, load_stage
 from sparsecheck.sparse import SparseDecisionLayer
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torchvision
 
-from sparsecheck.data import ImageDataset, InputSpec, Model
+from sparsecheck.data import ImageDataset, InputSpec
+from sparsecheck.models import Model
 from sparsecheck.demo import DEMO_INPUT, DemoNet
 from sparsecheck.sparse.features import extract_features
 

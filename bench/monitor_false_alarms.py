@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sparsecheck.analysis.stats import auc_effect, wilson_interval
     from sparsecheck.config import load_config
-    from sparsecheck.data import ImageDataset, load_model
+    from sparsecheck.data import ImageDataset
     from sparsecheck.demo import build_demo, make_demo_batch
     from sparsecheck.monitor import load_reference, monitor_batch
     from sparsecheck.pipeline import dense_stage, extract_stage, load_stage, run_pipeline, sparse_stage
@@ -85,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cue feature {cue} (AUC {aucs[cue]:.3f} for corner_mark=yes on the test split)")
 
         reference = load_reference(reference_id, uri)
-        spec = cfg.model.input.to_spec()
-        m = cfg.model
-        model = load_model(path=m.path, factory=m.factory, weights=m.weights, factory_kwargs=m.factory_kwargs,
-                           torchvision=m.torchvision, torchvision_weights=m.torchvision_weights,
-                           example_input=spec.transform(ImageDataset.from_npz(cfg.data.test).batch(slice(0, 2))))
+        model = cfg.model.load()
 
         def score(seed: int, rate: float) -> tuple[bool, list[str], bool, float, float]:
             b = make_demo_batch(seed=seed, n=args.n, cue_rate=rate)

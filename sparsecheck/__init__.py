@@ -30,8 +30,8 @@ _EXPORTS = {
     # loading
     "InputSpec": "sparsecheck.data",
     "ImageDataset": "sparsecheck.data",
-    "Model": "sparsecheck.data",
-    "load_model": "sparsecheck.data",
+    "Model": "sparsecheck.models",
+    "load_model": "sparsecheck.models",
     "load_dataset": "sparsecheck.data",
     "load_metadata": "sparsecheck.data",
     # the sparse decision layer

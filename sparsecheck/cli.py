@@ -1,7 +1,9 @@
 """The ``sparsecheck`` command line: a thin, typed layer over the library.
 
 Exit codes: 0 all error-severity assertions pass, 1 one failed (or a regression/alert was found),
-2 bad input or usage — always with a one-line reason on stderr.
+2 bad input or usage, 3 the run could not finish for a reason that is not the user's input (an
+internal error, with its traceback saved to a file that is named; MLflow unreachable or refusing; a
+solver failure) — always with a one-line reason on stderr.
 """
 
 from __future__ import annotations
@@ -196,6 +198,22 @@ def monitor(
     raise typer.Exit(result.exit_code)
 
 
+#: exit code of a run that could not finish for a reason that is not the user's input
+INTERNAL_ERROR = 3
+
+
+def _write_traceback() -> str:
+    """Save the current exception's traceback to a file in the temp directory; return its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="sparsecheck-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"sparsecheck {sys.argv!r}\n")
+        traceback.print_exc(file=fh)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps sparsecheck errors to exit code 2 with one line on stderr."""
     try:
@@ -220,6 +238,12 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.stderr.write(f"sparsecheck: error: {exc}\n")
         sys.exit(2)
+    except Exception as exc:  # a bug or an environment failure: not the user's input
+        where = _write_traceback()
+        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+        sys.stderr.write(f"sparsecheck: internal error: {type(exc).__name__}: {msg}\n"
+                         f"sparsecheck: the traceback is in {where}; please include it in a bug report\n")
+        sys.exit(INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 
 

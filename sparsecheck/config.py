@@ -84,7 +84,12 @@ class InputConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Where the model comes from (exactly one of path, factory, torchvision) and how to read it."""
+    """Where the model comes from (exactly one source) and how to read it.
+
+    ``feature_layer`` names a module as in the original ``nn.Module`` (``avgpool``, ``layer4``,
+    ``classifier.1``); its *output* is taken, as in torchvision's feature extraction. ``NAME:input``
+    takes the module's *input* instead (``fc:input`` is what the head ``fc`` sees, the default).
+    """
 
     path: Path | None = None
     factory: str | None = None
@@ -92,20 +97,41 @@ class ModelConfig(_Strict):
     weights: Path | None = None
     torchvision: str | None = None
     torchvision_weights: str = "DEFAULT"
+    timm: str | None = None
+    huggingface: Path | None = None
     feature_layer: str | None = None
     input: InputConfig = Field(default_factory=InputConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelConfig":
-        given = [k for k in ("path", "factory", "torchvision") if getattr(self, k)]
+        sources = ("path", "factory", "torchvision", "timm", "huggingface")
+        given = [k for k in sources if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("give exactly one of model.path, model.factory or model.torchvision "
-                             f"(got {given or 'none'})")
-        if self.weights is not None and self.factory is None:
-            raise ValueError("model.weights goes with model.factory")
+            raise ValueError("give exactly one of " + ", ".join(f"model.{k}" for k in sources)
+                             + f" (got {given or 'none'})")
+        if self.weights is not None and self.factory is None and self.timm is None:
+            raise ValueError("model.weights goes with model.factory or model.timm")
         if self.path is not None and self.path.suffix not in (".pt2", ".pt", ".pth", ".ts"):
             raise ValueError(f"model.path must be a .pt2 exported program or a TorchScript .pt, got {self.path}")
         return self
+
+    def load(self) -> Any:
+        """Load the model this section names (a :class:`sparsecheck.models.Model`)."""
+        from sparsecheck.models import load_model
+
+        return load_model(path=self.path, factory=self.factory, weights=self.weights,
+                          factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
+                          torchvision_weights=self.torchvision_weights, timm=self.timm,
+                          huggingface=self.huggingface)
+
+    def input_spec(self, model: Any = None) -> Any:
+        """The :class:`~sparsecheck.data.InputSpec`: ``model.input`` when the config gives it, else
+        the preprocessing the model's weights declare (torchvision, timm, Hugging Face), else the
+        defaults (divide by 255)."""
+        preset = getattr(model, "preprocessing", None)
+        if "input" in self.model_fields_set or not preset:
+            return self.input.to_spec()
+        return InputConfig.model_validate(preset).to_spec()
 
 
 class DataConfig(_Strict):
@@ -264,6 +290,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
     cfg.model.path = fix(cfg.model.path)
     cfg.model.weights = fix(cfg.model.weights)
+    cfg.model.huggingface = fix(cfg.model.huggingface)
     for k in ("train", "val", "test", "metadata"):
         setattr(cfg.data, k, fix(getattr(cfg.data, k)))
     cfg.features.cache_dir = fix(cfg.features.cache_dir)
@@ -272,6 +299,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 def check_paths(cfg: Config) -> None:
     """Every file the config names must exist."""
     checks = [("model.path", cfg.model.path), ("model.weights", cfg.model.weights),
+              ("model.huggingface", cfg.model.huggingface),
               ("data.train", cfg.data.train), ("data.val", cfg.data.val), ("data.test", cfg.data.test),
               ("data.metadata", cfg.data.metadata)]
     for key, p in checks:

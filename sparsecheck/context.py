@@ -15,6 +15,8 @@ layer exists, then one column per metadata attribute (named as in the metadata t
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SplitView", "RunContext"]
 
+
+logger = logging.getLogger(__name__)
 
 @dataclass
 class SplitView:
@@ -84,6 +88,14 @@ class RunContext:
     assertion_results: Any = None
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
+
+    def skip(self, what: str, reason: str) -> None:
+        """Record that an optional part of the run could not run here, and why; the run goes on.
+
+        The entry lands in ``results["skipped"]`` (and so in results.json and the report).
+        """
+        logger.warning("skipped %s: %s", what, reason)
+        self.results.setdefault("skipped", []).append({"what": what, "reason": reason})
 
     @property
     def attributes(self) -> list[str]:

@@ -19,30 +19,24 @@ torch.Size([2, 1, 8, 8])
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 
-from sparsecheck.errors import DataError, ModelError
+from sparsecheck.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "InputSpec",
     "ImageDataset",
-    "Model",
-    "load_model",
     "load_dataset",
     "load_metadata",
-    "fingerprint_module",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -332,162 +326,3 @@ def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -
                         f"e.g. {missing[:5].tolist()}", path=path)
     out = table.loc[ids].reset_index().rename(columns={"index": id_column})
     return out
-
-
-# --------------------------------------------------------------------------- models
-@dataclass
-class Model:
-    """A loaded classifier.
-
-    Attributes
-    ----------
-    module : nn.Module
-        Runs ``logits = module(x)``; for exported and TorchScript files this is the graph module.
-    kind : {"export", "torchscript", "factory", "torchvision", "module"}
-    source : str
-        Path, factory or model name it came from.
-    program : torch.export.ExportedProgram or None
-        The exported program (also for TorchScript, converted), used to tap feature layers.
-    """
-
-    module: nn.Module
-    kind: str
-    source: str
-    program: Any = None
-    _fingerprint: str | None = field(default=None, repr=False)
-
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_module(self.module)
-        return self._fingerprint
-
-
-def fingerprint_module(module: nn.Module) -> str:
-    """Hash of a module's parameters and buffers (names, shapes and values)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        if isinstance(t, torch.Tensor):
-            t = t.detach().cpu().contiguous()
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
-def load_model(*, path: str | Path | None = None, factory: str | None = None,
-               weights: str | Path | None = None, factory_kwargs: dict | None = None,
-               torchvision: str | None = None, torchvision_weights: str = "DEFAULT",
-               example_input: torch.Tensor | None = None) -> Model:
-    """Load a classifier from exactly one source.
-
-    Parameters
-    ----------
-    path : path to a ``.pt2`` exported program or a TorchScript ``.pt`` file.
-    factory : ``"package.module:function"`` returning an ``nn.Module``; ``weights`` is its state_dict.
-    torchvision : a torchvision model name (``"resnet18"``); ``torchvision_weights`` names the
-        weights enum member, loaded only from the local torch cache (never downloaded).
-    example_input : a batch used to convert TorchScript models (needed only for ``.pt`` files).
-    """
-    given = [s for s in (path, factory, torchvision) if s]
-    if len(given) != 1:
-        raise ModelError("give exactly one of a model file, a factory or a torchvision name")
-    if path is not None:
-        return _load_file(Path(path), example_input)
-    if factory is not None:
-        return _load_factory(factory, weights, factory_kwargs or {})
-    return _load_torchvision(str(torchvision), torchvision_weights)
-
-
-def _load_file(path: Path, example_input: torch.Tensor | None) -> Model:
-    if not path.is_file():
-        raise ModelError("model file not found", path=path)
-    if path.suffix == ".pt2":
-        try:
-            program = torch.export.load(str(path))
-        except Exception as exc:
-            raise ModelError(f"not a torch.export program: {exc}", path=path) from exc
-        return Model(program.module(), "export", str(path), program)
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise ModelError(f"not a TorchScript file ({type(exc).__name__}); give a .pt2 from "
-                         f"torch.export.save or a TorchScript .pt", path=path) from exc
-    module.eval()
-    program = None
-    if example_input is not None:
-        program = _torchscript_to_program(module, example_input, path)
-    return Model(module, "torchscript", str(path), program)
-
-
-def _torchscript_to_program(module: nn.Module, example_input: torch.Tensor, path: Path) -> Any:
-    # TorchScript modules refuse forward hooks; converting to an exported program lets us tap
-    # the graph instead.
-    try:
-        from torch._export.converter import TS2EPConverter
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return TS2EPConverter(module, (example_input,)).convert()
-    except Exception as exc:
-        raise ModelError(f"cannot trace TorchScript model for feature extraction: {exc}; "
-                         f"re-save it with torch.export.save as .pt2", path=path) from exc
-
-
-def _load_factory(factory: str, weights: str | Path | None, kwargs: dict) -> Model:
-    if ":" not in factory:
-        raise ModelError(f"factory must look like 'package.module:function', got {factory!r}")
-    mod_name, fn_name = factory.split(":", 1)
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(f"cannot import factory {factory!r}: {exc}") from exc
-    try:
-        module = fn(**kwargs)
-    except Exception as exc:
-        raise ModelError(f"factory {factory!r} failed: {exc}") from exc
-    if not isinstance(module, nn.Module):
-        raise ModelError(f"factory {factory!r} returned {type(module).__name__}, not an nn.Module")
-    if weights is not None:
-        _load_state_dict(module, Path(weights))
-    module.eval()
-    return Model(module, "factory", factory)
-
-
-def _load_state_dict(module: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise ModelError("weights file not found", path=path)
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot read state_dict: {exc}", path=path) from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ModelError(f"state_dict does not fit the model: {' '.join(first[:3])}", path=path) from exc
-
-
-def _load_torchvision(name: str, weights_name: str) -> Model:
-    import torchvision
-
-    try:
-        enum = torchvision.models.get_model_weights(name)
-    except (ValueError, KeyError) as exc:
-        raise ModelError(f"unknown torchvision model {name!r}") from exc
-    try:
-        weights = enum.DEFAULT if weights_name == "DEFAULT" else enum[weights_name]
-    except KeyError as exc:
-        raise ModelError(f"torchvision model {name!r} has no weights {weights_name!r} "
-                         f"(choices: {[w.name for w in enum]})") from exc
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not cached.is_file():
-        raise ModelError(f"weights {weights} are not in the local torch cache; copy "
-                         f"{Path(weights.url).name} there (set TORCH_HOME to choose the cache)",
-                         path=cached)
-    module = torchvision.models.get_model(name, weights=None,
-                                          num_classes=len(weights.meta.get("categories") or []) or 1000)
-    _load_state_dict(module, cached)
-    module.eval()
-    return Model(module, f"torchvision", f"torchvision:{name}:{weights.name}")

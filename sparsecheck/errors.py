@@ -1,16 +1,20 @@
 """Every exception sparsecheck raises on purpose.
 
-The tree::
+The tree (``exit_code`` is what the command line exits with)::
 
-    SparsecheckError                 base class; `exit_code` is 2 (bad input or usage)
+    SparsecheckError                 base class; exit 2: the user's input or usage is wrong
      ├── ConfigError                 a config key or value is wrong (carries `key`, `value`)
      │    └── AssertionSpecError     an assertion spec is malformed (carries `assertion`, `key`)
      ├── DataError                   a data file, array shape or metadata table is wrong (`path`)
      ├── ModelError                  a model cannot be loaded, run or hooked (`path`)
      ├── ParameterError              an estimator/function parameter is out of range (`parameter`);
      │                               also a ValueError, as scikit-learn users expect
-     ├── SolverError                 a path solver failed (diverged, non-finite values)
-     └── TrackingError               MLflow could not be reached or a run was not found
+     ├── SolverError                 exit 3: a path solver failed (diverged, non-finite values)
+     └── TrackingError               exit 3: MLflow could not be reached, refused, or its store is
+                                     broken; or a run was not found
+
+Exit 3 means the run could not finish for a reason that is not the user's input; the command line
+also exits 3 on any unexpected exception, after writing its traceback to a file it names.
 
 Every error names what was wrong in its message, so the CLI prints ``str(error)`` as one line and
 exits with ``exit_code``.  Library code raises them ``from`` the original exception to keep the cause.
@@ -89,6 +93,20 @@ class ParameterError(SparsecheckError, ValueError):
 class SolverError(SparsecheckError):
     """A regularisation-path solver failed (non-finite values, divergence)."""
 
+    exit_code = 3
+
 
 class TrackingError(SparsecheckError):
-    """MLflow could not be reached, or a run or artifact it should hold is missing."""
+    """MLflow could not be reached, refused, or its store is broken; or a run or artifact it should
+    hold is missing.
+
+    Exit 3 (the run could not finish), except with ``user_input=True`` — the user named a run,
+    artifact or experiment that is not there — which exits 2.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, user_input: bool = False) -> None:
+        super().__init__(message)
+        if user_input:
+            self.exit_code = 2

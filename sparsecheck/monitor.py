@@ -49,7 +49,8 @@ from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, download_run_artifac
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
-    from sparsecheck.data import ImageDataset, Model
+    from sparsecheck.data import ImageDataset
+    from sparsecheck.models import Model
     from sparsecheck.sparse import SparseDecisionLayer
 
 logger = logging.getLogger(__name__)
@@ -454,15 +455,11 @@ def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model
            device: str) -> MonitorReport:
     from sparsecheck._runtime import resolve_device
     from sparsecheck.context import RunContext, SplitView
-    from sparsecheck.data import load_model
     from sparsecheck.sparse.features import extract_features
 
-    spec = config.model.input.to_spec()
     if model is None:
-        example = spec.transform(ds.batch(slice(0, 2)))
-        model = load_model(path=config.model.path, factory=config.model.factory, weights=config.model.weights,
-                           factory_kwargs=config.model.factory_kwargs, torchvision=config.model.torchvision,
-                           torchvision_weights=config.model.torchvision_weights, example_input=example)
+        model = config.model.load()
+    spec = config.model.input_spec(model)
     _check_same_model(ref, model)
     dev = resolve_device(device)
     # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above

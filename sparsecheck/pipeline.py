@@ -35,7 +35,7 @@ from sparsecheck.analysis.spurious import spurious_stage
 from sparsecheck.assertions import assertions_stage
 from sparsecheck.config import Config
 from sparsecheck.context import RunContext, SplitView
-from sparsecheck.data import ImageDataset, Model, load_dataset, load_metadata, load_model
+from sparsecheck.data import ImageDataset, load_dataset, load_metadata
 from sparsecheck.errors import ConfigError, DataError
 from sparsecheck.sparse.features import extract_features
 
@@ -92,11 +92,8 @@ def load_stage(ctx: RunContext) -> None:
                           key="data.class_names")
     ctx.class_names = list(class_names)
     ctx.datasets = datasets
-    ctx.input_spec = cfg.model.input.to_spec()
-    example = ctx.input_spec.transform(datasets["train"].batch(slice(0, 2)))
-    ctx.model = load_model(path=cfg.model.path, factory=cfg.model.factory, weights=cfg.model.weights,
-                           factory_kwargs=cfg.model.factory_kwargs, torchvision=cfg.model.torchvision,
-                           torchvision_weights=cfg.model.torchvision_weights, example_input=example)
+    ctx.model = cfg.model.load()
+    ctx.input_spec = cfg.model.input_spec(ctx.model)
     ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                             "fingerprint": ctx.model.fingerprint()}
     ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparsecheck.data import ImageDataset, InputSpec, fingerprint_module, load_dataset, load_metadata, load_model
+from sparsecheck.data import ImageDataset, InputSpec, load_dataset, load_metadata
+from sparsecheck.models import fingerprint_module, load_model
 from sparsecheck.errors import DataError, ModelError
 from tests.helpers import make_tiny_net, write_metadata, write_npz
 
@@ -82,7 +83,7 @@ def test_models_from_every_source_agree(tmp_path):
     torch.jit.script(net).save(str(tmp_path / "m.pt"))
     torch.save(net.state_dict(), tmp_path / "w.pt")
     expected = net(x)
-    for model in (load_model(path=tmp_path / "m.pt2"), load_model(path=tmp_path / "m.pt", example_input=x),
+    for model in (load_model(path=tmp_path / "m.pt2"), load_model(path=tmp_path / "m.pt"),
                   load_model(factory="tests.helpers:make_tiny_net", weights=tmp_path / "w.pt")):
         assert torch.allclose(model.module(x), expected, atol=1e-5), model.kind
     assert load_model(factory="tests.helpers:make_tiny_net", weights=tmp_path / "w.pt").fingerprint() == \
@@ -102,19 +103,24 @@ def test_model_errors_name_the_problem(tmp_path):
         load_model(factory="tests.helpers:make_tiny_net", weights=tmp_path / "w.pt")
 
 
-def test_torchvision_weights_only_from_local_cache(tmp_path, monkeypatch):
+def test_torchvision_weights_through_torchvisions_cache_and_offline_switch(tmp_path, monkeypatch):
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(ModelError, match="not in the local torch cache"):
+    monkeypatch.setenv("SPARSECHECK_OFFLINE", "1")  # nothing may be downloaded here
+    with pytest.raises(ModelError, match="not in torchvision's cache and SPARSECHECK_OFFLINE forbids") as err:
         load_model(torchvision="resnet18", torchvision_weights="IMAGENET1K_V1")
+    assert "resnet18-f37072fd.pth" in str(err.value)
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     cached.parent.mkdir(parents=True)
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(weights=None)
-    torch.save(reference.state_dict(), cached)
+    torch.save(reference.state_dict(), cached)  # a pre-filled cache, as torchvision leaves it
     model = load_model(torchvision="resnet18", torchvision_weights="IMAGENET1K_V1")
     assert model.fingerprint() == fingerprint_module(reference)
+    # the weights' own preprocessing (resize 256, centre-crop 224, ImageNet statistics)
+    assert model.preprocessing == {"scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                   "resize": 256, "crop": 224}
     with pytest.raises(ModelError, match="no weights"):
         load_model(torchvision="resnet18", torchvision_weights="NOPE")

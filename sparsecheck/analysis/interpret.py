@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -282,7 +282,8 @@ def _mosaic(thumbs: list[np.ndarray], gap: int = 2) -> np.ndarray:
 def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: LimeFeatureExplainer,
                      example_ids: dict[int, Sequence[str]] | None = None, layer: str | None = None,
                      input_spec: Any = None, mean: Any = 0.0, std: Any = 1.0, device: str = "cpu",
-                     channels: int | None = None, bar: Any = None) -> dict[int, list[FeatureExplanation]]:
+                     channels: int | None = None, bar: Any = None,
+                     on_error: Callable[[str, str], None] | None = None) -> dict[int, list[FeatureExplanation]]:
     """LIME explanations of several features, each on its own images, under one progress bar.
 
     One :class:`FeatureActivation` serves every feature (one forward pass computes them all).
@@ -298,6 +299,8 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
         As for FeatureActivation.
     bar : progress bar, optional
         Advanced once per explanation; by default one is opened for the whole job.
+    on_error : callable ``(what, reason)``, optional
+        Called instead of raising when one example cannot be explained; that example is left out.
 
     Returns
     -------
@@ -317,8 +320,14 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
                 column = target.column(f)
                 ids = list(example_ids.get(f, [])) if example_ids else []
                 for i, image in enumerate(jobs[f]):
-                    out[f].append(explainer.explain(image, column, feature=f,
-                                                    example_id=ids[i] if i < len(ids) else None))
+                    example = ids[i] if i < len(ids) else None
+                    try:
+                        out[f].append(explainer.explain(image, column, feature=f, example_id=example))
+                    except Exception as exc:  # one example LIME cannot explain must not cost the others
+                        if on_error is None:
+                            raise
+                        on_error(f"LIME of feature {f} on example {example if example is not None else i}",
+                                 _reason(exc))
                     bar.update(1)
     finally:
         if own_bar:
@@ -390,17 +399,26 @@ def interpret_stage(ctx: "RunContext") -> None:
         total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if cascade else 1)
         t0 = time.perf_counter()
         with progress(total=total, desc="explaining features", unit="image") as bar:
-            explained = explain_features(ctx.model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
-                                         **common)
+            try:
+                explained = explain_features(ctx.model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
+                                             on_error=ctx.skip, **common)
+            except Exception as exc:  # optional: a model LIME cannot drive costs the pictures, not the run
+                ctx.skip("LIME explanations", _reason(exc))
+                explained, check = {}, []
             lime_seconds = time.perf_counter() - t0
             forward_seconds = sum(e.forward_seconds for v in explained.values() for e in v)
             for f in check:
                 exps = explained[f][:n_sanity_examples]
-                sanity[f] = model_randomisation_test(
-                    ctx.model, f, np.stack([e.image for e in exps]), explainer=explainer,
-                    original_maps=[e.attribution_map() for e in exps], cascade=cascade, threshold=threshold,
-                    random_state=seed, example_ids=[e.example_id for e in exps],
-                    on_explained=lambda: bar.update(1), **common)
+                if not exps:
+                    continue
+                try:
+                    sanity[f] = model_randomisation_test(
+                        ctx.model, f, np.stack([e.image for e in exps]), explainer=explainer,
+                        original_maps=[e.attribution_map() for e in exps], cascade=cascade, threshold=threshold,
+                        random_state=seed, example_ids=[e.example_id for e in exps],
+                        on_explained=lambda: bar.update(1), **common)
+                except Exception as exc:
+                    ctx.skip(f"sanity check of feature {f}", _reason(exc))
         untrusted = [f for f, r in sanity.items() if not r.trustworthy]
         if untrusted:
             logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
@@ -440,6 +458,11 @@ def interpret_stage(ctx: "RunContext") -> None:
         "sanity_checked": len(sanity), "seconds": round(time.perf_counter() - start, 3)}
     logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
                 used.size, len(explained), n_explained, len(sanity), time.perf_counter() - start)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _channels(dataset: Any) -> int | None:

@@ -150,7 +150,7 @@ def randomised_models(model: Any, *, random_state: int = 0, cascade: bool = True
     (layer, model) : the module path re-initialised at this step, and a model of the same kind.
         Each yielded copy is final until the next one is requested.
     """
-    from sparsecheck.data import Model
+    from sparsecheck.models import Model
 
     generator = torch.Generator().manual_seed(int(random_state))
     program = getattr(model, "program", None)
@@ -166,10 +166,7 @@ def randomised_models(model: Any, *, random_state: int = 0, cascade: bool = True
         module = getattr(model, "module", model)
         if not isinstance(module, nn.Module):
             raise ModelError(f"cannot randomise a {type(module).__name__}: need an nn.Module or an exported program")
-        if isinstance(module, torch.jit.ScriptModule):
-            raise ModelError("TorchScript models cannot be randomised in place; re-save as .pt2",
-                             path=getattr(model, "source", None))
-        clone = copy.deepcopy(module)
+        clone = copy.deepcopy(module)  # TorchScript modules copy too, with their own weights
         state = dict(clone.named_parameters())
         groups = _layer_groups(list(state))
 

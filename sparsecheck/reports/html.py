@@ -303,6 +303,7 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "slices": slices,
         "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
         "spurious": _rows(results.get("spurious_findings")),
+        "skipped": _rows(results.get("skipped")),
         "mlflow": mlflow,
         "max_rows": max_rows,
         "fdr": fdr,

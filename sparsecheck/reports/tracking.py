@@ -34,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
@@ -297,7 +298,74 @@ def _import_mlflow() -> Any:
 def _client(uri: str) -> "MlflowClient":
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    db = _sqlite_path(uri)
+    if db is not None:
+        _ensure_sqlite_store(db)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except Exception as exc:
+        if db is not None:
+            raise _broken_store(db, exc) from exc
+        raise
+
+
+_creating: set[Path] = set()  # half-made stores of this process, removed at exit whatever happens
+_creating_lock = threading.Lock()
+
+
+def _ensure_sqlite_store(db: Path) -> None:
+    """Create a new SQLite store whole, or not at all.
+
+    MLflow builds a new store by running dozens of schema migrations in place; a process that
+    stops part-way (bad input found meanwhile, Ctrl-C) leaves a store no later run can open. So
+    the store is built under a temporary name beside the target and linked into place only once
+    complete (``os.link`` never replaces a store another process finished first).
+    """
+    if db.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{os.getpid()}-{threading.get_ident()}.creating")
+    with _creating_lock:
+        if not _creating:
+            atexit.register(_remove_half_made)
+        _creating.add(tmp)
+    try:
+        with _quiet_loggers():
+            store = SqlAlchemyStore(f"sqlite:///{tmp}", (db.parent / "mlruns").as_uri())
+        store.engine.dispose()
+        try:
+            os.link(tmp, db)
+        except FileExistsError:  # another process finished its store first: use that one
+            pass
+        logger.debug("created the MLflow store %s", db)
+    finally:
+        tmp.unlink(missing_ok=True)
+        with _creating_lock:
+            _creating.discard(tmp)
+
+
+def _remove_half_made() -> None:
+    for tmp in list(_creating):
+        for path in (tmp, tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _broken_store(db: Path, exc: BaseException) -> TrackingError:
+    """Explain a SQLite store MLflow cannot open, with the command that repairs it."""
+    text = _one_line(exc)
+    uri = f"sqlite:///{db}"
+    if "already exists" in text or "no such table" in text:
+        return TrackingError(
+            f"the MLflow store {db} is half-made (an earlier run stopped while creating it: {text}); if it "
+            f"holds no runs you need, move it aside (mv {db} {db}.broken) and run again; otherwise repair "
+            f"it with `mlflow db upgrade {uri}`")
+    if "out-of-date database schema" in text or "Can't locate revision" in text:
+        return TrackingError(f"the MLflow store {db} has a schema this MLflow cannot use ({text}); upgrade it "
+                             f"with `mlflow db upgrade {uri}` (take a backup first)")
+    return TrackingError(f"cannot open the MLflow store {db}: {text}")
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -619,7 +687,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
                     experiment_id = experiment.experiment_id
             elif experiment.lifecycle_stage == "deleted":
                 raise TrackingError(f"MLflow experiment {config.experiment!r} at {shown} is deleted; "
-                                    "restore it or set mlflow.experiment to another name")
+                                    "restore it or set mlflow.experiment to another name", user_input=True)
             else:
                 experiment_id = experiment.experiment_id
             run = client.create_run(experiment_id, run_name=config.run_name,
@@ -671,13 +739,13 @@ def download_run_artifact(run_id: str, path: str, tracking_uri: str | None = Non
                 client.get_run(run_id)
             except Exception as exc:
                 if _not_found(exc):
-                    raise TrackingError(f"MLflow run {run_id!r} not found at {shown}") from exc
+                    raise TrackingError(f"MLflow run {run_id!r} not found at {shown}", user_input=True) from exc
                 raise
             try:
                 local = client.download_artifacts(run_id, path, dst_path=str(dst))
             except Exception as exc:
                 raise TrackingError(f"MLflow run {run_id} at {shown} has no artifact {path!r} "
-                                    f"({_one_line(exc)})") from exc
+                                    f"({_one_line(exc)})", user_input=True) from exc
     except TrackingError:
         if dst_dir is None:
             shutil.rmtree(dst, ignore_errors=True)
@@ -688,7 +756,7 @@ def download_run_artifact(run_id: str, path: str, tracking_uri: str | None = Non
         raise TrackingError(f"cannot read run {run_id!r} from the MLflow store {shown}: {_one_line(exc)}") from exc
     local_path = Path(local)
     if not local_path.exists():
-        raise TrackingError(f"MLflow run {run_id} at {shown} has no artifact {path!r}")
+        raise TrackingError(f"MLflow run {run_id} at {shown} has no artifact {path!r}", user_input=True)
     return local_path
 
 

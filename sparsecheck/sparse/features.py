@@ -35,7 +35,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from sparsecheck._runtime import progress, resolve_device, write_json_atomic
-from sparsecheck.data import ImageDataset, InputSpec, Model
+from sparsecheck.data import ImageDataset, InputSpec
+from sparsecheck.models import Model
 from sparsecheck.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -114,12 +115,12 @@ class FeatureExtractor:
 
     def open(self) -> None:
         if self.model.program is not None:
-            self._run = self._open_graph()
-        elif self.model.kind == "torchscript":
-            raise ModelError("TorchScript models need an example input to be traced for feature "
-                             "extraction", path=self.model.source)
+            run = self._open_graph()
+        elif isinstance(self.model.module, torch.jit.ScriptModule):
+            run = self._open_script()
         else:
-            self._run = self._open_hook()
+            run = self._open_hook()
+        self._run = self._refuse_logits(run)
 
     def close(self) -> None:
         for h in self._handles:
@@ -144,10 +145,9 @@ class FeatureExtractor:
                                  path=self.model.source)
             target, take_input = linears[-1], True
         else:
-            if self.layer not in named or self.layer == "":
-                raise ModelError(f"feature_layer {self.layer!r} does not exist; layers: "
-                                 f"{_preview([n for n in named if n])}", path=self.model.source)
-            target, take_input = self.layer, False
+            target, take_input = split_layer(self.layer)
+            if target not in named or target == "":
+                raise _no_such_layer(self.layer, [n for n in named if n], self.model.source)
         self.layer_name = f"{target}:input" if take_input else target
 
         def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
@@ -186,12 +186,20 @@ class FeatureExtractor:
             owner = _module_path(last) or "linear"
             self.layer_name = f"{owner}:input"
         else:
-            inside = [n for n in nodes if _in_module(n, self.layer)]
+            target, take_input = split_layer(self.layer)
+            inside = [n for n in nodes if _in_module(n, target)]
             if not inside:
                 names = sorted({p for n in nodes for p in _module_paths(n) if p})
-                raise ModelError(f"feature_layer {self.layer!r} does not exist; layers: {_preview(names)}",
-                                 path=self.model.source)
-            tap = inside[-1]
+                raise _no_such_layer(self.layer, names, self.model.source)
+            if take_input:  # the first tensor flowing into the module from outside it
+                members = set(inside)
+                tap = next((a for n in inside for a in n.all_input_nodes
+                            if a not in members and _is_tensor_node(a)), None)
+                if tap is None:
+                    raise ModelError(f"feature_layer {self.layer!r}: the module takes no tensor input",
+                                     path=self.model.source)
+            else:
+                tap = inside[-1]
             self.layer_name = self.layer
         out = next(n for n in nodes if n.op == "output")
         (orig,) = out.args
@@ -213,9 +221,134 @@ class FeatureExtractor:
         return run
 
 
+    # -- TorchScript (scripted or traced): add the layer's value as an output of a copy of the graph
+    def _open_script(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        module = self.model.module
+        current = next((p.device for p in module.parameters()), None)
+        if self.device is not None and current is not None and current != self.device:
+            module.to(self.device)
+        graph, self.layer_name = _script_tap_graph(module, self.layer, self.model.source)
+        # TorchScript has no public way to run an edited graph; this is the one private call, and
+        # it keeps the model in TorchScript (no conversion, the module's own weights and code)
+        fn = torch._C._create_function_from_graph(f"sparsecheck_tap_{id(self)}", graph)
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, feats = fn(module._c, x)
+            return _first_tensor(logits), feats.flatten(1)
+
+        return run
+
+    def _refuse_logits(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                       ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Wrap ``run`` to refuse, on the first batch, a feature layer that *is* the model's output."""
+        checked = False
+
+        def checked_run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal checked
+            logits, feats = run(x)
+            if not checked:
+                checked = True
+                if feats.shape == logits.shape and torch.equal(feats, logits):
+                    target, _ = split_layer(self.layer or "")
+                    raise ModelError(
+                        f"feature_layer {self.layer!r} gives the model's logits, not features: a sparse "
+                        f"layer over them would explain nothing. Use {target + ':input'!r} for what the "
+                        f"head sees (or leave feature_layer unset for the input of the last linear layer)",
+                        path=self.model.source)
+            return logits, feats
+
+        return checked_run
+
+
+def split_layer(layer: str) -> tuple[str, bool]:
+    """``"fc:input"`` → ``("fc", True)``; ``"avgpool"`` → ``("avgpool", False)`` (the output).
+
+    Examples
+    --------
+    >>> split_layer("classifier.1:input"), split_layer("layer4")
+    (('classifier.1', True), ('layer4', False))
+    """
+    name, sep, what = layer.rpartition(":")
+    if sep and what == "input":
+        return name, True
+    return layer, False
+
+
+def _no_such_layer(layer: str | None, names: list[str], source: str) -> ModelError:
+    import difflib
+
+    target, _ = split_layer(layer or "")
+    close = difflib.get_close_matches(target, names, n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return ModelError(f"feature_layer {layer!r} does not exist{hint}; layers: {_preview(names)}; "
+                      f"name a module for its output, or NAME:input for its input", path=source)
+
+
+def _is_tensor_node(node: fx.Node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) or (val is None and node.op != "get_attr")
+
+
+# --------------------------------------------------------------------------- TorchScript taps
+def script_module_path(node: Any) -> str:
+    """The module path (``"layer4.1.conv2"``) a node of an inlined TorchScript graph belongs to.
+
+    Scripted graphs record ``SELF(ResNet).layer4(Sequential).1(BasicBlock)...``, traced ones
+    ``layer4(Sequential).1(BasicBlock)...``; calls into functions add ``UNKNOWN_INSTANCE`` parts.
+    """
+    import re
+
+    try:
+        hierarchy = node.getModuleHierarchy()
+    except Exception:  # pragma: no cover - older torch
+        return ""
+    parts = [m.group(1) for m in re.finditer(r"([^.()]+)\(([^()]*)\)", hierarchy)]
+    return ".".join(p for p in parts if p not in ("SELF", "UNKNOWN_INSTANCE"))
+
+
+def _script_tap_graph(module: torch.jit.ScriptModule, layer: str | None, source: str) -> tuple[Any, str]:
+    """A copy of the module's inlined forward graph that returns ``(output, tapped value)``."""
+    graph = module.forward.inlined_graph  # a fresh, inlined copy: the module is not changed
+    nodes = list(graph.nodes())
+    paths = {n: script_module_path(n) for n in nodes}
+    if layer is None:
+        linears = [n for n in nodes if n.kind() in ("aten::linear", "aten::addmm")]
+        if not linears:
+            raise ModelError("model graph has no linear layer; set model.feature_layer", path=source)
+        last = linears[-1]
+        tap = last.inputsAt(0 if last.kind() == "aten::linear" else 1)
+        name = f"{paths[last] or 'linear'}:input"
+    else:
+        target, take_input = split_layer(layer)
+        inside = [n for n in nodes if paths[n] == target or paths[n].startswith(target + ".")]
+        if not inside:
+            names = [n for n, _ in module.named_modules() if n]
+            raise _no_such_layer(layer, names, source)
+        members = set(inside)
+        tensors = lambda values: [v for v in values if v.type().kind() == "TensorType"]  # noqa: E731
+        if take_input:
+            tap = next((v for n in inside for v in tensors(n.inputs()) if v.node() not in members), None)
+        else:
+            # the module's result: the last tensor it makes that is used outside it
+            produced = [v for n in inside for v in tensors(n.outputs())]
+            used_outside = [v for v in produced
+                            if any(u.user not in members for u in v.uses())]
+            tap = (used_outside or produced or [None])[-1]
+        if tap is None:
+            raise ModelError(f"feature_layer {layer!r}: no tensor {'enters' if take_input else 'leaves'} "
+                             f"that module in the traced graph", path=source)
+        name = layer
+    graph.registerOutput(tap)
+    graph.makeMultiOutputIntoTuple()
+    return graph, name
+
+
 def _first_tensor(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
+    logits = getattr(output, "logits", None)  # Hugging Face ModelOutput and look-alikes
+    if isinstance(logits, torch.Tensor):
+        return logits
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     if isinstance(output, dict):

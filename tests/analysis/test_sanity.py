@@ -14,7 +14,7 @@ from sparsecheck.analysis.sanity import (
     model_randomisation_test,
     randomised_models,
 )
-from sparsecheck.data import Model, fingerprint_module
+from sparsecheck.models import Model, fingerprint_module
 from sparsecheck.errors import ModelError, ParameterError
 
 SIZE = 16
@@ -157,5 +157,19 @@ def test_bad_input_is_refused():
         model_randomisation_test(corner_net(), 0, np.zeros((0, 4, 4, 3), np.uint8), explainer=EdgeAttributor())
     with pytest.raises(ModelError, match="no parameters"):
         list(randomised_models(nn.Sequential(nn.Flatten())))
-    with pytest.raises(ModelError, match="TorchScript"):
-        list(randomised_models(torch.jit.script(corner_net())))
+
+
+@pytest.mark.parametrize("save", ["script", "trace"])
+def test_torchscript_models_are_randomised_in_a_copy(tmp_path, save):
+    net = corner_net()
+    saved = torch.jit.script(net) if save == "script" else torch.jit.trace(net, torch.zeros(1, 3, SIZE, SIZE))
+    saved.save(str(tmp_path / "m.pt"))
+    model = Model(torch.jit.load(str(tmp_path / "m.pt")), "torchscript", "m.pt")
+    before = fingerprint_module(model.module)
+    steps = [(name, fingerprint_module(m.module)) for name, m in randomised_models(model)]
+    assert [name for name, _ in steps] == ["3", "1"]  # its own layer names, from the top
+    assert len({fp for _, fp in steps} | {before}) == 3 and fingerprint_module(model.module) == before
+    # and the LIME sanity check runs on it: the corner feature's explanation does not survive
+    result = model_randomisation_test(model, 0, images(1), layer="2",
+                                      explainer=LimeFeatureExplainer(num_samples=200, random_state=0))
+    assert result.trustworthy and result.spearman < 0.5, result

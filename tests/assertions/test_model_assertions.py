@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from sparsecheck.assertions import Assertion, AssertionContext, run_assertions
-from sparsecheck.data import ImageDataset, InputSpec, load_model
+from sparsecheck.data import ImageDataset, InputSpec
+from sparsecheck.models import load_model
 
 
 def run1(a, data, **kw):

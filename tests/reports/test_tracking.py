@@ -160,7 +160,7 @@ def test_disabled_logging_touches_no_store(run_ctx: Any, tmp_path: Path, monkeyp
     assert (Path(run_ctx.out_dir) / "report.html").is_file()
 
 
-def test_unreachable_server_keeps_local_outputs_and_fails_with_exit_2(run_ctx: Any) -> None:
+def test_unreachable_server_keeps_local_outputs_and_fails_with_exit_3(run_ctx: Any) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -168,7 +168,7 @@ def test_unreachable_server_keeps_local_outputs_and_fails_with_exit_2(run_ctx: A
     run_ctx.config.mlflow.tracking_uri = uri
     with pytest.raises(TrackingError, match=f"cannot reach the MLflow tracking server at {uri}") as err:
         write_outputs(run_ctx)
-    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert err.value.exit_code == 3 and "\n" not in str(err.value)
     results = json.loads((Path(run_ctx.out_dir) / "results.json").read_text())
     assert results["mlflow"] is None and results["status"] == "fail"
     assert (Path(run_ctx.out_dir) / "report.html").is_file()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparsecheck.data import ImageDataset, InputSpec, load_model
+from sparsecheck.data import ImageDataset, InputSpec
+from sparsecheck.models import load_model
 from sparsecheck.errors import ModelError
 from sparsecheck.sparse.features import FeatureExtractor, extract_features
 from tests.helpers import make_tiny_net
@@ -47,7 +48,7 @@ def test_exported_and_torchscript_models_give_the_same_features(tmp_path, data):
     torch.jit.script(net).save(str(tmp_path / "m.pt"))
     expected, _ = _reference(net, data)
     exported = load_model(path=tmp_path / "m.pt2")
-    for model in (exported, load_model(path=tmp_path / "m.pt", example_input=x)):
+    for model in (exported, load_model(path=tmp_path / "m.pt")):
         fs = extract_features(model, data, InputSpec(), batch_size=16, device="cpu")
         np.testing.assert_allclose(fs.features, expected, atol=1e-5)
     assert extract_features(exported, data, InputSpec(), layer="pool", device="cpu").features.shape == (37, 16)

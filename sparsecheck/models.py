@@ -1,0 +1,378 @@
+"""Loading classifiers from the places people keep them.
+
+One :func:`load_model` call per source, each giving back a :class:`Model` (an ``nn.Module`` or a
+TorchScript module that returns logits, plus where it came from and, when the source knows it,
+the preprocessing its weights expect):
+
+=================  ===========================================================================
+source             what is read
+=================  ===========================================================================
+``path``           a ``torch.export`` program (``.pt2``) or a TorchScript file (scripted or
+                   traced, ``.pt``/``.pth``/``.ts``)
+``factory``        ``package.module:function`` returning an ``nn.Module``, plus ``weights`` (a
+                   state_dict file)
+``torchvision``    a torchvision model name and weights enum member, through torchvision's own
+                   weight cache (``$TORCH_HOME/hub/checkpoints``): downloaded when online,
+                   refused with a clear message when :func:`offline` is on and it is not cached
+``timm``           a timm model name plus ``weights`` (needs ``pip install sparsecheck[timm]``)
+``huggingface``    a local Hugging Face ``transformers`` image-classification directory
+                   (``config.json`` + weights; needs ``pip install sparsecheck[huggingface]``)
+=================  ===========================================================================
+
+Loading never prints third-party warnings: they are logged at debug level.
+
+Examples
+--------
+>>> import torch, tempfile, os
+>>> from tests.helpers import make_tiny_net
+>>> d = tempfile.mkdtemp()
+>>> torch.save(make_tiny_net().state_dict(), os.path.join(d, "w.pt"))
+>>> m = load_model(factory="tests.helpers:make_tiny_net", weights=os.path.join(d, "w.pt"))
+>>> m.kind, m.module(torch.zeros(2, 1, 8, 8)).shape
+('factory', torch.Size([2, 3]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+
+from sparsecheck.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Model", "load_model", "fingerprint_module", "offline", "OFFLINE_ENV"]
+
+#: set to 1 to forbid any download of model weights (torchvision); Hugging Face's own
+#: ``HF_HUB_OFFLINE`` is honoured as well
+OFFLINE_ENV = "SPARSECHECK_OFFLINE"
+
+
+@dataclass
+class Model:
+    """A loaded classifier.
+
+    Attributes
+    ----------
+    module : nn.Module
+        Runs ``logits = module(x)`` (or returns an object with ``.logits``). For ``.pt2`` files
+        this is the exported program's graph module; for TorchScript files the script module.
+    kind : {"export", "torchscript", "factory", "torchvision", "timm", "huggingface", "module"}
+    source : str
+        Path, factory or model name it came from.
+    program : torch.export.ExportedProgram or None
+        The exported program of a ``.pt2`` file, used to tap feature layers in its graph.
+    preprocessing : dict or None
+        What the weights expect, when the source says so: keys of ``model.input`` (``resize``,
+        ``crop``, ``size``, ``mean``, ``std``, ``scale``). Used when the config gives no
+        ``model.input``.
+    """
+
+    module: nn.Module
+    kind: str
+    source: str
+    program: Any = None
+    preprocessing: dict[str, Any] | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_module(self.module)
+        return self._fingerprint
+
+
+def fingerprint_module(module: nn.Module) -> str:
+    """Hash of a module's parameters and buffers (names, shapes and values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().contiguous()
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def offline() -> bool:
+    """True when weights must not be downloaded (``SPARSECHECK_OFFLINE`` or ``HF_HUB_OFFLINE`` set)."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in (OFFLINE_ENV, "HF_HUB_OFFLINE"))
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Keep torch's and transformers' loading warnings out of the user's one-line errors."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                logger.debug("while loading the model: %s", w.message)
+
+
+def load_model(*, path: str | Path | None = None, factory: str | None = None,
+               weights: str | Path | None = None, factory_kwargs: dict | None = None,
+               torchvision: str | None = None, torchvision_weights: str = "DEFAULT",
+               timm: str | None = None, huggingface: str | Path | None = None) -> Model:
+    """Load a classifier from exactly one source (see the module docstring).
+
+    Parameters
+    ----------
+    path : path to a ``.pt2`` exported program or a TorchScript file.
+    factory : ``"package.module:function"`` returning an ``nn.Module``; ``weights`` is its
+        state_dict and ``factory_kwargs`` its keyword arguments.
+    torchvision : a torchvision model name (``"resnet18"``); ``torchvision_weights`` names the
+        weights enum member (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or ``"none"`` for random weights.
+    timm : a timm model name; ``weights`` is its state_dict, ``factory_kwargs`` go to
+        ``timm.create_model`` (e.g. ``num_classes``).
+    huggingface : a local directory saved by ``save_pretrained`` of a ``transformers`` image
+        classifier.
+
+    Raises
+    ------
+    ModelError
+        naming the file or source and what was wrong with it.
+    """
+    given = [s for s in (path, factory, torchvision, timm, huggingface) if s]
+    if len(given) != 1:
+        raise ModelError("give exactly one of a model file, a factory, a torchvision name, a timm name or a "
+                         "Hugging Face directory")
+    with _quiet_loading():
+        if path is not None:
+            return _load_file(Path(path))
+        if factory is not None:
+            return _load_factory(factory, weights, factory_kwargs or {})
+        if torchvision is not None:
+            return _load_torchvision(str(torchvision), torchvision_weights)
+        if timm is not None:
+            return _load_timm(str(timm), weights, factory_kwargs or {})
+        return _load_huggingface(Path(str(huggingface)))
+
+
+# --------------------------------------------------------------------------- files
+def _load_file(path: Path) -> Model:
+    if not path.is_file():
+        raise ModelError("model file not found", path=path)
+    if path.suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise ModelError(f"not a torch.export program ({_one_line(exc)}); save one with "
+                             f"torch.export.save(torch.export.export(model, (x,)), path)", path=path) from exc
+        return Model(program.module(), "export", str(path), program)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(_not_torchscript_reason(path), path=path) from exc
+    module.eval()
+    return Model(module, "torchscript", str(path))
+
+
+def _not_torchscript_reason(path: Path) -> str:
+    """Say what the file is instead, when we can tell: users often pass a state_dict or a pickle."""
+    if not zipfile.is_zipfile(path):
+        return ("not a TorchScript file (not a zip archive); give a .pt2 from torch.export.save or a "
+                "TorchScript .pt from torch.jit.script/trace(...).save")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return ("not a TorchScript file: it looks like a whole model pickled with torch.save(model); "
+                "give model.factory (the code that builds it) with model.weights (its state_dict), or "
+                "re-save it with torch.jit.script(model).save(...) or torch.export.save")
+    if isinstance(obj, dict):
+        return ("not a TorchScript file but a state_dict: give it as model.weights together with "
+                "model.factory (or model.timm / model.torchvision) that builds the network")
+    return f"not a TorchScript file (it holds a {type(obj).__name__})"
+
+
+# --------------------------------------------------------------------------- factory and weights
+def _load_factory(factory: str, weights: str | Path | None, kwargs: dict) -> Model:
+    if ":" not in factory:
+        raise ModelError(f"factory must look like 'package.module:function', got {factory!r}")
+    mod_name, fn_name = factory.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"cannot import factory {factory!r}: {exc}") from exc
+    try:
+        module = fn(**kwargs)
+    except Exception as exc:
+        raise ModelError(f"factory {factory!r} failed: {_one_line(exc)}") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"factory {factory!r} returned {type(module).__name__}, not an nn.Module")
+    if weights is not None:
+        _load_state_dict(module, Path(weights))
+    module.eval()
+    return Model(module, "factory", factory)
+
+
+def _load_state_dict(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ModelError("weights file not found", path=path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"cannot read state_dict: {_one_line(exc)}", path=path) from exc
+    for key in ("state_dict", "model_state_dict", "model"):  # common checkpoint layouts
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ModelError(f"holds a {type(state).__name__}, not a state_dict", path=path)
+    if state and all(str(k).startswith("module.") for k in state):  # saved from DataParallel/DDP
+        state = {str(k)[len("module."):]: v for k, v in state.items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ModelError(f"state_dict does not fit the model: {' '.join(first[:3])}", path=path) from exc
+
+
+# --------------------------------------------------------------------------- torchvision
+def _load_torchvision(name: str, weights_name: str) -> Model:
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"unknown torchvision model {name!r} (see torchvision.models.list_models())") from exc
+    if weights_name.lower() == "none":
+        module = torchvision.models.get_model(name, weights=None)
+        return Model(module.eval(), "torchvision", f"torchvision:{name}:none")
+    try:
+        weights = enum.DEFAULT if weights_name == "DEFAULT" else enum[weights_name]
+    except KeyError as exc:
+        raise ModelError(f"torchvision model {name!r} has no weights {weights_name!r} "
+                         f"(choices: {[w.name for w in enum]})") from exc
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file() and offline():
+        raise ModelError(f"weights {weights} are not in torchvision's cache and {OFFLINE_ENV} forbids "
+                         f"downloading them; put {cached.name} there (or unset {OFFLINE_ENV} on a machine "
+                         f"that is online; TORCH_HOME chooses the cache)", path=cached)
+    if not cached.is_file():
+        logger.info("downloading %s into torchvision's cache %s", weights, cached.parent)
+    categories = weights.meta.get("categories") or []
+    module = torchvision.models.get_model(name, weights=None, num_classes=len(categories) or 1000)
+    try:
+        # torchvision's own loader: reads the cache, downloads (and checks the hash) when missing
+        state = weights.get_state_dict(progress=logger.isEnabledFor(logging.INFO), check_hash=True)
+    except Exception as exc:
+        raise ModelError(f"cannot get weights {weights}: {_one_line(exc)}", path=cached) from exc
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"cached weights {weights} do not fit {name}: {_one_line(exc)}", path=cached) from exc
+    module.eval()
+    return Model(module, "torchvision", f"torchvision:{name}:{weights.name}",
+                 preprocessing=_torchvision_preprocessing(weights))
+
+
+def _torchvision_preprocessing(weights: Any) -> dict[str, Any] | None:
+    try:
+        t = weights.transforms()
+    except Exception:  # pragma: no cover - every classification weight has transforms
+        return None
+    resize = getattr(t, "resize_size", None)
+    crop = getattr(t, "crop_size", None)
+    out: dict[str, Any] = {"scale": 255.0, "mean": list(t.mean), "std": list(t.std)}
+    if resize:
+        out["resize"] = int(resize[0])
+    if crop:
+        out["crop"] = int(crop[0])
+    return out
+
+
+# --------------------------------------------------------------------------- timm
+def _load_timm(name: str, weights: str | Path | None, kwargs: dict) -> Model:
+    try:
+        import timm
+    except ImportError as exc:
+        raise ModelError("model.timm needs the timm package: pip install 'sparsecheck[timm]'") from exc
+    try:
+        module = timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"timm cannot create {name!r}: {_one_line(exc)}") from exc
+    if weights is not None:
+        _load_state_dict(module, Path(weights))
+    else:
+        logger.warning("model.timm %s without model.weights: its weights are random", name)
+    module.eval()
+    pre = None
+    try:
+        cfg = timm.data.resolve_data_config({}, model=module)
+        size = int(cfg["input_size"][-1])
+        pre = {"scale": 255.0, "mean": list(cfg["mean"]), "std": list(cfg["std"]), "crop": size,
+               "resize": int(round(size / float(cfg.get("crop_pct") or 1.0)))}
+    except Exception as exc:  # pragma: no cover - depends on the timm version
+        logger.debug("no preprocessing from timm for %s: %s", name, exc)
+    return Model(module, "timm", f"timm:{name}", preprocessing=pre)
+
+
+# --------------------------------------------------------------------------- Hugging Face
+def _load_huggingface(directory: Path) -> Model:
+    if not directory.is_dir() or not (directory / "config.json").is_file():
+        raise ModelError("not a Hugging Face model directory (no config.json)", path=directory)
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ModelError("model.huggingface needs transformers: pip install 'sparsecheck[huggingface]'") from exc
+    try:
+        module = transformers.AutoModelForImageClassification.from_pretrained(str(directory), local_files_only=True)
+    except Exception as exc:
+        raise ModelError(f"transformers cannot load an image classifier from it: {_one_line(exc)}",
+                         path=directory) from exc
+    module.eval()
+    return Model(module, "huggingface", str(directory), preprocessing=_hf_preprocessing(directory))
+
+
+def _hf_preprocessing(directory: Path) -> dict[str, Any] | None:
+    import json
+
+    cfg_path = directory / "preprocessor_config.json"
+    if not cfg_path.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"unreadable processor config: {exc}", path=cfg_path) from exc
+    out: dict[str, Any] = {"scale": 1.0 / float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True)
+                           else 1.0}
+    if cfg.get("do_normalize", True) and cfg.get("image_mean") is not None:
+        out["mean"], out["std"] = list(cfg["image_mean"]), list(cfg["image_std"])
+    size = cfg.get("size") or {}
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    crop = cfg.get("crop_size") if cfg.get("do_center_crop") else None
+    if isinstance(crop, int):
+        crop = {"height": crop, "width": crop}
+    if cfg.get("do_resize", True):
+        if "shortest_edge" in size:
+            out["resize"] = int(size["shortest_edge"])
+        elif "height" in size and "width" in size:
+            out["size"] = [int(size["height"]), int(size["width"])]
+    if crop and "height" in crop:
+        out["crop"] = int(crop["height"])
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("…" if len(text) > 300 else "") or type(exc).__name__
+
