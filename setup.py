@@ -38,7 +38,11 @@ setup(
         "jinja2>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2"],
+        "timm": ["timm>=0.9"],
+        "huggingface": ["transformers>=4.40", "safetensors>=0.4"],
+        # the conformance suite loads a timm model and a Hugging Face directory, so tests need both
+        "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "timm>=0.9",
+                 "transformers>=4.40", "safetensors>=0.4"],
     },
     entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"]},
 )

@@ -299,8 +299,8 @@ def load_dataset(source: str | Path | ImageDataset | tuple, *, name: str | None 
 def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -> pd.DataFrame:
     """Read a CSV or Parquet metadata table and return its rows in the order of ``ids``.
 
-    Every id must find its row; otherwise a :class:`~sparsecheck.errors.DataError` says how many
-    are missing and names a few.
+    Ids without a row get missing values (logged as a warning with the count); a table in which no
+    id finds its row is refused with a :class:`~sparsecheck.errors.DataError` showing both id forms.
     """
     path = Path(path)
     if not path.is_file():
@@ -321,8 +321,13 @@ def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -
     table = table.set_index(id_column)
     ids = np.asarray(ids).astype(str)
     missing = pd.Index(ids).difference(table.index)
-    if len(missing):
-        raise DataError(f"{len(missing)} of {len(ids)} example ids have no metadata row, "
-                        f"e.g. {missing[:5].tolist()}", path=path)
-    out = table.loc[ids].reset_index().rename(columns={"index": id_column})
-    return out
+    if len(missing) == len(ids) and len(ids):
+        raise DataError(f"none of the {len(ids)} example ids has a metadata row (ids look like "
+                        f"{ids[:3].tolist()}, the table's like {table.index[:3].tolist()}); check the "
+                        f"{id_column!r} column", path=path)
+    if len(missing):  # real tables have gaps: those examples get missing values, not a refusal
+        logger.warning("%s: %d of %d example ids have no metadata row (e.g. %s); their attributes are "
+                       "treated as missing", path, len(missing), len(ids), missing[:3].tolist())
+    out = table.reindex(ids)
+    out.index.name = id_column
+    return out.reset_index()

@@ -56,8 +56,8 @@ def test_run_small_project_end_to_end(project, capsys):
     (lambda t, c: c["model"].update(feature_layer="layer9"), "feature_layer 'layer9' does not exist"),
     (lambda t, c: np.savez(t / "test.npz", x=np.zeros((30, 8), np.uint8), y=np.zeros(30, int)),
      "'x' must be N×H×W or N×H×W×C"),
-    (lambda t, c: (t / "metadata.csv").write_text("id,colour\ntrain-0,red\n"),
-     "example ids have no metadata row"),
+    (lambda t, c: (t / "metadata.csv").write_text("id,colour\nimg-0,red\n"),
+     "example ids has a metadata row"),
     (lambda t, c: c["data"].update(spurious_attributes=["shoe_size"]), "data.spurious_attributes"),
     (lambda t, c: c.pop("model"), "model: required key is missing"),
 ])

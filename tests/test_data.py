@@ -57,9 +57,12 @@ def test_metadata_join_and_missing_ids(tmp_path):
     write_metadata(tmp_path / "m.csv", [f"ex{i}" for i in range(10)])
     meta = load_metadata(tmp_path / "m.csv", np.array(["ex3", "ex1"]))
     assert meta["id"].tolist() == ["ex3", "ex1"]
-    with pytest.raises(DataError) as err:
-        load_metadata(tmp_path / "m.csv", np.array(["ex1", "zz1", "zz2"]))
-    assert "2 of 3 example ids have no metadata row" in str(err.value) and "zz1" in str(err.value)
+    partial = load_metadata(tmp_path / "m.csv", np.array(["ex1", "zz1", "zz2"]))  # gaps: missing values
+    assert partial["id"].tolist() == ["ex1", "zz1", "zz2"]
+    assert partial["colour"].notna().tolist() == [True, False, False]
+    with pytest.raises(DataError) as err:  # no id matches at all: the id column is wrong
+        load_metadata(tmp_path / "m.csv", np.array(["zz1", "zz2"]))
+    assert "none of the 2 example ids has a metadata row" in str(err.value) and "ex0" in str(err.value)
 
 
 def test_metadata_parquet(tmp_path):

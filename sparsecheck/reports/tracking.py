@@ -355,14 +355,14 @@ def _remove_half_made() -> None:
 
 def _broken_store(db: Path, exc: BaseException) -> TrackingError:
     """Explain a SQLite store MLflow cannot open, with the command that repairs it."""
-    text = _one_line(exc)
+    full, text = str(exc), _one_line(exc)[:160]
     uri = f"sqlite:///{db}"
-    if "already exists" in text or "no such table" in text:
+    if any(k in full for k in ("already exists", "no such table", "no such column")):
         return TrackingError(
-            f"the MLflow store {db} is half-made (an earlier run stopped while creating it: {text}); if it "
-            f"holds no runs you need, move it aside (mv {db} {db}.broken) and run again; otherwise repair "
-            f"it with `mlflow db upgrade {uri}`")
-    if "out-of-date database schema" in text or "Can't locate revision" in text:
+            f"the MLflow store {db} is half-made (an earlier run stopped while creating it); if it holds no "
+            f"runs you need, move it aside (mv {db} {db}.broken) and run again; otherwise repair it with "
+            f"`mlflow db upgrade {uri}` (MLflow said: {text})")
+    if "out-of-date database schema" in full or "Can't locate revision" in full:
         return TrackingError(f"the MLflow store {db} has a schema this MLflow cannot use ({text}); upgrade it "
                              f"with `mlflow db upgrade {uri}` (take a backup first)")
     return TrackingError(f"cannot open the MLflow store {db}: {text}")
