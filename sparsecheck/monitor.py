@@ -420,9 +420,11 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     from sparsecheck.reports.tracking import _check_reachable
 
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
+    geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
     try:
-        ds = batch if isinstance(batch, ImageDataset) else load_dataset(batch, name=Path(batch).stem,
-                                                                         class_names=config.data.class_names)
+        ds = load_dataset(batch, geometry=geometry) if isinstance(batch, ImageDataset) else load_dataset(
+            batch, name=Path(batch).stem, class_names=config.data.class_names, geometry=geometry,
+            skip_unreadable=config.data.skip_unreadable, num_workers=config.features.num_workers)
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
@@ -458,6 +460,8 @@ def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model
     from sparsecheck.sparse.features import extract_features
 
     spec = config.model.input.to_spec()
+    if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
+        spec = spec.without_geometry()
     if model is None:
         example = spec.transform(ds.batch(slice(0, 2)))
         model = load_model(path=config.model.path, factory=config.model.factory, weights=config.model.weights,
