@@ -59,14 +59,35 @@ class _Strict(BaseModel):
 
 
 class InputConfig(_Strict):
-    """How stored uint8 images become model input: ``(resize(x) / scale - mean) / std``."""
+    """How stored uint8 images become model input: ``(geometry(x) / scale - mean) / std``.
+
+    The geometry is ``size: [H, W]`` (resize to exactly that), or torchvision's preset
+    ``resize: N`` (shorter side to N) then ``crop: M`` or ``[H, W]`` (centre crop); it is applied
+    to each image as it is loaded, so image files may differ in size.
+    """
 
     scale: float = Field(255.0, gt=0)
     mean: list[float] | None = None
     std: list[float] | None = None
     size: tuple[int, int] | None = None
+    resize: int | None = Field(None, ge=1)
+    crop: int | tuple[int, int] | None = None
     channels: Literal[1, 3] | None = None
     channel_order: Literal["rgb", "bgr"] = "rgb"
+
+    @field_validator("size", "crop")
+    @classmethod
+    def _positive_sides(cls, v: Any) -> Any:
+        if v is not None and min((v, v) if isinstance(v, int) else v) < 1:
+            raise ValueError("sides must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_resize(self) -> "InputConfig":
+        if self.size is not None and self.resize is not None:
+            raise ValueError("give model.input.size (resize to H×W) or model.input.resize (shorter side, "
+                             "usually with model.input.crop), not both")
+        return self
 
     @field_validator("std")
     @classmethod
@@ -80,7 +101,9 @@ class InputConfig(_Strict):
 
         return InputSpec(scale=self.scale, mean=None if self.mean is None else tuple(self.mean),
                          std=None if self.std is None else tuple(self.std),
-                         size=self.size, channels=self.channels, channel_order=self.channel_order)
+                         size=self.size, channels=self.channels, channel_order=self.channel_order,
+                         resize=self.resize,
+                         crop=(self.crop, self.crop) if isinstance(self.crop, int) else self.crop)
 
 
 class ModelConfig(_Strict):
@@ -135,7 +158,12 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Data splits, metadata and what the model must not rely on."""
+    """Data splits, metadata and what the model must not rely on.
+
+    A split is an ``.npz``, an ImageFolder directory or a ``.csv``/``.parquet`` manifest
+    (``path``, ``label``, optional ``id``, other columns are metadata). ``skip_unreadable`` leaves
+    out image files that cannot be decoded (after one full decoding pass) instead of failing.
+    """
 
     train: Path
     val: Path | None = None
@@ -144,15 +172,23 @@ class DataConfig(_Strict):
     id_column: str = "id"
     class_names: list[str] | None = None
     spurious_attributes: list[str] = Field(default_factory=list)
+    skip_unreadable: bool = False
 
 
 class FeaturesConfig(_Strict):
     """Feature extraction settings."""
 
     batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: int | str = "auto"  # "auto": min(4, CPUs) for image files, 0 for in-memory .npz data
     precision: Literal["fp32", "bf16"] = "fp32"
     cache_dir: Path | None = Path(".sparsecheck-cache")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if v != "auto" and not (isinstance(v, int) and v >= 0):
+            raise ValueError("must be 'auto' or an int >= 0")
+        return v
 
 
 class SparseConfig(_Strict):

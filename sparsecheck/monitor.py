@@ -421,9 +421,11 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     from sparsecheck.reports.tracking import _check_reachable
 
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
+    geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
     try:
-        ds = batch if isinstance(batch, ImageDataset) else load_dataset(batch, name=Path(batch).stem,
-                                                                         class_names=config.data.class_names)
+        ds = load_dataset(batch, geometry=geometry) if isinstance(batch, ImageDataset) else load_dataset(
+            batch, name=Path(batch).stem, class_names=config.data.class_names, geometry=geometry,
+            skip_unreadable=config.data.skip_unreadable, num_workers=config.features.num_workers)
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
@@ -460,6 +462,8 @@ def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model
     if model is None:
         model = config.model.load()
     spec = config.model.input_spec(model)
+    if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
+        spec = spec.without_geometry()
     _check_same_model(ref, model)
     dev = resolve_device(device)
     # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above

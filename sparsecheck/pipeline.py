@@ -35,7 +35,7 @@ from sparsecheck.analysis.spurious import spurious_stage
 from sparsecheck.assertions import assertions_stage
 from sparsecheck.config import Config
 from sparsecheck.context import RunContext, SplitView
-from sparsecheck.data import ImageDataset, load_dataset, load_metadata
+from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
 from sparsecheck.errors import ConfigError, DataError
 from sparsecheck.sparse.features import extract_features
 
@@ -67,23 +67,37 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
 
 # --------------------------------------------------------------------------- stages
 def load_stage(ctx: RunContext) -> None:
-    """Load the datasets, metadata and model named in the config; check they fit together."""
+    """Load the datasets, metadata and model named in the config; check they fit together.
+
+    The input geometry (``model.input.size``, or ``resize`` + ``crop``) goes to the datasets, which
+    apply it to each image as it is loaded; ``ctx.input_spec`` is the rest of the spec.
+    """
     cfg = ctx.config
     class_names = cfg.data.class_names
+    # the model first: without model.input its weights say how images become input (torchvision)
+    ctx.model = cfg.model.load()
+    spec = cfg.model.input_spec(ctx.model)
     datasets: dict[str, ImageDataset] = {}
     for split in ("train", "val", "test"):
         path = getattr(cfg.data, split)
         if path is None:
             continue
         try:
-            datasets[split] = load_dataset(path, name=split, class_names=class_names)
+            datasets[split] = load_dataset(path, name=split, class_names=class_names, geometry=spec.geometry,
+                                           skip_unreadable=cfg.data.skip_unreadable,
+                                           num_workers=cfg.features.num_workers)
         except DataError as exc:
             raise DataError(f"data.{split}: {exc}") from exc
         if datasets[split].labels is None:
-            raise DataError(f"data.{split}: {path} has no labels ('y')")
+            raise DataError(f"data.{split}: {path} has no labels ('y' or a 'label' column)")
+    if len({d.channels for d in datasets.values()}) > 1:  # an all-grey folder next to colour ones
+        datasets = {s: d if d.in_memory else d.with_channels(3) for s, d in datasets.items()}
     shapes = {s: d.image_shape for s, d in datasets.items()}
-    if len(set(shapes.values())) > 1 and cfg.model.input.size is None:
-        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size")
+    if len({sh[:2] for sh in shapes.values()}) > 1:
+        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size, or "
+                        f"model.input.resize with model.input.crop")
+    if len({sh[2] for sh in shapes.values()}) > 1 and spec.channels is None:
+        raise DataError(f"image channels differ between splits: {shapes}; set model.input.channels")
     n_classes = max(int(d.labels.max()) for d in datasets.values()) + 1  # type: ignore[union-attr]
     if class_names is None:
         class_names = datasets["train"].class_names or [str(i) for i in range(n_classes)]
@@ -92,12 +106,16 @@ def load_stage(ctx: RunContext) -> None:
                           key="data.class_names")
     ctx.class_names = list(class_names)
     ctx.datasets = datasets
-    ctx.model = cfg.model.load()
-    ctx.input_spec = cfg.model.input_spec(ctx.model)
+    ctx.input_spec = spec.without_geometry()
     ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                             "fingerprint": ctx.model.fingerprint()}
     ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
                            for s, d in datasets.items()}
+    if cfg.data.skip_unreadable:
+        for s, d in datasets.items():
+            ctx.results["data"][s]["skipped_unreadable"] = {
+                "count": len(d.skipped_unreadable),
+                "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
 
 
 def extract_stage(ctx: RunContext) -> None:
@@ -122,15 +140,28 @@ def extract_stage(ctx: RunContext) -> None:
 
 
 def _metadata_for(ctx: RunContext, ds: ImageDataset):
+    """The split's metadata: ``data.metadata``, a manifest's own columns, or both joined on id.
+
+    When both name the same column, ``data.metadata`` wins (logged as a warning).
+    """
     import pandas as pd
 
     path = ctx.config.data.metadata
+    own = ds.metadata
     if path is None:
-        return pd.DataFrame({"id": ds.ids})
+        return own.copy() if own is not None else pd.DataFrame({"id": ds.ids})
     try:
-        return load_metadata(path, ds.ids, id_column=ctx.config.data.id_column)
+        table = load_metadata(path, ds.ids, id_column=ctx.config.data.id_column)
     except DataError as exc:
         raise DataError(f"data.metadata ({ds.name} split): {exc}") from exc
+    if own is None:
+        return table
+    clash = [c for c in own.columns if c != "id" and c in table.columns]
+    if clash:
+        logger.warning("%s split: columns %s are both in the manifest and in data.metadata; using "
+                       "data.metadata's", ds.name, clash)
+    extra = [c for c in own.columns if c != "id" and c not in table.columns]
+    return pd.concat([table.reset_index(drop=True), own[extra].reset_index(drop=True)], axis=1)
 
 
 def dense_stage(ctx: RunContext) -> None:

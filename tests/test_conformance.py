@@ -229,3 +229,76 @@ def test_torchscript_features_equal_the_modules_own(tmp_path):
                 logits, feats = graph(x)
             torch.testing.assert_close(feats, expected, rtol=1e-4, atol=1e-5, msg=f"{f} {layer}")
             torch.testing.assert_close(logits, expected_logits, rtol=1e-4, atol=1e-5)
+
+
+def _photo_folder(root: Path, n_per_class: int, seed: int) -> list[Path]:
+    """An ImageFolder of real image files: mixed sizes, PIL modes and formats, like a photo collection."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    modes = ["RGB", "L", "RGBA", "P", "CMYK", "LA"]
+    files = []
+    for c in range(3):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            h, w = int(rng.integers(24, 72)), int(rng.integers(24, 72))
+            arr = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
+            arr[h // 4: 3 * h // 4, w // 4: 3 * w // 4, c] = 220
+            mode = modes[i % len(modes)]
+            img = Image.fromarray(arr).convert(mode)
+            ext = ".jpg" if mode == "CMYK" or (mode in ("RGB", "L") and i % 2) else ".png"
+            path = root / f"c{c}" / f"img{i}{ext}"
+            img.save(path)
+            files.append(path)
+    return files
+
+
+def test_image_folders_of_mixed_sizes_and_modes(tmp_path, capsys):
+    for split, n, seed in (("train", 30, 0), ("val", 15, 1), ("test", 20, 2)):
+        _photo_folder(tmp_path / split, n, seed)
+    model = save_model("resnet18", "scripted", tmp_path)
+    model["input"].update(resize=SIZE, crop=SIZE)
+    data = {"train": "train", "val": "val", "test": "test"}
+    code, results, err = run(tmp_path, fast_config(model, data), capsys)
+    assert_finished_and_explained(code, results, err)
+    assert results["data"]["test"]["n"] == 60 and results["data"]["test"]["image_shape"] == [SIZE, SIZE, 3]
+
+
+def test_manifest_with_labels_by_name_and_metadata_columns(tmp_path, capsys):
+    import pandas as pd
+
+    files = _photo_folder(tmp_path / "photos", 35, 0)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"path": [str(f.relative_to(tmp_path)) for f in files],
+                          "label": [f.parent.name for f in files],
+                          "scanner": rng.choice(["s1", "s2"], len(files))})
+    order = rng.permutation(len(table))
+    table.iloc[order[:60]].to_csv(tmp_path / "train.csv", index=False)
+    table.iloc[order[60:]].to_parquet(tmp_path / "test.parquet", index=False)
+    model = save_model("mobilenet_v3_small", "pt2", tmp_path)
+    model["input"].update(size=[SIZE, SIZE])
+    data = {"train": "train.csv", "test": "test.parquet", "class_names": ["c0", "c1", "c2"]}
+    code, results, err = run(tmp_path, fast_config(model, data), capsys)
+    assert_finished_and_explained(code, results, err)
+    assert {r["attribute"] for r in results["accuracy_by_attribute"]} == {"scanner"}
+
+
+def test_torchvision_weights_from_the_cache_with_their_own_preprocessing(tmp_path, capsys, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SPARSECHECK_OFFLINE", "1")
+    weights = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+    model = {"torchvision": "mobilenet_v3_small", "torchvision_weights": "IMAGENET1K_V1"}  # no model.input
+    config = fast_config(model, write_images(tmp_path, n=(45, 30, 30)))
+    code, _, err = run(tmp_path, config, capsys)
+    assert code == 2 and "SPARSECHECK_OFFLINE forbids" in err and Path(weights.url).name in err
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), cache / Path(weights.url).name)
+    code, results, err = run(tmp_path, config, capsys)
+    assert code in (0, 1) and results["status"] in ("pass", "fail"), err
+    # resized to 256 and centre-cropped to 224, as the weights' transforms() say
+    assert results["data"]["test"]["image_shape"] == [224, 224, 3], results["data"]
+    assert results["model"]["source"] == "torchvision:mobilenet_v3_small:IMAGENET1K_V1"

@@ -35,9 +35,9 @@ import torch.fx as fx
 import torch.nn as nn
 
 from sparsecheck._runtime import progress, resolve_device, write_json_atomic
-from sparsecheck.data import ImageDataset, InputSpec
+from sparsecheck.data import ImageDataset, InputSpec, NumWorkers, resolve_num_workers, stack_images
+from sparsecheck.errors import DataError, ModelError
 from sparsecheck.models import Model
-from sparsecheck.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ def extract_features(
     layer: str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "auto",
-    num_workers: int = 0,
+    num_workers: NumWorkers = "auto",
     precision: str = "fp32",
     cache_dir: str | Path | None = None,
     desc: str | None = None,
@@ -407,8 +407,10 @@ def extract_features(
         How images become model input.
     layer : str, optional
         Module name; default the input of the last ``nn.Linear``.
-    batch_size, num_workers : int
-        DataLoader settings (workers help for ImageFolder data read from disk).
+    batch_size : int
+    num_workers : int or "auto"
+        DataLoader workers decoding image files; ``"auto"`` is ``min(4, cpu count)`` for
+        file-backed data and 0 (decode in this process) for in-memory arrays.
     device : "auto", "cpu" or "cuda[:N]"
     precision : {"fp32", "bf16"}
         ``"bf16"`` runs the forward pass under CUDA autocast (GPU only; features stored as float32).
@@ -438,6 +440,7 @@ def extract_features(
     if model.program is None:  # exported graphs are already in inference form (and refuse eval())
         model.module.eval()
     n = len(dataset)
+    workers = resolve_num_workers(num_workers, dataset)
     start = time.perf_counter()
     features: np.ndarray | None = None
     logits_out: np.ndarray | None = None
@@ -451,7 +454,7 @@ def extract_features(
     extractor = FeatureExtractor(model, layer, device=dev)
     try:
         with extractor, torch.inference_mode(), autocast:
-            for lo, batch in progress(_batches(dataset, batch_size, num_workers),
+            for lo, batch in progress(_batches(dataset, batch_size, workers),
                                       total=-(-n // batch_size), desc=f"features {name}", unit="batch"):
                 x = spec.transform(batch, device=dev)
                 logits, feats = extractor(x)
@@ -513,6 +516,11 @@ def _read_cache(path: Path, dataset: ImageDataset) -> FeatureSet | None:
 
 
 def _batches(dataset: ImageDataset, batch_size: int, num_workers: int):
+    """``(offset, uint8 N×H×W×C batch)`` in order; DataLoader workers decode when ``num_workers > 0``.
+
+    A file that cannot be decoded raises DataError naming it, also from a worker: the worker
+    returns the failure as a value and it is raised here, instead of a wrapped worker traceback.
+    """
     n = len(dataset)
     if num_workers <= 0:
         for lo in range(0, n, batch_size):
@@ -520,11 +528,26 @@ def _batches(dataset: ImageDataset, batch_size: int, num_workers: int):
         return
     loader = torch.utils.data.DataLoader(
         _Images(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=lambda items: np.stack(items), persistent_workers=False)
+        collate_fn=_collate, persistent_workers=False)
     lo = 0
     for batch in loader:
+        if isinstance(batch, _Failure):
+            raise DataError(batch.message, path=batch.path)
         yield lo, batch
         lo += len(batch)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A DataError raised in a DataLoader worker, sent back as a value (picklable, no traceback)."""
+
+    path: str | None
+    message: str
+
+    @classmethod
+    def of(cls, exc: DataError) -> "_Failure":
+        path = None if exc.path is None else str(exc.path)
+        return cls(path, str(exc).removeprefix(f"{path}: ") if path else str(exc))
 
 
 class _Images(torch.utils.data.Dataset):
@@ -534,6 +557,18 @@ class _Images(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.dataset.image(i)
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray] | _Failure:
+        try:
+            return self.dataset._where(i), self.dataset.image(i)
+        except DataError as exc:
+            return _Failure.of(exc)
 
+
+def _collate(items: list[tuple[str, np.ndarray] | _Failure]) -> np.ndarray | _Failure:
+    for item in items:
+        if isinstance(item, _Failure):
+            return item
+    try:
+        return stack_images([img for _, img in items], [where for where, _ in items])  # type: ignore[misc]
+    except DataError as exc:
+        return _Failure.of(exc)
