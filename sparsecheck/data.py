@@ -18,6 +18,7 @@ torch.Size([2, 1, 8, 8])
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -398,17 +399,54 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     return _load_torchvision(str(torchvision), torchvision_weights)
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _third_party_output_to_debug(what: str):
+    """Keep torch's warnings and log lines (a dozen-line traceback for a corrupt file) out of the terminal.
+
+    They are re-logged at DEBUG (``-v`` shows them); a failure is reported by our one-line error.
+    """
+    collect = _Collect()
+    # torch's logging gives "torch" and some sub-loggers ("torch.export") stderr handlers of their own
+    loggers = [lg for name, lg in list(logging.Logger.manager.loggerDict.items())
+               if (name == "torch" or name.startswith("torch.")) and isinstance(lg, logging.Logger) and lg.handlers]
+    saved = [(lg, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.handlers = [collect]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for lg, handlers in saved:
+                lg.handlers = handlers
+            for record in collect.records:
+                logger.debug("%s: torch logged: %s", what, record.getMessage())
+            for w in caught:
+                logger.debug("%s: %s: %s", what, w.category.__name__, w.message)
+
+
 def _load_file(path: Path, example_input: torch.Tensor | None) -> Model:
     if not path.is_file():
         raise ModelError("model file not found", path=path)
     if path.suffix == ".pt2":
         try:
-            program = torch.export.load(str(path))
+            with _third_party_output_to_debug(f"loading {path}"):
+                program = torch.export.load(str(path))
         except Exception as exc:
             raise ModelError(f"not a torch.export program: {exc}", path=path) from exc
         return Model(program.module(), "export", str(path), program)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with _third_party_output_to_debug(f"loading {path}"):
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise ModelError(f"not a TorchScript file ({type(exc).__name__}); give a .pt2 from "
                          f"torch.export.save or a TorchScript .pt", path=path) from exc
@@ -457,7 +495,8 @@ def _load_state_dict(module: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise ModelError("weights file not found", path=path)
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        with _third_party_output_to_debug(f"loading {path}"):
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"cannot read state_dict: {exc}", path=path) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
