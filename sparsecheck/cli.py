@@ -140,7 +140,7 @@ def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
     Only a folder that did not exist when the command started, and that holds nothing but
     sparsecheck's marker, is removed: never a user's folder or earlier results.
     """
-    created = not os.path.lexists(out)
+    created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # out and the parents it needs
     try:
         yield
     except BaseException:
@@ -148,11 +148,13 @@ def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
             from sparsecheck._runtime import release_out_dir
 
             with contextlib.suppress(OSError):
-                release_out_dir(out)
+                if release_out_dir(out):
+                    for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
+                        parent.rmdir()
         raise
 
 
-def _finish(ctx, fail_on: FailOn) -> None:
+def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
     from sparsecheck.pipeline import exit_code_for
 
     results = ctx.results
@@ -164,6 +166,8 @@ def _finish(ctx, fail_on: FailOn) -> None:
 
         typer.echo(render_table(results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
     typer.echo(f"status: {results.get('status')}" + (f"  (outputs in {out})" if out else ""), err=True)
+    if next_step:
+        typer.echo(next_step, err=True)
     raise typer.Exit(exit_code_for(ctx, fail_on.value))
 
 
@@ -191,7 +195,18 @@ def demo(
         config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
         logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
         ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
-    _finish(ctx, fail_on)
+    _finish(ctx, fail_on, _demo_monitor_hint(config_path, tracking_uri))
+
+
+def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
+    """The monitoring commands to try next, against the run the demo just logged."""
+    from sparsecheck.demo import DEMO_BATCHES
+
+    uri = f" --tracking-uri {tracking_uri}" if tracking_uri else ""
+    batches = config_path.parent / "batches"
+    lines = [f"  sparsecheck monitor {config_path} --batch {batches / name}.npz{uri}" for name in DEMO_BATCHES]
+    return "monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift):\n" + \
+        "\n".join(lines)
 
 
 @_command()
