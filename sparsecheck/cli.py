@@ -200,11 +200,14 @@ def demo(
 
 def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
     """The monitoring commands to try next, against the run the demo just logged."""
+    from shlex import quote
+
     from sparsecheck.demo import DEMO_BATCHES
 
-    uri = f" --tracking-uri {tracking_uri}" if tracking_uri else ""
+    uri = f" --tracking-uri {quote(tracking_uri)}" if tracking_uri else ""
     batches = config_path.parent / "batches"
-    lines = [f"  sparsecheck monitor {config_path} --batch {batches / name}.npz{uri}" for name in DEMO_BATCHES]
+    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))}{uri}"
+             for name in DEMO_BATCHES]
     return "monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift):\n" + \
         "\n".join(lines)
 

@@ -410,9 +410,11 @@ class _Collect(logging.Handler):
 
 @contextlib.contextmanager
 def _third_party_output_to_debug(what: str):
-    """Keep torch's warnings and log lines (a dozen-line traceback for a corrupt file) out of the terminal.
+    """Keep torch's warnings and log lines out of the terminal while a model file is read.
 
-    They are re-logged at DEBUG (``-v`` shows them); a failure is reported by our one-line error.
+    A corrupt file makes torch log a dozen-line traceback before it raises; the caller's one-line
+    error says what matters, so on failure they go to our DEBUG log (``-v`` shows them). After a
+    successful load, warnings are issued again as if never caught and torch's log lines are passed on.
     """
     collect = _Collect()
     # torch's logging gives "torch" and some sub-loggers ("torch.export") stderr handlers of their own
@@ -421,17 +423,23 @@ def _third_party_output_to_debug(what: str):
     saved = [(lg, lg.handlers[:]) for lg in loggers]
     for lg in loggers:
         lg.handlers = [collect]
+    failed = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
+            failed = False
         finally:
             for lg, handlers in saved:
                 lg.handlers = handlers
             for record in collect.records:
-                logger.debug("%s: torch logged: %s", what, record.getMessage())
-            for w in caught:
-                logger.debug("%s: %s: %s", what, w.category.__name__, w.message)
+                level = logging.DEBUG if failed else min(record.levelno, logging.WARNING)
+                logger.log(level, "%s: torch logged: %s", what, record.getMessage())
+            if failed:
+                for w in caught:
+                    logger.debug("%s: %s: %s", what, w.category.__name__, w.message)
+    for w in caught:  # reached only after a successful load: as if never caught
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _load_file(path: Path, example_input: torch.Tensor | None) -> Model:
