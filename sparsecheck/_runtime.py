@@ -128,7 +128,7 @@ def release_out_dir(out_dir: str | Path) -> bool:
     Returns whether it was removed.
     """
     out = Path(out_dir)
-    if not out.is_dir() or out.is_symlink():
+    if not out.is_dir() or out.is_symlink() or not (out / OUT_DIR_MARKER).is_file():
         return False
     entries = sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True)
     if any(not (e.is_dir() and not e.is_symlink()) and e != out / OUT_DIR_MARKER for e in entries):
