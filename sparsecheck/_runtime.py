@@ -17,7 +17,7 @@ from sparsecheck.errors import ParameterError
 T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
-           "OUT_DIR_MARKER"]
+           "release_out_dir", "OUT_DIR_MARKER"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -63,14 +63,31 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, leave=False, dynamic_ncols=True)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux), else set and restored."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    """Write to a temporary file beside ``path`` and rename it into place only on success.
+
+    The file gets the permissions an ordinary ``open`` would give it (``0o666`` less the umask),
+    not mkstemp's private 0600: reports are read by CI artifact servers and teammates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
+            os.chmod(tmp, 0o666 & ~_umask())
             yield fh
         os.replace(tmp, path)
     except BaseException:
@@ -101,6 +118,28 @@ def claim_out_dir(out_dir: str | Path, *, force: bool = False, note: str = "writ
     if not (out / OUT_DIR_MARKER).exists():
         (out / OUT_DIR_MARKER).write_text(note + "\n")
     return out
+
+
+def release_out_dir(out_dir: str | Path) -> bool:
+    """Remove ``out_dir`` if it holds nothing but sparsecheck's marker (and empty folders).
+
+    For a run that stopped before writing anything into a directory it created: the caller decides
+    that the directory is its own (it did not exist before the run); this only checks it is unused.
+    Returns whether it was removed.
+    """
+    out = Path(out_dir)
+    if not out.is_dir() or out.is_symlink() or not (out / OUT_DIR_MARKER).is_file():
+        return False
+    entries = sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    if any(not (e.is_dir() and not e.is_symlink()) and e != out / OUT_DIR_MARKER for e in entries):
+        return False
+    for e in entries:  # deepest first: the marker, then empty folders
+        if e.is_dir():
+            e.rmdir()
+        else:
+            e.unlink()
+    out.rmdir()
+    return True
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

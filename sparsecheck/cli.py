@@ -1,28 +1,83 @@
 """The ``sparsecheck`` command line: a thin, typed layer over the library.
 
-Exit codes: 0 all error-severity assertions pass, 1 one failed (or a regression/alert was found),
-2 bad input or usage, 3 the run could not finish for a reason that is not the user's input (an
-internal error, with its traceback saved to a file that is named; MLflow unreachable or refusing; a
-solver failure) — always with a one-line reason on stderr.
+Exit codes, for every command (also in ``--help``):
+
+0  all error-severity assertions pass
+1  an assertion failed, a regression was found, or a monitoring alert fired
+2  bad input or usage (a config key, file or value), named in a one-line reason on stderr
+3  the run could not finish for a reason that is not the user's input (an internal error, whose
+   traceback is saved to a file that is named; MLflow unreachable or refusing; a solver failure)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from sparsecheck._version import __version__
 from sparsecheck.errors import SparsecheckError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Debug PyTorch classifiers through a sparse decision layer.")
+EXIT_CODES_HELP = """Exit codes:
+0 all error-severity assertions pass;
+1 an assertion failed, a regression was found or a monitoring alert fired;
+2 bad input or usage (the offending key, file or value is named on stderr);
+3 the run could not finish for a reason that is not the user's input (an internal error, whose traceback file is named; an unreachable or refusing tracking server)."""
+
+
+class _FlagHelp:
+    """Rich help without a value type for flags and counters.
+
+    Typer 0.29's Rich help panel prints every option's type, so ``--force``, ``-v`` and ``--help``
+    read ``--force <bool>`` and ``-v <int>`` though they take no value (its plain help leaves the
+    type out). An empty metavar is what that panel prints instead; parsing never uses it.
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
+                param.metavar = ""
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+
+class _Command(_FlagHelp, TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, TyperGroup):
+    pass
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
+                  help="Debug PyTorch classifiers through a sparse decision layer.", epilog=EXIT_CODES_HELP)
 logger = logging.getLogger("sparsecheck.cli")
+
+
+def _command(**kwargs):
+    """``app.command`` with the flag-aware help and the exit-code table under every command's help."""
+    return app.command(cls=_Command, epilog=EXIT_CODES_HELP, **kwargs)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sparsecheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Debug PyTorch classifiers through a sparse decision layer."""
 
 
 class Device(str, Enum):
@@ -78,7 +133,28 @@ FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion sever
 ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
 
 
-def _finish(ctx, fail_on: FailOn) -> None:
+@contextlib.contextmanager
+def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
+    """A run that stops before writing anything leaves no ``--out`` folder that it created behind.
+
+    Only a folder that did not exist when the command started, and that holds nothing but
+    sparsecheck's marker, is removed: never a user's folder or earlier results.
+    """
+    created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # out and the parents it needs
+    try:
+        yield
+    except BaseException:
+        if created:
+            from sparsecheck._runtime import release_out_dir
+
+            with contextlib.suppress(OSError):
+                if release_out_dir(out):
+                    for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
+                        parent.rmdir()
+        raise
+
+
+def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
     from sparsecheck.pipeline import exit_code_for
 
     results = ctx.results
@@ -90,10 +166,12 @@ def _finish(ctx, fail_on: FailOn) -> None:
 
         typer.echo(render_table(results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
     typer.echo(f"status: {results.get('status')}" + (f"  (outputs in {out})" if out else ""), err=True)
+    if next_step:
+        typer.echo(next_step, err=True)
     raise typer.Exit(exit_code_for(ctx, fail_on.value))
 
 
-@app.command()
+@_command()
 def demo(
     out: Path = typer.Option(Path("sparsecheck-demo"), "--out", help="Output directory."),
     tracking_uri: Optional[str] = TrackingOpt,
@@ -112,14 +190,29 @@ def demo(
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
 
-    out = prepare_out_dir(out, force=force)
-    config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
-    logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
-    ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
-    _finish(ctx, fail_on)
+    with _release_out_dir_on_failure(out):
+        out = prepare_out_dir(out, force=force)
+        config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
+        logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
+        ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
+    _finish(ctx, fail_on, _demo_monitor_hint(config_path, tracking_uri))
 
 
-@app.command()
+def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
+    """The monitoring commands to try next, against the run the demo just logged."""
+    from shlex import quote
+
+    from sparsecheck.demo import DEMO_BATCHES
+
+    uri = f" --tracking-uri {quote(tracking_uri)}" if tracking_uri else ""
+    batches = config_path.parent / "batches"
+    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))}{uri}"
+             for name in DEMO_BATCHES]
+    return "monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift):\n" + \
+        "\n".join(lines)
+
+
+@_command()
 def run(
     config: Path = typer.Argument(..., help="The run's YAML config."),
     out: Path = typer.Option(Path("sparsecheck-out"), "--out", help="Output directory."),
@@ -136,11 +229,12 @@ def run(
     from sparsecheck.pipeline import run_pipeline
 
     cfg = load_config(config)
-    ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force)
+    with _release_out_dir_on_failure(out):
+        ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force)
     _finish(ctx, fail_on)
 
 
-@app.command()
+@_command()
 def compare(
     run_a: str = typer.Argument(..., help="Baseline MLflow run id."),
     run_b: str = typer.Argument(..., help="MLflow run id compared against the baseline."),
@@ -164,7 +258,7 @@ def compare(
     raise typer.Exit(1 if comparison.has_regression else 0)
 
 
-@app.command()
+@_command()
 def monitor(
     config: Path = typer.Argument(..., help="The run's YAML config (model, data settings, assertions)."),
     batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id."),

@@ -32,6 +32,8 @@ pydantic_core._pydantic_core.ValidationError: 1 validation error for Config
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -281,6 +283,18 @@ def _format_loc(loc: tuple) -> str:
     return ".".join(parts)
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys a config section accepts, for the section at ``loc`` (``()`` is the top level)."""
+    cls: Any = Config
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        cls = ann
+    return [name for name, f in cls.model_fields.items() if not f.exclude]
+
+
 def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = True) -> Config:
     """Validate a config mapping (as read from YAML) and resolve its paths.
 
@@ -294,11 +308,14 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # a misspelt key ("modle:") also makes the key it was meant to be missing: name the typo first
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key = _format_loc(err["loc"]) or "<root>"
         kind = err["type"]
         if kind == "extra_forbidden":
-            raise ConfigError("unknown key", key=key) from None
+            hint = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
+            raise ConfigError("unknown key" + (f"; did you mean {hint[0]!r}?" if hint else ""), key=key) from None
         if kind == "missing":
             raise ConfigError("required key is missing", key=key) from None
         value = err.get("input")
@@ -340,7 +357,8 @@ def check_paths(cfg: Config) -> None:
               ("data.metadata", cfg.data.metadata)]
     for key, p in checks:
         if p is not None and not p.exists():
-            raise ConfigError("file not found", key=key, value=str(p))
+            tried = os.path.abspath(p)
+            raise ConfigError(f"file not found: {tried}", key=key, value=tried)
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:

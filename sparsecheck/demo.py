@@ -16,7 +16,8 @@ four planted facts:
     Drawn at random and never changes the image; nothing about it may ever be flagged.
 
 :func:`build_demo` writes ``train.npz``, ``val.npz``, ``test.npz``, ``metadata.csv``,
-``model.pt2``, ``config.yaml`` and ``truth.json`` (what was planted, for tests and benchmarks).
+``model.pt2``, ``config.yaml``, ``truth.json`` (what was planted, for tests and benchmarks) and two
+monitoring batches, ``batches/like-test.npz`` and ``batches/drifted.npz``.
 
 Examples
 --------
@@ -48,8 +49,8 @@ from sparsecheck._runtime import atomic_write, progress, torch_threads, write_js
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoSplit", "make_demo_data", "make_demo_batch", "DemoNet", "train_demo_model", "build_demo", "CLASS_NAMES",
-           "CUE_CLASS", "DEMO_INPUT"]
+__all__ = ["DemoSplit", "make_demo_data", "make_demo_batch", "DemoNet", "train_demo_model", "build_demo",
+           "write_demo_batches", "DEMO_BATCHES", "CLASS_NAMES", "CUE_CLASS", "DEMO_INPUT"]
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CUE_CLASS = 7
@@ -254,6 +255,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         try:
             if json.loads(truth_path.read_text()).get("stamp") == stamp:
                 logger.info("re-using the demo data and model in %s", directory)
+                write_demo_batches(directory, seed=seed)
                 return config_path
         except (OSError, ValueError):
             pass
@@ -319,4 +321,27 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
                  "#   sparsecheck run config.yaml\n")
         yaml.safe_dump(config, fh, sort_keys=False)
     write_json_atomic(truth_path, truth)
+    write_demo_batches(directory, seed=seed)
     return config_path
+
+
+#: the monitoring batches the demo writes under ``data/batches/``: name → share of images with the corner mark
+DEMO_BATCHES = {"like-test": 0.3, "drifted": 0.8}
+
+
+def write_demo_batches(directory: str | Path, *, seed: int = 0, n: int = 1000) -> dict[str, Path]:
+    """Write two monitoring batches into ``directory/batches``, unless they are there already.
+
+    ``like-test.npz`` comes from the test distribution (corner mark on 30% of images): monitoring it
+    against the demo run should raise no drift alert. ``drifted.npz`` carries the mark on 80%: the
+    feature class *seven* relies on drifts. Both hold ``x``, ``y`` and ``id`` (ids that are not in
+    the demo's metadata table, so the metadata-sliced assertions are skipped, as for a batch
+    without metadata).
+    """
+    out = Path(directory) / "batches"
+    paths = {}
+    for k, (name, cue_rate) in enumerate(DEMO_BATCHES.items(), start=1):
+        path = paths[name] = out / f"{name}.npz"
+        if not path.is_file():
+            _save_npz(path, make_demo_batch(seed=1000 * (seed + 1) + k, n=n, cue_rate=cue_rate, name=name))
+    return paths

@@ -19,7 +19,7 @@ source             what is read
                    (``config.json`` + weights; needs ``pip install sparsecheck[huggingface]``)
 =================  ===========================================================================
 
-Loading never prints third-party warnings: they are logged at debug level.
+A model that fails to load does not print third-party warnings or log lines before the one-line\nerror: they go to the debug log.
 
 Examples
 --------
@@ -110,16 +110,47 @@ def offline() -> bool:
                for k in (OFFLINE_ENV, "HF_HUB_OFFLINE"))
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Keep torch's and transformers' loading warnings out of the user's one-line errors."""
+def _quiet_loading(what: str = "loading the model") -> Iterator[None]:
+    """Keep torch's and transformers' warnings and log lines out of the user's one-line errors.
+
+    A corrupt file makes torch log a dozen-line traceback before it raises; the caller's one-line
+    error says what matters, so on failure they go to our DEBUG log (``-v`` shows them). After a
+    successful load, warnings are issued again as if never caught and torch's log lines are passed on.
+    """
+    collect = _Collect()
+    # torch's logging gives "torch" and some sub-loggers ("torch.export") stderr handlers of their own
+    loggers = [lg for name, lg in list(logging.Logger.manager.loggerDict.items())
+               if (name == "torch" or name.startswith("torch.")) and isinstance(lg, logging.Logger) and lg.handlers]
+    saved = [(lg, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.handlers = [collect]
+    failed = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
+            failed = False
         finally:
-            for w in caught:
-                logger.debug("while loading the model: %s", w.message)
+            for lg, handlers in saved:
+                lg.handlers = handlers
+            for record in collect.records:
+                level = logging.DEBUG if failed else min(record.levelno, logging.WARNING)
+                logger.log(level, "%s: torch logged: %s", what, record.getMessage())
+            if failed:
+                for w in caught:
+                    logger.debug("%s: %s: %s", what, w.category.__name__, w.message)
+    for w in caught:  # reached only after a successful load: as if never caught
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def load_model(*, path: str | Path | None = None, factory: str | None = None,

@@ -103,3 +103,107 @@ def test_other_model_formats(tmp_path, capsys, kind):
     code, _, err = run_cli(capsys, "run", str(_write(tmp_path, cfg)), "--out", str(tmp_path / "o"), "--device", "cpu")
     assert code == 0, err
     assert json.loads((tmp_path / "o" / "results.json").read_text())["model"]["kind"] == kind
+
+
+# ---------------------------------------------------------------- issue 16: the first hour
+def _help(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from sparsecheck.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "120"}, terminal_width=120)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "compare", "monitor"])
+def test_help_shows_flags_and_counters_without_a_value(command):
+    text = _help(command)
+    for line in text.splitlines():
+        if any(opt in line for opt in ("--force", "--verbose", "--quiet", "--help", "--no-spurious")):
+            assert "<bool>" not in line and "<int>" not in line, line
+    assert "-v" in text and "--force" in text
+    for code in ("0 all error-severity assertions pass", "1 an assertion failed", "2 bad input or usage",
+                 "3 the run could not finish"):
+        assert code in text, code
+
+
+def test_top_level_help_has_version_and_exit_codes():
+    text = _help()
+    assert "--version" in text and "<bool>" not in text
+    assert "3 the run could not finish for a reason that is not the user's input" in text
+
+
+def test_version(capsys):
+    from sparsecheck import __version__
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"sparsecheck {__version__}"
+
+
+def test_flags_take_no_value_and_counters_repeat(capsys):
+    # help and parser agree: --force is a flag, -v a counter (-vv), neither takes a value
+    code, _, err = run_cli(capsys, "run", "c.yaml", "--force", "yes")
+    assert code == 2 and "unexpected extra argument" in err
+    code, _, err = run_cli(capsys, "run", "nope.yaml", "-vv", "--force", "--out", "x")
+    assert code == 2 and "nope.yaml" in _error_line(err)  # parsed: it got as far as the config
+
+
+def test_misspelt_section_and_missing_file_are_named(project, capsys):
+    tmp, cfg = project
+    cfg["modle"] = cfg.pop("model")
+    code, _, err = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(tmp / "out"))
+    assert code == 2 and _error_line(err).endswith("modle: unknown key; did you mean 'model'?")
+    cfg["model"] = cfg.pop("modle")
+    cfg["data"]["test"] = "tset.npz"
+    code, _, err = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(tmp / "out"))
+    assert code == 2 and _error_line(err).endswith(f"data.test: file not found: {tmp / 'tset.npz'}")
+    assert not (tmp / "out").exists()
+
+
+def test_a_model_file_that_is_not_a_model_gives_one_line(project, capfd):
+    tmp, cfg = project
+    (tmp / "model.pt2").write_text("not a model")
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(_write(tmp, cfg)), "--out", str(tmp / "out"), "--device", "cpu"])
+    out, err = capfd.readouterr()  # file-descriptor level: torch's own log handlers write there
+    assert exit_.value.code == 2
+    assert err.strip().splitlines() == [_error_line(err)], err
+    assert "model.pt2: not a torch.export program" in err
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda t, c: c["data"].update(class_names=["only-one"]),    # fails in the load stage
+    lambda t, c: (t / "model.pt2").write_bytes(b"\x00" * 64),   # fails loading the model
+])
+def test_a_run_that_never_started_leaves_no_out_dir(project, capsys, mutate):
+    tmp, cfg = project
+    mutate(tmp, cfg)
+    out = tmp / "new" / "out"
+    code, _, err = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(out), "--device", "cpu")
+    assert code == 2, err
+    assert not (tmp / "new").exists()
+    # a folder that was there before stays, with what it held
+    mine = tmp / "mine"
+    mine.mkdir()
+    code, _, _ = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(mine), "--device", "cpu")
+    assert code == 2 and mine.is_dir()
+    (tmp / "prev").mkdir()
+    (tmp / "prev" / "notes.txt").write_text("kept")
+    code, _, _ = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(tmp / "prev"), "--force", "--device", "cpu")
+    assert code == 2 and (tmp / "prev" / "notes.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_are_readable_as_the_umask_says(project, capsys, umask):
+    import os
+
+    tmp, cfg = project
+    before = os.umask(umask)
+    try:
+        code, _, err = run_cli(capsys, "run", str(_write(tmp, cfg)), "--out", str(tmp / "out"), "--device", "cpu")
+    finally:
+        os.umask(before)
+    assert code == 0, err
+    for name in ("results.json", "report.html", "junit.xml"):
+        assert (tmp / "out" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -27,11 +27,29 @@ def test_errors_name_key_and_value(tmp_path, patch, message):
     assert message in str(err.value)
 
 
-def test_missing_files_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="model.path: file not found"):
+@pytest.mark.parametrize("raw, message", [
+    # a misspelt section is the unknown key, not the "required key is missing" it causes
+    ({"modle": {"path": "m.pt2"}, "data": BASE["data"]}, "modle: unknown key; did you mean 'model'?"),
+    ({**BASE, "sparse": {"aplha": 0.5}}, "sparse.aplha: unknown key; did you mean 'alpha'?"),
+    ({**BASE, "model": {"path": "m.pt2", "input": {"sclae": 1}}}, "model.input.sclae: unknown key; did you mean 'scale'?"),
+    ({**BASE, "analysis": {"lime_sample": 10}}, "analysis.lime_sample: unknown key; did you mean 'lime_samples'?"),
+    ({**BASE, "sedd": 1}, "sedd: unknown key; did you mean 'seed'?"),
+    ({**BASE, "colour": 1}, "colour: unknown key"),
+])
+def test_unknown_keys_suggest_the_closest_known_key(tmp_path, raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, base_dir=tmp_path, check_files=False)
+    assert str(err.value) == message or (message.endswith("unknown key") and str(err.value).startswith(message)), err.value
+    assert "base_dir" not in str(err.value)
+
+
+def test_missing_files_are_named_with_the_path_tried(tmp_path):
+    with pytest.raises(ConfigError) as err:
         parse_config(BASE, base_dir=tmp_path)
+    assert str(err.value) == f"model.path: file not found: {tmp_path / 'm.pt2'}"
+    assert err.value.key == "model.path" and err.value.value == str(tmp_path / "m.pt2")
     (tmp_path / "m.pt2").write_bytes(b"")
-    with pytest.raises(ConfigError, match="data.train: file not found"):
+    with pytest.raises(ConfigError, match="data.train: file not found: .*a.npz"):
         parse_config(BASE, base_dir=tmp_path)
 
 

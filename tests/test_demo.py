@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -27,6 +29,26 @@ def demo(tmp_path_factory):
     return {"work": work, "out": out, "first": first, "second": second,
             "results": json.loads((out / "results.json").read_text()),
             "truth": json.loads((out / "data" / "truth.json").read_text())}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_monitor_commands() -> list[str]:
+    """The ``sparsecheck monitor`` lines of the README's ```bash blocks (tests/test_readme.py keeps them the only others)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith("sparsecheck monitor ")]
+
+
+@pytest.fixture(scope="module")
+def monitored(demo):
+    """The README's monitoring recipe, run verbatim where the demo ran."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    runs = {}
+    for line in readme_monitor_commands():
+        cmd = [sys.executable, "-m", "sparsecheck", *shlex.split(line)[1:]]
+        runs[line] = subprocess.run(cmd, cwd=demo["work"], env=env, capture_output=True, text=True, timeout=600)
+    return runs
 
 
 def test_demo_fails_on_the_planted_problems_and_exits_1(demo):
@@ -118,3 +140,16 @@ def test_second_run_reads_the_feature_cache(demo):
     second = demo["second"]
     assert second.returncode == 1, second.stderr[-3000:]
     assert second.stderr.count("read from cache") == 3
+
+
+def test_readme_monitoring_recipe_runs_on_the_demo_batches(demo, monitored):
+    """Issue 16: the demo writes ready batches, prints the monitor commands, and the README's recipe works."""
+    assert len(monitored) == 2, list(monitored)
+    for line in monitored:
+        assert line in demo["first"].stderr  # the demo ends by printing exactly these commands
+    like, drifted = (next(r for line, r in monitored.items() if name in line) for name in ("like-test", "drifted"))
+    assert like.returncode == 0, like.stdout[-2000:] + like.stderr[-2000:]
+    assert "0 of" in like.stdout and "ALERT" not in like.stdout
+    assert drifted.returncode == 1, drifted.stdout[-2000:] + drifted.stderr[-2000:]
+    cue = next(f["feature"] for f in demo["results"]["spurious_findings"] if f["class"] == demo["truth"]["cue"]["class"])
+    assert f"alert: feature {cue} drifted" in drifted.stdout

@@ -26,3 +26,11 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_other_readme_shell_commands_are_the_monitoring_recipe():
+    """Beyond install+demo and the tests, the ```bash blocks hold only the monitoring recipe, which
+    tests/test_demo.py runs verbatim on the demo's batches."""
+    for block in _bash_blocks((ROOT / "README.md").read_text())[2:]:
+        for line in block.splitlines():
+            assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
