@@ -56,6 +56,7 @@ __all__ = [
     "load_metadata",
     "fingerprint_module",
     "resolve_num_workers",
+    "stack_images",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
