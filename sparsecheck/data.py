@@ -48,6 +48,7 @@ __all__ = [
     "load_dataset",
     "load_metadata",
     "resolve_num_workers",
+    "stack_images",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

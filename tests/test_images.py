@@ -332,3 +332,24 @@ def test_pipeline_reports_skipped_files(tmp_path):
     view = ctx.splits["train"]
     assert len(view) == 11 and "train/4.png" not in view.ids.tolist()
     assert view.metadata["id"].tolist() == view.ids.tolist()
+
+
+# --------------------------------------------------------------------------- config keys
+def test_config_keys_for_geometry_and_workers():
+    from sparsecheck.config import parse_config
+    from sparsecheck.errors import ConfigError
+
+    def cfg(input_: dict, features: dict | None = None):
+        return parse_config({"model": {"path": "m.pt2", "input": input_}, "data": {"train": "a.csv", "test": "b"},
+                             "features": features or {}}, check_files=False)
+
+    spec = cfg({"resize": 256, "crop": 224}).model.input.to_spec()
+    assert spec.geometry == ImageGeometry(resize=256, crop=(224, 224))
+    assert cfg({"size": [32, 48]}).model.input.to_spec().geometry == ImageGeometry(size=(32, 48))
+    assert cfg({}).features.num_workers == "auto" and cfg({}).data.skip_unreadable is False
+    with pytest.raises(ConfigError, match="model.input: give model.input.size .* or model.input.resize"):
+        cfg({"size": [8, 8], "resize": 8})
+    with pytest.raises(ConfigError, match="model.input.crop"):
+        cfg({"crop": [0, 4]})
+    with pytest.raises(ConfigError, match="features.num_workers: must be 'auto' or an int >= 0"):
+        cfg({}, {"num_workers": -1})
