@@ -5,7 +5,8 @@ tensors, inference mode: the reference) and (b) through ``extract_features`` (in
 forward with the feature tap, writes into the memory-mapped cache). Then (c) the same extraction
 again, which reads the cache.
 
-    python bench/extract.py               # demo CNN (32 px) and ResNet-18 (random weights, 224 px)
+    python bench/extract.py               # demo CNN (32 px) and ResNet-18 (random weights, 224 px), the
+                                          # latter also as scripted/traced TorchScript and .pt2 files
     python bench/extract.py --quick       # smaller
 
 Target: extraction >= 80% of the raw forward throughput on CPU; the cached re-run >= 10x faster.
@@ -14,15 +15,17 @@ Target: extraction >= 80% of the raw forward throughput on CPU; the cached re-ru
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import torch
 import torchvision
 
 from sparsecheck.data import ImageDataset, InputSpec
-from sparsecheck.models import Model
+from sparsecheck.models import Model, load_model
 from sparsecheck.demo import DEMO_INPUT, DemoNet
 from sparsecheck.sparse.features import extract_features
 
@@ -37,11 +40,15 @@ def raw_forward(module: torch.nn.Module, data: ImageDataset, spec: InputSpec, ba
     return len(data) / (time.perf_counter() - start)
 
 
-def bench(name: str, module: torch.nn.Module, data: ImageDataset, spec: InputSpec, batch: int) -> dict:
-    module.eval()
+def bench(name: str, module: torch.nn.Module, data: ImageDataset, spec: InputSpec, batch: int,
+          make_model: Any = None) -> dict:
+    """``make_model()`` gives the Model to extract from (default: the module itself, tapped by hooks)."""
+    make_model = make_model or (lambda: Model(module, "module", name))
+    if not isinstance(module, torch.fx.GraphModule):
+        module.eval()
     raw = raw_forward(module, data, spec, batch)
     with tempfile.TemporaryDirectory() as cache:
-        model = Model(module, "module", name)
+        model = make_model()
         extract_features(model, data.subset(np.arange(batch)), spec, batch_size=batch, device="cpu")  # warm-up
         start = time.perf_counter()
         first = extract_features(model, data, spec, batch_size=batch, device="cpu", cache_dir=cache)
@@ -49,8 +56,7 @@ def bench(name: str, module: torch.nn.Module, data: ImageDataset, spec: InputSpe
         # a re-run starts from fresh objects: data and weights are hashed again to find the cache
         fresh_data = ImageDataset.from_arrays(data.images.copy(), data.labels, data.ids, name=data.name)
         start = time.perf_counter()
-        second = extract_features(Model(module, "module", name), fresh_data, spec, batch_size=batch,
-                                  device="cpu", cache_dir=cache)
+        second = extract_features(make_model(), fresh_data, spec, batch_size=batch, device="cpu", cache_dir=cache)
         cached_s = time.perf_counter() - start
         assert second.from_cache and not first.from_cache
     ext = len(data) / extract_s
@@ -77,7 +83,20 @@ def main() -> None:
     big = ImageDataset.from_arrays(rng.integers(0, 256, (n_big, 224, 224, 3), dtype=np.uint8),
                                    rng.integers(0, 1000, n_big), name="imagenet-like")
     imagenet = InputSpec(scale=255.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    rows.append(bench("ResNet-18 224px", torchvision.models.resnet18(weights=None), big, imagenet, 32))
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    rows.append(bench("ResNet-18 224px", resnet, big, imagenet, 32))
+    # the same network as users save it: TorchScript (scripted, traced) and torch.export; the
+    # reference is each file's own forward pass
+    with tempfile.TemporaryDirectory() as tmp:
+        x = torch.zeros(2, 3, 224, 224)
+        torch.jit.script(resnet).save(os.path.join(tmp, "s.pt"))
+        torch.jit.trace(resnet, x).save(os.path.join(tmp, "t.pt"))
+        torch.export.save(torch.export.export(resnet, (x,), dynamic_shapes=({0: torch.export.Dim("b")},)),
+                          os.path.join(tmp, "m.pt2"))
+        for label, file in (("  scripted .pt", "s.pt"), ("  traced .pt", "t.pt"), ("  exported .pt2", "m.pt2")):
+            loaded = load_model(path=os.path.join(tmp, file))
+            rows.append(bench(label, loaded.module, big, imagenet, 32,
+                              make_model=lambda f=file: load_model(path=os.path.join(tmp, f))))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(f"{'model':<18}{'images':>8}{'raw fwd img/s':>15}{'extract img/s':>15}{'ratio':>8}"
           f"{'extract s':>11}{'cached s':>10}{'cache x':>9}")

@@ -309,7 +309,10 @@ def _write_traceback() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps sparsecheck errors to exit code 2 with one line on stderr."""
+    """Console entry point: one line on stderr and the exit code of the error (2 the user's input, 3 not).
+
+    Unexpected exceptions exit 3 after their traceback is saved to a file the message names.
+    """
     try:
         # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
         code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)

@@ -19,8 +19,10 @@ def test_subpackage_all_lists_are_importable():
 
 
 def test_error_tree():
-    for cls in (errors.ConfigError, errors.DataError, errors.ModelError, errors.ParameterError,
-                errors.SolverError, errors.TrackingError):
-        assert issubclass(cls, errors.SparsecheckError) and cls.exit_code == 2
+    for cls in (errors.ConfigError, errors.DataError, errors.ModelError, errors.ParameterError):
+        assert issubclass(cls, errors.SparsecheckError) and cls.exit_code == 2  # the user's input
+    for cls in (errors.SolverError, errors.TrackingError):
+        assert issubclass(cls, errors.SparsecheckError) and cls.exit_code == 3  # could not finish
+    assert errors.TrackingError("run not found", user_input=True).exit_code == 2
     assert issubclass(errors.AssertionSpecError, errors.ConfigError)
     assert issubclass(errors.ParameterError, ValueError)
