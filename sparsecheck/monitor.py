@@ -44,6 +44,7 @@ from sparsecheck._runtime import write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
 from sparsecheck.errors import ConfigError, DataError, TrackingError
 from sparsecheck.reports.compare import RunActivations
+from sparsecheck.results import FAILING_STATUSES, failing_assertions
 from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, download_run_artifact, load_run_results,
                                           resolve_tracking_uri, start_run)
 
@@ -262,9 +263,11 @@ class MonitorReport:
                      f"{'drifted' if cm.drifted else 'stable'}")
         if self.accuracy:
             lines.append("  accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in self.accuracy.items()))
-        failing = [a for a in self.assertions if a.get("status") in ("fail", "error")]
+        failing = [a for a in self.assertions if a.get("status") in FAILING_STATUSES]
         if self.assertions:
-            lines.append(f"  assertions: {len(self.assertions) - len(failing)} pass, {len(failing)} fail")
+            gate = failing_assertions(self.assertions)
+            lines.append(f"  assertions: {len(self.assertions) - len(failing)} pass, {len(failing)} fail "
+                         f"({len(gate)} of error severity, which alert)")
         for a in self.alerts:
             lines.append(f"  alert: {a}")
         for n in self.notes:
@@ -492,9 +495,8 @@ def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model
     report.assertions = _run_assertions(config, table, labelled=ds.labels is not None, notes=report.notes,
                                         class_names=list(class_names), sparse_layer=ref.layer, model=model,
                                         dataset=ds, input_spec=spec, device=str(dev))
-    for a in report.assertions:
-        if a.get("status") in ("fail", "error") and a.get("severity", "error") == "error":
-            report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
+    for a in failing_assertions(report.assertions):
+        report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
     return report
 
 
@@ -602,7 +604,7 @@ def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset", uri: s
         "max_feature_psi": float(fd.table["psi"].max()) if len(fd.table) else 0.0,
         "max_feature_ks": float(fd.table["ks_statistic"].max()) if len(fd.table) else 0.0,
         "alert": float(report.alert),
-        "assertions_failed": sum(1 for a in report.assertions if a.get("status") in ("fail", "error")),
+        "assertions_failed": len(failing_assertions(report.assertions)),
         **report.accuracy,
     }
     for row in fd.top(TOP_FEATURES_LOGGED).itertuples():

@@ -37,11 +37,12 @@ from sparsecheck.config import Config
 from sparsecheck.context import RunContext, SplitView
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
 from sparsecheck.errors import ConfigError, DataError
+from sparsecheck.results import gate_status
 from sparsecheck.sparse.features import extract_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_pipeline", "prepare_out_dir", "exit_code_for", "failing_assertions", "Stage", "STAGES"]
+__all__ = ["run_pipeline", "prepare_out_dir", "exit_code_for", "Stage", "STAGES"]
 
 # below this many feature values (rows × features) the CPU path solver runs on one thread
 SMALL_CPU_PROBLEM = 4_000_000
@@ -230,26 +231,13 @@ STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage, int
                        spurious_stage, assertions_stage]
 
 
-SEVERITY_RANK = {"warning": 0, "error": 1}
-
-
-def failing_assertions(results: dict[str, Any], fail_on: str = "error") -> list[dict[str, Any]]:
-    """Assertions that fail the run: status ``fail`` or ``error`` at or above ``fail_on`` severity.
-
-    An assertion that raised (status ``error``) counts as failing: a gate must not pass on a crash.
-    """
-    floor = SEVERITY_RANK[fail_on]
-    return [a for a in results.get("assertions") or []
-            if a.get("status") in ("fail", "error") and SEVERITY_RANK.get(a.get("severity", "error"), 1) >= floor]
-
-
 def exit_code_for(ctx: RunContext, fail_on: str = "error") -> int:
-    """1 when an assertion at or above ``fail_on`` severity failed, else 0."""
-    return 1 if failing_assertions(ctx.results, fail_on) else 0
+    """1 when the gate fails at ``fail_on`` severity (see :mod:`sparsecheck.results`), else 0."""
+    return 1 if gate_status(ctx.results.get("assertions"), fail_on) == "fail" else 0  # type: ignore[arg-type]
 
 
 def _status(ctx: RunContext) -> str:
-    return "fail" if failing_assertions(ctx.results, "error") else "pass"
+    return gate_status(ctx.results.get("assertions"))
 
 
 def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:

@@ -117,9 +117,11 @@ class AssertionResult:
         return self.status == "pass"
 
     def fails_run(self, fail_on: str = "error") -> bool:
-        """True when this result fails a run gated at ``fail_on`` severity (errors count as failures)."""
-        floor = SEVERITIES[::-1].index(fail_on)
-        return self.status != "pass" and SEVERITIES[::-1].index(self.severity) >= floor
+        """True when this result fails a run gated at ``fail_on`` severity (the rule:
+        :func:`sparsecheck.results.is_failing`; errors count as failures)."""
+        from sparsecheck.results import is_failing
+
+        return is_failing(self, fail_on)  # type: ignore[arg-type]
 
     def to_dict(self, max_examples: int | None = EXAMPLES_IN_JSON) -> dict[str, Any]:
         """JSON-ready dict: name, status, severity, observed, threshold, message, family, type,

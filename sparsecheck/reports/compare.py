@@ -46,6 +46,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from sparsecheck.results import FAILING_STATUSES
 from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.errors import DataError, ParameterError, TrackingError
 
@@ -72,7 +73,6 @@ __all__ = [
 
 DEFAULT_MIN_CORRELATION = 0.5
 DEFAULT_SLICE_FDR = 0.05
-_FAILING = ("fail", "error")
 _OUT_FILES = ("compare.json", "compare.html")
 
 
@@ -692,8 +692,8 @@ def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionC
     out: list[AssertionChange] = []
     for name in list(by_b) + [n for n in by_a if n not in by_b]:
         a, b = by_a.get(name), by_b.get(name)
-        fa = a is not None and a.get("status") in _FAILING
-        fb = b is not None and b.get("status") in _FAILING
+        fa = a is not None and a.get("status") in FAILING_STATUSES
+        fb = b is not None and b.get("status") in FAILING_STATUSES
         if b is None:
             change = "removed"
         elif a is None:

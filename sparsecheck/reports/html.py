@@ -36,6 +36,7 @@ import jinja2
 
 from sparsecheck._runtime import atomic_write
 from sparsecheck._version import __version__
+from sparsecheck.results import is_failing
 from sparsecheck.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +53,6 @@ TEMPLATE = "report.html.j2"
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                 ".webp": "image/webp", ".svg": "image/svg+xml"}
-_SEVERE = ("fail", "error")
 
 
 # --------------------------------------------------------------------------- formatting filters
@@ -170,7 +170,8 @@ def _rows(value: Any) -> list[dict[str, Any]]:
 
 
 def _is_failing(a: Mapping[str, Any], severity: str) -> bool:
-    return a.get("status") in _SEVERE and (a.get("severity") or "error") == severity
+    """Fails the gate at exactly this severity (the gate rule: :mod:`sparsecheck.results`)."""
+    return is_failing(a, severity) and (a.get("severity") or "error") == severity  # type: ignore[arg-type]
 
 
 def _path_svg(path: list[dict[str, Any]], selected: Any) -> dict[str, Any] | None:

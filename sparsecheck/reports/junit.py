@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sparsecheck._runtime import atomic_write
+from sparsecheck.results import gate_status
 
 __all__ = ["junit_xml", "write_junit"]
 
@@ -91,8 +92,7 @@ def junit_xml(results: Any, *, suite_name: str = "sparsecheck", timestamp: str |
     suite = ET.SubElement(root, "testsuite", {"name": suite_name, **counts, "timestamp": stamp,
                                               "hostname": _clean(socket.gethostname())})
     props = ET.SubElement(suite, "properties")
-    gate = "fail" if any(r.get("status") in ("fail", "error") and r.get("severity", "error") == "error"
-                         for r in records) else "pass"
+    gate = gate_status(records)
     ET.SubElement(props, "property", {"name": "status", "value": gate})
     for r in records:
         case = ET.SubElement(suite, "testcase", {

@@ -433,7 +433,7 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     ``assertions_failing`` (failures that fail the run); ``n_spurious_findings``,
     ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
     """
-    from sparsecheck.pipeline import failing_assertions
+    from sparsecheck.results import failing_assertions
 
     metrics: dict[str, float] = {}
 
@@ -461,7 +461,7 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     put("assertions_passed", statuses.count("pass"))
     put("assertions_failed", statuses.count("fail"))
     put("assertions_errored", statuses.count("error"))
-    put("assertions_failing", len(failing_assertions(dict(results), "error")))
+    put("assertions_failing", len(failing_assertions(results.get("assertions"))))
     put("n_spurious_findings", len(results.get("spurious_findings") or []))
     put("n_feature_cards", len(results.get("feature_cards") or []))
     for stage, seconds in (results.get("timings") or {}).items():

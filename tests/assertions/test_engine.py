@@ -20,7 +20,7 @@ from sparsecheck.assertions import (
     run_on_table,
 )
 from sparsecheck.errors import ParameterError
-from sparsecheck.pipeline import failing_assertions
+from sparsecheck.results import failing_assertions
 from tests.assertions._data import planted_table
 
 
@@ -72,11 +72,11 @@ def test_statuses_and_exit_codes_agree_with_the_pipeline(table):
     suite = run_assertions([Assertion.accuracy(min=0.99, name="warn", severity="warning"),
                             Assertion.accuracy(min=0.1, name="ok")], table)
     results = {"assertions": suite.to_dicts()}
-    assert suite.status() == "pass" and suite.exit_code() == 0 and failing_assertions(results) == []
+    assert suite.status() == "pass" and suite.exit_code() == 0 and failing_assertions(results["assertions"]) == []
     assert suite.status("warning") == "fail" and suite.exit_code("warning") == 1
-    assert [a["name"] for a in failing_assertions(results, "warning")] == ["warn"]
+    assert [a["name"] for a in failing_assertions(results["assertions"], "warning")] == ["warn"]
     suite = run_assertions([Assertion.custom(boom, name="crash")], table)
-    assert suite.exit_code() == 1 and [a["name"] for a in failing_assertions({"assertions": suite.to_dicts()})] == ["crash"]
+    assert suite.exit_code() == 1 and [a["name"] for a in failing_assertions(suite.to_dicts())] == ["crash"]
 
 
 def test_results_serialise_to_json_with_the_contract_keys(table):
