@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sparsecheck", "sparsecheck.*"]),
     include_package_data=True,
-    package_data={"sparsecheck": ["py.typed", "reports/templates/*"]},
+    package_data={"sparsecheck": ["py.typed", "reports/templates/*", "schema/*.json"]},
     install_requires=[
         "torch>=2.2",
         "torchvision>=0.17",
@@ -41,7 +41,7 @@ setup(
         "timm": ["timm>=0.9"],
         "huggingface": ["transformers>=4.40", "safetensors>=0.4"],
         # the conformance suite loads a timm model and a Hugging Face directory, so tests need both
-        "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "timm>=0.9",
+        "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "jsonschema>=4", "timm>=0.9",
                  "transformers>=4.40", "safetensors>=0.4"],
     },
     entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"]},

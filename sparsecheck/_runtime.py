@@ -17,7 +17,7 @@ from sparsecheck.errors import ParameterError
 T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
-           "release_out_dir", "OUT_DIR_MARKER"]
+           "release_out_dir", "OUT_DIR_MARKER", "jsonable"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -144,22 +144,23 @@ def release_out_dir(out_dir: str | Path) -> bool:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (NaN becomes null)."""
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
     with atomic_write(path, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values, paths and tuples made JSON-ready (non-finite floats become None)."""
     import math
 
     import numpy as np
 
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

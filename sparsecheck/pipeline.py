@@ -37,7 +37,7 @@ from sparsecheck.config import Config
 from sparsecheck.context import RunContext, SplitView
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
 from sparsecheck.errors import ConfigError, DataError
-from sparsecheck.results import gate_status
+from sparsecheck.results import SCHEMA_VERSION, gate_status
 from sparsecheck.sparse.features import extract_features
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,7 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
     results.setdefault("assertions", [])
     results["mlflow"] = None
     results["status"] = _status(ctx)
+    results["schema_version"] = SCHEMA_VERSION
     run, tracking_error = None, None
     if ctx.config.mlflow.enabled:
         try:
@@ -281,7 +282,7 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
     with run if run is not None else contextlib.nullcontext():
         write_activations(ctx, out / ACTIVATIONS_FILE)
         write_report(ctx, out / "report.html")
-        write_json_atomic(out / "results.json", _ordered(results))
+        write_json_atomic(out / "results.json", _checked(results))
         ctx.artifacts["results.json"] = str(out / "results.json")
         if run is not None:
             run.log_outputs(ctx)
@@ -289,8 +290,19 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         raise tracking_error
 
 
+def _checked(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json's content, in contract order, checked against the typed contract first: a run
+    never writes a results.json that its own readers (compare, monitor) would refuse."""
+    from sparsecheck._runtime import jsonable
+    from sparsecheck.results import RunResults
+
+    plain = jsonable(_ordered(results))
+    RunResults.from_dict(plain, source="this run's results")
+    return plain
+
+
 def _ordered(results: dict[str, Any]) -> dict[str, Any]:
-    first = ["status", "sparsecheck_version", "created", "model", "data", "features", "dense",
+    first = ["status", "schema_version", "sparsecheck_version", "created", "model", "data", "features", "dense",
              "accuracy_by_attribute", "sparse_layer", "feature_attributes", "spurious_findings",
              "slices", "assertions", "mlflow"]
     return {**{k: results[k] for k in first if k in results},

@@ -1,4 +1,12 @@
-"""What a run found, and the one rule that turns it into a verdict.
+"""What a run found (:class:`RunResults`, the typed contract of ``results.json``), and the one
+rule that turns it into a verdict.
+
+``RunResults`` is what the stages fill and every view reads: ``results.json``, the report,
+JUnit, MLflow params/metrics/tags, ``compare`` and ``monitor``. Its JSON Schema ships with the
+package (``sparsecheck/schema/results.schema.json``, regenerated from these models by
+``python -m sparsecheck.results``); ``schema_version`` says which contract a file follows, and
+:meth:`RunResults.from_json` reads this version and the previous, unversioned one, or refuses a
+file with a message that says why.
 
 The gate rule lives here and nowhere else: a run fails when an assertion at or above the chosen
 severity (``error`` by default) has status ``fail`` or ``error`` — an assertion that raised counts
@@ -13,13 +21,27 @@ Examples
 ('pass', 'fail')
 >>> [a["name"] for a in failing_assertions(checks, fail_on="warning")]
 ['recall']
+>>> r = RunResults.from_dict({"status": "pass", "assertions": checks})
+>>> r.status, r.schema_version, r.gate("warning"), r.assertions[1].severity
+('pass', '1.0', 'fail', 'warning')
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "is_failing", "failing_assertions", "gate_status"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "is_failing",
+           "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
+           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord"]
+
+#: the contract's version: the major number changes when a reader of the old one would misread
+SCHEMA_VERSION = "1.0"
+#: the JSON Schema of results.json, shipped with the package
+SCHEMA_PATH = Path(__file__).with_name("schema") / "results.schema.json"
 
 #: assertion severities, lowest first
 SEVERITY_RANK = {"warning": 0, "error": 1}
@@ -52,3 +74,195 @@ def failing_assertions(assertions: Iterable[Any] | None, fail_on: FailOn = "erro
 def gate_status(assertions: Iterable[Any] | None, fail_on: FailOn = "error") -> str:
     """``"fail"`` when any assertion fails the gate, else ``"pass"``."""
     return "fail" if failing_assertions(assertions, fail_on) else "pass"
+
+
+# --------------------------------------------------------------------------- the typed contract
+class _Record(BaseModel):
+    """A results.json record: the contract's fields are typed; more fields are allowed (kept)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class AssertionRecord(_Record):
+    """One assertion's outcome."""
+
+    name: str
+    status: Literal["pass", "fail", "error"]
+    severity: Literal["error", "warning"] = "error"
+    observed: Any = None
+    threshold: Any = None
+    message: str | None = None
+
+
+class FeatureWeight(_Record):
+    feature: int
+    weight: float | None
+
+
+class PathPoint(_Record):
+    lambda_: float | None = Field(alias="lambda")
+    nnz: int
+    val_accuracy: float | None = None
+
+
+class SparseLayerSummary(_Record):
+    """Dense vs sparse accuracy, the features each class uses, and the regularisation path."""
+
+    dense_accuracy: float | None = None
+    sparse_accuracy: float | None = None
+    features_per_class: dict[str, list[FeatureWeight]] = Field(default_factory=dict)
+    path: list[PathPoint] = Field(default_factory=list)
+
+
+class FeatureAttributeRecord(_Record):
+    """How one used feature associates with one metadata value."""
+
+    feature: int
+    attribute: str
+    value: Any = None
+    effect: float | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+
+
+class SpuriousFindingRecord(_Record):
+    """A class relying on a feature that fires on an attribute it must not rely on."""
+
+    class_: str = Field(alias="class")
+    feature: int
+    attribute: str
+    value: Any = None
+    score: float | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    sentence: str = ""
+
+
+class SliceRecord(_Record):
+    """A slice of the test data (attribute = value predicates) and how the model fails on it."""
+
+    predicates: dict[str, Any]
+    size: int
+    error_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+
+
+class MlflowRecord(_Record):
+    """Where the run is logged."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+
+
+class SkippedRecord(_Record):
+    """An optional step that could not run here, and why."""
+
+    what: str
+    reason: str
+
+
+class RunResults(BaseModel):
+    """The typed contract of ``results.json``.
+
+    The sections named in the product contract are typed; every other section a run writes
+    (``model``, ``data``, ``features``, ``feature_cards``, ``timings``, ...) is kept as it is.
+    ``status`` must agree with the gate rule over ``assertions`` (:func:`gate_status`).
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_version: str = SCHEMA_VERSION
+    status: Literal["pass", "fail"]
+    sparse_layer: SparseLayerSummary | None = None
+    feature_attributes: list[FeatureAttributeRecord] = Field(default_factory=list)
+    spurious_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
+    slices: list[SliceRecord] = Field(default_factory=list)
+    assertions: list[AssertionRecord] = Field(default_factory=list)
+    mlflow: MlflowRecord | None = None
+    skipped: list[SkippedRecord] = Field(default_factory=list)
+
+    # -- the verdict
+    def failing(self, fail_on: FailOn = "error") -> list[AssertionRecord]:
+        """The assertions that fail the gate at ``fail_on`` severity."""
+        return failing_assertions(self.assertions, fail_on)
+
+    def gate(self, fail_on: FailOn = "error") -> str:
+        """``"pass"`` or ``"fail"`` at ``fail_on`` severity."""
+        return gate_status(self.assertions, fail_on)
+
+    # -- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict that results.json holds (aliases such as ``class`` and ``lambda``)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "results") -> "RunResults":
+        """Read a results mapping of this contract or of the previous, unversioned one.
+
+        Raises
+        ------
+        DataError
+            naming ``source`` and what does not fit: a newer major version, a missing or
+            malformed contract section, or a status that disagrees with the assertions.
+        """
+        from sparsecheck.errors import DataError
+
+        if not isinstance(data, Mapping):
+            raise DataError(f"{source}: results must be a JSON object, got {type(data).__name__}")
+        version = str(data.get("schema_version") or "0")
+        major = version.split(".")[0]
+        if major not in ("0", SCHEMA_VERSION.split(".")[0]):
+            raise DataError(f"{source}: results.json schema_version {version} was written by a newer "
+                            f"sparsecheck (this one reads {SCHEMA_VERSION} and older); upgrade sparsecheck")
+        try:
+            results = cls.model_validate(dict(data))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            older = " (a results.json from before schema_version 1.0)" if major == "0" else ""
+            raise DataError(f"{source}{older}: {where}: {err['msg']}; re-run the check with this "
+                            f"sparsecheck to compare against it") from None
+        if results.status != results.gate():
+            raise DataError(f"{source}: status {results.status!r} disagrees with its assertions "
+                            f"({len(results.failing())} fail the gate); the file was edited or is corrupt")
+        return results
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "RunResults":
+        """Read a ``results.json`` file (see :meth:`from_dict`)."""
+        from sparsecheck.errors import DataError
+
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read results: {exc}", path=path) from exc
+        return cls.from_dict(data, source=str(path))
+
+    def to_json(self, path: str | Path) -> None:
+        """Write results.json atomically (see :func:`sparsecheck._runtime.write_json_atomic`)."""
+        from sparsecheck._runtime import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of results.json (what ``sparsecheck/schema/results.schema.json`` holds)."""
+        schema = cls.model_json_schema(by_alias=True, mode="serialization")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://sparsecheck/results-{SCHEMA_VERSION}.schema.json"
+        schema["title"] = "sparsecheck results.json"
+        return schema
+
+
+def _write_schema() -> None:  # pragma: no cover - run by hand when the models change
+    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SCHEMA_PATH.write_text(json.dumps(RunResults.json_schema(), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _write_schema()

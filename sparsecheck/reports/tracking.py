@@ -766,11 +766,20 @@ def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, 
     Raises
     ------
     TrackingError
-        MLflow is unreachable, the run does not exist or holds no (valid) ``results.json``.
+        MLflow is unreachable, the run does not exist or holds no ``results.json`` that
+        :meth:`sparsecheck.results.RunResults.from_dict` accepts.
     """
     with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
         local = download_run_artifact(run_id, "results.json", tracking_uri, dst_dir=tmp)
         try:
-            return json.loads(local.read_text(encoding="utf-8"))
+            data = json.loads(local.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise TrackingError(f"results.json of MLflow run {run_id} is not valid JSON: {exc}") from exc
+    from sparsecheck.errors import DataError
+    from sparsecheck.results import RunResults
+
+    try:  # this contract or the previous one; anything else is refused with the reason
+        RunResults.from_dict(data, source=f"results.json of MLflow run {run_id}")
+    except DataError as exc:
+        raise TrackingError(str(exc), user_input=True) from exc
+    return data

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsecheck._runtime import _jsonable
+from sparsecheck._runtime import jsonable
 from sparsecheck.assertions import (
     Assertion,
     AssertionResult,
@@ -82,7 +82,7 @@ def test_statuses_and_exit_codes_agree_with_the_pipeline(table):
 def test_results_serialise_to_json_with_the_contract_keys(table):
     suite = run_assertions([Assertion.accuracy(by=["group"], max_drop=0.05, name="slices"),
                             Assertion.custom(boom, name="crash")], table)
-    records = json.loads(json.dumps(_jsonable(suite.to_dicts()), allow_nan=False))
+    records = json.loads(json.dumps(jsonable(suite.to_dicts()), allow_nan=False))
     for rec in records:
         assert {"name", "status", "severity", "observed", "threshold", "message", "family",
                 "failing_examples", "n_failing"} <= set(rec)

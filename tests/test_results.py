@@ -1,0 +1,98 @@
+"""The typed results contract: the shipped JSON Schema, reading old and new files, one gate rule."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from sparsecheck.errors import DataError
+from sparsecheck.results import SCHEMA_PATH, SCHEMA_VERSION, RunResults, gate_status
+from tests.conftest import require
+
+try:
+    import jsonschema
+except ImportError:  # pragma: no cover - a test extra
+    jsonschema = None
+
+RUN = {
+    "status": "fail", "schema_version": SCHEMA_VERSION, "sparsecheck_version": "0.1.0",
+    "model": {"source": "m.pt2", "kind": "export", "feature_layer": "fc:input"},
+    "sparse_layer": {"dense_accuracy": 0.8, "sparse_accuracy": 0.76,
+                     "features_per_class": {"seven": [{"feature": 44, "weight": 0.79}]},
+                     "path": [{"lambda": 0.5, "nnz": 0, "val_accuracy": 0.1},
+                              {"lambda": 0.05, "nnz": 12, "val_accuracy": 0.75}]},
+    "feature_attributes": [{"feature": 44, "attribute": "corner_mark", "value": "yes", "effect": 1.0,
+                            "p_value": 1e-200, "q_value": 1e-199, "kind": "categorical"}],
+    "spurious_findings": [{"class": "seven", "feature": 44, "attribute": "corner_mark", "value": "yes",
+                           "score": 0.9, "evidence": {"auc": 1.0}, "sentence": "class 'seven' relies on ..."}],
+    "slices": [{"predicates": {"background": "light"}, "size": 150, "error_rate": 0.88, "ci_low": 0.82,
+                "ci_high": 0.92, "p_value": 1e-180, "q_value": 1e-178}],
+    "assertions": [{"name": "no-spurious-reliance", "status": "fail", "severity": "error", "observed": 1,
+                    "threshold": 0, "message": "1 finding"},
+                   {"name": "seven-recall", "status": "pass", "severity": "warning"}],
+    "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment_id": "1", "run_id": "abc"},
+    "timings": {"load": 0.1},
+}
+
+
+def test_the_shipped_schema_is_the_models_schema():
+    shipped = json.loads(SCHEMA_PATH.read_text())
+    assert shipped == RunResults.json_schema(), "regenerate it: python -m sparsecheck.results"
+    assert set(shipped["required"]) == {"status"} and "spurious_findings" in shipped["properties"]
+
+
+def test_a_run_round_trips_and_validates_against_the_shipped_schema(tmp_path):
+    results = RunResults.from_dict(RUN)
+    assert results.spurious_findings[0].class_ == "seven" and results.sparse_layer.path[1].lambda_ == 0.05
+    assert results.gate() == "fail" and [a.name for a in results.failing()] == ["no-spurious-reliance"]
+    assert results.to_dict()["timings"] == {"load": 0.1}  # sections outside the contract are kept
+    results.to_json(tmp_path / "results.json")
+    again = RunResults.from_json(tmp_path / "results.json")
+    assert again.to_dict() == results.to_dict()
+    require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text()), json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_the_previous_unversioned_format_loads_and_bad_files_are_refused_with_the_reason(tmp_path):
+    old = copy.deepcopy(RUN)
+    del old["schema_version"]
+    assert RunResults.from_dict(old).schema_version == SCHEMA_VERSION
+    broken = copy.deepcopy(old)
+    del broken["slices"][0]["size"]
+    with pytest.raises(DataError, match=r"before schema_version 1.0\): slices.0.size: Field required"):
+        RunResults.from_dict(broken, source="results.json of run abc")
+    newer = dict(RUN, schema_version="2.0")
+    with pytest.raises(DataError, match="schema_version 2.0 was written by a newer sparsecheck"):
+        RunResults.from_dict(newer)
+    lying = dict(RUN, status="pass")  # the gate rule says fail
+    with pytest.raises(DataError, match="status 'pass' disagrees with its assertions"):
+        RunResults.from_dict(lying)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DataError, match="cannot read results"):
+        RunResults.from_json(tmp_path / "bad.json")
+
+
+def test_one_gate_rule_for_records_and_typed_results():
+    warn = [{"name": "w", "status": "fail", "severity": "warning"}]
+    crash = [{"name": "c", "status": "error"}]  # no severity: error
+    assert gate_status(warn) == "pass" and gate_status(warn, "warning") == "fail"
+    assert gate_status(crash) == "fail"
+    assert RunResults.from_dict({"status": "pass", "assertions": warn}).gate("warning") == "fail"
+
+
+def test_a_pipeline_run_writes_a_results_json_of_the_contract(tmp_path):
+    from sparsecheck.config import parse_config
+    from sparsecheck.pipeline import run_pipeline
+    from tests.helpers import write_project
+
+    raw = write_project(tmp_path)
+    raw["analysis"] = {"explain": False}
+    ctx = run_pipeline(parse_config(raw, base_dir=tmp_path), tmp_path / "out", device="cpu")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and list(data)[:2] == ["status", "schema_version"]
+    assert RunResults.from_json(tmp_path / "out" / "results.json").status == ctx.results["status"]
+    require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
