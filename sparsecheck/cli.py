@@ -214,7 +214,7 @@ def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
 
 @_command()
 def run(
-    config: Path = typer.Argument(..., help="The run's YAML config."),
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config."),
     out: Path = typer.Option(Path("sparsecheck-out"), "--out", help="Output directory."),
     tracking_uri: Optional[str] = TrackingOpt,
     device: Device = DeviceOpt,
@@ -236,8 +236,8 @@ def run(
 
 @_command()
 def compare(
-    run_a: str = typer.Argument(..., help="Baseline MLflow run id."),
-    run_b: str = typer.Argument(..., help="MLflow run id compared against the baseline."),
+    run_a: str = typer.Argument(..., metavar="RUN_A", help="Baseline MLflow run id."),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help="MLflow run id compared against the baseline."),
     tracking_uri: Optional[str] = TrackingOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Also write compare.html and compare.json here."),
     min_correlation: float = typer.Option(0.5, "--min-correlation", min=0.01, max=1.0,
@@ -260,7 +260,7 @@ def compare(
 
 @_command()
 def monitor(
-    config: Path = typer.Argument(..., help="The run's YAML config (model, data settings, assertions)."),
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config (model, data settings, assertions)."),
     batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference MLflow run id (default: "
                                             "the latest finished run of the config's experiment)."),
