@@ -20,8 +20,10 @@ The properties (all on pixel values scaled to [0, 1]; luminance ``Y = 0.299 R + 
 
 =====================  =========================================================================
 ``brightness``         mean luminance
-``inversion``          border-ring luminance minus centre luminance (> 0: light background, the
-                       digit/object darker than its surround; ``auto:inverted`` is ``yes`` then)
+``background_lum``     median luminance of an outer ring 1/8 of the shorter side wide (the
+                       backdrop's luminance; a thin frame or a corner mark does not move a median)
+``inversion``          ``background_lum`` minus the centre's mean luminance (> 0: a light
+                       background, the object darker than its surround: ``auto:inverted=yes``)
 ``contrast``           standard deviation of luminance
 ``hue``                dominant hue in degrees: circular mean of the pixel hues weighted by chroma
                        (``max - min`` of RGB, i.e. saturation × value: near-black pixels have a
@@ -145,7 +147,7 @@ def _regions(h: int, w: int) -> dict[str, Any]:
     return {"corner_tl": (slice(0, ch), slice(0, cw)), "corner_tr": (slice(0, ch), slice(w - cw, w)),
             "corner_bl": (slice(h - ch, h), slice(0, cw)), "corner_br": (slice(h - ch, h), slice(w - cw, w)),
             "centre": (slice(h // 4, h - h // 4), slice(w // 4, w - w // 4)),
-            "_border_width": max(1, round(min(h, w) / 16))}
+            "_border_width": max(1, round(min(h, w) / 16)), "_background_width": max(1, round(min(h, w) / 8))}
 
 
 def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = None) -> pd.DataFrame:
@@ -189,7 +191,7 @@ def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = Non
 
 
 def _empty_keys() -> list[str]:
-    keys = ["brightness", "inversion", "contrast", "hue", "hue_strength", "saturation", "colourfulness",
+    keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation", "colourfulness",
             "sharpness"]
     for r in REGIONS:
         keys += [f"{r}_lum", f"{r}_r", f"{r}_g", f"{r}_b"]
@@ -224,7 +226,12 @@ def _chunk_properties(x8: np.ndarray, masks: dict[str, Any]) -> dict[str, np.nda
         region_lum[name] = mean_rgb @ luma
         out[f"{name}_lum"] = region_lum[name]
         out[f"{name}_r"], out[f"{name}_g"], out[f"{name}_b"] = mean_rgb.T
-    out["inversion"] = region_lum["border"] - region_lum["centre"]
+    # the background: the median of a wider ring, so a thin frame or a corner mark does not move it
+    k = masks["_background_width"]
+    ring = np.concatenate([lum[:, :k].reshape(n, -1), lum[:, h - k:].reshape(n, -1),
+                           lum[:, k:h - k, :k].reshape(n, -1), lum[:, k:h - k, w - k:].reshape(n, -1)], axis=1)
+    out["background_lum"] = np.median(ring, axis=1).astype(np.float64)
+    out["inversion"] = out["background_lum"] - region_lum["centre"]
     out["contrast"] = flat.std(1).astype(np.float64)
     # the chroma-weighted circular mean of hue: each pixel's opponent vector (r - (g + b)/2,
     # √3/2 (g - b)) has (nearly) the HSV chroma as length and the HSV hue as angle, and it is
