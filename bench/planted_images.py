@@ -157,7 +157,8 @@ def main() -> int:
               + ", ".join(f"{k} {v:.0%}" for k, v in base.items()))
         for cl in r["clusters"]:
             feats = ", ".join(f"f{x['feature']} {x['z']:+.1f}" for x in cl["features"])
-            print(f"    {cl['error_rate']:.0%} errors [{cl['ci_low']:.0%}, {cl['ci_high']:.0%}] of {cl['size']} held out "
+            print(f"    {cl['error_rate']:.0%} errors [{cl['ci_low']:.0%}, {cl['ci_high']:.0%}] "
+                  f"of {cl['size']} held out "
                   f"(q {cl['q_value']:.1e}; {feats}); members: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in cl["shares"].items()))
         sys.stdout.flush()

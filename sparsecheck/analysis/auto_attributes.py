@@ -191,7 +191,8 @@ def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = Non
 
 
 def _empty_keys() -> list[str]:
-    keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation", "colourfulness",
+    keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation",
+            "colourfulness",
             "sharpness"]
     for r in REGIONS:
         keys += [f"{r}_lum", f"{r}_r", f"{r}_g", f"{r}_b"]
@@ -400,12 +401,14 @@ class AutoAttributes:
         out: dict[str, np.ndarray] = {}
         for name in ["brightness"]:
             out[AUTO_PREFIX + name] = _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))
-        out[AUTO_PREFIX + "inverted"] = np.where(props["inversion"].to_numpy(np.float64) > 0, "yes", "no").astype(object)
+        inverted = props["inversion"].to_numpy(np.float64) > 0
+        out[AUTO_PREFIX + "inverted"] = np.where(inverted, "yes", "no").astype(object)
         for name in ["contrast", "saturation", "colourfulness"]:
             out[AUTO_PREFIX + name] = _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))
         out[AUTO_PREFIX + "hue"] = hue_family(props["hue"].to_numpy(np.float64),
                                               props["hue_strength"].to_numpy(np.float64), self.grey_below)
-        out[AUTO_PREFIX + "sharpness"] = _Levels(self.levels_["sharpness"]).apply(props["sharpness"].to_numpy(np.float64))
+        sharpness = props["sharpness"].to_numpy(np.float64)
+        out[AUTO_PREFIX + "sharpness"] = _Levels(self.levels_["sharpness"]).apply(sharpness)
         for r in REGIONS:
             out[AUTO_PREFIX + r] = _Levels(self.levels_[f"{r}_lum"]).apply(props[f"{r}_lum"].to_numpy(np.float64))
             rgb = props[[f"{r}_r", f"{r}_g", f"{r}_b"]].to_numpy(np.float64)

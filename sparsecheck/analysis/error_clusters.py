@@ -47,8 +47,8 @@ Examples
 >>> correct[:200] = rng.random(200) > 0.7               # ... where the model errs 70% of the time
 >>> clusters = find_error_clusters(X, correct, seed=0)
 >>> top = clusters[0]
->>> top.features[0]["feature"], bool(top.error_rate > 0.5), bool(top.q_value < 1e-6)
-(3, True, True)
+>>> top.features[0]["feature"], bool(top.error_rate > 0.5), bool(top.q_value < 0.05), len(clusters)
+(3, True, True, 1)
 """
 
 from __future__ import annotations

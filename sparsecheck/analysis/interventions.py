@@ -54,7 +54,8 @@ A toy model that says class 1 whenever the top-left corner is bright:
 >>> result.flip_rate, result.baseline_rate, result.confirmed
 (1.0, 0.0, True)
 >>> print(result.describe())
-putting patch(top-left, 0.2, (255, 255, 255)) on 300 images of other classes turns 100% (99–100%) into 'one' (0.0% without); taking it off 100 'one' images lowers recall from 100% to 0.0% (p < 0.001): confirmed
+putting patch(top-left, 0.2, (255, 255, 255)) on 300 images of other classes turns 100% (99–100%) into
+'one' (0.0% without); taking it off 100 'one' images lowers recall from 100% to 0.0% (p < 0.001): confirmed
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ class Tint(Cue):
     --------
     >>> x = np.full((1, 2, 2, 3), 100, np.uint8)
     >>> t = Tint(colour=(200, 0, 0), strength=0.5)
-    >>> t.apply(x)[0, 0, 0].tolist(), Tint(colour=(200, 0, 0), strength=0.5, undo=True).apply(t.apply(x))[0, 0, 0].tolist()
+    >>> undo = Tint(colour=(200, 0, 0), strength=0.5, undo=True)
+    >>> t.apply(x)[0, 0, 0].tolist(), undo.apply(t.apply(x))[0, 0, 0].tolist()
     ([150, 50, 50], [100, 100, 100])
     """
 
@@ -397,7 +399,8 @@ def parse_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
     >>> parse_cue({"type": "sparkle"}, key="x.put")
     Traceback (most recent call last):
     ...
-    sparsecheck.errors.ConfigError: x.put.type: unknown cue type 'sparkle'; one of ['background', 'blur', 'border', 'callable', 'invert', 'patch', 'tint']
+    sparsecheck.errors.ConfigError: x.put.type: unknown cue type 'sparkle'; one of ['background', 'blur',
+    'border', 'callable', 'invert', 'patch', 'tint']
     """
     if isinstance(spec, Cue):
         return spec
@@ -548,7 +551,8 @@ class InterventionResult:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
     def describe(self) -> str:
-        """One sentence, e.g. "putting tint(...) on 1,800 images of other classes turns 41% (39–43%) into 'seven' (0.4% without)"."""
+        """One sentence: "putting tint(...) on 1,800 images of other classes turns 41% (39–43%) into 'seven' (0.4%
+        without); taking it off ... lowers recall from ... to ...: confirmed"."""
         parts = []
         if self.n_put:
             parts.append(f"putting {self.cue} on {self.n_put:,} images of other classes turns {_pct(self.flip_rate)} "

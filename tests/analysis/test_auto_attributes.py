@@ -143,3 +143,13 @@ def test_errors():
         image_properties(np.zeros((2, 4, 4, 3), np.float32))
     with pytest.raises(DataError, match="no image batches"):
         stream_properties(iter([]))
+
+
+def test_public_names_resolve():
+    import importlib
+
+    for mod in ("sparsecheck.analysis.auto_attributes", "sparsecheck.analysis.interventions",
+                "sparsecheck.analysis.error_clusters"):
+        module = importlib.import_module(mod)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{mod}.{name}"

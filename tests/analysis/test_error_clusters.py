@@ -40,7 +40,7 @@ def test_finds_and_describes_the_planted_cluster():
     assert len(found) == 1 and len(top.parts) > 1          # the fragments are merged into one failure mode
     unmerged = find_error_clusters(X, correct, seed=0, merge_similarity=None)
     assert len(unmerged) == len(top.parts) and all(len(c.parts) == 1 for c in unmerged)
-    assert top.error_rate > 0.45 and top.ci_low > top.rest_error_rate and top.q_value < 1e-6
+    assert top.error_rate > 0.45 and top.ci_low > top.rest_error_rate and top.q_value <= 0.05 and top.p_value < 1e-20
     assert {f["feature"] for f in top.features[:2]} == {105, 102}
     assert next(f for f in top.features if f["feature"] == 105)["z"] > 1.5
     assert next(f for f in top.features if f["feature"] == 102)["z"] < -1.5
