@@ -103,6 +103,11 @@ def run_seed(seed: int, epochs: int, fdr: float = 0.05) -> dict[str, Any]:
             "feature": None if best is None else int(best.feature),
             "top_auto": [f"{t.attribute}={t.value} (f{t.feature}, AUC {t.effect:.2f})" for t in top.itertuples()],
             "intervention": r.to_dict(), "sentence": r.describe()}
+    # harmless automatic attributes: the pre-resize size is drawn at random and never seen by the model
+    strong = table[(table.q_value < fdr) & (table.attribute_q < fdr) & (table.strength >= 0.2)]
+    out["harmless_auto"] = {a: int((strong.attribute == a).sum())
+                            for a in ("auto:height", "auto:width", "auto:aspect")}
+    out["frame_auto"] = int(strong.attribute.isin(["auto:border"]).sum())
     frame_put, _ = parse_intervention(task.truth["harmless"]["frame"]["intervention"])
     has_frame = (meta.frame == "yes").to_numpy()
     frames = [measure_intervention(predict_proba, test.x, test.y, c, frame_put, None, has_cue=has_frame, seed=seed)
@@ -152,6 +157,8 @@ def main() -> int:
         f = r["frame"]
         print(f"  frame (harmless), 10 classes: confirmed for {f['confirmed_classes'] or 'none'}; largest flip - "
               f"baseline {100 * f['max_flip_minus_baseline']:.1f} points; smallest p {f['min_put_p']:.2g}")
+        print(f"  harmless size attributes with a strong association (q < 0.05, AUC off 0.5 by >= 0.1): "
+              f"{r['harmless_auto']}; auto:border (the frame's pixels) associations: {r['frame_auto']}")
         base = r["base_shares"]
         print(f"  error clusters: {len(r['clusters'])} shown; base shares "
               + ", ".join(f"{k} {v:.0%}" for k, v in base.items()))
@@ -167,6 +174,8 @@ def main() -> int:
         found = sum(r["cues"][name]["found"] for r in runs)
         conf = sum(r["cues"][name]["intervention"]["confirmed"] for r in runs)
         print(f"{name}: found without metadata in {found}/{n} seeds; confirmed by intervention in {conf}/{n}")
+    print(f"size/aspect (harmless) strong associations per run: "
+          f"{sum(sum(r['harmless_auto'].values()) for r in runs) / n:.2f}")
     print(f"frame (harmless): confirmed in {sum(bool(r['frame']['confirmed_classes']) for r in runs)}/{n} seeds "
           f"(any of 10 classes)")
     if args.json is not None:

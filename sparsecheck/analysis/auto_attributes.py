@@ -53,10 +53,12 @@ inverted — gets a level of its own instead of being spread over tertiles; a le
 quantile levels (tertiles). Colour families use fixed hue ranges, not fitted ones, so a colour worn
 by 1% of the images still gets its own value.
 
-Cost (``bench/auto_attributes.py``, one core of the shared 2-core machine, batches of 256):
-about 30 ms per 1,000 images of 32×32 and 2.2 s per 1,000 of 224×224 (the latter is on the order
-of a forward pass of a small CNN; images are processed in chunks of 64 whatever the batch, so
-memory stays at a few float32 copies of 64 images).
+Cost (``python bench/auto_attributes.py``; the shared 2-core machine under a load of 3–5, one
+thread, batches of 256): about 85 ms per 1,000 images of 32×32 and 2.3 s per 1,000 of 224×224 for
+the properties, plus 15–50 ms per 1,000 for fitting and applying the levels — small next to a
+forward pass of a CNN on the same images (a ResNet-18 on CPU takes tens of ms per 224×224 image).
+Images are processed in chunks of 64 whatever the batch size, so memory stays at a few float32
+copies of 64 images.
 
 Examples
 --------

@@ -62,8 +62,8 @@ def test_pure_noise_reports_nothing():
     reported = 0
     for seed in range(10):
         rng = np.random.default_rng(100 + seed)
-        X = rng.normal(size=(1500, 10))
-        correct = rng.random(1500) > 0.15
+        X = rng.normal(size=(1000, 10))
+        correct = rng.random(1000) > 0.15
         reported += len(find_error_clusters(X, correct, seed=seed))
     assert reported <= 1
 
