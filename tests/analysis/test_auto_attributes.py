@@ -1,0 +1,155 @@
+"""Automatic image attributes on synthetic images whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsecheck.analysis.auto_attributes import (AUTO_PREFIX, AutoAttributes, hue_family, image_properties,
+                                                  is_auto, stream_properties)
+from sparsecheck.analysis.interventions import Blur, Invert, Patch, Tint
+from sparsecheck.errors import DataError, ParameterError
+
+
+def digits_like(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    """Bright blobby strokes on a dark, noisy background, greyish (a slight random colour cast)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        r0, c0 = rng.integers(8, size - 14, size=2)
+        x[i, r0:r0 + 10, c0:c0 + 3] = rng.uniform(150, 255)
+        x[i, r0:r0 + 3, c0:c0 + 8] = rng.uniform(150, 255)
+    x = x + rng.normal(0, 15, x.shape)
+    rgb = x[..., None] * rng.uniform(0.9, 1.0, size=(n, 1, 1, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """600 images: 100 red-tinted, 100 with a bright top-left corner, 100 inverted, 100 blurred."""
+    x = digits_like(600)
+    groups = {"red": slice(0, 100), "corner": slice(100, 200), "inverted": slice(200, 300),
+              "blurred": slice(300, 400)}
+    x[groups["red"]] = Tint(colour=(220, 20, 20), strength=0.5).apply(x[groups["red"]])
+    x[groups["corner"]] = Patch(region="top-left", size=0.2, colour=(255, 255, 255)).apply(x[groups["corner"]])
+    x[groups["inverted"]] = Invert().apply(x[groups["inverted"]])
+    x[groups["blurred"]] = Blur(radius=1.5).apply(x[groups["blurred"]])
+    props = image_properties(x)
+    auto = AutoAttributes().fit(props)
+    return x, groups, props, auto, auto.transform(props)
+
+
+def share(table: pd.DataFrame, rows: slice | np.ndarray, column: str, value: str) -> float:
+    return float((table[column].iloc[rows] == value).mean())
+
+
+def test_red_tint_is_hue_red_and_only_there(planted):
+    _, g, _, _, t = planted
+    assert share(t, g["red"], "auto:hue", "red") == 1.0
+    assert share(t, slice(100, 600), "auto:hue", "red") == 0.0
+    assert share(t, g["red"], "auto:colourfulness", "high") == 1.0
+
+
+def test_bright_corner_is_corner_tl_high(planted):
+    _, g, _, _, t = planted
+    assert share(t, g["corner"], "auto:corner_tl", "high") == 1.0
+    others = np.r_[0:100, 300:600]                      # not inverted (a light background lights corners)
+    assert share(t, others, "auto:corner_tl", "high") == 0.0
+    assert share(t, g["corner"], "auto:corner_br", "high") == 0.0
+
+
+def test_inverted_digits_are_inverted_yes(planted):
+    _, g, _, _, t = planted
+    assert share(t, g["inverted"], "auto:inverted", "yes") == 1.0
+    assert share(t, np.r_[0:200, 300:600], "auto:inverted", "yes") == 0.0
+    assert share(t, g["inverted"], "auto:brightness", "high") == 1.0
+
+
+def test_blur_lowers_sharpness(planted):
+    _, g, props, _, t = planted
+    assert props["sharpness"].iloc[g["blurred"]].max() < props["sharpness"].iloc[400:600].min()
+    assert share(t, g["blurred"], "auto:sharpness", "low") == 1.0
+    assert share(t, slice(400, 600), "auto:sharpness", "low") == 0.0
+
+
+def test_sizes_and_aspect():
+    x = digits_like(90)
+    sizes = np.array([[100, 100]] * 30 + [[100, 200]] * 30 + [[400, 200]] * 30)   # (height, width)
+    props = image_properties(x, sizes)
+    assert props["aspect"].tolist() == [1.0] * 30 + [2.0] * 30 + [0.5] * 30
+    t = AutoAttributes().fit_transform(props)
+    assert t["auto:aspect"].tolist() == ["mid"] * 30 + ["high"] * 30 + ["low"] * 30
+    assert t["auto:height"].tolist() == ["low"] * 60 + ["high"] * 30
+    with pytest.raises(DataError, match="original_sizes"):
+        image_properties(x, sizes[:10])
+
+
+def test_columns_are_prefixed_and_constant_ones_dropped(planted):
+    _, _, _, auto, t = planted
+    assert list(t.columns) == auto.columns_
+    assert all(c.startswith(AUTO_PREFIX) and is_auto(c) for c in t.columns)
+    # no original sizes: height, width and aspect are the array's, the same for all → dropped
+    assert {"auto:height", "auto:width", "auto:aspect"} <= set(auto.dropped_)
+    assert all(t[c].nunique() > 1 for c in t.columns)
+    assert set(auto.to_dict()["columns"]) == set(t.columns)
+
+
+def test_streaming_equals_all_at_once(planted):
+    x, _, props, auto, t = planted
+    sizes = np.tile([32, 32], (len(x), 1))
+    streamed = stream_properties((x[i:i + 37], sizes[i:i + 37]) for i in range(0, len(x), 37))
+    pd.testing.assert_frame_equal(streamed, props, rtol=1e-9, atol=1e-12)
+    t2 = AutoAttributes().fit((x[i:i + 50] for i in range(0, len(x), 50))).transform(
+        (x[i:i + 64] for i in range(0, len(x), 64)))
+    pd.testing.assert_frame_equal(t2, t)
+
+
+def test_grey_and_single_channel_images():
+    x = digits_like(40)[..., 0]                           # (n, H, W)
+    props = image_properties(x)
+    assert props["hue_strength"].max() == 0.0 and props["hue"].isna().all()
+    np.testing.assert_allclose(props["brightness"], image_properties(x[..., None])["brightness"])
+
+
+def test_quantile_binning_gives_equal_shares():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(300, 8, 8, 3), dtype=np.uint8)
+    t = AutoAttributes(binning="quantile").fit_transform(image_properties(x))
+    counts = t["auto:brightness"].value_counts()
+    assert set(counts.index) == {"low", "mid", "high"} and counts.min() >= 99
+
+
+def test_a_mode_gets_its_own_level_with_natural_breaks():
+    """15% of images much brighter: natural breaks isolate them; tertiles would mix them in."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 40, size=(400, 8, 8, 3), dtype=np.uint8)
+    x[:60] += 200
+    t = AutoAttributes().fit_transform(image_properties(x))
+    assert (t["auto:brightness"].iloc[:60] == "high").all() and (t["auto:brightness"].iloc[60:] != "high").all()
+
+
+def test_hue_families():
+    assert hue_family(np.array([0.0, 30, 60, 120, 180, 230, 275, 320, np.nan]), np.ones(9), 0.05).tolist() == \
+        ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta", "grey"]
+
+
+def test_errors():
+    with pytest.raises(ParameterError, match="levels"):
+        AutoAttributes(levels=9).fit(image_properties(digits_like(5)))
+    with pytest.raises(ParameterError, match="not fitted"):
+        AutoAttributes().transform(image_properties(digits_like(5)))
+    with pytest.raises(DataError, match="uint8"):
+        image_properties(np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(DataError, match="no image batches"):
+        stream_properties(iter([]))
+
+
+def test_public_names_resolve():
+    import importlib
+
+    for mod in ("sparsecheck.analysis.auto_attributes", "sparsecheck.analysis.interventions",
+                "sparsecheck.analysis.error_clusters"):
+        module = importlib.import_module(mod)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{mod}.{name}"
