@@ -528,4 +528,3 @@ def load_dataset(source: str | Path | ImageDataset | tuple, *, name: str | None 
         raise DataError("file not found", path=path)
     raise DataError("unsupported dataset format (expected .npz, a .csv/.parquet manifest or an ImageFolder "
                     "directory)", path=path)
-

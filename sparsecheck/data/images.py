@@ -294,4 +294,3 @@ def stack_images(images: Sequence[np.ndarray], where: Sequence[str] | None = Non
             raise DataError(f"images of different shapes in one batch: {first} vs {img.shape}{names}; set "
                             f"model.input.size, or model.input.resize with model.input.crop")
     return np.stack(images)
-

@@ -50,4 +50,3 @@ def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -
     out = table.reindex(ids)
     out.index.name = id_column
     return out.reset_index()
-

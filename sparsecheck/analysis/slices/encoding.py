@@ -77,4 +77,3 @@ def _one_hot(enc: _Encoding) -> sparse.csr_matrix:
     indptr = np.arange(0, n * d + 1, d, dtype=np.int64)
     return sparse.csr_matrix((np.ones(n * d, dtype=np.int8), indices, indptr),
                              shape=(n, enc.n_values))
-

@@ -529,4 +529,3 @@ def find_slices(
     """
     finder = SliceFinder(**params)
     return finder.fit(table, columns, errors=errors, correct_column=correct_column).slices_
-

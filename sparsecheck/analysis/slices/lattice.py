@@ -386,4 +386,3 @@ def _count_cells(code: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray
         return np.bincount(code, minlength=n_cells)[cell]
     srt = np.sort(code)
     return np.searchsorted(srt, cell, side="right") - np.searchsorted(srt, cell, side="left")
-

@@ -70,4 +70,3 @@ _CONSTRUCTORS = {"accuracy": accuracy, "recall": recall, "precision": precision,
 # pandera's pattern: built-in constructors hang off the class (Check.greater_than); Assertion.accuracy(...)
 for _name, _fn in _CONSTRUCTORS.items():
     setattr(Assertion, _name, staticmethod(_fn))
-

@@ -308,7 +308,6 @@ def _ece(data: AssertionContext, p: ECEParams) -> Outcome:
     return _evaluate_metric("ece", data, p)
 
 
-
 def accuracy(*, min: float | None = None, max_drop: float | None = None,
              by: Sequence[str | Sequence[str]] | None = None, min_support: int = 30,
              confidence: float | None = None, head: Head = "dense", name: str | None = None,
@@ -364,4 +363,3 @@ def ece(*, max: float | None = None, max_increase: float | None = None,
     return _make("ece", name, severity, description, max=max, max_increase=max_increase,
                  by=None if by is None else [list(b) if not isinstance(b, str) else b for b in by],
                  min_support=min_support, n_bins=n_bins)
-

@@ -345,4 +345,3 @@ def spurious_weight_share(*, max: float, attribute: str | Sequence[str] | None =
     """Features associated with spurious attributes carry at most ``max`` of the absolute weight."""
     return _make("spurious_weight_share", name, severity, description, max=max, attribute=attribute,
                  **{"class": class_}, fdr=fdr, min_effect=min_effect)
-

@@ -67,4 +67,3 @@ __all__ = [
     "load_run_results",
     "download_run_artifact",
 ]
-

@@ -95,4 +95,3 @@ def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, 
             return json.loads(local.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise TrackingError(f"results.json of MLflow run {run_id} is not valid JSON: {exc}") from exc
-

@@ -100,7 +100,6 @@ class LoggedRun:
                 "artifacts": list(self.artifacts), "seconds": round(self.seconds, 3)}
 
 
-
 # --------------------------------------------------------------------------- what gets logged
 
 
@@ -260,7 +259,6 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
         seen.add(resolved)
         found.append(resolved)
     return found
-
 
 
 # --------------------------------------------------------------------------- the run
@@ -424,5 +422,3 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
     info = TrackingInfo(shown, str(experiment_id), run.info.run_id, config.experiment)
     logger.debug("created MLflow run %s in experiment %s at %s", info.run_id, info.experiment_id, shown)
     return MlflowRun(client, info, kind=kind)
-
-
