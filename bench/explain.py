@@ -47,10 +47,10 @@ from sparsecheck.analysis.lime_features import FeatureActivation, LimeFeatureExp
 from sparsecheck.analysis.sanity import EdgeAttributor, model_randomisation_test
 from sparsecheck.analysis.spurious import find_spurious_features
 from sparsecheck.config import load_config
-from sparsecheck.context import RunContext
+from sparsecheck.pipeline.context import RunContext
 from sparsecheck.data import InputSpec
 from sparsecheck.models import Model
-from sparsecheck.pipeline import extract_stage, load_stage
+from sparsecheck.pipeline.stages import extract_stage, load_stage
 from sparsecheck.sparse import SparseDecisionLayer
 
 OUTSIDE_TARGET = 0.30  # share of LIME wall time outside the model's forward calls

@@ -57,8 +57,9 @@ def child(ctx_path: Path, scenario: str, workdir: Path, uri: str | None, in_run:
     """
     import logging
 
-    from sparsecheck.context import RunContext
-    from sparsecheck.pipeline import dense_stage, extract_stage, load_stage, prepare_out_dir, write_outputs
+    from sparsecheck.pipeline.context import RunContext
+    from sparsecheck.pipeline import prepare_out_dir, write_outputs
+    from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage
     from sparsecheck.reports.tracking import prefetch
 
     logging.disable(logging.INFO)

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from sparsecheck.data import ImageDataset
     from sparsecheck.demo import build_demo, make_demo_batch
     from sparsecheck.monitor import load_reference, monitor_batch
-    from sparsecheck.pipeline import dense_stage, extract_stage, load_stage, run_pipeline, sparse_stage
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage, sparse_stage
 
     temporary = args.workdir is None
     work = Path(tempfile.mkdtemp(prefix="sparsecheck-monitor-bench-")) if temporary else args.workdir

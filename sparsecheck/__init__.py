@@ -26,7 +26,7 @@ _EXPORTS = {
     "Config": "sparsecheck.config",
     "load_config": "sparsecheck.config",
     "run_pipeline": "sparsecheck.pipeline",
-    "RunContext": "sparsecheck.context",
+    "RunContext": "sparsecheck.pipeline",
     # loading
     "InputSpec": "sparsecheck.data",
     "ImageDataset": "sparsecheck.data",

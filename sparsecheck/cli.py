@@ -24,6 +24,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from sparsecheck._version import __version__
+from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import SparsecheckError
 
 EXIT_CODES_HELP = """Exit codes:
@@ -266,8 +267,8 @@ def monitor(
                                             "the latest finished run of the config's experiment)."),
     tracking_uri: Optional[str] = TrackingOpt,
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="Metadata table (CSV/Parquet) of the batch."),
-    alpha: float = typer.Option(0.01, "--alpha", min=1e-9, max=0.5, help="FDR level of the drift tests."),
-    psi_threshold: float = typer.Option(0.1, "--psi-threshold", min=0.0,
+    alpha: float = typer.Option(DRIFT_ALPHA, "--alpha", min=1e-9, max=0.5, help="FDR level of the drift tests."),
+    psi_threshold: float = typer.Option(DRIFT_PSI_THRESHOLD, "--psi-threshold", min=0.0,
                                         help="Smallest PSI for a significant shift to count as drift."),
     device: Device = DeviceOpt,
     force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it."),

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError
 
 __all__ = [
@@ -194,40 +195,41 @@ class FeaturesConfig(_Strict):
 
 
 class SparseConfig(_Strict):
-    """Hyper-parameters of the sparse decision layer (see SparseDecisionLayer)."""
+    """Hyper-parameters of the sparse decision layer (see SparseDecisionLayer); defaults in
+    :data:`sparsecheck.defaults.SPARSE`."""
 
-    alpha: float = Field(0.99, ge=0, le=1)
-    n_lambdas: int = Field(100, ge=1)
-    lambda_min_ratio: float = Field(1e-3, gt=0, lt=1)
-    tolerance: float = Field(0.05, ge=0, le=1)
-    features_per_class: int | None = Field(None, ge=1)
-    solver: Literal["auto", "fista", "glm_saga"] = "auto"
-    max_epochs: int | None = Field(None, ge=1)
-    tol: float | None = Field(None, gt=0)
-    random_state: int = 0
+    alpha: float = Field(SPARSE["alpha"], ge=0, le=1)
+    n_lambdas: int = Field(SPARSE["n_lambdas"], ge=1)
+    lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], gt=0, lt=1)
+    tolerance: float = Field(SPARSE["tolerance"], ge=0, le=1)
+    features_per_class: int | None = Field(SPARSE["features_per_class"], ge=1)
+    solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
+    max_epochs: int | None = Field(SPARSE["max_epochs"], ge=1)
+    tol: float | None = Field(SPARSE["tol"], gt=0)
+    random_state: int = SPARSE["random_state"]
 
 
 class AnalysisConfig(_Strict):
-    """Interpretation and analysis settings."""
+    """Interpretation and analysis settings; defaults in :data:`sparsecheck.defaults.ANALYSIS`."""
 
-    top_k: int = Field(8, ge=1)
-    explain: bool = True
-    explain_features: int | None = Field(12, ge=1)  # features explained with LIME, by total |weight|
-    lime_samples: int = Field(1000, ge=10)
-    lime_examples: int = Field(4, ge=1)
-    sanity_check: bool = True
-    sanity_features: int = Field(3, ge=1)
-    sanity_examples: int = Field(2, ge=1)
-    sanity_threshold: float = Field(0.5, gt=0, le=1)
-    sanity_cascade: bool = False
-    spurious_min_auc: float = Field(0.6, ge=0.5, le=1)
-    spurious_min_gap: float = Field(0.1, ge=0, le=1)
-    spurious_min_ablation: float = Field(0.05, ge=0, le=1)
-    spurious_min_group: int = Field(10, ge=1)
-    fdr: float = Field(0.05, gt=0, lt=1)
-    min_support: int = Field(20, ge=1)
-    max_predicates: int = Field(2, ge=1, le=4)
-    slices_top_k: int = Field(10, ge=1)
+    top_k: int = Field(ANALYSIS["top_k"], ge=1)
+    explain: bool = ANALYSIS["explain"]
+    explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, by total |weight|
+    lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
+    lime_examples: int = Field(ANALYSIS["lime_examples"], ge=1)
+    sanity_check: bool = ANALYSIS["sanity_check"]
+    sanity_features: int = Field(ANALYSIS["sanity_features"], ge=1)
+    sanity_examples: int = Field(ANALYSIS["sanity_examples"], ge=1)
+    sanity_threshold: float = Field(ANALYSIS["sanity_threshold"], gt=0, le=1)
+    sanity_cascade: bool = ANALYSIS["sanity_cascade"]
+    spurious_min_auc: float = Field(ANALYSIS["spurious_min_auc"], ge=0.5, le=1)
+    spurious_min_gap: float = Field(ANALYSIS["spurious_min_gap"], ge=0, le=1)
+    spurious_min_ablation: float = Field(ANALYSIS["spurious_min_ablation"], ge=0, le=1)
+    spurious_min_group: int = Field(ANALYSIS["spurious_min_group"], ge=1)
+    fdr: float = Field(ANALYSIS["fdr"], gt=0, lt=1)
+    min_support: int = Field(ANALYSIS["min_support"], ge=1)
+    max_predicates: int = Field(ANALYSIS["max_predicates"], ge=1, le=4)
+    slices_top_k: int = Field(ANALYSIS["slices_top_k"], ge=1)
 
 
 class MlflowConfig(_Strict):
@@ -241,7 +243,11 @@ class MlflowConfig(_Strict):
 
 
 class Config(_Strict):
-    """A whole run configuration. ``assertions`` stay raw here; the assertion engine parses them."""
+    """A whole run configuration.
+
+    ``assertions`` holds the YAML mappings as written (they round-trip, and MLflow logs them);
+    :func:`parse_config` parses them once, and :attr:`parsed_assertions` gives the result.
+    """
 
     model: ModelConfig
     data: DataConfig
@@ -254,6 +260,25 @@ class Config(_Strict):
 
     # filled by load_config
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # (what they were parsed from, the Assertion objects): set by parse_config
+    _parsed: tuple[str, list[Any]] | None = PrivateAttr(default=None)
+
+    @property
+    def parsed_assertions(self) -> list[Any]:
+        """``assertions`` as :class:`~sparsecheck.assertions.Assertion` objects, with the
+        ``no-spurious-reliance`` that ``data.spurious_attributes`` implies.
+
+        Parsed by :func:`parse_config` (which reports a malformed one before any work starts);
+        parsed again only when ``assertions``, ``data.spurious_attributes`` or
+        ``data.class_names`` changed since.
+        """
+        key = repr((self.assertions, self.data.spurious_attributes, self.data.class_names))
+        if self._parsed is None or self._parsed[0] != key:
+            from sparsecheck.assertions.spec import parse_assertions
+
+            self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
+                                                  class_names=self.data.class_names))
+        return self._parsed[1]
 
     def to_flat_dict(self) -> dict[str, str]:
         """``{"sparse.alpha": "0.99", ...}`` for logging as MLflow params."""
@@ -322,10 +347,7 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
         msg = err["msg"].removeprefix("Value error, ")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
-    from sparsecheck.assertions.spec import parse_assertions  # malformed assertions fail here, before any work
-
-    parse_assertions(cfg.assertions, spurious_attributes=cfg.data.spurious_attributes,
-                     class_names=cfg.data.class_names)
+    cfg.parsed_assertions  # noqa: B018 - parses them: a malformed assertion fails here, before any work
     base = Path(base_dir)
     cfg.base_dir = base
     _resolve_paths(cfg, base)

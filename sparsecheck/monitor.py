@@ -20,6 +20,10 @@
 The command exits 1 on an alert: a drifted feature, a drifted class mix, or a failing
 error-severity assertion.
 
+Why one module of ~630 lines: it is one job read top to bottom (reference, scoring, the job,
+its MLflow run), and :meth:`MonitorReport.summary` is being rewritten with the report; the drift
+statistics it calls live in :mod:`sparsecheck.analysis.drift`.
+
 Examples
 --------
 >>> from sparsecheck.monitor import monitor_batch                        # doctest: +SKIP
@@ -42,6 +46,7 @@ import pandas as pd
 
 from sparsecheck._runtime import write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
+from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
 from sparsecheck.reports.compare import RunActivations
 from sparsecheck.results import FAILING_STATUSES, failing_assertions
@@ -278,7 +283,8 @@ class MonitorReport:
 def score_batch(reference: MonitorReference, features: np.ndarray, *, batch: str = "batch",
                 batch_fingerprint: str = "", labels: np.ndarray | None = None,
                 dense_logits: np.ndarray | None = None, class_names: list[str] | None = None,
-                alpha: float = 0.01, psi_threshold: float = 0.1, bins: int = 10) -> MonitorReport:
+                alpha: float = DRIFT_ALPHA, psi_threshold: float = DRIFT_PSI_THRESHOLD,
+                bins: int = DRIFT_BINS) -> MonitorReport:
     """Drift of a batch's deep features and sparse predictions against a reference.
 
     Parameters
@@ -378,8 +384,8 @@ class MonitorRun:
 
 def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
                   reference: "str | MonitorReference | None" = None, tracking_uri: str | None = None,
-                  metadata: str | Path | None = None, force: bool = False, alpha: float = 0.01,
-                  psi_threshold: float = 0.1, bins: int = 10, device: str = "auto",
+                  metadata: str | Path | None = None, force: bool = False, alpha: float = DRIFT_ALPHA,
+                  psi_threshold: float = DRIFT_PSI_THRESHOLD, bins: int = DRIFT_BINS, device: str = "auto",
                   model: "Model | None" = None) -> MonitorRun:
     """Score one batch against a reference run and log it as one MLflow monitoring run.
 
@@ -421,7 +427,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         bad config or batch, or a model that is not the reference's.
     """
     from sparsecheck.data import ImageDataset, load_dataset
-    from sparsecheck.reports.tracking import _check_reachable
+    from sparsecheck.reports.tracking.store import _check_reachable
 
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
@@ -459,7 +465,7 @@ def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model
            metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
            device: str) -> MonitorReport:
     from sparsecheck._runtime import resolve_device
-    from sparsecheck.context import RunContext, SplitView
+    from sparsecheck.pipeline.context import RunContext, SplitView
     from sparsecheck.sparse.features import extract_features
 
     if model is None:
@@ -537,12 +543,12 @@ def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, no
     were checked by the reference run and are not repeated per batch; those lacking an input the
     batch cannot give are skipped and noted.
     """
-    from sparsecheck.assertions import AssertionContext, parse_assertions, run_assertions
+    from sparsecheck.assertions import AssertionContext, run_assertions
 
     if not config.assertions:
         return []
     class_names = extras.pop("class_names", None)
-    assertions = parse_assertions(config.assertions, class_names=class_names)  # no implied reliance check
+    assertions = [a for a in config.parsed_assertions if not a.implied]  # no implied reliance check
     data = AssertionContext(table, class_names=class_names, **extras)
     suite = run_assertions(assertions, data, needs_labels=None if labelled else False, skip_unavailable=True)
     for skipped in suite.skipped:

@@ -279,7 +279,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import numpy as np
 
     from sparsecheck.config import parse_config
-    from sparsecheck.pipeline import dense_stage, extract_stage, load_stage, run_pipeline
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage
     from sparsecheck.sparse import SparseDecisionLayer
     from tests.helpers import write_project
 

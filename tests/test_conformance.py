@@ -187,12 +187,12 @@ def test_unreadable_model_files_say_what_they_are(tmp_path, capsys):
 
 
 def test_internal_errors_exit_3_and_name_the_traceback_file(tmp_path, capsys, monkeypatch):
-    from sparsecheck import pipeline
+    from sparsecheck.pipeline import run as pipeline_run
 
     def broken(ctx):
         raise RuntimeError("something inside sparsecheck broke")
 
-    monkeypatch.setattr(pipeline, "STAGES", [pipeline.STAGES[0], broken])
+    monkeypatch.setattr(pipeline_run, "STAGES", [pipeline_run.STAGES[0], broken])
     code, _, err = run(tmp_path, fast_config(save_model("logits_object", "factory", tmp_path),
                                              write_images(tmp_path)), capsys)
     assert code == 3

@@ -258,7 +258,8 @@ def _grey_manifest(tmp_path: Path, split: str, n: int, seed: int) -> list[str]:
 
 
 def test_pipeline_uses_manifest_metadata_and_merges_data_metadata(tmp_path):
-    from sparsecheck.pipeline import extract_stage, load_stage, run_pipeline
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import extract_stage, load_stage
 
     train_ids = _grey_manifest(tmp_path, "train", 12, 0)
     test_ids = _grey_manifest(tmp_path, "test", 9, 1)
@@ -317,7 +318,8 @@ def test_skip_unreadable_drops_and_counts_bad_files(folder_with_truncated_jpeg, 
 
 
 def test_pipeline_reports_skipped_files(tmp_path):
-    from sparsecheck.pipeline import extract_stage, load_stage, run_pipeline
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import extract_stage, load_stage
 
     _grey_manifest(tmp_path, "train", 12, 0)
     _grey_manifest(tmp_path, "test", 6, 1)

@@ -19,7 +19,8 @@ from sparsecheck.demo import CLASS_NAMES, DEMO_INPUT, DemoNet, make_demo_batch, 
 from sparsecheck.errors import ConfigError, TrackingError
 from sparsecheck.monitor import (TAG_ALERT, TAG_FINGERPRINT, TAG_KIND, TAG_REFERENCE, find_reference_run,
                                  monitor_batch, monitor_experiment_name)
-from sparsecheck.pipeline import dense_stage, extract_stage, load_stage, run_pipeline, sparse_stage
+from sparsecheck.pipeline import run_pipeline
+from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage, sparse_stage
 
 EXPERIMENT = "monitor-tests"
 BATCH = 300

@@ -215,7 +215,7 @@ def accuracy_by_attribute(
     Parameters
     ----------
     table : DataFrame
-        A prediction table (see :mod:`sparsecheck.context`) with a boolean ``correct_column``.
+        A prediction table (see :mod:`sparsecheck.pipeline.context`) with a boolean ``correct_column``.
     attributes : list of str
         Columns to break down by; each distinct value (as a string) is one row.
     correct_column : str

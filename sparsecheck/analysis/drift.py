@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from sparsecheck.analysis.stats import benjamini_hochberg
+from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import DataError, ParameterError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _check_params(alpha: float, psi_threshold: float, bins: int | None = None) -
                              parameter="bins")
 
 
-def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+def quantile_edges(reference: np.ndarray, bins: int = DRIFT_BINS) -> np.ndarray:
     """Interior bin edges at the reference's quantiles ``1/bins, ..., (bins-1)/bins``.
 
     Repeated edges (a point mass, e.g. the zeros of a ReLU feature) are merged, so a constant
@@ -112,7 +113,7 @@ def _psi_from_proportions(ref: np.ndarray, batch: np.ndarray) -> float:
     return float(np.sum((batch - ref) * np.log(batch / ref)))
 
 
-def psi(reference: np.ndarray, batch: np.ndarray, bins: int = 10, *, edges: np.ndarray | None = None) -> float:
+def psi(reference: np.ndarray, batch: np.ndarray, bins: int = DRIFT_BINS, *, edges: np.ndarray | None = None) -> float:
     """Population stability index of ``batch`` against ``reference`` (1-d samples).
 
     Parameters
@@ -193,7 +194,8 @@ class FeatureDrift:
 
 
 def feature_drift(reference: np.ndarray, batch: np.ndarray, features: Sequence[int] | None = None, *,
-                  alpha: float = 0.01, psi_threshold: float = 0.1, bins: int = 10) -> FeatureDrift:
+                  alpha: float = DRIFT_ALPHA, psi_threshold: float = DRIFT_PSI_THRESHOLD,
+                  bins: int = DRIFT_BINS) -> FeatureDrift:
     """Two-sample KS and PSI of every column of ``batch`` against the same column of ``reference``.
 
     Parameters
@@ -310,8 +312,8 @@ class ClassMixDrift:
 
 
 def class_mix_drift(reference_counts: Sequence[int], batch_counts: Sequence[int], *,
-                    class_names: Sequence[str] | None = None, alpha: float = 0.01,
-                    psi_threshold: float = 0.1) -> ClassMixDrift:
+                    class_names: Sequence[str] | None = None, alpha: float = DRIFT_ALPHA,
+                    psi_threshold: float = DRIFT_PSI_THRESHOLD) -> ClassMixDrift:
     """Chi-square homogeneity test and PSI of predicted-class counts, batch vs reference.
 
     Parameters

@@ -10,7 +10,8 @@ every feature with a nonzero weight this module gathers
   total weight (:mod:`sparsecheck.analysis.lime_features`),
 * a model-randomisation sanity check of those explanations (:mod:`sparsecheck.analysis.sanity`),
 
-into a :class:`FeatureCard` with a PNG picture, and :func:`interpret_stage` wires it into a run.
+into a :class:`FeatureCard` with a PNG picture; :func:`interpret_features` does all of it for a
+fitted layer and returns an :class:`Interpretation`.
 
 Examples
 --------
@@ -28,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,10 +44,8 @@ from sparsecheck.analysis.lime_features import (
     overlay,
 )
 from sparsecheck.analysis.sanity import SanityResult, model_randomisation_test
+from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import ParameterError, SparsecheckError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.context import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,8 @@ __all__ = [
     "features_by_weight",
     "explain_features",
     "render_card",
-    "interpret_stage",
+    "interpret_features",
+    "Interpretation",
     "CARD_DIR",
 ]
 
@@ -335,75 +335,130 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
     return out
 
 
-# --------------------------------------------------------------------------- the pipeline stage
-def interpret_stage(ctx: "RunContext") -> None:
-    """Explain every feature of ``ctx.sparse_layer`` on the test split.
+_explain_all = explain_features  # interpret_features' parameter of that name is the config's count
 
-    Reads ``ctx.sparse_layer``, ``ctx.splits`` (``"test"``, else the last split), ``ctx.datasets``
-    and ``ctx.model`` (for LIME), ``ctx.config.analysis`` (``top_k``, ``explain``,
-    ``explain_features``, ``lime_examples``, ``lime_samples``, ``sanity_check``) and
-    ``ctx.config.seed``.
 
-    Sets ``ctx.feature_attributes`` (tidy association table), ``ctx.feature_cards``
-    (:class:`FeatureCard` objects) and ``ctx.results["feature_attributes"]``,
-    ``["feature_cards"]``, ``["feature_sanity"]`` and ``["interpretation"]``; writes
-    ``features/feature_<id>.png`` under ``ctx.out_dir`` when there is one.
+# --------------------------------------------------------------------------- all features of a layer
+@dataclass
+class Interpretation:
+    """What :func:`interpret_features` found; :meth:`to_results` gives its results.json entries.
+
+    Attributes
+    ----------
+    associations : DataFrame
+        Tidy feature × metadata-value table (feature, attribute, value, effect, p_value, q_value, ...).
+    cards : list of FeatureCard
+    sanity : dict feature → SanityResult
+    summary : dict
+        Counts and timings (``results["interpretation"]``).
+    artifacts : dict name → path
+        Card pictures written under ``out_dir``.
     """
-    layer = ctx.sparse_layer
+
+    associations: pd.DataFrame
+    cards: list[FeatureCard]
+    sanity: dict[int, SanityResult]
+    summary: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def to_results(self) -> dict[str, Any]:
+        """``feature_attributes``, ``feature_cards``, ``feature_sanity`` and ``interpretation``."""
+        return {"feature_attributes": _records(self.associations),
+                "feature_cards": [c.to_dict() for c in self.cards],
+                "feature_sanity": [r.to_dict() for r in self.sanity.values()],
+                "interpretation": self.summary}
+
+
+def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: pd.DataFrame,
+                       labels: Any = None, *, class_names: Sequence[str] | None = None, model: Any = None,
+                       dataset: Any = None, input_spec: Any = None, feature_layer: str | None = None,
+                       device: str = "cpu", seed: int = 0, out_dir: str | Path | None = None,
+                       on_skip: Callable[[str, str], None] | None = None, split: str = "test",
+                       top_k: int = ANALYSIS["top_k"], explain: bool = ANALYSIS["explain"],
+                       explain_features: int | None = ANALYSIS["explain_features"],
+                       lime_examples: int = ANALYSIS["lime_examples"], lime_samples: int = ANALYSIS["lime_samples"],
+                       sanity_check: bool = ANALYSIS["sanity_check"],
+                       sanity_features: int = ANALYSIS["sanity_features"],
+                       sanity_examples: int = ANALYSIS["sanity_examples"],
+                       sanity_threshold: float = ANALYSIS["sanity_threshold"],
+                       sanity_cascade: bool = ANALYSIS["sanity_cascade"]) -> Interpretation:
+    """Explain every feature of a fitted sparse ``layer`` on one split's examples.
+
+    Parameters
+    ----------
+    layer : SparseDecisionLayer
+    features : ndarray (n, d)
+        Deep features of the split (may be a memory map); only the used columns are read.
+    ids : sequence of str, shape (n,)
+    metadata : DataFrame
+        One row per example (same order); every column but ``id`` is an attribute.
+    labels : ndarray (n,), optional
+        Associations are computed within classes when given.
+    class_names : sequence of str, optional
+    model, dataset, input_spec, feature_layer, device
+        What LIME needs (the model, the split's images, how they become input, the feature
+        layer's name); LIME and its sanity check run only when ``explain`` and both
+        ``model`` and ``dataset`` are given.
+    seed : int
+        Seeds LIME, its segmenter and the sanity check.
+    out_dir : path, optional
+        Card pictures go to ``out_dir / CARD_DIR``; cards of features no longer used are removed.
+    on_skip : callable(what, reason), optional
+        Told about an optional step that failed (one LIME example, a sanity check); without it,
+        LIME's errors raise.
+    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*
+        As the ``analysis:`` section of the config.
+
+    Returns
+    -------
+    Interpretation
+    """
     if layer is None:
-        raise SparsecheckError("the interpretation stage needs a fitted sparse layer (ctx.sparse_layer); "
-                               "run the sparse stage before it")
-    cfg = ctx.config.analysis
-    seed = int(getattr(ctx.config, "seed", 0))
-    split = "test" if "test" in ctx.splits else list(ctx.splits)[-1]
-    view = ctx.splits[split]
+        raise SparsecheckError("the interpretation needs a fitted sparse layer; run the sparse stage before it")
     used = np.asarray(layer.used_features(), dtype=np.int64)
     start = time.perf_counter()
-    acts = np.asarray(view.features[:, used], dtype=np.float64) if used.size else np.empty((len(view), 0))
-    ids = np.asarray(view.ids).astype(str)
+    n = len(ids)
+    acts = np.asarray(features[:, used], dtype=np.float64) if used.size else np.empty((n, 0))
+    ids = np.asarray(ids).astype(str)
 
     # examples and classes
-    top, bottom = top_and_bottom(acts, cfg.top_k) if used.size else (np.empty((0, 0), int),) * 2
-    users = classes_using(layer, ctx.class_names)
+    top, bottom = top_and_bottom(acts, top_k) if used.size else (np.empty((0, 0), int),) * 2
+    users = classes_using(layer, class_names)
 
     # associations, within classes when labels are known
-    attrs = [c for c in view.metadata.columns if c != "id"]
+    attrs = [c for c in metadata.columns if c != "id"]
     if used.size and attrs:
-        table = feature_associations(acts, view.metadata.reset_index(drop=True), features=used,
-                                     attributes=attrs, strata=view.labels)
+        table = feature_associations(acts, metadata.reset_index(drop=True), features=used,
+                                     attributes=attrs, strata=labels)
     else:
-        table = feature_associations(np.empty((len(view), 0)), view.metadata.iloc[:, :0], features=[])
-    ctx.feature_attributes = table
-    ctx.results["feature_attributes"] = _records(table)
+        table = feature_associations(np.empty((n, 0)), metadata.iloc[:, :0], features=[])
 
     # LIME on the features with the largest total weight, then the sanity check
-    dataset = ctx.datasets.get(split)
     explained: dict[int, list[FeatureExplanation]] = {}
     sanity: dict[int, SanityResult] = {}
     lime_seconds = forward_seconds = 0.0
     column = {int(f): i for i, f in enumerate(used)}
-    if cfg.explain and used.size and ctx.model is not None and dataset is not None:
-        chosen = features_by_weight(layer, cfg.explain_features)
-        n_lime = min(int(cfg.lime_examples), top.shape[0])
-        n_sanity_features = cfg.sanity_features
-        n_sanity_examples = min(cfg.sanity_examples, n_lime)
-        check = chosen[:n_sanity_features] if cfg.sanity_check else []
-        cascade = cfg.sanity_cascade
-        threshold = cfg.sanity_threshold
+    if explain and used.size and model is not None and dataset is not None:
+        chosen = features_by_weight(layer, explain_features)
+        n_lime = min(int(lime_examples), top.shape[0])
+        n_sanity_examples = min(sanity_examples, n_lime)
+        check = chosen[:sanity_features] if sanity_check else []
         jobs = {f: dataset.batch(top[:n_lime, column[f]]) for f in chosen}
         job_ids = {f: ids[top[:n_lime, column[f]]].tolist() for f in chosen}
-        explainer = LimeFeatureExplainer(num_samples=int(cfg.lime_samples), random_state=seed,
+        explainer = LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
                                          segmenter=Segmenter(random_state=seed))
-        common = dict(layer=ctx.config.model.feature_layer, input_spec=ctx.input_spec, mean=layer.mean_,
-                      std=layer.std_, device=ctx.device, channels=_channels(dataset))
-        total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if cascade else 1)
+        common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_,
+                      std=layer.std_, device=device, channels=_channels(dataset))
+        total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if sanity_cascade else 1)
         t0 = time.perf_counter()
         with progress(total=total, desc="explaining features", unit="image") as bar:
             try:
-                explained = explain_features(ctx.model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
-                                             on_error=ctx.skip, **common)
+                explained = _explain_all(model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
+                                             on_error=on_skip, **common)
             except Exception as exc:  # optional: a model LIME cannot drive costs the pictures, not the run
-                ctx.skip("LIME explanations", _reason(exc))
+                if on_skip is None:
+                    raise
+                on_skip("LIME explanations", _reason(exc))
                 explained, check = {}, []
             lime_seconds = time.perf_counter() - t0
             forward_seconds = sum(e.forward_seconds for v in explained.values() for e in v)
@@ -413,12 +468,14 @@ def interpret_stage(ctx: "RunContext") -> None:
                     continue
                 try:
                     sanity[f] = model_randomisation_test(
-                        ctx.model, f, np.stack([e.image for e in exps]), explainer=explainer,
-                        original_maps=[e.attribution_map() for e in exps], cascade=cascade, threshold=threshold,
-                        random_state=seed, example_ids=[e.example_id for e in exps],
+                        model, f, np.stack([e.image for e in exps]), explainer=explainer,
+                        original_maps=[e.attribution_map() for e in exps], cascade=sanity_cascade,
+                        threshold=sanity_threshold, random_state=seed, example_ids=[e.example_id for e in exps],
                         on_explained=lambda: bar.update(1), **common)
                 except Exception as exc:
-                    ctx.skip(f"sanity check of feature {f}", _reason(exc))
+                    if on_skip is None:
+                        raise
+                    on_skip(f"sanity check of feature {f}", _reason(exc))
         untrusted = [f for f, r in sanity.items() if not r.trustworthy]
         if untrusted:
             logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
@@ -426,38 +483,37 @@ def interpret_stage(ctx: "RunContext") -> None:
 
     # cards
     cards: list[FeatureCard] = []
-    out_dir = Path(ctx.out_dir) if ctx.out_dir is not None else None
+    artifacts: dict[str, str] = {}
+    out = Path(out_dir) if out_dir is not None else None
     for f in used.tolist():
         j = column[f]
         card = FeatureCard(
             feature=f, classes=users.get(f, []), top_examples=ids[top[:, j]].tolist(),
             bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
             bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
-            explanations=explained.get(f, []), lime_samples=int(cfg.lime_samples), sanity=sanity.get(f))
-        if out_dir is not None:
+            explanations=explained.get(f, []), lime_samples=int(lime_samples), sanity=sanity.get(f))
+        if out is not None:
             rel = f"{CARD_DIR}/feature_{f}.png"
-            render_card(card, out_dir / rel,
+            render_card(card, out / rel,
                         top_images=None if dataset is None else dataset.batch(top[:, j]),
                         bottom_images=None if dataset is None else dataset.batch(bottom[:, j]))
             card.image = rel
-            ctx.artifacts[rel] = str(out_dir / rel)
+            artifacts[rel] = str(out / rel)
         cards.append(card)
-    if out_dir is not None:
-        _remove_stale_cards(out_dir / CARD_DIR, {f"feature_{f}.png" for f in used.tolist()})
+    if out is not None:
+        _remove_stale_cards(out / CARD_DIR, {f"feature_{f}.png" for f in used.tolist()})
 
-    ctx.feature_cards = cards
-    ctx.results["feature_cards"] = [c.to_dict() for c in cards]
-    ctx.results["feature_sanity"] = [r.to_dict() for r in sanity.values()]
     n_explained = sum(len(v) for v in explained.values())
-    ctx.results["interpretation"] = {
-        "split": split, "used_features": int(used.size), "top_k": int(cfg.top_k),
+    summary = {
+        "split": split, "used_features": int(used.size), "top_k": int(top_k),
         "explained_features": len(explained), "explained_examples": n_explained,
-        "lime_samples": int(cfg.lime_samples) if explained else None,
+        "lime_samples": int(lime_samples) if explained else None,
         "lime_seconds": round(lime_seconds, 3), "forward_seconds": round(forward_seconds, 3),
         "examples_per_second": round(n_explained / lime_seconds, 3) if lime_seconds > 0 else None,
         "sanity_checked": len(sanity), "seconds": round(time.perf_counter() - start, 3)}
     logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
                 used.size, len(explained), n_explained, len(sanity), time.perf_counter() - start)
+    return Interpretation(table, cards, sanity, summary, artifacts)
 
 
 def _reason(exc: BaseException) -> str:

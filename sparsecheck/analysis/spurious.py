@@ -86,7 +86,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,12 +94,10 @@ from scipy import stats as _st
 
 from sparsecheck.analysis.breakdown import encode_categories
 from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
-from sparsecheck.errors import ConfigError, DataError, ParameterError
+from sparsecheck.defaults import ANALYSIS
+from sparsecheck.errors import DataError, ParameterError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.context import RunContext
-
-__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features", "spurious_stage"]
+__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,11 +282,11 @@ def find_spurious_features(
     attributes: Sequence[str],
     *,
     class_names: Sequence[str] | None = None,
-    fdr: float = 0.05,
-    min_auc: float = 0.6,
-    min_gap: float = 0.1,
-    min_ablation: float = 0.05,
-    min_group: int = 10,
+    fdr: float = ANALYSIS["fdr"],
+    min_auc: float = ANALYSIS["spurious_min_auc"],
+    min_gap: float = ANALYSIS["spurious_min_gap"],
+    min_ablation: float = ANALYSIS["spurious_min_ablation"],
+    min_group: int = ANALYSIS["spurious_min_group"],
 ) -> SpuriousAnalysis:
     """Find the classes that rely on a sparse feature tied to a value of one of ``attributes``.
 
@@ -309,8 +307,8 @@ def find_spurious_features(
         One row per example, in the same order, with a column per attribute.
     associations : DataFrame
         The tidy feature × metadata association table (``feature``, ``attribute``, ``value``,
-        ``effect`` = AUC, ``q_value``, optionally ``p_value``), as the interpretation stage
-        leaves it in ``ctx.feature_attributes``. Measured on the same examples, ideally.
+        ``effect`` = AUC, ``q_value``, optionally ``p_value``), as
+        :func:`~sparsecheck.analysis.association.feature_associations` returns it. Measured on the same examples, ideally.
     attributes : list of str
         Attributes to scan (columns of ``metadata``).
     class_names : list of str, optional
@@ -499,81 +497,3 @@ def _finding(d: dict[str, Any]) -> SpuriousFinding:
     return SpuriousFinding(class_name=str(d["class_name"]), feature=int(d["feature"]), attribute=str(d["attribute"]),
                            value=str(d["value"]), score=float(d["score"]), significant=bool(d["significant"]),
                            evidence=evidence, sentence=sentence, class_label=d["class"])
-
-
-# ----------------------------------------------------------------------------- pipeline stage
-
-#: thresholds of the decision rule, read from ``ctx.config.analysis.spurious_<name>``
-STAGE_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
-
-
-def spurious_stage(ctx: "RunContext") -> None:
-    """Spurious findings for the declared spurious attributes, associations to review for the rest.
-
-    Runs :func:`find_spurious_features` on the test split with the fitted sparse layer
-    (``ctx.sparse_layer``), the model's own predictions and the feature × attribute association
-    table (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed
-    here on the test split, within classes, and also written to ``results["feature_attributes"]``). ``fdr`` and the thresholds
-    (``spurious_<name>`` for each of :data:`STAGE_PARAMS`) come from ``ctx.config.analysis``.
-
-    Writes ``ctx.spurious_findings`` (list of :class:`SpuriousFinding`),
-    ``results["spurious_findings"]`` (their dicts, highest score first),
-    ``results["associations_to_review"]`` (the same for the attributes *not* declared spurious,
-    at most :data:`MAX_REVIEW`) and ``results["spurious_analysis"]`` (split, attributes,
-    number of candidates, thresholds).
-    """
-    if ctx.sparse_layer is None:
-        raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
-                          "spurious_stage", key="stages")
-    view = ctx.splits.get("test")
-    if view is None or view.labels is None:
-        raise DataError("spurious findings need the labelled test split; run the extract stage first")
-    declared = [str(a) for a in ctx.config.data.spurious_attributes]
-    attributes = list(ctx.attributes)
-    unknown = [a for a in declared if a not in attributes]
-    if unknown:
-        raise ConfigError(f"not a metadata column (columns: {attributes})", key="data.spurious_attributes",
-                          value=unknown)
-    others = [a for a in attributes if a not in declared]
-    associations = _association_table(ctx)
-    acfg = ctx.config.analysis
-    params = {k: getattr(acfg, f"spurious_{k}") for k in STAGE_PARAMS}
-    kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
-    args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
-    found = find_spurious_features(*args, declared, **kwargs) if declared else None
-    review = find_spurious_features(*args, others, **kwargs) if others else None
-    ctx.spurious_findings = list(found.findings) if found is not None else []
-    ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
-    ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
-    ctx.results["spurious_analysis"] = {
-        "split": "test", "attributes": declared, "review_attributes": others,
-        "n_candidates": 0 if found is None else int(len(found.candidates)),
-        "n_review_candidates": 0 if review is None else int(len(review.candidates)),
-        "params": {"fdr": float(acfg.fdr), **params},
-    }
-    if not declared:
-        logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
-    for finding in ctx.spurious_findings[:3]:
-        logger.info("spurious finding: %s", finding.sentence)
-
-
-def _association_table(ctx: "RunContext") -> pd.DataFrame:
-    """The feature × attribute associations the interpretation stage left in the context, or, when
-    it did not run, the same table computed here on the test split (used features, within-class
-    comparisons: the class labels as strata)."""
-    if ctx.feature_attributes is not None:
-        return ctx.feature_attributes
-    from sparsecheck.analysis.association import feature_associations
-
-    view = ctx.splits["test"]
-    used = ctx.sparse_layer.used_features()
-    logger.info("spurious findings: no feature associations in the context; computing them on the test split")
-    table = feature_associations(np.asarray(view.features[:, used]), view.metadata, features=used,
-                                 attributes=ctx.attributes, strata=view.labels)
-    ctx.feature_attributes = table
-    if not ctx.results.get("feature_attributes"):
-        cols = ["feature", "attribute", "value", "effect", "p_value", "q_value"]
-        ctx.results["feature_attributes"] = [
-            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
-            for rec in table[cols].to_dict("records")]
-    return table

@@ -45,7 +45,7 @@ from sparsecheck.assertions.builtins import (
 )
 from sparsecheck.assertions.model_assertions import consistency, flicker, invariance, per_example_outcome
 from sparsecheck.assertions.tables import ColumnCheck, prediction_table_schema, validate_prediction_table
-from sparsecheck.assertions.engine import assertions_stage, run_assertion, run_assertions, run_on_table
+from sparsecheck.assertions.engine import run_assertion, run_assertions, run_on_table
 
 __all__ = [
     "Assertion",
@@ -64,7 +64,6 @@ __all__ = [
     "run_assertions",
     "run_assertion",
     "run_on_table",
-    "assertions_stage",
     "render_table",
     "per_example_outcome",
     "ColumnCheck",

@@ -1,6 +1,6 @@
 """What assertions run over: a prediction table plus whatever else the caller has.
 
-A full pipeline run gives everything (:meth:`AssertionContext.from_run`); a monitoring job or a
+A full pipeline run gives everything (:func:`sparsecheck.pipeline.stages.assertion_context`); a monitoring job or a
 notebook may have only a prediction table, with or without labels. Assertions declare what they
 need (``needs_labels``, ``requires``) and the engine reports an ``error`` result, naming what is
 missing, instead of guessing.
@@ -21,15 +21,12 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from sparsecheck.errors import DataError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.context import RunContext
 
 __all__ = ["AssertionContext"]
 
@@ -37,8 +34,8 @@ __all__ = ["AssertionContext"]
 _REQUIREMENT_HINTS = {
     "sparse_layer": "the sparse decision layer (set by the sparse stage)",
     "feature_attributes": "feature/metadata associations (set by the interpretation stage)",
-    "model": "the model (ctx.model)",
-    "dataset": "the test images (ctx.datasets['test'])",
+    "model": "the model (set by the load stage)",
+    "dataset": "the test images (set by the load stage)",
     "input_spec": "the input spec (model.input)",
     "spurious_findings": "spurious findings (set by the spurious-findings stage)",
     "sparse_predictions": "the sparse layer's predictions (a 'sparse_prediction' column; set by the sparse stage)",
@@ -52,7 +49,7 @@ class AssertionContext:
     Parameters
     ----------
     table : DataFrame
-        The per-example prediction table (columns as in :mod:`sparsecheck.context`: ``id``,
+        The per-example prediction table (columns as in :mod:`sparsecheck.pipeline.context`: ``id``,
         ``label`` (optional), ``prediction``, ``confidence``, ``prob_<k>``, ``sparse_prediction``,
         metadata columns).
     class_names : list of str, optional
@@ -67,7 +64,7 @@ class AssertionContext:
         The images behind ``table`` (same order).
     input_spec : sparsecheck.data.InputSpec, optional
     device : str
-    run : RunContext, optional
+    run : sparsecheck.pipeline.RunContext, optional
         The whole run, for custom assertions that want more.
     split : str
     max_examples : int or None
@@ -84,7 +81,7 @@ class AssertionContext:
     dataset: Any = None
     input_spec: Any = None
     device: str = "cpu"
-    run: "RunContext | None" = None
+    run: Any = None
     split: str = "test"
     max_examples: int | None = 1000
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
@@ -97,18 +94,6 @@ class AssertionContext:
             self.table = self.table.reset_index(drop=True)
         if self.class_names is not None:
             self.class_names = [str(c) for c in self.class_names]
-
-    @classmethod
-    def from_run(cls, ctx: "RunContext", split: str = "test") -> "AssertionContext":
-        """Everything a pipeline run knows about ``split``."""
-        model = ctx.model
-        return cls(table=ctx.prediction_table(split), class_names=list(ctx.class_names) or None,
-                   sparse_layer=ctx.sparse_layer, feature_attributes=ctx.feature_attributes,
-                   spurious_findings=(list(ctx.spurious_findings) if ctx.spurious_findings or
-                                      "spurious_findings" in ctx.results else None),
-                   spurious_attributes=list(ctx.config.data.spurious_attributes),
-                   model=model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
-                   device=ctx.device, run=ctx, split=split)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,12 +38,9 @@ from sparsecheck.assertions.results import AssertionResult, Outcome, SuiteResult
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, parse_assertion, parse_assertions
 from sparsecheck.errors import DataError, ParameterError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.context import RunContext
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_assertions", "run_assertion", "run_on_table", "assertions_stage"]
+__all__ = ["run_assertions", "run_assertion", "run_on_table"]
 
 
 def run_assertions(assertions: Iterable[Assertion | Mapping[str, Any]], data: AssertionContext | pd.DataFrame, *,
@@ -193,24 +189,3 @@ def _to_outcome(value: Any, assertion: Assertion, data: AssertionContext) -> Out
         return per_example_outcome(data, value, params)
     raise DataError(f"the assertion function returned {type(value).__name__}; return an Outcome, a bool, "
                     "or per-example severities (an array or a Series indexed by id)")
-
-
-def assertions_stage(ctx: "RunContext") -> None:
-    """Pipeline stage: run the config's assertions (and the implied ones) on the test split.
-
-    Sets ``ctx.assertion_results`` (a SuiteResult) and ``ctx.results["assertions"]`` (list of dicts
-    with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
-    writes ``junit.xml`` into ``ctx.out_dir``.
-    """
-    from sparsecheck.reports.junit import write_junit
-
-    cfg = ctx.config
-    suite = parse_assertions(cfg.assertions, spurious_attributes=cfg.data.spurious_attributes,
-                             class_names=ctx.class_names or cfg.data.class_names)
-    data = AssertionContext.from_run(ctx, "test")
-    result = run_assertions(suite, data)
-    ctx.assertion_results = result
-    ctx.results["assertions"] = result.to_dicts()
-    if ctx.out_dir is not None:
-        path = write_junit(result, Path(ctx.out_dir) / "junit.xml")
-        ctx.artifacts["junit.xml"] = str(path)

@@ -47,7 +47,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from sparsecheck._runtime import progress
-from sparsecheck.assertions.builtins import examples_frame
+from sparsecheck.assertions.builtins.common import examples_frame
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.results import Outcome
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, register_assertion

@@ -217,6 +217,8 @@ class Assertion:
     enabled: bool = True
     description: str = ""
     kind: AssertionType | None = field(default=None, repr=False, compare=False)
+    #: added by :func:`parse_assertions` because ``data.spurious_attributes`` implies it (not declared)
+    implied: bool = field(default=False, repr=False, compare=False)
 
     # ---- constructors
     @classmethod
@@ -592,4 +594,4 @@ def _default_reliance(spurious: list[str], override: Mapping[str, Any] | None,
     if not raw.get("attribute"):
         raise AssertionSpecError("is implied by data.spurious_attributes, which is empty: declare the attributes "
                                  "there or give 'attribute'", assertion=DEFAULT_RELIANCE, key="attribute")
-    return parse_assertion(raw, class_names=class_names)
+    return parse_assertion(raw, class_names=class_names).replace(implied=True)

@@ -40,7 +40,7 @@ from sparsecheck.results import is_failing
 from sparsecheck.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.context import RunContext
+    from sparsecheck.pipeline.context import RunContext
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,10 @@ features, computes the regularisation path from ``lambda_max`` (all weights zero
 within ``tolerance`` of the best on the path. Each class then depends on a handful of features,
 which can be looked at, associated with metadata and asserted on.
 
+Why one module of ~700 lines: it is one estimator. :class:`SparseDecisionLayer` (fit, predict,
+path, selection, save/load, plot) is ~450 of them, and the helpers below it exist only for it;
+the solvers it drives already live in :mod:`sparsecheck.sparse.solvers`.
+
 Examples
 --------
 >>> import numpy as np
@@ -45,6 +49,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sparsecheck._runtime import atomic_write, resolve_device, write_json_atomic
 from sparsecheck._version import __version__
+from sparsecheck.defaults import SPARSE
 from sparsecheck.errors import DataError, ParameterError
 from sparsecheck.sparse.solvers import PathProblem, PathResult, Standardize, feature_statistics
 from sparsecheck.sparse.solvers._base import take_rows
@@ -146,11 +151,12 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
     ``n_samples * n_classes`` float32 buffers on the device; ``solver="auto"`` checks that.
     """
 
-    def __init__(self, alpha: float = 0.99, n_lambdas: int = 100, lambda_min_ratio: float = 1e-3,
-                 tolerance: float = 0.05, features_per_class: int | None = None, solver: str = "auto",
-                 max_epochs: int | None = None, tol: float | None = None, lookbehind: int = 3,
-                 batch_size: int = 256, step_size: float = 0.1, device: str = "auto",
-                 random_state: int | None = 0) -> None:
+    def __init__(self, alpha: float = SPARSE["alpha"], n_lambdas: int = SPARSE["n_lambdas"],
+                 lambda_min_ratio: float = SPARSE["lambda_min_ratio"], tolerance: float = SPARSE["tolerance"],
+                 features_per_class: int | None = SPARSE["features_per_class"], solver: str = SPARSE["solver"],
+                 max_epochs: int | None = SPARSE["max_epochs"], tol: float | None = SPARSE["tol"],
+                 lookbehind: int = 3, batch_size: int = 256, step_size: float = 0.1, device: str = "auto",
+                 random_state: int | None = SPARSE["random_state"]) -> None:
         self.alpha = alpha
         self.n_lambdas = n_lambdas
         self.lambda_min_ratio = lambda_min_ratio

@@ -19,17 +19,16 @@ from sparsecheck.analysis.interpret import (
     classes_using,
     explain_features,
     features_by_weight,
-    interpret_stage,
     render_card,
     top_and_bottom,
 )
 from sparsecheck.analysis.lime_features import FeatureExplanation, LimeFeatureExplainer, positive_share_inside
 from sparsecheck.analysis.sanity import EdgeAttributor, model_randomisation_test
 from sparsecheck.config import load_config
-from sparsecheck.context import RunContext
 from sparsecheck.demo import build_demo
 from sparsecheck.errors import SparsecheckError
-from sparsecheck.pipeline import extract_stage, load_stage
+from sparsecheck.pipeline.context import RunContext
+from sparsecheck.pipeline.stages import extract_stage, interpret_stage, load_stage
 from sparsecheck.sparse import SparseDecisionLayer
 
 CARD_KEYS = {"feature", "classes", "image", "top_examples", "bottom_examples", "associations", "lime", "sanity"}

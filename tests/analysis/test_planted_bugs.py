@@ -20,8 +20,8 @@ spurious finding on a harmless attribute is possible, and counted.
 The images are 12 x 12, each class a random pattern of blobs, shifted by up to a pixel, scaled and
 noised; the model is a one-hidden-layer MLP trained for a few epochs (its 48 hidden units are the
 deep features), then the real pipeline pieces run: the sparse decision layer, the feature ×
-attribute associations (within-class, on the test split), :func:`~sparsecheck.analysis.slices.slices_stage` and
-:func:`~sparsecheck.analysis.spurious.spurious_stage`.
+attribute associations (within-class, on the test split), :func:`~sparsecheck.pipeline.stages.slices_stage` and
+:func:`~sparsecheck.pipeline.stages.spurious_stage`.
 
 Figures, per run, averaged over seeds:
 
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from sparsecheck.analysis.association import feature_associations
 from sparsecheck.config import Config
-from sparsecheck.context import RunContext, SplitView
+from sparsecheck.pipeline.context import RunContext, SplitView
 
 N_CLASSES = 5
 SIDE = 12
@@ -255,8 +255,7 @@ class PlantedResult:
 
 def run_planted(seed: int) -> tuple[PlantedResult, RunContext, PlantedTask]:
     """Draw the task of ``seed``, train, run the slices and spurious stages, score them."""
-    from sparsecheck.analysis.slices import slices_stage
-    from sparsecheck.analysis.spurious import spurious_stage
+    from sparsecheck.pipeline.stages import slices_stage, spurious_stage
 
     start = time.perf_counter()
     task = make_task(seed)
@@ -391,7 +390,7 @@ def test_slices_stage_follows_the_config_and_refuses_unlabelled_data(planted_run
     import copy
     import dataclasses
 
-    from sparsecheck.analysis.slices import slices_stage
+    from sparsecheck.pipeline.stages import slices_stage
     from sparsecheck.errors import DataError
 
     _, ctx, _ = planted_runs[1]

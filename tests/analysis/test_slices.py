@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy import stats as sst
 from sklearn.base import clone
 
-from sparsecheck.analysis import slices as slices_mod
+from sparsecheck.analysis.slices import encoding, lattice
+from sparsecheck.analysis.slices import finder as finder_mod
 from sparsecheck.analysis.slices import Slice, SliceFinder, find_slices
 from sparsecheck.analysis.stats import wilson_interval
 from sparsecheck.errors import DataError, ParameterError
@@ -121,7 +122,7 @@ def test_top_k_equals_brute_force(seed: int) -> None:
 def test_grouped_top_k_equals_brute_force(seed: int, monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
     # A tiny pruning pool makes grouping outrun the pruning threshold, forcing a second search
-    monkeypatch.setattr(slices_mod, "_POOL_FACTOR", 1)
+    monkeypatch.setattr(finder_mod, "_POOL_FACTOR", 1)
     rng = np.random.default_rng(seed)
     n = 600
     table = pd.DataFrame({"A": rng.integers(0, 3, n), "C": rng.integers(0, 3, n), "D": rng.integers(0, 3, n)})
@@ -398,8 +399,8 @@ def test_row_index_hash_fallback_agrees_with_packed_keys() -> None:
     rng = np.random.default_rng(0)
     ref = np.unique(rng.integers(0, 50, (300, 3)), axis=0)
     query = np.vstack([ref[::3], rng.integers(0, 50, (200, 3))])
-    packed = slices_mod._RowIndex(ref, 50)
-    hashed = slices_mod._RowIndex(ref, 2 ** 40)
+    packed = lattice._RowIndex(ref, 50)
+    hashed = lattice._RowIndex(ref, 2 ** 40)
     assert packed.packed and not hashed.packed
     np.testing.assert_array_equal(packed.lookup(query), hashed.lookup(query))
     hit = packed.lookup(query)
@@ -409,9 +410,9 @@ def test_row_index_hash_fallback_agrees_with_packed_keys() -> None:
 
 def test_wide_attribute_sets_fallback_agrees_with_contingency_tables() -> None:
     table = make_table(3, 800, {"A": 3, "B": 4, "C": 3})
-    enc = slices_mod._encode_table(table, ["A", "B", "C"], n_bins=4)
+    enc = encoding._encode_table(table, ["A", "B", "C"], n_bins=4)
     errors = ~table["correct"].to_numpy()
-    search = slices_mod._LatticeSearch(enc, slices_mod._one_hot(enc).tocsc(), errors, alpha=0.95,
+    search = lattice._LatticeSearch(enc, encoding._one_hot(enc).tocsc(), errors, alpha=0.95,
                                        min_support=1, max_predicates=3, pool=10, progress=False)
     search.run()
     cand = np.array([[enc.offsets[0] + 1, enc.offsets[1] + 2, enc.offsets[2] + 0],

@@ -19,11 +19,11 @@ from sparsecheck.analysis.spurious import (
     SpuriousAnalysis,
     SpuriousFinding,
     find_spurious_features,
-    spurious_stage,
 )
 from sparsecheck.config import Config
-from sparsecheck.context import RunContext, SplitView
 from sparsecheck.errors import ConfigError, DataError, ParameterError
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.pipeline.stages import spurious_stage
 from sparsecheck.sparse import SparseDecisionLayer
 
 
@@ -235,7 +235,7 @@ def hospital() -> Case:
 def test_stage_reports_declared_attributes_as_findings_and_the_rest_for_review(hospital: Case, caplog) -> None:
     assert hospital.layer.weight_[WOLF, 3] > 0  # wolves came from hospital B in training
     ctx = make_context(hospital, ["background", "site"])
-    with caplog.at_level(logging.INFO, logger="sparsecheck.analysis.spurious"):
+    with caplog.at_level(logging.INFO, logger="sparsecheck"):
         spurious_stage(ctx)
     found = ctx.results["spurious_findings"]
     assert found and found[0]["attribute"] == "background" and found[0]["class"] == "wolf"

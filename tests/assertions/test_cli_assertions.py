@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-import sparsecheck.pipeline as pipeline
-from sparsecheck.assertions import assertions_stage
 from sparsecheck.cli import main
+from sparsecheck.pipeline import run as pipeline_run
+from sparsecheck.pipeline import stages
 from tests.helpers import write_project
 
 
@@ -19,8 +19,8 @@ from tests.helpers import write_project
 def assertion_pipeline(monkeypatch):
     """The real command, loading, extraction and dense evaluation, then the assertion stage; the
     later analysis stages (sparse layer, interpretation, ...) are left out to keep this fast."""
-    monkeypatch.setattr(pipeline, "STAGES", [pipeline.load_stage, pipeline.extract_stage, pipeline.dense_stage,
-                                             assertions_stage])
+    monkeypatch.setattr(pipeline_run, "STAGES", [stages.load_stage, stages.extract_stage, stages.dense_stage,
+                                                 stages.assertions_stage])
 
 
 @pytest.fixture(scope="module")

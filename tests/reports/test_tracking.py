@@ -96,7 +96,7 @@ def test_mlflow_and_alembic_info_lines_are_held_back(capfd: pytest.CaptureFixtur
 
     import mlflow  # noqa: F401  (its import sets its own logger level: take the snapshot after it)
 
-    from sparsecheck.reports.tracking import _quiet
+    from sparsecheck.reports.tracking.store import _quiet
 
     db_log = logging.getLogger("mlflow.store.db.utils")  # where MLflow announces schema creation
     before = (logging.getLogger("mlflow").level, logging.getLogger("alembic").level)
@@ -237,7 +237,7 @@ def test_reading_runs_back_fails_clearly(run_ctx: Any, sqlite_dir: Path) -> None
 
 
 def test_prefetch_opens_the_store_in_the_background(run_ctx: Any, sqlite_dir: Path, tmp_path: Path) -> None:
-    from sparsecheck.reports import tracking
+    from sparsecheck.reports.tracking import store as tracking
 
     (tmp_path / "link").symlink_to(sqlite_dir)  # same store, new URI: MLflow opens it afresh, in the thread
     uri = f"sqlite:///{tmp_path / 'link' / 'mlflow.db'}"
@@ -281,7 +281,7 @@ def test_metrics_from_results_handles_partial_results() -> None:
 
 
 def test_credentials_never_reach_the_outputs(run_ctx: Any) -> None:
-    from sparsecheck.reports.tracking import _redact
+    from sparsecheck.reports.tracking.store import _redact
 
     assert _redact("https://me:secret@mlflow.example.com:8443/x") == "https://mlflow.example.com:8443/x"
     with socket.socket() as s:

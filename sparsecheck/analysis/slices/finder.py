@@ -1,0 +1,531 @@
+"""The slice finder: :class:`Slice` results and the :class:`SliceFinder` estimator.
+
+:class:`SliceFinder` checks its parameters, encodes the table
+(:mod:`~sparsecheck.analysis.slices.encoding`), runs the lattice search
+(:mod:`~sparsecheck.analysis.slices.lattice`), then ranks the candidates (Wilson intervals,
+Fisher p-values, Benjamini–Hochberg over the whole family) and groups overlapping ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.base import BaseEstimator
+
+from sparsecheck.analysis.breakdown import MISSING_LABEL, correct_array, encode_categories
+from sparsecheck.analysis.slices.encoding import _encode_table, _one_hot
+from sparsecheck.analysis.slices.lattice import (
+    _MIN_SCORE,
+    _benjamini_hochberg_of_family,
+    _Candidates,
+    _LatticeSearch,
+    _score,
+)
+from sparsecheck.analysis.stats import fisher_exact_pvalue, wilson_interval
+from sparsecheck.errors import DataError, ParameterError
+
+__all__ = ["Slice", "SliceFinder", "find_slices"]
+
+logger = logging.getLogger(__name__)
+
+_POOL_FACTOR = 5  # prune against the (factor * top_k)-th best score, so grouping has spares
+_MEMBER_CHUNK = 32  # slices whose rows are materialised at once when grouping
+_DEFAULT_EXCLUDED = ("id", "confidence", "correct", "sparse_correct")
+
+
+# ----------------------------------------------------------------------------- result type
+
+
+@dataclass
+class Slice:
+    """One slice of the data and how the model does on it.
+
+    Attributes
+    ----------
+    predicates : dict of str to str
+        ``{attribute: value}``; the slice is the rows where all hold.
+    size, errors : int
+        Rows in the slice, and wrong predictions among them.
+    error_rate : float
+    ci_low, ci_high : float
+        Wilson interval on the error rate.
+    p_value : float
+        One-sided Fisher exact test: is the error rate higher than on the rest of the rows?
+    q_value : float
+        Benjamini–Hochberg adjusted p-value over every slice of the searched lattice (see the
+        module docstring).
+    score : float
+        SliceLine score (higher is worse for the model); the ranking key.
+    significant : bool
+        ``q_value <= fdr``.
+    related : list of dict
+        Predicates of lower-ranked slices grouped under this one (their rows overlap it).
+    """
+
+    predicates: dict[str, str]
+    size: int
+    errors: int
+    error_rate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    q_value: float
+    score: float
+    significant: bool
+    related: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def level(self) -> int:
+        """Number of predicates."""
+        return len(self.predicates)
+
+    def __str__(self) -> str:
+        return " AND ".join(f"{k}={v}" for k, v in self.predicates.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: predicates, size, error_rate, ci_low, ci_high, p_value, q_value, then
+        errors, score, significant and related. Non-finite numbers become None."""
+
+        def num(x: float) -> float | None:
+            return float(x) if np.isfinite(x) else None
+
+        return {"predicates": dict(self.predicates), "size": int(self.size),
+                "error_rate": num(self.error_rate), "ci_low": num(self.ci_low),
+                "ci_high": num(self.ci_high), "p_value": num(self.p_value),
+                "q_value": num(self.q_value), "errors": int(self.errors), "score": num(self.score),
+                "significant": bool(self.significant), "related": [dict(r) for r in self.related]}
+
+
+# ----------------------------------------------------------------------------- estimator
+
+
+class SliceFinder(BaseEstimator):
+    """Find the slices of a prediction table where the model errs most (exact SliceLine search).
+
+    Parameters
+    ----------
+    max_predicates : int, default 3
+        Most predicates per slice (SliceLine's L).
+    min_support : int, float or None, default None
+        Fewest rows in a slice: an int is a row count, a float in (0, 1) a fraction of the rows
+        (rounded up). None: 1% of the rows, at least 30.
+    alpha : float in (0, 1], default 0.95
+        Weight of the error rate against the size in the score.
+    top_k : int, default 10
+        Slices to report (after grouping overlapping ones).
+    n_bins : int, default 4
+        Quantile bins for float columns.
+    fdr : float in (0, 1), default 0.05
+        False discovery rate: slices with ``q_value <= fdr`` are ``significant``.
+    group_overlap : float in [0, 1], default 0.5
+        A slice whose row overlap with a better reported slice exceeds this is grouped under it
+        (``related``) instead of being reported. 1.0 turns grouping off.
+    overlap : {"containment", "jaccard"}, default "containment"
+        Overlap measure: |A∩B| / |A∪B|, or |A∩B| / min(|A|, |B|).
+    confidence : float in (0, 1), default 0.95
+        Coverage of the Wilson intervals.
+    progress : bool or None, default None
+        Progress bars; None shows them only on a terminal.
+
+    Attributes
+    ----------
+    slices_ : list of Slice
+        The top slices, best (highest score) first; only slices with a positive score.
+    candidates_ : DataFrame
+        Every evaluated slice with at least ``min_support_`` rows, best score first: slice,
+        level, size, errors, error_rate, score, p_value, q_value.
+    n_tests_ : int
+        Size of the multiple-testing family (an upper bound on the number of slices of up to
+        ``max_predicates`` predicates with ``min_support_`` rows); unevaluated ones count as p = 1.
+    columns_ : list of str
+        Columns sliced on.
+    n_rows_, n_errors_ : int
+    error_rate_ : float
+        Overall error rate.
+    min_support_ : int
+        ``min_support`` in rows.
+    search_stats_ : list of dict
+        Per level: candidates generated, evaluated, kept (with support).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"site": ["a"] * 40 + ["b"] * 60,
+    ...                       "correct": [False] * 20 + [True] * 20 + [True] * 58 + [False] * 2})
+    >>> finder = SliceFinder(min_support=10, progress=False).fit(table, ["site"])
+    >>> [(str(s), s.size, s.errors) for s in finder.slices_]
+    [('site=a', 40, 20)]
+    """
+
+    def __init__(
+        self,
+        max_predicates: int = 3,
+        min_support: int | float | None = None,
+        alpha: float = 0.95,
+        top_k: int = 10,
+        n_bins: int = 4,
+        fdr: float = 0.05,
+        group_overlap: float = 0.5,
+        overlap: str = "containment",
+        confidence: float = 0.95,
+        progress: bool | None = None,
+    ) -> None:
+        self.max_predicates = max_predicates
+        self.min_support = min_support
+        self.alpha = alpha
+        self.top_k = top_k
+        self.n_bins = n_bins
+        self.fdr = fdr
+        self.group_overlap = group_overlap
+        self.overlap = overlap
+        self.confidence = confidence
+        self.progress = progress
+
+    # -- parameters
+    def _bad(self, name: str, what: str) -> ParameterError:
+        return ParameterError(f"The {name!r} parameter of SliceFinder must be {what}. "
+                              f"Got {getattr(self, name)!r} instead.", parameter=name)
+
+    def _check_params(self) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, Integral) and not isinstance(v, bool)
+
+        def is_real(v: Any) -> bool:
+            return isinstance(v, Real) and not isinstance(v, bool) and np.isfinite(v)
+
+        if not is_int(self.max_predicates) or self.max_predicates < 1:
+            raise self._bad("max_predicates", "an int >= 1")
+        ms = self.min_support
+        if ms is not None and not ((is_int(ms) and ms >= 1) or (is_real(ms) and not is_int(ms) and 0 < ms < 1)):
+            raise self._bad("min_support", "an int >= 1, a float in (0, 1) or None")
+        if not is_real(self.alpha) or not 0 < self.alpha <= 1:
+            raise self._bad("alpha", "a float in (0, 1]")
+        if not is_int(self.top_k) or self.top_k < 1:
+            raise self._bad("top_k", "an int >= 1")
+        if not is_int(self.n_bins) or self.n_bins < 2:
+            raise self._bad("n_bins", "an int >= 2")
+        if not is_real(self.fdr) or not 0 < self.fdr < 1:
+            raise self._bad("fdr", "a float in (0, 1)")
+        if not is_real(self.group_overlap) or not 0 <= self.group_overlap <= 1:
+            raise self._bad("group_overlap", "a float in [0, 1]")
+        if self.overlap not in ("jaccard", "containment"):
+            raise self._bad("overlap", "'jaccard' or 'containment'")
+        if not is_real(self.confidence) or not 0 < self.confidence < 1:
+            raise self._bad("confidence", "a float in (0, 1)")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise self._bad("progress", "a bool or None")
+
+    def _resolve_min_support(self, n: int) -> int:
+        ms = self.min_support
+        if ms is None:
+            return max(30, int(np.ceil(0.01 * n)))
+        if isinstance(ms, Integral):
+            return int(ms)
+        return max(1, int(np.ceil(ms * n)))
+
+    # -- inputs
+    @staticmethod
+    def _default_columns(table: pd.DataFrame, skip: set[str]) -> list[str]:
+        return [str(c) for c in table.columns
+                if c not in skip and c not in _DEFAULT_EXCLUDED and not str(c).startswith("prob_")]
+
+    def _inputs(self, table: pd.DataFrame, columns: Sequence[str] | None, errors: Any,
+                correct_column: str) -> tuple[list[str], np.ndarray]:
+        if not isinstance(table, pd.DataFrame):
+            raise DataError(f"SliceFinder.fit expects a pandas DataFrame, got {type(table).__name__}")
+        skip: set[str] = set()
+        if errors is None:
+            if correct_column not in table.columns:
+                raise DataError(f"the table has no column {correct_column!r} (pass errors= or "
+                                f"correct_column=); it has {list(map(str, table.columns))}")
+            err = ~correct_array(table[correct_column], name=correct_column)
+            skip.add(correct_column)
+        elif isinstance(errors, str):
+            if errors not in table.columns:
+                raise DataError(f"the table has no error column {errors!r}; it has "
+                                f"{list(map(str, table.columns))}")
+            err = correct_array(table[errors], name=errors)
+            skip.add(errors)
+        else:
+            err = correct_array(errors, name="errors")
+            if err.shape[0] != len(table):
+                raise DataError(f"errors has {err.shape[0]} entries but the table has {len(table)} rows")
+        if columns is None:
+            cols = self._default_columns(table, skip)
+        else:
+            if isinstance(columns, str):
+                raise ParameterError("The 'columns' parameter of SliceFinder.fit must be a list of "
+                                     f"column names. Got {columns!r} instead.", parameter="columns")
+            cols = list(columns)
+            missing = [c for c in cols if c not in table.columns]
+            if missing:
+                raise DataError(f"the table has no column {missing[0]!r}; it has "
+                                f"{list(map(str, table.columns))}")
+            if skip & set(cols):
+                raise ParameterError(f"The 'columns' parameter of SliceFinder.fit must not include "
+                                     f"the error column {sorted(skip & set(cols))[0]!r}.",
+                                     parameter="columns")
+            if len(set(cols)) != len(cols):
+                raise ParameterError(f"The 'columns' parameter of SliceFinder.fit repeats a column. "
+                                     f"Got {cols!r} instead.", parameter="columns")
+        if not cols:
+            raise ParameterError("The 'columns' parameter of SliceFinder.fit must name at least one "
+                                 "column to slice on. Got none.", parameter="columns")
+        return cols, err
+
+    # -- fit
+    def fit(
+        self,
+        table: pd.DataFrame,
+        columns: Sequence[str] | None = None,
+        *,
+        errors: np.ndarray | pd.Series | str | None = None,
+        correct_column: str = "correct",
+    ) -> "SliceFinder":
+        """Search ``table`` for the top slices.
+
+        Parameters
+        ----------
+        table : DataFrame
+            One row per example, e.g. :meth:`sparsecheck.pipeline.RunContext.prediction_table`
+            with feature activations added as float columns.
+        columns : list of str, optional
+            Columns to slice on. Default: every column except ``id``, ``confidence``,
+            ``correct``, ``sparse_correct``, ``prob_*`` and the error column.
+        errors : array of bool, str or None
+            Which rows are errors: a boolean (or 0/1) array, or the name of such a column.
+            None: the rows where ``correct_column`` is False.
+        correct_column : str
+            Used when ``errors`` is None.
+
+        Returns
+        -------
+        self
+        """
+        started = time.perf_counter()
+        self._check_params()
+        cols, err = self._inputs(table, columns, errors, correct_column)
+        n = len(table)
+        self.columns_ = cols
+        self.n_rows_ = n
+        self.n_errors_ = int(err.sum())
+        self.error_rate_ = self.n_errors_ / n if n else float("nan")
+        self.min_support_ = self._resolve_min_support(n)
+        self.search_stats_: list[dict[str, int]] = []
+        self._encoding = _encode_table(table, cols, self.n_bins)
+        if self.n_errors_ == 0 or n == 0:
+            self._encoding = self._encoding.without_rows()
+            logger.info("SliceFinder: %d rows and no errors; nothing to slice", n)
+            self.slices_: list[Slice] = []
+            self.candidates_ = _empty_candidates()
+            self.n_tests_ = 0
+            return self
+        x = _one_hot(self._encoding).tocsc()
+        pool = _POOL_FACTOR * self.top_k
+        while True:
+            search = _LatticeSearch(self._encoding, x, err, alpha=float(self.alpha),
+                                    min_support=self.min_support_, max_predicates=self.max_predicates,
+                                    pool=pool, progress=self.progress)
+            cand = search.run()
+            exact = self._rank(cand, x, search.threshold, search.family_size)
+            if exact:
+                break
+            pool *= 4
+            logger.debug("grouping left fewer than top_k slices above the pruning threshold; "
+                         "searching again with a pool of %d", pool)
+        self.search_stats_ = search.stats
+        self.n_tests_ = max(search.family_size, len(self.candidates_))
+        self._encoding = self._encoding.without_rows()  # transform needs only labels and edges
+        logger.info("SliceFinder: %d rows, error rate %.4f, %d slices evaluated, %d reported "
+                    "(%d significant) in %.2fs", n, self.error_rate_, len(self.candidates_),
+                    len(self.slices_), sum(s.significant for s in self.slices_),
+                    time.perf_counter() - started)
+        return self
+
+    def _rank(self, cand: _Candidates, x: sparse.csc_matrix, threshold: float, n_tests: int) -> bool:
+        """Statistics, q-values, ranking and grouping; False when pruning may have hidden a
+        slice that grouping would now report (then the search runs again with less pruning)."""
+        n, n_err = self.n_rows_, self.n_errors_
+        score = _score(cand.size, cand.errors, n, n_err / n, float(self.alpha))
+        p = fisher_exact_pvalue(cand.errors, cand.size, n_err - cand.errors, n - cand.size,
+                                alternative="greater")
+        q = _benjamini_hochberg_of_family(p, n_tests)
+        low, high = wilson_interval(cand.errors, cand.size, float(self.confidence))
+        positive = np.flatnonzero(score > _MIN_SCORE)
+        keys = [cand.values[positive, j] for j in range(cand.values.shape[1] - 1, -1, -1)]
+        order = positive[np.lexsort([*keys, cand.level[positive], -cand.size[positive], -score[positive]])]
+
+        reps, related = self._group(cand, order, x)
+        exact = threshold <= 0 or (len(reps) == self.top_k and score[reps[-1]] >= threshold)
+        if not exact:
+            return False
+        labels = np.concatenate(self._encoding.labels) if self._encoding.labels else np.zeros(0, str)
+        attr_of = np.repeat(np.arange(len(self.columns_)), np.diff(self._encoding.offsets))
+
+        def predicates(i: int) -> dict[str, str]:
+            vals = cand.values[i, :cand.level[i]]
+            return {self.columns_[attr_of[v]]: str(labels[v]) for v in vals}
+
+        fdr = float(self.fdr)
+        self.slices_ = [
+            Slice(predicates=predicates(i), size=int(cand.size[i]), errors=int(cand.errors[i]),
+                  error_rate=float(cand.errors[i] / cand.size[i]), ci_low=float(low[i]),
+                  ci_high=float(high[i]), p_value=float(p[i]), q_value=float(q[i]),
+                  score=float(score[i]), significant=bool(q[i] <= fdr),
+                  related=[predicates(j) for j in related[i]])
+            for i in reps
+        ]
+        names = np.array([f"{self.columns_[attr_of[v]]}={labels[v]}" for v in range(len(labels))],
+                         dtype=object)
+        desc = np.full(cand.level.size, "", dtype=object)
+        for j in range(cand.values.shape[1]):
+            has = cand.values[:, j] >= 0
+            sep = " AND " if j else ""
+            desc[has] = desc[has] + sep + names[cand.values[has, j]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = cand.errors / cand.size
+        self.candidates_ = pd.DataFrame({
+            "slice": desc, "level": cand.level, "size": cand.size, "errors": cand.errors,
+            "error_rate": rate, "score": score, "p_value": p, "q_value": q,
+        }).sort_values(["score", "size"], ascending=[False, False], kind="stable").reset_index(drop=True)
+        return True
+
+    def _group(self, cand: _Candidates, order: np.ndarray, x: sparse.csc_matrix
+               ) -> tuple[list[int], dict[int, list[int]]]:
+        """Greedy grouping of ``order`` (best first) by row overlap; returns the representatives
+        and, for each, the slices grouped under it."""
+        k = self.top_k
+        reps: list[int] = []
+        related: dict[int, list[int]] = {}
+        if self.group_overlap >= 1.0:  # grouping off: nothing can overlap by more than 1
+            reps = [int(i) for i in order[:k]]
+            return reps, {i: [] for i in reps}
+        scan_limit = _POOL_FACTOR * k
+        rep_members: sparse.csc_matrix | None = None
+        pos = 0
+        while pos < order.size and (len(reps) < k or pos < scan_limit):
+            chunk = order[pos:pos + _MEMBER_CHUNK]
+            pos += chunk.size
+            members = _membership(x, cand.values[chunk], cand.level[chunk])  # n x c, csc bool
+            both = members if rep_members is None else sparse.hstack([rep_members, members], format="csc")
+            both_i = both.astype(np.int32)
+            inter = (both_i.T @ both_i).toarray().astype(np.float64)
+            sizes = np.diag(inter).copy()
+            n_old = 0 if rep_members is None else rep_members.shape[1]
+            rep_cols = list(range(n_old))  # columns of `both` holding the current representatives
+            new_rep_cols = []
+            for c, i in enumerate(chunk):
+                col = n_old + c
+                if rep_cols:
+                    ov = inter[col, rep_cols]
+                    if self.overlap == "jaccard":
+                        ov = ov / (sizes[col] + sizes[rep_cols] - ov)
+                    else:
+                        ov = ov / np.minimum(sizes[col], sizes[rep_cols])
+                    best = int(np.argmax(ov))
+                    if ov[best] > self.group_overlap:
+                        related[reps[best]].append(int(i))
+                        continue
+                if len(reps) >= k:
+                    continue
+                reps.append(int(i))
+                related[int(i)] = []
+                rep_cols.append(col)
+                new_rep_cols.append(col)
+            if new_rep_cols:
+                added = both[:, new_rep_cols]
+                rep_members = added if rep_members is None else sparse.hstack([rep_members, added], format="csc")
+        return reps, related
+
+    # -- using a fitted finder
+    def transform(self, table: pd.DataFrame) -> np.ndarray:
+        """Membership of the rows of ``table`` in each of ``slices_``.
+
+        Float columns are binned with the edges learnt in :meth:`fit` (the lowest and highest
+        bins extended to cover values outside the fitted range); values unseen in fit match no
+        slice.
+
+        Returns
+        -------
+        ndarray of bool, shape (len(table), len(slices_))
+        """
+        if not hasattr(self, "slices_"):
+            raise ParameterError("This SliceFinder is not fitted yet; call fit first.",
+                                 parameter="self")
+        needed = {a for s in self.slices_ for a in s.predicates}
+        missing = [c for c in self.columns_ if c in needed and c not in table.columns]
+        if missing:
+            raise DataError(f"the table has no column {missing[0]!r}, which the slices use")
+        codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+        for a, col in enumerate(self.columns_):
+            if col not in needed:
+                continue
+            labels, edges = self._encoding.labels[a], self._encoding.edges[a]
+            lookup = {str(lab): j for j, lab in enumerate(labels)}
+            if edges is not None:
+                x = table[col].to_numpy(dtype=np.float64, na_value=np.nan)
+                c = np.searchsorted(edges[1:-1], x, side="right").astype(np.int64)
+                c[np.isnan(x)] = lookup.get(MISSING_LABEL, -1)
+            else:
+                raw, lab = encode_categories(table[col])
+                c = np.array([lookup.get(str(v), -1) for v in lab], dtype=np.int64)[raw] if lab.size \
+                    else np.zeros(0, dtype=np.int64)
+            codes[col] = (c, lookup)
+        out = np.ones((len(table), len(self.slices_)), dtype=bool)
+        for s_i, s in enumerate(self.slices_):
+            for col, value in s.predicates.items():
+                c, lookup = codes[col]
+                out[:, s_i] &= c == lookup[value]
+        return out
+
+
+def _membership(x: sparse.csc_matrix, values: np.ndarray, level: np.ndarray) -> sparse.csc_matrix:
+    """Rows of each slice: those where ``X @ s`` (matched predicates) equals the slice's level.
+    Only the columns of X the slices use take part in the product."""
+    c = values.shape[0]
+    has = values >= 0
+    used, pos = np.unique(values[has], return_inverse=True)
+    rows = np.repeat(np.arange(c), has.sum(axis=1))
+    s = sparse.csr_matrix((np.ones(rows.size, dtype=np.int16), (rows, pos.ravel())),
+                          shape=(c, used.size))
+    matched = (x[:, used].tocsr() @ s.T).tocsr()
+    matched.data = (matched.data == level[matched.indices])
+    matched.eliminate_zeros()
+    return matched.tocsc().astype(bool)
+
+
+def _empty_candidates() -> pd.DataFrame:
+    return pd.DataFrame({"slice": pd.Series(dtype=object), "level": pd.Series(dtype=np.int64),
+                         "size": pd.Series(dtype=np.int64), "errors": pd.Series(dtype=np.int64),
+                         "error_rate": pd.Series(dtype=float), "score": pd.Series(dtype=float),
+                         "p_value": pd.Series(dtype=float), "q_value": pd.Series(dtype=float)})
+
+
+def find_slices(
+    table: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    *,
+    errors: np.ndarray | pd.Series | str | None = None,
+    correct_column: str = "correct",
+    **params: Any,
+) -> list[Slice]:
+    """Top slices of ``table``: ``SliceFinder(**params).fit(table, columns, ...).slices_``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"site": ["a"] * 50 + ["b"] * 50,
+    ...                       "correct": [False] * 25 + [True] * 75})
+    >>> [s.to_dict()["predicates"] for s in find_slices(table, min_support=10, progress=False)]
+    [{'site': 'a'}]
+    """
+    finder = SliceFinder(**params)
+    return finder.fit(table, columns, errors=errors, correct_column=correct_column).slices_

@@ -1,0 +1,58 @@
+"""Default settings, each stated once: the libraries, the config and the CLI all read them here.
+
+This module imports nothing, so the config and the CLI can read it without loading torch.
+
+Examples
+--------
+>>> from sparsecheck.config import AnalysisConfig, SparseConfig
+>>> SparseConfig().alpha == SPARSE["alpha"], AnalysisConfig().fdr == ANALYSIS["fdr"]
+(True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = ["SPARSE", "ANALYSIS", "DRIFT_ALPHA", "DRIFT_PSI_THRESHOLD", "DRIFT_BINS"]
+
+#: hyper-parameters of the sparse decision layer (``SparseDecisionLayer``, config ``sparse:``)
+SPARSE = {
+    "alpha": 0.99,
+    "n_lambdas": 100,
+    "lambda_min_ratio": 1e-3,
+    "tolerance": 0.05,
+    "features_per_class": None,
+    "solver": "auto",
+    "max_epochs": None,
+    "tol": None,
+    "random_state": 0,
+}
+
+#: interpretation, slice and spurious-finding settings of a run (config ``analysis:``)
+ANALYSIS = {
+    # feature interpretation (sparsecheck.analysis.interpret)
+    "top_k": 8,
+    "explain": True,
+    "explain_features": 12,  # features explained with LIME, by total |weight|
+    "lime_samples": 1000,
+    "lime_examples": 4,
+    "sanity_check": True,
+    "sanity_features": 3,
+    "sanity_examples": 2,
+    "sanity_threshold": 0.5,
+    "sanity_cascade": False,
+    # spurious findings (sparsecheck.analysis.spurious): the decision rule's thresholds
+    "spurious_min_auc": 0.6,
+    "spurious_min_gap": 0.1,
+    "spurious_min_ablation": 0.05,
+    "spurious_min_group": 10,
+    # multiple testing, slices and breakdowns (sparsecheck.analysis.slices)
+    "fdr": 0.05,
+    "min_support": 20,
+    "max_predicates": 2,
+    "slices_top_k": 10,
+}
+
+#: monitoring: a feature drifts when its q-value < DRIFT_ALPHA and PSI >= DRIFT_PSI_THRESHOLD
+DRIFT_ALPHA = 0.01
+DRIFT_PSI_THRESHOLD = 0.1
+#: quantile bins of the PSI
+DRIFT_BINS = 10

@@ -1,0 +1,175 @@
+"""Running the pipeline behind ``sparsecheck run`` and ``sparsecheck demo``, and writing its outputs.
+
+:func:`run_pipeline` runs the stages (:data:`~sparsecheck.pipeline.stages.STAGES`) in order over
+one :class:`~sparsecheck.pipeline.context.RunContext`, then :func:`write_outputs`.
+
+Outputs go to ``out_dir``: ``results.json`` is written last and atomically, so a directory with a
+``results.json`` holds a finished run; an interrupted run leaves none.
+
+Examples
+--------
+>>> from sparsecheck.pipeline import run_pipeline            # doctest: +SKIP
+>>> ctx = run_pipeline(load_config("config.yaml"), "out/")    # doctest: +SKIP
+>>> ctx.results["status"]                                      # doctest: +SKIP
+'pass'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sparsecheck._runtime import claim_out_dir, resolve_device, write_json_atomic
+from sparsecheck._version import __version__
+from sparsecheck.config import Config
+from sparsecheck.pipeline.context import RunContext
+from sparsecheck.pipeline.stages import STAGES, Stage
+from sparsecheck.results import SCHEMA_VERSION, gate_status
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_pipeline", "write_outputs", "prepare_out_dir", "exit_code_for"]
+
+
+# --------------------------------------------------------------------------- output directory
+def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+    """Create ``out_dir`` or take over one that sparsecheck wrote before.
+
+    A non-empty directory that sparsecheck did not create is refused unless ``force`` — we never
+    overwrite a user's files without being asked. The previous ``results.json`` is removed first,
+    so an interrupted run does not leave an old, complete-looking result behind.
+    """
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
+    # results.json first: without it the directory no longer claims to hold a finished run
+    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "sparse_path.png"):
+        (out / name).unlink(missing_ok=True)
+    for name in ("features", "sparse_layer"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    return out
+
+
+def exit_code_for(ctx: RunContext, fail_on: str = "error") -> int:
+    """1 when the gate fails at ``fail_on`` severity (see :mod:`sparsecheck.results`), else 0."""
+    return 1 if gate_status(ctx.results.get("assertions"), fail_on) == "fail" else 0  # type: ignore[arg-type]
+
+
+def _status(ctx: RunContext) -> str:
+    return gate_status(ctx.results.get("assertions"))
+
+
+def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
+    """Write the outputs into the output directory and log the run to MLflow, in this order.
+
+    1. Create the MLflow run (unless ``mlflow.enabled`` is false): its id goes into the report
+       and results.json, which are themselves artifacts of that run.
+    2. ``activations.npz``, ``report.html``, then ``results.json`` (last, atomically).
+    3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
+       or FAILED if anything above raised.
+
+    An unreachable MLflow does not cost the local outputs: they are written, then TrackingError
+    (exit code 2) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
+    ``sparsecheck.kind`` tag.
+    """
+    import contextlib
+
+    from sparsecheck.errors import TrackingError
+    from sparsecheck.reports.html import write_report
+    from sparsecheck.reports.tracking import ACTIVATIONS_FILE, start_run, write_activations
+
+    if ctx.out_dir is None:
+        return
+    out = Path(ctx.out_dir)
+    results = ctx.results
+    results.setdefault("sparse_layer", None)
+    results.setdefault("feature_attributes", [])
+    results.setdefault("spurious_findings", [])
+    results.setdefault("slices", [])
+    results.setdefault("assertions", [])
+    results["mlflow"] = None
+    results["status"] = _status(ctx)
+    results["schema_version"] = SCHEMA_VERSION
+    run, tracking_error = None, None
+    if ctx.config.mlflow.enabled:
+        try:
+            run = start_run(ctx.config.mlflow, kind=kind, results=results)
+            results["mlflow"] = run.info.to_dict()
+        except TrackingError as exc:
+            tracking_error = exc
+            logger.warning("%s; writing the local outputs anyway", exc)
+    with run if run is not None else contextlib.nullcontext():
+        write_activations(ctx, out / ACTIVATIONS_FILE)
+        write_report(ctx, out / "report.html")
+        write_json_atomic(out / "results.json", _checked(results))
+        ctx.artifacts["results.json"] = str(out / "results.json")
+        if run is not None:
+            run.log_outputs(ctx)
+    if tracking_error is not None:
+        raise tracking_error
+
+
+def _checked(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json's content, in contract order, checked against the typed contract first: a run
+    never writes a results.json that its own readers (compare, monitor) would refuse."""
+    from sparsecheck._runtime import jsonable
+    from sparsecheck.results import RunResults
+
+    plain = jsonable(_ordered(results))
+    RunResults.from_dict(plain, source="this run's results")
+    return plain
+
+
+def _ordered(results: dict[str, Any]) -> dict[str, Any]:
+    first = ["status", "schema_version", "sparsecheck_version", "created", "model", "data", "features", "dense",
+             "accuracy_by_attribute", "sparse_layer", "feature_attributes", "spurious_findings",
+             "slices", "assertions", "mlflow"]
+    return {**{k: results[k] for k in first if k in results},
+            **{k: v for k, v in results.items() if k not in first}}
+
+
+def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
+                 tracking_uri: str | None = None, force: bool = False,
+                 stages: list[Stage] | None = None) -> RunContext:
+    """Run every stage on ``config`` and write the outputs into ``out_dir``.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (:func:`sparsecheck.config.load_config`).
+    out_dir : path, optional
+        Receives results.json, report.html, junit.xml and the sparse layer. None writes nothing.
+    device : "auto", "cpu" or "cuda"
+    tracking_uri : str, optional
+        MLflow tracking URI overriding the config and ``MLFLOW_TRACKING_URI``.
+    force : bool
+        Allow writing into a non-empty directory that sparsecheck did not create.
+
+    Returns
+    -------
+    RunContext
+        with ``results`` holding what results.json holds.
+    """
+    dev = resolve_device(device)
+    ctx = RunContext(config=config, class_names=[], splits={}, device=str(dev))
+    if tracking_uri is not None:
+        config.mlflow.tracking_uri = tracking_uri
+    if out_dir is not None:
+        ctx.out_dir = prepare_out_dir(out_dir, force=force)
+        if config.mlflow.enabled:  # import MLflow and open its store while the model runs
+            from sparsecheck.reports.tracking import prefetch
+
+            prefetch(config.mlflow.tracking_uri)
+    ctx.results.update({"sparsecheck_version": __version__,
+                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        "device": str(dev)})
+    timings: dict[str, float] = {}
+    for stage in stages if stages is not None else STAGES:
+        start = time.perf_counter()
+        stage(ctx)
+        timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
+    ctx.results["timings"] = timings
+    write_outputs(ctx)
+    return ctx

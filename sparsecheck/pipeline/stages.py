@@ -1,0 +1,363 @@
+"""The pipeline's stages: each reads the config and what earlier stages left in the
+:class:`~sparsecheck.pipeline.context.RunContext`, calls a library function, and records its part.
+
+This is the only code that knows both the run context and the libraries (``sparse/``,
+``analysis/``, ``assertions/``), which take arrays, tables and parameters. In order:
+
+========================  ====================================================================
+``load_stage``            the model, datasets and metadata the config names
+``extract_stage``         deep features and logits of every split (cached on disk)
+``dense_stage``           the model's own accuracy, overall and by metadata value
+``sparse_stage``          the sparse decision layer (:class:`~sparsecheck.sparse.SparseDecisionLayer`)
+``interpret_stage``       feature cards (:func:`~sparsecheck.analysis.interpret.interpret_features`)
+``slices_stage``          slices and error breakdowns (:func:`~sparsecheck.analysis.slices.analyse_errors`)
+``spurious_stage``        spurious findings (:func:`~sparsecheck.analysis.spurious.find_spurious_features`)
+``assertions_stage``      the config's assertions (:func:`~sparsecheck.assertions.run_assertions`)
+========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from sparsecheck._runtime import torch_threads
+from sparsecheck.analysis.association import feature_associations
+from sparsecheck.analysis.breakdown import accuracy_by_attribute
+from sparsecheck.analysis.interpret import interpret_features
+from sparsecheck.analysis.slices import analyse_errors
+from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
+from sparsecheck.assertions import AssertionContext, run_assertions
+from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
+from sparsecheck.errors import ConfigError, DataError, SparsecheckError
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.sparse.features import extract_features
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Stage", "STAGES", "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
+           "slices_stage", "spurious_stage", "assertions_stage", "assertion_context"]
+
+Stage = Callable[[RunContext], None]
+
+# below this many feature values (rows × features) the CPU path solver runs on one thread
+SMALL_CPU_PROBLEM = 4_000_000
+#: thresholds of the spurious-finding rule, read from ``config.analysis.spurious_<name>``
+SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
+
+
+def load_stage(ctx: RunContext) -> None:
+    """Load the datasets, metadata and model named in the config; check they fit together.
+
+    The input geometry (``model.input.size``, or ``resize`` + ``crop``) goes to the datasets, which
+    apply it to each image as it is loaded; ``ctx.input_spec`` is the rest of the spec.
+    """
+    cfg = ctx.config
+    class_names = cfg.data.class_names
+    # the model first: without model.input its weights say how images become input (torchvision)
+    ctx.model = cfg.model.load()
+    spec = cfg.model.input_spec(ctx.model)
+    datasets: dict[str, ImageDataset] = {}
+    for split in ("train", "val", "test"):
+        path = getattr(cfg.data, split)
+        if path is None:
+            continue
+        try:
+            datasets[split] = load_dataset(path, name=split, class_names=class_names, geometry=spec.geometry,
+                                           skip_unreadable=cfg.data.skip_unreadable,
+                                           num_workers=cfg.features.num_workers)
+        except DataError as exc:
+            raise DataError(f"data.{split}: {exc}") from exc
+        if datasets[split].labels is None:
+            raise DataError(f"data.{split}: {path} has no labels ('y' or a 'label' column)")
+    if len({d.channels for d in datasets.values()}) > 1:  # an all-grey folder next to colour ones
+        datasets = {s: d if d.in_memory else d.with_channels(3) for s, d in datasets.items()}
+    shapes = {s: d.image_shape for s, d in datasets.items()}
+    if len({sh[:2] for sh in shapes.values()}) > 1:
+        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size, or "
+                        f"model.input.resize with model.input.crop")
+    if len({sh[2] for sh in shapes.values()}) > 1 and spec.channels is None:
+        raise DataError(f"image channels differ between splits: {shapes}; set model.input.channels")
+    n_classes = max(int(d.labels.max()) for d in datasets.values()) + 1  # type: ignore[union-attr]
+    if class_names is None:
+        class_names = datasets["train"].class_names or [str(i) for i in range(n_classes)]
+    elif n_classes > len(class_names):
+        raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1}",
+                          key="data.class_names")
+    ctx.class_names = list(class_names)
+    ctx.datasets = datasets
+    ctx.input_spec = spec.without_geometry()
+    ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
+                            "fingerprint": ctx.model.fingerprint()}
+    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
+                           for s, d in datasets.items()}
+    if cfg.data.skip_unreadable:
+        for s, d in datasets.items():
+            ctx.results["data"][s]["skipped_unreadable"] = {
+                "count": len(d.skipped_unreadable),
+                "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
+
+
+def extract_stage(ctx: RunContext) -> None:
+    """Extract deep features and logits of every split (cached on disk)."""
+    cfg = ctx.config
+    assert ctx.model is not None
+    for split, ds in ctx.datasets.items():
+        fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
+                              batch_size=cfg.features.batch_size, device=ctx.device,
+                              num_workers=cfg.features.num_workers, precision=cfg.features.precision,
+                              cache_dir=cfg.features.cache_dir, desc=split)
+        if fs.logits.shape[1] < len(ctx.class_names):
+            raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
+                            f"{len(ctx.class_names)} classes")
+        meta = _metadata_for(ctx, ds)
+        ctx.splits[split] = SplitView(split, ds.ids, ds.labels, fs.features, fs.logits, meta)
+        ctx.feature_layer = fs.layer
+        ctx.results.setdefault("features", {})[split] = {
+            "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
+            "seconds": round(fs.seconds, 3)}
+    ctx.results["model"]["feature_layer"] = ctx.feature_layer
+
+
+def _metadata_for(ctx: RunContext, ds: ImageDataset):
+    """The split's metadata: ``data.metadata``, a manifest's own columns, or both joined on id.
+
+    When both name the same column, ``data.metadata`` wins (logged as a warning).
+    """
+    import pandas as pd
+
+    path = ctx.config.data.metadata
+    own = ds.metadata
+    if path is None:
+        return own.copy() if own is not None else pd.DataFrame({"id": ds.ids})
+    try:
+        table = load_metadata(path, ds.ids, id_column=ctx.config.data.id_column)
+    except DataError as exc:
+        raise DataError(f"data.metadata ({ds.name} split): {exc}") from exc
+    if own is None:
+        return table
+    clash = [c for c in own.columns if c != "id" and c in table.columns]
+    if clash:
+        logger.warning("%s split: columns %s are both in the manifest and in data.metadata; using "
+                       "data.metadata's", ds.name, clash)
+    extra = [c for c in own.columns if c != "id" and c not in table.columns]
+    return pd.concat([table.reset_index(drop=True), own[extra].reset_index(drop=True)], axis=1)
+
+
+def dense_stage(ctx: RunContext) -> None:
+    """Accuracy of the model's own head, overall and by every metadata value."""
+    dense: dict[str, Any] = {}
+    for split, view in ctx.splits.items():
+        dense[f"{split}_accuracy"] = float(np.mean(view.dense_predictions == view.labels))
+    ctx.results["dense"] = dense
+    table = ctx.prediction_table("test")
+    attrs = [a for a in ctx.attributes]
+    if attrs:
+        ctx.results["accuracy_by_attribute"] = accuracy_by_attribute(table, attrs).to_dict("records")
+    else:
+        ctx.results["accuracy_by_attribute"] = []
+    unknown = sorted(set(ctx.config.data.spurious_attributes) - set(attrs))
+    if unknown:
+        raise ConfigError(f"not a metadata column (columns: {attrs})", key="data.spurious_attributes",
+                          value=unknown)
+    logger.info("dense head: test accuracy %.3f", dense.get("test_accuracy", float("nan")))
+
+
+def sparse_stage(ctx: RunContext) -> None:
+    """Fit the sparse decision layer on train features (validation split for selection).
+
+    Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
+    saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
+    """
+    from sparsecheck.sparse import SparseDecisionLayer
+
+    sc = ctx.config.sparse
+    layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
+                                tolerance=sc.tolerance, features_per_class=sc.features_per_class,
+                                solver=sc.solver, max_epochs=sc.max_epochs, tol=sc.tol, device=ctx.device,
+                                random_state=sc.random_state)
+    train, val = ctx.splits["train"], ctx.splits.get("val")
+    n, d = train.features.shape
+    small = ctx.device == "cpu" and n * d <= SMALL_CPU_PROBLEM
+    with torch_threads(1 if small else None):
+        layer.fit(train.features, train.labels,
+                  None if val is None else val.features, None if val is None else val.labels)
+    ctx.sparse_layer = layer
+    test = ctx.splits["test"]
+    sparse_pred = layer.predict(np.asarray(test.features))
+    dense_pred = test.dense_predictions
+    names = [ctx.class_names[int(c)] for c in layer.classes_]
+    summary = layer.to_dict(names)
+    ctx.results["sparse_layer"] = {
+        "dense_accuracy": float(np.mean(dense_pred == test.labels)),
+        "sparse_accuracy": float(np.mean(sparse_pred == test.labels)),
+        "agreement": float(np.mean(sparse_pred == dense_pred)),
+        **summary,
+    }
+    if ctx.out_dir is not None:
+        out = Path(ctx.out_dir)
+        layer.save(out / "sparse_layer", overwrite=True)
+        layer.plot_path(out / "sparse_path.png")
+        ctx.artifacts["sparse_layer"] = str(out / "sparse_layer")
+        ctx.artifacts["sparse_path.png"] = str(out / "sparse_path.png")
+    r = ctx.results["sparse_layer"]
+    logger.info("sparse layer: %.1f features/class on average (max %d), test accuracy %.3f vs dense %.3f",
+                r["mean_features_per_class"], r["max_features_per_class"], r["sparse_accuracy"],
+                r["dense_accuracy"])
+
+
+def interpret_stage(ctx: RunContext) -> None:
+    """Explain every feature of ``ctx.sparse_layer`` on the test split (else the last split).
+
+    Reads ``ctx.config.analysis`` (``top_k``, ``explain``, ``explain_features``, ``lime_examples``,
+    ``lime_samples``, ``sanity_*``) and ``ctx.config.seed``. Sets ``ctx.feature_attributes`` (tidy
+    association table), ``ctx.feature_cards`` and ``results["feature_attributes"]``,
+    ``["feature_cards"]``, ``["feature_sanity"]``, ``["interpretation"]``; writes
+    ``features/feature_<id>.png`` under ``ctx.out_dir`` when there is one. An optional step that
+    fails (LIME, a sanity check) is recorded with :meth:`RunContext.skip`.
+    """
+    if ctx.sparse_layer is None:
+        raise SparsecheckError("the interpretation stage needs a fitted sparse layer (ctx.sparse_layer); "
+                               "run the sparse stage before it")
+    acfg = ctx.config.analysis
+    split = "test" if "test" in ctx.splits else list(ctx.splits)[-1]
+    view = ctx.splits[split]
+    found = interpret_features(
+        ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
+        model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
+        feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
+        out_dir=ctx.out_dir, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=acfg.explain,
+        explain_features=acfg.explain_features, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
+        sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
+        sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
+        sanity_cascade=acfg.sanity_cascade)
+    ctx.feature_attributes = found.associations
+    ctx.feature_cards = found.cards
+    ctx.artifacts.update(found.artifacts)
+    ctx.results.update(found.to_results())
+
+
+def slices_stage(ctx: RunContext) -> None:
+    """Slices, feature slices and error breakdowns of the test prediction table.
+
+    :func:`~sparsecheck.analysis.slices.analyse_errors` with ``max_predicates``,
+    ``min_support``, ``slices_top_k`` and ``fdr`` from ``ctx.config.analysis``. Sets
+    ``ctx.slices`` and ``results["slices"]`` (best first), ``["slice_search"]``,
+    ``["feature_slices"]`` and ``["error_breakdowns"]`` (``by_pair``, ``by_feature_activation``).
+    """
+    if "test" not in ctx.splits:
+        raise DataError("slices need the test split; run the extract stage first")
+    acfg = ctx.config.analysis
+    found = analyse_errors(ctx.prediction_table("test"), ctx.attributes, features=ctx.splits["test"].features,
+                           layer=ctx.sparse_layer, class_names=ctx.class_names, max_predicates=acfg.max_predicates,
+                           min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr)
+    ctx.slices = list(found.slices)
+    ctx.results.update(found.to_results())
+
+
+def spurious_stage(ctx: RunContext) -> None:
+    """Spurious findings for the declared spurious attributes, associations to review for the rest.
+
+    Runs :func:`~sparsecheck.analysis.spurious.find_spurious_features` on the test split with the
+    fitted sparse layer, the model's own predictions and the feature × attribute association table
+    (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed here
+    on the test split, within classes, and also written to ``results["feature_attributes"]``).
+    ``fdr`` and the thresholds (``spurious_<name>`` for each of :data:`SPURIOUS_PARAMS`) come
+    from ``ctx.config.analysis``.
+
+    Writes ``ctx.spurious_findings``, ``results["spurious_findings"]`` (highest score first),
+    ``results["associations_to_review"]`` (the same for the attributes *not* declared spurious,
+    at most :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and
+    ``results["spurious_analysis"]`` (split, attributes, number of candidates, thresholds).
+    """
+    if ctx.sparse_layer is None:
+        raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
+                          "spurious_stage", key="stages")
+    view = ctx.splits.get("test")
+    if view is None or view.labels is None:
+        raise DataError("spurious findings need the labelled test split; run the extract stage first")
+    declared = [str(a) for a in ctx.config.data.spurious_attributes]
+    attributes = list(ctx.attributes)
+    unknown = [a for a in declared if a not in attributes]
+    if unknown:
+        raise ConfigError(f"not a metadata column (columns: {attributes})", key="data.spurious_attributes",
+                          value=unknown)
+    others = [a for a in attributes if a not in declared]
+    associations = _association_table(ctx)
+    acfg = ctx.config.analysis
+    params = {k: getattr(acfg, f"spurious_{k}") for k in SPURIOUS_PARAMS}
+    kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
+    args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
+    found = find_spurious_features(*args, declared, **kwargs) if declared else None
+    review = find_spurious_features(*args, others, **kwargs) if others else None
+    ctx.spurious_findings = list(found.findings) if found is not None else []
+    ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
+    ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
+    ctx.results["spurious_analysis"] = {
+        "split": "test", "attributes": declared, "review_attributes": others,
+        "n_candidates": 0 if found is None else int(len(found.candidates)),
+        "n_review_candidates": 0 if review is None else int(len(review.candidates)),
+        "params": {"fdr": float(acfg.fdr), **params},
+    }
+    if not declared:
+        logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
+    for finding in ctx.spurious_findings[:3]:
+        logger.info("spurious finding: %s", finding.sentence)
+
+
+def _association_table(ctx: RunContext) -> pd.DataFrame:
+    """The feature × attribute associations the interpretation stage left in the context, or, when
+    it did not run, the same table computed here on the test split (used features, within-class
+    comparisons: the class labels as strata)."""
+    if ctx.feature_attributes is not None:
+        return ctx.feature_attributes
+    view = ctx.splits["test"]
+    used = ctx.sparse_layer.used_features()
+    logger.info("spurious findings: no feature associations in the context; computing them on the test split")
+    table = feature_associations(np.asarray(view.features[:, used]), view.metadata, features=used,
+                                 attributes=ctx.attributes, strata=view.labels)
+    ctx.feature_attributes = table
+    if not ctx.results.get("feature_attributes"):
+        cols = ["feature", "attribute", "value", "effect", "p_value", "q_value"]
+        ctx.results["feature_attributes"] = [
+            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
+            for rec in table[cols].to_dict("records")]
+    return table
+
+
+def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
+    """Everything a pipeline run knows about ``split``, for the assertions."""
+    return AssertionContext(table=ctx.prediction_table(split), class_names=list(ctx.class_names) or None,
+                            sparse_layer=ctx.sparse_layer, feature_attributes=ctx.feature_attributes,
+                            spurious_findings=(list(ctx.spurious_findings) if ctx.spurious_findings or
+                                               "spurious_findings" in ctx.results else None),
+                            spurious_attributes=list(ctx.config.data.spurious_attributes),
+                            model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
+                            device=ctx.device, run=ctx, split=split)
+
+
+def assertions_stage(ctx: RunContext) -> None:
+    """Run the config's assertions (and the implied ones) on the test split.
+
+    The assertions were parsed with the config (:attr:`sparsecheck.config.Config.parsed_assertions`).
+    Sets ``ctx.assertion_results`` (a SuiteResult) and ``ctx.results["assertions"]`` (list of dicts
+    with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
+    writes ``junit.xml`` into ``ctx.out_dir``.
+    """
+    from sparsecheck.reports.junit import write_junit
+
+    suite = ctx.config.parsed_assertions
+    result = run_assertions(suite, assertion_context(ctx, "test"))
+    ctx.assertion_results = result
+    ctx.results["assertions"] = result.to_dicts()
+    if ctx.out_dir is not None:
+        path = write_junit(result, Path(ctx.out_dir) / "junit.xml")
+        ctx.artifacts["junit.xml"] = str(path)
+
+
+STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage, interpret_stage, slices_stage,
+                       spurious_stage, assertions_stage]

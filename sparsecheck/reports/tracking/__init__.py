@@ -1,0 +1,69 @@
+"""MLflow as the system of record: every ``sparsecheck run`` (and monitoring batch) is one MLflow run.
+
+A run holds the config as params, the headline figures as metrics (dense and sparse accuracy,
+sparsity, features per class, error rates of the top slices, assertion counts), tags
+(``sparsecheck.status``, ``sparsecheck.version``, ``sparsecheck.model_fingerprint``,
+``sparsecheck.kind``) and the outputs as artifacts: ``report.html``, ``results.json``,
+``junit.xml``, ``activations.npz``, ``sparse_layer/`` and ``features/``.
+
+The order matters because ``results.json`` names its own MLflow run and is itself an artifact::
+
+    run = start_run(config.mlflow)          # 1. create the run (its id is now known)
+    with run:                               #    FAILED (KILLED on Ctrl-C) if anything raises
+        ...write report.html, results.json  # 2. local outputs, carrying run.info
+        run.log_outputs(ctx)                # 3. params, metrics, artifacts
+    # 4. on leaving the block: tag sparsecheck.status, terminate FINISHED
+
+Where runs go: ``tracking_uri`` when given (``--tracking-uri`` or ``mlflow.tracking_uri`` in the
+config), else ``$MLFLOW_TRACKING_URI``, else a SQLite store ``mlflow.db`` in the working
+directory, whose artifacts go to ``mlruns/`` beside it; ``mlflow ui --backend-store-uri
+sqlite:///mlflow.db`` in that directory shows them. Everything talks to MLflow through an explicit
+:class:`mlflow.MlflowClient`; no global MLflow state (tracking URI, active run) is touched.
+
+The package: :mod:`~.store` (URI, reachability, client, quiet MLflow), :mod:`~.run_logging`
+(params, metrics, tags, artifacts; :class:`MlflowRun`, :func:`start_run`) and :mod:`~.reading`
+(:func:`load_run_results`, :func:`download_run_artifact`).
+
+MLflow and alembic log on INFO and print run links to stdout; that is kept out of the user's
+output for the duration of each call here (unless this module's logger is at DEBUG).
+
+Examples
+--------
+>>> resolve_tracking_uri("http://127.0.0.1:5000/")
+'http://127.0.0.1:5000'
+>>> metrics_from_results({"dense": {"test_accuracy": 0.8},
+...                       "slices": [{"error_rate": 0.6}], "assertions": [{"status": "pass"}]})
+{'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_feature_cards': 0.0}
+"""
+
+from sparsecheck.reports.tracking.reading import download_run_artifact, load_run_results
+from sparsecheck.reports.tracking.run_logging import (
+    ACTIVATIONS_FILE,
+    KINDS,
+    OUTPUT_ARTIFACTS,
+    TOP_SLICE_METRICS,
+    LoggedRun,
+    MlflowRun,
+    TrackingInfo,
+    metrics_from_results,
+    params_from_config,
+    start_run,
+    write_activations,
+)
+from sparsecheck.reports.tracking.store import DEFAULT_DB, prefetch, resolve_tracking_uri
+
+__all__ = [
+    "ACTIVATIONS_FILE",
+    "DEFAULT_DB",
+    "TrackingInfo",
+    "LoggedRun",
+    "MlflowRun",
+    "resolve_tracking_uri",
+    "start_run",
+    "prefetch",
+    "params_from_config",
+    "metrics_from_results",
+    "write_activations",
+    "load_run_results",
+    "download_run_artifact",
+]
