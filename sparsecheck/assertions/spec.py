@@ -21,8 +21,10 @@ In a config, assertions are a list under ``assertions:``::
         max_failing_rate: 0.05
 
 Declaring ``data.spurious_attributes`` implies an error-severity assertion named
-``no-spurious-reliance`` (no class relies on a feature associated with those attributes). An entry
-with that name and no ``type`` adjusts it (``enabled: false``, ``severity: warning``, ``fdr``, ...).
+``no-spurious-reliance``: it fails exactly on the run's spurious findings for those attributes (type
+``no_spurious_findings``: the same rule and the same count as the report's findings; the rule's
+thresholds are ``analysis.spurious_*``). An entry with that name and no ``type`` adjusts it
+(``enabled: false``, ``severity: warning``). The association-only check is the ``no_reliance`` type.
 
 Malformed specs raise :class:`~sparsecheck.errors.AssertionSpecError` naming the assertion and key,
 when the config is loaded, before any work.
@@ -587,9 +589,10 @@ def _default_reliance(spurious: list[str], override: Mapping[str, Any] | None,
                       class_names: Sequence[str] | None) -> Assertion | None:
     if not spurious and (override is None or override.get("enabled") is False):
         return None
-    raw: dict[str, Any] = {"name": DEFAULT_RELIANCE, "type": "no_reliance", "class": "*",
+    raw: dict[str, Any] = {"name": DEFAULT_RELIANCE, "type": "no_spurious_findings", "class": "*",
                            "attribute": spurious,
-                           "description": "no class relies on a feature associated with data.spurious_attributes"}
+                           "description": "no spurious finding (the same rule and count as the report's findings) "
+                                          "on data.spurious_attributes"}
     raw.update(override or {})
     if not raw.get("attribute"):
         raise AssertionSpecError("is implied by data.spurious_attributes, which is empty: declare the attributes "

@@ -81,10 +81,19 @@ def test_no_reliance_catches_the_shortcut_and_passes_the_harmless_attribute(plan
 def test_default_reliance_assertion_from_spurious_attributes(planted):
     from sparsecheck.assertions import parse_assertions
 
+    import dataclasses
+
     data, _, _ = planted
-    suite = run_assertions(parse_assertions([], spurious_attributes=["background"]), data)
-    assert [(r.name, r.status, r.severity) for r in suite] == [("no-spurious-reliance", "fail", "error")]
+    implied = parse_assertions([], spurious_attributes=["background"])
+    # one rule, one count: it fails exactly on the spurious findings of the declared attributes
+    finding = {"class": "wolf", "feature": 0, "attribute": "background", "value": "snow", "significant": True}
+    other = dict(finding, attribute="site", value="a")
+    suite = run_assertions(implied, dataclasses.replace(data, spurious_findings=[finding, other]))
+    assert [(r.name, r.status, r.severity, r.observed) for r in suite] == [("no-spurious-reliance", "fail", "error", 1)]
     assert suite.exit_code() == 1
+    # a strong association alone is not a finding: with none, the implied check passes
+    suite = run_assertions(implied, dataclasses.replace(data, spurious_findings=[other]))
+    assert [(r.name, r.status) for r in suite] == [("no-spurious-reliance", "pass")]
 
 
 def test_no_reliance_refuses_to_judge_without_the_evidence(planted):

@@ -113,11 +113,12 @@ def test_all_is_complete_and_importable():
 
 def test_implied_no_spurious_reliance_can_be_tuned_or_switched_off():
     (a,) = parse_assertions([], spurious_attributes=["background", "site"])
-    assert (a.name, a.type, a.severity) == (DEFAULT_RELIANCE, "no_reliance", "error")
+    # the same rule, and so the same count, as the run's spurious findings
+    assert (a.name, a.type, a.severity) == (DEFAULT_RELIANCE, "no_spurious_findings", "error")
     assert a.param_dict["attribute"] == ["background", "site"] and a.param_dict["class"] == "*"
-    down = parse_assertions([{"name": DEFAULT_RELIANCE, "severity": "warning", "min_effect": 0.3}],
-                            spurious_attributes=["background"])
-    assert [(x.name, x.severity, x.param_dict["min_effect"]) for x in down] == [(DEFAULT_RELIANCE, "warning", 0.3)]
+    down = parse_assertions([{"name": DEFAULT_RELIANCE, "severity": "warning"}], spurious_attributes=["background"])
+    assert [(x.name, x.severity, x.param_dict["attribute"]) for x in down] == [(DEFAULT_RELIANCE, "warning",
+                                                                              ["background"])]
     off = parse_assertions([{"name": DEFAULT_RELIANCE, "enabled": False}], spurious_attributes=["background"])
     assert [x.enabled for x in off] == [False]
     assert run_assertions(off, pd.DataFrame({"id": ["a"], "prediction": [0]})).results == []
