@@ -132,6 +132,12 @@ class SliceFinder(BaseEstimator):
         Overlap measure: |A∩B| / |A∪B|, or |A∩B| / min(|A|, |B|).
     confidence : float in (0, 1), default 0.95
         Coverage of the Wilson intervals.
+    nested : bool, default True
+        Report a slice of several predicates only when it is significantly worse than each of its
+        parents without it (a one-sided Fisher test per parent; its p-value is the largest of those
+        and of the test against all other rows, inside the same BH control). A harmless predicate
+        that rides on a real cause (``inverted=yes AND scanner=s1``) then gives way to the simpler
+        slice that carries the errors (``inverted=yes``). False ranks by score alone.
     progress : bool or None, default None
         Progress bars; None shows them only on a terminal.
 
@@ -176,6 +182,7 @@ class SliceFinder(BaseEstimator):
         group_overlap: float = 0.5,
         overlap: str = "containment",
         confidence: float = 0.95,
+        nested: bool = True,
         progress: bool | None = None,
     ) -> None:
         self.max_predicates = max_predicates
@@ -187,6 +194,7 @@ class SliceFinder(BaseEstimator):
         self.group_overlap = group_overlap
         self.overlap = overlap
         self.confidence = confidence
+        self.nested = nested
         self.progress = progress
 
     # -- parameters
@@ -214,6 +222,8 @@ class SliceFinder(BaseEstimator):
             raise self._bad("n_bins", "an int >= 2")
         if not is_real(self.fdr) or not 0 < self.fdr < 1:
             raise self._bad("fdr", "a float in (0, 1)")
+        if not isinstance(self.nested, bool):
+            raise self._bad("nested", "a bool")
         if not is_real(self.group_overlap) or not 0 <= self.group_overlap <= 1:
             raise self._bad("group_overlap", "a float in [0, 1]")
         if self.overlap not in ("jaccard", "containment"):
@@ -335,7 +345,7 @@ class SliceFinder(BaseEstimator):
                                     min_support=self.min_support_, max_predicates=self.max_predicates,
                                     pool=pool, progress=self.progress)
             cand = search.run()
-            exact = self._rank(cand, x, search.threshold, search.family_size)
+            exact = self._rank(cand, x, search.threshold, search.family_size, np.asarray(err, dtype=bool))
             if exact:
                 break
             pool *= 4
@@ -350,20 +360,30 @@ class SliceFinder(BaseEstimator):
                     time.perf_counter() - started)
         return self
 
-    def _rank(self, cand: _Candidates, x: sparse.csc_matrix, threshold: float, n_tests: int) -> bool:
+    def _rank(self, cand: _Candidates, x: sparse.csc_matrix, threshold: float, n_tests: int,
+              errors: np.ndarray) -> bool:
         """Statistics, q-values, ranking and grouping; False when pruning may have hidden a
         slice that grouping would now report (then the search runs again with less pruning)."""
         n, n_err = self.n_rows_, self.n_errors_
         score = _score(cand.size, cand.errors, n, n_err / n, float(self.alpha))
         p = fisher_exact_pvalue(cand.errors, cand.size, n_err - cand.errors, n - cand.size,
                                 alternative="greater")
+        # a refinement must also be worse than each of its parents without it (intersection-union:
+        # its p-value is the largest of the tests), inside the same FDR control
+        if self.nested:
+            p = np.maximum(p, _nested_pvalues(cand, x, errors))
         q = _benjamini_hochberg_of_family(p, n_tests)
         low, high = wilson_interval(cand.errors, cand.size, float(self.confidence))
+        # a predicate that adds nothing is dropped: a refinement that is not significantly worse
+        # than its parents is not reported (its parents carry its errors)
+        refines = (cand.level <= 1) | (q <= float(self.fdr)) | (not self.nested)
         positive = np.flatnonzero(score > _MIN_SCORE)
         keys = [cand.values[positive, j] for j in range(cand.values.shape[1] - 1, -1, -1)]
-        order = positive[np.lexsort([*keys, cand.level[positive], -cand.size[positive], -score[positive]])]
+        # the slices that may lead come first; the others can only be shown under one of them
+        order = positive[np.lexsort([*keys, cand.level[positive], -cand.size[positive], -score[positive],
+                                     ~refines[positive]])]
 
-        reps, related = self._group(cand, order, x)
+        reps, related = self._group(cand, order, x, refines)
         exact = threshold <= 0 or (len(reps) == self.top_k and score[reps[-1]] >= threshold)
         if not exact:
             return False
@@ -398,15 +418,16 @@ class SliceFinder(BaseEstimator):
         }).sort_values(["score", "size"], ascending=[False, False], kind="stable").reset_index(drop=True)
         return True
 
-    def _group(self, cand: _Candidates, order: np.ndarray, x: sparse.csc_matrix
+    def _group(self, cand: _Candidates, order: np.ndarray, x: sparse.csc_matrix, can_lead: np.ndarray
                ) -> tuple[list[int], dict[int, list[int]]]:
         """Greedy grouping of ``order`` (best first) by row overlap; returns the representatives
-        and, for each, the slices grouped under it."""
+        and, for each, the slices grouped under it. A slice with ``can_lead`` False (a refinement
+        that adds nothing to its parents) is never a representative, only grouped under one."""
         k = self.top_k
         reps: list[int] = []
         related: dict[int, list[int]] = {}
         if self.group_overlap >= 1.0:  # grouping off: nothing can overlap by more than 1
-            reps = [int(i) for i in order[:k]]
+            reps = [int(i) for i in order if can_lead[i]][:k]
             return reps, {i: [] for i in reps}
         scan_limit = _POOL_FACTOR * k
         rep_members: sparse.csc_matrix | None = None
@@ -434,7 +455,7 @@ class SliceFinder(BaseEstimator):
                     if ov[best] > self.group_overlap:
                         related[reps[best]].append(int(i))
                         continue
-                if len(reps) >= k:
+                if len(reps) >= k or not can_lead[i]:
                     continue
                 reps.append(int(i))
                 related[int(i)] = []
@@ -485,6 +506,46 @@ class SliceFinder(BaseEstimator):
                 c, lookup = codes[col]
                 out[:, s_i] &= c == lookup[value]
         return out
+
+
+def _nested_pvalues(cand: _Candidates, x: sparse.csc_matrix, errors: np.ndarray) -> np.ndarray:
+    """For each slice of two or more predicates, the largest one-sided Fisher p-value of "its error
+    rate exceeds that of the rest of a parent" over its parents (the slice with one predicate
+    fewer); 0 for single predicates. Parents missing from the candidates are counted from ``x``."""
+    out = np.zeros(cand.level.size)
+    multi = np.flatnonzero(cand.level >= 2)
+    if multi.size == 0:
+        return out
+    index = {tuple(int(v) for v in cand.values[i, :cand.level[i]]): i for i in range(cand.level.size)}
+    counted: dict[tuple[int, ...], tuple[int, int]] = {}
+    child, p_size, p_err = [], [], []
+    for i in multi:
+        vals = tuple(int(v) for v in cand.values[i, :cand.level[i]])
+        for drop in range(len(vals)):
+            parent = vals[:drop] + vals[drop + 1:]
+            j = index.get(parent)
+            if j is not None:
+                size, err = int(cand.size[j]), int(cand.errors[j])
+            else:  # pruned by the search: count it
+                if parent not in counted:
+                    rows = np.ones(x.shape[0], dtype=bool)
+                    for v in parent:
+                        rows &= x[:, v].toarray().ravel().astype(bool)
+                    counted[parent] = (int(rows.sum()), int(errors[rows].sum()))
+                size, err = counted[parent]
+            child.append(i)
+            p_size.append(size)
+            p_err.append(err)
+    child_a = np.asarray(child)
+    rest_n = np.asarray(p_size) - cand.size[child_a]
+    rest_e = np.asarray(p_err) - cand.errors[child_a]
+    pv = np.ones(child_a.size)
+    ok = rest_n > 0  # a predicate that removes no row from a parent adds nothing: p = 1
+    if ok.any():
+        pv[ok] = fisher_exact_pvalue(cand.errors[child_a[ok]], cand.size[child_a[ok]], rest_e[ok], rest_n[ok],
+                                     alternative="greater")
+    np.maximum.at(out, child_a, pv)
+    return out
 
 
 def _membership(x: sparse.csc_matrix, values: np.ndarray, level: np.ndarray) -> sparse.csc_matrix:
