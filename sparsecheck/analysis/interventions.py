@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Cue", "Patch", "Border", "Tint", "Invert", "Blur", "Background", "CallableCue", "CUES",
            "REGIONS", "parse_cue", "parse_intervention", "measure_intervention", "InterventionResult",
-           "mcnemar_exact"]
+           "mcnemar_exact", "cue_for_auto_attribute"]
 
 #: where a :class:`Patch` can go
 REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -730,3 +730,60 @@ def _mean_ci(v: np.ndarray, z: float) -> tuple[float, float, float]:
     m = float(v.mean())
     se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
     return m, m - z * se, m + z * se
+
+
+# --------------------------------------------------------------------------- cues of automatic attributes
+_AUTO_REGION = {"corner_tl": "top-left", "corner_tr": "top-right", "corner_bl": "bottom-left",
+                "corner_br": "bottom-right", "centre": "centre"}
+
+
+def _family_rgb(family: str) -> tuple[float, float, float] | None:
+    """A saturated colour in the middle of a hue family (``auto:hue`` values)."""
+    import colorsys
+
+    from sparsecheck.analysis.auto_attributes import COLOUR_FAMILIES
+
+    span = COLOUR_FAMILIES.get(family)
+    if span is None:
+        return None
+    start, end = span
+    mid = ((start + (end - start) % 360.0 / 2.0) % 360.0) / 360.0
+    r, g, b = colorsys.hsv_to_rgb(mid, 0.85, 0.9)
+    return (round(r * 255.0), round(g * 255.0), round(b * 255.0))
+
+
+def cue_for_auto_attribute(attribute: str, value: str) -> Cue | None:
+    """The intervention that puts an automatic attribute's value on an image, where there is one.
+
+    ``auto:hue=<colour>`` → a tint of that colour; ``auto:<corner|centre>=high|low`` → a white or
+    black patch there; ``auto:<corner|centre>_colour=<colour>`` → a patch of that colour;
+    ``auto:inverted=yes`` → inversion. Other attributes (brightness, sharpness, sizes, ...) have
+    none: their findings stay associations to review.
+
+    Examples
+    --------
+    >>> cue_for_auto_attribute("auto:corner_tl", "high").to_dict()["region"]
+    'top-left'
+    >>> cue_for_auto_attribute("auto:inverted", "yes").name, cue_for_auto_attribute("auto:sharpness", "low") is None
+    ('invert()', True)
+    """
+    from sparsecheck.analysis.auto_attributes import AUTO_PREFIX
+
+    if not str(attribute).startswith(AUTO_PREFIX):
+        return None
+    name = str(attribute)[len(AUTO_PREFIX):]
+    value = str(value)
+    if name == "inverted":
+        return Invert() if value == "yes" else None
+    if name == "hue":
+        rgb = _family_rgb(value)
+        return None if rgb is None else Tint(colour=rgb, strength=0.5)
+    region, _, colour = name.partition("_colour")
+    if region in _AUTO_REGION:
+        if name.endswith("_colour"):
+            rgb = _family_rgb(value)
+            return None if rgb is None else Patch(region=_AUTO_REGION[region], size=0.2, colour=rgb)
+        if value in ("high", "low"):
+            shade = 255.0 if value == "high" else 0.0
+            return Patch(region=_AUTO_REGION[region], size=0.2, colour=(shade, shade, shade))
+    return None

@@ -86,7 +86,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -111,7 +111,7 @@ _CANDIDATE_COLUMNS = [
     "others_accuracy_without", "others_gap", "class_specific_gap", "gap_p_value", "gap_q_value",
     "class_specific_gap_p_value", "class_specific_gap_q_value", "sparse_recall_with", "sparse_recall_without",
     "ablated_recall_with", "ablated_recall_without", "ablation_drop_with", "ablation_drop_without",
-    "ablation_gap", "score", "significant",
+    "ablation_gap", "score", "significant", "confirmed_by_intervention",
 ]
 
 
@@ -287,6 +287,8 @@ def find_spurious_features(
     min_gap: float = ANALYSIS["spurious_min_gap"],
     min_ablation: float = ANALYSIS["spurious_min_ablation"],
     min_group: int = ANALYSIS["spurious_min_group"],
+    intervene: Callable[[Any, str, str], Any] | None = None,
+    require_intervention: bool = False,
 ) -> SpuriousAnalysis:
     """Find the classes that rely on a sparse feature tied to a value of one of ``attributes``.
 
@@ -323,6 +325,14 @@ def find_spurious_features(
         Smallest ablation gap (in probability: 0.05 is 5 points).
     min_group : int, default 10
         Fewest examples of the class with the value, and without it.
+    intervene : callable ``(class_label, attribute, value) -> InterventionResult or None``, optional
+        Measures the cue by intervention (:func:`sparsecheck.analysis.interventions.measure_intervention`):
+        called once per (class, attribute, value) whose feature passes the association and ablation
+        tests. A confirmed intervention makes the candidate a finding even when the accuracy-gap
+        tests lack the power (few examples carry the value); its numbers join the evidence.
+    require_intervention : bool, default False
+        A finding needs a confirmed intervention (used for automatic attributes, whose
+        associations alone also catch harmless image properties such as a frame).
 
     Returns
     -------
@@ -426,16 +436,25 @@ def find_spurious_features(
     strength = 2.0 * cand["auc"] - 1.0
     harm = np.minimum(cand["class_specific_gap"], cand["ablation_gap"])
     cand["score"] = (strength * harm).clip(lower=0.0).fillna(0.0)
-    cand["significant"] = (
-        (cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc)
-        & (cand["gap_q_value"] <= fdr) & (cand["class_specific_gap_q_value"] <= fdr)
-        & (cand["class_specific_gap"] >= min_gap) & (cand["ablation_gap"] >= min_ablation)
-        & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group)
-    )
+    tied = ((cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc) & (cand["ablation_gap"] >= min_ablation)
+            & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group))
+    gap = ((cand["gap_q_value"] <= fdr) & (cand["class_specific_gap_q_value"] <= fdr)
+           & (cand["class_specific_gap"] >= min_gap))
+    measured: dict[tuple[Any, str, str], Any] = {}
+    if intervene is not None:
+        for r in cand.loc[tied, ["class", "attribute", "value"]].to_dict("records"):
+            key = (r["class"], str(r["attribute"]), str(r["value"]))
+            if key not in measured:
+                measured[key] = intervene(*key)
+    keys_of = list(zip(cand["class"], cand["attribute"].astype(str), cand["value"].astype(str)))
+    cand["confirmed_by_intervention"] = [bool(getattr(measured.get(k), "confirmed", False)) for k in keys_of]
+    cand["significant"] = tied & (cand["confirmed_by_intervention"] if require_intervention
+                                  else (gap | cand["confirmed_by_intervention"]))
     cand = cand.drop(columns="_group").sort_values(["significant", "score", "auc"], ascending=False,
                                                      kind="stable").reset_index(drop=True)
     cand = cand[_CANDIDATE_COLUMNS]
-    findings = [_finding(r) for r in cand[cand["significant"]].to_dict("records")]
+    findings = [_finding(r, measured.get((r["class"], str(r["attribute"]), str(r["value"]))))
+                for r in cand[cand["significant"]].to_dict("records")]
     logger.info("spurious features: %d candidates over %s, %d findings", len(cand), attributes, len(findings))
     return SpuriousAnalysis(findings, cand, attributes, params)
 
@@ -479,14 +498,18 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if np.isfinite(x) else "n/a"
 
 
-def _finding(d: dict[str, Any]) -> SpuriousFinding:
+def _finding(d: dict[str, Any], intervention: Any = None) -> SpuriousFinding:
     evidence_keys = [c for c in _CANDIDATE_COLUMNS if c not in
-                     ("class", "class_name", "feature", "attribute", "value", "score", "significant")]
+                     ("class", "class_name", "feature", "attribute", "value", "score", "significant",
+                      "confirmed_by_intervention")]
     evidence: dict[str, Any] = {}
     for k in evidence_keys:
         v = d[k]
         key = {"assoc_p_value": "p_value", "assoc_q_value": "q_value"}.get(k, k)
         evidence[key] = int(v) if k in ("n_with", "n_without") else float(v)
+    evidence["confirmed_by_intervention"] = bool(d.get("confirmed_by_intervention", False))
+    if intervention is not None:
+        evidence["intervention"] = intervention.to_dict()
     av = f"{d['attribute']}={d['value']}"
     sentence = (f"class '{d['class_name']}' relies on feature {d['feature']} (weight {d['weight']:.2f}), which "
                 f"fires on {av} (AUC {d['auc']:.2f}); '{d['class_name']}' examples are recognised "
@@ -494,6 +517,8 @@ def _finding(d: dict[str, Any]) -> SpuriousFinding:
                 f"(other classes: {_pct(d['others_accuracy_with'])} vs {_pct(d['others_accuracy_without'])}); "
                 f"without feature {d['feature']}, the sparse layer's probability of '{d['class_name']}' "
                 f"{_change(d['ablation_drop_with'])} with {av} and {_change(d['ablation_drop_without'])} without")
+    if intervention is not None and getattr(intervention, "confirmed", False):
+        sentence += f"; confirmed by intervention: {intervention.describe()}"
     return SpuriousFinding(class_name=str(d["class_name"]), feature=int(d["feature"]), attribute=str(d["attribute"]),
                            value=str(d["value"]), score=float(d["score"]), significant=bool(d["significant"]),
                            evidence=evidence, sentence=sentence, class_label=d["class"])
