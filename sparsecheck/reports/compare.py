@@ -16,6 +16,8 @@ from MLflow and reports, for B against A:
   a Hungarian assignment on ``-|r|`` (one-to-one), and a pair counts as *the same feature* when
   ``|r| >= min_correlation``. Two runs of the same model (same fingerprint) match by id.
 
+Rendering (Markdown, HTML) lives in :mod:`sparsecheck.reports.compare_render`.
+
 A **regression** — exit code 1 of the command — is a newly failing error-severity assertion, a
 worse or new significant slice, a new spurious finding, or the status going from pass to fail.
 
@@ -35,7 +37,6 @@ False
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -46,7 +47,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from sparsecheck.results import FAILING_STATUSES
+from sparsecheck.analysis.matching import (DEFAULT_MIN_CORRELATION, FeatureMatch, FeatureMatching, RunActivations,
+                                           identity_matching, match_features)
+from sparsecheck.results import is_failing
 from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.errors import DataError, ParameterError, TrackingError
 
@@ -71,7 +74,6 @@ __all__ = [
     "load_run_activations",
 ]
 
-DEFAULT_MIN_CORRELATION = 0.5
 DEFAULT_SLICE_FDR = 0.05
 _OUT_FILES = ("compare.json", "compare.html")
 
@@ -272,7 +274,7 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return x / scale
 
 
-def _identity_matching(features_a: Iterable[int], features_b: Iterable[int]) -> FeatureMatching:
+def identity_matching(features_a: Iterable[int], features_b: Iterable[int]) -> FeatureMatching:
     fa, fb = sorted({int(f) for f in features_a}), sorted({int(f) for f in features_b})
     both = sorted(set(fa) & set(fb))
     return FeatureMatching([FeatureMatch(f, f, 1.0) for f in both], [f for f in fa if f not in both],
@@ -454,108 +456,20 @@ class RunComparison:
 
     # ------------------------------------------------------------------ rendering
     def to_markdown(self) -> str:
-        """The comparison as Markdown (what ``sparsecheck compare`` prints)."""
-        out: list[str] = [f"# sparsecheck compare: `{_md(self.run_a)}` → `{_md(self.run_b)}`", ""]
-        verdict = (f"**REGRESSION** ({len(self.regressions)})" if self.has_regression else "**no regression**")
-        out += [f"Verdict: {verdict}. Status: {self.status_a or '?'} → {self.status_b or '?'}.", ""]
-        if self.regressions:
-            out += ["## Regressions", ""] + [f"- {_md(r)}" for r in self.regressions] + [""]
-        sections = self._sections()
-        for title, header, rows, empty in sections:
-            out += [f"## {title}", ""]
-            if not rows:
-                out += [empty, ""]
-                continue
-            out.append("| " + " | ".join(header) + " |")
-            out.append("|" + "---|" * len(header))
-            out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-            out.append("")
-        if self.matching is not None:
-            out += [_matching_line(self.matching), ""]
-        if self.notes:
-            out += ["## Notes", ""] + [f"- {_md(n)}" for n in self.notes] + [""]
-        return "\n".join(out).rstrip() + "\n"
+        """The comparison as Markdown (what ``sparsecheck compare`` prints); see :mod:`.compare_render`."""
+        from sparsecheck.reports.compare_render import to_markdown
+
+        return to_markdown(self)
 
     def to_html(self) -> str:
-        """A self-contained HTML page (no external resources; every value escaped)."""
-        e = html.escape
-        parts = [
-            "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>sparsecheck compare {e(self.run_a)} → {e(self.run_b)}</title>",
-            f"<style>{_CSS}</style></head><body>",
-            f"<h1>sparsecheck compare: <code>{e(self.run_a)}</code> → <code>{e(self.run_b)}</code></h1>",
-        ]
-        cls = "bad" if self.has_regression else "good"
-        verdict = f"REGRESSION ({len(self.regressions)})" if self.has_regression else "no regression"
-        parts.append(f'<p class="verdict {cls}" id="verdict">{e(verdict)} — status '
-                     f"{e(str(self.status_a))} → {e(str(self.status_b))}</p>")
-        if self.regressions:
-            parts.append('<h2>Regressions</h2><ul id="regressions">')
-            parts += [f"<li>{e(r)}</li>" for r in self.regressions]
-            parts.append("</ul>")
-        for title, header, rows, empty in self._sections():
-            anchor = title.lower().replace(" ", "-")
-            parts.append(f'<h2 id="{e(anchor)}">{e(title)}</h2>')
-            if not rows:
-                parts.append(f"<p class=\"empty\">{e(empty)}</p>")
-                continue
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
-            for row in rows:
-                flag = ' class="bad"' if any(str(c).startswith(_BAD_MARKS) for c in row) else ""
-                parts.append(f"<tr{flag}>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
-            parts.append("</tbody></table>")
-        if self.matching is not None:
-            parts.append(f"<p>{e(_matching_line(self.matching))}</p>")
-        if self.notes:
-            parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
-        parts.append("</body></html>")
-        return "\n".join(parts) + "\n"
+        """A self-contained HTML page, verdict and what changed first; see :mod:`.compare_render`."""
+        from sparsecheck.reports.compare_render import to_html
 
-    def _sections(self) -> list[tuple[str, list[str], list[list[str]], str]]:
-        a_rows = [[a.name, a.severity, str(a.status_a or "—"), str(a.status_b or "—"),
-                   _change_label(a.change, a.is_regression), _fmt(a.observed_b), _fmt(a.threshold)]
-                  for a in self.assertions if a.change != "passing"]
-        s_rows = [[s.label, _rate(s.error_rate_a, s.ci_a, s.size_a), _rate(s.error_rate_b, s.ci_b, s.size_b),
-                   _change_label(s.change + (" (significant)" if s.change == "new" and s.significant_b else ""),
-                                 s.is_regression)]
-                  for s in self.slices if s.change != "unchanged"]
-        sp_rows = [[s.class_name, f"{s.attribute}={s.value}", _feat(s.feature_a, s.score_a),
-                    _feat(s.feature_b, s.score_b), _change_label(s.change, s.is_regression)
-                    + (" (same feature)" if s.same_feature else "")] for s in self.spurious]
-        m_rows = [[m.name, _fmt(m.a), _fmt(m.b), _fmt(m.delta, signed=True)] for m in self.metrics]
-        f_rows = [[c.class_name, f"{c.n_a} → {c.n_b}",
-                   ", ".join(f"{k.feature_a}→{k.feature_b} (r={k.correlation:.2f})" for k in c.kept) or "—",
-                   ", ".join(_lost(f) for f in c.lost) or "—", ", ".join(_lost(f) for f in c.gained) or "—"]
-                  for c in self.features]
-        unchanged = sum(1 for s in self.slices if s.change == "unchanged")
-        return [
-            ("Assertions", ["assertion", "severity", "A", "B", "change", "observed (B)", "threshold"], a_rows,
-             f"No assertion changed ({sum(1 for a in self.assertions if a.change == 'passing')} pass in both)."),
-            ("Slices", ["slice", "A error rate [95% CI] (n)", "B error rate [95% CI] (n)", "change"], s_rows,
-             f"No slice changed beyond its interval ({unchanged} matched slices unchanged)."),
-            ("Spurious findings", ["class", "attribute", "A feature (score)", "B feature (score)", "change"],
-             sp_rows, "No spurious findings in either run."),
-            ("Metrics", ["metric", "A", "B", "Δ"], m_rows, "No metrics in common."),
-            ("Features by class", ["class", "features A → B", "kept (A→B)", "lost (A)", "gained (B)"], f_rows,
-             "Features were not compared."),
-        ]
-
-
-_BAD_MARKS = ("⚠",)
-_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;"
-        "text-align:left;vertical-align:top}th{background:#f3f3f3}tr.bad td{background:#fde8e8}"
-        ".verdict{font-size:1.2em;font-weight:bold;padding:.4em .8em;display:inline-block}"
-        ".verdict.bad{background:#fde8e8;color:#a00}.verdict.good{background:#e6f6e6;color:#060}"
-        ".empty{color:#666}code{background:#f3f3f3;padding:0 .2em}")
-
-
-def _md(value: Any) -> str:
-    """One Markdown table cell: pipes escaped, newlines flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+        return to_html(self)
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
+    """A value in a sentence or table cell (also used by :mod:`.compare_render`)."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -576,32 +490,6 @@ def _rate(rate: float | None, ci: tuple[float, float] | None, size: int | None) 
         return "—"
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else ""
     return f"{rate:.3f}{ci_text} (n={size})"
-
-
-def _feat(feature: int | None, score: float | None) -> str:
-    if feature is None:
-        return "—"
-    return f"{feature}" + (f" ({score:.3g})" if score is not None else "")
-
-
-def _lost(f: ClassFeature) -> str:
-    if f.best_correlation is None:
-        return f"{f.feature}"
-    near = f"nearest {f.nearest}, " if f.nearest is not None else ""  # may be matched to another one
-    return f"{f.feature} ({near}abs. corr. {f.best_correlation:.2f})"
-
-
-def _change_label(change: str, regression: bool) -> str:
-    return f"⚠ {change}" if regression else change
-
-
-def _matching_line(m: FeatureMatching) -> str:
-    if m.method == "identity":
-        return (f"Features matched by id (same model): {len(m.matches)} shared, {len(m.unmatched_a)} only in A, "
-                f"{len(m.unmatched_b)} only in B.")
-    return (f"Features matched by activation correlation on {m.n_shared} shared evaluation examples "
-            f"(Hungarian assignment, |r| ≥ {m.min_correlation:g}): {len(m.matches)} pairs, "
-            f"{len(m.unmatched_a)} of A's and {len(m.unmatched_b)} of B's used features unmatched.")
 
 
 # --------------------------------------------------------------------------- comparison logic
@@ -692,8 +580,8 @@ def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionC
     out: list[AssertionChange] = []
     for name in list(by_b) + [n for n in by_a if n not in by_b]:
         a, b = by_a.get(name), by_b.get(name)
-        fa = a is not None and a.get("status") in FAILING_STATUSES
-        fb = b is not None and b.get("status") in FAILING_STATUSES
+        fa = a is not None and is_failing(a, "warning")  # any severity: the change, not the gate
+        fb = b is not None and is_failing(b, "warning")
         if b is None:
             change = "removed"
         elif a is None:
@@ -916,7 +804,7 @@ def _matching(ra: dict, rb: dict, acts_a: RunActivations | None, acts_b: RunActi
     fp_a, fp_b = _dig(ra, "model", "fingerprint"), _dig(rb, "model", "fingerprint")
     layer_a, layer_b = _dig(ra, "model", "feature_layer"), _dig(rb, "model", "feature_layer")
     if fp_a is not None and fp_a == fp_b and layer_a == layer_b and pa is not None and pb is not None:
-        return _identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
+        return identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
     if acts_a is None or acts_b is None:
         notes.append("features not matched across runs: " + ("A" if acts_a is None else "B")
                      + " has no activations.npz and the models differ")
