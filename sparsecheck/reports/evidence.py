@@ -157,6 +157,14 @@ def _points(x: float) -> str:
     return f"{p:+.0f} point{'s' if round(abs(p)) != 1 else ''}"
 
 
+def _change(drop: float) -> str:
+    points = abs(100 * drop)
+    if round(points) < 1:
+        return "stays within a point"
+    unit = "point" if round(points) == 1 else "points"
+    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+
+
 def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
     """A spurious finding's evidence as sentences and chart rows.
 
@@ -194,8 +202,7 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
     dw, dwo = g.get("ablation_drop_with"), g.get("ablation_drop_without")
     if dw is not None and dwo is not None:
         text = (f"Intervention: with feature {feat}'s weight for {cls} set to zero, the sparse layer's "
-                f"probability of {cls} falls by {100 * dw:.0f} points on examples with {av} and by "
-                f"{100 * dwo:.0f} without")
+                f"probability of {cls} {_change(dw)} on examples with {av} and {_change(dwo)} without")
         aw, sw = g.get("ablated_recall_with"), g.get("sparse_recall_with")
         if aw is not None and sw is not None:
             text += f"; its recall with {av} goes from {_pct(sw)} to {_pct(aw)}"
