@@ -61,8 +61,8 @@ def fmt_weight(x: Any) -> str:
     v = _num(x)
     if v is None:
         return "—"
-    if v != 0 and abs(v) < 0.005:
-        return f"{v:+.2g}"
+    if v != 0 and abs(v) < 0.005:  # two significant digits, never in e-notation
+        return f"{v:+.{1 - math.floor(math.log10(abs(v)))}f}"
     return f"{v:+.2f}"
 
 

@@ -363,7 +363,7 @@ def test_finding_evidence_in_words_and_numbers() -> None:
     assert "its recall with corner_mark = yes goes from 95% to 88%" in text
     assert [b["kind"] for b in ev["bars"]] == ["with", "without"] * 4
     assert finding_evidence({"feature": 1})["words"] == [] and finding_evidence({"feature": 1})["bars"] == []
-    assert fmt_weight(0.0031) == "+0.0031" and fmt_weight(-0.79) == "-0.79" and fmt_weight(0) == "+0.00"
+    assert fmt_weight(0.0031) == "+0.0031" and fmt_weight(-0.79) == "-0.79" and fmt_weight(3.9e-5) == "+0.000039"
 
 
 def test_sparse_path_caption_follows_the_plot(tmp_path: Path) -> None:
