@@ -32,6 +32,9 @@ __all__ = ["verdict", "what_changed", "to_markdown", "to_html"]
 
 #: table rows shown before the rest collapses (one click away) in the HTML page
 MAX_ROWS = 15
+#: metrics (as compare names them) that the "what changed" summary always reports
+_HEADLINE_METRICS = {"dense test accuracy": "model accuracy (test)",
+                     "sparse layer: sparse accuracy": "sparse layer accuracy (test)"}
 _GOOD_CHANGES = {"fixed", "better", "resolved", "gone"}
 _STILL_BAD = {"still_failing", "added_failing", "persisting"}
 
@@ -58,7 +61,7 @@ def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
     by = lambda items, change: [x for x in items if x.change == change]  # noqa: E731
     newly = [a for a in c.assertions if a.change == "newly_failing"]
     if newly:
-        out.append(("bad", f"{_count(len(newly), 'assertion')} newly fail: " + ", ".join(a.name for a in newly[:4])
+        out.append(("bad", f"{_count(len(newly), 'assertion')} newly fail{'s' if len(newly) == 1 else ''}: " + ", ".join(a.name for a in newly[:4])
                     + (f" and {len(newly) - 4} more" if len(newly) > 4 else "")))
     worse = [s for s in c.slices if s.is_regression]
     if worse:
@@ -70,12 +73,12 @@ def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in new[:3])))
     still = [a for a in c.assertions if a.change in ("still_failing", "added_failing")]
     if still:
-        out.append(("warn", f"{_count(len(still), 'assertion')} still fail"
-                    + (" (they failed in A too)" if any(a.change == "still_failing" for a in still) else "")
+        out.append(("warn", f"{_count(len(still), 'assertion')} still fail{'s' if len(still) == 1 else ''}"
+                    + (" (failing in A too)" if any(a.change == "still_failing" for a in still) else "")
                     + ": " + ", ".join(a.name for a in still[:4]) + (f" and {len(still) - 4} more" if len(still) > 4 else "")))
     persisting = by(c.spurious, "persisting")
     if persisting:
-        out.append(("warn", f"{_count(len(persisting), 'spurious finding')} persist: "
+        out.append(("warn", f"{_count(len(persisting), 'spurious finding')} persist{'s' if len(persisting) == 1 else ''}: "
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in persisting[:3])))
     fixed = by(c.assertions, "fixed")
     if fixed:
@@ -88,9 +91,10 @@ def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
         out.append(("good", f"{_count(len(resolved), 'spurious finding')} resolved: "
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in resolved[:3])))
     for m in c.metrics:
-        if m.name in ("dense_accuracy", "sparse_accuracy") and m.delta is not None:
+        if m.name in _HEADLINE_METRICS and m.delta is not None and m.a is not None and m.b is not None:
             tone = "good" if m.delta > 0.005 else "bad" if m.delta < -0.005 else "neutral"
-            out.append((tone, f"{m.name.replace('_', ' ')} {_fmt(m.a)} → {_fmt(m.b)} ({100 * m.delta:+.1f} points)"))
+            out.append((tone, f"{_HEADLINE_METRICS[m.name]} {100 * m.a:.1f}% → {100 * m.b:.1f}% "
+                              f"({100 * m.delta:+.1f} points)"))
     changed = [f for f in c.features if f.changed]
     if changed:
         out.append(("neutral", f"{_count(len(changed), 'class')} changed features: "
