@@ -424,7 +424,7 @@ def test_report_reads_as_an_investigation_in_chromium(browser: Any, tmp_path: Pa
     assert rows and not ({int(r.get_attribute("id").split("-")[1]) for r in rows} & full)
     # the failing assertion shows the features it names, pictured when no finding shows them
     why = browser.find_element(By.ID, "why-1")
-    assert "feature 66" in why.text and "feature 17 — see the finding below" in why.text
+    assert "feature 66" in why.text and "feature 17 — its finding is above" in why.text
     assert all(readable(i) for i in why.find_elements(By.CSS_SELECTOR, "img.feat"))
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "+0.0031" in body and "+0.00 " not in body
