@@ -6,8 +6,8 @@ their natural size (with a legend), the association, outcome and intervention nu
 and as a small bar chart, and a link to the feature's full card. Then the sparse decision layer
 (regularisation path, dense vs sparse accuracy, features per class), the features — a full card
 with pictures for every feature a finding, a failing assertion or a top feature slice names
-(:func:`sparsecheck.reports.evidence.featured_features`), plus the heaviest features up to
-``max_cards``; the others in a compact table — accuracy by metadata attribute, the discovered
+(:func:`sparsecheck.reports.evidence.featured_features`) or whose LIME explanation was
+sanity-checked, plus the heaviest features up to ``max_cards``; the others in a compact table — accuracy by metadata attribute, the discovered
 slices with their confidence intervals, every assertion, and the run's metadata with its MLflow
 link.
 
@@ -305,6 +305,12 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     by_id = {int(c["feature"]): c for c in cards_raw}
     weight = {f: sum(abs(_finite(k.get("weight")) or 0.0) for k in _rows(c.get("classes"))) for f, c in by_id.items()}
     full_ids = [f for f in featured if f in by_id]
+    # a sanity-checked feature's trust verdict is evidence too (there are few: analysis.sanity_features)
+    checked = [f for f in sorted(by_id, key=lambda f: -weight[f])
+               if isinstance(by_id[f].get("sanity"), Mapping) and f not in full_ids]
+    for f in checked:
+        featured.setdefault(f, []).append("LIME sanity-checked")
+    full_ids += checked
     for f in sorted(by_id, key=lambda f: -weight[f]):
         if len(full_ids) >= max_cards:
             break
@@ -398,8 +404,9 @@ def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = No
         path in ``results["sparse_layer"]["path"]`` is drawn as inline SVG.
     max_cards : int
         Full cards (with images) in all: every feature a finding, a failing assertion or a top
-        feature slice names gets one whatever this says; the heaviest features (total |weight|)
-        fill up to ``max_cards``; the other features are listed in a compact table.
+        feature slice names, and every sanity-checked one, gets one whatever this says; the
+        heaviest features (total |weight|) fill up to ``max_cards``; the other features are
+        listed in a compact table.
     max_rows : int
         Rows shown per table before the rest collapses.
     fdr : float
