@@ -251,32 +251,56 @@ class MonitorReport:
                 "class_mix": self.class_mix.to_dict(), "accuracy": dict(self.accuracy),
                 "assertions": list(self.assertions), "notes": list(self.notes)}
 
-    def summary(self) -> str:
-        """A few human-readable lines (what the command prints)."""
+    def summary(self, *, max_features: int = 8, max_notes: int = 3) -> str:
+        """What the command prints: the verdict first, then the few lines that explain it.
+
+        The first line is the verdict (``ALERT`` or ``ok``) with its reasons counted; then the
+        ``max_features`` most drifted features (largest PSI first) as ``alert:`` lines, the other
+        drifted features as one "and N more" line (monitor.json lists every one), the class mix,
+        accuracy, assertions and the first ``max_notes`` notes. A batch with every feature drifted
+        still prints about twenty lines.
+        """
         fd, cm = self.feature_drift, self.class_mix
-        lines = [f"batch {self.batch} ({self.n} examples, fingerprint {self.batch_fingerprint}) "
-                 f"vs reference run {self.reference_run}: {'ALERT' if self.alert else 'ok'}"]
-        rows = fd.table.set_index("feature")
         drifted = fd.drifted_features
+        gate = failing_assertions(self.assertions)
+        failing = [a for a in self.assertions if a.get("status") in FAILING_STATUSES]
+        reasons = []
+        if drifted:
+            reasons.append(f"{len(drifted)} of {len(fd.table)} features drifted")
+        if cm.drifted:
+            reasons.append("predicted-class mix drifted")
+        if gate:
+            reasons.append(f"{len(gate)} error-severity assertion{'s' if len(gate) != 1 else ''} failed")
+        if self.alert:
+            head = "ALERT: " + ("; ".join(reasons) or f"{len(self.alerts)} alerts")
+        else:
+            n = len(self.assertions)
+            checks = ("" if not n or failing else ", the one assertion passes" if n == 1
+                      else f", all {n} assertions pass")
+            head = f"ok: no drift{checks}"
+        lines = [f"{head} — batch {self.batch} ({self.n} examples, fingerprint {self.batch_fingerprint}) "
+                 f"vs reference run {self.reference_run}"]
         lines.append(f"  feature drift: {len(drifted)} of {len(fd.table)} used features drifted "
-                     f"(q < {fd.alpha:g} and PSI >= {fd.psi_threshold:g})")
-        for f in drifted[:10]:
-            r = rows.loc[f]
-            lines.append(f"    feature {f}: KS {r.ks_statistic:.3f}, PSI {r.psi:.3f}, q {r.q_value:.2g}, "
-                         f"mean {r.reference_mean:.3g} -> {r.batch_mean:.3g}")
+                     f"(q < {fd.alpha:g} and PSI >= {fd.psi_threshold:g})"
+                     + (f"; the {min(len(drifted), max_features)} largest by PSI:" if drifted else ""))
+        feature_alerts = {f"feature {f} drifted" for f in drifted}
+        shown = [a for a in self.alerts if a.split(":")[0] in feature_alerts][:max_features]
+        lines += [f"  alert: {a}" for a in shown]
+        if len(drifted) > len(shown):
+            rest = [str(f) for f in drifted[len(shown):]]
+            listed = ", ".join(rest[:12]) + (", …" if len(rest) > 12 else "")
+            lines.append(f"  … and {len(rest)} more drifted features ({listed}); monitor.json lists every one")
+        lines += [f"  alert: {a}" for a in self.alerts if a.split(":")[0] not in feature_alerts]
         lines.append(f"  class mix: PSI {cm.psi:.3f}, chi2 p {cm.p_value:.2g} -> "
                      f"{'drifted' if cm.drifted else 'stable'}")
         if self.accuracy:
             lines.append("  accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in self.accuracy.items()))
-        failing = [a for a in self.assertions if a.get("status") in FAILING_STATUSES]
         if self.assertions:
-            gate = failing_assertions(self.assertions)
             lines.append(f"  assertions: {len(self.assertions) - len(failing)} pass, {len(failing)} fail "
                          f"({len(gate)} of error severity, which alert)")
-        for a in self.alerts:
-            lines.append(f"  alert: {a}")
-        for n in self.notes:
-            lines.append(f"  note: {n}")
+        lines += [f"  note: {n}" for n in self.notes[:max_notes]]
+        if len(self.notes) > max_notes:
+            lines.append(f"  … and {len(self.notes) - max_notes} more notes (in monitor.json)")
         return "\n".join(lines)
 
 

@@ -13,12 +13,13 @@ import pytest
 import torch
 import yaml
 
+from sparsecheck.analysis.drift import class_mix_drift, feature_drift
 from sparsecheck.analysis.stats import auc_effect
 from sparsecheck.config import load_config
 from sparsecheck.demo import CLASS_NAMES, DEMO_INPUT, DemoNet, make_demo_batch, make_demo_data
 from sparsecheck.errors import ConfigError, TrackingError
-from sparsecheck.monitor import (TAG_ALERT, TAG_FINGERPRINT, TAG_KIND, TAG_REFERENCE, find_reference_run,
-                                 monitor_batch, monitor_experiment_name)
+from sparsecheck.monitor import (TAG_ALERT, TAG_FINGERPRINT, TAG_KIND, TAG_REFERENCE, MonitorReport,
+                                 find_reference_run, monitor_batch, monitor_experiment_name)
 from sparsecheck.pipeline import run_pipeline
 from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage, sparse_stage
 
@@ -144,7 +145,7 @@ def test_undrifted_batches_stay_quiet(project: dict[str, Any], capsys: Any) -> N
     assert _cli(["monitor", str(project["config"]), "--batch", str(project["batches"] / "quiet102.npz"),
                  "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert ": ok" in out.splitlines()[0] and "logged as MLflow run" in out
+    assert out.splitlines()[0].startswith("ok: no drift") and "logged as MLflow run" in out
 
 
 def test_rerun_reuses_the_run_unless_forced(project: dict[str, Any], capsys: Any) -> None:
@@ -221,3 +222,51 @@ def test_a_different_model_is_refused(project: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="fingerprint .* differs from reference run"):
         # force: the batch and reference are already covered, which would answer before the model check
         monitor_batch(load_config(path), project["batches"] / "quiet101.npz", device="cpu", force=True)
+
+
+def _scored(n_features: int, n_shifted: int, *, failing: bool) -> MonitorReport:
+    """A MonitorReport as score_batch + monitor_batch build it, without a model or MLflow."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(600, n_features))
+    batch = rng.normal(size=(400, n_features))
+    batch[:, :n_shifted] += np.linspace(3.0, 0.8, n_shifted)  # feature 0 drifts most
+    fd = feature_drift(ref, batch, features=list(range(100, 100 + n_features)))
+    cm = class_mix_drift([100, 100, 100], [40, 100, 160], class_names=["a", "b", "c"])
+    rows = fd.table.set_index("feature")
+    alerts = [f"feature {f} drifted: KS {rows.loc[f].ks_statistic:.3f} (q {rows.loc[f].q_value:.2g}), "
+              f"PSI {rows.loc[f].psi:.3f}" for f in fd.drifted_features]
+    alerts.append("predicted-class mix drifted: PSI 0.3 (p 1e-9); largest change c 33.3% -> 40.0%")
+    assertions = [{"name": "accuracy", "status": "fail" if failing else "pass", "severity": "error",
+                   "message": "accuracy 0.61 < 0.8"}]
+    if failing:
+        alerts.append("assertion 'accuracy' failed: accuracy 0.61 < 0.8")
+    return MonitorReport(batch="drifted.npz", batch_fingerprint="abc", n=400, labelled=True, reference_run="r1",
+                         feature_drift=fd, class_mix=cm, assertions=assertions, alerts=alerts,
+                         notes=[f"note {i}" for i in range(6)])
+
+
+def test_summary_of_a_drifted_batch_is_short_and_verdict_first() -> None:
+    report = _scored(80, 73, failing=True)
+    drifted = report.feature_drift.drifted_features
+    assert len(drifted) >= 60 and len(report.alerts) >= 62  # the issue's "73 alert lines"
+    lines = report.summary().splitlines()
+    assert len(lines) <= 25
+    head = lines[0]
+    assert head.startswith("ALERT: ") and f"{len(drifted)} of 80 features drifted" in head
+    assert "predicted-class mix drifted" in head and "1 error-severity assertion failed" in head
+    # the most drifted features by name, largest PSI first, then the rest counted
+    shown = [line for line in lines if line.startswith("  alert: feature ")]
+    assert [int(line.split()[2]) for line in shown] == drifted[:8]
+    assert f"alert: feature {drifted[0]} drifted" in report.summary()
+    assert any(f"and {len(drifted) - 8} more drifted features" in line for line in lines)
+    assert any("assertion 'accuracy' failed" in line for line in lines)
+    assert any("and 3 more notes" in line for line in lines)
+
+
+def test_summary_of_a_quiet_batch_says_ok_first() -> None:
+    report = _scored(20, 0, failing=False)
+    report.alerts = []
+    report.class_mix = class_mix_drift([100, 100, 100], [100, 101, 99], class_names=["a", "b", "c"])
+    lines = report.summary().splitlines()
+    assert not report.alert and lines[0].startswith("ok: no drift, the one assertion passes")
+    assert not any(line.startswith("  alert:") for line in lines)

@@ -6,8 +6,9 @@ every feature with a nonzero weight this module gathers
 * its top-k and bottom-k activating test examples (:func:`top_and_bottom`),
 * the classes that use it, with their weights (:func:`classes_using`),
 * its association with every metadata value (:mod:`sparsecheck.analysis.association`),
-* LIME superpixels regressed on its standardised activation, for the features with the largest
-  total weight (:mod:`sparsecheck.analysis.lime_features`),
+* LIME superpixels regressed on its standardised activation, for the features tied to a declared
+  spurious attribute and those with the largest total weight (:func:`lime_order`,
+  :mod:`sparsecheck.analysis.lime_features`),
 * a model-randomisation sanity check of those explanations (:mod:`sparsecheck.analysis.sanity`),
 
 into a :class:`FeatureCard` with a PNG picture; :func:`interpret_features` does all of it for a
@@ -54,15 +55,19 @@ __all__ = [
     "top_and_bottom",
     "classes_using",
     "features_by_weight",
+    "lime_order",
     "explain_features",
     "render_card",
     "interpret_features",
     "Interpretation",
     "CARD_DIR",
+    "CARD_THUMB",
 ]
 
 #: feature card pictures go to ``out_dir / CARD_DIR / f"feature_{id}.png"``
 CARD_DIR = "features"
+#: edge of a card's example thumbnails in pixels (the report shows cards at their natural size)
+CARD_THUMB = 96
 _CARD_NAME = re.compile(r"^feature_\d+\.png$")
 _SORT_LIMIT = 200_000  # above this many examples, partial sorts pick the top k
 
@@ -144,6 +149,31 @@ def features_by_weight(layer: Any, limit: int | None = None) -> list[int]:
     return [int(j) for j in (order if limit is None else order[:int(limit)])]
 
 
+def lime_order(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequence[str], limit: int | None, *,
+               fdr: float = 0.05, min_effect: float = 0.2) -> list[int]:
+    """Features to explain with LIME: those tied to a declared spurious attribute first, then by weight.
+
+    The spurious findings (computed later in a run) name positively weighted features that fire on
+    a spurious attribute value; their LIME picture is what a reader of a finding wants to see. So
+    up to half of the ``limit`` slots go to features with a positive weight and a significant
+    association (``q_value <= fdr``, ``AUC - 0.5 >= min_effect``, or ``|r| >= 2 * min_effect`` for a
+    numeric attribute) with one of ``spurious_attributes``, heaviest first; the rest follow
+    :func:`features_by_weight`.
+    """
+    by_weight = features_by_weight(layer)
+    n = len(by_weight) if limit is None else int(limit)
+    tied: set[int] = set()
+    if len(associations) and spurious_attributes:
+        t = associations[associations["attribute"].isin(list(spurious_attributes))
+                         & (associations["q_value"] <= fdr)]
+        numeric = t["value"].isna()
+        strong = np.where(numeric, t["effect"].abs() >= 2 * min_effect, t["effect"] - 0.5 >= min_effect)
+        positive = set(np.flatnonzero((np.asarray(layer.weight_) > 0).any(axis=0)).tolist())
+        tied = {int(f) for f in t.loc[strong, "feature"]} & positive
+    first = [f for f in by_weight if f in tied][:max(1, n // 2) if n else 0]
+    return (first + [f for f in by_weight if f not in first])[:n]
+
+
 # --------------------------------------------------------------------------- cards
 @dataclass
 class FeatureCard:
@@ -153,7 +183,7 @@ class FeatureCard:
     ([{class, weight}]), ``image`` (PNG path relative to the output directory, or None),
     ``top_examples`` / ``bottom_examples`` (example ids), ``associations`` (top 5:
     [{attribute, value, effect, q_value}]), ``lime`` ({samples, examples} or None) and ``sanity``
-    ({spearman, trustworthy} or None).
+    ({spearman, trustworthy} or None) and ``thumb`` (thumbnail edge in the picture, pixels).
     """
 
     feature: int
@@ -167,6 +197,7 @@ class FeatureCard:
     lime_samples: int = 0
     sanity: SanityResult | None = None
     image: str | None = None
+    thumb: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,16 +210,17 @@ class FeatureCard:
             "lime": ({"samples": int(self.lime_samples), "examples": len(self.explanations)}
                      if self.explanations else None),
             "sanity": None if self.sanity is None else self.sanity.card(),
+            "thumb": self.thumb,
         }
 
 
 def render_card(card: FeatureCard, path: str | Path, *, top_images: np.ndarray | None = None,
-                bottom_images: np.ndarray | None = None, thumb: int = 64, dpi: int = 90) -> Path:
+                bottom_images: np.ndarray | None = None, thumb: int = CARD_THUMB, dpi: int = 90) -> Path:
     """Draw a feature card as a PNG (matplotlib Agg), written atomically.
 
     Rows: the top-activating examples, the bottom-activating ones, LIME overlays (green raises
-    the feature, red lowers it), then the classes using the feature, its strongest metadata
-    associations and the sanity verdict as text.
+    the feature, red lowers it — a legend line says so under the pictures), then the classes
+    using the feature, its strongest metadata associations and the sanity verdict as text.
 
     Parameters
     ----------
@@ -209,6 +241,8 @@ def render_card(card: FeatureCard, path: str | Path, *, top_images: np.ndarray |
         f = max(1, thumb // max(card.explanations[0].image.shape[:2]))
         rows.append(("LIME", _mosaic([_thumb(overlay(e, scale=f), thumb) for e in card.explanations])))
     lines = _card_text(card)
+    if card.explanations:
+        lines.insert(0, "LIME: green superpixels raise the feature's activation, red ones lower it")
     width = max([r[1].shape[1] for r in rows] + [6 * thumb]) / dpi + 1.6
     height = 0.45 + sum(r[1].shape[0] / dpi + 0.2 for r in rows) + 0.26 * len(lines) + 0.2
     fig = Figure(figsize=(width, height), dpi=dpi)
@@ -381,7 +415,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        sanity_features: int = ANALYSIS["sanity_features"],
                        sanity_examples: int = ANALYSIS["sanity_examples"],
                        sanity_threshold: float = ANALYSIS["sanity_threshold"],
-                       sanity_cascade: bool = ANALYSIS["sanity_cascade"]) -> Interpretation:
+                       sanity_cascade: bool = ANALYSIS["sanity_cascade"],
+                       spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"]) -> Interpretation:
     """Explain every feature of a fitted sparse ``layer`` on one split's examples.
 
     Parameters
@@ -406,8 +441,11 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     on_skip : callable(what, reason), optional
         Told about an optional step that failed (one LIME example, a sanity check); without it,
         LIME's errors raise.
-    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*
+    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr
         As the ``analysis:`` section of the config.
+    spurious_attributes : sequence of str
+        ``data.spurious_attributes``: features tied to them are explained with LIME first
+        (:func:`lime_order`).
 
     Returns
     -------
@@ -439,10 +477,11 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     lime_seconds = forward_seconds = 0.0
     column = {int(f): i for i, f in enumerate(used)}
     if explain and used.size and model is not None and dataset is not None:
-        chosen = features_by_weight(layer, explain_features)
+        chosen = lime_order(layer, table, list(spurious_attributes), explain_features, fdr=fdr)
         n_lime = min(int(lime_examples), top.shape[0])
         n_sanity_examples = min(sanity_examples, n_lime)
-        check = chosen[:sanity_features] if sanity_check else []
+        # the sanity check stays on the heaviest explained features
+        check = [f for f in features_by_weight(layer) if f in chosen][:sanity_features] if sanity_check else []
         jobs = {f: dataset.batch(top[:n_lime, column[f]]) for f in chosen}
         job_ids = {f: ids[top[:n_lime, column[f]]].tolist() for f in chosen}
         explainer = LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
@@ -497,7 +536,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
             render_card(card, out / rel,
                         top_images=None if dataset is None else dataset.batch(top[:, j]),
                         bottom_images=None if dataset is None else dataset.batch(bottom[:, j]))
-            card.image = rel
+            card.image, card.thumb = rel, CARD_THUMB
             artifacts[rel] = str(out / rel)
         cards.append(card)
     if out is not None:

@@ -234,7 +234,7 @@ def interpret_stage(ctx: RunContext) -> None:
         explain_features=acfg.explain_features, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
         sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
         sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
-        sanity_cascade=acfg.sanity_cascade)
+        sanity_cascade=acfg.sanity_cascade, spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr)
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
     ctx.artifacts.update(found.artifacts)

@@ -16,6 +16,11 @@ from MLflow and reports, for B against A:
   a Hungarian assignment on ``-|r|`` (one-to-one), and a pair counts as *the same feature* when
   ``|r| >= min_correlation``. Two runs of the same model (same fingerprint) match by id.
 
+Feature matching lives in :mod:`sparsecheck.analysis.matching` (re-exported here), rendering
+(Markdown, HTML) in :mod:`sparsecheck.reports.compare_render`. This module is the comparison
+logic and its result types; at ~700 lines it is one concept (five kinds of change and how each
+becomes a regression) and splitting it further would scatter the regression rule.
+
 A **regression** — exit code 1 of the command — is a newly failing error-severity assertion, a
 worse or new significant slice, a new spurious finding, or the status going from pass to fail.
 
@@ -35,18 +40,19 @@ False
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from sparsecheck.results import FAILING_STATUSES
+from sparsecheck.analysis.matching import (DEFAULT_MIN_CORRELATION, FeatureMatch, FeatureMatching, RunActivations,
+                                           identity_matching, match_features)
+from sparsecheck.results import is_failing
 from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.errors import DataError, ParameterError, TrackingError
 
@@ -71,212 +77,8 @@ __all__ = [
     "load_run_activations",
 ]
 
-DEFAULT_MIN_CORRELATION = 0.5
 DEFAULT_SLICE_FDR = 0.05
 _OUT_FILES = ("compare.json", "compare.html")
-
-
-# --------------------------------------------------------------------------- activations + matching
-@dataclass(frozen=True)
-class RunActivations:
-    """A run's raw activations of its used sparse features on its evaluation (test) split.
-
-    The content of the ``activations.npz`` artifact (:func:`sparsecheck.reports.tracking.write_activations`):
-    ``ids`` (str, n), ``feature_ids`` (int, k: the used feature ids; ``features`` is read too) and
-    ``activations`` (float32, n × k, raw deep features).
-    """
-
-    ids: np.ndarray
-    features: np.ndarray
-    activations: np.ndarray
-
-    def __post_init__(self) -> None:
-        ids = np.asarray(self.ids).astype(str)
-        feats = np.asarray(self.features).astype(np.int64).ravel()
-        acts = np.asarray(self.activations, dtype=np.float32)
-        if acts.ndim != 2 or acts.shape != (ids.shape[0], feats.shape[0]):
-            raise DataError(f"activations must have shape (len(ids), len(features)) = "
-                            f"({ids.shape[0]}, {feats.shape[0]}), got {acts.shape}")
-        if len(np.unique(ids)) != ids.shape[0]:
-            raise DataError("activation ids are not unique")
-        object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "features", feats)
-        object.__setattr__(self, "activations", acts)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RunActivations":
-        """Read an ``activations.npz`` (keys ``ids``, ``feature_ids`` or ``features``, ``activations``)."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                key = "feature_ids" if "feature_ids" in z.files else "features"
-                missing = {"ids", key, "activations"} - set(z.files)
-                if missing:
-                    raise DataError(f"missing arrays {sorted(missing)} (has: {sorted(z.files)})", path=path)
-                return cls(z["ids"], z[key], z["activations"])
-        except DataError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read activations: {exc}", path=path) from exc
-
-    def columns(self, features: Iterable[int]) -> np.ndarray:
-        """The activation columns of ``features``, in that order (DataError if one is absent)."""
-        index = {int(f): j for j, f in enumerate(self.features)}
-        wanted = [int(f) for f in features]
-        missing = [f for f in wanted if f not in index]
-        if missing:
-            raise DataError(f"features {missing[:10]} have no stored activations "
-                            f"(stored: {len(index)} features)")
-        return self.activations[:, [index[f] for f in wanted]]
-
-
-@dataclass(frozen=True)
-class FeatureMatch:
-    """Feature ``feature_a`` of run A is the same feature as ``feature_b`` of run B (``correlation``)."""
-
-    feature_a: int
-    feature_b: int
-    correlation: float
-
-
-@dataclass
-class FeatureMatching:
-    """A one-to-one matching between the used features of two runs.
-
-    Attributes
-    ----------
-    matches : list of FeatureMatch
-        Pairs with ``|correlation| >= min_correlation``, strongest first.
-    unmatched_a, unmatched_b : list of int
-        Used features without a partner.
-    method : {"correlation", "identity"}
-        How features were matched (identity: both runs have the same model).
-    n_shared : int
-        Evaluation examples both runs share (0 for identity matching).
-    min_correlation : float
-    best_a, best_b : dict of int to float
-        Each feature's largest ``|r|`` with any feature of the other run (for lost/gained ones,
-        how close the nearest candidate came).
-    nearest_a, nearest_b : dict of int to int
-        That nearest feature of the other run (it may be matched to another feature: the
-        assignment is one-to-one).
-    """
-
-    matches: list[FeatureMatch]
-    unmatched_a: list[int]
-    unmatched_b: list[int]
-    method: str
-    n_shared: int
-    min_correlation: float
-    best_a: dict[int, float] = field(default_factory=dict)
-    best_b: dict[int, float] = field(default_factory=dict)
-    nearest_a: dict[int, int] = field(default_factory=dict)
-    nearest_b: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._a_to_b = {m.feature_a: m for m in self.matches}
-        self._b_to_a = {m.feature_b: m for m in self.matches}
-
-    def partner_of_a(self, feature: int) -> FeatureMatch | None:
-        """The match of A's ``feature``, or None."""
-        return self._a_to_b.get(int(feature))
-
-    def partner_of_b(self, feature: int) -> FeatureMatch | None:
-        """The match of B's ``feature``, or None."""
-        return self._b_to_a.get(int(feature))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "n_shared": self.n_shared, "min_correlation": self.min_correlation,
-                "matches": [asdict(m) for m in self.matches], "unmatched_a": self.unmatched_a,
-                "unmatched_b": self.unmatched_b}
-
-
-def match_features(a: RunActivations, b: RunActivations, *,
-                   min_correlation: float = DEFAULT_MIN_CORRELATION) -> FeatureMatching:
-    """Match A's used features to B's by the correlation of their activations on shared examples.
-
-    Pearson correlations are computed between every A feature and every B feature over the
-    examples both runs were evaluated on; a Hungarian assignment
-    (:func:`scipy.optimize.linear_sum_assignment`) on ``-|r|`` pairs them one-to-one, and pairs
-    with ``|r| < min_correlation`` are dropped. A constant feature correlates with nothing.
-
-    Parameters
-    ----------
-    a, b : RunActivations
-    min_correlation : float in (0, 1]
-        Smallest ``|r|`` for two features to be called the same feature.
-
-    Returns
-    -------
-    FeatureMatching
-
-    Raises
-    ------
-    DataError
-        when the runs share fewer than 3 evaluation examples.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(500, 3)).astype(np.float32)
-    >>> ids = np.array([f"t{i}" for i in range(500)])
-    >>> a = RunActivations(ids, [4, 9, 15], x)
-    >>> b = RunActivations(ids[::-1], [100, 101], x[::-1][:, [2, 0]] * 3 + 1)   # reordered rows
-    >>> [(m.feature_a, m.feature_b, round(m.correlation, 3)) for m in match_features(a, b).matches]
-    [(4, 101, 1.0), (15, 100, 1.0)]
-    """
-    if not (isinstance(min_correlation, (int, float)) and 0 < min_correlation <= 1):
-        raise ParameterError("The 'min_correlation' parameter must be a float in (0, 1]. "
-                             f"Got {min_correlation!r} instead.", parameter="min_correlation")
-    from scipy.optimize import linear_sum_assignment
-
-    shared, ia, ib = np.intersect1d(a.ids, b.ids, assume_unique=True, return_indices=True)
-    if shared.size < 3:
-        raise DataError(f"the two runs share {shared.size} evaluation examples (ids in activations.npz); "
-                        "features can only be matched on a common evaluation set")
-    ka, kb = a.features.size, b.features.size
-    if ka == 0 or kb == 0:
-        corr = np.zeros((ka, kb))
-    else:
-        za = _standardise(a.activations[ia])
-        zb = _standardise(b.activations[ib])
-        corr = np.clip(za.T @ zb, -1.0, 1.0)
-    matches: list[FeatureMatch] = []
-    if ka and kb:
-        rows, cols = linear_sum_assignment(-np.abs(corr))
-        for i, j in zip(rows, cols):
-            if abs(corr[i, j]) >= min_correlation:
-                matches.append(FeatureMatch(int(a.features[i]), int(b.features[j]), float(corr[i, j])))
-    matches.sort(key=lambda m: (-abs(m.correlation), m.feature_a))
-    got_a = {m.feature_a for m in matches}
-    got_b = {m.feature_b for m in matches}
-    absr = np.abs(corr)
-    best_a = {int(f): float(absr[i].max()) if kb else 0.0 for i, f in enumerate(a.features)}
-    best_b = {int(f): float(absr[:, j].max()) if ka else 0.0 for j, f in enumerate(b.features)}
-    nearest_a = {int(f): int(b.features[absr[i].argmax()]) for i, f in enumerate(a.features)} if kb else {}
-    nearest_b = {int(f): int(a.features[absr[:, j].argmax()]) for j, f in enumerate(b.features)} if ka else {}
-    result = FeatureMatching(matches, [int(f) for f in a.features if int(f) not in got_a],
-                             [int(f) for f in b.features if int(f) not in got_b], "correlation",
-                             int(shared.size), float(min_correlation), best_a, best_b, nearest_a, nearest_b)
-    logger.info("matched %d of %d (A) and %d (B) used features on %d shared examples (|r| >= %g)",
-                len(matches), ka, kb, shared.size, min_correlation)
-    return result
-
-
-def _standardise(x: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled so that ``z.T @ z`` is the correlation matrix (constant → 0)."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    norm = np.sqrt((x * x).sum(axis=0))
-    scale = np.where(norm > 1e-12 * max(1.0, float(norm.max(initial=0.0))), norm, np.inf)
-    return x / scale
-
-
-def _identity_matching(features_a: Iterable[int], features_b: Iterable[int]) -> FeatureMatching:
-    fa, fb = sorted({int(f) for f in features_a}), sorted({int(f) for f in features_b})
-    both = sorted(set(fa) & set(fb))
-    return FeatureMatching([FeatureMatch(f, f, 1.0) for f in both], [f for f in fa if f not in both],
-                           [f for f in fb if f not in both], "identity", 0, 1.0)
 
 
 # --------------------------------------------------------------------------- result types
@@ -454,108 +256,20 @@ class RunComparison:
 
     # ------------------------------------------------------------------ rendering
     def to_markdown(self) -> str:
-        """The comparison as Markdown (what ``sparsecheck compare`` prints)."""
-        out: list[str] = [f"# sparsecheck compare: `{_md(self.run_a)}` → `{_md(self.run_b)}`", ""]
-        verdict = (f"**REGRESSION** ({len(self.regressions)})" if self.has_regression else "**no regression**")
-        out += [f"Verdict: {verdict}. Status: {self.status_a or '?'} → {self.status_b or '?'}.", ""]
-        if self.regressions:
-            out += ["## Regressions", ""] + [f"- {_md(r)}" for r in self.regressions] + [""]
-        sections = self._sections()
-        for title, header, rows, empty in sections:
-            out += [f"## {title}", ""]
-            if not rows:
-                out += [empty, ""]
-                continue
-            out.append("| " + " | ".join(header) + " |")
-            out.append("|" + "---|" * len(header))
-            out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-            out.append("")
-        if self.matching is not None:
-            out += [_matching_line(self.matching), ""]
-        if self.notes:
-            out += ["## Notes", ""] + [f"- {_md(n)}" for n in self.notes] + [""]
-        return "\n".join(out).rstrip() + "\n"
+        """The comparison as Markdown (what ``sparsecheck compare`` prints); see :mod:`.compare_render`."""
+        from sparsecheck.reports.compare_render import to_markdown
+
+        return to_markdown(self)
 
     def to_html(self) -> str:
-        """A self-contained HTML page (no external resources; every value escaped)."""
-        e = html.escape
-        parts = [
-            "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>sparsecheck compare {e(self.run_a)} → {e(self.run_b)}</title>",
-            f"<style>{_CSS}</style></head><body>",
-            f"<h1>sparsecheck compare: <code>{e(self.run_a)}</code> → <code>{e(self.run_b)}</code></h1>",
-        ]
-        cls = "bad" if self.has_regression else "good"
-        verdict = f"REGRESSION ({len(self.regressions)})" if self.has_regression else "no regression"
-        parts.append(f'<p class="verdict {cls}" id="verdict">{e(verdict)} — status '
-                     f"{e(str(self.status_a))} → {e(str(self.status_b))}</p>")
-        if self.regressions:
-            parts.append('<h2>Regressions</h2><ul id="regressions">')
-            parts += [f"<li>{e(r)}</li>" for r in self.regressions]
-            parts.append("</ul>")
-        for title, header, rows, empty in self._sections():
-            anchor = title.lower().replace(" ", "-")
-            parts.append(f'<h2 id="{e(anchor)}">{e(title)}</h2>')
-            if not rows:
-                parts.append(f"<p class=\"empty\">{e(empty)}</p>")
-                continue
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
-            for row in rows:
-                flag = ' class="bad"' if any(str(c).startswith(_BAD_MARKS) for c in row) else ""
-                parts.append(f"<tr{flag}>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
-            parts.append("</tbody></table>")
-        if self.matching is not None:
-            parts.append(f"<p>{e(_matching_line(self.matching))}</p>")
-        if self.notes:
-            parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
-        parts.append("</body></html>")
-        return "\n".join(parts) + "\n"
+        """A self-contained HTML page, verdict and what changed first; see :mod:`.compare_render`."""
+        from sparsecheck.reports.compare_render import to_html
 
-    def _sections(self) -> list[tuple[str, list[str], list[list[str]], str]]:
-        a_rows = [[a.name, a.severity, str(a.status_a or "—"), str(a.status_b or "—"),
-                   _change_label(a.change, a.is_regression), _fmt(a.observed_b), _fmt(a.threshold)]
-                  for a in self.assertions if a.change != "passing"]
-        s_rows = [[s.label, _rate(s.error_rate_a, s.ci_a, s.size_a), _rate(s.error_rate_b, s.ci_b, s.size_b),
-                   _change_label(s.change + (" (significant)" if s.change == "new" and s.significant_b else ""),
-                                 s.is_regression)]
-                  for s in self.slices if s.change != "unchanged"]
-        sp_rows = [[s.class_name, f"{s.attribute}={s.value}", _feat(s.feature_a, s.score_a),
-                    _feat(s.feature_b, s.score_b), _change_label(s.change, s.is_regression)
-                    + (" (same feature)" if s.same_feature else "")] for s in self.spurious]
-        m_rows = [[m.name, _fmt(m.a), _fmt(m.b), _fmt(m.delta, signed=True)] for m in self.metrics]
-        f_rows = [[c.class_name, f"{c.n_a} → {c.n_b}",
-                   ", ".join(f"{k.feature_a}→{k.feature_b} (r={k.correlation:.2f})" for k in c.kept) or "—",
-                   ", ".join(_lost(f) for f in c.lost) or "—", ", ".join(_lost(f) for f in c.gained) or "—"]
-                  for c in self.features]
-        unchanged = sum(1 for s in self.slices if s.change == "unchanged")
-        return [
-            ("Assertions", ["assertion", "severity", "A", "B", "change", "observed (B)", "threshold"], a_rows,
-             f"No assertion changed ({sum(1 for a in self.assertions if a.change == 'passing')} pass in both)."),
-            ("Slices", ["slice", "A error rate [95% CI] (n)", "B error rate [95% CI] (n)", "change"], s_rows,
-             f"No slice changed beyond its interval ({unchanged} matched slices unchanged)."),
-            ("Spurious findings", ["class", "attribute", "A feature (score)", "B feature (score)", "change"],
-             sp_rows, "No spurious findings in either run."),
-            ("Metrics", ["metric", "A", "B", "Δ"], m_rows, "No metrics in common."),
-            ("Features by class", ["class", "features A → B", "kept (A→B)", "lost (A)", "gained (B)"], f_rows,
-             "Features were not compared."),
-        ]
-
-
-_BAD_MARKS = ("⚠",)
-_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;"
-        "text-align:left;vertical-align:top}th{background:#f3f3f3}tr.bad td{background:#fde8e8}"
-        ".verdict{font-size:1.2em;font-weight:bold;padding:.4em .8em;display:inline-block}"
-        ".verdict.bad{background:#fde8e8;color:#a00}.verdict.good{background:#e6f6e6;color:#060}"
-        ".empty{color:#666}code{background:#f3f3f3;padding:0 .2em}")
-
-
-def _md(value: Any) -> str:
-    """One Markdown table cell: pipes escaped, newlines flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+        return to_html(self)
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
+    """A value in a sentence or table cell (also used by :mod:`.compare_render`)."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -576,32 +290,6 @@ def _rate(rate: float | None, ci: tuple[float, float] | None, size: int | None) 
         return "—"
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else ""
     return f"{rate:.3f}{ci_text} (n={size})"
-
-
-def _feat(feature: int | None, score: float | None) -> str:
-    if feature is None:
-        return "—"
-    return f"{feature}" + (f" ({score:.3g})" if score is not None else "")
-
-
-def _lost(f: ClassFeature) -> str:
-    if f.best_correlation is None:
-        return f"{f.feature}"
-    near = f"nearest {f.nearest}, " if f.nearest is not None else ""  # may be matched to another one
-    return f"{f.feature} ({near}abs. corr. {f.best_correlation:.2f})"
-
-
-def _change_label(change: str, regression: bool) -> str:
-    return f"⚠ {change}" if regression else change
-
-
-def _matching_line(m: FeatureMatching) -> str:
-    if m.method == "identity":
-        return (f"Features matched by id (same model): {len(m.matches)} shared, {len(m.unmatched_a)} only in A, "
-                f"{len(m.unmatched_b)} only in B.")
-    return (f"Features matched by activation correlation on {m.n_shared} shared evaluation examples "
-            f"(Hungarian assignment, |r| ≥ {m.min_correlation:g}): {len(m.matches)} pairs, "
-            f"{len(m.unmatched_a)} of A's and {len(m.unmatched_b)} of B's used features unmatched.")
 
 
 # --------------------------------------------------------------------------- comparison logic
@@ -692,8 +380,8 @@ def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionC
     out: list[AssertionChange] = []
     for name in list(by_b) + [n for n in by_a if n not in by_b]:
         a, b = by_a.get(name), by_b.get(name)
-        fa = a is not None and a.get("status") in FAILING_STATUSES
-        fb = b is not None and b.get("status") in FAILING_STATUSES
+        fa = a is not None and is_failing(a, "warning")  # any severity: the change, not the gate
+        fb = b is not None and is_failing(b, "warning")
         if b is None:
             change = "removed"
         elif a is None:
@@ -916,7 +604,7 @@ def _matching(ra: dict, rb: dict, acts_a: RunActivations | None, acts_b: RunActi
     fp_a, fp_b = _dig(ra, "model", "fingerprint"), _dig(rb, "model", "fingerprint")
     layer_a, layer_b = _dig(ra, "model", "feature_layer"), _dig(rb, "model", "feature_layer")
     if fp_a is not None and fp_a == fp_b and layer_a == layer_b and pa is not None and pb is not None:
-        return _identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
+        return identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
     if acts_a is None or acts_b is None:
         notes.append("features not matched across runs: " + ("A" if acts_a is None else "B")
                      + " has no activations.npz and the models differ")

@@ -1,16 +1,21 @@
-"""The HTML report: one self-contained ``report.html`` to click through after a run.
+"""The HTML report: one self-contained ``report.html`` that reads as an investigation.
 
-Verdict and failing assertions come first, then the sparse decision layer (regularisation path,
-dense vs sparse accuracy, features per class), one card per used feature, accuracy by metadata
-attribute and the discovered slices with their confidence intervals, spurious findings in plain
-sentences, every assertion, and the run's metadata with its MLflow link.
+Verdict first, then *why*: each failing assertion with the features and examples it names, and
+each spurious finding with its evidence inline — the feature's top examples and LIME overlay at
+their natural size (with a legend), the association, outcome and intervention numbers in words
+and as a small bar chart, and a link to the feature's full card. Then the sparse decision layer
+(regularisation path, dense vs sparse accuracy, features per class), the features — a full card
+with pictures for every feature a finding, a failing assertion or a top feature slice names
+(:func:`sparsecheck.reports.evidence.featured_features`) or whose LIME explanation was
+sanity-checked, plus the heaviest features up to ``max_cards``; the others in a compact table — accuracy by metadata attribute, the discovered
+slices with their confidence intervals, every assertion, and the run's metadata with its MLflow
+link.
 
-The file has no external dependencies: images are inlined as base64 ``data:`` URIs, intervals are
+The file has no external dependencies: images are inlined as base64 ``data:`` URIs, charts are
 inline SVG, the CSS is embedded and there is no JavaScript, so it opens offline, from an MLflow
 artifact view or as a CI attachment. Every section renders (with a short note) when its data is
-missing or empty. Big models stay usable: only the first ``max_cards`` feature cards carry images
-(the rest are listed in a collapsed ``<details>``), and tables longer than ``max_rows`` collapse.
-All text from results, configs and metadata is HTML-escaped (jinja2 autoescape).
+missing or empty; tables longer than ``max_rows`` show the rest one click away. All text from
+results, configs and metadata is HTML-escaped (jinja2 autoescape).
 
 Examples
 --------
@@ -36,8 +41,9 @@ import jinja2
 
 from sparsecheck._runtime import atomic_write
 from sparsecheck._version import __version__
-from sparsecheck.results import is_failing
 from sparsecheck.errors import ParameterError
+from sparsecheck.reports.evidence import assertion_features, featured_features, finding_evidence, fmt_weight
+from sparsecheck.results import is_failing
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.pipeline.context import RunContext
@@ -205,8 +211,11 @@ def _path_svg(path: list[dict[str, Any]], selected: Any) -> dict[str, Any] | Non
             "acc_lo": a0, "acc_hi": a1, "nnz_hi": n1, "lam_hi": 10 ** x1, "lam_lo": 10 ** x0}
 
 
-def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: float) -> dict[str, Any]:
+def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: float,
+          reasons: list[str] | None = None) -> dict[str, Any]:
     card = dict(raw)
+    card["reasons"] = list(reasons or [])
+    card["thumb"] = _finite(raw.get("thumb"))
     card["classes"] = _rows(raw.get("classes"))
     assoc = sorted(_rows(raw.get("associations")),
                    key=lambda a: (_finite(a.get("q_value")) if _finite(a.get("q_value")) is not None else 2.0,
@@ -233,7 +242,35 @@ def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: 
             else:
                 card["lime_items"].append((key, value))
     card["has_lime"] = lime is not None
+    card["weight"] = sum(abs(_finite(c.get("weight")) or 0.0) for c in card["classes"])
     return card
+
+
+def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+    """A spurious finding with its evidence in words and chart rows, and its feature's card."""
+    finding = dict(raw)
+    finding.update(finding_evidence(raw))
+    feature = _finite(raw.get("feature"))
+    finding["card"] = cards.get(int(feature)) if feature is not None else None
+    weight = _finite((raw.get("evidence") or {}).get("weight")) if isinstance(raw.get("evidence"), Mapping) else None
+    finding["headline"] = (f"Class {raw.get('class')} relies on feature {raw.get('feature')}"
+                           + (f" (weight {weight:.2f})" if weight is not None else "")
+                           + f", which fires on {raw.get('attribute')} = {raw.get('value')}")
+    return finding
+
+
+def _failing(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], findings: list[dict[str, Any]],
+             max_examples: int = 5) -> dict[str, Any]:
+    """A failing assertion with the features it names (their cards) and its first failing examples."""
+    a = dict(raw)
+    in_findings = {int(f["feature"]) for f in findings if _finite(f.get("feature")) is not None}
+    a["features"] = [{"feature": f, "card": cards.get(f), "in_finding": f in in_findings}
+                     for f in assertion_features(raw)]
+    examples = [e for e in raw.get("failing_examples") or [] if isinstance(e, Mapping)]
+    columns = list(dict.fromkeys(k for e in examples[:max_examples] for k in e))[:7]
+    a["examples"] = {"columns": columns, "rows": [[e.get(c) for c in columns] for e in examples[:max_examples]],
+                     "n": int(_finite(raw.get("n_failing")) or len(examples))}
+    return a
 
 
 def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | None, *, max_cards: int,
@@ -256,11 +293,36 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         classes = [{"name": str(name), "features": _rows(feats)} for name, feats in per_class.items()] \
             if isinstance(per_class, Mapping) else []
         svg = None if path_png else _path_svg(_rows(layer.get("path")), layer.get("selected_index"))
-        sparse = {**layer, "dense_accuracy": dense_acc, "classes": classes,
+        # the PNG (SparseDecisionLayer.plot_path) has lambda growing to the right; the SVG, like the
+        # paper's plots, puts large lambda (strong regularisation, few weights) on the left
+        sparse = {**layer, "dense_accuracy": dense_acc, "classes": classes, "strong_left": svg is not None,
                   "path_png": _data_uri(path_png, "image/png") if path_png else None, "path_svg": svg}
 
-    cards_raw = _rows(results.get("feature_cards"))
-    cards = [_card(c, out_dir, i < max_cards, fdr) for i, c in enumerate(cards_raw)]
+    # full cards: every feature a finding, a failing assertion or a top slice names, then the
+    # heaviest features up to max_cards; the rest in a compact table
+    featured = featured_features(results)
+    cards_raw = [c for c in _rows(results.get("feature_cards")) if _finite(c.get("feature")) is not None]
+    by_id = {int(c["feature"]): c for c in cards_raw}
+    weight = {f: sum(abs(_finite(k.get("weight")) or 0.0) for k in _rows(c.get("classes"))) for f, c in by_id.items()}
+    full_ids = [f for f in featured if f in by_id]
+    # a sanity-checked feature's trust verdict is evidence too (there are few: analysis.sanity_features)
+    checked = [f for f in sorted(by_id, key=lambda f: -weight[f])
+               if isinstance(by_id[f].get("sanity"), Mapping) and f not in full_ids]
+    for f in checked:
+        featured.setdefault(f, []).append("LIME sanity-checked")
+    full_ids += checked
+    for f in sorted(by_id, key=lambda f: -weight[f]):
+        if len(full_ids) >= max_cards:
+            break
+        if f not in full_ids:
+            full_ids.append(f)
+    full = {f: _card(by_id[f], out_dir, True, fdr, featured.get(f) or ["among the heaviest features"])
+            for f in full_ids}
+    rest = [_card(c, out_dir, False, fdr) for c in sorted(cards_raw, key=lambda c: -weight[int(c["feature"])])
+            if int(c["feature"]) not in full]
+    findings = [_finding(f, full) for f in _rows(results.get("spurious_findings"))]
+    failing_view = [_failing(a, full, findings) for a in failing + warnings_]
+    uncarded = [f for f in featured if f not in by_id]
 
     acc_rows = _rows(results.get("accuracy_by_attribute"))
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -297,13 +359,15 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "n_passed": sum(a.get("status") == "pass" for a in assertions),
         "failing": failing,
         "warnings": warnings_,
-        "cards": cards[:max_cards],
-        "cards_rest": cards[max_cards:],
+        "cards": list(full.values()),
+        "cards_rest": rest,
+        "uncarded": uncarded,
+        "failing_view": failing_view,
         "acc_groups": groups,
         "n_acc_rows": len(acc_rows),
         "slices": slices,
         "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
-        "spurious": _rows(results.get("spurious_findings")),
+        "spurious": findings,
         "skipped": _rows(results.get("skipped")),
         "mlflow": mlflow,
         "max_rows": max_rows,
@@ -318,13 +382,13 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("sparsecheck.reports", "templates"),
                              autoescape=True, undefined=jinja2.ChainableUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=_fmt_pct, num=_fmt_num, pval=_fmt_p, signed=_fmt_signed, secs=_fmt_secs, clip01=_clip01,
-                       finite=_finite)
+    env.filters.update(pct=_fmt_pct, num=_fmt_num, pval=_fmt_p, signed=_fmt_signed, weight=fmt_weight,
+                       secs=_fmt_secs, clip01=_clip01, finite=_finite)
     return env
 
 
 def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = None,
-                  path_png: bytes | None = None, max_cards: int = 24, max_rows: int = 25,
+                  path_png: bytes | None = None, max_cards: int = 6, max_rows: int = 25,
                   fdr: float = 0.05) -> str:
     """Render a run's results (the results.json dict) as a self-contained HTML page.
 
@@ -339,7 +403,10 @@ def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = No
         PNG of the regularisation path (:meth:`SparseDecisionLayer.plot_path`); without it the
         path in ``results["sparse_layer"]["path"]`` is drawn as inline SVG.
     max_cards : int
-        Feature cards shown with images; the others are listed in a collapsed section.
+        Full cards (with images) in all: every feature a finding, a failing assertion or a top
+        feature slice names, and every sanity-checked one, gets one whatever this says; the
+        heaviest features (total |weight|) fill up to ``max_cards``; the other features are
+        listed in a compact table.
     max_rows : int
         Rows shown per table before the rest collapses.
     fdr : float
@@ -355,7 +422,7 @@ def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = No
     return _environment().get_template(TEMPLATE).render(**view)
 
 
-def write_report(ctx: "RunContext", path: str | Path | None = None, *, max_cards: int = 24,
+def write_report(ctx: "RunContext", path: str | Path | None = None, *, max_cards: int = 6,
                  max_rows: int = 25) -> Path:
     """Write ``report.html`` for a run into its output directory (atomically); return its path.
 

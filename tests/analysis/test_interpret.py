@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from sparsecheck.analysis.interpret import (
     classes_using,
     explain_features,
     features_by_weight,
+    lime_order,
     render_card,
     top_and_bottom,
 )
@@ -31,7 +33,8 @@ from sparsecheck.pipeline.context import RunContext
 from sparsecheck.pipeline.stages import extract_stage, interpret_stage, load_stage
 from sparsecheck.sparse import SparseDecisionLayer
 
-CARD_KEYS = {"feature", "classes", "image", "top_examples", "bottom_examples", "associations", "lime", "sanity"}
+CARD_KEYS = {"feature", "classes", "image", "top_examples", "bottom_examples", "associations", "lime", "sanity",
+             "thumb"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -89,6 +92,20 @@ def _card(explained: bool = True) -> FeatureCard:
                        bottom_examples=["e3", "e4"], associations=[
                            {"attribute": "corner_mark", "value": "yes", "effect": 0.93, "q_value": 1e-30}],
                        explanations=exps, lime_samples=100)
+
+
+def test_lime_order_puts_features_tied_to_a_spurious_attribute_first():
+    from types import SimpleNamespace
+
+    W = np.array([[3.0, 0.0, 0.5, -0.2, 0.0], [0.0, 2.0, 0.0, -0.9, 0.0]])  # feature 3 only negative
+    layer = SimpleNamespace(weight_=W)
+    table = pd.DataFrame({"feature": [2, 3, 1, 0], "attribute": ["mark", "mark", "site", "mark"],
+                          "value": ["yes", "yes", "east", "yes"], "effect": [0.95, 0.99, 0.99, 0.55],
+                          "q_value": [1e-9, 1e-9, 1e-9, 1e-9]})
+    assert features_by_weight(layer) == [0, 1, 3, 2]
+    assert lime_order(layer, table, ["mark"], 3) == [2, 0, 1]  # 3: negative weight; 0: weak effect
+    assert lime_order(layer, table, [], 3) == [0, 1, 3]
+    assert lime_order(layer, table, ["mark"], None) == [2, 0, 1, 3]
 
 
 def test_card_dict_follows_the_contract():
@@ -201,7 +218,8 @@ def test_cards_follow_the_contract_and_their_pictures_exist(demo):
         assert len(card["associations"]) <= 5
     assert not (ctx.out_dir / "features" / "feature_9999.png").exists()
     explained = [c for c in cards if c["lime"] is not None]
-    assert [c["feature"] for c in explained] == sorted(features_by_weight(ctx.sparse_layer, 3))
+    expected = lime_order(ctx.sparse_layer, ctx.feature_attributes, ctx.config.data.spurious_attributes, 3)
+    assert [c["feature"] for c in explained] == sorted(expected)
     assert all(c["lime"] == {"samples": LIME_SAMPLES, "examples": 3} for c in explained)
     assert sum(c["sanity"] is not None for c in cards) == 3
     write_json_atomic(ctx.out_dir / "check.json", ctx.results)  # JSON-ready

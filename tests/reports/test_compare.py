@@ -396,3 +396,76 @@ def test_cli_compare_against_mlflow_server(mlflow_server: Any, tmp_path: Path, c
     assert _cli(["compare", with_cue, "0" * 32, "--tracking-uri", uri]) == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "sparsecheck:" in line]
     assert len(err) == 1 and "not found" in err[0] and "0" * 32 in err[0]
+
+
+# ----------------------------------------------------------------------------- the verdict, as a reader sees it
+FAILING = {"name": "accuracy", "status": "fail", "severity": "error", "observed": 0.6, "threshold": 0.7,
+           "message": "accuracy 0.6 < 0.7"}
+VERDICT_CASES = {  # (A, B) -> the verdict's kind and whether it may look green
+    "regression": (results(), results(status="fail", assertions=[FAILING]), "regression"),
+    "fail-to-fail": (results(status="fail", assertions=[FAILING]), results(status="fail", assertions=[FAILING]),
+                     "still-failing"),
+    "pass-to-pass": (results(), results(), "no-regression"),
+    "fixed": (results(status="fail", assertions=[FAILING]), results(), "no-regression"),
+}
+
+
+def _rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(float(v)) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+
+
+def _greenish(rgb: tuple[int, ...]) -> bool:
+    r, g, b = rgb
+    return g > r + 40 and g > b + 20
+
+
+def _reddish(rgb: tuple[int, ...]) -> bool:
+    r, g, b = rgb
+    return r > g + 80 and r > b + 80
+
+
+@pytest.mark.parametrize("case", list(VERDICT_CASES))
+def test_compare_verdict_colour_follows_the_verdict_in_a_browser(case: str, tmp_path: Path, browser: Any) -> None:
+    ra, rb, kind = VERDICT_CASES[case]
+    paths = write_comparison(compare_results(ra, rb, run_a="a1", run_b="b2"), tmp_path / "cmp")
+    browser.get(paths["compare.html"].resolve().as_uri())
+    verdict = browser.find_element("id", "verdict")
+    assert verdict.get_attribute("data-kind") == kind
+    title = verdict.find_element("css selector", ".title")
+    colour = _rgb(title.value_of_css_property("color"))
+    border = _rgb(verdict.value_of_css_property("border-top-color"))
+    if kind == "regression":
+        assert _reddish(colour) and _reddish(border) and title.text.startswith("REGRESSION")
+    elif kind == "still-failing":  # nothing got worse, but B fails: never green
+        assert not _greenish(colour) and not _greenish(border)
+        assert "still fails" in title.text and "fail → fail" in verdict.text
+    else:
+        assert _greenish(colour) and title.text == "no regression"
+    # the top of the page says what changed, before any table
+    changed = browser.find_elements("css selector", "#what-changed li")
+    assert changed and changed[0].location["y"] < browser.find_element("id", "assertions").location["y"]
+    if case == "fail-to-fail":
+        assert "1 assertion still fails" in changed[0].text and "warn" in changed[0].get_attribute("class")
+        status_b = browser.find_elements("css selector", "#assertions + table td.s-fail")
+        assert status_b and all(_reddish(_rgb(td.value_of_css_property("color"))) for td in status_b)
+    if case == "fixed":
+        assert any("1 assertion fixed" in li.text and "good" in li.get_attribute("class") for li in changed)
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def test_markdown_verdict_names_fail_to_fail() -> None:
+    ra, rb, _ = VERDICT_CASES["fail-to-fail"]
+    md = compare_results(ra, rb).to_markdown()
+    assert "Verdict: **No new regression, but B still fails**. Status: fail → fail." in md
+    assert "- 1 assertion still fails (failing in A too): accuracy" in md
+    assert "**no regression**" not in md
+    worse = compare_results(results(), results(dense={"test_accuracy": 0.75})).to_markdown()
+    assert "- ⚠ model accuracy (test) 80.0% → 75.0% (-5.0 points)" in worse
+
+
+def test_long_tables_collapse(tmp_path: Path) -> None:
+    many = [{"predicates": {"site": f"s{i}"}, "size": 100, "error_rate": 0.1, "ci_low": 0.05, "ci_high": 0.15,
+             "q_value": 1e-4} for i in range(40)]
+    worse = [{**s, "error_rate": 0.6, "ci_low": 0.5, "ci_high": 0.7} for s in many]
+    page = compare_results(results(slices=many), results(slices=worse)).to_html()
+    assert "Show 25 more rows" in page and "40 slices got worse or newly significant" in page

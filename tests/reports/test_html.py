@@ -1,5 +1,7 @@
-"""The HTML report: self-contained, escaped, verdict first, graceful when empty, capped when big,
-and checked in a real headless Chromium (console, DOM, screenshot)."""
+"""The HTML report: self-contained, escaped, verdict first and then the evidence, graceful when empty,
+capped when big, and checked in a real headless Chromium for what a reader needs (findings above
+the feature cards, every finding's feature pictured at a readable size, LIME legend, no console
+errors, screenshot)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sparsecheck.reports.evidence import featured_features, finding_evidence, fmt_weight
 from sparsecheck.reports.html import render_report, write_report
 from tests.conftest import write_feature_image
 
-SECTIONS = ["verdict", "sparse-layer", "features", "accuracy", "slices", "spurious", "assertions", "run"]
+SECTIONS = ["verdict", "spurious", "sparse-layer", "features", "accuracy", "slices", "assertions", "run"]
+#: a finding's evidence as analysis/spurious.py writes it (the demo's numbers)
+EVIDENCE = {"weight": 0.79, "auc": 1.0, "p_value": 3.9e-273, "q_value": 7.7e-271, "n_with": 41, "n_without": 101,
+            "recall_with": 0.951, "recall_without": 0.693, "gap": 0.258, "others_accuracy_with": 0.705,
+            "others_accuracy_without": 0.819, "others_gap": -0.114, "class_specific_gap": 0.372,
+            "sparse_recall_with": 0.951, "sparse_recall_without": 0.396, "ablated_recall_with": 0.878,
+            "ablated_recall_without": 0.376, "ablation_drop_with": 0.391, "ablation_drop_without": -0.005,
+            "ablation_gap": 0.396}
 EVIL = '<script>window.__pwned = 1</script>'
 
 
@@ -58,6 +68,7 @@ def sample_results(out: Path, *, n_cards: int = 6, n_slices: int = 5, n_values: 
             "feature": feature,
             "classes": [{"class": "seven" if i % 2 else EVIL, "weight": float(rng.normal())}],
             "image": f"features/feature_{feature}.png",
+            "thumb": 64,
             "top_examples": [f"test-{j}" for j in range(12)],
             "bottom_examples": [f"test-{100 + j}" for j in range(3)],
             "associations": [
@@ -65,7 +76,8 @@ def sample_results(out: Path, *, n_cards: int = 6, n_slices: int = 5, n_values: 
                 {"attribute": "site", "value": "east", "effect": 0.51, "q_value": 0.8},
             ],
             "lime": {"r2": 0.71, "examples": 4} if i == 2 else None,
-            "sanity": {"spearman": 0.93, "trustworthy": False} if i == 1 else {"spearman": 0.12, "trustworthy": True},
+            "sanity": ({"spearman": 0.93, "trustworthy": False} if i == 1 else
+                       {"spearman": 0.12, "trustworthy": True} if i < 3 else None),  # a few are checked
         })
     acc = []
     for attribute in ("background", "site", "annotator"):
@@ -162,7 +174,7 @@ def test_sections_show_their_data(tmp_path: Path) -> None:
     assert "78.5%" in sparse and "74.3%" in sparse and "4.2 points" in sparse
     assert "#17" in sparse and "+0.94" in sparse and "this class is predicted from the bias alone" in sparse
     cards = section(html, "features")
-    assert cards.count("<article class=\"card") == 6
+    assert cards.count("<article class=\"card") == 6  # the finding's feature 17, then the heaviest
     assert cards.count("not trustworthy") == 1 and "card untrusted" in cards
     assert "LIME r2" in cards and "0.71" in cards
     assert "corner_mark = yes" in cards and "significant" in cards
@@ -171,7 +183,9 @@ def test_sections_show_their_data(tmp_path: Path) -> None:
     slices = section(html, "slices")
     assert "background = light ∧ annotator = a0" in slices and slices.count("badge s-fail") == 3
     spurious = section(html, "spurious")
-    assert "Class seven relies on feature 17" in spurious and "acc_without 0.41" in spurious
+    assert "Class seven relies on feature 17, which fires on corner_mark = yes" in spurious
+    assert "AUC 0.97" in spurious and "acc without" in spurious and "0.41" in spurious  # every measurement, named
+    assert 'href="#feature-17"' in spurious and '<img class="feat"' in spurious
     run = section(html, "run")
     assert 'href="http://127.0.0.1:5000/#/experiments/1/runs/abc123"' in run
     assert "939e54d2524c9593" in run and "0.08" in run and "15.1" in run  # timings and their total
@@ -208,9 +222,9 @@ def test_big_runs_are_capped_and_collapsed(tmp_path: Path) -> None:
     html = render_report(sample_results(tmp_path, n_cards=40, n_slices=60, n_values=30), out_dir=tmp_path,
                          max_cards=24, max_rows=25)
     cards = section(html, "features")
-    shown, _, rest = cards.partition('<details class="rest"')
+    shown, _, rest = cards.partition('<h3 id="more-features">')
     assert shown.count('<img class="feat"') == 24
-    assert "16 more features (listed without images)" in rest and "data:image" not in rest
+    assert rest.startswith("16 other features, heaviest first") and "data:image" not in rest
     assert rest.count("<tr id=\"feature-") == 16
     slices = section(html, "slices")
     visible, _, hidden = slices.partition('<details class="more">')
@@ -240,9 +254,13 @@ def test_write_report_from_a_real_run(run_ctx: Any) -> None:
     assert "data:image/png;base64," in sparse, "the layer's own path plot is inlined"
     layer = run_ctx.sparse_layer
     cards = section(html, "features")
-    assert cards.count("<article class=\"card") == len(layer.used_features())
-    assert cards.count('<img class="feat" src="data:image/png;base64,') == len(layer.used_features())
+    n_full = min(6, len(layer.used_features()))
+    assert cards.count("<article class=\"card") == n_full
+    assert cards.count('<img class="feat" src="data:image/png;base64,') == n_full
+    for f in layer.used_features():  # every used feature: a full card or a row of the compact table
+        assert f'id="feature-{int(f)}"' in cards
     assert "wolf must not use colour" in section(html, "verdict")
+    assert "wolf must not use colour" in section(html, "why")
 
 
 # --------------------------------------------------------------------------- in a real browser
@@ -262,7 +280,7 @@ def test_report_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
     badge = browser.find_element(By.ID, "verdict-badge")
     assert badge.is_displayed() and badge.text.startswith("FAIL")
     assert badge.location["y"] < browser.find_element(By.ID, "sparse-layer").location["y"]
-    failing = browser.find_elements(By.CSS_SELECTOR, "#failing-assertions li")
+    failing = browser.find_elements(By.CSS_SELECTOR, "#failing-assertions > li")
     assert [li.text.split()[0] for li in failing] == ["seven", "crashing", "few"]
     for name in SECTIONS:
         assert browser.find_element(By.ID, name).is_displayed()
@@ -271,7 +289,7 @@ def test_report_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
     # every inlined image decoded
     assert browser.execute_script(
         "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    assert browser.execute_script("return document.images.length") >= 24
+    assert browser.execute_script("return document.images.length") >= 7  # 6 full cards + the finding
     # user strings stayed text: neither the <script> nor the onerror handler ran
     assert browser.execute_script("return window.__pwned === undefined")
     # collapsed rows open on click
@@ -299,3 +317,119 @@ def test_report_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
     # the verdict banner is red for a failing run: look for the badge colour near the top
     top = pixels[:400].reshape(-1, 3).astype(int)
     assert ((np.abs(top - [207, 34, 46]).sum(axis=1)) < 30).sum() > 2000
+
+
+# --------------------------------------------------------------------------- the report as an investigation
+
+
+def investigation_results(out: Path) -> dict[str, Any]:
+    """The sample run with what a real failing run adds: two findings with the pipeline's evidence,
+    a failing assertion whose details name features, feature slices, LIME on two cards, a tiny weight."""
+    r = sample_results(out, n_cards=12)
+    for card in r["feature_cards"]:
+        card["lime"] = {"samples": 1000, "examples": 4} if card["feature"] in (17, 59) else None
+    r["feature_cards"][3]["classes"] = [{"class": "one", "weight": 0.0031}]  # feature 31: "+0.0031", not "+0.00"
+    r["spurious_findings"] = [
+        {"class": "seven", "feature": 17, "attribute": "corner_mark", "value": "yes", "score": 0.37,
+         "evidence": dict(EVIDENCE), "sentence": "class 'seven' relies on feature 17 ..."},
+        {"class": "seven", "feature": 59, "attribute": "corner_mark", "value": "yes", "score": 0.10,
+         "evidence": {**EVIDENCE, "weight": 0.26, "ablation_drop_with": 0.097}, "sentence": "..."}]
+    r["assertions"][1]["details"] = {"violations": [{"class": "seven", "feature": 17}, {"class": "six", "feature": 66},
+                                                    {"class": "one", "feature": 73}]}
+    r["feature_slices"] = [{"predicates": {"feat_45": "[0, 1.07)", "feat_52": "[0, 0.85)"}, "significant": True},
+                           {"predicates": {"feat_80": "[2.4, 7)"}, "significant": False}]
+    return r
+
+
+def test_featured_features_come_from_findings_failing_assertions_and_top_slices(tmp_path: Path) -> None:
+    r = investigation_results(tmp_path)
+    featured = featured_features(r)
+    assert list(featured) == [17, 59, 66, 73, 45, 52]  # not 80: that slice is not significant
+    assert featured[17] == ["finding: seven on corner_mark = yes", "assertion seven must not use corner_mark fails"]
+    assert featured[45] == ["slice feat_45 = [0, 1.07) ∧ feat_52 = [0, 0.85)"]
+    r["assertions"][1]["status"] = "pass"  # a passing assertion names nothing
+    assert 66 not in featured_features(r)
+    assert featured_features(r, top_slices=0).keys() == {17, 59}
+    assert featured_features({}) == {}
+
+
+def test_finding_evidence_in_words_and_numbers() -> None:
+    ev = finding_evidence({"class": "seven", "feature": 44, "attribute": "corner_mark", "value": "yes",
+                           "evidence": EVIDENCE})
+    text = " ".join(ev["words"])
+    assert "Class seven gives feature 44 a weight of 0.79." in text
+    assert "AUC 1.00" in text and "95% of the time with corner_mark = yes and 69% without (n = 41 and 101)" in text
+    assert "class-specific advantage of +37 points" in text
+    assert "falls by 39 points on examples with corner_mark = yes and stays within a point without" in text
+    assert "its recall with corner_mark = yes goes from 95% to 88%" in text
+    assert [b["kind"] for b in ev["bars"]] == ["with", "without"] * 4
+    assert finding_evidence({"feature": 1})["words"] == [] and finding_evidence({"feature": 1})["bars"] == []
+    assert fmt_weight(0.0031) == "+0.0031" and fmt_weight(-0.79) == "-0.79" and fmt_weight(3.9e-5) == "+0.000039"
+
+
+def test_sparse_path_caption_follows_the_plot(tmp_path: Path) -> None:
+    r = sample_results(tmp_path)
+    svg = section(render_report(r, out_dir=tmp_path), "sparse-layer")
+    assert "from strong regularisation (large λ, few weights; left) to weak (right)" in svg
+    png = tmp_path / "p.png"
+    write_feature_image(png, seed=1, tiles=2)
+    plotted = section(render_report(r, out_dir=tmp_path, path_png=png.read_bytes()), "sparse-layer")
+    assert "from weak regularisation (small λ, many weights; left) to strong" in plotted  # plot_path: λ grows right
+
+
+def test_report_reads_as_an_investigation_in_chromium(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "out"
+    results = investigation_results(out)
+    report = out / "report.html"
+    report.write_text(render_report(results, out_dir=out), encoding="utf-8")
+    browser.set_window_size(1280, 2200)
+    browser.get(report.as_uri())
+
+    def y(el: Any) -> float:
+        return float(browser.execute_script("return arguments[0].getBoundingClientRect().top + window.scrollY", el))
+
+    def readable(img: Any) -> bool:  # decoded, and each thumbnail drawn at >= 64 px
+        return bool(browser.execute_script(
+            "const i = arguments[0]; const t = Number(i.dataset.thumb || 0);"
+            "return i.complete && i.naturalWidth > 0 && t > 0 && t * i.clientWidth / i.naturalWidth >= 64", img))
+
+    findings = browser.find_elements(By.CSS_SELECTOR, "#spurious article.finding")
+    cards = browser.find_elements(By.CSS_SELECTOR, "#features article.card")
+    assert len(findings) == 2 and cards
+    first_card = min(y(c) for c in cards)
+    assert all(y(f) < first_card for f in findings), "findings come before the feature cards"
+    assert y(findings[0]) < 1200, "the first finding is near the top of the page"
+    assert y(browser.find_element(By.ID, "why")) < first_card
+    for finding in findings:
+        feature = finding.get_attribute("data-feature")
+        img = finding.find_element(By.CSS_SELECTOR, "img.feat")
+        assert readable(img), f"finding on feature {feature}: picture missing or too small"
+        assert finding.find_element(By.CSS_SELECTOR, "a.full-card").get_attribute("href").endswith(f"#feature-{feature}")
+        assert finding.find_elements(By.CSS_SELECTOR, "svg.bars rect.with")
+        words = finding.find_element(By.CSS_SELECTOR, "ul.words").text
+        assert "AUC 1.00" in words and "Intervention" in words
+        card = browser.find_element(By.CSS_SELECTOR, f"article.card#feature-{feature}")  # a full card, not a row
+        assert readable(card.find_element(By.CSS_SELECTOR, "img.feat"))
+    # LIME pictures carry a legend, in the finding and on the card
+    for feature in (17, 59):
+        card = browser.find_element(By.CSS_SELECTOR, f"article.card#feature-{feature}")
+        assert "raise the feature" in card.find_element(By.CSS_SELECTOR, ".lime-legend").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#spurious .lime-legend")) == 2
+    # every featured feature has a full card with a picture; the others sit in the compact table
+    full = {int(c.get_attribute("data-feature")) for c in cards}
+    carded = {int(c["feature"]) for c in results["feature_cards"]}
+    assert set(featured_features(results)) & carded <= full
+    assert {10, 17, 24} <= full  # sanity-checked: their trust verdict is evidence too
+    rows = browser.find_elements(By.CSS_SELECTOR, "#features table.rest tr[id^=feature-]")
+    assert rows and not ({int(r.get_attribute("id").split("-")[1]) for r in rows} & full)
+    # the failing assertion shows the features it names, pictured when no finding shows them
+    why = browser.find_element(By.ID, "why-1")
+    assert "feature 66" in why.text and "feature 17 — its finding is above" in why.text
+    assert all(readable(i) for i in why.find_elements(By.CSS_SELECTOR, "img.feat"))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "+0.0031" in body and "+0.00 " not in body
+    severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not severe, severe
+    browser.save_screenshot(str(tmp_path / "investigation.png"))

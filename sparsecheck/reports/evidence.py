@@ -1,0 +1,220 @@
+"""The report as an investigation: which features matter, and each finding's evidence in words.
+
+The HTML report leads with *why* a run failed. Two questions decide what it shows first:
+
+* **Which features need a full card** (:func:`featured_features`): every feature named by a
+  spurious finding, by a failing assertion (in its ``details`` — ``violations``, ``findings``,
+  ``features`` — or its failing examples) and by the top significant feature slices
+  (``results["feature_slices"]``, predicates ``feat_<id>``). The others stay in a compact table.
+* **What a finding's numbers say** (:func:`finding_evidence`): the spurious-findings evidence
+  (:mod:`sparsecheck.analysis.spurious`: association AUC, the class's recall with and without the
+  value against the other classes', the sparse layer's recall before and after zeroing the
+  feature's weight) as sentences and as rows of a small bar chart.
+
+Everything reads the results.json form (plain dicts); keys a run lacks are skipped.
+
+Examples
+--------
+>>> results = {"spurious_findings": [{"class": "seven", "feature": 44, "attribute": "corner_mark",
+...                                   "value": "yes", "evidence": {"auc": 0.99, "weight": 0.79}}],
+...            "assertions": [{"name": "few", "status": "fail", "severity": "error",
+...                            "details": {"features": [3, 44]}}],
+...            "feature_slices": [{"predicates": {"feat_7": "high"}, "significant": True}]}
+>>> featured = featured_features(results)
+>>> list(featured), featured[44]
+([44, 3, 7], ['finding: seven on corner_mark = yes', 'assertion few fails'])
+>>> finding_evidence(results["spurious_findings"][0])["words"][0]
+'Class seven gives feature 44 a weight of 0.79.'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sparsecheck.results import failing_assertions
+
+__all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_weight"]
+
+_FEAT_COLUMN = re.compile(r"^feat(?:ure)?_(\d+)$")
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _int(x: Any) -> int | None:
+    v = _num(x)
+    return int(v) if v is not None and v == int(v) else None
+
+
+def fmt_weight(x: Any) -> str:
+    """A signed weight that never reads ``+0.00``: two decimals, or two significant digits when small."""
+    v = _num(x)
+    if v is None:
+        return "—"
+    if v != 0 and abs(v) < 0.005:  # two significant digits, never in e-notation
+        return f"{v:+.{1 - math.floor(math.log10(abs(v)))}f}"
+    return f"{v:+.2f}"
+
+
+def assertion_features(assertion: Mapping[str, Any], limit: int = 6) -> list[int]:
+    """Feature ids an assertion record names: ``feature`` / ``features`` keys anywhere in its
+    ``details`` and failing examples, in order, at most ``limit``."""
+    found: list[int] = []
+
+    def walk(value: Any, key: str | None = None) -> None:
+        if len(found) >= limit:
+            return
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            if key == "features":
+                for v in value:
+                    f = _int(v)
+                    if f is not None and f not in found and len(found) < limit:
+                        found.append(f)
+            else:
+                for v in value:
+                    walk(v)
+        elif key == "feature":
+            f = _int(value)
+            if f is not None and f not in found:
+                found.append(f)
+
+    walk(assertion.get("details"))
+    walk(assertion.get("failing_examples"))
+    return found
+
+
+def featured_features(results: Mapping[str, Any], *, top_slices: int = 3,
+                      per_assertion: int = 6) -> dict[int, list[str]]:
+    """Features that get a full card, each with why, in the order a reader meets them.
+
+    Parameters
+    ----------
+    results : mapping
+        The results.json dict.
+    top_slices : int
+        How many of the significant feature slices (best first) count.
+    per_assertion : int
+        At most this many features per failing assertion (warning severity included).
+
+    Returns
+    -------
+    dict feature id → reasons (``"finding: …"``, ``"assertion … fails"``, ``"slice …"``)
+    """
+    out: dict[int, list[str]] = {}
+
+    def add(feature: Any, reason: str) -> None:
+        f = _int(feature)
+        if f is None:
+            return
+        reasons = out.setdefault(f, [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+    for finding in results.get("spurious_findings") or []:
+        if isinstance(finding, Mapping):
+            add(finding.get("feature"), f"finding: {finding.get('class')} on "
+                                        f"{finding.get('attribute')} = {finding.get('value')}")
+    assertions = [a for a in results.get("assertions") or [] if isinstance(a, Mapping)]
+    for a in failing_assertions(assertions, "warning"):
+        for f in assertion_features(a, per_assertion):
+            add(f, f"assertion {a.get('name')} fails")
+    shown = 0
+    for s in results.get("feature_slices") or []:
+        if shown >= top_slices:
+            break
+        if not isinstance(s, Mapping) or s.get("significant") is False:
+            continue
+        preds = s.get("predicates")
+        if not isinstance(preds, Mapping):
+            continue
+        label = " ∧ ".join(f"{k} = {v}" for k, v in preds.items())
+        hits = [m for m in (_FEAT_COLUMN.match(str(k)) for k in preds) if m]
+        for m in hits:
+            add(m.group(1), f"slice {label}")
+        shown += bool(hits)
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _points(x: float) -> str:
+    p = 100 * x
+    return f"{p:+.0f} point{'s' if round(abs(p)) != 1 else ''}"
+
+
+def _change(drop: float) -> str:
+    points = abs(100 * drop)
+    if round(points) < 1:
+        return "stays within a point"
+    unit = "point" if round(points) == 1 else "points"
+    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+
+
+def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
+    """A spurious finding's evidence as sentences and chart rows.
+
+    Returns
+    -------
+    dict
+        ``words``: list of sentences (association, outcome, intervention); ``bars``: rows
+        ``{"group", "label", "value", "kind"}`` (value in [0, 1]; kind ``with`` / ``without``)
+        for a bar chart of recalls; ``table``: every evidence item as ``(name, value)``.
+    """
+    ev = finding.get("evidence") if isinstance(finding.get("evidence"), Mapping) else {}
+    g = {k: _num(v) for k, v in ev.items()}
+    cls, feat = finding.get("class"), finding.get("feature")
+    av = f"{finding.get('attribute')} = {finding.get('value')}"
+    words: list[str] = []
+    if g.get("weight") is not None:
+        words.append(f"Class {cls} gives feature {feat} a weight of {g['weight']:.2f}.")
+    auc, q = g.get("auc"), g.get("q_value")
+    if auc is not None:
+        words.append(f"Association: the feature fires more on {av} than on the rest — AUC {auc:.2f} "
+                     f"(1.00: it separates them perfectly, 0.50: not at all)"
+                     + (f", q = {q:.1e}." if q is not None else "."))
+    rw, rwo = g.get("recall_with"), g.get("recall_without")
+    if rw is not None and rwo is not None:
+        n = (f" (n = {_int(ev.get('n_with'))} and {_int(ev.get('n_without'))})"
+             if _int(ev.get("n_with")) is not None and _int(ev.get("n_without")) is not None else "")
+        text = f"Outcome: {cls} examples are recognised {_pct(rw)} of the time with {av} and {_pct(rwo)} without{n}"
+        ow, owo = g.get("others_accuracy_with"), g.get("others_accuracy_without")
+        if ow is not None and owo is not None:
+            text += f"; other classes {_pct(ow)} with, {_pct(owo)} without"
+        csg = g.get("class_specific_gap")
+        if csg is not None:
+            text += f" — a class-specific advantage of {_points(csg)}"
+        words.append(text + ".")
+    dw, dwo = g.get("ablation_drop_with"), g.get("ablation_drop_without")
+    if dw is not None and dwo is not None:
+        text = (f"Intervention: with feature {feat}'s weight for {cls} set to zero, the sparse layer's "
+                f"probability of {cls} {_change(dw)} on examples with {av} and {_change(dwo)} without")
+        aw, sw = g.get("ablated_recall_with"), g.get("sparse_recall_with")
+        if aw is not None and sw is not None:
+            text += f"; its recall with {av} goes from {_pct(sw)} to {_pct(aw)}"
+        words.append(text + ".")
+    bars: list[dict[str, Any]] = []
+    for group, kw, kwo in ((f"{cls}, model", "recall_with", "recall_without"),
+                           ("other classes, model", "others_accuracy_with", "others_accuracy_without"),
+                           (f"{cls}, sparse layer", "sparse_recall_with", "sparse_recall_without"),
+                           (f"{cls}, feature {feat} removed", "ablated_recall_with", "ablated_recall_without")):
+        if g.get(kw) is not None and g.get(kwo) is not None:
+            bars.append({"group": group, "label": f"with {av}", "value": min(1.0, max(0.0, g[kw])), "kind": "with"})
+            bars.append({"group": group, "label": "without", "value": min(1.0, max(0.0, g[kwo])),
+                         "kind": "without"})
+    table = [(k.replace("_", " "), v) for k, v in ev.items()]
+    return {"words": words, "bars": bars, "table": table}
