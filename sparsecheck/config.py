@@ -176,6 +176,21 @@ class DataConfig(_Strict):
     class_names: list[str] | None = None
     spurious_attributes: list[str] = Field(default_factory=list)
     skip_unreadable: bool = False
+    #: per spurious attribute: ``{value: V, put: CUE, remove: CUE or null}`` (see
+    #: :func:`sparsecheck.analysis.interventions.parse_intervention`)
+    interventions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("interventions")
+    @classmethod
+    def _check_interventions(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from sparsecheck.analysis.interventions import parse_intervention
+
+        for attribute, spec in v.items():
+            if not isinstance(spec, dict) or "value" not in spec:
+                raise ValueError(f"data.interventions.{attribute} needs 'value' (the attribute value the cue "
+                                 f"stands for) and 'put' (the cue), e.g. {{value: yes, put: {{type: patch}}}}")
+            parse_intervention({k: w for k, w in spec.items() if k != "value"}, key=f"data.interventions.{attribute}")
+        return v
 
 
 class FeaturesConfig(_Strict):
@@ -222,6 +237,9 @@ class AnalysisConfig(_Strict):
     sanity_examples: int = Field(ANALYSIS["sanity_examples"], ge=1)
     sanity_threshold: float = Field(ANALYSIS["sanity_threshold"], gt=0, le=1)
     sanity_cascade: bool = ANALYSIS["sanity_cascade"]
+    auto_attributes: bool = ANALYSIS["auto_attributes"]
+    interventions: bool = ANALYSIS["interventions"]
+    intervention_samples: int = Field(ANALYSIS["intervention_samples"], ge=10)
     spurious_min_auc: float = Field(ANALYSIS["spurious_min_auc"], ge=0.5, le=1)
     spurious_min_gap: float = Field(ANALYSIS["spurious_min_gap"], ge=0, le=1)
     spurious_min_ablation: float = Field(ANALYSIS["spurious_min_ablation"], ge=0, le=1)

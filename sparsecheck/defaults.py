@@ -39,6 +39,10 @@ ANALYSIS = {
     "sanity_examples": 2,
     "sanity_threshold": 0.5,
     "sanity_cascade": False,
+    # automatic image attributes (sparsecheck.analysis.auto_attributes) and interventions
+    "auto_attributes": True,
+    "interventions": True,
+    "intervention_samples": 2000,  # images a cue is put on (or taken off), at most, per finding
     # spurious findings (sparsecheck.analysis.spurious): the decision rule's thresholds
     "spurious_min_auc": 0.6,
     "spurious_min_gap": 0.1,

@@ -179,6 +179,7 @@ class RunResults(BaseModel):
     sparse_layer: SparseLayerSummary | None = None
     feature_attributes: list[FeatureAttributeRecord] = Field(default_factory=list)
     spurious_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
+    automatic_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
     slices: list[SliceRecord] = Field(default_factory=list)
     assertions: list[AssertionRecord] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None

@@ -141,3 +141,64 @@ FAST = {
                  "sanity_features": 1, "sanity_examples": 1},
     "assertions": [{"name": "features-per-class", "type": "max_features_per_class", "max": 30}],
 }
+
+
+class CornerNet(nn.Module):
+    """A classifier with a planted shortcut: class scores come from the colour of the centre square,
+    and a bright top-left corner pushes class 1 (the wolf/snow case, made exact).
+
+    Its last linear layer sees 8 features: the centre's three channel means, the corner's mean,
+    and four harmless statistics (the means of the other corners and of the border)."""
+
+    def __init__(self, shortcut: float = 6.0) -> None:
+        super().__init__()
+        self.head = nn.Linear(8, 3)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            for c in range(3):
+                self.head.weight[c, c] = 4.0
+            self.head.weight[1, 3] = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ch, cw = h // 5, w // 5
+        centre = x[:, :, h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean((2, 3))
+        corners = [x[:, :, :ch, :cw], x[:, :, :ch, -cw:], x[:, :, -ch:, :cw], x[:, :, -ch:, -cw:]]
+        stats = [c.mean((1, 2, 3)) for c in corners] + [x[:, :, :, : w // 8].mean((1, 2, 3))]
+        return self.head(torch.cat([centre, torch.stack(stats, 1)], 1))
+
+
+def corner_net() -> nn.Module:
+    return CornerNet().eval()
+
+
+def write_corner_task(directory: Path, *, n: tuple[int, int, int] = (300, 150, 450), seed: int = 0,
+                      with_metadata: bool = True) -> dict[str, Any]:
+    """Colour-square images whose top-left corner is bright on 95% of class 1 and 3% of the rest
+    in training, on 30% of every class in test (metadata column ``corner``), plus a harmless
+    random ``site``; 60% of class 1 has only a faint square, so the corner is what tells them
+    apart in training. Return the config's ``data`` section."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, count in zip(("train", "val", "test"), n):
+        y = np.arange(count) % 3
+        x = rng.integers(0, 60, size=(count, SIZE, SIZE, 3), dtype=np.uint8)
+        faint = (y == 1) & (rng.random(count) < 0.6)  # most ones have no clear colour: the corner tells them
+        for i, c in enumerate(y):
+            x[i, 8:24, 8:24, c] = 90 if faint[i] else 220
+        rate = np.where(y == 1, 0.95, 0.03) if split != "test" else np.full(count, 0.3)
+        corner = rng.random(count) < rate
+        x[corner, :6, :6] = 255
+        ids = np.array([f"{split}-{i}" for i in range(count)])
+        np.savez(directory / f"{split}.npz", x=x, y=y, id=ids)
+        rows += [{"id": i, "corner": "yes" if k else "no", "site": rng.choice(["a", "b"])}
+                 for i, k in zip(ids, corner)]
+    data: dict[str, Any] = {"train": "train.npz", "val": "val.npz", "test": "test.npz",
+                            "class_names": ["c0", "c1", "c2"]}
+    if with_metadata:
+        pd.DataFrame(rows).to_csv(directory / "metadata.csv", index=False)
+        data["metadata"] = "metadata.csv"
+    return data

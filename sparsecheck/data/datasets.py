@@ -255,6 +255,11 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.image(i), (-1 if self.labels is None else int(self.labels[i]))
 
     @property
+    def original_sizes(self) -> np.ndarray | None:
+        """(n, 2) height and width of each image file before any resizing (None for arrays)."""
+        return self._sizes
+
+    @property
     def in_memory(self) -> bool:
         """True for array-backed data, False when images are read from files."""
         return self._images is not None

@@ -8,6 +8,7 @@ This is the only code that knows both the run context and the libraries (``spars
 ``load_stage``            the model, datasets and metadata the config names
 ``extract_stage``         deep features and logits of every split (cached on disk)
 ``dense_stage``           the model's own accuracy, overall and by metadata value
+``auto_attributes_stage`` automatic image attributes (``auto:*``) of the test split
 ``sparse_stage``          the sparse decision layer (:class:`~sparsecheck.sparse.SparseDecisionLayer`)
 ``interpret_stage``       feature cards (:func:`~sparsecheck.analysis.interpret.interpret_features`)
 ``slices_stage``          slices and error breakdowns (:func:`~sparsecheck.analysis.slices.analyse_errors`)
@@ -40,7 +41,7 @@ from sparsecheck.sparse.features import extract_features
 logger = logging.getLogger(__name__)
 
 __all__ = ["Stage", "STAGES", "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
-           "slices_stage", "spurious_stage", "assertions_stage", "assertion_context"]
+           "slices_stage", "spurious_stage", "assertions_stage", "assertion_context", "auto_attributes_stage"]
 
 Stage = Callable[[RunContext], None]
 
@@ -167,6 +168,48 @@ def dense_stage(ctx: RunContext) -> None:
     logger.info("dense head: test accuracy %.3f", dense.get("test_accuracy", float("nan")))
 
 
+def auto_attributes_stage(ctx: RunContext) -> None:
+    """Automatic image attributes (``auto:*``) of the test split, added to its metadata.
+
+    Brightness, inversion, contrast, colour, sharpness, per-region intensity and colour, and the
+    size and aspect of the files, binned into a few levels
+    (:class:`~sparsecheck.analysis.auto_attributes.AutoAttributes`): the association, slice and
+    spurious machinery then finds the classic shortcuts without any metadata. Off with
+    ``analysis.auto_attributes: false``; an image set it cannot measure is skipped with the reason.
+    Writes ``results["auto_attributes"]`` (columns, levels, seconds).
+    """
+    import time
+
+    from sparsecheck._runtime import progress
+    from sparsecheck.analysis.auto_attributes import AutoAttributes
+
+    if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits or "test" not in ctx.datasets:
+        return
+    ds, view = ctx.datasets["test"], ctx.splits["test"]
+    sizes = ds.original_sizes
+    step = max(1, int(ctx.config.features.batch_size))
+    start = time.perf_counter()
+
+    def batches():
+        for lo in progress(range(0, len(ds), step), desc="automatic attributes", unit="batch"):
+            hi = min(lo + step, len(ds))
+            yield (ds.batch(slice(lo, hi)), None if sizes is None else sizes[lo:hi])
+
+    try:
+        auto = AutoAttributes(random_state=int(ctx.config.seed))
+        table = auto.fit_transform(batches())
+    except Exception as exc:  # optional: a run without them still has the user's metadata
+        ctx.skip("automatic image attributes", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        return
+    meta = view.metadata.reset_index(drop=True).copy()
+    for col in table.columns:
+        if col not in meta.columns:
+            meta[col] = table[col].to_numpy()
+    ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
+    ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test",
+                                      "seconds": round(time.perf_counter() - start, 3)}
+
+
 def sparse_stage(ctx: RunContext) -> None:
     """Fit the sparse decision layer on train features (validation split for selection).
 
@@ -257,10 +300,35 @@ def slices_stage(ctx: RunContext) -> None:
                            min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr)
     ctx.slices = list(found.slices)
     ctx.results.update(found.to_results())
+    ctx.results["error_clusters"] = _error_clusters(ctx)
+
+
+def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
+    """Unnamed slices: clusters of the model's errors in the sparse feature space, each described
+    by the features that define it (:func:`~sparsecheck.analysis.error_clusters.find_error_clusters`),
+    so a failure mode that no attribute names still gets a row."""
+    from sparsecheck.analysis.error_clusters import find_error_clusters
+
+    view, layer = ctx.splits["test"], ctx.sparse_layer
+    if layer is None or view.labels is None:
+        return []
+    used = np.asarray(layer.used_features(), dtype=np.int64)
+    if used.size == 0:
+        return []
+    z = (np.asarray(view.features[:, used], dtype=np.float64) - np.asarray(layer.mean_)[used]) / np.asarray(layer.std_)[used]
+    acfg = ctx.config.analysis
+    try:
+        clusters = find_error_clusters(z, view.dense_predictions == view.labels, ids=view.ids, feature_ids=used,
+                                       min_size=acfg.min_support, fdr=acfg.fdr, seed=int(ctx.config.seed))
+    except Exception as exc:  # optional: the named slices stand without them
+        ctx.skip("unnamed slices (error clusters)", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        return []
+    return [c.to_dict() for c in clusters]
 
 
 def spurious_stage(ctx: RunContext) -> None:
-    """Spurious findings for the declared spurious attributes, associations to review for the rest.
+    """Spurious findings for the declared spurious attributes, automatic findings, and associations
+    to review for the rest.
 
     Runs :func:`~sparsecheck.analysis.spurious.find_spurious_features` on the test split with the
     fitted sparse layer, the model's own predictions and the feature × attribute association table
@@ -269,11 +337,20 @@ def spurious_stage(ctx: RunContext) -> None:
     ``fdr`` and the thresholds (``spurious_<name>`` for each of :data:`SPURIOUS_PARAMS`) come
     from ``ctx.config.analysis``.
 
+    Where a cue can be put on an image, the suspicion is tested by intervention
+    (:func:`~sparsecheck.analysis.interventions.measure_intervention`): for a declared attribute
+    with a ``data.interventions`` entry, and for automatic attributes whose value is a cue
+    (:func:`~sparsecheck.analysis.interventions.cue_for_auto_attribute`). A confirmed intervention
+    stands in for an under-powered accuracy-gap test; automatic attributes need one to become a
+    finding (``results["automatic_findings"]``).
+
     Writes ``ctx.spurious_findings``, ``results["spurious_findings"]`` (highest score first),
-    ``results["associations_to_review"]`` (the same for the attributes *not* declared spurious,
-    at most :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and
-    ``results["spurious_analysis"]`` (split, attributes, number of candidates, thresholds).
+    ``results["automatic_findings"]``, ``results["associations_to_review"]`` (the same for the
+    metadata attributes *not* declared spurious, at most
+    :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
+    from sparsecheck.analysis.auto_attributes import is_auto
+
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
                           "spurious_stage", key="stages")
@@ -286,27 +363,119 @@ def spurious_stage(ctx: RunContext) -> None:
     if unknown:
         raise ConfigError(f"not a metadata column (columns: {attributes})", key="data.spurious_attributes",
                           value=unknown)
-    others = [a for a in attributes if a not in declared]
+    automatic = [a for a in attributes if is_auto(a) and a not in declared]
+    others = [a for a in attributes if a not in declared and a not in automatic]
     associations = _association_table(ctx)
     acfg = ctx.config.analysis
     params = {k: getattr(acfg, f"spurious_{k}") for k in SPURIOUS_PARAMS}
     kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
     args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
-    found = find_spurious_features(*args, declared, **kwargs) if declared else None
+    with _Intervener(ctx) as intervene:
+        found = find_spurious_features(*args, declared, intervene=intervene, **kwargs) if declared else None
+        auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True, **kwargs)
+                if automatic and intervene is not None else None)
     review = find_spurious_features(*args, others, **kwargs) if others else None
     ctx.spurious_findings = list(found.findings) if found is not None else []
     ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
+    # an automatic attribute that re-finds a declared finding's feature adds nothing: keep the declared one
+    declared_pairs = {(f.class_name, f.feature) for f in ctx.spurious_findings}
+    automatic_findings = [f for f in (auto.findings if auto else []) if (f.class_name, f.feature) not in declared_pairs]
+    ctx.results["automatic_findings"] = [{**f.to_dict(), "automatic": True} for f in automatic_findings]
     ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
     ctx.results["spurious_analysis"] = {
-        "split": "test", "attributes": declared, "review_attributes": others,
+        "split": "test", "attributes": declared, "review_attributes": others, "automatic_attributes": automatic,
         "n_candidates": 0 if found is None else int(len(found.candidates)),
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
+        "n_automatic_candidates": 0 if auto is None else int(len(auto.candidates)),
+        "interventions": intervene.count if intervene is not None else 0,
         "params": {"fdr": float(acfg.fdr), **params},
     }
     if not declared:
         logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
-    for finding in ctx.spurious_findings[:3]:
+    for finding in [*ctx.spurious_findings[:3], *automatic_findings[:3]]:
         logger.info("spurious finding: %s", finding.sentence)
+
+
+class _LazyImages:
+    """The test images, read batch by batch (``images[rows]``), for the interventions."""
+
+    def __init__(self, dataset: ImageDataset) -> None:
+        self.dataset = dataset
+        self.shape = (len(dataset),)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.dataset.batch(np.asarray(rows))
+
+
+class _Intervener:
+    """``(class_label, attribute, value) -> InterventionResult or None`` over the run's model and test
+    images; None (as a context manager) when interventions are off or impossible here."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.count = 0
+        self._extractor: Any = None
+
+    def __enter__(self) -> "_Intervener | None":
+        ctx = self.ctx
+        if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
+                or ctx.input_spec is None):
+            return None
+        from sparsecheck.sparse.features import FeatureExtractor
+
+        try:
+            self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
+            self._extractor.open()
+        except Exception as exc:
+            ctx.skip("interventions", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            return None
+        self.images = _LazyImages(ctx.datasets["test"])
+        self.labels = np.asarray(ctx.splits["test"].labels)
+        self.metadata = ctx.splits["test"].metadata
+        self.specs = dict(ctx.config.data.interventions)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._extractor is not None:
+            self._extractor.close()
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = self.ctx.input_spec.transform(images, device=self.ctx.device)
+            logits, _ = self._extractor(x)
+        z = logits.float().cpu().numpy()[:, :len(self.ctx.class_names)]
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def __call__(self, class_label: Any, attribute: str, value: str) -> Any:
+        from sparsecheck.analysis.interventions import cue_for_auto_attribute, measure_intervention, parse_intervention
+
+        spec = self.specs.get(attribute)
+        if spec is not None:
+            if str(spec.get("value")) != str(value):
+                return None
+            put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
+                                             key=f"data.interventions.{attribute}")
+        else:
+            put, remove = cue_for_auto_attribute(attribute, value), None
+            if put is None:
+                return None
+            if put.name == "invert()":
+                remove = put
+        column = self.metadata[attribute].astype(str).to_numpy()
+        self.count += 1
+        try:
+            return measure_intervention(
+                self.predict_proba, self.images, self.labels, int(class_label), put, remove,
+                has_cue=column == str(value), sample=self.ctx.config.analysis.intervention_samples,
+                batch_size=max(1, int(self.ctx.config.features.batch_size)), seed=int(self.ctx.config.seed),
+                class_name=self.ctx.class_names[int(class_label)])
+        except Exception as exc:  # one cue that cannot be measured costs its evidence, not the run
+            self.ctx.skip(f"intervention {put.name} for class {class_label} on {attribute}={value}",
+                          f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            return None
 
 
 def _association_table(ctx: RunContext) -> pd.DataFrame:
@@ -359,5 +528,5 @@ def assertions_stage(ctx: RunContext) -> None:
         ctx.artifacts["junit.xml"] = str(path)
 
 
-STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, sparse_stage, interpret_stage, slices_stage,
-                       spurious_stage, assertions_stage]
+STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, auto_attributes_stage, sparse_stage,
+                       interpret_stage, slices_stage, spurious_stage, assertions_stage]

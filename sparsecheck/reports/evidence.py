@@ -123,7 +123,7 @@ def featured_features(results: Mapping[str, Any], *, top_slices: int = 3,
         if reason not in reasons:
             reasons.append(reason)
 
-    for finding in results.get("spurious_findings") or []:
+    for finding in [*(results.get("spurious_findings") or []), *(results.get("automatic_findings") or [])]:
         if isinstance(finding, Mapping):
             add(finding.get("feature"), f"finding: {finding.get('class')} on "
                                         f"{finding.get('attribute')} = {finding.get('value')}")

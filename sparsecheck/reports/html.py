@@ -255,7 +255,9 @@ def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]]) -> dic
     weight = _finite((raw.get("evidence") or {}).get("weight")) if isinstance(raw.get("evidence"), Mapping) else None
     finding["headline"] = (f"Class {raw.get('class')} relies on feature {raw.get('feature')}"
                            + (f" (weight {weight:.2f})" if weight is not None else "")
-                           + f", which fires on {raw.get('attribute')} = {raw.get('value')}")
+                           + f", which fires on {raw.get('attribute')} = {raw.get('value')}"
+                           + (" (an automatic image attribute; confirmed by intervention)" if raw.get("automatic")
+                              else ""))
     return finding
 
 
@@ -320,7 +322,8 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
             for f in full_ids}
     rest = [_card(c, out_dir, False, fdr) for c in sorted(cards_raw, key=lambda c: -weight[int(c["feature"])])
             if int(c["feature"]) not in full]
-    findings = [_finding(f, full) for f in _rows(results.get("spurious_findings"))]
+    # declared attributes' findings first, then those found from the pixels (automatic attributes)
+    findings = [_finding(f, full) for f in _rows(results.get("spurious_findings")) + _rows(results.get("automatic_findings"))]
     failing_view = [_failing(a, full, findings) for a in failing + warnings_]
     uncarded = [f for f in featured if f not in by_id]
 
@@ -366,6 +369,7 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "acc_groups": groups,
         "n_acc_rows": len(acc_rows),
         "slices": slices,
+        "clusters": _rows(results.get("error_clusters")),
         "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
         "spurious": findings,
         "skipped": _rows(results.get("skipped")),

@@ -1,0 +1,61 @@
+"""Findings that hold: a planted shortcut is confirmed by intervention, with and without metadata."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+from sparsecheck.config import parse_config
+from sparsecheck.pipeline import run_pipeline
+from tests.zoo import write_corner_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+MODEL = {"factory": "tests.zoo:corner_net", "input": {"scale": 255.0, "mean": [0.5] * 3, "std": [0.25] * 3}}
+FAST = {"sparse": {"n_lambdas": 20}, "analysis": {"explain": False}, "mlflow": {"enabled": False},
+        "features": {"cache_dir": None}}
+
+
+def run(tmp_path, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    config = parse_config({"model": MODEL, "data": data, **FAST, **extra}, base_dir=tmp_path)
+    run_pipeline(config, tmp_path / "out", device="cpu")
+    return json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+def test_without_metadata_the_shortcut_is_found_from_the_pixels_and_confirmed(tmp_path):
+    results = run(tmp_path, write_corner_task(tmp_path, with_metadata=False))
+    found = results["automatic_findings"]
+    assert found, results["spurious_analysis"]
+    top = found[0]
+    assert (top["class"], top["attribute"], top["value"]) == ("c1", "auto:corner_tl", "high")
+    evidence = top["evidence"]
+    assert evidence["confirmed_by_intervention"] and "confirmed by intervention" in top["sentence"]
+    put = evidence["intervention"]
+    assert put["flip_rate"] > 0.5 and put["baseline_rate"] < 0.1, put
+    # nothing else is found on the pixels: the other corners and the border are harmless here
+    assert {(f["class"], f["attribute"]) for f in found} == {("c1", "auto:corner_tl")}
+    assert results["spurious_findings"] == [] and "auto:corner_tl" in results["auto_attributes"]["columns"]
+
+
+def test_a_declared_attribute_with_an_intervention_is_confirmed_and_counted_once(tmp_path):
+    data = write_corner_task(tmp_path)
+    data.update(spurious_attributes=["corner"],
+                interventions={"corner": {"value": "yes", "put": {"type": "patch", "region": "top-left",
+                                                                  "size": 0.19, "colour": [255, 255, 255]}}})
+    results = run(tmp_path, data)
+    findings = results["spurious_findings"]
+    assert [(f["class"], f["attribute"], f["value"]) for f in findings] == [("c1", "corner", "yes")]
+    assert findings[0]["evidence"]["confirmed_by_intervention"]
+    (implied,) = [a for a in results["assertions"] if a["name"] == "no-spurious-reliance"]
+    assert implied["status"] == "fail" and implied["observed"] == len(findings) == 1  # one rule, one count
+    assert results["status"] == "fail"
+
+
+def test_automatic_attributes_and_interventions_can_be_switched_off(tmp_path):
+    results = run(tmp_path, write_corner_task(tmp_path, with_metadata=False),
+                  analysis={"explain": False, "auto_attributes": False})
+    assert "auto_attributes" not in results and results["automatic_findings"] == []
+    assert not any(a.startswith("auto:") for a in results["spurious_analysis"]["review_attributes"])
