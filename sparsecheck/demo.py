@@ -249,7 +249,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 8}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 9}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
@@ -275,7 +275,11 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     config = {
         "model": {"path": "model.pt2", "input": DEMO_INPUT},
         "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv",
-                 "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"]},
+                 "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"],
+                 # the mark can be painted on any image: the finding is tested by intervention
+                 "interventions": {"corner_mark": {"value": "yes", "put": {
+                     "type": "patch", "region": "top-left", "size": 0.22, "margin": 0.03,
+                     "colour": [float(v) for v in MARK_COLOUR]}}}},
         # 1 point of validation accuracy: about 12 features per class, within 2 test points of dense
         "sparse": {"tolerance": 0.01, "random_state": seed},
         # the sanity check re-explains after each layer is re-initialised, from the head down

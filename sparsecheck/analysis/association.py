@@ -241,22 +241,33 @@ def _adjust(table: pd.DataFrame) -> None:
     The two values of a binary attribute are one hypothesis (value vs complement): they share a
     test and count once, so a real binary association does not loosen every other threshold.
     ``attribute_q``: Simes' combination of each attribute's distinct p-values, BH across attributes.
+    Automatic image attributes (``auto:*``) are a family of their own: their many strong
+    associations must not loosen the control over the user's metadata (BH adapts to the number of
+    discoveries in its family).
     """
     if table.empty:
         table["q_value"] = pd.Series(dtype=np.float64)
         table["attribute_q"] = pd.Series(dtype=np.float64)
         table.drop(columns="_hypothesis", inplace=True, errors="ignore")
         return
+    from sparsecheck.analysis.auto_attributes import is_auto
+
     hyp = table["_hypothesis"].to_numpy()
     first = ~pd.Series(hyp).duplicated().to_numpy()
     p = table["p_value"].to_numpy(dtype=np.float64)
-    q_unique = benjamini_hochberg(p[first])
-    lookup = dict(zip(hyp[first], q_unique))
-    table["q_value"] = [lookup[h] for h in hyp]
     attrs = table["attribute"].to_numpy()
-    names = list(dict.fromkeys(attrs[first]))
-    simes = np.array([_simes(p[first & (attrs == a)]) for a in names])
-    attr_q = dict(zip(names, benjamini_hochberg(simes)))
+    automatic = np.array([is_auto(a) for a in attrs], dtype=bool)
+    lookup: dict[Any, float] = {}
+    attr_q: dict[Any, float] = {}
+    for family in (~automatic, automatic):
+        rows = first & family
+        if not rows.any():
+            continue
+        lookup.update(zip(hyp[rows], benjamini_hochberg(p[rows])))
+        names = list(dict.fromkeys(attrs[rows]))
+        simes = np.array([_simes(p[rows & (attrs == a)]) for a in names])
+        attr_q.update(zip(names, benjamini_hochberg(simes)))
+    table["q_value"] = [lookup[h] for h in hyp]
     table["attribute_q"] = [attr_q[a] for a in attrs]
     table.drop(columns="_hypothesis", inplace=True)
 

@@ -10,6 +10,10 @@ question can be asked directly of the model, on every test image:
 * **take off** (or put the counter-value on) — on the class's *own* images: how much do its
   probability and its recall fall?
 
+(One module of about 800 lines, on purpose: the seven cue types, the config parser that builds
+them, the measurement and the cues of automatic attributes are one vocabulary; most of the length
+is the cue types' docstrings with their runnable pixel-level examples.)
+
 A cue is a small declarative object (pandera-style: a name, parameters, one verb) with
 ``apply(images) -> images`` on uint8 N×H×W×C batches: :class:`Patch`, :class:`Border`,
 :class:`Tint`, :class:`Invert`, :class:`Blur`, :class:`Background`, and :class:`CallableCue`
