@@ -38,6 +38,10 @@ def test_without_metadata_the_shortcut_is_found_from_the_pixels_and_confirmed(tm
     # nothing else is found on the pixels: the other corners and the border are harmless here
     assert {(f["class"], f["attribute"]) for f in found} == {("c1", "auto:corner_tl")}
     assert results["spurious_findings"] == [] and "auto:corner_tl" in results["auto_attributes"]["columns"]
+    # the report shows it as a finding, with the intervention in words
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "an automatic image attribute; confirmed by intervention" in html
+    assert "Intervention: with the cue (patch(top-left" in html and "— confirmed." in html
 
 
 def test_a_declared_attribute_with_an_intervention_is_confirmed_and_counted_once(tmp_path):

@@ -201,7 +201,7 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
         words.append(text + ".")
     dw, dwo = g.get("ablation_drop_with"), g.get("ablation_drop_without")
     if dw is not None and dwo is not None:
-        text = (f"Intervention: with feature {feat}'s weight for {cls} set to zero, the sparse layer's "
+        text = (f"Ablation: with feature {feat}'s weight for {cls} set to zero, the sparse layer's "
                 f"probability of {cls} {_change(dw)} on examples with {av} and {_change(dwo)} without")
         aw, sw = g.get("ablated_recall_with"), g.get("sparse_recall_with")
         if aw is not None and sw is not None:
@@ -216,5 +216,22 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
             bars.append({"group": group, "label": f"with {av}", "value": min(1.0, max(0.0, g[kw])), "kind": "with"})
             bars.append({"group": group, "label": "without", "value": min(1.0, max(0.0, g[kwo])),
                          "kind": "without"})
-    table = [(k.replace("_", " "), v) for k, v in ev.items()]
+    iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else None
+    if iv is not None and iv.get("n_put"):
+        text = (f"Intervention: with the cue ({iv.get('cue')}) painted on {iv['n_put']:,} images of other classes, "
+                f"the model takes {_pct(iv.get('flip_rate'))} of them for {cls} "
+                f"({_pct(iv.get('flip_ci_low'))}–{_pct(iv.get('flip_ci_high'))}; {_pct(iv.get('baseline_rate'))} "
+                f"without the cue)")
+        if iv.get("n_remove"):
+            text += (f"; taking it off {iv['n_remove']:,} {cls} images moves their recall from "
+                     f"{_pct(iv.get('recall_before'))} to {_pct(iv.get('recall_after'))}")
+        text += " — confirmed." if iv.get("confirmed") else " — not confirmed."
+        words.append(text)
+        bars += [{"group": f"other classes taken for {cls}", "label": "cue painted on",
+                  "value": min(1.0, max(0.0, float(iv.get("flip_rate") or 0.0))), "kind": "with"},
+                 {"group": f"other classes taken for {cls}", "label": "as they are",
+                  "value": min(1.0, max(0.0, float(iv.get("baseline_rate") or 0.0))), "kind": "without"}]
+    table = [(k.replace("_", " "), v) for k, v in ev.items() if k != "intervention"]
+    table += [(f"intervention {k.replace('_', ' ')}", v) for k, v in (iv or {}).items()]
     return {"words": words, "bars": bars, "table": table}
+

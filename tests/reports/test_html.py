@@ -409,7 +409,7 @@ def test_report_reads_as_an_investigation_in_chromium(browser: Any, tmp_path: Pa
         assert finding.find_element(By.CSS_SELECTOR, "a.full-card").get_attribute("href").endswith(f"#feature-{feature}")
         assert finding.find_elements(By.CSS_SELECTOR, "svg.bars rect.with")
         words = finding.find_element(By.CSS_SELECTOR, "ul.words").text
-        assert "AUC 1.00" in words and "Intervention" in words
+        assert "AUC 1.00" in words and "Ablation" in words
         card = browser.find_element(By.CSS_SELECTOR, f"article.card#feature-{feature}")  # a full card, not a row
         assert readable(card.find_element(By.CSS_SELECTOR, "img.feat"))
     # LIME pictures carry a legend, in the finding and on the card

@@ -253,8 +253,9 @@ def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
     scope = (f"class {wanted}" if wanted else "any class") + (f" on {', '.join(p.attribute)}" if p.attribute else "")
     if hits:
         msg = f"{len(hits)} spurious finding{'s' if len(hits) > 1 else ''} for {scope}: " + _list(
-            [f.get("sentence") or f"{f.get('class')} <- feature {f.get('feature')} ({f.get('attribute')}="
-             f"{f.get('value')}, score {float(f.get('score') or 0):.2f})" for f in hits], 2)
+            [f"{f.get('class')} <- feature {f.get('feature')} on {f.get('attribute')}={f.get('value')} (score "
+             f"{float(f.get('score') or 0):.2f}" + (", confirmed by intervention" if (f.get("evidence") or {}).get(
+                 "confirmed_by_intervention") else "") + ")" for f in hits], 3)
     else:
         msg = f"no spurious finding for {scope} ({len(findings)} findings in all)"
     return Outcome(not hits, len(hits), 0, msg, details={"findings": [
