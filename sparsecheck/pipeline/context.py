@@ -87,6 +87,8 @@ class RunContext:
     spurious_findings: list[Any] = field(default_factory=list)
     assertion_results: Any = None
     results: dict[str, Any] = field(default_factory=dict)
+    #: the typed, checked results (:class:`sparsecheck.results.RunResults`) once the outputs are written
+    run_results: Any = None
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
 
     def skip(self, what: str, reason: str) -> None:

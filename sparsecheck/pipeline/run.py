@@ -28,7 +28,7 @@ from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
 from sparsecheck.pipeline.stages import STAGES, Stage
-from sparsecheck.results import SCHEMA_VERSION, gate_status
+from sparsecheck.results import SCHEMA_VERSION, RunResults, gate_status
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,13 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
+    # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
+    ctx.results = _checked(results)
+    ctx.run_results = RunResults.from_dict(ctx.results, source="this run's results")
     with run if run is not None else contextlib.nullcontext():
         write_activations(ctx, out / ACTIVATIONS_FILE)
         write_report(ctx, out / "report.html")
-        write_json_atomic(out / "results.json", _checked(results))
+        write_json_atomic(out / "results.json", ctx.results)
         ctx.artifacts["results.json"] = str(out / "results.json")
         if run is not None:
             run.log_outputs(ctx)
@@ -115,7 +118,6 @@ def _checked(results: dict[str, Any]) -> dict[str, Any]:
     """results.json's content, in contract order, checked against the typed contract first: a run
     never writes a results.json that its own readers (compare, monitor) would refuse."""
     from sparsecheck._runtime import jsonable
-    from sparsecheck.results import RunResults
 
     plain = jsonable(_ordered(results))
     RunResults.from_dict(plain, source="this run's results")
