@@ -17,7 +17,8 @@ from sparsecheck.errors import ParameterError
 T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
-           "release_out_dir", "OUT_DIR_MARKER", "jsonable"]
+           "release_out_dir", "OUT_DIR_MARKER", "jsonable", "one_line",
+           "exception_reason"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -168,3 +169,14 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters (its type when it has none)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def exception_reason(exc: BaseException) -> str:
+    """``"TypeName: message"`` on one line: the reason recorded for a step that was skipped."""
+    return f"{type(exc).__name__}: {one_line(exc)}"

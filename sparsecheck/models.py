@@ -48,6 +48,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
+from sparsecheck._runtime import one_line as _one_line
 from sparsecheck.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -401,9 +402,4 @@ def _hf_preprocessing(directory: Path) -> dict[str, Any] | None:
     if crop and "height" in crop:
         out["crop"] = int(crop["height"])
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] + ("…" if len(text) > 300 else "") or type(exc).__name__
 

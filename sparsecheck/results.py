@@ -29,12 +29,15 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "is_failing",
+logger = logging.getLogger(__name__)
+
+__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord"]
 
@@ -259,11 +262,19 @@ class RunResults(BaseModel):
         return schema
 
 
-def _write_schema() -> None:  # pragma: no cover - run by hand when the models change
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(json.dumps(RunResults.json_schema(), indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    """Write the JSON Schema of :class:`RunResults` to ``path`` (by default the shipped file).
+
+    Run it when the models change (``python -m sparsecheck.results``); a test checks that the
+    shipped file is the models' schema.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(RunResults.json_schema(), indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote the results schema to %s", path)
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _write_schema()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    write_schema()

@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, progress
+from sparsecheck._runtime import atomic_write, exception_reason, progress
 from sparsecheck.analysis.association import feature_associations, top_associations
 from sparsecheck.analysis.lime_features import (
     FeatureActivation,
@@ -361,7 +361,7 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
                         if on_error is None:
                             raise
                         on_error(f"LIME of feature {f} on example {example if example is not None else i}",
-                                 _reason(exc))
+                                 exception_reason(exc))
                     bar.update(1)
     finally:
         if own_bar:
@@ -497,7 +497,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
             except Exception as exc:  # optional: a model LIME cannot drive costs the pictures, not the run
                 if on_skip is None:
                     raise
-                on_skip("LIME explanations", _reason(exc))
+                on_skip("LIME explanations", exception_reason(exc))
                 explained, check = {}, []
             lime_seconds = time.perf_counter() - t0
             forward_seconds = sum(e.forward_seconds for v in explained.values() for e in v)
@@ -514,7 +514,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                 except Exception as exc:
                     if on_skip is None:
                         raise
-                    on_skip(f"sanity check of feature {f}", _reason(exc))
+                    on_skip(f"sanity check of feature {f}", exception_reason(exc))
         untrusted = [f for f, r in sanity.items() if not r.trustworthy]
         if untrusted:
             logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
@@ -553,11 +553,6 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
                 used.size, len(explained), n_explained, len(sanity), time.perf_counter() - start)
     return Interpretation(table, cards, sanity, summary, artifacts)
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "no message"
-    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _channels(dataset: Any) -> int | None:

@@ -101,8 +101,7 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
     # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
-    ctx.results = _checked(results)
-    ctx.run_results = RunResults.from_dict(ctx.results, source="this run's results")
+    ctx.results, ctx.run_results = _checked(results)
     with run if run is not None else contextlib.nullcontext():
         write_activations(ctx, out / ACTIVATIONS_FILE)
         write_report(ctx, out / "report.html")
@@ -114,14 +113,13 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         raise tracking_error
 
 
-def _checked(results: dict[str, Any]) -> dict[str, Any]:
-    """results.json's content, in contract order, checked against the typed contract first: a run
-    never writes a results.json that its own readers (compare, monitor) would refuse."""
+def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
+    """results.json's content, in contract order, and the same checked against the typed contract:
+    a run never writes a results.json that its own readers (compare, monitor) would refuse."""
     from sparsecheck._runtime import jsonable
 
     plain = jsonable(_ordered(results))
-    RunResults.from_dict(plain, source="this run's results")
-    return plain
+    return plain, RunResults.from_dict(plain, source="this run's results")
 
 
 def _ordered(results: dict[str, Any]) -> dict[str, Any]:

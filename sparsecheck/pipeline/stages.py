@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import torch_threads
+from sparsecheck._runtime import exception_reason, torch_threads
 from sparsecheck.analysis.association import feature_associations
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.interpret import interpret_features
@@ -199,7 +199,7 @@ def auto_attributes_stage(ctx: RunContext) -> None:
         auto = AutoAttributes(random_state=int(ctx.config.seed))
         table = auto.fit_transform(batches())
     except Exception as exc:  # optional: a run without them still has the user's metadata
-        ctx.skip("automatic image attributes", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        ctx.skip("automatic image attributes", exception_reason(exc))
         return
     meta = view.metadata.reset_index(drop=True).copy()
     for col in table.columns:
@@ -321,7 +321,7 @@ def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
         clusters = find_error_clusters(z, view.dense_predictions == view.labels, ids=view.ids, feature_ids=used,
                                        min_size=acfg.min_support, fdr=acfg.fdr, seed=int(ctx.config.seed))
     except Exception as exc:  # optional: the named slices stand without them
-        ctx.skip("unnamed slices (error clusters)", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        ctx.skip("unnamed slices (error clusters)", exception_reason(exc))
         return []
     return [c.to_dict() for c in clusters]
 
@@ -427,7 +427,7 @@ class _Intervener:
             self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
             self._extractor.open()
         except Exception as exc:
-            ctx.skip("interventions", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            ctx.skip("interventions", exception_reason(exc))
             return None
         self.images = _LazyImages(ctx.datasets["test"])
         self.labels = np.asarray(ctx.splits["test"].labels)
@@ -445,9 +445,9 @@ class _Intervener:
         with torch.inference_mode():
             x = self.ctx.input_spec.transform(images, device=self.ctx.device)
             logits, _ = self._extractor(x)
-        z = logits.float().cpu().numpy()[:, :len(self.ctx.class_names)]
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        from scipy.special import softmax
+
+        return softmax(logits.float().cpu().numpy()[:, :len(self.ctx.class_names)], axis=1)
 
     def __call__(self, class_label: Any, attribute: str, value: str) -> Any:
         from sparsecheck.analysis.interventions import cue_for_auto_attribute, measure_intervention, parse_intervention
@@ -474,7 +474,7 @@ class _Intervener:
                 class_name=self.ctx.class_names[int(class_label)])
         except Exception as exc:  # one cue that cannot be measured costs its evidence, not the run
             self.ctx.skip(f"intervention {put.name} for class {class_label} on {attribute}={value}",
-                          f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                          exception_reason(exc))
             return None
 
 

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from sparsecheck._runtime import one_line as _one_line
 from sparsecheck.errors import TrackingError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -250,8 +251,3 @@ def _broken_store(db: Path, exc: BaseException) -> TrackingError:
 
 def _not_found(exc: BaseException) -> bool:
     return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" or "RESOURCE_DOES_NOT_EXIST" in str(exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
