@@ -36,12 +36,13 @@ from typing import Any
 
 from sparsecheck.results import failing_assertions
 
-__all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_weight"]
+__all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_weight", "finite_number"]
 
 _FEAT_COLUMN = re.compile(r"^feat(?:ure)?_(\d+)$")
 
 
-def _num(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
+    """``x`` as a finite float, or None (booleans, None, text and NaN/inf are not numbers here)."""
     if isinstance(x, bool) or x is None:
         return None
     try:
@@ -52,13 +53,13 @@ def _num(x: Any) -> float | None:
 
 
 def _int(x: Any) -> int | None:
-    v = _num(x)
+    v = finite_number(x)
     return int(v) if v is not None and v == int(v) else None
 
 
 def fmt_weight(x: Any) -> str:
     """A signed weight that never reads ``+0.00``: two decimals, or two significant digits when small."""
-    v = _num(x)
+    v = finite_number(x)
     if v is None:
         return "—"
     if v != 0 and abs(v) < 0.005:  # two significant digits, never in e-notation
@@ -176,7 +177,7 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
         for a bar chart of recalls; ``table``: every evidence item as ``(name, value)``.
     """
     ev = finding.get("evidence") if isinstance(finding.get("evidence"), Mapping) else {}
-    g = {k: _num(v) for k, v in ev.items()}
+    g = {k: finite_number(v) for k, v in ev.items()}
     cls, feat = finding.get("class"), finding.get("feature")
     av = f"{finding.get('attribute')} = {finding.get('value')}"
     words: list[str] = []

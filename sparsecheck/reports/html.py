@@ -42,7 +42,8 @@ import jinja2
 from sparsecheck._runtime import atomic_write
 from sparsecheck._version import __version__
 from sparsecheck.errors import ParameterError
-from sparsecheck.reports.evidence import assertion_features, featured_features, finding_evidence, fmt_weight
+from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,
+                                          fmt_weight)
 from sparsecheck.results import is_failing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,13 +66,8 @@ _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 
 
 def _finite(x: Any) -> float | None:
-    if isinstance(x, (bool, jinja2.Undefined)) or x is None:
-        return None
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    """A finite float, or None (also for a template's undefined value)."""
+    return None if isinstance(x, jinja2.Undefined) else finite_number(x)
 
 
 def _fmt_pct(x: Any, digits: int = 1) -> str:
