@@ -32,7 +32,8 @@ The properties (all on pixel values scaled to [0, 1]; luminance ``Y = 0.299 R + 
 ``saturation``         mean HSV saturation of pixels with value > 0.1
 ``colourfulness``      Hasler & Süsstrunk (2003): ``σ_rgyb + 0.3 μ_rgyb`` on the 0–255 scale
 ``sharpness``          variance of the 4-neighbour Laplacian of luminance (low: blurred)
-``<region>_lum``       mean luminance of a region; ``<region>_r|g|b`` its mean colour. Regions:
+``<region>_lum``       mean luminance of a region; ``<region>_r|g|b`` its mean colour;
+                       ``<corner>_median`` a corner's median luminance. Regions:
                        ``corner_tl``, ``corner_tr``, ``corner_bl``, ``corner_br`` (1/6 of each
                        side), ``border`` (a ring of 1/16 of the shorter side, at least 1 pixel),
                        ``centre`` (the middle half of each side)
@@ -41,7 +42,10 @@ The properties (all on pixel values scaled to [0, 1]; luminance ``Y = 0.299 R + 
 =====================  =========================================================================
 
 The categorical columns :class:`AutoAttributes` makes: ``auto:brightness``, ``auto:contrast``,
-``auto:saturation``, ``auto:colourfulness``, ``auto:sharpness``, ``auto:<region>`` (luminance),
+``auto:saturation``, ``auto:colourfulness``, ``auto:sharpness``, ``auto:<region>`` (luminance; for
+the four corners, ``<corner>_median`` minus ``background_lum`` at fixed steps of ±0.2: a mark that
+covers most of a corner and stands out from the image's own backdrop is ``high`` (or ``low``), an
+inverted image's light corners and a thin frame through them are not),
 ``auto:height``, ``auto:width``, ``auto:aspect`` as levels ``low|mid|high`` (or ``low|high``);
 ``auto:inverted`` as ``yes|no``; ``auto:hue`` and ``auto:<region>_colour`` as colour families
 (``red, orange, yellow, green, cyan, blue, purple, magenta`` or ``grey``).
@@ -73,7 +77,7 @@ Examples
 >>> table.loc[0, "auto:hue"], table.loc[30, "auto:hue"]
 ('red', 'grey')
 >>> table.loc[25, "auto:corner_tl"], table.loc[45, "auto:corner_tl"]
-('high', 'low')
+('high', 'mid')
 >>> all(c.startswith(AUTO_PREFIX) for c in table.columns)
 True
 """
@@ -105,6 +109,8 @@ COLOUR_FAMILIES = {"red": (345.0, 15.0), "orange": (15.0, 45.0), "yellow": (45.0
 _CHUNK = 64
 # properties binned into levels (name → auto column); the inversion score and colours are handled apart
 _LEVELLED = ["brightness", "contrast", "saturation", "colourfulness", "sharpness", "height", "width", "aspect"]
+#: a corner is ``low``/``high`` when its median luminance is this far below/above the backdrop's
+_MARK_EDGES = (-0.2, 0.2)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -197,7 +203,7 @@ def _empty_keys() -> list[str]:
             "colourfulness",
             "sharpness"]
     for r in REGIONS:
-        keys += [f"{r}_lum", f"{r}_r", f"{r}_g", f"{r}_b"]
+        keys += [f"{r}_lum", f"{r}_r", f"{r}_g", f"{r}_b"] + ([f"{r}_median"] if r.startswith("corner") else [])
     return keys
 
 
@@ -228,6 +234,9 @@ def _chunk_properties(x8: np.ndarray, masks: dict[str, Any]) -> dict[str, np.nda
             mean_rgb = x[:, :, rows, cols].mean(axis=(2, 3)).astype(np.float64)
         region_lum[name] = mean_rgb @ luma
         out[f"{name}_lum"] = region_lum[name]
+        if name.startswith("corner"):
+            rows, cols = masks[name]
+            out[f"{name}_median"] = np.median(lum[:, rows, cols].reshape(n, -1), axis=1).astype(np.float64)
         out[f"{name}_r"], out[f"{name}_g"], out[f"{name}_b"] = mean_rgb.T
     # the background: the median of a wider ring, so a thin frame or a corner mark does not move it
     k = masks["_background_width"]
@@ -374,10 +383,15 @@ class AutoAttributes:
             rows = np.random.default_rng(self.random_state).choice(len(props), self.max_fit_rows, replace=False)
             props = props.iloc[np.sort(rows)]
         self.levels_ = {}
-        for name in _LEVELLED + [f"{r}_lum" for r in REGIONS]:
+        for name in _LEVELLED:
             v = props[name].to_numpy(dtype=np.float64)
-            v = v[np.isfinite(v)]
-            self.levels_[name] = self._edges(v)
+            self.levels_[name] = self._edges(v[np.isfinite(v)])
+        for r in REGIONS:
+            v = _region_level_value(props, r)
+            # a corner mark is a fixed step from the backdrop, not a fitted level: corners that hold
+            # no mark are then one level (a constant column, dropped), not noise cut in three
+            self.levels_[_region_level_key(r)] = _MARK_EDGES if r.startswith("corner") else self._edges(
+                v[np.isfinite(v)])
         self.columns_, self.dropped_ = [], []
         table = self._bin(props)
         for col in table.columns:
@@ -412,7 +426,7 @@ class AutoAttributes:
         sharpness = props["sharpness"].to_numpy(np.float64)
         out[AUTO_PREFIX + "sharpness"] = _Levels(self.levels_["sharpness"]).apply(sharpness)
         for r in REGIONS:
-            out[AUTO_PREFIX + r] = _Levels(self.levels_[f"{r}_lum"]).apply(props[f"{r}_lum"].to_numpy(np.float64))
+            out[AUTO_PREFIX + r] = _Levels(self.levels_[_region_level_key(r)]).apply(_region_level_value(props, r))
             rgb = props[[f"{r}_r", f"{r}_g", f"{r}_b"]].to_numpy(np.float64)
             hue, chroma = _opponent_hue(rgb)
             out[AUTO_PREFIX + r + "_colour"] = hue_family(hue, chroma, self.grey_below)
@@ -444,6 +458,19 @@ class AutoAttributes:
         return {"binning": self.binning, "levels": int(self.levels), "grey_below": float(self.grey_below),
                 "edges": {k: [float(e) for e in v] for k, v in getattr(self, "levels_", {}).items()},
                 "columns": list(getattr(self, "columns_", [])), "dropped": list(getattr(self, "dropped_", []))}
+
+
+def _region_level_key(region: str) -> str:
+    return f"{region}_vs_background" if region.startswith("corner") else f"{region}_lum"
+
+
+def _region_level_value(props: pd.DataFrame, region: str) -> np.ndarray:
+    """What ``auto:<region>`` levels: a corner's median luminance against the image's own backdrop
+    (a mark stands out from it, a light image is not a bright corner everywhere, and a thin frame
+    through the corner does not move a median), other regions' mean luminance."""
+    if region.startswith("corner"):
+        return props[f"{region}_median"].to_numpy(np.float64) - props["background_lum"].to_numpy(np.float64)
+    return props[f"{region}_lum"].to_numpy(np.float64)
 
 
 def _natural_breaks(v: np.ndarray, k: int, iterations: int = 100) -> np.ndarray:

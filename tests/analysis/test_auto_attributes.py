@@ -51,12 +51,26 @@ def test_red_tint_is_hue_red_and_only_there(planted):
     assert share(t, g["red"], "auto:colourfulness", "high") == 1.0
 
 
+def auto_of(planted) -> AutoAttributes:
+    return planted[3]
+
+
 def test_bright_corner_is_corner_tl_high(planted):
     _, g, _, _, t = planted
     assert share(t, g["corner"], "auto:corner_tl", "high") == 1.0
     others = np.r_[0:100, 300:600]                      # not inverted (a light background lights corners)
     assert share(t, others, "auto:corner_tl", "high") == 0.0
-    assert share(t, g["corner"], "auto:corner_br", "high") == 0.0
+    # no image has a mark in the bottom-right corner: one level, so the column is dropped (noise is
+    # not cut into low/mid/high)
+    assert "auto:corner_br" not in t.columns and "auto:corner_br" in auto_of(planted).dropped_
+    # a thin frame through every corner and an inverted image's light corners are not a mark
+    x = digits_like(200, seed=3)
+    x[:100, 0, :] = x[:100, -1, :] = x[:100, :, 0] = x[:100, :, -1] = 150
+    x[100:] = Invert().apply(x[100:])
+    x[150:, :6, :6] = 0                                  # a dark mark on the light ones
+    framed = AutoAttributes().fit_transform(image_properties(x))
+    assert (framed["auto:corner_tl"].iloc[:150] == "mid").all()
+    assert (framed["auto:corner_tl"].iloc[150:] == "low").all()
 
 
 def test_inverted_digits_are_inverted_yes(planted):

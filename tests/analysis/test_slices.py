@@ -304,6 +304,38 @@ def test_grouping_keeps_one_of_near_duplicates() -> None:
     assert pair[0] in nested and pair[1] not in nested
 
 
+def test_families_are_never_mixed_and_the_search_stays_exact() -> None:
+    """A recorded attribute that shifts a pixel measurement (a frame raising sharpness) makes a
+    mixed slice that only describes the artefact; with families it is never formed, and what is
+    searched is still searched exactly (brute force over the compatible slices)."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    cause = rng.random(n) < 0.2                      # the real cause, recorded as metadata
+    frame = rng.random(n) < 0.5                      # harmless, recorded
+    # an automatic measurement that the cause lowers and the frame raises
+    sharp = np.where(cause, 0, 2) + frame + (rng.random(n) < 0.3)
+    table = pd.DataFrame({"cause": np.where(cause, "yes", "no"), "frame": np.where(frame, "yes", "no"),
+                          "auto:sharp": sharp.astype(str), "label": rng.integers(0, 3, n).astype(str)})
+    table["correct"] = ~(rng.random(n) < np.where(cause, 0.6, 0.08))
+    families = {"cause": "metadata", "frame": "metadata", "auto:sharp": "automatic"}
+    cols = ["cause", "frame", "auto:sharp", "label"]
+    finder = SliceFinder(min_support=30, top_k=10, group_overlap=1.0, nested=False, progress=False)
+    finder.fit(table, cols, families=families)
+    mixed = lambda p: len({families[a] for a in p if a in families}) > 1  # noqa: E731
+    assert finder.slices_ and not any(mixed(s.predicates) for s in finder.slices_)
+    assert not any(" AND " in d and "auto:" in d and ("cause=" in d or "frame=" in d)
+                   for d in finder.candidates_["slice"])
+    errors = ~table["correct"].to_numpy()
+    expected = [t for t in brute_force(table, cols, errors, 3, 30, 0.95) if not mixed(t[2])][:10]
+    assert [s.predicates for s in finder.slices_] == [p for _, _, p in expected]
+    assert any("AND label=" in d for d in finder.candidates_["slice"])  # label combines with both
+    # without families the mixed slices are searched (so the constraint is what keeps them out)
+    free = SliceFinder(min_support=30, top_k=10, group_overlap=1.0, nested=False, progress=False).fit(table, cols)
+    assert any(" AND " in d and "auto:" in d and "frame=" in d for d in free.candidates_["slice"])
+    with pytest.raises(ParameterError, match="families"):
+        SliceFinder(progress=False).fit(table, cols, families={"nope": "metadata"})
+
+
 def test_no_errors_all_errors_and_empty_tables_give_no_slices() -> None:
     table = make_table(0, 500, {"A": 3, "B": 2})
     table["correct"] = True

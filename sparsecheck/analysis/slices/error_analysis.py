@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sparsecheck.analysis.auto_attributes import is_auto
 from sparsecheck.analysis.breakdown import accuracy_by_attribute_pair, accuracy_by_feature_activation
 from sparsecheck.analysis.slices.finder import Slice, SliceFinder
 from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
@@ -101,7 +102,9 @@ def analyse_errors(table: pd.DataFrame, attributes: Sequence[str], *, features: 
     table["prediction"] = [name_of(v) for v in table["prediction"]]
     attributes = [a for a in attributes if a in table.columns]
     params = dict(max_predicates=max_predicates, min_support=min_support, top_k=top_k, fdr=fdr)
-    finder = SliceFinder(**params).fit(table, [*attributes, "label"])
+    # automatic image attributes and the user's metadata are searched side by side, never mixed
+    families = {a: "automatic" if is_auto(a) else "metadata" for a in attributes}
+    finder = SliceFinder(**params).fit(table, [*attributes, "label"], families=families)
     result = ErrorAnalysis(slices=list(finder.slices_),
                            search={"n_rows": finder.n_rows_, "error_rate": finder.error_rate_,
                                    "n_tests": finder.n_tests_, "min_support": finder.min_support_,

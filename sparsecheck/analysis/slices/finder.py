@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -291,6 +291,18 @@ class SliceFinder(BaseEstimator):
                                  "column to slice on. Got none.", parameter="columns")
         return cols, err
 
+    @staticmethod
+    def _families(cols: Sequence[str], families: Mapping[str, str] | None) -> np.ndarray | None:
+        """Family code of each column (-1: combines with every column), or None when all are free."""
+        if not families:
+            return None
+        unknown = [c for c in families if c not in cols]
+        if unknown:
+            raise ParameterError(f"The 'families' parameter of SliceFinder.fit names a column that is not "
+                                 f"sliced on: {unknown[0]!r} (columns: {list(cols)}).", parameter="families")
+        codes = {name: i for i, name in enumerate(dict.fromkeys(str(f) for f in families.values()))}
+        return np.array([codes[str(families[c])] if c in families else -1 for c in cols], dtype=np.int64)
+
     # -- fit
     def fit(
         self,
@@ -299,6 +311,7 @@ class SliceFinder(BaseEstimator):
         *,
         errors: np.ndarray | pd.Series | str | None = None,
         correct_column: str = "correct",
+        families: Mapping[str, str] | None = None,
     ) -> "SliceFinder":
         """Search ``table`` for the top slices.
 
@@ -315,6 +328,13 @@ class SliceFinder(BaseEstimator):
             None: the rows where ``correct_column`` is False.
         correct_column : str
             Used when ``errors`` is None.
+        families : mapping of column → family name, optional
+            Columns of different families are never combined in one slice; a column without a
+            family combines with every column. The pipeline puts the automatic image attributes in
+            one family and the user's metadata in another: a recorded attribute can shift a
+            pixel measurement (a thin frame raises an image's sharpness), and a slice mixing the
+            two (``frame=yes AND auto:sharpness=mid``) then describes that artefact, not where the
+            model fails. ``label`` stays free, so ``corner=yes AND label=three`` is searched.
 
         Returns
         -------
@@ -331,6 +351,7 @@ class SliceFinder(BaseEstimator):
         self.min_support_ = self._resolve_min_support(n)
         self.search_stats_: list[dict[str, int]] = []
         self._encoding = _encode_table(table, cols, self.n_bins)
+        family_of = self._families(cols, families)
         if self.n_errors_ == 0 or n == 0:
             self._encoding = self._encoding.without_rows()
             logger.info("SliceFinder: %d rows and no errors; nothing to slice", n)
@@ -343,7 +364,7 @@ class SliceFinder(BaseEstimator):
         while True:
             search = _LatticeSearch(self._encoding, x, err, alpha=float(self.alpha),
                                     min_support=self.min_support_, max_predicates=self.max_predicates,
-                                    pool=pool, progress=self.progress)
+                                    pool=pool, progress=self.progress, families=family_of)
             cand = search.run()
             exact = self._rank(cand, x, search.threshold, search.family_size, np.asarray(err, dtype=bool))
             if exact:

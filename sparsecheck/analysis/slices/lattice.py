@@ -148,7 +148,8 @@ class _LatticeSearch:
     """One run of the level-wise search; keeps only arrays, knows nothing of pandas."""
 
     def __init__(self, enc: _Encoding, x: sparse.csc_matrix, errors: np.ndarray, *, alpha: float,
-                 min_support: int, max_predicates: int, pool: int, progress: bool | None) -> None:
+                 min_support: int, max_predicates: int, pool: int, progress: bool | None,
+                 families: np.ndarray | None = None) -> None:
         self.enc = enc
         self.x = x
         self.n = enc.codes.shape[1]
@@ -161,6 +162,8 @@ class _LatticeSearch:
         self.pool = pool
         self.progress = progress
         self.value_attr = np.repeat(np.arange(len(enc.columns)), np.diff(enc.offsets))
+        # family code of each value's column; -1 combines with any family (see SliceFinder.fit)
+        self.value_family = None if families is None else np.asarray(families, dtype=np.int64)[self.value_attr]
         self.threshold = 0.0  # the pruning threshold in force; never decreases
         self.top_scores = np.zeros(0)
         self.stats: list[dict[str, int]] = []
@@ -271,6 +274,11 @@ class _LatticeSearch:
                     ss = np.minimum(ss, p_size[pos])
                     se = np.minimum(se, p_err[pos])
                 keep = ok & self._promising(self._ub(ss, se))
+                if self.value_family is not None:  # never mix two families in one slice
+                    fam = self.value_family[child]
+                    named = fam >= 0
+                    first = np.where(named.any(axis=1), fam[np.arange(total), np.argmax(named, axis=1)], -1)
+                    keep &= ~(named & (fam != first[:, None])).any(axis=1)
                 out.append(child[keep])
             lo = hi
         cand = np.concatenate(out) if out else np.zeros((0, width + 1), dtype=np.int64)
