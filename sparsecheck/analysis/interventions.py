@@ -79,9 +79,9 @@ from sparsecheck.errors import ConfigError, DataError, ModelError, ParameterErro
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cue", "Patch", "Border", "Tint", "Invert", "Blur", "Background", "CallableCue", "CUES",
+__all__ = ["Cue", "Patch", "Border", "Tint", "Invert", "Blur", "Background", "Erase", "CallableCue", "CUES",
            "REGIONS", "parse_cue", "parse_intervention", "measure_intervention", "InterventionResult",
-           "mcnemar_exact", "cue_for_auto_attribute"]
+           "mcnemar_exact", "cue_for_auto_attribute", "auto_intervention"]
 
 #: where a :class:`Patch` can go
 REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -323,8 +323,7 @@ class Background(Cue):
     def apply(self, images: np.ndarray) -> np.ndarray:
         x = _as_batch(images)
         x4 = x[..., None] if x.ndim == 3 else x
-        ring = np.concatenate([x4[:, 0], x4[:, -1], x4[:, 1:-1, 0], x4[:, 1:-1, -1]], axis=1)  # (n, k, C)
-        bg = np.median(ring, axis=1).astype(np.float32)                                      # (n, C)
+        bg = _backdrop(x4, 1)                                                                # (n, C)
         near = (np.abs(x4.astype(np.float32) - bg[:, None, None]) <= float(self.tolerance)).all(axis=-1)
         out = x4.copy()
         out[near] = np.clip(np.round(_colour(x4, self.colour)), 0, 255).astype(np.uint8)
@@ -386,7 +385,51 @@ def _import_callable(target: str, key: str) -> Callable[..., Any]:
 
 
 #: cue type (the ``type`` key of a config mapping) → class
-CUES: dict[str, type[Cue]] = {c.type: c for c in (Patch, Border, Tint, Invert, Blur, Background, CallableCue)}
+def _backdrop(x4: np.ndarray, width: int) -> np.ndarray:
+    """Per-image backdrop colour (n, C): the per-channel median of an outer ring ``width`` pixels wide."""
+    k = max(1, min(int(width), x4.shape[1] // 2, x4.shape[2] // 2))
+    n, c = x4.shape[0], x4.shape[-1]
+    ring = np.concatenate([x4[:, :k].reshape(n, -1, c), x4[:, -k:].reshape(n, -1, c),
+                           x4[:, k:-k, :k].reshape(n, -1, c), x4[:, k:-k, -k:].reshape(n, -1, c)], axis=1)
+    return np.median(ring, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Erase(Cue):
+    """Paint a square (placed as :class:`Patch` places it) with each image's own backdrop colour:
+    takes a mark off, whatever its colour.
+
+    The backdrop is the per-channel median of an outer ring 1/8 of the shorter side wide (as
+    :mod:`~sparsecheck.analysis.auto_attributes` measures it), so a thin frame does not set it.
+
+    Examples
+    --------
+    >>> x = np.full((1, 16, 16, 3), 30, np.uint8); x[0, :3, :3] = 255          # a mark on grey 30
+    >>> y = Erase(region="top-left", size=0.25).apply(x)
+    >>> int(y[0, :4, :4].max()), int(y[0, 8, 8, 0])
+    (30, 30)
+    """
+
+    type: ClassVar[str] = "erase"
+    region: str = "top-left"
+    size: float = 0.25
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        Patch(region=self.region, size=self.size, margin=self.margin)  # the same checks
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        x = _as_batch(images)
+        x4 = (x[..., None] if x.ndim == 3 else x).copy()
+        h, w = x4.shape[1], x4.shape[2]
+        rows, cols = Patch(region=self.region, size=self.size, margin=self.margin).box(h, w)
+        bg = _backdrop(x4, round(min(h, w) / 8))
+        x4[:, rows, cols] = np.clip(np.round(bg), 0, 255).astype(np.uint8)[:, None, None, :]
+        return x4[..., 0] if x.ndim == 3 else x4
+
+
+CUES: dict[str, type[Cue]] = {c.type: c for c in (Patch, Border, Tint, Invert, Blur, Background, Erase,
+                                                   CallableCue)}
 _TUPLES = {"colour"}
 
 
@@ -404,7 +447,7 @@ def parse_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
     Traceback (most recent call last):
     ...
     sparsecheck.errors.ConfigError: x.put.type: unknown cue type 'sparkle'; one of ['background', 'blur',
-    'border', 'callable', 'invert', 'patch', 'tint']
+    'border', 'callable', 'erase', 'invert', 'patch', 'tint']
     """
     if isinstance(spec, Cue):
         return spec
@@ -754,6 +797,33 @@ def _family_rgb(family: str) -> tuple[float, float, float] | None:
     mid = ((start + (end - start) % 360.0 / 2.0) % 360.0) / 360.0
     r, g, b = colorsys.hsv_to_rgb(mid, 0.85, 0.9)
     return (round(r * 255.0), round(g * 255.0), round(b * 255.0))
+
+
+def auto_intervention(attribute: str, value: str) -> tuple[Cue, Cue | None] | None:
+    """``(put, remove)`` for an automatic attribute's value, or None where no cue exists.
+
+    ``put`` is :func:`cue_for_auto_attribute`. ``remove`` takes the value off the class's own
+    images: a corner mark (``auto:<corner>`` or ``auto:<corner>_colour``) is erased with the image's
+    own backdrop (:class:`Erase`, a quarter of the side, so a mark a little way in is covered);
+    an inversion is undone by inverting again; a tint or a centre patch has none.
+
+    Examples
+    --------
+    >>> put, remove = auto_intervention("auto:corner_br_colour", "blue")
+    >>> put.name, remove.name
+    ('patch(bottom-right, 0.2, (34, 67, 230))', 'erase(bottom-right, 0.25)')
+    >>> auto_intervention("auto:sharpness", "low") is None
+    True
+    """
+    put = cue_for_auto_attribute(attribute, value)
+    if put is None:
+        return None
+    if isinstance(put, Invert):
+        return put, put
+    region = str(attribute)[len("auto:"):].partition("_colour")[0]
+    if region.startswith("corner") and isinstance(put, Patch):
+        return put, Erase(region=_AUTO_REGION[region], size=0.25)
+    return put, None
 
 
 def cue_for_auto_attribute(attribute: str, value: str) -> Cue | None:

@@ -450,7 +450,7 @@ class _Intervener:
         return softmax(logits.float().cpu().numpy()[:, :len(self.ctx.class_names)], axis=1)
 
     def __call__(self, class_label: Any, attribute: str, value: str) -> Any:
-        from sparsecheck.analysis.interventions import cue_for_auto_attribute, measure_intervention, parse_intervention
+        from sparsecheck.analysis.interventions import auto_intervention, measure_intervention, parse_intervention
 
         spec = self.specs.get(attribute)
         if spec is not None:
@@ -459,11 +459,10 @@ class _Intervener:
             put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
                                              key=f"data.interventions.{attribute}")
         else:
-            put, remove = cue_for_auto_attribute(attribute, value), None
-            if put is None:
+            cues = auto_intervention(attribute, value)
+            if cues is None:
                 return None
-            if put.name == "invert()":
-                remove = put
+            put, remove = cues
         column = self.metadata[attribute].astype(str).to_numpy()
         self.count += 1
         try:

@@ -9,9 +9,10 @@ import types
 import numpy as np
 import pytest
 
-from sparsecheck.analysis.interventions import (CUES, Background, Blur, Border, CallableCue, InterventionResult,
-                                                Invert, Patch, Tint, mcnemar_exact, measure_intervention,
-                                                parse_cue, parse_intervention)
+from sparsecheck.analysis.interventions import (CUES, Background, Blur, Border, CallableCue, Erase,
+                                                InterventionResult, Invert, Patch, Tint, auto_intervention,
+                                                mcnemar_exact, measure_intervention, parse_cue,
+                                                parse_intervention)
 from sparsecheck.errors import ConfigError, DataError, ModelError
 
 
@@ -82,6 +83,28 @@ def test_background_repaints_the_backdrop_not_the_object():
     assert (y[:, 4:8, 4:8] == x[:, 4:8, 4:8]).all()
 
 
+def test_erase_takes_a_mark_off_with_the_images_own_backdrop():
+    x = np.full((3, 32, 32, 3), 20, np.uint8)
+    x[1] = 230                                            # a light image
+    x[:, 12:20, 12:20] = 128                              # the object, untouched
+    x[2, 0, :] = x[2, -1, :] = x[2, :, 0] = x[2, :, -1] = 150   # a thin frame does not set the backdrop
+    x[:, 1:7, 1:7] = (40, 80, 255)                        # a mark 1 px in
+    y = Erase(region="top-left", size=0.25).apply(x)
+    assert (y[0, :8, :8] == 20).all() and (y[1, :8, :8] == 230).all() and (y[2, :8, :8] == 20).all()
+    assert (y[:, 12:20, 12:20] == 128).all() and (y[:, 8:] == x[:, 8:]).all()
+    grey = Erase(region="bottom-right", size=0.25).apply(x[..., 0])  # N×H×W too
+    assert grey.shape == x.shape[:3] and (grey[0, 24:, 24:] == 20).all()
+
+
+def test_auto_attributes_get_a_put_on_and_a_take_off_where_one_exists():
+    put, remove = auto_intervention("auto:corner_tl", "high")
+    assert put == Patch(region="top-left", size=0.2, colour=(255, 255, 255))
+    assert remove == Erase(region="top-left", size=0.25)
+    assert auto_intervention("auto:inverted", "yes") == (Invert(), Invert())
+    assert auto_intervention("auto:hue", "red")[1] is None           # a tint has no take-off
+    assert auto_intervention("auto:brightness", "high") is None and auto_intervention("frame", "yes") is None
+
+
 def test_grey_images_take_colour_as_luminance():
     x = np.zeros((2, 10, 10), np.uint8)
     y = Patch(region="top-left", size=0.3, colour=(255, 255, 255)).apply(x)
@@ -96,7 +119,8 @@ def test_parse_every_type_round_trips():
              {"type": "border", "width": 3, "colour": [9, 9, 9]},
              {"type": "tint", "colour": [200, 30, 30], "strength": 0.6},
              {"type": "invert"}, {"type": "blur", "radius": 2.0},
-             {"type": "background", "colour": [0, 0, 0], "tolerance": 25}]
+             {"type": "background", "colour": [0, 0, 0], "tolerance": 25},
+             {"type": "erase", "region": "bottom-left", "size": 0.3, "margin": 0.05}]
     for spec in specs:
         cue = parse_cue(spec)
         assert isinstance(cue, CUES[spec["type"]])
