@@ -108,13 +108,17 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    from sparsecheck.sparse.distributed import rank_label
+
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     root = logging.getLogger("sparsecheck")
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
         root.addHandler(handler)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    rank = rank_label()  # under torchrun every line says which rank wrote it
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
+                                           "%H:%M:%S"))
     root.setLevel(level)
     if not verbose:
         # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
@@ -236,6 +240,30 @@ def run(
 
 
 @_command()
+def extract(
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write portable feature directories DIR/train, "
+                                       "DIR/val, DIR/test (usable as data.train|val|test) instead of filling "
+                                       "the feature cache."),
+    device: Device = DeviceOpt,
+    force: bool = ForceOpt,
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Extract the deep features of every split once: into the feature cache that `run` reads, or with --out
+    into feature directories. Under torchrun each rank extracts a shard:
+    `torchrun --standalone --nproc_per_node N -m sparsecheck extract CONFIG.yaml`."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.pipeline.extract import run_extract
+
+    done = run_extract(config, out=out, device=device.value, force=force)
+    if done.ranks.is_main:
+        for line in done.lines():
+            typer.echo(line)
+    raise typer.Exit(0)
+
+
+@_command()
 def compare(
     run_a: str = typer.Argument(..., metavar="RUN_A", help="Baseline MLflow run id."),
     run_b: str = typer.Argument(..., metavar="RUN_B", help="MLflow run id compared against the baseline."),
@@ -262,7 +290,9 @@ def compare(
 @_command()
 def monitor(
     config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config (model, data settings, assertions)."),
-    batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id."),
+    batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id; or "
+                               "precomputed features (a directory from `extract --out`, an .npz with features, "
+                               "Parquet), which need no model."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference MLflow run id (default: "
                                             "the latest finished run of the config's experiment)."),
     tracking_uri: Optional[str] = TrackingOpt,
@@ -309,6 +339,20 @@ def _write_traceback() -> str:
     return path
 
 
+def _reported_to_rank0(exc: BaseException) -> bool:
+    """True on a rank other than 0 for an error rank 0 prints (:meth:`Ranks.together` reported it)."""
+    from sparsecheck.sparse.distributed import REPORTED
+
+    return bool(getattr(exc, REPORTED, False)) and os.environ.get("RANK", "0") != "0"
+
+
+def _rank_prefix() -> str:
+    from sparsecheck.sparse.distributed import rank_label
+
+    rank = rank_label()
+    return f"[{rank}] " if rank else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line on stderr and the exit code of the error (2 the user's input, 3 not).
 
@@ -318,8 +362,10 @@ def main(argv: list[str] | None = None) -> None:
         # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
         code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
     except SparsecheckError as exc:
+        if _reported_to_rank0(exc):  # rank 0 of the torchrun job says which rank failed and why
+            sys.exit(exc.exit_code)
         msg = " ".join(str(exc).split())
-        sys.stderr.write(f"sparsecheck: error: {msg}\n")
+        sys.stderr.write(f"sparsecheck: error: {_rank_prefix()}{msg}\n")
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -339,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug or an environment failure: not the user's input
         where = _write_traceback()
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-        sys.stderr.write(f"sparsecheck: internal error: {type(exc).__name__}: {msg}\n"
+        sys.stderr.write(f"sparsecheck: internal error: {_rank_prefix()}{type(exc).__name__}: {msg}\n"
                          f"sparsecheck: the traceback is in {where}; please include it in a bug report\n")
         sys.exit(INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)

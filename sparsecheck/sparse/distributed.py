@@ -28,12 +28,12 @@ import datetime as _dt
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
-
-from sparsecheck._runtime import exception_reason, one_line
 from sparsecheck.errors import RankError, SparsecheckError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,10 @@ class Ranks:
         setattr(exc, REPORTED, True)
         raise exc
 
-    def device(self, device: str | torch.device) -> torch.device:
+    def device(self, device: "str | torch.device") -> "torch.device":
         """The device this rank runs on: with CUDA, GPU ``local_rank`` (modulo the GPUs there are)."""
+        import torch
+
         from sparsecheck._runtime import resolve_device
 
         dev = resolve_device(device)
@@ -138,6 +140,8 @@ class Ranks:
 
 
 def _reason(exc: BaseException) -> str:
+    from sparsecheck._runtime import exception_reason, one_line
+
     if isinstance(exc, RankError):
         return exc.reason
     if isinstance(exc, SparsecheckError):
@@ -146,7 +150,7 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def ranks_from_env(device: str | torch.device = "auto") -> Iterator[Ranks]:
+def ranks_from_env(device: "str | torch.device" = "auto") -> Iterator[Ranks]:
     """Join the process group ``torchrun`` describes, or stay one process when it describes none.
 
     The default group is NCCL's when CUDA is used (``device`` auto or cuda, and a GPU present),
@@ -156,6 +160,7 @@ def ranks_from_env(device: str | torch.device = "auto") -> Iterator[Ranks]:
     if not in_torchrun():
         yield Ranks()
         return
+    import torch
     import torch.distributed as dist
 
     from sparsecheck.errors import ConfigError

@@ -39,7 +39,7 @@ from sparsecheck._runtime import progress, resolve_device
 from sparsecheck.data import ImageDataset, InputSpec, NumWorkers, resolve_num_workers, stack_images
 from sparsecheck.errors import DataError, ModelError, ParameterError
 from sparsecheck.models import Model
-from sparsecheck.sparse.distributed import Ranks, rank_label
+from sparsecheck.sparse.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 
@@ -538,7 +538,6 @@ def extract_to(
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
                 if precision == "bf16" and dev.type == "cuda" else contextlib.nullcontext())
     n_batches = -(-len(rows) // batch_size)
-    label = f"[{rank_label()}] " if ranks.world_size > 1 else ""
     start = time.perf_counter()
     done = False
     try:
@@ -574,7 +573,6 @@ def extract_to(
                     feats_out.write(lo, feats)
                     logits_out.write(lo, logits)
                     batch = _forward(extractor, spec, dev, autocast, next(batches, None))
-            logger.debug("%swrote rows %d-%d of %s", label, rows.start, rows.stop, name)
         seconds = time.perf_counter() - start
         with ranks.together(f"finishing the features of {name}"):
             if ranks.is_main:
@@ -592,9 +590,12 @@ def extract_to(
         extractor.close()
         if not done and ranks.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("%sextracted %s features of %s: %d × %d in %.2fs (%.0f images/s%s) into %s", label,
-                extractor.layer_name, name, n, dim, seconds, n / max(seconds, 1e-9),
-                f" over {ranks.world_size} ranks" if ranks.world_size > 1 else "", directory)
+    # every rank's own rows at debug level; the whole split once, from rank 0
+    logger.debug("extracted rows %d-%d of %s", rows.start, rows.stop, name)
+    if ranks.is_main:
+        logger.info("extracted %s features of %s: %d × %d in %.2fs (%.0f images/s%s) into %s",
+                    extractor.layer_name, name, n, dim, seconds, n / max(seconds, 1e-9),
+                    f" over {ranks.world_size} ranks" if ranks.world_size > 1 else "", directory)
     return Extracted(directory, extractor.layer_name, n, dim, seconds)
 
 
