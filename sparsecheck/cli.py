@@ -159,6 +159,17 @@ def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
         raise
 
 
+def _one_process(command: str) -> None:
+    """Refuse to run ``command`` once per rank: under torchrun only ``extract`` shares its work."""
+    from sparsecheck.errors import ConfigError
+    from sparsecheck.sparse.distributed import in_torchrun
+
+    if in_torchrun():
+        raise ConfigError(f"`sparsecheck {command}` runs in one process; under torchrun every rank would run it "
+                          f"whole. Use `torchrun ... -m sparsecheck extract CONFIG` to extract the features, then "
+                          f"`sparsecheck {command}` without torchrun", key="environment")
+
+
 def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
     from sparsecheck.pipeline import exit_code_for
 
@@ -191,6 +202,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
     _setup_logging(verbose, quiet)
+    _one_process("demo")
     from sparsecheck.config import load_config
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
@@ -230,6 +242,7 @@ def run(
 ) -> None:
     """Run the pipeline on a config: the pre-deployment gate (exit 1 when an assertion fails)."""
     _setup_logging(verbose, quiet)
+    _one_process("run")
     from sparsecheck.config import load_config
     from sparsecheck.pipeline import run_pipeline
 
@@ -239,7 +252,10 @@ def run(
     _finish(ctx, fail_on)
 
 
-@_command()
+@_command(help="Extract the deep features of every split once, for every later run (shards under torchrun).\n\n"
+          "They go into the feature cache that `run` reads, or with --out into feature directories that "
+          "data.train|val|test can name. Under torchrun each rank extracts a shard of every split: "
+          "`torchrun --standalone --nproc_per_node N -m sparsecheck extract CONFIG.yaml`.")
 def extract(
     config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write portable feature directories DIR/train, "
@@ -250,9 +266,7 @@ def extract(
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Extract the deep features of every split once: into the feature cache that `run` reads, or with --out
-    into feature directories. Under torchrun each rank extracts a shard:
-    `torchrun --standalone --nproc_per_node N -m sparsecheck extract CONFIG.yaml`."""
+    """Extract the deep features of every split once (the help text is given to ``_command``)."""
     _setup_logging(verbose, quiet)
     from sparsecheck.pipeline.extract import run_extract
 
@@ -307,6 +321,7 @@ def monitor(
 ) -> None:
     """Score a new batch against a reference run, log it to MLflow; exit 1 on an alert."""
     _setup_logging(verbose, quiet)
+    _one_process("monitor")
     from sparsecheck.config import load_config
     from sparsecheck.monitor import monitor_batch
 

@@ -260,6 +260,14 @@ def test_extract_refuses_a_config_without_a_cache_or_out(tmp_path, capsys):
     assert code == 2 and "features.cache_dir: is null, and extract fills the feature cache" in err
 
 
+def test_only_extract_runs_under_torchrun(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code = _cli("run", str(write_extract_project(tmp_path, n=8)), "--device", "cpu")
+    err = capsys.readouterr().err
+    assert code == 2 and "[rank 0/2] environment: `sparsecheck run` runs in one process" in err
+
+
 # --------------------------------------------------------------------------- torchrun
 def _torchrun_env() -> tuple[dict[str, str], str | None]:
     # on CPU (gloo), as one process extracts here, even on a machine with a GPU
