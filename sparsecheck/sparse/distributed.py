@@ -103,15 +103,14 @@ class Ranks:
         rank, its one-line reason) is raised. Every rank must enter the same steps in the same
         order. KeyboardInterrupt is not caught (torchrun stops every rank on a signal).
         """
+        if self.world_size == 1:  # nobody to tell
+            yield
+            return
         error: Exception | None = None
         try:
             yield
         except Exception as exc:
             error = exc
-        if self.world_size == 1:
-            if error is not None:
-                raise error
-            return
         mine = None if error is None else (getattr(error, "exit_code", 3), _reason(error))
         reports = self.gather(mine)
         failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
