@@ -177,8 +177,8 @@ def _dump(path: Path, raw: dict) -> Path:
 def _features_project(root: Path, n: int = 24, d: int = 5) -> dict:
     rng = np.random.default_rng(0)
     for i, split in enumerate(("train", "test")):
-        write_features(root / split, rng.normal(size=(n, d)), rng.integers(0, 3, n), ids=[f"{split}{j}" for j in range(n)],
-                       logits=rng.normal(size=(n, 3)), meta={"layer": "fc:input"})
+        write_features(root / split, rng.normal(size=(n, d)), rng.integers(0, 3, n),
+                       ids=[f"{split}{j}" for j in range(n)], logits=rng.normal(size=(n, 3)), meta={"layer": "fc:input"})
     return {"data": {"train": "train", "test": "test"}, "mlflow": {"enabled": False}}
 
 

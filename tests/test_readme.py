@@ -38,4 +38,5 @@ def test_other_readme_shell_commands_are_the_monitoring_and_extract_recipes():
     assert set(extract) == set(RUNS_README_LINES), "tests/test_extract.py must run every extract line"
     for block in _bash_blocks((ROOT / "README.md").read_text())[2:]:
         for line in block.splitlines():
-            assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch ") or line in extract, line
+            monitor = line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch ")
+            assert monitor or line in extract, line

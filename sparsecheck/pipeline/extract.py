@@ -128,6 +128,7 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
             else:
                 fs = extract_features(inputs.model, ds, inputs.input_spec, cache_dir=cfg.features.cache_dir,
                                       desc=split, **common)  # type: ignore[arg-type]
-                done.splits.append(ExtractedSplit(split, fs.cache_path, len(fs), int(fs.features.shape[1]),  # type: ignore[arg-type]
-                                                  fs.layer, fs.from_cache, fs.seconds))
+                assert fs.cache_path is not None
+                done.splits.append(ExtractedSplit(split, fs.cache_path, len(fs), int(fs.features.shape[1]), fs.layer,
+                                                  fs.from_cache, fs.seconds))
     return done

@@ -42,7 +42,8 @@ from sparsecheck.sparse.features import extract_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Stage", "STAGES", "Inputs", "load_inputs", "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
+__all__ = ["Stage", "STAGES", "Inputs", "load_inputs",
+           "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
            "slices_stage", "spurious_stage", "assertions_stage", "assertion_context", "auto_attributes_stage"]
 
 Stage = Callable[[RunContext], None]
@@ -191,6 +192,18 @@ def load_stage(ctx: RunContext) -> None:
                 "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
 
 
+@dataclass
+class _SplitArrays:
+    """One split's arrays before they become a :class:`SplitView` (logits None: none stored)."""
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    ids: np.ndarray
+    labels: np.ndarray | None
+    own_metadata: pd.DataFrame | None
+    layer: str | None
+
+
 def extract_stage(ctx: RunContext) -> None:
     """Deep features and logits of every split: extracted (cached on disk), or read from the
     precomputed features a split names.
@@ -199,11 +212,11 @@ def extract_stage(ctx: RunContext) -> None:
     features (:class:`~sparsecheck.sparse.dense.DenseHead`), recorded in ``results["dense_head"]``.
     """
     cfg = ctx.config
-    found: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, Any, str | None]] = {}
+    found: dict[str, _SplitArrays] = {}
     for split in ("train", "val", "test"):
         if split in ctx.precomputed:
             p = ctx.precomputed[split]
-            found[split] = (p.features, p.logits, p.ids, p.labels, p.metadata, p.layer)  # type: ignore[assignment]
+            found[split] = _SplitArrays(p.features, p.logits, p.ids, p.labels, p.metadata, p.layer)
             ctx.results.setdefault("features", {})[split] = {
                 "n": len(p), "dim": p.dim, "from_cache": False, "precomputed": True, "seconds": 0.0}
         elif split in ctx.datasets:
@@ -215,44 +228,43 @@ def extract_stage(ctx: RunContext) -> None:
             if fs.logits.shape[1] < len(ctx.class_names):
                 raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
                                 f"{len(ctx.class_names)} classes")
-            found[split] = (fs.features, fs.logits, ds.ids, ds.labels, ds.metadata, fs.layer)  # type: ignore[assignment]
+            found[split] = _SplitArrays(fs.features, fs.logits, ds.ids, ds.labels, ds.metadata, fs.layer)
             ctx.results.setdefault("features", {})[split] = {
                 "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
                 "seconds": round(fs.seconds, 3)}
-    dims = {s: f[0].shape[1] for s, f in found.items()}
-    if len(set(dims.values())) > 1:
+    # precomputed splits next to extracted ones must be the same representation
+    if len({a.features.shape[1] for a in found.values()}) > 1:
         raise DataError("feature widths differ between splits: " + "; ".join(
-            f"data.{s} {getattr(getattr(cfg.data, s), 'name', s)} ({found[s][0].shape[0]} × {d})"
-            for s, d in dims.items()))
-    layers = {s: f[5] for s, f in found.items() if f[5]}
+            f"data.{s} {getattr(cfg.data, s).name} (features {tuple(a.features.shape)})" for s, a in found.items()))
+    layers = {s: a.layer for s, a in found.items() if a.layer}
     if len(set(layers.values())) > 1:
         raise DataError("the splits' features come from different layers: " + "; ".join(
             f"data.{s}: {layer}" for s, layer in layers.items()))
-    for split, (_, logits, *_rest) in found.items():
-        if logits is not None and logits.shape[1] < len(ctx.class_names):
-            raise DataError(f"data.{split}: the logits have {logits.shape[1]} columns but there are "
+    for split, a in found.items():
+        if a.logits is not None and a.logits.shape[1] < len(ctx.class_names):
+            raise DataError(f"data.{split}: the logits have {a.logits.shape[1]} columns but there are "
                             f"{len(ctx.class_names)} classes")
-    logits_of = _dense_logits(ctx, {s: (f[0], f[1], f[3]) for s, f in found.items()})
-    for split, (features, _, ids, labels, own_meta, _layer) in found.items():
-        meta = _metadata_for(ctx, ids, own_meta, split)
-        ctx.splits[split] = SplitView(split, ids, labels, features, logits_of[split], meta)
-    ctx.feature_layer = next(iter(layers.values()), "") if layers else ""
+    logits = _dense_logits(ctx, found)
+    for split, a in found.items():
+        meta = _metadata_for(ctx, a.ids, a.own_metadata, split)
+        ctx.splits[split] = SplitView(split, a.ids, a.labels, a.features, logits[split], meta)
+    ctx.feature_layer = next(iter(layers.values()), "")
     ctx.results["model"]["feature_layer"] = ctx.feature_layer or None
 
 
-def _dense_logits(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]]
-                  ) -> dict[str, np.ndarray]:
+def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, np.ndarray]:
     """Each split's logits: its own, or (when its features carry none) a dense head's refitted on train."""
-    missing = [s for s, (_, logits, _) in splits.items() if logits is None]
-    out = {s: logits for s, (_, logits, _) in splits.items() if logits is not None}
+    out = {s: a.logits for s, a in found.items() if a.logits is not None}
+    missing = [s for s in found if s not in out]
     if not missing:
         return out  # type: ignore[return-value]
     from sparsecheck.sparse.dense import DenseHead
 
-    features, _, labels = splits["train"]
-    head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(features, labels)
+    train = found["train"]
+    head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(train.features,
+                                                                                            train.labels)
     for s in missing:
-        out[s] = head.decision_function(splits[s][0])
+        out[s] = head.decision_function(found[s].features)
     logger.warning("no logits stored with the features of %s: the dense baseline is a linear head refitted on "
                    "the train features (train accuracy %.3f)", ", ".join(missing), head.train_accuracy_)
     ctx.results["dense_head"] = {"kind": "refit", "splits": missing, "train_accuracy": head.train_accuracy_,

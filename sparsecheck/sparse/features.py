@@ -678,7 +678,8 @@ def _extract_in_memory(model: Model, dataset: ImageDataset, spec: InputSpec, *, 
     seconds = time.perf_counter() - start
     logger.info("extracted %s features of %s: %d × %d in %.2fs (%.0f images/s)", layer_name, name,
                 n, features.shape[1], seconds, n / max(seconds, 1e-9))
-    return FeatureSet(features, logits_out, dataset.ids, dataset.labels, layer_name, False, seconds)  # type: ignore[arg-type]
+    return FeatureSet(features, logits_out, dataset.ids, dataset.labels,  # type: ignore[arg-type]
+                      layer_name, False, seconds)
 
 
 def _read_cache(path: Path, dataset: ImageDataset) -> FeatureSet | None:
