@@ -59,9 +59,11 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "it") -> Iterator[T] | Any:
-    """A tqdm progress bar on stderr, hidden when stderr is not a terminal."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, leave=False, dynamic_ncols=True)
+             unit: str = "it", show: bool = True) -> Iterator[T] | Any:
+    """A tqdm progress bar on stderr, hidden when stderr is not a terminal (or ``show`` is False:
+    the ranks of a distributed job other than 0)."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None if show else True, leave=False,
+                dynamic_ncols=True)
 
 
 def _umask() -> int:

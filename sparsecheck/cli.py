@@ -108,13 +108,17 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    from sparsecheck.sparse.distributed import rank_label
+
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     root = logging.getLogger("sparsecheck")
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
         root.addHandler(handler)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    rank = rank_label()  # under torchrun every line says which rank wrote it
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
+                                           "%H:%M:%S"))
     root.setLevel(level)
     if not verbose:
         # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
@@ -155,6 +159,17 @@ def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
         raise
 
 
+def _one_process(command: str) -> None:
+    """Refuse to run ``command`` once per rank: under torchrun only ``extract`` shares its work."""
+    from sparsecheck.errors import ConfigError
+    from sparsecheck.sparse.distributed import in_torchrun
+
+    if in_torchrun():
+        raise ConfigError(f"`sparsecheck {command}` runs in one process; under torchrun every rank would run it "
+                          f"whole. Use `torchrun ... -m sparsecheck extract CONFIG` to extract the features, then "
+                          f"`sparsecheck {command}` without torchrun", key="environment")
+
+
 def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
     from sparsecheck.pipeline import exit_code_for
 
@@ -187,6 +202,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
     _setup_logging(verbose, quiet)
+    _one_process("demo")
     from sparsecheck.config import load_config
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
@@ -226,6 +242,7 @@ def run(
 ) -> None:
     """Run the pipeline on a config: the pre-deployment gate (exit 1 when an assertion fails)."""
     _setup_logging(verbose, quiet)
+    _one_process("run")
     from sparsecheck.config import load_config
     from sparsecheck.pipeline import run_pipeline
 
@@ -233,6 +250,31 @@ def run(
     with _release_out_dir_on_failure(out):
         ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force)
     _finish(ctx, fail_on)
+
+
+@_command(help="Extract the deep features of every split once, for every later run (shards under torchrun).\n\n"
+          "They go into the feature cache that `run` reads, or with --out into feature directories that "
+          "data.train|val|test can name. Under torchrun each rank extracts a shard of every split: "
+          "`torchrun --standalone --nproc_per_node N -m sparsecheck extract CONFIG.yaml`.")
+def extract(
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write portable feature directories DIR/train, "
+                                       "DIR/val, DIR/test (usable as data.train|val|test) instead of filling "
+                                       "the feature cache."),
+    device: Device = DeviceOpt,
+    force: bool = ForceOpt,
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Extract the deep features of every split once (the help text is given to ``_command``)."""
+    _setup_logging(verbose, quiet)
+    from sparsecheck.pipeline.extract import run_extract
+
+    done = run_extract(config, out=out, device=device.value, force=force)
+    if done.ranks.is_main:
+        for line in done.lines():
+            typer.echo(line)
+    raise typer.Exit(0)
 
 
 @_command()
@@ -262,7 +304,9 @@ def compare(
 @_command()
 def monitor(
     config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config (model, data settings, assertions)."),
-    batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id."),
+    batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id; or "
+                               "precomputed features (a directory from `extract --out`, an .npz with features, "
+                               "Parquet), which need no model."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference MLflow run id (default: "
                                             "the latest finished run of the config's experiment)."),
     tracking_uri: Optional[str] = TrackingOpt,
@@ -277,6 +321,7 @@ def monitor(
 ) -> None:
     """Score a new batch against a reference run, log it to MLflow; exit 1 on an alert."""
     _setup_logging(verbose, quiet)
+    _one_process("monitor")
     from sparsecheck.config import load_config
     from sparsecheck.monitor import monitor_batch
 
@@ -309,6 +354,20 @@ def _write_traceback() -> str:
     return path
 
 
+def _reported_to_rank0(exc: BaseException) -> bool:
+    """True on a rank other than 0 for an error rank 0 prints (:meth:`Ranks.together` reported it)."""
+    from sparsecheck.sparse.distributed import REPORTED
+
+    return bool(getattr(exc, REPORTED, False)) and os.environ.get("RANK", "0") != "0"
+
+
+def _rank_prefix() -> str:
+    from sparsecheck.sparse.distributed import rank_label
+
+    rank = rank_label()
+    return f"[{rank}] " if rank else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line on stderr and the exit code of the error (2 the user's input, 3 not).
 
@@ -318,8 +377,10 @@ def main(argv: list[str] | None = None) -> None:
         # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
         code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
     except SparsecheckError as exc:
+        if _reported_to_rank0(exc):  # rank 0 of the torchrun job says which rank failed and why
+            sys.exit(exc.exit_code)
         msg = " ".join(str(exc).split())
-        sys.stderr.write(f"sparsecheck: error: {msg}\n")
+        sys.stderr.write(f"sparsecheck: error: {_rank_prefix()}{msg}\n")
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -339,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug or an environment failure: not the user's input
         where = _write_traceback()
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-        sys.stderr.write(f"sparsecheck: internal error: {type(exc).__name__}: {msg}\n"
+        sys.stderr.write(f"sparsecheck: internal error: {_rank_prefix()}{type(exc).__name__}: {msg}\n"
                          f"sparsecheck: the traceback is in {where}; please include it in a bug report\n")
         sys.exit(INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)

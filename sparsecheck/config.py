@@ -109,8 +109,15 @@ class InputConfig(_Strict):
                          crop=(self.crop, self.crop) if isinstance(self.crop, int) else self.crop)
 
 
+#: the keys of ``model:`` that name where the model comes from (exactly one, or none for features)
+MODEL_SOURCES = ("path", "factory", "torchvision", "timm", "huggingface")
+
+
 class ModelConfig(_Strict):
     """Where the model comes from (exactly one source) and how to read it.
+
+    When every data split is precomputed features (:mod:`sparsecheck.data.precomputed`) the
+    model is optional; when given, its fingerprint is checked against the features' ``meta.json``.
 
     ``feature_layer`` names a module as in the original ``nn.Module`` (``avgpool``, ``layer4``,
     ``classifier.1``); its *output* is taken, as in torchvision's feature extraction. ``NAME:input``
@@ -130,10 +137,11 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelConfig":
-        sources = ("path", "factory", "torchvision", "timm", "huggingface")
-        given = [k for k in sources if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError("give exactly one of " + ", ".join(f"model.{k}" for k in sources)
+        given = self.sources_given
+        # settings of a source without the source (no model at all is for precomputed features)
+        orphans = not given and (self.factory_kwargs or self.torchvision_weights != "DEFAULT")
+        if len(given) > 1 or orphans:
+            raise ValueError("give exactly one of " + ", ".join(f"model.{k}" for k in MODEL_SOURCES)
                              + f" (got {given or 'none'})")
         if self.weights is not None and self.factory is None and self.timm is None:
             raise ValueError("model.weights goes with model.factory or model.timm")
@@ -141,9 +149,24 @@ class ModelConfig(_Strict):
             raise ValueError(f"model.path must be a .pt2 exported program or a TorchScript .pt, got {self.path}")
         return self
 
+    @property
+    def sources_given(self) -> list[str]:
+        """The model sources this section names (one, or none when every split is precomputed features)."""
+        return [k for k in MODEL_SOURCES if getattr(self, k)]
+
     def load(self) -> Any:
-        """Load the model this section names (a :class:`sparsecheck.models.Model`)."""
+        """Load the model this section names (a :class:`sparsecheck.models.Model`).
+
+        Raises
+        ------
+        ConfigError
+            when it names none.
+        """
         from sparsecheck.models import load_model
+
+        if not self.sources_given:
+            raise ConfigError("required key is missing: give one of " + ", ".join(f"model.{k}" for k in MODEL_SOURCES)
+                              + " (only splits of precomputed features can do without a model)", key="model")
 
         return load_model(path=self.path, factory=self.factory, weights=self.weights,
                           factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
@@ -164,7 +187,9 @@ class DataConfig(_Strict):
     """Data splits, metadata and what the model must not rely on.
 
     A split is an ``.npz``, an ImageFolder directory or a ``.csv``/``.parquet`` manifest
-    (``path``, ``label``, optional ``id``, other columns are metadata). ``skip_unreadable`` leaves
+    (``path``, ``label``, optional ``id``, other columns are metadata), or precomputed features
+    (a directory written by ``sparsecheck extract --out``, an ``.npz`` with ``features``, a Parquet
+    file with a ``features`` column: :mod:`sparsecheck.data.precomputed`). ``skip_unreadable`` leaves
     out image files that cannot be decoded (after one full decoding pass) instead of failing.
     """
 
@@ -267,7 +292,7 @@ class Config(_Strict):
     :func:`parse_config` parses them once, and :attr:`parsed_assertions` gives the result.
     """
 
-    model: ModelConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     sparse: SparseConfig = Field(default_factory=SparseConfig)
@@ -371,7 +396,21 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
     _resolve_paths(cfg, base)
     if check_files:
         check_paths(cfg)
+        _check_model_needed(cfg)
     return cfg
+
+
+def _check_model_needed(cfg: Config) -> None:
+    """Without a model source, every split must be precomputed features."""
+    if cfg.model.sources_given:
+        return
+    from sparsecheck.data.precomputed import is_features
+
+    for split in ("train", "val", "test"):
+        path = getattr(cfg.data, split)
+        if path is not None and not is_features(path):
+            raise ConfigError(f"required key is missing: data.{split} ({path.name}) holds images, which need a "
+                              f"model; only splits of precomputed features can do without one", key="model")
 
 
 def _resolve_paths(cfg: Config, base: Path) -> None:

@@ -10,8 +10,10 @@ The tree (``exit_code`` is what the command line exits with)::
      ├── ParameterError              an estimator/function parameter is out of range (`parameter`);
      │                               also a ValueError, as scikit-learn users expect
      ├── SolverError                 exit 3: a path solver failed (diverged, non-finite values)
-     └── TrackingError               exit 3: MLflow could not be reached, refused, or its store is
-                                     broken; or a run was not found
+     ├── TrackingError               exit 3: MLflow could not be reached, refused, or its store is
+     │                               broken; or a run was not found
+     └── RankError                   another rank of a distributed (torchrun) job failed; exits
+                                     with that rank's code and carries its one-line reason
 
 Exit 3 means the run could not finish for a reason that is not the user's input; the command line
 also exits 3 on any unexpected exception, after writing its traceback to a file it names.
@@ -34,6 +36,7 @@ __all__ = [
     "ParameterError",
     "SolverError",
     "TrackingError",
+    "RankError",
 ]
 
 
@@ -110,3 +113,17 @@ class TrackingError(SparsecheckError):
         super().__init__(message)
         if user_input:
             self.exit_code = 2
+
+
+class RankError(SparsecheckError):
+    """Another rank of a distributed job (``torchrun ... sparsecheck extract``) failed.
+
+    Every rank raises it (the failing one raises its own error), so all of them stop at the same
+    step; it carries the failing rank, its exit code and its one-line reason.
+    """
+
+    def __init__(self, rank: int, reason: str, *, exit_code: int = 2, step: str = "") -> None:
+        self.rank = rank
+        self.reason = reason
+        self.exit_code = exit_code
+        super().__init__(f"rank {rank} failed{f' while {step}' if step else ''}: {reason}")

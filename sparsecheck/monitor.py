@@ -3,7 +3,8 @@
 ``sparsecheck monitor CONFIG --batch new.npz`` (from cron or Airflow):
 
 1. loads the model and settings from CONFIG and the batch (``.npz`` with ``x``, optional ``y``
-   and ``id``; labels are optional), and fingerprints the batch;
+   and ``id``; labels are optional; or precomputed features, :mod:`sparsecheck.data.precomputed`,
+   which need no model), and fingerprints the batch;
 2. finds the reference run — ``--reference RUN_ID``, else the latest FINISHED run with tag
    ``sparsecheck.kind = run`` in the config's experiment — and stops early when this batch was
    already scored against it (same fingerprint, same reference; ``--force`` scores it again);
@@ -56,6 +57,7 @@ from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, download_run_artifac
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
     from sparsecheck.data import ImageDataset
+    from sparsecheck.data.precomputed import PrecomputedFeatures
     from sparsecheck.models import Model
     from sparsecheck.sparse import SparseDecisionLayer
 
@@ -418,8 +420,10 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     config : Config
         The run configuration: model, input spec, feature layer, class names, metadata,
         assertions, experiment.
-    batch : path or ImageDataset
-        ``.npz`` (``x``, optional ``y`` and ``id``) or ImageFolder directory, or a dataset.
+    batch : path, ImageDataset or PrecomputedFeatures
+        ``.npz`` (``x``, optional ``y`` and ``id``) or ImageFolder directory, or a dataset; or
+        precomputed features at the reference's layer (a features directory, ``.npz`` with
+        ``features``, Parquet), which need no model.
     reference : str or MonitorReference, optional
         Reference run id (or an already loaded reference). Default: the latest FINISHED run of
         kind ``run`` in ``config.mlflow.experiment``.
@@ -451,14 +455,20 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         bad config or batch, or a model that is not the reference's.
     """
     from sparsecheck.data import ImageDataset, load_dataset
+    from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
     from sparsecheck.reports.tracking.store import _check_reachable
 
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
+    ds: ImageDataset | PrecomputedFeatures
     try:
-        ds = load_dataset(batch, geometry=geometry) if isinstance(batch, ImageDataset) else load_dataset(
-            batch, name=Path(batch).stem, class_names=config.data.class_names, geometry=geometry,
-            skip_unreadable=config.data.skip_unreadable, num_workers=config.features.num_workers)
+        if isinstance(batch, (ImageDataset, PrecomputedFeatures)):
+            ds = batch if isinstance(batch, PrecomputedFeatures) else load_dataset(batch, geometry=geometry)
+        elif is_features(batch):
+            ds = load_features(batch, name=Path(batch).stem)
+        else:
+            ds = load_dataset(batch, name=Path(batch).stem, class_names=config.data.class_names, geometry=geometry,
+                              skip_unreadable=config.data.skip_unreadable, num_workers=config.features.num_workers)
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
@@ -485,49 +495,77 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     return MonitorRun(run_id, exp_id, ref_id, fingerprint, report.alert, False, report, uri)
 
 
-def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model: "Model | None",
-           metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
+def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: MonitorReference, *,
+           model: "Model | None", metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
            device: str) -> MonitorReport:
     from sparsecheck._runtime import resolve_device
+    from sparsecheck.data.precomputed import PrecomputedFeatures
     from sparsecheck.pipeline.context import RunContext, SplitView
     from sparsecheck.sparse.features import extract_features
 
-    if model is None:
-        model = config.model.load()
-    spec = config.model.input_spec(model)
-    if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
-        spec = spec.without_geometry()
-    _check_same_model(ref, model)
     dev = resolve_device(device)
-    # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above
-    fs = extract_features(model, ds, spec, layer=config.model.feature_layer, batch_size=config.features.batch_size,
-                          device=dev, num_workers=config.features.num_workers,
-                          precision=config.features.precision, cache_dir=None, desc=ds.name)
+    spec = None
     ref_layer = (ref.results.get("model") or {}).get("feature_layer")
-    if ref_layer and fs.layer != ref_layer:
-        raise ConfigError(f"features come from layer {fs.layer!r} but the reference run used {ref_layer!r}",
+    if isinstance(ds, PrecomputedFeatures):  # no model needed: the batch's meta.json says where they came from
+        features, logits, layer = ds.features, ds.logits, ds.layer
+        _check_same_fingerprint(ref, ds.model_fingerprint, f"--batch {ds.source} (meta.json)")
+        if ds.dim != ref.layer.n_features_in_:
+            raise DataError(f"--batch: features have shape {tuple(ds.features.shape)} but reference run {ref.run_id}'s "
+                            f"sparse layer expects (n, {ref.layer.n_features_in_})", path=ds.source)
+    else:
+        if model is None:
+            model = config.model.load()
+        spec = config.model.input_spec(model)
+        if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
+            spec = spec.without_geometry()
+        _check_same_model(ref, model)
+        # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above
+        fs = extract_features(model, ds, spec, layer=config.model.feature_layer,
+                              batch_size=config.features.batch_size, device=dev,
+                              num_workers=config.features.num_workers, precision=config.features.precision,
+                              cache_dir=None, desc=ds.name)
+        features, logits, layer = fs.features, fs.logits, fs.layer
+    if ref_layer and layer and layer != ref_layer:
+        raise ConfigError(f"features come from layer {layer!r} but the reference run used {ref_layer!r}",
                           key="model.feature_layer", value=config.model.feature_layer)
     n_classes = len(ref.layer.classes_)
     if ds.labels is not None and ds.labels.size and int(ds.labels.max()) >= n_classes:
         raise DataError(f"--batch: label {int(ds.labels.max())} is out of range for {n_classes} classes",
                         path=ds.source)
     class_names = config.data.class_names or [str(c) for c in ref.layer.classes_]
-    report = score_batch(ref, np.asarray(fs.features), batch=ds.source, batch_fingerprint=ds.fingerprint(),
-                         labels=ds.labels, dense_logits=np.asarray(fs.logits), class_names=class_names,
+    if logits is None:  # features stored without the model's head: the reference's sparse layer stands in
+        logits = ref.layer.decision_function(features)
+        report_note = "the batch's features carry no logits: predictions are the reference's sparse layer's"
+    else:
+        report_note = ""
+    report = score_batch(ref, np.asarray(features), batch=ds.source, batch_fingerprint=ds.fingerprint(),
+                         labels=ds.labels, dense_logits=np.asarray(logits), class_names=class_names,
                          alpha=alpha, psi_threshold=psi_threshold, bins=bins)
+    if report_note:
+        report.notes.append(report_note)
     meta, note = _batch_metadata(config, ds, metadata)
     if note and config.assertions:
         report.notes.append(note)
     ctx = RunContext(config=config, class_names=list(class_names), device=str(dev),
-                     splits={"batch": SplitView("batch", ds.ids, ds.labels, fs.features, fs.logits, meta)},
+                     splits={"batch": SplitView("batch", ds.ids, ds.labels, features, logits, meta)},
                      sparse_layer=ref.layer)
     table = ctx.prediction_table("batch")
+    images = None if isinstance(ds, PrecomputedFeatures) else ds
     report.assertions = _run_assertions(config, table, labelled=ds.labels is not None, notes=report.notes,
-                                        class_names=list(class_names), sparse_layer=ref.layer, model=model,
-                                        dataset=ds, input_spec=spec, device=str(dev))
+                                        class_names=list(class_names), sparse_layer=ref.layer,
+                                        model=model if images is not None else None, dataset=images,
+                                        input_spec=spec, device=str(dev))
     for a in failing_assertions(report.assertions):
         report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
     return report
+
+
+def _check_same_fingerprint(ref: MonitorReference, fingerprint: str | None, what: str) -> None:
+    """Precomputed batch features must come from the reference's model, when both say which it was."""
+    expected = (ref.results.get("model") or {}).get("fingerprint")
+    if expected and fingerprint and fingerprint != expected:
+        raise DataError(f"{what}: features were extracted with model {fingerprint}, but reference run {ref.run_id} "
+                        f"was fitted on model {expected}; extract the batch with the reference's model")
 
 
 def _check_same_model(ref: MonitorReference, model: "Model") -> None:
@@ -542,9 +580,14 @@ def _check_same_model(ref: MonitorReference, model: "Model") -> None:
                           "--reference with a run of this model", key="model", value=model.source)
 
 
-def _batch_metadata(config: "Config", ds: "ImageDataset", metadata: str | Path | None) -> tuple[pd.DataFrame, str]:
+def _batch_metadata(config: "Config", ds: "ImageDataset | PrecomputedFeatures",
+                    metadata: str | Path | None) -> tuple[pd.DataFrame, str]:
     from sparsecheck.data import load_metadata
+    from sparsecheck.data.precomputed import PrecomputedFeatures
 
+    own = ds.metadata if isinstance(ds, PrecomputedFeatures) else None  # a Parquet features file's columns
+    if metadata is None and own is not None:
+        return own.reset_index(drop=True), ""
     if metadata is not None:
         try:
             return load_metadata(metadata, ds.ids, id_column=config.data.id_column), ""
@@ -617,7 +660,7 @@ def _quote(value: str) -> str:
     return value
 
 
-def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset", uri: str,
+def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset | PrecomputedFeatures", uri: str,
              params: dict[str, Any], reference_results: dict[str, Any]) -> tuple[str, str]:
     """Log the batch as one FINISHED run of kind ``monitor``; return (run_id, experiment_id)."""
     from mlflow.entities import Metric, Param

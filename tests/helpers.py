@@ -31,6 +31,24 @@ def make_tiny_net(n_classes: int = 3, seed: int = 0) -> TinyNet:
     return TinyNet(n_classes).eval()
 
 
+#: examples that :class:`CountingNet` instances have run on, in this process
+FORWARD_CALLS = {"examples": 0}
+
+
+class CountingNet(TinyNet):
+    """TinyNet that counts the examples it runs on (:data:`FORWARD_CALLS`): a run that says it did
+    not call the model can be checked."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        FORWARD_CALLS["examples"] += int(x.shape[0])
+        return super().forward(x)
+
+
+def make_counting_net(n_classes: int = 3, seed: int = 0) -> CountingNet:
+    torch.manual_seed(seed)
+    return CountingNet(n_classes).eval()
+
+
 def write_npz(path: Path, n: int = 30, *, seed: int = 0, shape=(8, 8), n_classes: int = 3,
               with_ids: bool = True, prefix: str = "ex") -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ from sparsecheck.analysis.drift import class_mix_drift, feature_drift
 from sparsecheck.analysis.stats import auc_effect
 from sparsecheck.config import load_config
 from sparsecheck.demo import CLASS_NAMES, DEMO_INPUT, DemoNet, make_demo_batch, make_demo_data
-from sparsecheck.errors import ConfigError, TrackingError
+from sparsecheck.errors import ConfigError, DataError, TrackingError
 from sparsecheck.monitor import (TAG_ALERT, TAG_FINGERPRINT, TAG_KIND, TAG_REFERENCE, MonitorReport,
                                  find_reference_run, monitor_batch, monitor_experiment_name)
 from sparsecheck.pipeline import run_pipeline
@@ -222,6 +222,45 @@ def test_a_different_model_is_refused(project: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="fingerprint .* differs from reference run"):
         # force: the batch and reference are already covered, which would answer before the model check
         monitor_batch(load_config(path), project["batches"] / "quiet101.npz", device="cpu", force=True)
+
+
+def test_a_batch_of_precomputed_features_needs_no_model(project: dict[str, Any], tmp_path: Path) -> None:
+    """--batch can be features extracted elsewhere (``extract_to``): a config that names no model
+    (its splits are the run's own cache entries) scores them like the images; features from
+    another model are refused by the fingerprint in their meta.json."""
+    import shutil
+
+    from sparsecheck.data import load_dataset
+    from sparsecheck.data.precomputed import META_FILE
+    from sparsecheck.sparse.features import extract_to
+
+    cfg = load_config(project["config"])
+    model = cfg.model.load()
+    batch = load_dataset(project["batches"] / "drifted.npz", name="drifted")
+    extract_to(tmp_path / "drifted", model, batch, cfg.model.input_spec(model), device="cpu")
+    raw = yaml.safe_load(project["config"].read_text())
+    raw.pop("model")
+    raw["data"]["metadata"] = str(project["root"] / "metadata.csv")
+    for entry in (project["root"] / "cache").iterdir():  # the reference run's features, by split
+        split = Path(json.loads((entry / META_FILE).read_text())["data_source"]).stem
+        raw["data"][split] = str(entry)
+    no_model = load_config(_write(tmp_path / "features.yaml", raw))
+    assert not no_model.model.sources_given
+    run = monitor_batch(no_model, tmp_path / "drifted", device="cpu")
+    assert run.alert and not run.reused and run.reference_run == project["reference"]
+    assert project["cue"] in run.report.feature_drift.drifted_features
+    assert run.report.batch == str(tmp_path / "drifted") and run.report.n == BATCH
+    shutil.copytree(tmp_path / "drifted", tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / META_FILE).read_text())
+    (tmp_path / "other" / META_FILE).write_text(json.dumps({**meta, "model_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(DataError, match="extracted with model 0123456789abcdef, but reference run"):
+        # force: the same features are already covered, which would answer before the model check
+        monitor_batch(no_model, tmp_path / "other", device="cpu", force=True)
+
+
+def _write(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def _scored(n_features: int, n_shifted: int, *, failing: bool) -> MonitorReport:

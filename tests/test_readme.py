@@ -28,9 +28,15 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), namespace)
 
 
-def test_other_readme_shell_commands_are_the_monitoring_recipe():
+def test_other_readme_shell_commands_are_the_monitoring_and_extract_recipes():
     """Beyond install+demo and the tests, the ```bash blocks hold only the monitoring recipe, which
-    tests/test_demo.py runs verbatim on the demo's batches."""
+    tests/test_demo.py runs verbatim on the demo's batches, and the extract recipe, which
+    tests/test_extract.py runs verbatim in a small project (each of its lines, and only those)."""
+    from tests.test_extract import RUNS_README_LINES, readme_extract_commands
+
+    extract = readme_extract_commands()
+    assert set(extract) == set(RUNS_README_LINES), "tests/test_extract.py must run every extract line"
     for block in _bash_blocks((ROOT / "README.md").read_text())[2:]:
         for line in block.splitlines():
-            assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
+            monitor = line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch ")
+            assert monitor or line in extract, line

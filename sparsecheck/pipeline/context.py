@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from sparsecheck.config import Config
     from sparsecheck.data import ImageDataset
+    from sparsecheck.data.precomputed import PrecomputedFeatures
 
 __all__ = ["SplitView", "RunContext"]
 
@@ -76,6 +77,8 @@ class RunContext:
     splits: dict[str, SplitView]
     model: "nn.Module | None" = None
     datasets: dict[str, "ImageDataset"] = field(default_factory=dict)
+    #: splits that name precomputed features instead of images (no pictures, no model needed)
+    precomputed: dict[str, "PrecomputedFeatures"] = field(default_factory=dict)
     input_spec: Any = None  # sparsecheck.data.InputSpec
     feature_layer: str = ""
     device: str = "cpu"

@@ -5,8 +5,8 @@ This is the only code that knows both the run context and the libraries (``spars
 ``analysis/``, ``assertions/``), which take arrays, tables and parameters. In order:
 
 ========================  ====================================================================
-``load_stage``            the model, datasets and metadata the config names
-``extract_stage``         deep features and logits of every split (cached on disk)
+``load_stage``            the model, datasets, precomputed features and metadata the config names
+``extract_stage``         deep features and logits of every split (cached on disk, or precomputed)
 ``dense_stage``           the model's own accuracy, overall and by metadata value
 ``auto_attributes_stage`` automatic image attributes (``auto:*``) of the test split
 ``sparse_stage``          the sparse decision layer (:class:`~sparsecheck.sparse.SparseDecisionLayer`)
@@ -20,6 +20,7 @@ This is the only code that knows both the run context and the libraries (``spars
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,13 +35,15 @@ from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import AssertionContext, run_assertions
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
+from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
 from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.sparse.features import extract_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Stage", "STAGES", "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
+__all__ = ["Stage", "STAGES", "Inputs", "load_inputs",
+           "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
            "slices_stage", "spurious_stage", "assertions_stage", "assertion_context", "auto_attributes_stage"]
 
 Stage = Callable[[RunContext], None]
@@ -51,21 +54,50 @@ SMALL_CPU_PROBLEM = 4_000_000
 SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
 
 
-def load_stage(ctx: RunContext) -> None:
-    """Load the datasets, metadata and model named in the config; check they fit together.
+@dataclass
+class Inputs:
+    """What a config's ``model`` and ``data`` sections load to (:func:`load_inputs`).
+
+    ``datasets`` holds the image splits, ``precomputed`` the splits of precomputed features
+    (:class:`~sparsecheck.data.precomputed.PrecomputedFeatures`); ``model`` is None when the
+    config names none (every split is features). ``input_spec`` is without its geometry, which
+    the datasets apply as they load each image.
+    """
+
+    model: Any
+    input_spec: Any
+    datasets: dict[str, ImageDataset]
+    precomputed: dict[str, PrecomputedFeatures]
+    class_names: list[str]
+
+
+def load_inputs(cfg: Any) -> Inputs:
+    """Load the model, datasets and precomputed features named in a config; check they fit together.
 
     The input geometry (``model.input.size``, or ``resize`` + ``crop``) goes to the datasets, which
-    apply it to each image as it is loaded; ``ctx.input_spec`` is the rest of the spec.
+    apply it to each image as it is loaded.
+
+    Raises
+    ------
+    ConfigError, DataError, ModelError
+        naming the key or file (and the shapes) that do not fit.
     """
-    cfg = ctx.config
     class_names = cfg.data.class_names
+    paths = {s: getattr(cfg.data, s) for s in ("train", "val", "test") if getattr(cfg.data, s) is not None}
+    precomputed: dict[str, PrecomputedFeatures] = {}
+    for split, path in paths.items():
+        try:
+            if is_features(path):
+                precomputed[split] = load_features(path, name=split, labels_required=True)
+        except DataError as exc:
+            raise DataError(f"data.{split}: {exc}") from exc
     # the model first: without model.input its weights say how images become input (torchvision)
-    ctx.model = cfg.model.load()
-    spec = cfg.model.input_spec(ctx.model)
+    needs_model = len(precomputed) < len(paths)
+    model = cfg.model.load() if needs_model or cfg.model.sources_given else None
+    spec = cfg.model.input_spec(model)
     datasets: dict[str, ImageDataset] = {}
-    for split in ("train", "val", "test"):
-        path = getattr(cfg.data, split)
-        if path is None:
+    for split, path in paths.items():
+        if split in precomputed:
             continue
         try:
             datasets[split] = load_dataset(path, name=split, class_names=class_names, geometry=spec.geometry,
@@ -83,70 +115,190 @@ def load_stage(ctx: RunContext) -> None:
                         f"model.input.resize with model.input.crop")
     if len({sh[2] for sh in shapes.values()}) > 1 and spec.channels is None:
         raise DataError(f"image channels differ between splits: {shapes}; set model.input.channels")
-    n_classes = max(int(d.labels.max()) for d in datasets.values()) + 1  # type: ignore[union-attr]
+    if precomputed:
+        _check_precomputed(cfg, precomputed, model)
+    labelled = [*datasets.values(), *precomputed.values()]
+    n_classes = max(int(d.labels.max()) for d in labelled) + 1  # type: ignore[union-attr]
     if class_names is None:
-        class_names = datasets["train"].class_names or [str(i) for i in range(n_classes)]
+        first = datasets.get("train") or next(iter(datasets.values()), None)
+        stored = next((p.meta.get("class_names") for p in precomputed.values() if p.meta.get("class_names")), None)
+        class_names = (first.class_names if first is not None else None) or stored or \
+            [str(i) for i in range(n_classes)]
+        if len(class_names) < n_classes:
+            class_names = [*class_names, *(str(i) for i in range(len(class_names), n_classes))]
     elif n_classes > len(class_names):
-        raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1}",
-                          key="data.class_names")
-    ctx.class_names = list(class_names)
-    ctx.datasets = datasets
-    ctx.input_spec = spec.without_geometry()
-    ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
-                            "fingerprint": ctx.model.fingerprint()}
+        worst = max(labelled, key=lambda d: int(d.labels.max()))  # type: ignore[union-attr]
+        raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1} (in {worst.source}, "
+                          f"{len(worst)} examples)", key="data.class_names")
+    return Inputs(model, spec.without_geometry(), datasets, precomputed, list(class_names))
+
+
+def _check_precomputed(cfg: Any, precomputed: dict[str, PrecomputedFeatures], model: Any) -> None:
+    """Precomputed splits must agree with each other (width, logits, layer, model) and with the config."""
+    def where(split: str) -> str:
+        p = precomputed[split]
+        return f"data.{split} {p.source} (features {tuple(p.features.shape)})"
+
+    dims = {s: p.dim for s, p in precomputed.items()}
+    if len(set(dims.values())) > 1:
+        raise DataError("feature widths differ between splits: " + "; ".join(where(s) for s in dims))
+    widths = {s: p.logits.shape[1] for s, p in precomputed.items() if p.logits is not None}
+    if len(set(widths.values())) > 1:
+        raise DataError("logits widths differ between splits: " + "; ".join(
+            f"data.{s} {precomputed[s].source} (logits {tuple(precomputed[s].logits.shape)})" for s in widths))
+    for what, key in (("layer", "layer"), ("model fingerprint", "model_fingerprint")):
+        seen = {s: p.meta.get(key) for s, p in precomputed.items() if p.meta.get(key)}
+        if len(set(seen.values())) > 1:
+            raise DataError(f"the splits' features come from different {what}s: " + "; ".join(
+                f"data.{s} {precomputed[s].source}: {v}" for s, v in seen.items()))
+    layers = {p.meta.get("layer") for p in precomputed.values()} - {None}
+    if cfg.model.feature_layer is not None and layers and cfg.model.feature_layer not in layers:
+        raise ConfigError(f"the precomputed features were taken at layer {layers.pop()!r} (their meta.json)",
+                          key="model.feature_layer", value=cfg.model.feature_layer)
+    prints = {p.meta.get("model_fingerprint") for p in precomputed.values()} - {None}
+    if model is not None and prints and model.fingerprint() not in prints:
+        split, p = next((s, p) for s, p in precomputed.items() if p.meta.get("model_fingerprint"))
+        raise ConfigError(f"the model's fingerprint {model.fingerprint()} is not the one data.{split}'s features "
+                          f"were extracted with ({p.meta['model_fingerprint']}, in the meta.json of {p.source}); "
+                          f"name that model, or none", key="model", value=model.source)
+
+
+def load_stage(ctx: RunContext) -> None:
+    """Load the datasets, precomputed features, metadata and model named in the config
+    (:func:`load_inputs`) into the context, and describe them in the results."""
+    cfg = ctx.config
+    inputs = load_inputs(cfg)
+    ctx.model = inputs.model
+    ctx.class_names = inputs.class_names
+    ctx.datasets = inputs.datasets
+    ctx.precomputed = inputs.precomputed
+    ctx.input_spec = inputs.input_spec
+    if ctx.model is not None:
+        ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
+                                "fingerprint": ctx.model.fingerprint()}
+    else:  # what the features' meta.json says about the model that computed them
+        stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
+        ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",
+                                "fingerprint": stored.get("model_fingerprint")}
     ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
-                           for s, d in datasets.items()}
+                           for s, d in inputs.datasets.items()}
+    for s, p in inputs.precomputed.items():
+        ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim}
+    ctx.results["data"] = {s: ctx.results["data"][s] for s in ("train", "val", "test") if s in ctx.results["data"]}
     if cfg.data.skip_unreadable:
-        for s, d in datasets.items():
+        for s, d in inputs.datasets.items():
             ctx.results["data"][s]["skipped_unreadable"] = {
                 "count": len(d.skipped_unreadable),
                 "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
 
 
+@dataclass
+class _SplitArrays:
+    """One split's arrays before they become a :class:`SplitView` (logits None: none stored)."""
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    ids: np.ndarray
+    labels: np.ndarray | None
+    own_metadata: pd.DataFrame | None
+    layer: str | None
+
+
 def extract_stage(ctx: RunContext) -> None:
-    """Extract deep features and logits of every split (cached on disk)."""
+    """Deep features and logits of every split: extracted (cached on disk), or read from the
+    precomputed features a split names.
+
+    Splits whose features carry no logits get those of a dense linear head refitted on the train
+    features (:class:`~sparsecheck.sparse.dense.DenseHead`), recorded in ``results["dense_head"]``.
+    """
     cfg = ctx.config
-    assert ctx.model is not None
-    for split, ds in ctx.datasets.items():
-        fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
-                              batch_size=cfg.features.batch_size, device=ctx.device,
-                              num_workers=cfg.features.num_workers, precision=cfg.features.precision,
-                              cache_dir=cfg.features.cache_dir, desc=split)
-        if fs.logits.shape[1] < len(ctx.class_names):
-            raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
+    found: dict[str, _SplitArrays] = {}
+    for split in ("train", "val", "test"):
+        if split in ctx.precomputed:
+            p = ctx.precomputed[split]
+            found[split] = _SplitArrays(p.features, p.logits, p.ids, p.labels, p.metadata, p.layer)
+            ctx.results.setdefault("features", {})[split] = {
+                "n": len(p), "dim": p.dim, "from_cache": False, "precomputed": True, "seconds": 0.0}
+        elif split in ctx.datasets:
+            ds = ctx.datasets[split]
+            fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
+                                  batch_size=cfg.features.batch_size, device=ctx.device,
+                                  num_workers=cfg.features.num_workers, precision=cfg.features.precision,
+                                  cache_dir=cfg.features.cache_dir, desc=split)
+            if fs.logits.shape[1] < len(ctx.class_names):
+                raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
+                                f"{len(ctx.class_names)} classes")
+            found[split] = _SplitArrays(fs.features, fs.logits, ds.ids, ds.labels, ds.metadata, fs.layer)
+            ctx.results.setdefault("features", {})[split] = {
+                "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
+                "seconds": round(fs.seconds, 3)}
+    # precomputed splits next to extracted ones must be the same representation
+    if len({a.features.shape[1] for a in found.values()}) > 1:
+        raise DataError("feature widths differ between splits: " + "; ".join(
+            f"data.{s} {getattr(cfg.data, s).name} (features {tuple(a.features.shape)})" for s, a in found.items()))
+    layers = {s: a.layer for s, a in found.items() if a.layer}
+    if len(set(layers.values())) > 1:
+        raise DataError("the splits' features come from different layers: " + "; ".join(
+            f"data.{s}: {layer}" for s, layer in layers.items()))
+    for split, a in found.items():
+        if a.logits is not None and a.logits.shape[1] < len(ctx.class_names):
+            raise DataError(f"data.{split}: the logits have {a.logits.shape[1]} columns but there are "
                             f"{len(ctx.class_names)} classes")
-        meta = _metadata_for(ctx, ds)
-        ctx.splits[split] = SplitView(split, ds.ids, ds.labels, fs.features, fs.logits, meta)
-        ctx.feature_layer = fs.layer
-        ctx.results.setdefault("features", {})[split] = {
-            "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
-            "seconds": round(fs.seconds, 3)}
-    ctx.results["model"]["feature_layer"] = ctx.feature_layer
+    logits = _dense_logits(ctx, found)
+    for split, a in found.items():
+        meta = _metadata_for(ctx, a.ids, a.own_metadata, split)
+        ctx.splits[split] = SplitView(split, a.ids, a.labels, a.features, logits[split], meta)
+    ctx.feature_layer = next(iter(layers.values()), "")
+    ctx.results["model"]["feature_layer"] = ctx.feature_layer or None
 
 
-def _metadata_for(ctx: RunContext, ds: ImageDataset):
-    """The split's metadata: ``data.metadata``, a manifest's own columns, or both joined on id.
+def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, np.ndarray]:
+    """Each split's logits: its own, or (when its features carry none) a dense head's refitted on train."""
+    out = {s: a.logits for s, a in found.items() if a.logits is not None}
+    missing = [s for s in found if s not in out]
+    if not missing:
+        return out  # type: ignore[return-value]
+    from sparsecheck.sparse.dense import DenseHead
+
+    train = found["train"]
+    head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(train.features,
+                                                                                            train.labels)
+    for s in missing:
+        out[s] = head.decision_function(found[s].features)
+    logger.warning("no logits stored with the features of %s: the dense baseline is a linear head refitted on "
+                   "the train features (train accuracy %.3f)", ", ".join(missing), head.train_accuracy_)
+    ctx.results["dense_head"] = {"kind": "refit", "splits": missing, "train_accuracy": head.train_accuracy_,
+                                 "reason": "the precomputed features carry no logits"}
+    return out  # type: ignore[return-value]
+
+
+def _metadata_for(ctx: RunContext, ids: np.ndarray, own: pd.DataFrame | None, split: str) -> pd.DataFrame:
+    """The split's metadata: ``data.metadata``, the split's own columns (a manifest's, or a
+    Parquet features file's), or both joined on id.
 
     When both name the same column, ``data.metadata`` wins (logged as a warning).
     """
-    import pandas as pd
-
     path = ctx.config.data.metadata
-    own = ds.metadata
     if path is None:
-        return own.copy() if own is not None else pd.DataFrame({"id": ds.ids})
+        return own.copy() if own is not None else pd.DataFrame({"id": ids})
     try:
-        table = load_metadata(path, ds.ids, id_column=ctx.config.data.id_column)
+        table = load_metadata(path, ids, id_column=ctx.config.data.id_column)
     except DataError as exc:
-        raise DataError(f"data.metadata ({ds.name} split): {exc}") from exc
+        raise DataError(f"data.metadata ({split} split): {exc}") from exc
     if own is None:
         return table
     clash = [c for c in own.columns if c != "id" and c in table.columns]
     if clash:
-        logger.warning("%s split: columns %s are both in the manifest and in data.metadata; using "
-                       "data.metadata's", ds.name, clash)
+        logger.warning("%s split: columns %s are both in the split's own table and in data.metadata; using "
+                       "data.metadata's", split, clash)
     extra = [c for c in own.columns if c != "id" and c not in table.columns]
     return pd.concat([table.reset_index(drop=True), own[extra].reset_index(drop=True)], axis=1)
+
+
+def _no_images(ctx: RunContext, split: str) -> str:
+    """Why a step that needs the split's images (and the model) cannot run on precomputed features."""
+    source = ctx.precomputed[split].source if split in ctx.precomputed else split
+    return f"data.{split} is precomputed features ({source}): there are no images to run the model on"
 
 
 def dense_stage(ctx: RunContext) -> None:
@@ -183,7 +335,10 @@ def auto_attributes_stage(ctx: RunContext) -> None:
     from sparsecheck._runtime import progress
     from sparsecheck.analysis.auto_attributes import AutoAttributes
 
-    if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits or "test" not in ctx.datasets:
+    if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
+        return
+    if "test" not in ctx.datasets:
+        ctx.skip("automatic image attributes", _no_images(ctx, "test"))
         return
     ds, view = ctx.datasets["test"], ctx.splits["test"]
     sizes = ds.original_sizes
@@ -269,6 +424,13 @@ def interpret_stage(ctx: RunContext) -> None:
     acfg = ctx.config.analysis
     split = "test" if "test" in ctx.splits else list(ctx.splits)[-1]
     view = ctx.splits[split]
+    if split not in ctx.datasets:  # precomputed features: the cards show activations, no pictures
+        why = _no_images(ctx, split)
+        if acfg.explain:
+            ctx.skip("LIME explanations", why)
+            if acfg.sanity_check:
+                ctx.skip("explanation sanity check (model randomisation)", why)
+        ctx.skip("top-example thumbnails", why)
     found = interpret_features(
         ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
         model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
@@ -418,6 +580,9 @@ class _Intervener:
 
     def __enter__(self) -> "_Intervener | None":
         ctx = self.ctx
+        if ctx.config.analysis.interventions and "test" in ctx.precomputed:
+            ctx.skip("interventions", _no_images(ctx, "test"))
+            return None
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
             return None
