@@ -296,7 +296,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         np.savez(root / f"{split}.npz", **arrays)
     raw["data"]["class_names"] = ["cat", "dog", "wolf"]
     raw["data"]["spurious_attributes"] = ["colour"]
-    raw["mlflow"] = {"enabled": True, "experiment": "sparsecheck-tests"}
+    # the sparse layer as MLflow models costs seconds per run: tests/reports/test_tracking_inputs.py turns it on
+    raw["mlflow"] = {"enabled": True, "experiment": "sparsecheck-tests", "log_sparse_model": False}
     cfg = parse_config(raw, base_dir=root)
     ctx = run_pipeline(cfg, None, device="cpu", stages=[load_stage, extract_stage, dense_stage])
     train, val, test = ctx.splits["train"], ctx.splits["val"], ctx.splits["test"]

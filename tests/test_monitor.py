@@ -39,7 +39,7 @@ def _write_config(root: Path, uri: str, *, weights: str = "weights.pt", assertio
         "assertions": assertions if assertions is not None else [
             {"name": "agreement", "type": "sparse_agreement", "min": 0.0},
             {"name": "accuracy", "type": "accuracy", "min": 0.0}],
-        "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri},
+        "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "log_sparse_model": False},
     }
     (root / name).write_text(yaml.safe_dump(raw))
     return root / name

@@ -94,8 +94,8 @@ def load_stage(ctx: RunContext) -> None:
     ctx.input_spec = spec.without_geometry()
     ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                             "fingerprint": ctx.model.fingerprint()}
-    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
-                           for s, d in datasets.items()}
+    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape),
+                               "digest": d.digest()} for s, d in datasets.items()}
     if cfg.data.skip_unreadable:
         for s, d in datasets.items():
             ctx.results["data"][s]["skipped_unreadable"] = {

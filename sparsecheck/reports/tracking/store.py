@@ -131,6 +131,28 @@ def _quiet() -> Iterator[None]:
                 logger.debug("mlflow: %s", line)
 
 
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """Make ``uri`` MLflow's global tracking URI for the block (for the few MLflow calls that read
+    nothing else, such as ``mlflow.pytorch.log_model``), then restore what was there before.
+
+    MLflow's own ``set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI`` (and unsets it when
+    restoring an unset URI), so the variable is restored here as it was, not as MLflow leaves it.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    utils.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
 _prefetch_lock = threading.Lock()
 _prefetch_threads: dict[str, threading.Thread] = {}
 
