@@ -90,11 +90,14 @@ class SplitDataset(Dataset):
 
 def _source(where: str, split: str) -> DatasetSource:
     from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.dataset_source_registry import get_registered_sources
 
     path = Path(where)
     if where and not where.startswith("<") and path.exists():
-        return resolve_dataset_source(str(path.resolve()))
+        # MLflow registers its local-file source twice, and resolving a path then warns that it is
+        # ambiguous: take the local source directly
+        local = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+        return local(str(path.resolve()))
     return CodeDatasetSource({"sparsecheck.split": split, "sparsecheck.source": where})
 
 

@@ -406,6 +406,24 @@ class MlflowRun:
             return None
         return log_sparse_models(ctx, self)
 
+    def discard(self) -> None:
+        """Delete the run (it ends here; leaving the ``with`` block then does nothing): for a run that
+        turned out to duplicate another one, such as the loser of a monitoring claim.
+
+        Raises
+        ------
+        TrackingError
+            MLflow refused or could not be reached.
+        """
+        try:
+            with _quiet():
+                self.client.set_terminated(self.info.run_id, status="KILLED")
+                self.client.delete_run(self.info.run_id)
+        except Exception as exc:
+            raise TrackingError(f"deleting run {self.info.run_id} at {self.info.tracking_uri} failed: "
+                                f"{_one_line(exc)}") from exc
+        self.ended = True
+
     def end(self, run_status: str = "FINISHED") -> None:
         """Tag ``sparsecheck.status`` and terminate the run (FINISHED, FAILED or KILLED). Idempotent."""
         if self.ended:
