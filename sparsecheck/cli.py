@@ -207,10 +207,10 @@ def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
 
     uri = f" --tracking-uri {quote(tracking_uri)}" if tracking_uri else ""
     batches = config_path.parent / "batches"
-    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))}{uri}"
-             for name in DEMO_BATCHES]
-    return "monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift):\n" + \
-        "\n".join(lines)
+    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))} "
+             f"--out monitor-{name}{uri}" for name in DEMO_BATCHES]
+    return ("monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift; each writes "
+            "monitor.html and monitor.json into its --out):\n" + "\n".join(lines))
 
 
 @_command()

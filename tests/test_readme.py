@@ -30,7 +30,12 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 def test_other_readme_shell_commands_are_the_monitoring_recipe():
     """Beyond install+demo and the tests, the ```bash blocks hold only the monitoring recipe, which
-    tests/test_demo.py runs verbatim on the demo's batches."""
-    for block in _bash_blocks((ROOT / "README.md").read_text())[2:]:
-        for line in block.splitlines():
-            assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
+    tests/test_demo.py runs verbatim on the demo's batches: exactly the commands the demo prints."""
+    from sparsecheck.cli import _demo_monitor_hint
+
+    lines = [line for block in _bash_blocks((ROOT / "README.md").read_text())[2:] for line in block.splitlines()]
+    for line in lines:
+        assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
+    printed = _demo_monitor_hint(Path("sparsecheck-demo/data/config.yaml"), None).splitlines()[1:]
+    assert lines == [p.strip() for p in printed]
+    assert all(" --out monitor-" in line for line in lines)  # each writes its report where the reader looks

@@ -84,6 +84,8 @@ def test_splits_are_dataset_inputs_and_the_sparse_layer_loads_back(run_ctx: Any,
     assert version.run_id == run.info.run_id and record["registered"]["name"] == REGISTERED
     assert record["classifier"]["model_id"] in version.source
     assert not results.get("skipped")
+    page = (Path(run_ctx.out_dir) / "report.html").read_text()  # the report names both
+    assert f'id="model-classifier">{record["classifier"]["model_uri"]}<' in page and test.digest in page
 
 
 def test_a_torchscript_body_logs_the_head_alone(run_ctx: Any, mlflow_cwd: Path) -> None:
