@@ -137,6 +137,13 @@ def test_drifted_batch_alerts_on_the_cue_feature(project: dict[str, Any], tmp_pa
     assert saved["alert"] is True and project["cue"] in saved["feature_drift"]["drifted_features"]
     exp = client.get_experiment(logged.info.experiment_id)
     assert exp.name == f"{EXPERIMENT}-monitor"
+    [batch] = logged.inputs.dataset_inputs  # the batch is the run's dataset input
+    assert [(t.key, t.value) for t in batch.tags] == [("mlflow.data.context", "monitoring")]
+    from sparsecheck.data import load_dataset
+
+    assert batch.dataset.name == "drifted"
+    assert batch.dataset.digest == load_dataset(project["batches"] / "drifted.npz").digest()
+    assert json.loads(batch.dataset.profile)["num_examples"] == BATCH
 
 
 def test_undrifted_batches_stay_quiet(project: dict[str, Any], capsys: Any) -> None:

@@ -107,8 +107,12 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
             logger.warning("%s; writing the local outputs anyway", exc)
     with run if run is not None else contextlib.nullcontext():
         if run is not None:
-            run.log_inputs(ctx)
-            results["sparse_model"] = run.log_sparse_model(ctx)
+            try:
+                run.log_inputs(ctx)
+                results["sparse_model"] = run.log_sparse_model(ctx)
+            except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
+                tracking_error = exc
+                logger.warning("%s; writing the local outputs anyway", exc)
         # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
         ctx.results, ctx.run_results = _checked(results)
         write_activations(ctx, out / ACTIVATIONS_FILE)
@@ -116,8 +120,11 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         write_report(ctx, out / "report.html")
         write_json_atomic(out / "results.json", ctx.results)
         ctx.artifacts["results.json"] = str(out / "results.json")
-        if run is not None:
+        if run is not None and tracking_error is None:
             run.log_outputs(ctx)
+        elif run is not None:
+            with contextlib.suppress(TrackingError):
+                run.end("FAILED")
     if tracking_error is not None:
         raise tracking_error
 
