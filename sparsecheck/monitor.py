@@ -31,7 +31,7 @@ the first deletes its run and waits for the winner's verdict (at most :data:`CLA
 which it reports as its own. The second look catches a claim whose request reached the server
 late. It works the same against a local SQLite store and a remote ``mlflow server``.
 
-Why one module of ~630 lines: it is one job read top to bottom (reference, scoring, the job,
+Why one module of ~800 lines: it is one job read top to bottom (reference, scoring, the job and its claim,
 its MLflow run), and :meth:`MonitorReport.summary` is being rewritten with the report; the drift
 statistics it calls live in :mod:`sparsecheck.analysis.drift`.
 
