@@ -223,10 +223,10 @@ def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
 
     uri = f" --tracking-uri {quote(tracking_uri)}" if tracking_uri else ""
     batches = config_path.parent / "batches"
-    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))}{uri}"
-             for name in DEMO_BATCHES]
-    return "monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift):\n" + \
-        "\n".join(lines)
+    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))} "
+             f"--out monitor-{name}{uri}" for name in DEMO_BATCHES]
+    return ("monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift; each writes "
+            "monitor.html and monitor.json into its --out):\n" + "\n".join(lines))
 
 
 @_command()
@@ -315,19 +315,33 @@ def monitor(
     psi_threshold: float = typer.Option(DRIFT_PSI_THRESHOLD, "--psi-threshold", min=0.0,
                                         help="Smallest PSI for a significant shift to count as drift."),
     device: Device = DeviceOpt,
-    force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write monitor.html and monitor.json here "
+                                       "(also when an earlier run already covers the batch)."),
+    force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it; "
+                               "write into a non-empty --out not created by sparsecheck."),
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Score a new batch against a reference run, log it to MLflow; exit 1 on an alert."""
+    """Score a new batch against a reference run, log it to MLflow; exit 1 on an alert.
+
+    Two jobs started on the same batch log one run: the second waits for the first one's verdict.
+    An unreachable tracking server is tried $SPARSECHECK_TRACKING_ATTEMPTS times (default 3) with a
+    growing wait ($SPARSECHECK_TRACKING_BACKOFF_S, default 2 s), then the command exits 3.
+    """
     _setup_logging(verbose, quiet)
     _one_process("monitor")
     from sparsecheck.config import load_config
-    from sparsecheck.monitor import monitor_batch
+    from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
 
     cfg = load_config(config)
-    result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
-                           force=force, alpha=alpha, psi_threshold=psi_threshold, device=device.value)
+    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            out = prepare_monitor_out_dir(out, force=force)
+        result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
+                               force=force, alpha=alpha, psi_threshold=psi_threshold, device=device.value)
+        if out is not None:
+            paths = write_monitor_outputs(result, out)
+            typer.echo(f"monitoring report written to {paths['monitor.html']}", err=True)
     if result.report is None:  # an earlier run covers this batch and reference
         typer.echo(f"batch {batch} (fingerprint {result.batch_fingerprint}) against reference "
                    f"{result.reference_run} is already covered by run {result.run_id} "

@@ -283,6 +283,10 @@ class MlflowConfig(_Strict):
     experiment: str = "sparsecheck"
     run_name: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    #: log the sparse layer as MLflow models (body + sparse head, and the head alone; pt2 format)
+    log_sparse_model: bool = True
+    #: register the logged sparse classifier as a new version of this registered model
+    register_sparse_model: str | None = None
 
 
 class Config(_Strict):

@@ -16,12 +16,23 @@
 5. runs the config's assertions that need no labels (all of them when the batch has labels);
 6. logs one MLflow run in the experiment ``<experiment>-monitor`` tagged
    ``sparsecheck.kind = monitor``, ``sparsecheck.reference_run`` and
-   ``sparsecheck.batch_fingerprint``, with drift metrics and a ``monitor.json`` artifact.
+   ``sparsecheck.batch_fingerprint``, with drift metrics, a ``monitor.json`` artifact and the
+   batch as its dataset input (context ``monitoring``); ``--out DIR`` also writes
+   ``monitor.html`` and ``monitor.json`` there.
 
 The command exits 1 on an alert: a drifted feature, a drifted class mix, or a failing
 error-severity assertion.
 
-Why one module of ~630 lines: it is one job read top to bottom (reference, scoring, the job,
+**One run per batch, also when two jobs start together.** The run is created (RUNNING) before the
+batch is scored, tagged with the batch fingerprint and reference: that is its *claim*. Right
+after creating it, and again after scoring, the job lists the claims on the same batch and
+reference (FINISHED runs, and RUNNING ones younger than :data:`CLAIM_STALE_S`): the first
+(FINISHED before RUNNING, then the earliest start, then the run id) wins. A job whose run is not
+the first deletes its run and waits for the winner's verdict (at most :data:`CLAIM_WAIT_S`),
+which it reports as its own. The second look catches a claim whose request reached the server
+late. It works the same against a local SQLite store and a remote ``mlflow server``.
+
+Why one module of ~800 lines: it is one job read top to bottom (reference, scoring, the job and its claim,
 its MLflow run), and :meth:`MonitorReport.summary` is being rewritten with the report; the drift
 statistics it calls live in :mod:`sparsecheck.analysis.drift`.
 
@@ -35,6 +46,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -45,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
@@ -76,6 +88,8 @@ __all__ = [
     "score_batch",
     "monitor_batch",
     "monitor_experiment_name",
+    "prepare_monitor_out_dir",
+    "write_monitor_outputs",
 ]
 
 TAG_KIND = "sparsecheck.kind"
@@ -84,6 +98,13 @@ TAG_FINGERPRINT = "sparsecheck.batch_fingerprint"
 TAG_ALERT = "sparsecheck.alert"
 #: per-feature KS/PSI metrics are logged for this many most-shifted features
 TOP_FEATURES_LOGGED = 10
+#: a RUNNING monitoring run older than this (seconds) no longer claims its batch: its job is presumed dead
+CLAIM_STALE_S = 6 * 3600
+#: how long (seconds) a job that lost the claim on a batch waits for the winner's verdict
+CLAIM_WAIT_S = 900.0
+_POLL_S = 1.0
+#: what ``--out`` receives
+MONITOR_OUTPUTS = ("monitor.json", "monitor.html")
 
 
 def monitor_experiment_name(experiment: str) -> str:
@@ -381,7 +402,8 @@ class MonitorRun:
     batch_fingerprint : str
     alert : bool
     reused : bool
-        True when an earlier run already covered this batch and reference (nothing was scored).
+        True when an earlier run, or a concurrent job that claimed the batch first, covers this
+        batch and reference (this job logged nothing).
     report : MonitorReport or None
         None when ``reused``.
     tracking_uri : str
@@ -412,7 +434,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
                   reference: "str | MonitorReference | None" = None, tracking_uri: str | None = None,
                   metadata: str | Path | None = None, force: bool = False, alpha: float = DRIFT_ALPHA,
                   psi_threshold: float = DRIFT_PSI_THRESHOLD, bins: int = DRIFT_BINS, device: str = "auto",
-                  model: "Model | None" = None) -> MonitorRun:
+                  model: "Model | None" = None, wait_s: float = CLAIM_WAIT_S) -> MonitorRun:
     """Score one batch against a reference run and log it as one MLflow monitoring run.
 
     Parameters
@@ -435,13 +457,16 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         CSV/Parquet metadata of the batch (keyed by id). Default: the config's metadata table
         when it covers the batch's ids, else none.
     force : bool
-        Score and log again even when a run already covers this batch and reference.
+        Score and log again even when a run already covers this batch and reference (no claim
+        is made either: a forced job always logs its own run).
     alpha, psi_threshold, bins
         The drift rule.
     device : str
         Where the model runs.
     model : Model, optional
         An already loaded model (else loaded from the config).
+    wait_s : float
+        How long to wait for the verdict of a concurrent job that claimed the same batch first.
 
     Returns
     -------
@@ -450,7 +475,9 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     Raises
     ------
     TrackingError
-        MLflow unreachable, no reference run, or a reference without the needed artifacts.
+        MLflow unreachable (after :func:`~sparsecheck.reports.tracking.store.retry_policy`'s
+        retries), no reference run, a reference without the needed artifacts, or a concurrent job
+        that claimed the batch and failed or did not finish within ``wait_s``.
     ConfigError, DataError
         bad config or batch, or a model that is not the reference's.
     """
@@ -472,7 +499,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
-    _check_reachable(uri)  # fail in seconds, not after MLflow's minutes of retries
+    _check_reachable(uri)  # bounded retries, then fail in seconds, not after MLflow's minutes of retries
     if isinstance(reference, MonitorReference):
         ref_id = reference.run_id
     else:
@@ -481,18 +508,129 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     exp_id = _find_experiment(client, monitor_experiment_name(config.mlflow.experiment), uri)
     existing = _existing_run(client, exp_id, fingerprint, ref_id, uri)
     if existing is not None and not force:
-        alert = existing.data.tags.get(TAG_ALERT) == "true"
-        logger.info("batch %s (fingerprint %s) against reference %s is already covered by run %s (alert: %s)",
-                    ds.source, fingerprint, ref_id, existing.info.run_id, alert)
-        return MonitorRun(existing.info.run_id, str(exp_id), ref_id, fingerprint, alert, True, None, uri)
+        return _covered(existing, ref_id, fingerprint, uri, ds.source)
 
     ref = reference if isinstance(reference, MonitorReference) else load_reference(ref_id, uri)
-    report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha, psi_threshold=psi_threshold,
-                    bins=bins, device=device)
-    run_id, exp_id = _log_run(report, config, ds, uri, {"alpha": alpha, "psi_threshold": psi_threshold,
-                                                        "bins": bins}, ref.results)
-    logger.info("monitoring run %s logged (alert: %s)", run_id, report.alert)
-    return MonitorRun(run_id, exp_id, ref_id, fingerprint, report.alert, False, report, uri)
+    mlflow_cfg = config.mlflow.model_copy(update={
+        "experiment": monitor_experiment_name(config.mlflow.experiment),
+        "tags": {**config.mlflow.tags, TAG_REFERENCE: ref_id, TAG_FINGERPRINT: fingerprint},
+        "run_name": f"monitor-{ds.name}-{fingerprint[:8]}"})
+    model_info = {"model": ref.results.get("model") or {}}  # the model fingerprint becomes a tag
+    # FAILED (never taken as covering the batch) if anything below raises
+    with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
+        claim = _Claim(run, fingerprint, ref_id)
+        winner = None if force else claim.winner()
+        if winner is None:
+            report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha,
+                            psi_threshold=psi_threshold, bins=bins, device=device)
+            winner = None if force else claim.winner()  # a claim whose request reached the server late
+        if winner is not None:
+            run.discard()
+            logger.info("batch %s (fingerprint %s) against reference %s is claimed by run %s; waiting for its "
+                        "verdict", ds.source, fingerprint, ref_id, winner)
+            return claim.await_winner(winner, wait_s, ds.source)
+        _log_results(run, report, ds, config, {"alpha": alpha, "psi_threshold": psi_threshold, "bins": bins})
+    logger.info("monitoring run %s logged (alert: %s)", run.info.run_id, report.alert)
+    return MonitorRun(run.info.run_id, run.info.experiment_id, ref_id, fingerprint, report.alert, False, report, uri)
+
+
+def _covered(existing: Any, ref_id: str, fingerprint: str, uri: str, source: str) -> MonitorRun:
+    alert = existing.data.tags.get(TAG_ALERT) == "true"
+    logger.info("batch %s (fingerprint %s) against reference %s is already covered by run %s (alert: %s)",
+                source, fingerprint, ref_id, existing.info.run_id, alert)
+    return MonitorRun(existing.info.run_id, str(existing.info.experiment_id), ref_id, fingerprint, alert, True,
+                      None, uri)
+
+
+class _Claim:
+    """The claims of monitoring runs on one batch and reference (see the module docstring)."""
+
+    def __init__(self, run: Any, fingerprint: str, ref_id: str) -> None:
+        self.run = run
+        self.fingerprint = fingerprint
+        self.ref_id = ref_id
+        self.uri = run.info.tracking_uri
+
+    def claims(self) -> list[Any]:
+        """Live claims, first (the winner) first: FINISHED runs, then RUNNING ones not yet stale."""
+        from mlflow.exceptions import MlflowException
+
+        query = (f"tags.`{TAG_FINGERPRINT}` = '{_quote(self.fingerprint)}' and "
+                 f"tags.`{TAG_REFERENCE}` = '{_quote(self.ref_id)}' and tags.`{TAG_KIND}` = 'monitor'")
+        try:
+            runs = self.run.client.search_runs([self.run.info.experiment_id], filter_string=query, max_results=500)
+        except MlflowException as exc:
+            raise TrackingError(f"cannot query MLflow at {self.uri}: {exc.message}") from exc
+        now = time.time() * 1000
+        live = [r for r in runs if r.info.status == "FINISHED"
+                or (r.info.status == "RUNNING" and now - (r.info.start_time or 0) < CLAIM_STALE_S * 1000)]
+        return sorted(live, key=lambda r: (r.info.status != "FINISHED", r.info.start_time or 0, r.info.run_id))
+
+    def winner(self) -> str | None:
+        """The id of the run that covers the batch when it is not this job's run, else None."""
+        claims = self.claims()
+        first = claims[0].info.run_id if claims else self.run.info.run_id
+        return None if first == self.run.info.run_id else first
+
+    def await_winner(self, winner: str, wait_s: float, source: str) -> MonitorRun:
+        """Wait until the winning claim finishes (following it if it gives way to another); report it."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            claims = self.claims()
+            if not claims:
+                raise TrackingError(f"monitoring run {winner} that was scoring batch {source} against reference "
+                                    f"{self.ref_id} did not finish (it failed or was deleted); run the command "
+                                    "again")
+            first = claims[0]
+            winner = first.info.run_id
+            if first.info.status == "FINISHED":
+                return _covered(first, self.ref_id, self.fingerprint, self.uri, source)
+            if time.monotonic() >= deadline:
+                raise TrackingError(f"monitoring run {winner} has been scoring batch {source} against reference "
+                                    f"{self.ref_id} for longer than {wait_s:.0f} s; its verdict will be in "
+                                    f"MLflow at {self.uri}")
+            time.sleep(_POLL_S)
+
+
+def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+    """Create ``out_dir`` (or take over one that sparsecheck wrote) for ``monitor --out``.
+
+    The same rules as ``run --out`` (:func:`sparsecheck._runtime.claim_out_dir`): a non-empty
+    directory sparsecheck did not write is refused unless ``force``. An earlier batch's
+    ``monitor.json`` and ``monitor.html`` are removed first, so an interrupted job leaves none.
+    """
+    from sparsecheck._version import __version__
+
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}")
+    for name in reversed(MONITOR_OUTPUTS):  # monitor.json first: it marks a finished batch
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``monitor.html`` then ``monitor.json`` (last, both atomically) into ``out_dir``.
+
+    ``monitor.json`` is the batch's report (:meth:`MonitorReport.to_dict`) with ``mlflow``: the
+    run that covers the batch (``reused`` when an earlier or concurrent job scored it; its report
+    is then read from that run's ``monitor.json`` artifact). Call :func:`prepare_monitor_out_dir`
+    first.
+    """
+    from sparsecheck.reports.monitor_render import to_html
+
+    out = Path(out_dir)
+    if result.report is not None:
+        report = result.report.to_dict()
+    else:
+        with tempfile.TemporaryDirectory(prefix="sparsecheck-monitor-") as tmp:
+            path = download_run_artifact(result.run_id, "monitor.json", result.tracking_uri, dst_dir=tmp)
+            report = json.loads(path.read_text(encoding="utf-8"))
+    doc = {**report, "mlflow": {"tracking_uri": result.tracking_uri, "experiment_id": result.experiment_id,
+                                "run_id": result.run_id, "reused": result.reused}}
+    paths = {name: out / name for name in MONITOR_OUTPUTS}
+    with atomic_write(paths["monitor.html"], "w", encoding="utf-8") as fh:
+        fh.write(to_html(doc))
+    write_json_atomic(paths["monitor.json"], doc)
+    return paths
 
 
 def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: MonitorReference, *,
@@ -660,16 +798,14 @@ def _quote(value: str) -> str:
     return value
 
 
-def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset | PrecomputedFeatures", uri: str,
-             params: dict[str, Any], reference_results: dict[str, Any]) -> tuple[str, str]:
-    """Log the batch as one FINISHED run of kind ``monitor``; return (run_id, experiment_id)."""
+def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | PrecomputedFeatures", config: "Config",
+                 params: dict[str, Any]) -> None:
+    """Log the scored batch into its (claimed) run: metrics, params, monitor.json, the batch as the
+    run's dataset input, and the alert tag; ``sparsecheck.status`` becomes alert or ok."""
     from mlflow.entities import Metric, Param
 
-    tags = {**config.mlflow.tags, TAG_REFERENCE: report.reference_run, TAG_FINGERPRINT: report.batch_fingerprint,
-            TAG_ALERT: "true" if report.alert else "false"}
-    mlflow_cfg = config.mlflow.model_copy(update={
-        "experiment": monitor_experiment_name(config.mlflow.experiment), "tags": tags,
-        "run_name": f"monitor-{ds.name}-{report.batch_fingerprint[:8]}"})
+    from sparsecheck.reports.tracking.datasets import dataset_inputs
+
     fd, cm = report.feature_drift, report.class_mix
     values: dict[str, float] = {
         "batch_size": report.n, "n_drifted_features": len(fd.drifted_features),
@@ -687,18 +823,16 @@ def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset | Precom
     metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if np.isfinite(v)]
     plist = [Param(k, str(v)) for k, v in {**params, "batch": report.batch,
                                            "reference_run": report.reference_run}.items()]
-    # FAILED (never taken as covering the batch) if anything below raises
-    model_info = {"model": reference_results.get("model") or {}}  # the model fingerprint becomes a tag
-    with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
-        run_id = run.info.run_id
-        try:
-            run.client.log_batch(run_id, metrics=metrics, params=plist)
-            with tempfile.TemporaryDirectory(prefix="sparsecheck-monitor-") as tmp:
-                path = Path(tmp) / "monitor.json"
-                write_json_atomic(path, report.to_dict())
-                run.client.log_artifact(run_id, str(path))
-        except Exception as exc:
-            raise TrackingError(f"logging monitoring run {run_id} to {run.info.tracking_uri} failed: "
-                                f"{' '.join(str(exc).split())[:300]}") from exc
-        run.status = "alert" if report.alert else "ok"
-    return str(run_id), str(run.info.experiment_id)
+    run_id = run.info.run_id
+    try:
+        run.client.log_batch(run_id, metrics=metrics, params=plist)
+        run.client.log_inputs(run_id, datasets=dataset_inputs({"batch": ds}, config.data.class_names))
+        with tempfile.TemporaryDirectory(prefix="sparsecheck-monitor-") as tmp:
+            path = Path(tmp) / "monitor.json"
+            write_json_atomic(path, report.to_dict())
+            run.client.log_artifact(run_id, str(path))
+        run.client.set_tag(run_id, TAG_ALERT, "true" if report.alert else "false")
+    except Exception as exc:
+        raise TrackingError(f"logging monitoring run {run_id} to {run.info.tracking_uri} failed: "
+                            f"{' '.join(str(exc).split())[:300]}") from exc
+    run.status = "alert" if report.alert else "ok"

@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
-           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord"]
+           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord",
+           "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread
 SCHEMA_VERSION = "1.0"
@@ -160,6 +161,42 @@ class MlflowRecord(_Record):
     run_id: str
 
 
+class DataSplitRecord(_Record):
+    """One data split: where it came from, its size and its content digest.
+
+    ``digest`` (:meth:`sparsecheck.data.ImageDataset.digest`) is the digest of the split's
+    MLflow dataset input; two runs over the same data have the same one.
+    """
+
+    source: str | None = None
+    n: int | None = None
+    digest: str | None = None
+
+
+class LoggedModelRecord(_Record):
+    """A model logged to the run's MLflow run (an MLflow 3 logged model)."""
+
+    name: str
+    model_uri: str
+    model_id: str | None = None
+
+
+class RegisteredVersionRecord(_Record):
+    """A version of a registered model."""
+
+    name: str
+    version: str
+
+
+class SparseModelRecord(_Record):
+    """The sparse layer as MLflow models: with the model's body (``classifier``; None when the
+    body could not be logged, the reason under ``skipped``) and alone (``head``)."""
+
+    classifier: LoggedModelRecord | None = None
+    head: LoggedModelRecord | None = None
+    registered: RegisteredVersionRecord | None = None
+
+
 class SkippedRecord(_Record):
     """An optional step that could not run here, and why."""
 
@@ -187,6 +224,8 @@ class RunResults(BaseModel):
     assertions: list[AssertionRecord] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None
     skipped: list[SkippedRecord] = Field(default_factory=list)
+    data: dict[str, DataSplitRecord] | None = None
+    sparse_model: SparseModelRecord | None = None
 
     # -- the verdict
     def failing(self, fail_on: FailOn = "error") -> list[AssertionRecord]:

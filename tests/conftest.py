@@ -189,6 +189,8 @@ def _mlflow_store_outside_the_work_tree(tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("mlflow-default-store")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        # unreachable servers are still retried (3 attempts), only without the seconds of waiting between
+        patch.setenv("SPARSECHECK_TRACKING_BACKOFF_S", "0.05")
         yield
 
 
@@ -296,7 +298,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         np.savez(root / f"{split}.npz", **arrays)
     raw["data"]["class_names"] = ["cat", "dog", "wolf"]
     raw["data"]["spurious_attributes"] = ["colour"]
-    raw["mlflow"] = {"enabled": True, "experiment": "sparsecheck-tests"}
+    # the sparse layer as MLflow models costs seconds per run: tests/reports/test_tracking_inputs.py turns it on
+    raw["mlflow"] = {"enabled": True, "experiment": "sparsecheck-tests", "log_sparse_model": False}
     cfg = parse_config(raw, base_dir=root)
     ctx = run_pipeline(cfg, None, device="cpu", stages=[load_stage, extract_stage, dense_stage])
     train, val, test = ctx.splits["train"], ctx.splits["val"], ctx.splits["test"]

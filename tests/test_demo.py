@@ -133,7 +133,14 @@ def test_outputs_junit_report_and_mlflow(demo):
     run = client.get_run(tracking["run_id"])
     assert run.data.tags["sparsecheck.status"] == "fail"
     names = {a.path for a in client.list_artifacts(tracking["run_id"])}
-    assert {"report.html", "results.json", "junit.xml", "sparse_layer"} <= names
+    assert {"report.html", "results.json", "junit.xml", "sparse_layer", "test_features.npz"} <= names
+    # the data as dataset inputs, the sparse layer as models (the demo's model is a torch.export program)
+    contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+    assert contexts == {"training", "validation", "testing"}
+    models = demo["results"]["sparse_model"]
+    assert models["classifier"]["model_uri"].startswith("models:/") and models["head"]["model_uri"]
+    assert {m.model_id for m in run.outputs.model_outputs} == {models["classifier"]["model_id"],
+                                                                models["head"]["model_id"]}
 
 
 def test_second_run_reads_the_feature_cache(demo):
@@ -153,3 +160,7 @@ def test_readme_monitoring_recipe_runs_on_the_demo_batches(demo, monitored):
     assert drifted.returncode == 1, drifted.stdout[-2000:] + drifted.stderr[-2000:]
     cue = next(f["feature"] for f in demo["results"]["spurious_findings"] if f["class"] == demo["truth"]["cue"]["class"])
     assert f"alert: feature {cue} drifted" in drifted.stdout
+    for name, alert in (("like-test", False), ("drifted", True)):  # --out: the report and monitor.json
+        saved = json.loads((demo["work"] / f"monitor-{name}" / "monitor.json").read_text())
+        assert saved["alert"] is alert and saved["mlflow"]["run_id"]
+        assert (demo["work"] / f"monitor-{name}" / "monitor.html").stat().st_size > 1000

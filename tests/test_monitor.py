@@ -39,7 +39,7 @@ def _write_config(root: Path, uri: str, *, weights: str = "weights.pt", assertio
         "assertions": assertions if assertions is not None else [
             {"name": "agreement", "type": "sparse_agreement", "min": 0.0},
             {"name": "accuracy", "type": "accuracy", "min": 0.0}],
-        "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri},
+        "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "log_sparse_model": False},
     }
     (root / name).write_text(yaml.safe_dump(raw))
     return root / name
@@ -102,10 +102,13 @@ def _client(uri: str) -> Any:
     return MlflowClient(uri)
 
 
-def _monitor_runs(uri: str, fingerprint: str) -> list[Any]:
+def _monitor_runs(uri: str, fingerprint: str, *, deleted: bool = False) -> list[Any]:
+    from mlflow.entities import ViewType
+
     client = _client(uri)
     exp = client.get_experiment_by_name(monitor_experiment_name(EXPERIMENT))
-    return client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}'")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}'",
+                              run_view_type=ViewType.ALL if deleted else ViewType.ACTIVE_ONLY)
 
 
 def test_drifted_batch_alerts_on_the_cue_feature(project: dict[str, Any], tmp_path: Path) -> None:
@@ -134,6 +137,13 @@ def test_drifted_batch_alerts_on_the_cue_feature(project: dict[str, Any], tmp_pa
     assert saved["alert"] is True and project["cue"] in saved["feature_drift"]["drifted_features"]
     exp = client.get_experiment(logged.info.experiment_id)
     assert exp.name == f"{EXPERIMENT}-monitor"
+    [batch] = logged.inputs.dataset_inputs  # the batch is the run's dataset input
+    assert [(t.key, t.value) for t in batch.tags] == [("mlflow.data.context", "monitoring")]
+    from sparsecheck.data import load_dataset
+
+    assert batch.dataset.name == "drifted"
+    assert batch.dataset.digest == load_dataset(project["batches"] / "drifted.npz").digest()
+    assert json.loads(batch.dataset.profile)["num_examples"] == BATCH
 
 
 def test_undrifted_batches_stay_quiet(project: dict[str, Any], capsys: Any) -> None:
@@ -309,3 +319,134 @@ def test_summary_of_a_quiet_batch_says_ok_first() -> None:
     lines = report.summary().splitlines()
     assert not report.alert and lines[0].startswith("ok: no drift, the one assertion passes")
     assert not any(line.startswith("  alert:") for line in lines)
+
+
+# ----------------------------------------------------------------------------- a job that holds up on a schedule
+def _active_runs(uri: str, fingerprint: str) -> list[Any]:
+    return [r for r in _monitor_runs(uri, fingerprint) if r.info.lifecycle_stage == "active"]
+
+
+@pytest.mark.slow  # two fresh processes (imports, model, MLflow) side by side: about 30 s on 2 shared cores
+def test_two_monitors_started_together_log_one_run(project: dict[str, Any], tmp_path: Path) -> None:
+    """Two real processes on the same new batch at the same moment, against the real server.
+
+    The claim logic itself is checked in every run by the next test (a competing claim made by hand).
+    """
+    import os
+    import subprocess
+    import sys
+
+    from sparsecheck.data import load_dataset
+
+    batch = tmp_path / "twins.npz"
+    _write_batch(batch, 201, 0.3)
+    fingerprint = load_dataset(batch).with_geometry(load_config(project["config"]).model.input.to_spec().geometry
+                                                   ).fingerprint()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "sparsecheck.cli", "monitor", str(project["config"]), "--batch", str(batch),
+            "--device", "cpu", "--tracking-uri", project["uri"]]
+    procs = [subprocess.Popen(argv + ["--out", str(tmp_path / f"out{i}")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    codes = [p.returncode for p in procs]
+    runs = _active_runs(project["uri"], fingerprint)
+    assert len(runs) == 1, (codes, outputs)
+    # usually both claimed it (the loser's run is deleted, KILLED); never more than that one extra run
+    everything = _monitor_runs(project["uri"], fingerprint, deleted=True)
+    assert [r.info.lifecycle_stage for r in everything].count("deleted") == len(everything) - 1 <= 1
+    [run] = runs
+    assert run.info.status == "FINISHED" and codes[0] == codes[1] == 0, outputs
+    # both jobs report the one run: one logged it, the other found it (or waited for it)
+    logged = [out for out, _ in outputs if f"logged as MLflow run {run.info.run_id}" in out]
+    covered = [out for out, _ in outputs if f"already covered by run {run.info.run_id}" in out]
+    assert len(logged) == 1 and len(covered) == 1, outputs
+    for i in range(2):
+        saved = json.loads((tmp_path / f"out{i}" / "monitor.json").read_text())
+        assert saved["mlflow"]["run_id"] == run.info.run_id and saved["batch_fingerprint"] == fingerprint
+
+
+def test_a_job_that_lost_the_claim_waits_for_the_winner(project: dict[str, Any], tmp_path: Path) -> None:
+    """Another job's claim (a RUNNING run on the same batch, started first) decides; a stale one does not."""
+    import threading
+    import time
+
+    cfg = load_config(project["config"])
+    batch = tmp_path / "claimed.npz"
+    _write_batch(batch, 202, 0.3)
+    from sparsecheck.data import load_dataset
+
+    fingerprint = load_dataset(batch).with_geometry(cfg.model.input.to_spec().geometry).fingerprint()
+    client = _client(project["uri"])
+    exp_id = client.get_experiment_by_name(monitor_experiment_name(EXPERIMENT)).experiment_id
+    tags = {TAG_KIND: "monitor", TAG_FINGERPRINT: fingerprint, TAG_REFERENCE: project["reference"]}
+    stale = client.create_run(exp_id, tags=tags, start_time=int((time.time() - 7 * 3600) * 1000))  # a dead job
+    other = client.create_run(exp_id, tags=tags)  # a live job, which finishes (with an alert) a bit later
+
+    def finish() -> None:
+        time.sleep(3)
+        client.set_tag(other.info.run_id, TAG_ALERT, "true")
+        client.set_terminated(other.info.run_id, "FINISHED")
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    try:
+        run = monitor_batch(cfg, batch, device="cpu")
+    finally:
+        thread.join()
+    assert run.reused and run.run_id == other.info.run_id and run.alert and run.report is None
+    active = {r.info.run_id for r in _active_runs(project["uri"], fingerprint)}
+    assert active == {other.info.run_id, stale.info.run_id}  # this job's own run was deleted
+    # the stale claim alone does not block: a job goes on and logs (and the stale run is never a winner)
+    client.delete_run(other.info.run_id)
+    mine = monitor_batch(cfg, batch, device="cpu")
+    assert not mine.reused and mine.run_id not in (stale.info.run_id, other.info.run_id)
+    assert client.get_run(mine.run_id).info.status == "FINISHED"
+
+
+def test_monitor_out_writes_the_report_and_json(project: dict[str, Any], tmp_path: Path, capsys: Any) -> None:
+    path = project["batches"] / "drifted.npz"
+    out = tmp_path / "report"
+    capsys.readouterr()
+    assert _cli(["monitor", str(project["config"]), "--batch", str(path), "--device", "cpu", "--out", str(out)]) == 1
+    saved = json.loads((out / "monitor.json").read_text())
+    assert saved["alert"] is True and project["cue"] in saved["feature_drift"]["drifted_features"]
+    assert saved["mlflow"]["run_id"] and (out / ".sparsecheck").is_file()
+    page = (out / "monitor.html").read_text()
+    assert 'data-kind="alert"' in page and f"feature {project['cue']} drifted" in page and "<script" not in page
+    assert sorted(p.name for p in out.iterdir()) == [".sparsecheck", "monitor.html", "monitor.json"]
+    # a user's own folder is refused, as for `run --out`; --force writes into it and leaves their files
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    capsys.readouterr()
+    assert _cli(["monitor", str(project["config"]), "--batch", str(path), "--device", "cpu", "--out", str(mine)]) == 2
+    assert "not empty and was not written by sparsecheck" in capsys.readouterr().err
+    assert not (mine / "monitor.json").exists()
+
+
+def test_an_unreachable_server_is_retried_then_exit_3(project: dict[str, Any], tmp_path: Path, capsys: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    monkeypatch.setenv("SPARSECHECK_TRACKING_ATTEMPTS", "3")
+    monkeypatch.setenv("SPARSECHECK_TRACKING_BACKOFF_S", "0.4")
+    capsys.readouterr()
+    start = time.monotonic()
+    code = _cli(["monitor", str(project["config"]), "--batch", str(project["batches"] / "quiet101.npz"),
+                 "--device", "cpu", "--tracking-uri", uri, "--out", str(tmp_path / "out")])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 3 and 1.2 <= elapsed < 30  # waited 0.4 + 0.8 s between the 3 attempts, and no longer
+    assert err.count("did not answer (attempt") == 2 and "retrying in 0.8 s" in err
+    last = [line for line in err.splitlines() if line.startswith("sparsecheck: error:")]
+    assert len(last) == 1 and f"cannot reach the MLflow tracking server at {uri} after 3 attempts" in last[0]
+    assert not (tmp_path / "out").exists()  # the folder it created for nothing is gone
+    monkeypatch.setenv("SPARSECHECK_TRACKING_ATTEMPTS", "many")
+    assert _cli(["monitor", str(project["config"]), "--batch", str(project["batches"] / "quiet101.npz"),
+                 "--tracking-uri", uri]) == 2
+    assert "$SPARSECHECK_TRACKING_ATTEMPTS" in capsys.readouterr().err

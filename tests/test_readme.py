@@ -30,13 +30,18 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 def test_other_readme_shell_commands_are_the_monitoring_and_extract_recipes():
     """Beyond install+demo and the tests, the ```bash blocks hold only the monitoring recipe, which
-    tests/test_demo.py runs verbatim on the demo's batches, and the extract recipe, which
-    tests/test_extract.py runs verbatim in a small project (each of its lines, and only those)."""
+    tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints), and
+    the extract recipe, which tests/test_extract.py runs verbatim in a small project (each of its
+    lines, and only those)."""
+    from sparsecheck.cli import _demo_monitor_hint
     from tests.test_extract import RUNS_README_LINES, readme_extract_commands
 
     extract = readme_extract_commands()
     assert set(extract) == set(RUNS_README_LINES), "tests/test_extract.py must run every extract line"
-    for block in _bash_blocks((ROOT / "README.md").read_text())[2:]:
-        for line in block.splitlines():
-            monitor = line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch ")
-            assert monitor or line in extract, line
+    lines = [line for block in _bash_blocks((ROOT / "README.md").read_text())[2:] for line in block.splitlines()]
+    monitor = [line for line in lines if line not in extract]
+    for line in monitor:
+        assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
+    printed = _demo_monitor_hint(Path("sparsecheck-demo/data/config.yaml"), None).splitlines()[1:]
+    assert monitor == [p.strip() for p in printed]
+    assert all(" --out monitor-" in line for line in monitor)  # each writes its report where the reader looks

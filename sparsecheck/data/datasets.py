@@ -93,6 +93,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.metadata = metadata
         self.skipped_unreadable: list[tuple[str, str]] = []
         self._fingerprint: str | None = None
+        self._digest: str | None = None
 
     # -- constructors
     @classmethod
@@ -384,11 +385,22 @@ class ImageDataset(torch.utils.data.Dataset):
     def fingerprint(self) -> str:
         """A content hash of images, labels, ids and geometry (used as the feature cache key)."""
         if self._fingerprint is None:
+            h = hashlib.sha256(self.digest().encode())
+            h.update(f"{self.geometry!r}:{self.channels}".encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def digest(self) -> str:
+        """A hash of what the examples are: ids, labels, and the pixels (in-memory arrays) or the
+        files' paths, sizes and modification times — not how they are brought to the model
+        (geometry, channels). Two runs over the same data get the same digest whatever their
+        model's input size; :meth:`fingerprint` adds the geometry to it for the feature cache.
+        """
+        if self._digest is None:
             h = hashlib.sha256()
             h.update("\0".join(self.ids.tolist()).encode())
             if self.labels is not None:
                 h.update(self.labels.tobytes())
-            h.update(f"{self.geometry!r}:{self.channels}".encode())
             if self._images is not None:
                 h.update(str(self._images.shape).encode())
                 h.update(np.ascontiguousarray(self._images).data)
@@ -396,8 +408,15 @@ class ImageDataset(torch.utils.data.Dataset):
                 for f in self._files or []:
                     st = f.stat()
                     h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
+            self._digest = h.hexdigest()[:16]
+        return self._digest
+
+    def class_counts(self) -> dict[int, int]:
+        """Examples per label (``{label: count}``, labels sorted); empty for unlabelled data."""
+        if self.labels is None:
+            return {}
+        values, counts = np.unique(self.labels, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts)}
 
     def _check_sizes(self) -> None:
         """Refuse files whose images would come out in different sizes (they could never be batched)."""

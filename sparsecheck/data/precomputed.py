@@ -114,6 +114,18 @@ class PrecomputedFeatures:
         """The fingerprint of the model that computed the features, if ``meta.json`` gives it."""
         return self.meta.get("model_fingerprint")
 
+    def class_counts(self) -> dict[int, int]:
+        """Examples per label (``{label: count}``, labels sorted); empty for unlabelled data."""
+        if self.labels is None:
+            return {}
+        values, counts = np.unique(self.labels, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts)}
+
+    def digest(self) -> str:
+        """What the examples are, as MLflow's dataset digest: :meth:`fingerprint` (features carry
+        no geometry to leave out, unlike :meth:`sparsecheck.data.ImageDataset.digest`)."""
+        return self.fingerprint()
+
     def fingerprint(self) -> str:
         """A content hash of ids, labels, features and logits (read in chunks: bounded memory)."""
         if self._fingerprint is None:

@@ -45,7 +45,8 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
     """
     out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
     # results.json first: without it the directory no longer claims to hold a finished run
-    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "sparse_path.png"):
+    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
+                 "sparse_path.png"):
         (out / name).unlink(missing_ok=True)
     for name in ("features", "sparse_layer"):
         shutil.rmtree(out / name, ignore_errors=True)
@@ -65,8 +66,11 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
     """Write the outputs into the output directory and log the run to MLflow, in this order.
 
     1. Create the MLflow run (unless ``mlflow.enabled`` is false): its id goes into the report
-       and results.json, which are themselves artifacts of that run.
-    2. ``activations.npz``, ``report.html``, then ``results.json`` (last, atomically).
+       and results.json, which are themselves artifacts of that run. Log the data splits as its
+       dataset inputs and the sparse layer as its models (``mlflow.log_sparse_model``): their
+       URIs, and a classifier that could not be logged (under ``skipped``), go into results.json.
+    2. ``activations.npz``, ``test_features.npz``, ``report.html``, then ``results.json`` (last,
+       atomically).
     3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
        or FAILED if anything above raised.
 
@@ -78,7 +82,8 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
 
     from sparsecheck.errors import TrackingError
     from sparsecheck.reports.html import write_report
-    from sparsecheck.reports.tracking import ACTIVATIONS_FILE, start_run, write_activations
+    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, start_run, write_activations,
+                                              write_test_features)
 
     if ctx.out_dir is None:
         return
@@ -100,15 +105,26 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
-    # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
-    ctx.results, ctx.run_results = _checked(results)
     with run if run is not None else contextlib.nullcontext():
+        if run is not None:
+            try:
+                run.log_inputs(ctx)
+                results["sparse_model"] = run.log_sparse_model(ctx)
+            except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
+                tracking_error = exc
+                logger.warning("%s; writing the local outputs anyway", exc)
+        # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
+        ctx.results, ctx.run_results = _checked(results)
         write_activations(ctx, out / ACTIVATIONS_FILE)
+        write_test_features(ctx, out / TEST_FEATURES_FILE)
         write_report(ctx, out / "report.html")
         write_json_atomic(out / "results.json", ctx.results)
         ctx.artifacts["results.json"] = str(out / "results.json")
-        if run is not None:
+        if run is not None and tracking_error is None:
             run.log_outputs(ctx)
+        elif run is not None:
+            with contextlib.suppress(TrackingError):
+                run.end("FAILED")
     if tracking_error is not None:
         raise tracking_error
 

@@ -180,10 +180,11 @@ def load_stage(ctx: RunContext) -> None:
         stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
         ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",
                                 "fingerprint": stored.get("model_fingerprint")}
-    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
-                           for s, d in inputs.datasets.items()}
+    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape),
+                               "digest": d.digest()} for s, d in inputs.datasets.items()}
     for s, p in inputs.precomputed.items():
-        ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim}
+        ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
+                                  "digest": p.digest()}
     ctx.results["data"] = {s: ctx.results["data"][s] for s in ("train", "val", "test") if s in ctx.results["data"]}
     if cfg.data.skip_unreadable:
         for s, d in inputs.datasets.items():

@@ -15,6 +15,12 @@ from MLflow and reports, for B against A:
   the ids in their ``activations.npz``): Pearson correlations between A's and B's used features,
   a Hungarian assignment on ``-|r|`` (one-to-one), and a pair counts as *the same feature* when
   ``|r| >= min_correlation``. Two runs of the same model (same fingerprint) match by id.
+* **representation similarity**: linear CKA (:mod:`sparsecheck.analysis.representation`) between
+  the two runs' whole feature layers (their ``test_features.npz``) and between their used sparse
+  features (``activations.npz``), on the shared test examples;
+* **test data**: whether both runs were evaluated on the same test data (the digests of their
+  test splits, ``data.test.digest``). Different test data is a warning (in the output and the
+  log), not a regression.
 
 Feature matching lives in :mod:`sparsecheck.analysis.matching` (re-exported here), rendering
 (Markdown, HTML) in :mod:`sparsecheck.reports.compare_render`. This module is the comparison
@@ -52,6 +58,7 @@ import numpy as np
 
 from sparsecheck.analysis.matching import (DEFAULT_MIN_CORRELATION, FeatureMatch, FeatureMatching, RunActivations,
                                            identity_matching, match_features)
+from sparsecheck.analysis.representation import FeatureSample, RepresentationSimilarity, compare_representations
 from sparsecheck.results import is_failing
 from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.errors import DataError, ParameterError, TrackingError
@@ -75,6 +82,10 @@ __all__ = [
     "compare_runs",
     "write_comparison",
     "load_run_activations",
+    "load_run_test_features",
+    "FeatureSample",
+    "RepresentationSimilarity",
+    "EvaluationDataCheck",
 ]
 
 DEFAULT_SLICE_FDR = 0.05
@@ -199,6 +210,16 @@ class ClassFeatureChange:
         return bool(self.lost or self.gained)
 
 
+@dataclass(frozen=True)
+class EvaluationDataCheck:
+    """Were both runs evaluated on the same test data? ``same`` is None when a run records no digest."""
+
+    same: bool | None
+    digest_a: str | None
+    digest_b: str | None
+    message: str
+
+
 @dataclass
 class RunComparison:
     """The comparison of run B against run A.
@@ -214,6 +235,10 @@ class RunComparison:
         One line per regression; empty means none.
     notes : list of str
         What could not be compared, and why.
+    representation : RepresentationSimilarity or None
+        Linear CKA between the runs' feature layers; None when neither run logged them.
+    test_data : EvaluationDataCheck or None
+        Whether the two runs' test data are the same (by digest).
     """
 
     run_a: str
@@ -228,6 +253,8 @@ class RunComparison:
     matching: FeatureMatching | None
     regressions: list[str]
     notes: list[str] = field(default_factory=list)
+    representation: RepresentationSimilarity | None = None
+    test_data: EvaluationDataCheck | None = None
 
     @property
     def has_regression(self) -> bool:
@@ -251,6 +278,8 @@ class RunComparison:
             "spurious_findings": [asdict(s) for s in self.spurious],
             "features_by_class": [asdict(c) for c in self.features],
             "feature_matching": None if self.matching is None else self.matching.to_dict(),
+            "representation": None if self.representation is None else self.representation.to_dict(),
+            "test_data": None if self.test_data is None else asdict(self.test_data),
             "notes": list(self.notes),
         }
 
@@ -296,7 +325,8 @@ def _rate(rate: float | None, ci: tuple[float, float] | None, size: int | None) 
 def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
                     activations_a: RunActivations | None = None, activations_b: RunActivations | None = None,
                     *, run_a: str = "A", run_b: str = "B", min_correlation: float = DEFAULT_MIN_CORRELATION,
-                    slice_fdr: float = DEFAULT_SLICE_FDR) -> RunComparison:
+                    slice_fdr: float = DEFAULT_SLICE_FDR, features_a: FeatureSample | None = None,
+                    features_b: FeatureSample | None = None) -> RunComparison:
     """Compare two runs' ``results.json`` contents (and their activations, to match features).
 
     Parameters
@@ -313,6 +343,9 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
         Smallest ``|r|`` for two features to be the same feature.
     slice_fdr : float
         A slice only B has is a regression when its q-value is at most this.
+    features_a, features_b : FeatureSample, optional
+        The runs' whole feature layers on their test examples (``test_features.npz``), for the
+        CKA between the layers; the CKA between the used features needs only the activations.
 
     Returns
     -------
@@ -355,8 +388,10 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
                                + (f" (score {s.score_b:.3g})" if s.score_b is not None else ""))
     metrics = _compare_metrics(results_a, results_b)
     features = _compare_features(results_a, results_b, matching, notes)
+    test_data = _compare_test_data(results_a, results_b, notes)
+    representation = compare_representations(features_a, features_b, activations_a, activations_b, notes=notes)
     comparison = RunComparison(run_a, run_b, status_a, status_b, assertions, slices, metrics, spurious,
-                               features, matching, regressions, notes)
+                               features, matching, regressions, notes, representation, test_data)
     logger.info("compare %s -> %s: %d regressions", run_a, run_b, len(regressions))
     return comparison
 
@@ -645,6 +680,29 @@ def _compare_features(ra: dict, rb: dict, matching: FeatureMatching | None,
     return out
 
 
+def _compare_test_data(ra: dict, rb: dict, notes: list[str]) -> EvaluationDataCheck:
+    """Same test data in both runs? Different data is a warning: every comparison above is then
+    between different examples (a logged warning and a note, not a regression)."""
+    da, db = _dig(ra, "data", "test", "digest"), _dig(rb, "data", "test", "digest")
+    if da is None or db is None:
+        missing = " and ".join(r for r, d in (("A", da), ("B", db)) if d is None)
+        return EvaluationDataCheck(None, da, db, f"not compared: {missing} records no test-data digest "
+                                                 "(a run logged before sparsecheck recorded one)")
+    if da == db:
+        return EvaluationDataCheck(True, da, db, f"the same in both runs (digest {da})")
+
+    def where(r: dict, digest: str) -> str:
+        n, source = _dig(r, "data", "test", "n"), _dig(r, "data", "test", "source")
+        return f"digest {digest}" + (f", {n} examples" if n is not None else "") + (f" from {source}" if source else "")
+
+    message = (f"different (A: {where(ra, da)}; B: {where(rb, db)}): slices, metrics and CKA compare "
+               "different examples")
+    notes.append(f"the runs were evaluated on different test data: {message}")
+    logger.warning("compare %s -> %s: the runs were evaluated on different test data: %s",
+                   _dig(ra, "mlflow", "run_id") or "A", _dig(rb, "mlflow", "run_id") or "B", message)
+    return EvaluationDataCheck(False, da, db, message)
+
+
 # --------------------------------------------------------------------------- MLflow loading
 def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunActivations:
     """The ``activations.npz`` artifact of an MLflow run.
@@ -658,6 +716,20 @@ def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunAct
 
     with tempfile.TemporaryDirectory(prefix="sparsecheck-activations-") as tmp:
         return RunActivations.load(download_run_artifact(run_id, ACTIVATIONS_FILE, tracking_uri, dst_dir=tmp))
+
+
+def load_run_test_features(run_id: str, tracking_uri: str | None = None) -> FeatureSample:
+    """The ``test_features.npz`` artifact of an MLflow run (its feature layer on test examples).
+
+    Raises
+    ------
+    TrackingError
+        when the run does not exist or has no ``test_features.npz``.
+    """
+    from sparsecheck.reports.tracking import TEST_FEATURES_FILE, download_run_artifact
+
+    with tempfile.TemporaryDirectory(prefix="sparsecheck-test-features-") as tmp:
+        return FeatureSample.load(download_run_artifact(run_id, TEST_FEATURES_FILE, tracking_uri, dst_dir=tmp))
 
 
 def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
@@ -685,14 +757,21 @@ def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
     results_a = load_run_results(run_a, uri)
     results_b = load_run_results(run_b, uri)
     acts: list[RunActivations | None] = []
+    feats: list[FeatureSample | None] = []
     for run in (run_a, run_b):
         try:
             acts.append(load_run_activations(run, uri))
         except TrackingError:
             logger.info("run %s has no activations.npz", run)
             acts.append(None)
+        try:
+            feats.append(load_run_test_features(run, uri))
+        except TrackingError:
+            logger.info("run %s has no test_features.npz", run)
+            feats.append(None)
     return compare_results(results_a, results_b, acts[0], acts[1], run_a=run_a, run_b=run_b,
-                           min_correlation=min_correlation, slice_fdr=slice_fdr)
+                           min_correlation=min_correlation, slice_fdr=slice_fdr, features_a=feats[0],
+                           features_b=feats[1])
 
 
 def write_comparison(comparison: RunComparison, out_dir: str | Path, *, force: bool = False) -> dict[str, Path]:

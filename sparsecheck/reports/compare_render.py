@@ -137,6 +137,34 @@ def _matching_line(m: "FeatureMatching") -> str:
             f"{len(m.unmatched_a)} of A's and {len(m.unmatched_b)} of B's used features unmatched.")
 
 
+def _representation_line(c: "RunComparison") -> str | None:
+    r = c.representation
+    if r is None:
+        return None
+
+    def cka(value: float | None) -> str:
+        return "—" if value is None or value != value else f"{value:.3f}"
+
+    parts = []
+    if r.cka_full is not None:
+        parts.append(f"whole feature layer {cka(r.cka_full)} ({r.dim_a} → {r.dim_b} features, {r.n_full} shared "
+                     "test examples)")
+    if r.cka_used is not None:
+        parts.append(f"used sparse features {cka(r.cka_used)} ({r.used_a} → {r.used_b} features, {r.n_used} "
+                     "examples)")
+    return ("Representation similarity (linear CKA, 1 = the same up to rotation and scale, near 0 = unrelated): "
+            + "; ".join(parts) + ".")
+
+
+def _test_data_line(c: "RunComparison") -> tuple[str, str] | None:
+    """``(tone, sentence)`` about the test data: warn when the runs saw different data."""
+    t = c.test_data
+    if t is None:
+        return None
+    tone = "warn" if t.same is False else "good" if t.same else "neutral"
+    return tone, f"Test data: {t.message}."
+
+
 def sections(c: "RunComparison") -> list[tuple[str, list[str], list[list[str]], str]]:
     """``(title, header, rows, text when empty)`` per section; a regression's change cell starts with ⚠."""
     a_rows = [[a.name, a.severity, str(a.status_a or "—"), str(a.status_b or "—"),
@@ -176,6 +204,9 @@ def to_markdown(c: "RunComparison") -> str:
     title = {"regression": f"**REGRESSION** ({len(c.regressions)})", "still-failing": f"**{v['title']}**",
              "no-regression": "**no regression**"}[v["kind"]]
     out += [f"Verdict: {title}. Status: {c.status_a or '?'} → {c.status_b or '?'}.", ""]
+    data_line = _test_data_line(c)
+    if data_line is not None:
+        out += [("⚠ " if data_line[0] == "warn" else "") + _md(data_line[1]), ""]
     out += ["What changed:", ""] + [f"- {'⚠ ' if tone == 'bad' else ''}{_md(text)}" for tone, text in what_changed(c)]
     out.append("")
     if c.regressions:
@@ -191,6 +222,9 @@ def to_markdown(c: "RunComparison") -> str:
         out.append("")
     if c.matching is not None:
         out += [_matching_line(c.matching), ""]
+    representation = _representation_line(c)
+    if representation is not None:
+        out += [representation, ""]
     if c.notes:
         out += ["## Notes", ""] + [f"- {_md(n)}" for n in c.notes] + [""]
     return "\n".join(out).rstrip() + "\n"
@@ -223,6 +257,9 @@ td.warn { color: var(--warn); font-weight: 600; } td.good { color: var(--pass); 
 td.s-fail, td.s-error { color: var(--fail); font-weight: 600; } td.s-pass { color: var(--pass); }
 details > summary { cursor: pointer; color: #0969da; font-size: 13px; }
 .empty, .note { color: var(--muted); }
+p.test-data { margin: 10px 0 0; padding: 6px 12px; border-left: 4px solid var(--line); background: #fff; }
+p.test-data.warn { border-color: var(--warn); background: var(--warn-bg); }
+p.test-data.good { border-color: var(--pass); }
 """
 
 
@@ -273,6 +310,9 @@ def to_html(c: "RunComparison") -> str:
         '<ul class="changed" id="what-changed">'
         + "".join(f'<li class="{tone}">{e(text)}</li>' for tone, text in what_changed(c)) + "</ul></div>",
     ]
+    data_line = _test_data_line(c)
+    if data_line is not None:
+        parts.append(f'<p class="test-data {data_line[0]}" id="test-data">{e(data_line[1])}</p>')
     if c.regressions:
         parts.append('<h2>Regressions</h2><ul id="regressions">')
         parts += [f"<li>{e(r)}</li>" for r in c.regressions]
@@ -283,6 +323,9 @@ def to_html(c: "RunComparison") -> str:
         parts.append(_table(header, rows) if rows else f'<p class="empty">{e(empty)}</p>')
     if c.matching is not None:
         parts.append(f'<p class="note">{e(_matching_line(c.matching))}</p>')
+    representation = _representation_line(c)
+    if representation is not None:
+        parts.append(f'<p class="note" id="representation">{e(representation)}</p>')
     if c.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in c.notes) + "</ul>")
     parts.append("</main></body></html>")

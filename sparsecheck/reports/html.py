@@ -337,6 +337,7 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     model = results.get("model") if isinstance(results.get("model"), Mapping) else {}
     data = results.get("data") if isinstance(results.get("data"), Mapping) else {}
     mlflow = results.get("mlflow") if isinstance(results.get("mlflow"), Mapping) else None
+    sparse_model = results.get("sparse_model") if isinstance(results.get("sparse_model"), Mapping) else {}
     timings = results.get("timings") if isinstance(results.get("timings"), Mapping) else {}
     return {
         "status": status,
@@ -346,6 +347,8 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "model": model,
         "model_name": Path(str(model.get("source"))).name if model.get("source") else None,
         "data": data,
+        "sparse_model": {k: sparse_model.get(k) if isinstance(sparse_model.get(k), Mapping) else None
+                         for k in ("classifier", "head", "registered")},
         "features": results.get("features") if isinstance(results.get("features"), Mapping) else {},
         "timings": timings,
         "total_seconds": sum(v for v in (_finite(t) for t in timings.values()) if v is not None),

@@ -469,3 +469,73 @@ def test_long_tables_collapse(tmp_path: Path) -> None:
     worse = [{**s, "error_rate": 0.6, "ci_low": 0.5, "ci_high": 0.7} for s in many]
     page = compare_results(results(slices=many), results(slices=worse)).to_html()
     assert "Show 25 more rows" in page and "40 slices got worse or newly significant" in page
+
+
+# ----------------------------------------------------------------------------- test data and representations
+def test_different_test_data_is_a_warning_not_a_regression(caplog: Any) -> None:
+    import logging
+
+    same = compare_results(results(data={"test": {"digest": "d1", "n": 600}}),
+                           results(data={"test": {"digest": "d1", "n": 600}}))
+    assert same.test_data.same is True and not same.has_regression
+    assert "Test data: the same in both runs (digest d1)." in same.to_markdown()
+    with caplog.at_level(logging.WARNING, logger="sparsecheck.reports.compare"):
+        diff = compare_results(results(data={"test": {"digest": "d1", "n": 600, "source": "/a/test.npz"}}),
+                               results(data={"test": {"digest": "d2", "n": 500}}), run_a="r1", run_b="r2")
+    assert diff.test_data.same is False and not diff.has_regression and diff.regressions == []
+    assert "different test data" in caplog.text and "d1" in caplog.text and "d2" in caplog.text
+    md = diff.to_markdown()
+    assert "⚠ Test data: different (A: digest d1, 600 examples from /a/test.npz; B: digest d2, 500 examples)" in md
+    assert any("different test data" in n for n in diff.notes)
+    assert 'class="test-data warn"' in diff.to_html()
+    assert json.loads(json.dumps(diff.to_dict()))["test_data"]["same"] is False
+    unknown = compare_results(results(), results(data={"test": {"digest": "d2"}}))
+    assert unknown.test_data.same is None and "A records no test-data digest" in unknown.to_markdown()
+
+
+@pytest.fixture(scope="module")
+def two_real_runs(small_run: Any, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    """Two pipeline runs over the small project's data, logged to the server: its exported TinyNet
+    and the same architecture with other random weights (a factory model)."""
+    from sparsecheck.config import parse_config
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage, sparse_stage
+
+    cfg = small_run.config
+    data = {k: str(getattr(cfg.data, k)) for k in ("train", "val", "test")}
+    base = {"data": {**data, "class_names": cfg.data.class_names},
+            "features": {"batch_size": 32, "cache_dir": str(cfg.features.cache_dir)},
+            "sparse": {"n_lambdas": 10, "solver": "fista", "max_epochs": 300, "tol": 1e-4},
+            "mlflow": {"experiment": "cmp-real-runs", "tracking_uri": mlflow_server.uri, "log_sparse_model": False}}
+    models = [{"path": str(cfg.model.path), "input": {"scale": 255.0}},
+              {"factory": "tests.helpers:make_tiny_net", "factory_kwargs": {"seed": 7}, "input": {"scale": 255.0}}]
+    ids = []
+    for i, model in enumerate(models):
+        config = parse_config({**base, "model": model})
+        ctx = run_pipeline(config, tmp_path_factory.mktemp(f"cmp-run-{i}"), device="cpu",
+                           stages=[load_stage, extract_stage, dense_stage, sparse_stage])
+        ids.append(ctx)
+    return ids
+
+
+def test_compare_of_two_real_runs_shows_cka_and_same_test_data(two_real_runs: list[Any], mlflow_server: Any,
+                                                                tmp_path: Path, capsys: Any) -> None:
+    from sparsecheck.analysis.representation import FeatureSample, linear_cka
+
+    a, b = (ctx.results["mlflow"]["run_id"] for ctx in two_real_runs)
+    capsys.readouterr()
+    code = _cli(["compare", a, b, "--tracking-uri", mlflow_server.uri, "--out", str(tmp_path / "cmp")])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    assert "Test data: the same in both runs (digest " in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Representation similarity (linear CKA"))
+    assert "whole feature layer" in line and "(6 → 6 features, 90 shared test examples)" in line
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    rep = saved["representation"]
+    assert 0.0 < rep["cka_full"] < 0.999 and rep["n_full"] == 90 and rep["cka_used"] is not None
+    assert saved["test_data"]["same"] is True
+    assert 'id="representation"' in (tmp_path / "cmp" / "compare.html").read_text()
+    # what compare reports is the CKA of the two runs' logged test features, paired by id
+    fa, fb = (FeatureSample.load(Path(ctx.out_dir) / "test_features.npz") for ctx in two_real_runs)
+    assert fa.features.dtype == np.float16 and list(fa.ids) == list(fb.ids)
+    assert rep["cka_full"] == pytest.approx(linear_cka(fa.features, fb.features), abs=1e-9)

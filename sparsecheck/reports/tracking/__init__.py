@@ -4,7 +4,9 @@ A run holds the config as params, the headline figures as metrics (dense and spa
 sparsity, features per class, error rates of the top slices, assertion counts), tags
 (``sparsecheck.status``, ``sparsecheck.version``, ``sparsecheck.model_fingerprint``,
 ``sparsecheck.kind``) and the outputs as artifacts: ``report.html``, ``results.json``,
-``junit.xml``, ``activations.npz``, ``sparse_layer/`` and ``features/``.
+``junit.xml``, ``activations.npz``, ``test_features.npz``, ``sparse_layer/`` and ``features/``;
+the data splits as MLflow dataset inputs (:mod:`~.datasets`) and the sparse layer as
+``mlflow.pytorch`` models (:mod:`~.sparse_model`).
 
 The order matters because ``results.json`` names its own MLflow run and is itself an artifact::
 
@@ -41,6 +43,7 @@ from sparsecheck.reports.tracking.run_logging import (
     ACTIVATIONS_FILE,
     KINDS,
     OUTPUT_ARTIFACTS,
+    TEST_FEATURES_FILE,
     TOP_SLICE_METRICS,
     LoggedRun,
     MlflowRun,
@@ -49,6 +52,7 @@ from sparsecheck.reports.tracking.run_logging import (
     params_from_config,
     start_run,
     write_activations,
+    write_test_features,
 )
 from sparsecheck.reports.tracking.store import DEFAULT_DB, prefetch, resolve_tracking_uri
 
@@ -64,6 +68,8 @@ __all__ = [
     "params_from_config",
     "metrics_from_results",
     "write_activations",
+    "TEST_FEATURES_FILE",
+    "write_test_features",
     "load_run_results",
     "download_run_artifact",
 ]

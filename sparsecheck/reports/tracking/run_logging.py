@@ -41,8 +41,13 @@ logger = logging.getLogger(__name__)
 
 #: activations of the used sparse features on the test split (see :func:`write_activations`)
 ACTIVATIONS_FILE = "activations.npz"
+#: the whole feature layer on (at most TEST_FEATURES_MAX_EXAMPLES of) the test split, float16
+#: (see :func:`write_test_features`): what ``compare`` measures CKA on
+TEST_FEATURES_FILE = "test_features.npz"
+TEST_FEATURES_MAX_EXAMPLES = 2000
 #: output files and folders logged as artifacts when present (besides ``ctx.artifacts``)
-OUTPUT_ARTIFACTS = ("report.html", "results.json", "junit.xml", ACTIVATIONS_FILE, "sparse_layer", "features")
+OUTPUT_ARTIFACTS = ("report.html", "results.json", "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
+                    "sparse_layer", "features")
 KINDS = ("run", "monitor")
 #: slices whose error rate becomes a metric (``slice_1_error_rate`` is the best slice)
 TOP_SLICE_METRICS = 5
@@ -233,6 +238,39 @@ def write_activations(ctx: "RunContext", path: str | Path) -> Path | None:
     return path
 
 
+def write_test_features(ctx: "RunContext", path: str | Path, *,
+                        max_examples: int = TEST_FEATURES_MAX_EXAMPLES) -> Path | None:
+    """Write the test split's whole feature layer, for at most ``max_examples`` examples, to ``path``.
+
+    The file holds ``ids`` (str, m) and ``features`` (float16, m × d: raw deep features, clipped
+    to float16's range), with ``m = min(n, max_examples)``: 2,000 examples of a 2,048-wide layer
+    is 8 MB. When the split is larger, the examples kept are those whose ids hash lowest (SHA-1),
+    so two runs over the same test data keep the same examples, and ``compare`` can measure the
+    similarity of their representations (linear CKA) on them. Without a test split, a file left
+    at ``path`` by an earlier run is removed and None is returned.
+    """
+    import hashlib
+
+    path = Path(path)
+    view = ctx.splits.get("test")
+    if view is None:
+        path.unlink(missing_ok=True)
+        return None
+    ids = np.asarray(view.ids).astype(str)
+    if ids.size > max_examples:
+        keys = np.array([hashlib.sha1(i.encode()).hexdigest() for i in ids])
+        rows = np.sort(np.argsort(keys, kind="stable")[:max_examples])
+    else:
+        rows = np.arange(ids.size)
+    features = np.asarray(view.features[rows], dtype=np.float32)
+    limit = float(np.finfo(np.float16).max)
+    features = np.clip(features, -limit, limit).astype(np.float16)
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, ids=ids[rows], features=features)
+    ctx.artifacts[path.name] = str(path)
+    return path
+
+
 def _output_artifacts(ctx: "RunContext") -> list[Path]:
     """Files and folders under the output directory that belong to this run."""
     out = Path(ctx.out_dir)
@@ -337,6 +375,56 @@ class MlflowRun:
         logger.info("logged run %s to MLflow (%s): %d params, %d metrics, %d artifacts in %.1f s",
                     run_id, self.info.tracking_uri, len(params), len(metrics), len(artifacts), logged.seconds)
         return logged
+
+    def log_inputs(self, ctx: "RunContext") -> list[str]:
+        """Log the run's data splits as MLflow dataset inputs (see :mod:`.datasets`); return their names.
+
+        Raises
+        ------
+        TrackingError
+            MLflow refused or could not be reached.
+        """
+        from sparsecheck.reports.tracking.datasets import dataset_inputs
+
+        splits = {s: d for s in ("train", "val", "test")
+                  if (d := ctx.datasets.get(s) or getattr(ctx, "precomputed", {}).get(s)) is not None}
+        if not splits:
+            return []
+        try:
+            with _quiet():
+                inputs = dataset_inputs(splits, ctx.class_names)
+                self.client.log_inputs(self.info.run_id, datasets=inputs)
+        except Exception as exc:
+            raise TrackingError(f"logging the datasets of run {self.info.run_id} to MLflow at "
+                                f"{self.info.tracking_uri} failed: {_one_line(exc)}") from exc
+        return [i.dataset.name for i in inputs]
+
+    def log_sparse_model(self, ctx: "RunContext") -> dict[str, Any] | None:
+        """Log the sparse layer as MLflow models (see :mod:`.sparse_model`) when
+        ``mlflow.log_sparse_model`` is on; return what ``results["sparse_model"]`` records."""
+        from sparsecheck.reports.tracking.sparse_model import log_sparse_models
+
+        if not ctx.config.mlflow.log_sparse_model:
+            return None
+        return log_sparse_models(ctx, self)
+
+    def discard(self) -> None:
+        """Delete the run (it ends here; leaving the ``with`` block then does nothing): for a run that
+        turned out to duplicate another one, such as the loser of a monitoring claim.
+
+        Raises
+        ------
+        TrackingError
+            MLflow refused or could not be reached.
+        """
+        try:
+            with _quiet():
+                self.client.set_terminated(self.info.run_id, status="KILLED")
+                self.client.delete_run(self.info.run_id)
+        except Exception as exc:
+            raise TrackingError(f"deleting run {self.info.run_id} at {self.info.tracking_uri} failed: "
+                                f"{_one_line(exc)}") from exc
+        self.ended = True
 
     def end(self, run_status: str = "FINISHED") -> None:
         """Tag ``sparsecheck.status`` and terminate the run (FINISHED, FAILED or KILLED). Idempotent."""

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 #: the embedded default store, in the working directory
 DEFAULT_DB = "mlflow.db"
 _HEALTH_TIMEOUT_S = 5.0
+#: attempts to reach a tracking server before giving up (the environment variable overrides it)
+ATTEMPTS_ENV, DEFAULT_ATTEMPTS, MAX_ATTEMPTS = "SPARSECHECK_TRACKING_ATTEMPTS", 3, 10
+#: seconds before the first retry, doubled before each next one, at most MAX_BACKOFF_S each
+BACKOFF_ENV, DEFAULT_BACKOFF_S, MAX_BACKOFF_S = "SPARSECHECK_TRACKING_BACKOFF_S", 2.0, 30.0
 
 
 # --------------------------------------------------------------------------- tracking URI
@@ -77,18 +82,69 @@ def _redact(uri: str) -> str:
     return uri
 
 
+def retry_policy() -> tuple[int, float]:
+    """``(attempts, first backoff in seconds)`` for reaching a tracking server.
+
+    ``$SPARSECHECK_TRACKING_ATTEMPTS`` (default 3, at most 10) and
+    ``$SPARSECHECK_TRACKING_BACKOFF_S`` (default 2; doubled before each next retry, at most 30 s
+    per wait): with the defaults an unreachable server costs about 6 s of waiting (2 + 4) before
+    the command gives up, and at most 4.5 minutes whatever the settings.
+
+    Raises
+    ------
+    ConfigError
+        naming the variable, for a value that is not a number in range.
+    """
+    from sparsecheck.errors import ConfigError
+
+    def read(name: str, default: float, kind: type, low: float, high: float) -> Any:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or not (low <= value <= high):
+            raise ConfigError(f"must be a{'n integer' if kind is int else ' number'} in [{low:g}, {high:g}]",
+                              key=f"${name}", value=raw)
+        return value
+
+    return (read(ATTEMPTS_ENV, DEFAULT_ATTEMPTS, int, 1, MAX_ATTEMPTS),
+            read(BACKOFF_ENV, DEFAULT_BACKOFF_S, float, 0.0, MAX_BACKOFF_S))
+
+
 def _check_reachable(uri: str, timeout: float = _HEALTH_TIMEOUT_S) -> None:
-    """Fail fast on a tracking server that is not there (MLflow itself retries for minutes)."""
+    """Fail fast on a tracking server that is not there (MLflow itself retries for minutes).
+
+    A server that does not answer is tried again a few times with a growing wait
+    (:func:`retry_policy`), each retry logged; then TrackingError names the URI, the attempts and
+    the last reason.
+    """
     if urllib.parse.urlparse(uri).scheme not in ("http", "https"):
         return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answered: reachable, whatever it thinks of /health
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"cannot reach the MLflow tracking server at {_redact(uri)}: {reason}") from exc
+    attempts, backoff = retry_policy()
+    shown = _redact(uri)
+    start = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+                pass
+        except urllib.error.HTTPError:
+            return  # it answered: reachable, whatever it thinks of /health
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(exc, ValueError) or attempt == attempts:  # a malformed URI does not heal
+                tried = f" after {attempt} attempts over {time.monotonic() - start:.0f} s" if attempt > 1 else ""
+                raise TrackingError(f"cannot reach the MLflow tracking server at {shown}{tried}: {reason}") from exc
+            wait = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)
+            logger.warning("MLflow tracking server at %s did not answer (attempt %d of %d: %s); retrying in %.1f s",
+                           shown, attempt, attempts, reason, wait)
+            time.sleep(wait)
+        else:
+            if attempt > 1:
+                logger.info("MLflow tracking server at %s answered on attempt %d", shown, attempt)
+            return
 
 
 # --------------------------------------------------------------------------- quiet MLflow
@@ -129,6 +185,28 @@ def _quiet() -> Iterator[None]:
         finally:
             for line in printed.getvalue().splitlines():
                 logger.debug("mlflow: %s", line)
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """Make ``uri`` MLflow's global tracking URI for the block (for the few MLflow calls that read
+    nothing else, such as ``mlflow.pytorch.log_model``), then restore what was there before.
+
+    MLflow's own ``set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI`` (and unsets it when
+    restoring an unset URI), so the variable is restored here as it was, not as MLflow leaves it.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    utils.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 _prefetch_lock = threading.Lock()
