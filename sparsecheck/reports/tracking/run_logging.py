@@ -387,7 +387,7 @@ class MlflowRun:
         from sparsecheck.reports.tracking.datasets import dataset_inputs
 
         splits = {s: d for s in ("train", "val", "test")
-                  if (d := ctx.datasets.get(s) or getattr(ctx, "precomputed", {}).get(s)) is not None}
+                  if (d := ctx.datasets.get(s) or ctx.precomputed.get(s)) is not None}
         if not splits:
             return []
         try:
