@@ -4,7 +4,8 @@
 
 1. loads the model and settings from CONFIG and the batch (``.npz`` with ``x``, optional ``y``
    and ``id``; labels are optional), and fingerprints the batch;
-2. finds the reference run — ``--reference RUN_ID``, else the latest FINISHED run with tag
+2. finds the reference run — ``--reference RUN_ID``, else for an MLflow model (``--model`` /
+   ``model.uri``) the latest check of that model version, else the latest FINISHED run with tag
    ``sparsecheck.kind = run`` in the config's experiment — and stops early when this batch was
    already scored against it (same fingerprint, same reference; ``--force`` scores it again);
 3. extracts the batch's deep features, loads the reference's sparse layer (``sparse_layer/``),
@@ -421,8 +422,9 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     batch : path or ImageDataset
         ``.npz`` (``x``, optional ``y`` and ``id``) or ImageFolder directory, or a dataset.
     reference : str or MonitorReference, optional
-        Reference run id (or an already loaded reference). Default: the latest FINISHED run of
-        kind ``run`` in ``config.mlflow.experiment``.
+        Reference run id (or an already loaded reference). Default: for ``model.uri``, the latest
+        check of that model version; else the latest FINISHED run of kind ``run`` in
+        ``config.mlflow.experiment``.
     tracking_uri : str, optional
         Default ``config.mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
         ``sqlite:///mlflow.db``. Monitoring always talks to MLflow (``mlflow.enabled`` is for
@@ -466,7 +468,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     if isinstance(reference, MonitorReference):
         ref_id = reference.run_id
     else:
-        ref_id = reference or find_reference_run(config.mlflow.experiment, uri)
+        ref_id = reference or _model_check(config, uri) or find_reference_run(config.mlflow.experiment, uri)
     client = _client(uri)
     exp_id = _find_experiment(client, monitor_experiment_name(config.mlflow.experiment), uri)
     existing = _existing_run(client, exp_id, fingerprint, ref_id, uri)
@@ -477,12 +479,33 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         return MonitorRun(existing.info.run_id, str(exp_id), ref_id, fingerprint, alert, True, None, uri)
 
     ref = reference if isinstance(reference, MonitorReference) else load_reference(ref_id, uri)
+    if model is None:
+        model = config.model.load(tracking_uri=uri)
     report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha, psi_threshold=psi_threshold,
                     bins=bins, device=device)
+    origin = getattr(model, "origin", None)
     run_id, exp_id = _log_run(report, config, ds, uri, {"alpha": alpha, "psi_threshold": psi_threshold,
-                                                        "bins": bins}, ref.results)
+                                                        "bins": bins}, ref.results,
+                              mlflow_model=None if origin is None else origin.to_dict())
     logger.info("monitoring run %s logged (alert: %s)", run_id, report.alert)
     return MonitorRun(run_id, exp_id, ref_id, fingerprint, report.alert, False, report, uri)
+
+
+def _model_check(config: "Config", uri: str) -> str | None:
+    """The latest check of the model version ``model.uri`` names (``--model``): the reference a
+    registered model is monitored against, when no ``--reference`` is given."""
+    if config.model.uri is None:
+        return None
+    from sparsecheck.reports.tracking.registry import find_check_run, resolve_model_uri
+
+    origin = resolve_model_uri(config.model.uri, uri)
+    run_id = find_check_run(origin)
+    if run_id is None:
+        logger.warning("%s (%s) has no sparsecheck check; the reference is the latest run of experiment %r",
+                       config.model.uri, origin.label, config.mlflow.experiment)
+    else:
+        logger.info("reference: run %s, the latest check of %s", run_id, origin.label)
+    return run_id
 
 
 def _score(config: "Config", ds: "ImageDataset", ref: MonitorReference, *, model: "Model | None",
@@ -618,7 +641,8 @@ def _quote(value: str) -> str:
 
 
 def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset", uri: str,
-             params: dict[str, Any], reference_results: dict[str, Any]) -> tuple[str, str]:
+             params: dict[str, Any], reference_results: dict[str, Any],
+             mlflow_model: dict[str, Any] | None = None) -> tuple[str, str]:
     """Log the batch as one FINISHED run of kind ``monitor``; return (run_id, experiment_id)."""
     from mlflow.entities import Metric, Param
 
@@ -645,7 +669,8 @@ def _log_run(report: MonitorReport, config: "Config", ds: "ImageDataset", uri: s
     plist = [Param(k, str(v)) for k, v in {**params, "batch": report.batch,
                                            "reference_run": report.reference_run}.items()]
     # FAILED (never taken as covering the batch) if anything below raises
-    model_info = {"model": reference_results.get("model") or {}}  # the model fingerprint becomes a tag
+    # the model fingerprint becomes a tag; an MLflow model its sparsecheck.model_* tags and input link
+    model_info = {"model": reference_results.get("model") or {}, "mlflow_model": mlflow_model}
     with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
         run_id = run.info.run_id
         try:

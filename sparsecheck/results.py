@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
-           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord"]
+           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
+           "SkippedRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread
 SCHEMA_VERSION = "1.0"
@@ -160,6 +161,18 @@ class MlflowRecord(_Record):
     run_id: str
 
 
+class MlflowModelRecord(_Record):
+    """Where the model came from when it was loaded from MLflow (``model.uri`` / ``--model``)."""
+
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    model_id: str | None = None
+    tracking_uri: str | None = None
+
+
 class SkippedRecord(_Record):
     """An optional step that could not run here, and why."""
 
@@ -186,6 +199,7 @@ class RunResults(BaseModel):
     slices: list[SliceRecord] = Field(default_factory=list)
     assertions: list[AssertionRecord] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None
+    mlflow_model: MlflowModelRecord | None = None
     skipped: list[SkippedRecord] = Field(default_factory=list)
 
     # -- the verdict

@@ -60,7 +60,7 @@ def load_stage(ctx: RunContext) -> None:
     cfg = ctx.config
     class_names = cfg.data.class_names
     # the model first: without model.input its weights say how images become input (torchvision)
-    ctx.model = cfg.model.load()
+    ctx.model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri)
     spec = cfg.model.input_spec(ctx.model)
     datasets: dict[str, ImageDataset] = {}
     for split in ("train", "val", "test"):
@@ -94,6 +94,8 @@ def load_stage(ctx: RunContext) -> None:
     ctx.input_spec = spec.without_geometry()
     ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                             "fingerprint": ctx.model.fingerprint()}
+    if ctx.model.origin is not None:  # loaded from MLflow: which version, run and logged model
+        ctx.results["mlflow_model"] = ctx.model.origin.to_dict()
     ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape)}
                            for s, d in datasets.items()}
     if cfg.data.skip_unreadable:

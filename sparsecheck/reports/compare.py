@@ -214,6 +214,9 @@ class RunComparison:
         One line per regression; empty means none.
     notes : list of str
         What could not be compared, and why.
+    model_a, model_b : dict or None
+        The model version each side stands for, when it was given as a model URI
+        (see :mod:`sparsecheck.champion`): ``given``, ``label``, ``name``, ``version``, the check's ``run_id``...
     """
 
     run_a: str
@@ -228,6 +231,8 @@ class RunComparison:
     matching: FeatureMatching | None
     regressions: list[str]
     notes: list[str] = field(default_factory=list)
+    model_a: dict[str, Any] | None = None
+    model_b: dict[str, Any] | None = None
 
     @property
     def has_regression(self) -> bool:
@@ -252,6 +257,7 @@ class RunComparison:
             "features_by_class": [asdict(c) for c in self.features],
             "feature_matching": None if self.matching is None else self.matching.to_dict(),
             "notes": list(self.notes),
+            "model_a": self.model_a, "model_b": self.model_b,
         }
 
     # ------------------------------------------------------------------ rendering
