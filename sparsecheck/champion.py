@@ -50,10 +50,15 @@ class CompareTarget:
     checked_now: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``compare.json`` records as ``model_a`` / ``model_b``."""
-        out: dict[str, Any] = {"given": self.given, "run_id": self.run_id, "checked_now": self.checked_now}
+        """What ``compare.json`` records as ``model_a`` / ``model_b``: ``given``, ``label``, the
+        version (``name``, ``version``, ``alias``, ``model_run_id`` that logged it, ``model_id``),
+        ``run_id`` (the check) and ``checked_now``."""
+        out: dict[str, Any] = {"given": self.given}
         if self.origin is not None:
-            out.update({"label": self.origin.label, **self.origin.to_dict()})
+            origin = self.origin.to_dict()
+            origin["model_run_id"] = origin.pop("run_id")
+            out.update({"label": self.origin.label, **origin})
+        out.update({"run_id": self.run_id, "checked_now": self.checked_now})
         return out
 
 
