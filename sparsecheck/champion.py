@@ -101,7 +101,8 @@ def resolve_target(target: str, *, tracking_uri: str | None = None, run_missing:
     if run_id is not None:
         logger.info("%s is %s, checked by run %s", target, origin.label, run_id)
         return CompareTarget(target, run_id, origin)
-    command = f"sparsecheck run CONFIG.yaml --model {shlex.quote(_pinned(origin))} --tracking-uri {shlex.quote(uri)}"
+    command = (f"sparsecheck run CONFIG.yaml --model {shlex.quote(_pinned(origin))} "
+               f"--tracking-uri {shlex.quote(origin.tracking_uri)}")
     if run_missing is None:
         raise TrackingError(f"{target} is {origin.label}, which has no finished sparsecheck check at {origin.tracking_uri}; "
                             f"check it with `{command}`, or pass --run-missing CONFIG.yaml", user_input=True)

@@ -149,12 +149,18 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
     if not logged:
         logger.info("the run was not logged to MLflow: no verdict written on %s", origin.label)
         return None
+    from sparsecheck.errors import TrackingError
+
     assertions = ctx.results.get("assertions")
-    return record_verdict(origin, status=gate_status(assertions, fail_on),  # type: ignore[arg-type]
-                          run_id=str(logged["run_id"]),
-                          failed_assertions=len(failing_assertions(assertions, fail_on)),  # type: ignore[arg-type]
-                          spurious_findings=len(ctx.results.get("spurious_findings") or []),
-                          promote_alias=ctx.config.mlflow.promote_alias)
+    try:
+        return record_verdict(origin, status=gate_status(assertions, fail_on),  # type: ignore[arg-type]
+                              run_id=str(logged["run_id"]),
+                              failed_assertions=len(failing_assertions(assertions, fail_on)),  # type: ignore[arg-type]
+                              spurious_findings=len(ctx.results.get("spurious_findings") or []),
+                              promote_alias=ctx.config.mlflow.promote_alias)
+    except TrackingError as exc:
+        raise TrackingError(f"{exc}; the check itself finished ({ctx.results.get('status')}): its outputs are in "
+                            f"{ctx.out_dir} and MLflow run {logged['run_id']}") from exc
 
 
 def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
@@ -203,5 +209,5 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
     ctx.results["timings"] = timings
     write_outputs(ctx)
-    record_model_verdict(ctx, fail_on)
+    ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

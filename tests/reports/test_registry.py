@@ -175,3 +175,22 @@ def test_compare_names_the_version_without_a_check(registry: dict[str, Any], cap
     assert (f"models:/{NAME}@challenger is {NAME} version {version} (@challenger), which has no finished "
             f"sparsecheck check") in line
     assert f"sparsecheck run CONFIG.yaml --model models:/{NAME}/{version} --tracking-uri {registry['uri']}" in line
+
+
+def test_comparison_names_the_model_versions_at_the_top() -> None:
+    from sparsecheck.reports.compare import compare_results
+
+    ok = {"status": "pass", "assertions": [{"name": "acc", "status": "pass", "severity": "error"}]}
+    comparison = compare_results(ok, ok, run_a="r1", run_b="r2")
+    comparison.model_a = {"given": "models:/digits@champion", "label": "digits version 1 (@champion)",
+                          "run_id": "r1", "checked_now": True}
+    comparison.model_b = {"given": "models:/digits@challenger", "label": "digits version 2 (@challenger)",
+                          "run_id": "r2", "checked_now": False}
+    markdown = comparison.to_markdown().splitlines()
+    assert markdown[2:4] == [
+        "- A: models:/digits@champion = digits version 1 (@champion), checked now (--run-missing) by run r1",
+        "- B: models:/digits@challenger = digits version 2 (@challenger), checked by run r2"]
+    page = comparison.to_html()
+    assert page.index('id="models"') < page.index('id="verdict"')
+    assert "B: models:/digits@challenger = digits version 2 (@challenger), checked by run r2" in page
+    assert comparison.to_dict()["model_a"]["checked_now"] is True

@@ -38,7 +38,8 @@ import datetime as _dt
 import difflib
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -174,6 +175,12 @@ class ModelOrigin:
     run_id: str | None = None
     model_id: str | None = None
     artifact_uri: str = field(default="", compare=False)
+    #: the tracking URI to call, credentials included (never written out; ``tracking_uri`` is what is shown)
+    client_uri: str = field(default="", compare=False, repr=False)
+
+    @property
+    def _calls(self) -> str:
+        return resolve_tracking_uri(self.client_uri or self.tracking_uri)
 
     @property
     def registered(self) -> bool:
@@ -192,6 +199,7 @@ class ModelOrigin:
         """``{uri, name, version, alias, run_id, model_id, tracking_uri}`` (results.json's ``mlflow_model``)."""
         d = asdict(self)
         d.pop("artifact_uri")
+        d.pop("client_uri")
         return d
 
     @classmethod
@@ -239,10 +247,12 @@ def resolve_model_uri(uri: str, tracking_uri: str | None = None) -> ModelOrigin:
         with _quiet():
             client = _client(resolved)
             if parsed.registered:
-                return _resolve_version(client, parsed, shown)
-            if parsed.model_id is not None:
-                return _resolve_logged_model(client, parsed, shown)
-            return _resolve_run_model(client, parsed, shown)
+                origin = _resolve_version(client, parsed, shown)
+            elif parsed.model_id is not None:
+                origin = _resolve_logged_model(client, parsed, shown)
+            else:
+                origin = _resolve_run_model(client, parsed, shown)
+        return replace(origin, client_uri=resolved)
     except TrackingError:
         raise
     except Exception as exc:
@@ -357,7 +367,7 @@ def download_model(origin: ModelOrigin, dst_dir: str | Path) -> Path:
     """
     import mlflow.artifacts
 
-    resolved = resolve_tracking_uri(origin.tracking_uri)
+    resolved = origin._calls
     try:
         with _quiet():
             local = mlflow.artifacts.download_artifacts(artifact_uri=origin.artifact_uri, dst_path=str(dst_dir),
@@ -389,13 +399,15 @@ def link_model_input(client: "MlflowClient", run_id: str, model_id: str | None) 
 # --------------------------------------------------------------------------- the verdict
 @dataclass
 class Verdict:
-    """What :func:`record_verdict` wrote: the tags, and the alias it moved (or why it did not)."""
+    """What :func:`record_verdict` wrote: the tags, and the alias it moved (or why it did not), in
+    ``seconds``."""
 
     origin: ModelOrigin
     tags: dict[str, str]
     alias: str | None = None
     promoted: bool = False
     alias_note: str = ""
+    seconds: float = 0.0
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -435,12 +447,13 @@ def record_verdict(origin: ModelOrigin, *, status: str, run_id: str, failed_asse
             "sparsecheck.failed_assertions": str(int(failed_assertions)),
             "sparsecheck.spurious_findings": str(int(spurious_findings)),
             "sparsecheck.checked_at": checked_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    start = time.perf_counter()
     verdict = Verdict(origin, tags, alias=promote_alias)
     if not origin.registered and not origin.model_id:
         logger.info("%s is neither a registered model version nor a logged model: no verdict tags to write",
                     origin.uri)
         return verdict
-    resolved = resolve_tracking_uri(origin.tracking_uri)
+    resolved = origin._calls
     _check_reachable(resolved)
     what = origin.label
     try:
@@ -465,7 +478,8 @@ def record_verdict(origin: ModelOrigin, *, status: str, run_id: str, failed_asse
         raise
     except Exception as exc:
         raise TrackingError(f"writing the verdict on {what} at {origin.tracking_uri} failed: {_one_line(exc)}") from exc
-    logger.info("%s", verdict.summary())
+    verdict.seconds = time.perf_counter() - start
+    logger.info("%s (%.2f s)", verdict.summary(), verdict.seconds)
     if promote_alias and not verdict.promoted:
         logger.warning("%s", verdict.alias_note)
     return verdict
@@ -490,7 +504,7 @@ def find_check_run(origin: ModelOrigin) -> str | None:
     TrackingError
         the server is unreachable or refuses (exit 3).
     """
-    resolved = resolve_tracking_uri(origin.tracking_uri)
+    resolved = origin._calls
     _check_reachable(resolved)
     try:
         with _quiet():
