@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from sparsecheck.errors import ModelError, TrackingError
+from sparsecheck.errors import TrackingError
 from sparsecheck.reports.tracking.store import (
     _check_reachable,
     _client,
