@@ -136,6 +136,9 @@ TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (de
                            "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).")
 FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion severity that fails the run.")
 ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
+ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model instead of the config's model source: "
+                        "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or models:/m-ID (mlflow.pytorch "
+                        "flavour, loaded from the tracking server: only load models from your own server).")
 
 
 @contextlib.contextmanager
@@ -233,22 +236,34 @@ def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
 def run(
     config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config."),
     out: Path = typer.Option(Path("sparsecheck-out"), "--out", help="Output directory."),
+    model: Optional[str] = ModelOpt,
     tracking_uri: Optional[str] = TrackingOpt,
+    promote_alias: Optional[str] = typer.Option(
+        None, "--promote-alias", metavar="NAME", help="Move this alias (e.g. validated) onto the registered model "
+        "version when the gate passes; never on a failure (overrides mlflow.promote_alias)."),
     device: Device = DeviceOpt,
     fail_on: FailOn = FailOnOpt,
     force: bool = ForceOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Run the pipeline on a config: the pre-deployment gate (exit 1 when an assertion fails)."""
+    """Run the pipeline on a config: the pre-deployment gate (exit 1 when an assertion fails).
+
+    With a registered model (--model models:/NAME@ALIAS or model.uri), the verdict is tagged on
+    the model version, and --promote-alias moves an alias onto it when the gate passes.
+    """
     _setup_logging(verbose, quiet)
     _one_process("run")
     from sparsecheck.config import load_config
     from sparsecheck.pipeline import run_pipeline
 
     cfg = load_config(config)
+    _override_model(cfg, model)
+    if promote_alias is not None:
+        _set_promote_alias(cfg, promote_alias)
     with _release_out_dir_on_failure(out):
-        ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force)
+        ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force,
+                           fail_on=fail_on.value)
     _finish(ctx, fail_on)
 
 
@@ -277,23 +292,62 @@ def extract(
     raise typer.Exit(0)
 
 
+def _override_model(cfg, model: str | None) -> None:
+    """``--model URI``: the MLflow model replaces the config's model source."""
+    if model is not None:
+        cfg.use_model_uri(model, key="--model")
+
+
+def _set_promote_alias(cfg, alias: str) -> None:
+    from pydantic import ValidationError
+
+    from sparsecheck.errors import ConfigError
+
+    try:
+        cfg.mlflow.promote_alias = alias
+    except ValidationError as exc:
+        raise ConfigError(exc.errors()[0]["msg"].removeprefix("Value error, "), key="--promote-alias",
+                          value=alias) from None
+
+
 @_command()
 def compare(
-    run_a: str = typer.Argument(..., metavar="RUN_A", help="Baseline MLflow run id."),
-    run_b: str = typer.Argument(..., metavar="RUN_B", help="MLflow run id compared against the baseline."),
+    run_a: str = typer.Argument(..., metavar="A", help="Baseline: an MLflow run id, or a model version "
+                                "(models:/NAME@ALIAS, models:/NAME/VERSION) whose sparsecheck run is used."),
+    run_b: str = typer.Argument(..., metavar="B", help="Compared against the baseline: a run id or a model version."),
     tracking_uri: Optional[str] = TrackingOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Also write compare.html and compare.json here."),
+    run_missing: Optional[Path] = typer.Option(
+        None, "--run-missing", metavar="CONFIG.yaml", help="Check a model version that has no sparsecheck run "
+        "yet with this config (its model replaced by the version), then compare."),
     min_correlation: float = typer.Option(0.5, "--min-correlation", min=0.01, max=1.0,
                                           help="Smallest |r| between activations for two features to be the same."),
+    device: Device = DeviceOpt,
     force: bool = ForceOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Compare run B against run A: Markdown on stdout, exit 1 on a regression."""
-    _setup_logging(verbose, quiet)
-    from sparsecheck.reports.compare import compare_runs, write_comparison
+    """Compare B against A: Markdown on stdout, exit 1 on a regression.
 
-    comparison = compare_runs(run_a, run_b, tracking_uri=tracking_uri, min_correlation=min_correlation)
+    A and B are MLflow run ids, or model versions (models:/NAME@champion models:/NAME@challenger)
+    resolved to their latest finished sparsecheck run.
+    """
+    _setup_logging(verbose, quiet)
+    from sparsecheck.champion import compare_targets
+    from sparsecheck.reports.compare import write_comparison
+
+    cfg = None
+    if run_missing is not None:
+        from sparsecheck.config import load_config
+
+        cfg = load_config(run_missing)
+    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            from sparsecheck._runtime import claim_out_dir
+
+            claim_out_dir(out, force=force, note="written by sparsecheck compare")  # before a check writes into it
+        comparison = compare_targets(run_a, run_b, tracking_uri=tracking_uri, run_missing=cfg, out_dir=out,
+                                     device=device.value, force=force, min_correlation=min_correlation)
     if out is not None:
         paths = write_comparison(comparison, out, force=force)
         typer.echo(f"comparison written to {paths['compare.html']}", err=True)
@@ -307,8 +361,10 @@ def monitor(
     batch: Path = typer.Option(..., "--batch", help="The new batch: .npz with x, optional y and id; or "
                                "precomputed features (a directory from `extract --out`, an .npz with features, "
                                "Parquet), which need no model."),
+    model: Optional[str] = ModelOpt,
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference MLflow run id (default: "
-                                            "the latest finished run of the config's experiment)."),
+                                            "the latest check of the --model version, else the latest "
+                                            "finished run of the config's experiment)."),
     tracking_uri: Optional[str] = TrackingOpt,
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="Metadata table (CSV/Parquet) of the batch."),
     alpha: float = typer.Option(DRIFT_ALPHA, "--alpha", min=1e-9, max=0.5, help="FDR level of the drift tests."),
@@ -334,6 +390,7 @@ def monitor(
     from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
 
     cfg = load_config(config)
+    _override_model(cfg, model)
     with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             out = prepare_monitor_out_dir(out, force=force)

@@ -110,7 +110,7 @@ class InputConfig(_Strict):
 
 
 #: the keys of ``model:`` that name where the model comes from (exactly one, or none for features)
-MODEL_SOURCES = ("path", "factory", "torchvision", "timm", "huggingface")
+MODEL_SOURCES = ("path", "factory", "torchvision", "timm", "huggingface", "uri")
 
 
 class ModelConfig(_Strict):
@@ -122,6 +122,12 @@ class ModelConfig(_Strict):
     ``feature_layer`` names a module as in the original ``nn.Module`` (``avgpool``, ``layer4``,
     ``classifier.1``); its *output* is taken, as in torchvision's feature extraction. ``NAME:input``
     takes the module's *input* instead (``fc:input`` is what the head ``fc`` sees, the default).
+
+    ``uri`` is an MLflow model (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
+    ``runs:/RUN_ID/PATH``, ``models:/m-...``) logged with the ``mlflow.pytorch`` flavour, loaded
+    from the run's tracking server (``mlflow.tracking_uri`` / ``--tracking-uri``). The flavour
+    unpickles, so load only models from your own tracking server. An MLflow model brings no
+    preprocessing: ``input`` says how images become its input (default: divide by 255).
     """
 
     path: Path | None = None
@@ -132,8 +138,18 @@ class ModelConfig(_Strict):
     torchvision_weights: str = "DEFAULT"
     timm: str | None = None
     huggingface: Path | None = None
+    uri: str | None = None
     feature_layer: str | None = None
     input: InputConfig = Field(default_factory=InputConfig)
+
+    @field_validator("uri")
+    @classmethod
+    def _model_uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sparsecheck.reports.tracking.registry import parse_model_uri
+
+        return parse_model_uri(v).uri  # ValueError names the URI and the accepted forms
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelConfig":
@@ -154,8 +170,9 @@ class ModelConfig(_Strict):
         """The model sources this section names (one, or none when every split is precomputed features)."""
         return [k for k in MODEL_SOURCES if getattr(self, k)]
 
-    def load(self) -> Any:
-        """Load the model this section names (a :class:`sparsecheck.models.Model`).
+    def load(self, *, tracking_uri: str | None = None) -> Any:
+        """Load the model this section names (a :class:`sparsecheck.models.Model`); an MLflow
+        ``uri`` is resolved against ``tracking_uri``.
 
         Raises
         ------
@@ -171,7 +188,7 @@ class ModelConfig(_Strict):
         return load_model(path=self.path, factory=self.factory, weights=self.weights,
                           factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
                           torchvision_weights=self.torchvision_weights, timm=self.timm,
-                          huggingface=self.huggingface)
+                          huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri)
 
     def input_spec(self, model: Any = None) -> Any:
         """The :class:`~sparsecheck.data.InputSpec`: ``model.input`` when the config gives it, else
@@ -276,7 +293,12 @@ class AnalysisConfig(_Strict):
 
 
 class MlflowConfig(_Strict):
-    """Where runs are logged."""
+    """Where runs are logged.
+
+    ``promote_alias`` (e.g. ``validated``): when the model comes from the registry
+    (``model.uri: models:/NAME/VERSION`` or ``models:/NAME@ALIAS``) and the gate passes, this alias
+    is moved onto the checked version; a failing gate never moves it.
+    """
 
     enabled: bool = True
     tracking_uri: str | None = None
@@ -287,6 +309,17 @@ class MlflowConfig(_Strict):
     log_sparse_model: bool = True
     #: register the logged sparse classifier as a new version of this registered model
     register_sparse_model: str | None = None
+    #: set this alias on the registered model version that was checked, only when the gate passes
+    promote_alias: str | None = None
+
+    @field_validator("promote_alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sparsecheck.reports.tracking.registry import check_alias_name
+
+        return check_alias_name(v)
 
 
 class Config(_Strict):
@@ -326,6 +359,44 @@ class Config(_Strict):
             self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
                                                   class_names=self.data.class_names))
         return self._parsed[1]
+
+    def use_model_uri(self, uri: str, *, key: str = "--model") -> None:
+        """Make the MLflow model ``uri`` the model source (``--model``), in place of the config's.
+
+        ``model.feature_layer`` and ``model.input`` are kept: they say how to read the model.
+
+        Raises
+        ------
+        ConfigError
+            naming ``key`` when ``uri`` is not an MLflow model URI.
+        """
+        kept = self.model.model_dump(include={"feature_layer", "input"}, exclude_unset=True)
+        try:
+            self.model = ModelConfig.model_validate({**kept, "uri": uri})
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(msg, key=key, value=uri) from None
+
+    def check_promotion(self) -> None:
+        """Refuse ``mlflow.promote_alias`` (``--promote-alias``) where there is no version to promote.
+
+        Raises
+        ------
+        ConfigError
+            when the model is not a registered version, or MLflow logging is off.
+        """
+        alias = self.mlflow.promote_alias
+        if alias is None:
+            return
+        from sparsecheck.reports.tracking.registry import parse_model_uri
+
+        if self.model.uri is None or not parse_model_uri(self.model.uri).registered:
+            raise ConfigError(f"alias {alias!r} can only be set on a registered model version: give the model as "
+                              "models:/NAME/VERSION or models:/NAME@ALIAS (model.uri or --model)",
+                              key="mlflow.promote_alias", value=alias)
+        if not self.mlflow.enabled:
+            raise ConfigError("needs mlflow.enabled: the verdict on the model version points at the "
+                              "sparsecheck MLflow run", key="mlflow.promote_alias", value=alias)
 
     def to_flat_dict(self) -> dict[str, str]:
         """``{"sparse.alpha": "0.99", ...}`` for logging as MLflow params."""

@@ -17,6 +17,12 @@ source             what is read
 ``timm``           a timm model name plus ``weights`` (needs ``pip install sparsecheck[timm]``)
 ``huggingface``    a local Hugging Face ``transformers`` image-classification directory
                    (``config.json`` + weights; needs ``pip install sparsecheck[huggingface]``)
+``uri``            an MLflow model logged with the ``mlflow.pytorch`` flavour:
+                   ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID/PATH`` or
+                   ``models:/m-...``, downloaded from the tracking server and loaded with
+                   ``mlflow.pytorch.load_model`` (see :mod:`sparsecheck.reports.tracking.registry`).
+                   That flavour unpickles (or loads a ``torch.export`` program): load models
+                   only from your own tracking server
 =================  ===========================================================================
 
 A model that fails to load does not print third-party warnings or log lines before the one-line\nerror: they go to the debug log.
@@ -69,7 +75,7 @@ class Model:
     module : nn.Module
         Runs ``logits = module(x)`` (or returns an object with ``.logits``). For ``.pt2`` files
         this is the exported program's graph module; for TorchScript files the script module.
-    kind : {"export", "torchscript", "factory", "torchvision", "timm", "huggingface", "module"}
+    kind : {"export", "torchscript", "factory", "torchvision", "timm", "huggingface", "mlflow", "module"}
     source : str
         Path, factory or model name it came from.
     program : torch.export.ExportedProgram or None
@@ -78,6 +84,9 @@ class Model:
         What the weights expect, when the source says so: keys of ``model.input`` (``resize``,
         ``crop``, ``size``, ``mean``, ``std``, ``scale``). Used when the config gives no
         ``model.input``.
+    origin : ModelOrigin or None
+        Where an MLflow model came from (registered name, version, alias, run, logged model id);
+        see :class:`sparsecheck.reports.tracking.registry.ModelOrigin`.
     """
 
     module: nn.Module
@@ -85,6 +94,7 @@ class Model:
     source: str
     program: Any = None
     preprocessing: dict[str, Any] | None = None
+    origin: Any = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
@@ -157,7 +167,8 @@ def _quiet_loading(what: str = "loading the model") -> Iterator[None]:
 def load_model(*, path: str | Path | None = None, factory: str | None = None,
                weights: str | Path | None = None, factory_kwargs: dict | None = None,
                torchvision: str | None = None, torchvision_weights: str = "DEFAULT",
-               timm: str | None = None, huggingface: str | Path | None = None) -> Model:
+               timm: str | None = None, huggingface: str | Path | None = None, uri: str | None = None,
+               tracking_uri: str | None = None) -> Model:
     """Load a classifier from exactly one source (see the module docstring).
 
     Parameters
@@ -171,16 +182,26 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
         ``timm.create_model`` (e.g. ``num_classes``).
     huggingface : a local directory saved by ``save_pretrained`` of a ``transformers`` image
         classifier.
+    uri : an MLflow model URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
+        ``runs:/RUN_ID/PATH``, ``models:/m-...``) of a model logged with ``mlflow.pytorch``,
+        resolved and downloaded against ``tracking_uri`` (see
+        :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`). The flavour unpickles: load
+        only models from your own tracking server.
 
     Raises
     ------
     ModelError
         naming the file or source and what was wrong with it.
+    TrackingError
+        for ``uri``: exit 2 when the name, version, alias, run or logged model is not there, exit 3
+        when the tracking server cannot be reached.
     """
-    given = [s for s in (path, factory, torchvision, timm, huggingface) if s]
+    given = [s for s in (path, factory, torchvision, timm, huggingface, uri) if s]
     if len(given) != 1:
-        raise ModelError("give exactly one of a model file, a factory, a torchvision name, a timm name or a "
-                         "Hugging Face directory")
+        raise ModelError("give exactly one of a model file, a factory, a torchvision name, a timm name, a "
+                         "Hugging Face directory or an MLflow model URI")
+    if uri is not None:
+        return _load_mlflow(str(uri), tracking_uri)
     with _quiet_loading():
         if path is not None:
             return _load_file(Path(path))
@@ -227,6 +248,68 @@ def _not_torchscript_reason(path: Path) -> str:
         return ("not a TorchScript file but a state_dict: give it as model.weights together with "
                 "model.factory (or model.timm / model.torchvision) that builds the network")
     return f"not a TorchScript file (it holds a {type(obj).__name__})"
+
+
+# --------------------------------------------------------------------------- MLflow
+def _load_mlflow(uri: str, tracking_uri: str | None) -> Model:
+    """Resolve the URI, download the model and load it with MLflow's own ``mlflow.pytorch`` loader.
+
+    A model saved in MLflow's ``pt2`` format (a ``torch.export`` program, MLflow 3's default) is
+    also read as the program itself, so feature layers inside its graph can be tapped and its
+    weights randomised for the sanity check, as for a ``.pt2`` file.
+    """
+    import shutil
+    import tempfile
+
+    from sparsecheck.reports.tracking.registry import download_model, resolve_model_uri
+
+    origin = resolve_model_uri(uri, tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="sparsecheck-mlflow-model-"))
+    try:
+        local = download_model(origin, tmp)
+        mlflow_pytorch = _import_mlflow_pytorch()
+        from mlflow.models import Model as MlflowModel
+
+        try:
+            flavors = MlflowModel.load(str(local)).flavors
+        except Exception as exc:
+            raise ModelError(f"not an MLflow model (no readable MLmodel file: {_one_line(exc)})", path=uri) from exc
+        if "pytorch" not in flavors:
+            raise ModelError(f"logged with the {', '.join(sorted(flavors)) or 'no'} flavour, not mlflow.pytorch; "
+                             "log it with mlflow.pytorch.log_model", path=uri)
+        with _quiet_loading(f"loading {uri}"):
+            try:
+                module = mlflow_pytorch.load_model(str(local))
+            except Exception as exc:
+                raise ModelError(f"mlflow.pytorch cannot load it: {_one_line(exc)}", path=uri) from exc
+            program = None
+            data = local / str(flavors["pytorch"].get("model_data", "data"))
+            if (data / "model.pt2").is_file():
+                program = torch.export.load(str(data / "model.pt2"))
+        keep = bool(flavors["pytorch"].get("code"))  # its code folder went onto sys.path
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"mlflow.pytorch gave back a {type(module).__name__}, not an nn.Module", path=uri)
+    if program is None:
+        module.eval()
+    logger.info("loaded %s from %s (%s)", uri, origin.tracking_uri, origin.label)
+    return Model(module, "mlflow", uri, program, origin=origin)
+
+
+def _import_mlflow_pytorch() -> Any:
+    """``mlflow.pytorch``, imported without the root log handler it installs (its Lightning autolog
+    module calls ``logging.basicConfig`` on import, which would print every log line twice)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import mlflow.pytorch
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return mlflow.pytorch
 
 
 # --------------------------------------------------------------------------- factory and weights

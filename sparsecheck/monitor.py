@@ -5,7 +5,8 @@
 1. loads the model and settings from CONFIG and the batch (``.npz`` with ``x``, optional ``y``
    and ``id``; labels are optional; or precomputed features, :mod:`sparsecheck.data.precomputed`,
    which need no model), and fingerprints the batch;
-2. finds the reference run — ``--reference RUN_ID``, else the latest FINISHED run with tag
+2. finds the reference run — ``--reference RUN_ID``, else for an MLflow model (``--model`` /
+   ``model.uri``) the latest check of that model version, else the latest FINISHED run with tag
    ``sparsecheck.kind = run`` in the config's experiment — and stops early when this batch was
    already scored against it (same fingerprint, same reference; ``--force`` scores it again);
 3. extracts the batch's deep features, loads the reference's sparse layer (``sparse_layer/``),
@@ -447,8 +448,9 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         precomputed features at the reference's layer (a features directory, ``.npz`` with
         ``features``, Parquet), which need no model.
     reference : str or MonitorReference, optional
-        Reference run id (or an already loaded reference). Default: the latest FINISHED run of
-        kind ``run`` in ``config.mlflow.experiment``.
+        Reference run id (or an already loaded reference). Default: for ``model.uri``, the latest
+        check of that model version; else the latest FINISHED run of kind ``run`` in
+        ``config.mlflow.experiment``.
     tracking_uri : str, optional
         Default ``config.mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
         ``sqlite:///mlflow.db``. Monitoring always talks to MLflow (``mlflow.enabled`` is for
@@ -503,7 +505,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     if isinstance(reference, MonitorReference):
         ref_id = reference.run_id
     else:
-        ref_id = reference or find_reference_run(config.mlflow.experiment, uri)
+        ref_id = reference or _model_check(config, uri) or find_reference_run(config.mlflow.experiment, uri)
     client = _client(uri)
     exp_id = _find_experiment(client, monitor_experiment_name(config.mlflow.experiment), uri)
     existing = _existing_run(client, exp_id, fingerprint, ref_id, uri)
@@ -515,7 +517,12 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         "experiment": monitor_experiment_name(config.mlflow.experiment),
         "tags": {**config.mlflow.tags, TAG_REFERENCE: ref_id, TAG_FINGERPRINT: fingerprint},
         "run_name": f"monitor-{ds.name}-{fingerprint[:8]}"})
-    model_info = {"model": ref.results.get("model") or {}}  # the model fingerprint becomes a tag
+    if model is None and not isinstance(ds, PrecomputedFeatures):
+        model = config.model.load(tracking_uri=uri)
+    origin = getattr(model, "origin", None)
+    # the model fingerprint becomes a tag; an MLflow model its sparsecheck.model_* tags and input link
+    model_info = {"model": ref.results.get("model") or {},
+                  "mlflow_model": None if origin is None else origin.to_dict()}
     # FAILED (never taken as covering the batch) if anything below raises
     with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
         claim = _Claim(run, fingerprint, ref_id)
@@ -631,6 +638,23 @@ def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, 
         fh.write(to_html(doc))
     write_json_atomic(paths["monitor.json"], doc)
     return paths
+
+
+def _model_check(config: "Config", uri: str) -> str | None:
+    """The latest check of the model version ``model.uri`` names (``--model``): the reference a
+    registered model is monitored against, when no ``--reference`` is given."""
+    if config.model.uri is None:
+        return None
+    from sparsecheck.reports.tracking.registry import find_check_run, resolve_model_uri
+
+    origin = resolve_model_uri(config.model.uri, uri)
+    run_id = find_check_run(origin)
+    if run_id is None:
+        logger.warning("%s (%s) has no sparsecheck check; the reference is the latest run of experiment %r",
+                       config.model.uri, origin.label, config.mlflow.experiment)
+    else:
+        logger.info("reference: run %s, the latest check of %s", run_id, origin.label)
+    return run_id
 
 
 def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: MonitorReference, *,

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
-           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "SkippedRecord",
-           "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
+           "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
+           "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread
 SCHEMA_VERSION = "1.0"
@@ -197,6 +197,18 @@ class SparseModelRecord(_Record):
     registered: RegisteredVersionRecord | None = None
 
 
+class MlflowModelRecord(_Record):
+    """Where the model came from when it was loaded from MLflow (``model.uri`` / ``--model``)."""
+
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    model_id: str | None = None
+    tracking_uri: str | None = None
+
+
 class SkippedRecord(_Record):
     """An optional step that could not run here, and why."""
 
@@ -223,6 +235,7 @@ class RunResults(BaseModel):
     slices: list[SliceRecord] = Field(default_factory=list)
     assertions: list[AssertionRecord] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None
+    mlflow_model: MlflowModelRecord | None = None
     skipped: list[SkippedRecord] = Field(default_factory=list)
     data: dict[str, DataSplitRecord] | None = None
     sparse_model: SparseModelRecord | None = None

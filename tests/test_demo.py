@@ -35,9 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_monitor_commands() -> list[str]:
-    """The ``sparsecheck monitor`` lines of the README's ```bash blocks (tests/test_readme.py keeps them the only others)."""
+    """The demo's ``sparsecheck monitor`` lines of the README's ```bash blocks (tests/test_readme.py
+    keeps them and the registry workflow the only others)."""
+    from tests.test_readme import DEMO_MONITOR
+
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith("sparsecheck monitor ")]
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(DEMO_MONITOR)]
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,23 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the tracking server the README's registry workflow talks to: tests/test_registry_workflow.py runs
+#: every block that names it, in order, against a real ``mlflow server`` in its place
+README_SERVER = "http://mlflow:5000"
+#: the demo's monitoring recipe, which tests/test_demo.py runs verbatim where the demo ran
+DEMO_MONITOR = "sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "
 
 
 def _bash_blocks(text: str) -> list[str]:
     return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def server_blocks(text: str | None = None) -> list[tuple[str, str]]:
+    """The README's ```python and ```bash blocks that talk to :data:`README_SERVER`, in order, as
+    ``(language, code)``: the registry workflow."""
+    text = (ROOT / "README.md").read_text() if text is None else text
+    return [(lang, code.strip()) for lang, code in re.findall(r"```(python|bash)\n(.*?)```", text, flags=re.S)
+            if README_SERVER in code]
 
 
 def test_ci_runs_the_readme_test_command():
@@ -20,28 +33,33 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
-    """Every ```python block in the README runs (in order, one namespace), from a scratch dir."""
+    """Every ```python block in the README runs (in order, one namespace), from a scratch dir; those
+    that talk to the tracking server run in tests/test_registry_workflow.py, against a real one."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+        if README_SERVER not in block:
+            exec(compile(block, "README.md", "exec"), namespace)
 
 
-def test_other_readme_shell_commands_are_the_monitoring_and_extract_recipes():
-    """Beyond install+demo and the tests, the ```bash blocks hold only the monitoring recipe, which
-    tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints), and
+def test_other_readme_shell_commands_are_run_by_tests():
+    """Beyond install+demo and the tests, the ```bash blocks hold only: the monitoring recipe, which
+    tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints);
     the extract recipe, which tests/test_extract.py runs verbatim in a small project (each of its
-    lines, and only those)."""
+    lines, and only those); and the registry workflow, which tests/test_registry_workflow.py runs
+    verbatim against a real tracking server."""
     from sparsecheck.cli import _demo_monitor_hint
     from tests.test_extract import RUNS_README_LINES, readme_extract_commands
 
     extract = readme_extract_commands()
     assert set(extract) == set(RUNS_README_LINES), "tests/test_extract.py must run every extract line"
+    workflow = {line for lang, code in server_blocks() if lang == "bash" for line in code.splitlines()}
+    assert len(workflow) == 3
     lines = [line for block in _bash_blocks((ROOT / "README.md").read_text())[2:] for line in block.splitlines()]
-    monitor = [line for line in lines if line not in extract]
+    monitor = [line for line in lines if line not in extract and line not in workflow]
     for line in monitor:
-        assert line.startswith("sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "), line
+        assert line.startswith(DEMO_MONITOR), line
     printed = _demo_monitor_hint(Path("sparsecheck-demo/data/config.yaml"), None).splitlines()[1:]
     assert monitor == [p.strip() for p in printed]
     assert all(" --out monitor-" in line for line in monitor)  # each writes its report where the reader looks

@@ -32,7 +32,7 @@ from sparsecheck.results import SCHEMA_VERSION, RunResults, gate_status
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_pipeline", "write_outputs", "prepare_out_dir", "exit_code_for"]
+__all__ = ["run_pipeline", "write_outputs", "prepare_out_dir", "exit_code_for", "record_model_verdict"]
 
 
 # --------------------------------------------------------------------------- output directory
@@ -139,16 +139,49 @@ def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
 
 
 def _ordered(results: dict[str, Any]) -> dict[str, Any]:
-    first = ["status", "schema_version", "sparsecheck_version", "created", "model", "data", "features", "dense",
+    first = ["status", "schema_version", "sparsecheck_version", "created", "model", "mlflow_model", "data",
+             "features", "dense",
              "accuracy_by_attribute", "sparse_layer", "feature_attributes", "spurious_findings",
              "slices", "assertions", "mlflow"]
     return {**{k: results[k] for k in first if k in results},
             **{k: v for k, v in results.items() if k not in first}}
 
 
+def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
+    """Write the gate's verdict on the registered model version the run checked (and on its MLflow 3
+    logged model), and move ``mlflow.promote_alias`` onto the version when the gate passes.
+
+    Runs after the outputs are written and the MLflow run is FINISHED, so that a failure here
+    (exit 3) costs neither. Does nothing for a model that does not come from MLflow, or a run
+    that was not logged. Returns the :class:`~sparsecheck.reports.tracking.registry.Verdict` or None.
+    """
+    from sparsecheck.reports.tracking.registry import record_verdict
+    from sparsecheck.results import failing_assertions
+
+    origin = getattr(ctx.model, "origin", None)
+    if origin is None:
+        return None
+    logged = ctx.results.get("mlflow")
+    if not logged:
+        logger.info("the run was not logged to MLflow: no verdict written on %s", origin.label)
+        return None
+    from sparsecheck.errors import TrackingError
+
+    assertions = ctx.results.get("assertions")
+    try:
+        return record_verdict(origin, status=gate_status(assertions, fail_on),  # type: ignore[arg-type]
+                              run_id=str(logged["run_id"]),
+                              failed_assertions=len(failing_assertions(assertions, fail_on)),  # type: ignore[arg-type]
+                              spurious_findings=len(ctx.results.get("spurious_findings") or []),
+                              promote_alias=ctx.config.mlflow.promote_alias)
+    except TrackingError as exc:
+        raise TrackingError(f"{exc}; the check itself finished ({ctx.results.get('status')}): its outputs are in "
+                            f"{ctx.out_dir} and MLflow run {logged['run_id']}") from exc
+
+
 def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
                  tracking_uri: str | None = None, force: bool = False,
-                 stages: list[Stage] | None = None) -> RunContext:
+                 stages: list[Stage] | None = None, fail_on: str = "error") -> RunContext:
     """Run every stage on ``config`` and write the outputs into ``out_dir``.
 
     Parameters
@@ -162,6 +195,9 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         MLflow tracking URI overriding the config and ``MLFLOW_TRACKING_URI``.
     force : bool
         Allow writing into a non-empty directory that sparsecheck did not create.
+    fail_on : "error" or "warning"
+        The gate's severity for the verdict written on a registered model version
+        (:func:`record_model_verdict`).
 
     Returns
     -------
@@ -172,6 +208,7 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     ctx = RunContext(config=config, class_names=[], splits={}, device=str(dev))
     if tracking_uri is not None:
         config.mlflow.tracking_uri = tracking_uri
+    config.check_promotion()  # before any work: an alias needs a registered version to move onto
     if out_dir is not None:
         ctx.out_dir = prepare_out_dir(out_dir, force=force)
         if config.mlflow.enabled:  # import MLflow and open its store while the model runs
@@ -188,4 +225,5 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
     ctx.results["timings"] = timings
     write_outputs(ctx)
+    ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

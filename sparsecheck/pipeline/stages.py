@@ -93,7 +93,7 @@ def load_inputs(cfg: Any) -> Inputs:
             raise DataError(f"data.{split}: {exc}") from exc
     # the model first: without model.input its weights say how images become input (torchvision)
     needs_model = len(precomputed) < len(paths)
-    model = cfg.model.load() if needs_model or cfg.model.sources_given else None
+    model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri) if needs_model or cfg.model.sources_given else None
     spec = cfg.model.input_spec(model)
     datasets: dict[str, ImageDataset] = {}
     for split, path in paths.items():
@@ -176,6 +176,8 @@ def load_stage(ctx: RunContext) -> None:
     if ctx.model is not None:
         ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                                 "fingerprint": ctx.model.fingerprint()}
+        if ctx.model.origin is not None:  # loaded from MLflow: which version, run and logged model
+            ctx.results["mlflow_model"] = ctx.model.origin.to_dict()
     else:  # what the features' meta.json says about the model that computed them
         stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
         ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",

@@ -239,6 +239,9 @@ class RunComparison:
         Linear CKA between the runs' feature layers; None when neither run logged them.
     test_data : EvaluationDataCheck or None
         Whether the two runs' test data are the same (by digest).
+    model_a, model_b : dict or None
+        The model version each side stands for, when it was given as a model URI
+        (see :mod:`sparsecheck.champion`): ``given``, ``label``, ``name``, ``version``, the check's ``run_id``...
     """
 
     run_a: str
@@ -255,6 +258,8 @@ class RunComparison:
     notes: list[str] = field(default_factory=list)
     representation: RepresentationSimilarity | None = None
     test_data: EvaluationDataCheck | None = None
+    model_a: dict[str, Any] | None = None
+    model_b: dict[str, Any] | None = None
 
     @property
     def has_regression(self) -> bool:
@@ -281,6 +286,7 @@ class RunComparison:
             "representation": None if self.representation is None else self.representation.to_dict(),
             "test_data": None if self.test_data is None else asdict(self.test_data),
             "notes": list(self.notes),
+            "model_a": self.model_a, "model_b": self.model_b,
         }
 
     # ------------------------------------------------------------------ rendering

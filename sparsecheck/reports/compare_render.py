@@ -28,7 +28,7 @@ from sparsecheck.reports.compare import _fmt, _rate
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.reports.compare import ClassFeature, FeatureMatching, RunComparison
 
-__all__ = ["verdict", "what_changed", "to_markdown", "to_html"]
+__all__ = ["verdict", "what_changed", "model_lines", "to_markdown", "to_html"]
 
 #: table rows shown before the rest collapses (one click away) in the HTML page
 MAX_ROWS = 15
@@ -196,11 +196,25 @@ def sections(c: "RunComparison") -> list[tuple[str, list[str], list[list[str]], 
     ]
 
 
+def model_lines(c: "RunComparison") -> list[str]:
+    """One line per side given as a model URI: the model version it resolved to and the run that checked it."""
+    out = []
+    for side, run, model in (("A", c.run_a, c.model_a), ("B", c.run_b, c.model_b)):
+        if not model:
+            continue
+        checked = "checked now (--run-missing) by run" if model.get("checked_now") else "checked by run"
+        out.append(f"{side}: {model.get('given')} = {model.get('label')}, {checked} {run}")
+    return out
+
+
 # --------------------------------------------------------------------------- Markdown
 def to_markdown(c: "RunComparison") -> str:
     """The comparison as Markdown (what ``sparsecheck compare`` prints): verdict, what changed, tables."""
     v = verdict(c)
     out: list[str] = [f"# sparsecheck compare: `{_md(c.run_a)}` → `{_md(c.run_b)}`", ""]
+    models = model_lines(c)
+    if models:
+        out += [f"- {_md(line)}" for line in models] + [""]
     title = {"regression": f"**REGRESSION** ({len(c.regressions)})", "still-failing": f"**{v['title']}**",
              "no-regression": "**no regression**"}[v["kind"]]
     out += [f"Verdict: {title}. Status: {c.status_a or '?'} → {c.status_b or '?'}.", ""]
@@ -305,6 +319,8 @@ def to_html(c: "RunComparison") -> str:
         f"<title>sparsecheck compare {e(c.run_a)} → {e(c.run_b)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>sparsecheck compare: <code>{e(c.run_a)}</code> → <code>{e(c.run_b)}</code></h1>",
+        *([f'<ul class="models" id="models">{"".join(f"<li>{e(line)}</li>" for line in model_lines(c))}</ul>']
+          if model_lines(c) else []),
         f'<div class="verdict {v["kind"]}" id="verdict" data-kind="{v["kind"]}">'
         f'<span class="title">{e(v["title"])}</span><span class="detail">{e(v["detail"])}</span>',
         '<ul class="changed" id="what-changed">'

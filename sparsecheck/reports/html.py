@@ -338,14 +338,20 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     data = results.get("data") if isinstance(results.get("data"), Mapping) else {}
     mlflow = results.get("mlflow") if isinstance(results.get("mlflow"), Mapping) else None
     sparse_model = results.get("sparse_model") if isinstance(results.get("sparse_model"), Mapping) else {}
+    mlflow_model = results.get("mlflow_model") if isinstance(results.get("mlflow_model"), Mapping) else None
     timings = results.get("timings") if isinstance(results.get("timings"), Mapping) else {}
+    model_name = Path(str(model.get("source"))).name if model.get("source") else None
+    if mlflow_model and mlflow_model.get("name") and mlflow_model.get("version"):
+        model_name = (f"{mlflow_model['name']} version {mlflow_model['version']}"
+                      + (f" (@{mlflow_model['alias']})" if mlflow_model.get("alias") else ""))
     return {
         "status": status,
         "version": results.get("sparsecheck_version") or __version__,
         "created": results.get("created"),
         "device": results.get("device"),
         "model": model,
-        "model_name": Path(str(model.get("source"))).name if model.get("source") else None,
+        "model_name": model_name,
+        "mlflow_model": mlflow_model,
         "data": data,
         "sparse_model": {k: sparse_model.get(k) if isinstance(sparse_model.get(k), Mapping) else None
                          for k in ("classifier", "head", "registered")},

@@ -3,7 +3,9 @@
 A run holds the config as params, the headline figures as metrics (dense and sparse accuracy,
 sparsity, features per class, error rates of the top slices, assertion counts), tags
 (``sparsecheck.status``, ``sparsecheck.version``, ``sparsecheck.model_fingerprint``,
-``sparsecheck.kind``) and the outputs as artifacts: ``report.html``, ``results.json``,
+``sparsecheck.kind``, and for a model loaded from MLflow ``sparsecheck.model_uri``,
+``sparsecheck.model_name``, ``sparsecheck.model_version``, ``sparsecheck.model_run_id``,
+``sparsecheck.model_id``) and the outputs as artifacts: ``report.html``, ``results.json``,
 ``junit.xml``, ``activations.npz``, ``test_features.npz``, ``sparse_layer/`` and ``features/``;
 the data splits as MLflow dataset inputs (:mod:`~.datasets`) and the sparse layer as
 ``mlflow.pytorch`` models (:mod:`~.sparse_model`).
@@ -23,8 +25,9 @@ sqlite:///mlflow.db`` in that directory shows them. Everything talks to MLflow t
 :class:`mlflow.MlflowClient`; no global MLflow state (tracking URI, active run) is touched.
 
 The package: :mod:`~.store` (URI, reachability, client, quiet MLflow), :mod:`~.run_logging`
-(params, metrics, tags, artifacts; :class:`MlflowRun`, :func:`start_run`) and :mod:`~.reading`
-(:func:`load_run_results`, :func:`download_run_artifact`).
+(params, metrics, tags, artifacts; :class:`MlflowRun`, :func:`start_run`), :mod:`~.reading`
+(:func:`load_run_results`, :func:`download_run_artifact`) and :mod:`~.registry` (model URIs,
+the verdict on a registered model version, finding a version's check).
 
 MLflow and alembic log on INFO and print run links to stdout; that is kept out of the user's
 output for the duration of each call here (unless this module's logger is at DEBUG).

@@ -20,6 +20,7 @@ import numpy as np
 from sparsecheck._runtime import atomic_write
 from sparsecheck._version import __version__
 from sparsecheck.errors import ParameterError, TrackingError
+from sparsecheck.reports.tracking.registry import link_model_input, run_tags
 from sparsecheck.reports.tracking.store import (
     _await_prefetch,
     _check_reachable,
@@ -202,6 +203,7 @@ def _tags(results: Mapping[str, Any], kind: str, extra: Mapping[str, str] | None
     fingerprint = (results.get("model") or {}).get("fingerprint")
     if fingerprint:
         tags["sparsecheck.model_fingerprint"] = str(fingerprint)
+    tags.update(run_tags(results.get("mlflow_model")))  # the model's registry name, version, run, id
     tags.update({str(k): str(v) for k, v in (extra or {}).items()})
     return tags
 
@@ -467,7 +469,9 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
     kind : {"run", "monitor"}
         Recorded as the ``sparsecheck.kind`` tag.
     results : mapping, optional
-        The run's results so far; ``model.fingerprint`` becomes a tag.
+        The run's results so far; ``model.fingerprint`` becomes a tag, and a model loaded from
+        MLflow (``mlflow_model``) becomes the ``sparsecheck.model_*`` tags and, in MLflow 3, a
+        model input of the run.
     tracking_uri : str, optional
         Overrides ``config.tracking_uri`` (see :func:`resolve_tracking_uri`).
 
@@ -503,6 +507,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
                 experiment_id = experiment.experiment_id
             run = client.create_run(experiment_id, run_name=config.run_name,
                                     tags=_tags(results or {}, kind, config.tags))
+            link_model_input(client, run.info.run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
     except TrackingError:
         raise
     except Exception as exc:
