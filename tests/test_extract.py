@@ -42,7 +42,10 @@ def readme_extract_commands() -> list[str]:
     """The README's extract recipe: its ```bash lines for ``extract``, the ``run`` after it and ``torchrun``."""
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     lines = [ln.strip() for b in blocks for ln in b.splitlines()]
-    return [ln for ln in lines if ln.startswith(("sparsecheck extract ", "sparsecheck run config.yaml", "torchrun "))]
+    from tests.test_readme import README_SERVER  # the registry workflow's lines: tests/test_registry_workflow.py
+
+    return [ln for ln in lines if ln.startswith(("sparsecheck extract ", "sparsecheck run config.yaml", "torchrun "))
+            and README_SERVER not in ln]
 
 
 #: the README lines this module runs, verbatim (tests/test_readme.py checks they are all there are)
