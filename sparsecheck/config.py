@@ -218,6 +218,7 @@ class SparseConfig(_Strict):
     lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], gt=0, lt=1)
     tolerance: float = Field(SPARSE["tolerance"], ge=0, le=1)
     features_per_class: int | None = Field(SPARSE["features_per_class"], ge=1)
+    early_stop: bool = SPARSE["early_stop"]
     solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
     max_epochs: int | None = Field(SPARSE["max_epochs"], ge=1)
     tol: float | None = Field(SPARSE["tol"], gt=0)
@@ -229,7 +230,8 @@ class AnalysisConfig(_Strict):
 
     top_k: int = Field(ANALYSIS["top_k"], ge=1)
     explain: bool = ANALYSIS["explain"]
-    explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, by total |weight|
+    explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, reader's need first
+    explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
     lime_examples: int = Field(ANALYSIS["lime_examples"], ge=1)
     sanity_check: bool = ANALYSIS["sanity_check"]

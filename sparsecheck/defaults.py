@@ -20,6 +20,7 @@ SPARSE = {
     "lambda_min_ratio": 1e-3,
     "tolerance": 0.05,
     "features_per_class": None,
+    "early_stop": True,  # stop the path once the validation accuracy is out of the selection's reach
     "solver": "auto",
     "max_epochs": None,
     "tol": None,
@@ -31,7 +32,8 @@ ANALYSIS = {
     # feature interpretation (sparsecheck.analysis.interpret)
     "top_k": 8,
     "explain": True,
-    "explain_features": 12,  # features explained with LIME, by total |weight|
+    "explain_features": 12,  # features explained with LIME: those the results name first, then by total |weight|
+    "explain_budget_s": None,  # seconds LIME and its sanity check may take in all (None: no limit)
     "lime_samples": 1000,
     "lime_examples": 4,
     "sanity_check": True,

@@ -81,7 +81,7 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
         solved (default 1e-6).
     lookbehind : int
     should_stop : callable, optional
-        Called with each new weight matrix; returning True ends the path there.
+        Called with the path so far after each lambda; returning True ends the path there.
 
     Returns
     -------
@@ -165,7 +165,7 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
                          spent, "" if converged else " (not converged)")
             bar.update(1)
             bar.set_postfix(nnz=nnz, val_acc=f"{val_acc:.3f}")
-            if should_stop is not None and should_stop(result.weights[-1]):
+            if should_stop is not None and should_stop(result):
                 break
     finally:
         bar.close()
