@@ -220,6 +220,7 @@ class SparseConfig(_Strict):
     features_per_class: int | None = Field(SPARSE["features_per_class"], ge=1)
     early_stop: bool = SPARSE["early_stop"]
     solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
+    precision: Literal["fp32", "bf16"] = SPARSE["precision"]
     max_epochs: int | None = Field(SPARSE["max_epochs"], ge=1)
     tol: float | None = Field(SPARSE["tol"], gt=0)
     random_state: int = SPARSE["random_state"]

@@ -22,6 +22,7 @@ SPARSE = {
     "features_per_class": None,
     "early_stop": True,  # stop the path once the validation accuracy is out of the selection's reach
     "solver": "auto",
+    "precision": "fp32",  # how the fista solver holds the features: "bf16" halves their memory
     "max_epochs": None,
     "tol": None,
     "random_state": 0,

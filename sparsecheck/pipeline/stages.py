@@ -227,7 +227,7 @@ def sparse_stage(ctx: RunContext) -> None:
     sc = ctx.config.sparse
     layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
                                 tolerance=sc.tolerance, features_per_class=sc.features_per_class,
-                                early_stop=sc.early_stop,
+                                early_stop=sc.early_stop, precision=sc.precision,
                                 solver=sc.solver, max_epochs=sc.max_epochs, tol=sc.tol, device=ctx.device,
                                 random_state=sc.random_state)
     train, val = ctx.splits["train"], ctx.splits.get("val")

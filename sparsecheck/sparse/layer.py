@@ -108,6 +108,10 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         ``"fista"``: the fast in-memory solver (full-batch FISTA with screening, CPU or GPU).
         ``"glm_saga"``: the published glm_saga solver, streaming mini-batches (any data size).
         ``"auto"``: ``"fista"`` when the features fit comfortably in the device's memory.
+    precision : {"fp32", "bf16"}, default "fp32"
+        How the fista solver holds the features on the device: ``"bf16"`` halves their memory
+        (products still run in float32 on blocks converted on the fly; only the features are
+        rounded). glm_saga streams float32 batches either way.
     max_epochs : int or None, default None
         Per-lambda cap on passes over the data (None: 2000 for both solvers, the paper's value).
     tol : float or None, default None
@@ -161,7 +165,7 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
                  lambda_min_ratio: float = SPARSE["lambda_min_ratio"], tolerance: float = SPARSE["tolerance"],
                  features_per_class: int | None = SPARSE["features_per_class"],
                  early_stop: bool = SPARSE["early_stop"], solver: str = SPARSE["solver"],
-                 max_epochs: int | None = SPARSE["max_epochs"], tol: float | None = SPARSE["tol"],
+                 precision: str = SPARSE["precision"], max_epochs: int | None = SPARSE["max_epochs"], tol: float | None = SPARSE["tol"],
                  lookbehind: int = 3, batch_size: int = 256, step_size: float = 0.1, device: str = "auto",
                  random_state: int | None = SPARSE["random_state"]) -> None:
         self.alpha = alpha
@@ -171,6 +175,7 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         self.features_per_class = features_per_class
         self.early_stop = early_stop
         self.solver = solver
+        self.precision = precision
         self.max_epochs = max_epochs
         self.tol = tol
         self.lookbehind = lookbehind
@@ -243,7 +248,7 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
                     n_train, d, C, len(lambdas), lambda_max, solver, device)
         if solver == "fista":
             result = _fista.fista_path(problem, device=device, max_epochs=self.max_epochs, tol=self.tol,
-                                       lookbehind=self.lookbehind, should_stop=stop)
+                                       lookbehind=self.lookbehind, should_stop=stop, precision=self.precision)
         else:
             result = _saga.glm_saga_path(problem, device=device, max_epochs=self.max_epochs, tol=self.tol,
                                          lookbehind=self.lookbehind, batch_size=self.batch_size,
@@ -284,10 +289,11 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         if self.solver != "auto":
             return self.solver
         resident = (rows is None and isinstance(X, torch.Tensor) and X.dtype == torch.float32
-                    and X.device == device)
+                    and X.device == device and self.precision == "fp32")
+        size = 2 if self.precision == "bf16" else 4
         # features (unless already resident), validation features, ~7 C x n logit buffers (iterates,
         # momentum, gradient, path extrapolation), and the working-set copy of at most half the columns
-        need = 4 * ((0 if resident else n * d) + n_val * d + 7 * n * C + _fista._DENSE_SHARE * n * d)
+        need = (size * ((0 if resident else n * d) + n_val * d + _fista._DENSE_SHARE * n * d) + 4 * 7 * n * C)
         available = _available_bytes(device)
         choice = "fista" if need <= _MEMORY_SHARE * available else "glm_saga"
         logger.info("solver='auto' chose %r: the in-memory solver needs ~%.2f GiB, %.2f GiB available on %s",
@@ -569,6 +575,7 @@ _CONSTRAINTS: dict[str, tuple[str, Any]] = {
     "features_per_class": ("None or an int in the range [1, inf)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "early_stop": ("a bool", lambda v: isinstance(v, (bool, np.bool_))),
     "solver": ("a str among {'auto', 'fista', 'glm_saga'}", lambda v: isinstance(v, str) and v in _SOLVERS),
+    "precision": ("a str among {'fp32', 'bf16'}", lambda v: isinstance(v, str) and v in _fista.PRECISIONS),
     "max_epochs": ("None or an int in the range [1, inf)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "tol": ("None or a float in the range (0, inf)", lambda v: v is None or (_is_real(v) and v > 0)),
     "lookbehind": ("an int in the range [1, inf)", lambda v: _is_int(v) and v >= 1),
