@@ -11,6 +11,7 @@ stages through a :class:`~sparsecheck.pipeline.context.RunContext`:
 ``slices``                slice search, feature slices, breakdowns, unnamed error clusters
 ``spurious``              spurious findings and associations to review
 ``assertions``            the config's assertions (and the implied no-spurious-reliance)
+``explain``               LIME's choice of features (recorded as not possible: no images here)
 ``outputs``               ``report.html``, ``results.json`` (and ``activations.npz``)
 ========================  ==================================================================
 
@@ -69,7 +70,7 @@ TARGET_MEMORY_FACTOR = 2.0
 TARGET_REPORT_MB = 10.0
 TARGET_RESULTS_MB = 20.0
 
-STAGE_NAMES = ("dense", "sparse", "associations", "slices", "spurious", "assertions", "outputs")
+STAGE_NAMES = ("dense", "sparse", "associations", "slices", "spurious", "assertions", "explain", "outputs")
 SPURIOUS_CLASS = 0
 SNOW_SHIFT = 2.0
 
@@ -195,7 +196,8 @@ def load_splits(root: Path) -> dict[str, Any]:
     return splits
 
 
-def build_context(root: Path, class_names: list[str], out_dir: Path, *, n_lambdas: int, seed: int = 0) -> Any:
+def build_context(root: Path, class_names: list[str], out_dir: Path, *, n_lambdas: int, seed: int = 0,
+                  early_stop: bool = True) -> Any:
     """A RunContext as the load and extract stages leave it, over the memory-mapped splits."""
     from sparsecheck.config import parse_config
     from sparsecheck.pipeline.context import RunContext
@@ -206,7 +208,7 @@ def build_context(root: Path, class_names: list[str], out_dir: Path, *, n_lambda
         "model": {"path": "synthetic.pt2"},
         "data": {"train": "train_x.npy", "val": "val_x.npy", "test": "test_x.npy", "class_names": class_names,
                  "spurious_attributes": ["background"]},
-        "sparse": {"n_lambdas": n_lambdas, "solver": "fista"},
+        "sparse": {"n_lambdas": n_lambdas, "solver": "fista", "early_stop": early_stop},
         "mlflow": {"enabled": False},
         "seed": seed,
         "assertions": [
@@ -239,7 +241,7 @@ def _json_bytes(value: Any) -> int:
 
 
 def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, seed: int = 0,
-              reference: str = "glmnet", reference_budget: float = 600.0) -> dict[str, Any]:
+              reference: str = "glmnet", reference_budget: float = 600.0, early_stop: bool = True) -> dict[str, Any]:
     """Generate one point's data, run every stage after extraction, measure; returns a record."""
     import torch
 
@@ -255,16 +257,18 @@ def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, see
     import gc
 
     gc.collect()
-    ctx = build_context(data_dir, info["class_names"], work / "out", n_lambdas=n_lambdas, seed=seed)
+    ctx = build_context(data_dir, info["class_names"], work / "out", n_lambdas=n_lambdas, seed=seed,
+                        early_stop=early_stop)
     base_rss, base_anon = _rss()
     record: dict[str, Any] = {"classes": n_classes, "features": d, "examples": n, "n_lambdas": n_lambdas,
+                              "early_stop": early_stop,
                               "feature_matrix_mb": info["feature_bytes"] / 2 ** 20, "generate_s": gen_seconds,
                               "baseline_rss_mb": base_rss / 2 ** 20, "threads": torch.get_num_threads(),
                               "stages": {}}
     steps = [("dense", stages.dense_stage), ("sparse", stages.sparse_stage),
              ("associations", stages.interpret_stage), ("slices", stages.slices_stage),
              ("spurious", stages.spurious_stage), ("assertions", stages.assertions_stage),
-             ("outputs", write_outputs)]
+             ("explain", stages.explain_stage), ("outputs", write_outputs)]
     total = 0.0
     for name, stage in steps:
         before_keys = {k: _json_bytes(v) for k, v in ctx.results.items()}
@@ -467,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-budget", type=float, default=None,
                    help="seconds the reference may take per point (default 600; 60 with --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="solve the whole path (sparse.early_stop: false), as before the path stopped early")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
@@ -481,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         (c, f, e), = args.point
         record = run_point(c, f, e, work=args.work, n_lambdas=n_lambdas, seed=args.seed, reference=args.reference,
-                           reference_budget=budget)
+                           reference_budget=budget, early_stop=not args.no_early_stop)
         print(json.dumps(record))
         return 0
 
@@ -506,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--seed", str(args.seed), "--work", str(point_dir)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
+            if args.no_early_stop:
+                cmd += ["--no-early-stop"]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
             if proc.returncode != 0:
                 records.append({"classes": c, "features": f, "examples": e, "error": f"exit {proc.returncode}"})

@@ -234,6 +234,7 @@ class AnalysisConfig(_Strict):
     explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, reader's need first
     explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
+    card_images: int | None = Field(ANALYSIS["card_images"], ge=0)  # card pictures, reader's need first
     lime_examples: int = Field(ANALYSIS["lime_examples"], ge=1)
     sanity_check: bool = ANALYSIS["sanity_check"]
     sanity_features: int = Field(ANALYSIS["sanity_features"], ge=1)

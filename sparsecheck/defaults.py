@@ -36,6 +36,7 @@ ANALYSIS = {
     "explain_features": 12,  # features explained with LIME: those the results name first, then by total |weight|
     "explain_budget_s": None,  # seconds LIME and its sanity check may take in all (None: no limit)
     "lime_samples": 1000,
+    "card_images": 100,  # feature card pictures, in LIME's order (None: every used feature)
     "lime_examples": 4,
     "sanity_check": True,
     "sanity_features": 3,

@@ -475,7 +475,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        sanity_examples: int = ANALYSIS["sanity_examples"],
                        sanity_threshold: float = ANALYSIS["sanity_threshold"],
                        sanity_cascade: bool = ANALYSIS["sanity_cascade"],
-                       spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"]) -> Interpretation:
+                       spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"],
+                       card_images: int | None = ANALYSIS["card_images"]) -> Interpretation:
     """Explain every feature of a fitted sparse ``layer`` on one split's examples.
 
     Parameters
@@ -496,11 +497,12 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     seed : int
         Seeds LIME, its segmenter and the sanity check.
     out_dir : path, optional
-        Card pictures go to ``out_dir / CARD_DIR``; cards of features no longer used are removed.
+        Card pictures go to ``out_dir / CARD_DIR`` (for the first ``card_images`` features in
+        LIME's order, and every explained one); pictures an earlier run left are removed.
     on_skip : callable(what, reason), optional
         Told about an optional step that failed (one LIME example, a sanity check); without it,
         LIME's errors raise.
-    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr
+    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr, card_images
         As the ``analysis:`` section of the config.
     spurious_attributes : sequence of str
         ``data.spurious_attributes``: features tied to them are explained with LIME first
@@ -543,15 +545,12 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     summary: dict[str, Any] = {"split": split, "used_features": int(used.size), "top_k": int(top_k)}
     interpretation = Interpretation(table, cards, {}, summary, {})
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        draw_cards(cards, out, dataset, interpretation.artifacts)
-        _remove_stale_cards(out / CARD_DIR, {f"feature_{f}.png" for f in used.tolist()})
     explain_cards(interpretation, layer, model=model, dataset=dataset, input_spec=input_spec,
                   feature_layer=feature_layer, device=device, seed=seed, out_dir=out, on_skip=on_skip,
                   order=explanation_order(layer, None, table, list(spurious_attributes), explain_features, fdr=fdr),
                   limit=explain_features, lime_examples=lime_examples, lime_samples=lime_samples,
                   sanity_check=sanity_check, sanity_features=sanity_features, sanity_examples=sanity_examples,
-                  sanity_threshold=sanity_threshold, sanity_cascade=sanity_cascade,
+                  sanity_threshold=sanity_threshold, sanity_cascade=sanity_cascade, card_images=card_images,
                   off_reason=None if explain else "not asked for (explain=False)")
     summary["seconds"] = round(time.perf_counter() - start, 3)
     logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
@@ -580,15 +579,19 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
                   sanity_check: bool = ANALYSIS["sanity_check"], sanity_features: int = ANALYSIS["sanity_features"],
                   sanity_examples: int = ANALYSIS["sanity_examples"],
                   sanity_threshold: float = ANALYSIS["sanity_threshold"],
-                  sanity_cascade: bool = ANALYSIS["sanity_cascade"], off_reason: str | None = None) -> Interpretation:
+                  sanity_cascade: bool = ANALYSIS["sanity_cascade"], card_images: int | None = ANALYSIS["card_images"],
+                  off_reason: str | None = None) -> Interpretation:
     """Explain the cards' features with LIME in ``order``, then sanity-check them, within a time budget.
 
     ``order`` is :func:`explanation_order`'s ``(feature, why)`` list; the first ``limit`` features
     are explained on their top ``lime_examples`` examples, one after the other, until ``budget_s``
     seconds have passed (no explanation starts after that; the sanity checks count against the
     same budget). The sanity check runs on up to ``sanity_features`` explained features: those
-    the results name first (a finding, a failing assertion, a slice), then the heaviest. Cards of
-    explained features are drawn again with their LIME row when ``out_dir`` is given.
+    the results name first (a finding, a failing assertion, a slice), then the heaviest. With
+    ``out_dir`` and images, card pictures are drawn for the first ``card_images`` features of
+    ``order`` and every explained one (a picture costs a tenth of a second; at a thousand classes
+    every used feature would take minutes, for pictures the report does not show), and pictures
+    of other features are removed.
 
     Updates ``interpretation`` in place (cards, ``sanity``, ``summary``; what an earlier call
     explained is replaced) and returns it. The
@@ -667,16 +670,21 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
             logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
                            untrusted)
     why = dict(order)
-    redraw = []
     for f, card in cards.items():  # what this pass explained replaces what an earlier one did
-        if explained.get(f) or card.explanations:
-            redraw.append(card)
         card.explanations, card.lime_why = explained.get(f, []), why.get(f) if explained.get(f) else None
-        card.sanity = sanity.get(f)
+        card.lime_samples, card.sanity = int(lime_samples), sanity.get(f)
     interpretation.sanity.clear()
     interpretation.sanity.update(sanity)
-    if out_dir is not None and redraw:
-        draw_cards(redraw, Path(out_dir), dataset, interpretation.artifacts)
+    if out_dir is not None:
+        pictured = [f for f, _ in order][:len(order) if card_images is None else int(card_images)]
+        drawn = [cards[f] for f in dict.fromkeys([*pictured, *(f for f in explained if explained[f])])]
+        for card in cards.values():
+            card.image = card.thumb = None
+        for rel in [k for k in interpretation.artifacts if k.startswith(f"{CARD_DIR}/")]:
+            del interpretation.artifacts[rel]
+        if dataset is not None:
+            draw_cards(drawn, Path(out_dir), dataset, interpretation.artifacts)
+        _remove_stale_cards(Path(out_dir) / CARD_DIR, {Path(c.image).name for c in drawn if c.image})
     n_explained = sum(len(v) for v in explained.values())
     n_features = sum(bool(v) for v in explained.values())
     counts: dict[str, int] = {}
@@ -691,6 +699,7 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
         "lime_seconds": round(lime_seconds, 3), "forward_seconds": round(forward_seconds, 3),
         "examples_per_second": round(n_explained / lime_seconds, 3) if lime_seconds > 0 else None,
         "sanity_checked": len(interpretation.sanity),
+        "card_images": sum(c.image is not None for c in cards.values()),
         "explain": {"order": "features the results name (findings, failing assertions, top slices), then tied to a "
                              "declared spurious attribute, then by total |weight|",
                     "limit": limit, "budget_s": budget_s, "candidates": len(order), "explained": n_features,

@@ -272,7 +272,8 @@ def interpret_stage(ctx: RunContext) -> None:
     Reads ``ctx.config.analysis.top_k``, ``fdr`` and ``ctx.config.seed``. Sets
     ``ctx.feature_attributes`` (tidy association table), ``ctx.feature_cards`` and
     ``results["feature_attributes"]``, ``["feature_cards"]``, ``["feature_sanity"]``,
-    ``["interpretation"]``; writes ``features/feature_<id>.png`` under ``ctx.out_dir`` when there is one.
+    ``["interpretation"]``. The cards' pictures are drawn by :func:`explain_stage`, once the
+    results say which cards a reader needs.
     """
     if ctx.sparse_layer is None:
         raise SparsecheckError("the interpretation stage needs a fitted sparse layer (ctx.sparse_layer); "
@@ -284,7 +285,7 @@ def interpret_stage(ctx: RunContext) -> None:
         ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
         model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
-        out_dir=ctx.out_dir, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,
+        out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
         spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr)
     ctx.interpretation = found
     ctx.feature_attributes = found.associations
@@ -301,7 +302,8 @@ def explain_stage(ctx: RunContext) -> None:
     failing assertions, top feature slices), then features tied to a declared spurious attribute,
     then by total ``|weight|``; the first ``analysis.explain_features`` of them, within
     ``analysis.explain_budget_s`` seconds. Perturbed images go to the model in batches sized to
-    the device. Updates the cards (and their pictures), ``results["feature_cards"]``,
+    the device. Draws the card pictures (``features/feature_<id>.png``, for the first
+    ``analysis.card_images`` features in the same order). Updates the cards, ``results["feature_cards"]``,
     ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
     and why any the results name was not; those are also listed under ``skipped``).
     """
@@ -325,7 +327,7 @@ def explain_stage(ctx: RunContext) -> None:
                   budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
                   sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
                   sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
-                  sanity_cascade=acfg.sanity_cascade, off_reason=off)
+                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
     ctx.artifacts.update(found.artifacts)
     results = found.to_results()
     ctx.results.update({k: results[k] for k in ("feature_cards", "feature_sanity", "interpretation")})

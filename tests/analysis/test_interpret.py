@@ -319,8 +319,15 @@ def test_the_run_explains_what_a_failing_assertion_names_first_and_a_spent_budge
     assert explain["batch_size"] == 40  # the CPU input budget takes all 40 perturbed images in one call
     assert ctx.results["feature_sanity"][0]["feature"] == cue  # the named feature's explanation is the one checked
 
+    pictures = sorted(p.name for p in (tmp_path / "out" / "features").iterdir())
+    assert pictures == sorted(f"feature_{c['feature']}.png" for c in ctx.results["feature_cards"])
+
     ctx.config.analysis.explain_budget_s = 1e-9  # spent before the first explanation starts
+    ctx.config.analysis.card_images = 1  # one picture: the named feature's
     explain_stage(ctx)
+    assert sorted(p.name for p in (tmp_path / "out" / "features").iterdir()) == [f"feature_{cue}.png"]
+    assert [c["feature"] for c in ctx.results["feature_cards"] if c["image"]] == [cue]
+    assert ctx.results["interpretation"]["card_images"] == 1
     explain = ctx.results["interpretation"]["explain"]
     reason = "the time budget analysis.explain_budget_s (1e-09 s) was spent"
     assert explain["explained"] == 0 and explain["not_explained"][reason] == 1
