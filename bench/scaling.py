@@ -27,7 +27,7 @@ The data (seeded): labels uniform over the classes; each class's features are
 sparse multinomial GLM. Metadata, per example:
 
 * ``background`` (declared spurious): ``snow`` adds a shift to one feature; in training 95% of
-  class 0 is on snow and 3% of the others, in test 30% of every class. The model's dense head
+  class 0 (whose own features are weaker) is on snow and 3% of the others, in test 30% of every class. The model's dense head
   learned the training means, so it takes the shortcut;
 * ``source``: ``crowd`` labels (10%) are wrong half the time (a high-error slice);
 * ``lighting``: ``dark`` examples (5%) have twice the noise (another slice);
@@ -42,6 +42,7 @@ Usage::
     python bench/scaling.py                             # the sweep of the issue (hours)
     python bench/scaling.py --point 1000 2048 100000    # one point, e.g. the 30-minute target
     python bench/scaling.py --point 100 512 50000 --reference glm_saga
+    python bench/scaling.py --point 1000 2048 100000 --planted-layer   # every stage but the path
 """
 
 from __future__ import annotations
@@ -138,11 +139,15 @@ def make_data(root: Path, n_classes: int, d: int, n: int, *, k: int = 5, scale: 
     for c in range(n_classes):
         cols = rng.choice(d, size=min(k, d), replace=False)
         mu[c, cols] = rng.uniform(1.0, 2.0, cols.size) * np.where(rng.random(cols.size) < 0.8, 1.0, -1.0) * scale
+    mu[SPURIOUS_CLASS] *= 0.5  # the shortcut's class is hard to tell by its own features: snow tells it
     snow_feature = int(rng.integers(d))
     train_mu = mu.copy()
     train_mu[:, snow_feature] += 0.03 * SNOW_SHIFT
     train_mu[SPURIOUS_CLASS, snow_feature] += (0.95 - 0.03) * SNOW_SHIFT
     head_bias = -0.5 * (train_mu.astype(np.float64) ** 2).sum(1)
+    planted = mu.copy()  # a sparse layer to time the rest with: the class means, the shortcut included
+    planted[SPURIOUS_CLASS, snow_feature] += 0.95 * SNOW_SHIFT
+    np.save(root / "planted_weight.npy", planted)
     sizes = {"train": n, "val": max(n // 10, 2 * n_classes), "test": max(n // 10, 2 * n_classes)}
     out: dict[str, Any] = {"class_names": [f"class{c:04d}" for c in range(n_classes)], "splits": {},
                            "snow_feature": snow_feature, "feature_bytes": 0}
@@ -229,6 +234,40 @@ def build_context(root: Path, class_names: list[str], out_dir: Path, *, n_lambda
     return ctx
 
 
+def planted_layer_stage(ctx: Any) -> None:
+    """Instead of the sparse stage: the planted sparse layer (the Bayes classifier, ``--k``
+    features per class), so the stages after it can be timed at sizes where the path takes hours here."""
+    import pandas as pd
+
+    from sparsecheck.sparse import SparseDecisionLayer
+
+    root = Path(ctx.config.data.train).parent
+    mu = np.load(root / "planted_weight.npy")
+    C, d = mu.shape
+    layer = SparseDecisionLayer(solver="fista", device="cpu")
+    layer.weight_, layer.bias_ = mu.astype(np.float32), (-0.5 * (mu.astype(np.float64) ** 2).sum(1)).astype(np.float32)
+    layer.mean_, layer.std_ = np.zeros(d, np.float32), np.ones(d, np.float32)
+    layer.classes_, layer.n_features_in_, layer.solver_ = np.arange(C), d, "planted"
+    counts = (mu != 0).sum(1)
+    layer.path_ = pd.DataFrame({"lambda": [1.0], "nnz": [int(counts.sum())], "mean_features_per_class": [counts.mean()],
+                                "max_features_per_class": [int(counts.max())], "train_accuracy": [0.0],
+                                "val_accuracy": [float(np.mean(layer.predict(ctx.splits["val"].features)
+                                                               == ctx.splits["val"].labels))],
+                                "seconds": [0.0], "objective": [0.0], "n_iter": [0], "converged": [True]})
+    layer.selected_index_, layer.selected_lambda_, layer.lambda_max_ = 0, 1.0, 1.0
+    ctx.sparse_layer = layer
+    test = ctx.splits["test"]
+    pred = layer.predict(np.asarray(test.features))
+    ctx.results["sparse_layer"] = {"dense_accuracy": float(np.mean(test.dense_predictions == test.labels)),
+                                   "sparse_accuracy": float(np.mean(pred == test.labels)),
+                                   "agreement": float(np.mean(pred == test.dense_predictions)),
+                                   **layer.to_dict(list(ctx.class_names))}
+    out = Path(ctx.out_dir)
+    layer.save(out / "sparse_layer", overwrite=True)
+    layer.plot_path(out / "sparse_path.png")
+    ctx.artifacts["sparse_path.png"] = str(out / "sparse_path.png")
+
+
 # --------------------------------------------------------------------------- one point
 def _dir_bytes(path: Path) -> dict[str, int]:
     return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file()}
@@ -241,7 +280,8 @@ def _json_bytes(value: Any) -> int:
 
 
 def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, seed: int = 0,
-              reference: str = "glmnet", reference_budget: float = 600.0, early_stop: bool = True) -> dict[str, Any]:
+              reference: str = "glmnet", reference_budget: float = 600.0, early_stop: bool = True,
+              planted: bool = False) -> dict[str, Any]:
     """Generate one point's data, run every stage after extraction, measure; returns a record."""
     import torch
 
@@ -261,11 +301,11 @@ def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, see
                         early_stop=early_stop)
     base_rss, base_anon = _rss()
     record: dict[str, Any] = {"classes": n_classes, "features": d, "examples": n, "n_lambdas": n_lambdas,
-                              "early_stop": early_stop,
+                              "early_stop": early_stop, "planted_layer": planted,
                               "feature_matrix_mb": info["feature_bytes"] / 2 ** 20, "generate_s": gen_seconds,
                               "baseline_rss_mb": base_rss / 2 ** 20, "threads": torch.get_num_threads(),
                               "stages": {}}
-    steps = [("dense", stages.dense_stage), ("sparse", stages.sparse_stage),
+    steps = [("dense", stages.dense_stage), ("sparse", planted_layer_stage if planted else stages.sparse_stage),
              ("associations", stages.interpret_stage), ("slices", stages.slices_stage),
              ("spurious", stages.spurious_stage), ("assertions", stages.assertions_stage),
              ("explain", stages.explain_stage), ("outputs", write_outputs)]
@@ -307,7 +347,7 @@ def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, see
     record["findings"] = [(f["class"], f["feature"], f["attribute"], f["value"])
                           for f in ctx.results.get("spurious_findings", [])][:3]
     record["top_slices"] = [s["predicates"] for s in ctx.results.get("slices", [])][:3]
-    if reference != "none":
+    if reference != "none" and not planted:
         record["reference"] = run_reference(reference, data_dir, layer, budget=reference_budget)
     return record
 
@@ -473,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-early-stop", action="store_true",
                    help="solve the whole path (sparse.early_stop: false), as before the path stopped early")
+    p.add_argument("--planted-layer", action="store_true",
+                   help="skip the path: time the other stages with the planted sparse layer (where the path takes hours)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
@@ -487,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         (c, f, e), = args.point
         record = run_point(c, f, e, work=args.work, n_lambdas=n_lambdas, seed=args.seed, reference=args.reference,
-                           reference_budget=budget, early_stop=not args.no_early_stop)
+                           reference_budget=budget, early_stop=not args.no_early_stop, planted=args.planted_layer)
         print(json.dumps(record))
         return 0
 
@@ -514,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--threads", str(args.threads)]
             if args.no_early_stop:
                 cmd += ["--no-early-stop"]
+            if args.planted_layer:
+                cmd += ["--planted-layer"]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
             if proc.returncode != 0:
                 records.append({"classes": c, "features": f, "examples": e, "error": f"exit {proc.returncode}"})
