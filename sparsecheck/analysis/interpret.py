@@ -612,7 +612,8 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
     batch_size = None
     t0 = time.perf_counter()
     deadline = None if budget_s is None else t0 + float(budget_s)
-    if off_reason is not None or model is None or dataset is None:
+    chosen_at_all = off_reason is None and model is not None and dataset is not None
+    if not chosen_at_all:  # the caller says why once (explain_stage: one ``skipped`` entry)
         reasons.update({f: off_reason or "LIME needs the model and the images" for f, _ in chosen})
         chosen = []
     if chosen:
@@ -704,8 +705,9 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
                              "declared spurious attribute, then by total |weight|",
                     "limit": limit, "budget_s": budget_s, "candidates": len(order), "explained": n_features,
                     "batch_size": batch_size, "not_explained": counts, "needed": needed}})
-    for f, r in reasons.items():
-        if on_skip is not None and why.get(f) and not why[f].startswith(("total |weight|", "tied to")):
+    for f, r in reasons.items():  # each named feature LIME could have explained here and did not
+        if (on_skip is not None and chosen_at_all and why.get(f)
+                and not why[f].startswith(("total |weight|", "tied to"))):
             on_skip(f"LIME of feature {f} ({why[f]})", r)
     return interpretation
 

@@ -319,6 +319,7 @@ def explain_stage(ctx: RunContext) -> None:
     off = None if acfg.explain else "analysis.explain is false"
     if off is None and (ctx.model is None or dataset is None):
         off = "LIME needs the model and the images, and this run has features only"
+        ctx.skip("LIME feature explanations and their sanity check", off)
     order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
                               ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
     explain_cards(found, ctx.sparse_layer, model=ctx.model, dataset=dataset, input_spec=ctx.input_spec,
