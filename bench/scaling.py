@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-lambdas", type=int, default=None, help="path length (default 100; 20 with --quick)")
     p.add_argument("--reference", choices=("glmnet", "glm_saga", "none"), default="glmnet")
     p.add_argument("--reference-budget", type=float, default=None,
-                   help="seconds the reference may take per point (default 600; 60 with --quick)")
+                   help="seconds the reference may take per point (default 600; 20 with --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-early-stop", action="store_true",
                    help="solve the whole path (sparse.early_stop: false), as before the path stopped early")
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     n_lambdas = args.n_lambdas or (20 if args.quick else 100)
-    budget = args.reference_budget or (60.0 if args.quick else 600.0)
+    budget = args.reference_budget or (20.0 if args.quick else 600.0)
     if args.child:  # one point, in this process
         import torch
 
