@@ -252,6 +252,7 @@ class AnalysisConfig(_Strict):
     min_support: int = Field(ANALYSIS["min_support"], ge=1)
     max_predicates: int = Field(ANALYSIS["max_predicates"], ge=1, le=4)
     slices_top_k: int = Field(ANALYSIS["slices_top_k"], ge=1)
+    feature_slice_features: int | None = Field(ANALYSIS["feature_slice_features"], ge=1)
 
 
 class MlflowConfig(_Strict):

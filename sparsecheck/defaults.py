@@ -57,6 +57,7 @@ ANALYSIS = {
     "min_support": 20,
     "max_predicates": 2,
     "slices_top_k": 10,
+    "feature_slice_features": 64,  # used features the feature slice search looks at (None: all)
 }
 
 #: monitoring: a feature drifts when its q-value < DRIFT_ALPHA and PSI >= DRIFT_PSI_THRESHOLD

@@ -347,7 +347,8 @@ def slices_stage(ctx: RunContext) -> None:
     acfg = ctx.config.analysis
     found = analyse_errors(ctx.prediction_table("test"), ctx.attributes, features=ctx.splits["test"].features,
                            layer=ctx.sparse_layer, class_names=ctx.class_names, max_predicates=acfg.max_predicates,
-                           min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr)
+                           min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr,
+                           feature_slice_features=acfg.feature_slice_features)
     ctx.slices = list(found.slices)
     ctx.results.update(found.to_results())
     ctx.results["error_clusters"] = _error_clusters(ctx)
