@@ -38,7 +38,7 @@ peaks do not mix.
 
 Usage::
 
-    python bench/scaling.py --quick                     # a couple of minutes: small sweeps
+    python bench/scaling.py --quick                     # a couple of minutes: small sweeps (glmnet at the first)
     python bench/scaling.py                             # the sweep of the issue (hours)
     python bench/scaling.py --point 1000 2048 100000    # one point, e.g. the 30-minute target
     python bench/scaling.py --point 100 512 50000 --reference glm_saga
@@ -509,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-lambdas", type=int, default=None, help="path length (default 100; 20 with --quick)")
     p.add_argument("--reference", choices=("glmnet", "glm_saga", "none"), default="glmnet")
     p.add_argument("--reference-budget", type=float, default=None,
-                   help="seconds the reference may take per point (default 600; 20 with --quick)")
+                   help="seconds the reference may take per point (default 600; 60 with --quick, "
+                        "where it runs at the first point only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-early-stop", action="store_true",
                    help="solve the whole path (sparse.early_stop: false), as before the path stopped early")
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     n_lambdas = args.n_lambdas or (20 if args.quick else 100)
-    budget = args.reference_budget or (20.0 if args.quick else 600.0)
+    budget = args.reference_budget or (60.0 if args.quick else 600.0)
     if args.child:  # one point, in this process
         import torch
 
@@ -549,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         for c, f, e in points:
             print(f"  point {c} classes x {f} features x {e} examples ...", file=sys.stderr, flush=True)
             point_dir = work / f"c{c}-d{f}-n{e}"
+            point_reference = "none" if args.quick and records else reference  # --quick: the first point only
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--point", str(c), str(f), str(e),
-                   "--n-lambdas", str(n_lambdas), "--reference", reference, "--reference-budget", str(budget),
+                   "--n-lambdas", str(n_lambdas), "--reference", point_reference, "--reference-budget", str(budget),
                    "--seed", str(args.seed), "--work", str(point_dir)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
