@@ -41,6 +41,8 @@ setup(
         "timm": ["timm>=0.9"],
         "huggingface": ["transformers>=4.40", "safetensors>=0.4"],
         # the conformance suite loads a timm model and a Hugging Face directory, so tests need both
+        # bench/scaling.py's reference: glmnet's multinomial path (Fortran coordinate descent)
+        "bench": ["python-glmnet>=2.6"],
         "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "jsonschema>=4", "timm>=0.9",
                  "transformers>=4.40", "safetensors>=0.4"],
     },

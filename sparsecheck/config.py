@@ -260,7 +260,9 @@ class SparseConfig(_Strict):
     lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], gt=0, lt=1)
     tolerance: float = Field(SPARSE["tolerance"], ge=0, le=1)
     features_per_class: int | None = Field(SPARSE["features_per_class"], ge=1)
+    early_stop: bool = SPARSE["early_stop"]
     solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
+    precision: Literal["fp32", "bf16"] = SPARSE["precision"]
     max_epochs: int | None = Field(SPARSE["max_epochs"], ge=1)
     tol: float | None = Field(SPARSE["tol"], gt=0)
     random_state: int = SPARSE["random_state"]
@@ -271,8 +273,10 @@ class AnalysisConfig(_Strict):
 
     top_k: int = Field(ANALYSIS["top_k"], ge=1)
     explain: bool = ANALYSIS["explain"]
-    explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, by total |weight|
+    explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, reader's need first
+    explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
+    card_images: int | None = Field(ANALYSIS["card_images"], ge=0)  # card pictures, reader's need first
     lime_examples: int = Field(ANALYSIS["lime_examples"], ge=1)
     sanity_check: bool = ANALYSIS["sanity_check"]
     sanity_features: int = Field(ANALYSIS["sanity_features"], ge=1)
@@ -290,6 +294,7 @@ class AnalysisConfig(_Strict):
     min_support: int = Field(ANALYSIS["min_support"], ge=1)
     max_predicates: int = Field(ANALYSIS["max_predicates"], ge=1, le=4)
     slices_top_k: int = Field(ANALYSIS["slices_top_k"], ge=1)
+    feature_slice_features: int | None = Field(ANALYSIS["feature_slice_features"], ge=1)
 
 
 class MlflowConfig(_Strict):

@@ -20,7 +20,9 @@ SPARSE = {
     "lambda_min_ratio": 1e-3,
     "tolerance": 0.05,
     "features_per_class": None,
+    "early_stop": True,  # stop the path once the validation accuracy is out of the selection's reach
     "solver": "auto",
+    "precision": "fp32",  # how the fista solver holds the features: "bf16" halves their memory
     "max_epochs": None,
     "tol": None,
     "random_state": 0,
@@ -31,8 +33,10 @@ ANALYSIS = {
     # feature interpretation (sparsecheck.analysis.interpret)
     "top_k": 8,
     "explain": True,
-    "explain_features": 12,  # features explained with LIME, by total |weight|
+    "explain_features": 12,  # features explained with LIME: those the results name first, then by total |weight|
+    "explain_budget_s": None,  # seconds LIME and its sanity check may take in all (None: no limit)
     "lime_samples": 1000,
+    "card_images": 100,  # feature card pictures, in LIME's order (None: every used feature)
     "lime_examples": 4,
     "sanity_check": True,
     "sanity_features": 3,
@@ -53,6 +57,7 @@ ANALYSIS = {
     "min_support": 20,
     "max_predicates": 2,
     "slices_top_k": 10,
+    "feature_slice_features": 64,  # used features the feature slice search looks at (None: all)
 }
 
 #: monitoring: a feature drifts when its q-value < DRIFT_ALPHA and PSI >= DRIFT_PSI_THRESHOLD

@@ -30,7 +30,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,9 @@ __all__ = [
     "classes_using",
     "features_by_weight",
     "lime_order",
+    "explanation_order",
     "explain_features",
+    "explain_cards",
     "render_card",
     "interpret_features",
     "Interpretation",
@@ -149,6 +151,19 @@ def features_by_weight(layer: Any, limit: int | None = None) -> list[int]:
     return [int(j) for j in (order if limit is None else order[:int(limit)])]
 
 
+def _tied_to_spurious(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequence[str], *,
+                      fdr: float, min_effect: float) -> set[int]:
+    """Positively weighted features with a significant, strong association with a declared spurious
+    attribute (``q_value <= fdr``, ``AUC - 0.5 >= min_effect``, or ``|r| >= 2 * min_effect`` numeric)."""
+    if not len(associations) or not spurious_attributes:
+        return set()
+    t = associations[associations["attribute"].isin(list(spurious_attributes)) & (associations["q_value"] <= fdr)]
+    numeric = t["value"].isna()
+    strong = np.where(numeric, t["effect"].abs() >= 2 * min_effect, t["effect"] - 0.5 >= min_effect)
+    positive = set(np.flatnonzero((np.asarray(layer.weight_) > 0).any(axis=0)).tolist())
+    return {int(f) for f in t.loc[strong, "feature"]} & positive
+
+
 def lime_order(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequence[str], limit: int | None, *,
                fdr: float = 0.05, min_effect: float = 0.2) -> list[int]:
     """Features to explain with LIME: those tied to a declared spurious attribute first, then by weight.
@@ -158,20 +173,52 @@ def lime_order(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequ
     up to half of the ``limit`` slots go to features with a positive weight and a significant
     association (``q_value <= fdr``, ``AUC - 0.5 >= min_effect``, or ``|r| >= 2 * min_effect`` for a
     numeric attribute) with one of ``spurious_attributes``, heaviest first; the rest follow
-    :func:`features_by_weight`.
+    :func:`features_by_weight`. A run knows better once its findings exist: :func:`explanation_order`.
     """
     by_weight = features_by_weight(layer)
     n = len(by_weight) if limit is None else int(limit)
-    tied: set[int] = set()
-    if len(associations) and spurious_attributes:
-        t = associations[associations["attribute"].isin(list(spurious_attributes))
-                         & (associations["q_value"] <= fdr)]
-        numeric = t["value"].isna()
-        strong = np.where(numeric, t["effect"].abs() >= 2 * min_effect, t["effect"] - 0.5 >= min_effect)
-        positive = set(np.flatnonzero((np.asarray(layer.weight_) > 0).any(axis=0)).tolist())
-        tied = {int(f) for f in t.loc[strong, "feature"]} & positive
+    tied = _tied_to_spurious(layer, associations, spurious_attributes, fdr=fdr, min_effect=min_effect)
     first = [f for f in by_weight if f in tied][:max(1, n // 2) if n else 0]
     return (first + [f for f in by_weight if f not in first])[:n]
+
+
+def explanation_order(layer: Any, needed: Mapping[int, Sequence[str]] | None = None,
+                      associations: pd.DataFrame | None = None, spurious_attributes: Sequence[str] = (),
+                      limit: int | None = None, *, fdr: float = 0.05, min_effect: float = 0.2) -> list[tuple[int, str]]:
+    """Every used feature in the order LIME explains them, each with why it comes there.
+
+    What a reader needs first: the features ``needed`` names (a run passes
+    :func:`sparsecheck.reports.evidence.featured_features`: features of spurious findings, of failing
+    assertions and of the top feature slices, in that order), then features tied to a declared
+    spurious attribute, then the rest by total ``|weight|`` (:func:`lime_order`: tied features
+    take at most half of the ``limit`` slots left after the needed ones).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> layer = SimpleNamespace(weight_=np.array([[3.0, 0.0, 0.5], [0.0, 2.0, 0.0]]))
+    >>> explanation_order(layer, {2: ["finding: cat on background = snow"]})
+    [(2, 'finding: cat on background = snow'), (0, 'total |weight| rank 1'), (1, 'total |weight| rank 2')]
+    """
+    by_weight = features_by_weight(layer)
+    rank = {f: i + 1 for i, f in enumerate(by_weight)}
+    order: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    for f, reasons in (needed or {}).items():
+        f = int(f)
+        if f in rank and f not in seen:
+            order.append((f, "; ".join(str(r) for r in reasons) or "named in the results"))
+            seen.add(f)
+    table = associations if associations is not None else pd.DataFrame()
+    tied = _tied_to_spurious(layer, table, spurious_attributes, fdr=fdr, min_effect=min_effect)
+    left = None if limit is None else max(int(limit) - len(order), 0)
+    first = lime_order(layer, table, spurious_attributes, left, fdr=fdr, min_effect=min_effect) if left != 0 else []
+    for f in first + features_by_weight(layer):
+        if f not in seen:
+            why = "tied to a declared spurious attribute" if f in tied else f"total |weight| rank {rank[f]}"
+            order.append((f, why))
+            seen.add(f)
+    return order
 
 
 # --------------------------------------------------------------------------- cards
@@ -182,7 +229,7 @@ class FeatureCard:
     ``to_dict()`` is the ``results["feature_cards"]`` contract: ``feature``, ``classes``
     ([{class, weight}]), ``image`` (PNG path relative to the output directory, or None),
     ``top_examples`` / ``bottom_examples`` (example ids), ``associations`` (top 5:
-    [{attribute, value, effect, q_value}]), ``lime`` ({samples, examples} or None) and ``sanity``
+    [{attribute, value, effect, q_value}]), ``lime`` ({samples, examples, why} or None) and ``sanity``
     ({spearman, trustworthy} or None) and ``thumb`` (thumbnail edge in the picture, pixels).
     """
 
@@ -198,6 +245,11 @@ class FeatureCard:
     sanity: SanityResult | None = None
     image: str | None = None
     thumb: int | None = None
+    #: why LIME explained this feature (see :func:`explanation_order`), when it did
+    lime_why: str | None = None
+    #: rows of the top and bottom examples in the split (for pictures drawn later)
+    top_rows: list[int] = field(default_factory=list, repr=False)
+    bottom_rows: list[int] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,8 +259,8 @@ class FeatureCard:
             "top_examples": [str(i) for i in self.top_examples],
             "bottom_examples": [str(i) for i in self.bottom_examples],
             "associations": [dict(a) for a in self.associations],
-            "lime": ({"samples": int(self.lime_samples), "examples": len(self.explanations)}
-                     if self.explanations else None),
+            "lime": ({"samples": int(self.lime_samples), "examples": len(self.explanations),
+                      **({"why": self.lime_why} if self.lime_why else {})} if self.explanations else None),
             "sanity": None if self.sanity is None else self.sanity.card(),
             "thumb": self.thumb,
         }
@@ -317,10 +369,13 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
                      example_ids: dict[int, Sequence[str]] | None = None, layer: str | None = None,
                      input_spec: Any = None, mean: Any = 0.0, std: Any = 1.0, device: str = "cpu",
                      channels: int | None = None, bar: Any = None,
-                     on_error: Callable[[str, str], None] | None = None) -> dict[int, list[FeatureExplanation]]:
+                     on_error: Callable[[str, str], None] | None = None,
+                     deadline: float | None = None) -> dict[int, list[FeatureExplanation]]:
     """LIME explanations of several features, each on its own images, under one progress bar.
 
     One :class:`FeatureActivation` serves every feature (one forward pass computes them all).
+    Features are explained in the order of ``jobs``; with a ``deadline`` no explanation starts
+    after it, and the features not reached keep an empty list.
 
     Parameters
     ----------
@@ -335,12 +390,14 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
         Advanced once per explanation; by default one is opened for the whole job.
     on_error : callable ``(what, reason)``, optional
         Called instead of raising when one example cannot be explained; that example is left out.
+    deadline : float, optional
+        A :func:`time.perf_counter` value after which no explanation starts.
 
     Returns
     -------
     dict feature → list of FeatureExplanation
     """
-    features = sorted(jobs)
+    features = list(jobs)
     out: dict[int, list[FeatureExplanation]] = {f: [] for f in features}
     if not features:
         return out
@@ -354,6 +411,8 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
                 column = target.column(f)
                 ids = list(example_ids.get(f, [])) if example_ids else []
                 for i, image in enumerate(jobs[f]):
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        return out
                     example = ids[i] if i < len(ids) else None
                     try:
                         out[f].append(explainer.explain(image, column, feature=f, example_id=example))
@@ -416,7 +475,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        sanity_examples: int = ANALYSIS["sanity_examples"],
                        sanity_threshold: float = ANALYSIS["sanity_threshold"],
                        sanity_cascade: bool = ANALYSIS["sanity_cascade"],
-                       spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"]) -> Interpretation:
+                       spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"],
+                       card_images: int | None = ANALYSIS["card_images"]) -> Interpretation:
     """Explain every feature of a fitted sparse ``layer`` on one split's examples.
 
     Parameters
@@ -437,11 +497,12 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     seed : int
         Seeds LIME, its segmenter and the sanity check.
     out_dir : path, optional
-        Card pictures go to ``out_dir / CARD_DIR``; cards of features no longer used are removed.
+        Card pictures go to ``out_dir / CARD_DIR`` (for the first ``card_images`` features in
+        LIME's order, and every explained one); pictures an earlier run left are removed.
     on_skip : callable(what, reason), optional
         Told about an optional step that failed (one LIME example, a sanity check); without it,
         LIME's errors raise.
-    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr
+    top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr, card_images
         As the ``analysis:`` section of the config.
     spurious_attributes : sequence of str
         ``data.spurious_attributes``: features tied to them are explained with LIME first
@@ -462,6 +523,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     # examples and classes
     top, bottom = top_and_bottom(acts, top_k) if used.size else (np.empty((0, 0), int),) * 2
     users = classes_using(layer, class_names)
+    column = {int(f): i for i, f in enumerate(used)}
 
     # associations, within classes when labels are known
     attrs = [c for c in metadata.columns if c != "id"]
@@ -471,39 +533,122 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     else:
         table = feature_associations(np.empty((n, 0)), metadata.iloc[:, :0], features=[])
 
-    # LIME on the features with the largest total weight, then the sanity check
+    # cards (pictures without LIME yet), then LIME and the sanity check in the order a reader needs
+    cards: list[FeatureCard] = []
+    for f in used.tolist():
+        j = column[f]
+        cards.append(FeatureCard(
+            feature=f, classes=users.get(f, []), top_examples=ids[top[:, j]].tolist(),
+            bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
+            bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
+            lime_samples=int(lime_samples), top_rows=top[:, j].tolist(), bottom_rows=bottom[:, j].tolist()))
+    summary: dict[str, Any] = {"split": split, "used_features": int(used.size), "top_k": int(top_k)}
+    interpretation = Interpretation(table, cards, {}, summary, {})
+    out = Path(out_dir) if out_dir is not None else None
+    explain_cards(interpretation, layer, model=model, dataset=dataset, input_spec=input_spec,
+                  feature_layer=feature_layer, device=device, seed=seed, out_dir=out, on_skip=on_skip,
+                  order=explanation_order(layer, None, table, list(spurious_attributes), explain_features, fdr=fdr),
+                  limit=explain_features, lime_examples=lime_examples, lime_samples=lime_samples,
+                  sanity_check=sanity_check, sanity_features=sanity_features, sanity_examples=sanity_examples,
+                  sanity_threshold=sanity_threshold, sanity_cascade=sanity_cascade, card_images=card_images,
+                  off_reason=None if explain else "not asked for (explain=False)")
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
+                used.size, summary["explained_features"], summary["explained_examples"],
+                summary["sanity_checked"], time.perf_counter() - start)
+    return interpretation
+
+
+def draw_cards(cards: Sequence[FeatureCard], out: Path, dataset: Any, artifacts: dict[str, str]) -> None:
+    """Render each card's picture to ``out / CARD_DIR / feature_<id>.png`` and note it in ``artifacts``."""
+    for card in cards:
+        rel = f"{CARD_DIR}/feature_{card.feature}.png"
+        render_card(card, out / rel,
+                    top_images=None if dataset is None or not card.top_rows else dataset.batch(card.top_rows),
+                    bottom_images=None if dataset is None or not card.bottom_rows else dataset.batch(card.bottom_rows))
+        card.image, card.thumb = rel, CARD_THUMB
+        artifacts[rel] = str(out / rel)
+
+
+def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dataset: Any, input_spec: Any = None,
+                  feature_layer: str | None = None, device: str = "cpu", seed: int = 0,
+                  out_dir: str | Path | None = None, on_skip: Callable[[str, str], None] | None = None,
+                  order: Sequence[tuple[int, str]] = (), limit: int | None = ANALYSIS["explain_features"],
+                  budget_s: float | None = ANALYSIS["explain_budget_s"],
+                  lime_examples: int = ANALYSIS["lime_examples"], lime_samples: int = ANALYSIS["lime_samples"],
+                  sanity_check: bool = ANALYSIS["sanity_check"], sanity_features: int = ANALYSIS["sanity_features"],
+                  sanity_examples: int = ANALYSIS["sanity_examples"],
+                  sanity_threshold: float = ANALYSIS["sanity_threshold"],
+                  sanity_cascade: bool = ANALYSIS["sanity_cascade"], card_images: int | None = ANALYSIS["card_images"],
+                  off_reason: str | None = None) -> Interpretation:
+    """Explain the cards' features with LIME in ``order``, then sanity-check them, within a time budget.
+
+    ``order`` is :func:`explanation_order`'s ``(feature, why)`` list; the first ``limit`` features
+    are explained on their top ``lime_examples`` examples, one after the other, until ``budget_s``
+    seconds have passed (no explanation starts after that; the sanity checks count against the
+    same budget). The sanity check runs on up to ``sanity_features`` explained features: those
+    the results name first (a finding, a failing assertion, a slice), then the heaviest. With
+    ``out_dir`` and images, card pictures are drawn for the first ``card_images`` features of
+    ``order`` and every explained one (a picture costs a tenth of a second; at a thousand classes
+    every used feature would take minutes, for pictures the report does not show), and pictures
+    of other features are removed.
+
+    Updates ``interpretation`` in place (cards, ``sanity``, ``summary``; what an earlier call
+    explained is replaced) and returns it. The
+    summary gets ``explained_features``, ``explained_examples``, ``lime_*`` timings,
+    ``sanity_checked`` and ``explain``: the order rule, ``limit``, ``budget_s``, ``candidates``,
+    ``explained``, ``not_explained`` (count by reason) and ``needed`` (every feature the results
+    name: ``{feature, why, explained, reason}``). Without a model or images, or with an
+    ``off_reason`` (LIME switched off), nothing is explained and the reason says so.
+    """
+    cards = {c.feature: c for c in interpretation.cards}
+    order = [(int(f), why) for f, why in order if int(f) in cards]
+    n_limit = len(order) if limit is None else min(int(limit), len(order))
+    chosen, beyond = order[:n_limit], order[n_limit:]
+    reasons: dict[int, str] = {f: f"beyond analysis.explain_features ({limit})" for f, _ in beyond}
     explained: dict[int, list[FeatureExplanation]] = {}
     sanity: dict[int, SanityResult] = {}
     lime_seconds = forward_seconds = 0.0
-    column = {int(f): i for i, f in enumerate(used)}
-    if explain and used.size and model is not None and dataset is not None:
-        chosen = lime_order(layer, table, list(spurious_attributes), explain_features, fdr=fdr)
-        n_lime = min(int(lime_examples), top.shape[0])
-        n_sanity_examples = min(sanity_examples, n_lime)
-        # the sanity check stays on the heaviest explained features
-        check = [f for f in features_by_weight(layer) if f in chosen][:sanity_features] if sanity_check else []
-        jobs = {f: dataset.batch(top[:n_lime, column[f]]) for f in chosen}
-        job_ids = {f: ids[top[:n_lime, column[f]]].tolist() for f in chosen}
+    batch_size = None
+    t0 = time.perf_counter()
+    deadline = None if budget_s is None else t0 + float(budget_s)
+    chosen_at_all = off_reason is None and model is not None and dataset is not None
+    if not chosen_at_all:  # the caller says why once (explain_stage: one ``skipped`` entry)
+        reasons.update({f: off_reason or "LIME needs the model and the images" for f, _ in chosen})
+        chosen = []
+    if chosen:
+        n_lime = max(0, min(int(lime_examples), min(len(cards[f].top_rows) for f, _ in chosen)))
+        n_sanity_examples = min(int(sanity_examples), n_lime)
+        jobs = {f: dataset.batch(cards[f].top_rows[:n_lime]) for f, _ in chosen}
+        job_ids = {f: cards[f].top_examples[:n_lime] for f, _ in chosen}
         explainer = LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
                                          segmenter=Segmenter(random_state=seed))
-        common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_,
-                      std=layer.std_, device=device, channels=_channels(dataset))
+        common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_, std=layer.std_, device=device,
+                      channels=_channels(dataset))
+        named = [f for f, why in chosen if not why.startswith(("total |weight|", "tied to"))]
+        check = ([f for f in named] + [f for f in features_by_weight(layer) if f in jobs and f not in named]
+                 )[:int(sanity_features)] if sanity_check else []
         total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if sanity_cascade else 1)
-        t0 = time.perf_counter()
         with progress(total=total, desc="explaining features", unit="image") as bar:
             try:
                 explained = _explain_all(model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,
-                                             on_error=on_skip, **common)
+                                         on_error=on_skip, deadline=deadline, **common)
             except Exception as exc:  # optional: a model LIME cannot drive costs the pictures, not the run
                 if on_skip is None:
                     raise
                 on_skip("LIME explanations", exception_reason(exc))
                 explained, check = {}, []
+                reasons.update({f: f"LIME failed: {exception_reason(exc)}" for f, _ in chosen})
             lime_seconds = time.perf_counter() - t0
             forward_seconds = sum(e.forward_seconds for v in explained.values() for e in v)
             for f in check:
-                exps = explained[f][:n_sanity_examples]
+                exps = explained.get(f, [])[:n_sanity_examples]
                 if not exps:
+                    continue
+                if deadline is not None and time.perf_counter() >= deadline:
+                    if on_skip is not None:
+                        on_skip(f"sanity check of feature {f}", f"the time budget analysis.explain_budget_s "
+                                                                 f"({budget_s:g} s) was spent")
                     continue
                 try:
                     sanity[f] = model_randomisation_test(
@@ -515,44 +660,56 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                     if on_skip is None:
                         raise
                     on_skip(f"sanity check of feature {f}", exception_reason(exc))
+        batch_size = getattr(explainer, "last_batch_size_", None)
+        for f, _ in chosen:
+            if not explained.get(f) and f not in reasons:
+                reasons[f] = (f"the time budget analysis.explain_budget_s ({budget_s:g} s) was spent"
+                              if deadline is not None and time.perf_counter() >= deadline
+                              else "no example could be explained")
         untrusted = [f for f, r in sanity.items() if not r.trustworthy]
         if untrusted:
             logger.warning("LIME explanations of features %s did not pass the model-randomisation check",
                            untrusted)
-
-    # cards
-    cards: list[FeatureCard] = []
-    artifacts: dict[str, str] = {}
-    out = Path(out_dir) if out_dir is not None else None
-    for f in used.tolist():
-        j = column[f]
-        card = FeatureCard(
-            feature=f, classes=users.get(f, []), top_examples=ids[top[:, j]].tolist(),
-            bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
-            bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
-            explanations=explained.get(f, []), lime_samples=int(lime_samples), sanity=sanity.get(f))
-        if out is not None:
-            rel = f"{CARD_DIR}/feature_{f}.png"
-            render_card(card, out / rel,
-                        top_images=None if dataset is None else dataset.batch(top[:, j]),
-                        bottom_images=None if dataset is None else dataset.batch(bottom[:, j]))
-            card.image, card.thumb = rel, CARD_THUMB
-            artifacts[rel] = str(out / rel)
-        cards.append(card)
-    if out is not None:
-        _remove_stale_cards(out / CARD_DIR, {f"feature_{f}.png" for f in used.tolist()})
-
+    why = dict(order)
+    for f, card in cards.items():  # what this pass explained replaces what an earlier one did
+        card.explanations, card.lime_why = explained.get(f, []), why.get(f) if explained.get(f) else None
+        card.lime_samples, card.sanity = int(lime_samples), sanity.get(f)
+    interpretation.sanity.clear()
+    interpretation.sanity.update(sanity)
+    if out_dir is not None:
+        pictured = [f for f, _ in order][:len(order) if card_images is None else int(card_images)]
+        drawn = [cards[f] for f in dict.fromkeys([*pictured, *(f for f in explained if explained[f])])]
+        for card in cards.values():
+            card.image = card.thumb = None
+        for rel in [k for k in interpretation.artifacts if k.startswith(f"{CARD_DIR}/")]:
+            del interpretation.artifacts[rel]
+        if dataset is not None:
+            draw_cards(drawn, Path(out_dir), dataset, interpretation.artifacts)
+        _remove_stale_cards(Path(out_dir) / CARD_DIR, {Path(c.image).name for c in drawn if c.image})
     n_explained = sum(len(v) for v in explained.values())
-    summary = {
-        "split": split, "used_features": int(used.size), "top_k": int(top_k),
-        "explained_features": len(explained), "explained_examples": n_explained,
-        "lime_samples": int(lime_samples) if explained else None,
+    n_features = sum(bool(v) for v in explained.values())
+    counts: dict[str, int] = {}
+    for r in reasons.values():
+        counts[r] = counts.get(r, 0) + 1
+    needed = [{"feature": f, "why": w, "explained": bool(explained.get(f)),
+               **({"reason": reasons[f]} if f in reasons else {})}
+              for f, w in order if not w.startswith(("total |weight|", "tied to"))]
+    interpretation.summary.update({
+        "explained_features": n_features, "explained_examples": n_explained,
+        "lime_samples": int(lime_samples) if n_explained else None,
         "lime_seconds": round(lime_seconds, 3), "forward_seconds": round(forward_seconds, 3),
         "examples_per_second": round(n_explained / lime_seconds, 3) if lime_seconds > 0 else None,
-        "sanity_checked": len(sanity), "seconds": round(time.perf_counter() - start, 3)}
-    logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
-                used.size, len(explained), n_explained, len(sanity), time.perf_counter() - start)
-    return Interpretation(table, cards, sanity, summary, artifacts)
+        "sanity_checked": len(interpretation.sanity),
+        "card_images": sum(c.image is not None for c in cards.values()),
+        "explain": {"order": "features the results name (findings, failing assertions, top slices), then tied to a "
+                             "declared spurious attribute, then by total |weight|",
+                    "limit": limit, "budget_s": budget_s, "candidates": len(order), "explained": n_features,
+                    "batch_size": batch_size, "not_explained": counts, "needed": needed}})
+    for f, r in reasons.items():  # each named feature LIME could have explained here and did not
+        if (on_skip is not None and chosen_at_all and why.get(f)
+                and not why[f].startswith(("total |weight|", "tied to"))):
+            on_skip(f"LIME of feature {f} ({why[f]})", r)
+    return interpretation
 
 
 def _channels(dataset: Any) -> int | None:

@@ -210,6 +210,13 @@ class FeatureActivation:
         self.forward_calls += 1
         return picked.cpu().numpy()
 
+    def batch_size_for(self, image: np.ndarray) -> int:
+        """Images like ``image`` (H, W[, C]) that one forward call takes on this device: the
+        ``batch_size`` given, else what the device's free memory (CUDA) or a fixed input budget
+        (CPU) allows. LIME draws its perturbed images in batches of this size."""
+        image = np.asarray(image)
+        return self._batch_size(np.broadcast_to(image, (1 << 30, *image.shape)))
+
     def _batch_size(self, images: np.ndarray) -> int:
         n = images.shape[0]
         if self.batch_size is not None:
@@ -235,6 +242,9 @@ class FeatureColumn:
     @property
     def forward_seconds(self) -> float:
         return self.activation.forward_seconds
+
+    def batch_size_for(self, image: np.ndarray) -> int:
+        return self.activation.batch_size_for(image)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.activation(images)[:, self.index:self.index + 1]
@@ -427,8 +437,10 @@ class LimeFeatureExplainer:
         Seeds LIME's perturbations; every explanation of the same image draws the same samples,
         so two models can be compared sample for sample.
     batch_size : int, optional
-        Perturbed images handed to the target per call (default: all ``num_samples`` at once;
-        the target splits them further when memory demands).
+        Perturbed images drawn and handed to the target per call. Default: what the target says
+        one forward call on its device takes (``target.batch_size_for(image)``, as
+        :class:`FeatureActivation` does from the free GPU memory or a CPU input budget), else all
+        ``num_samples`` at once. ``last_batch_size_`` records the size used.
 
     Examples
     --------
@@ -444,6 +456,7 @@ class LimeFeatureExplainer:
     random_state: int = 0
     batch_size: int | None = None
     _cls: Any = field(default=None, init=False, repr=False)
+    last_batch_size_: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if int(self.num_samples) < 2:
@@ -481,9 +494,14 @@ class LimeFeatureExplainer:
         lime = self._cls(kernel_width=self.kernel_width, feature_selection="none",
                          random_state=self.random_state)
         n = int(self.num_samples)
+        step = self.batch_size
+        if step is None and hasattr(target, "batch_size_for"):
+            step = target.batch_size_for(rgb)
+        step = max(1, min(n, int(step or n)))
+        self.last_batch_size_ = step
         result = lime.explain_instance(
             rgb, _two_columns(target), labels=(0,), hide_color=self._hide(rgb), top_labels=None,
-            num_features=k, num_samples=n, batch_size=int(self.batch_size or n),
+            num_features=k, num_samples=n, batch_size=step,
             segmentation_fn=lambda _img: segments, random_seed=self.random_state)
         weights = np.zeros(k, dtype=np.float64)
         for seg, w in result.local_exp[0]:

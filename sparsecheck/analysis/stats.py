@@ -136,6 +136,10 @@ def point_biserial(values: np.ndarray, other: np.ndarray) -> tuple[float, float]
     return float(r), float(p)
 
 
+#: above this many tables, :func:`fisher_exact_pvalue` computes each distinct table once
+_DEDUPE_ABOVE = 4096
+
+
 def fisher_exact_pvalue(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray,
                         alternative: str = "greater") -> np.ndarray:
     """One-sided Fisher exact test of ``k1/n1`` against ``k2/n2``, elementwise.
@@ -150,11 +154,36 @@ def fisher_exact_pvalue(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.n
     0.0115
     """
     k1, n1, k2, n2 = (np.asarray(a, dtype=np.float64) for a in (k1, n1, k2, n2))
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    shape = np.broadcast_shapes(k1.shape, n1.shape, k2.shape, n2.shape)
+    if int(np.prod(shape)) > _DEDUPE_ABOVE:  # slice searches repeat the same small tables: test each once
+        cols = [np.broadcast_to(a, shape).ravel() for a in (k1, n1, k2, n2)]
+        key = _pack_counts(cols)
+        if key is not None:
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            p = _fisher(*(c[first] for c in cols), alternative=alternative)
+            return p[inverse.ravel()].reshape(shape)
+    return _fisher(k1, n1, k2, n2, alternative=alternative)
+
+
+def _pack_counts(cols: list[np.ndarray]) -> np.ndarray | None:
+    """One int64 key per row of non-negative integer counts (bit fields), or None when they do not fit."""
+    if not all(np.isfinite(c).all() and (c >= 0).all() and (c == np.floor(c)).all() for c in cols):
+        return None
+    bits = [max(1, int(c.max()).bit_length()) if c.size else 1 for c in cols]
+    if sum(bits) > 62:
+        return None
+    key = np.zeros(cols[0].size, dtype=np.int64)
+    for c, b in zip(cols, bits):
+        key = (key << b) | c.astype(np.int64)
+    return key
+
+
+def _fisher(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray, *, alternative: str) -> np.ndarray:
     total, successes = n1 + n2, k1 + k2
     if alternative == "greater":
         p = _st.hypergeom.sf(k1 - 1, total, successes, n1)
-    elif alternative == "less":
-        p = _st.hypergeom.cdf(k1, total, successes, n1)
     else:
-        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+        p = _st.hypergeom.cdf(k1, total, successes, n1)
     return np.where((n1 > 0) & (n2 > 0), np.clip(p, 0.0, 1.0), np.nan)

@@ -86,6 +86,8 @@ class RunContext:
     sparse_layer: Any = None  # sparsecheck.sparse.SparseDecisionLayer once fitted
     feature_attributes: pd.DataFrame | None = None  # tidy: feature, attribute, value, effect, p_value, q_value
     feature_cards: list[Any] = field(default_factory=list)
+    #: the interpretation stage's :class:`~sparsecheck.analysis.interpret.Interpretation` (LIME adds to it)
+    interpretation: Any = None
     slices: list[Any] = field(default_factory=list)
     spurious_findings: list[Any] = field(default_factory=list)
     assertion_results: Any = None

@@ -14,7 +14,12 @@ This is the only code that knows both the run context and the libraries (``spars
 ``slices_stage``          slices and error breakdowns (:func:`~sparsecheck.analysis.slices.analyse_errors`)
 ``spurious_stage``        spurious findings (:func:`~sparsecheck.analysis.spurious.find_spurious_features`)
 ``assertions_stage``      the config's assertions (:func:`~sparsecheck.assertions.run_assertions`)
+``explain_stage``         LIME and its sanity check, for the features the results name first
+                          (:func:`~sparsecheck.analysis.interpret.explain_cards`)
 ========================  ====================================================================
+
+LIME comes last because which features get explained depends on what a reader of the results
+needs: the features of the spurious findings, of the failing assertions and of the top slices.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Stage", "STAGES", "Inputs", "load_inputs",
            "load_stage", "extract_stage", "dense_stage", "sparse_stage", "interpret_stage",
-           "slices_stage", "spurious_stage", "assertions_stage", "assertion_context", "auto_attributes_stage"]
+           "slices_stage", "spurious_stage", "assertions_stage", "assertion_context", "auto_attributes_stage",
+           "explain_stage"]
 
 Stage = Callable[[RunContext], None]
 
@@ -379,6 +385,7 @@ def sparse_stage(ctx: RunContext) -> None:
     sc = ctx.config.sparse
     layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
                                 tolerance=sc.tolerance, features_per_class=sc.features_per_class,
+                                early_stop=sc.early_stop, precision=sc.precision,
                                 solver=sc.solver, max_epochs=sc.max_epochs, tol=sc.tol, device=ctx.device,
                                 random_state=sc.random_state)
     train, val = ctx.splits["train"], ctx.splits.get("val")
@@ -411,42 +418,80 @@ def sparse_stage(ctx: RunContext) -> None:
                 r["dense_accuracy"])
 
 
-def interpret_stage(ctx: RunContext) -> None:
-    """Explain every feature of ``ctx.sparse_layer`` on the test split (else the last split).
+def _interpreted_split(ctx: RunContext) -> str:
+    return "test" if "test" in ctx.splits else list(ctx.splits)[-1]
 
-    Reads ``ctx.config.analysis`` (``top_k``, ``explain``, ``explain_features``, ``lime_examples``,
-    ``lime_samples``, ``sanity_*``) and ``ctx.config.seed``. Sets ``ctx.feature_attributes`` (tidy
-    association table), ``ctx.feature_cards`` and ``results["feature_attributes"]``,
-    ``["feature_cards"]``, ``["feature_sanity"]``, ``["interpretation"]``; writes
-    ``features/feature_<id>.png`` under ``ctx.out_dir`` when there is one. An optional step that
-    fails (LIME, a sanity check) is recorded with :meth:`RunContext.skip`.
+
+def interpret_stage(ctx: RunContext) -> None:
+    """Interpret every feature of ``ctx.sparse_layer`` on the test split (else the last split):
+    top and bottom examples, classes, associations with the metadata, a card each. LIME comes
+    later (:func:`explain_stage`), once the results say which features a reader needs.
+
+    Reads ``ctx.config.analysis.top_k``, ``fdr`` and ``ctx.config.seed``. Sets
+    ``ctx.feature_attributes`` (tidy association table), ``ctx.feature_cards`` and
+    ``results["feature_attributes"]``, ``["feature_cards"]``, ``["feature_sanity"]``,
+    ``["interpretation"]``. The cards' pictures are drawn by :func:`explain_stage`, once the
+    results say which cards a reader needs.
     """
     if ctx.sparse_layer is None:
         raise SparsecheckError("the interpretation stage needs a fitted sparse layer (ctx.sparse_layer); "
                                "run the sparse stage before it")
     acfg = ctx.config.analysis
-    split = "test" if "test" in ctx.splits else list(ctx.splits)[-1]
+    split = _interpreted_split(ctx)
     view = ctx.splits[split]
     if split not in ctx.datasets:  # precomputed features: the cards show activations, no pictures
-        why = _no_images(ctx, split)
-        if acfg.explain:
-            ctx.skip("LIME explanations", why)
-            if acfg.sanity_check:
-                ctx.skip("explanation sanity check (model randomisation)", why)
-        ctx.skip("top-example thumbnails", why)
+        ctx.skip("top-example thumbnails", _no_images(ctx, split))  # LIME's skip: explain_stage
     found = interpret_features(
         ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
         model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
-        out_dir=ctx.out_dir, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=acfg.explain,
-        explain_features=acfg.explain_features, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
-        sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
-        sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
-        sanity_cascade=acfg.sanity_cascade, spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr)
+        out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
+        spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr)
+    ctx.interpretation = found
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
     ctx.artifacts.update(found.artifacts)
     ctx.results.update(found.to_results())
+
+
+def explain_stage(ctx: RunContext) -> None:
+    """LIME on the features a reader of the results needs, then the model-randomisation sanity check.
+
+    The order (:func:`~sparsecheck.analysis.interpret.explanation_order`): the features the
+    results name (:func:`~sparsecheck.reports.evidence.featured_features`: spurious findings,
+    failing assertions, top feature slices), then features tied to a declared spurious attribute,
+    then by total ``|weight|``; the first ``analysis.explain_features`` of them, within
+    ``analysis.explain_budget_s`` seconds. Perturbed images go to the model in batches sized to
+    the device. Draws the card pictures (``features/feature_<id>.png``, for the first
+    ``analysis.card_images`` features in the same order). Updates the cards, ``results["feature_cards"]``,
+    ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
+    and why any the results name was not; those are also listed under ``skipped``).
+    """
+    from sparsecheck.analysis.interpret import explain_cards, explanation_order
+    from sparsecheck.reports.evidence import featured_features
+
+    found = ctx.interpretation
+    if found is None or ctx.sparse_layer is None:
+        return
+    acfg = ctx.config.analysis
+    split = _interpreted_split(ctx)
+    dataset = ctx.datasets.get(split)
+    off = None if acfg.explain else "analysis.explain is false"
+    if off is None and (ctx.model is None or dataset is None):
+        off = "LIME needs the model and the images, and this run has features only"
+        ctx.skip("LIME feature explanations and their sanity check", off)
+    order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
+                              ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
+    explain_cards(found, ctx.sparse_layer, model=ctx.model, dataset=dataset, input_spec=ctx.input_spec,
+                  feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(ctx.config.seed),
+                  out_dir=ctx.out_dir, on_skip=ctx.skip, order=order, limit=acfg.explain_features,
+                  budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
+                  sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
+                  sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
+                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
+    ctx.artifacts.update(found.artifacts)
+    results = found.to_results()
+    ctx.results.update({k: results[k] for k in ("feature_cards", "feature_sanity", "interpretation")})
 
 
 def slices_stage(ctx: RunContext) -> None:
@@ -462,7 +507,8 @@ def slices_stage(ctx: RunContext) -> None:
     acfg = ctx.config.analysis
     found = analyse_errors(ctx.prediction_table("test"), ctx.attributes, features=ctx.splits["test"].features,
                            layer=ctx.sparse_layer, class_names=ctx.class_names, max_predicates=acfg.max_predicates,
-                           min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr)
+                           min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr,
+                           feature_slice_features=acfg.feature_slice_features)
     ctx.slices = list(found.slices)
     ctx.results.update(found.to_results())
     ctx.results["error_clusters"] = _error_clusters(ctx)
@@ -696,4 +742,4 @@ def assertions_stage(ctx: RunContext) -> None:
 
 
 STAGES: list[Stage] = [load_stage, extract_stage, dense_stage, auto_attributes_stage, sparse_stage,
-                       interpret_stage, slices_stage, spurious_stage, assertions_stage]
+                       interpret_stage, slices_stage, spurious_stage, assertions_stage, explain_stage]

@@ -378,10 +378,24 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
         "spurious": findings,
         "skipped": _rows(results.get("skipped")),
+        "explain": _explain_view(results.get("interpretation")),
         "mlflow": mlflow,
         "max_rows": max_rows,
         "fdr": fdr,
     }
+
+
+def _explain_view(interpretation: Any) -> dict[str, Any] | None:
+    """Which features LIME explained and why others were not (``results["interpretation"]["explain"]``)."""
+    explain = interpretation.get("explain") if isinstance(interpretation, Mapping) else None
+    if not isinstance(explain, Mapping):
+        return None
+    counts = explain.get("not_explained") if isinstance(explain.get("not_explained"), Mapping) else {}
+    needed = [n for n in _rows(explain.get("needed"))]
+    return {"explained": _finite(explain.get("explained")) or 0, "candidates": _finite(explain.get("candidates")) or 0,
+            "budget_s": _finite(explain.get("budget_s")), "limit": explain.get("limit"),
+            "not_explained": [(str(k), v) for k, v in counts.items()],
+            "needed_missing": [n for n in needed if not n.get("explained")]}
 
 
 # --------------------------------------------------------------------------- rendering

@@ -98,10 +98,20 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         If set, selection instead takes the last layer along the path (largest lambda first)
         before the mean number of features per class first exceeds this value; the path stops
         there, so ``path_`` ends with the first layer that exceeds it.
+    early_stop : bool, default True
+        Stop the path once it is past any layer the selection could take: the validation accuracy
+        has stayed more than ``tolerance`` below the best so far while lambda fell by half (over at
+        least two lambdas). Only a later recovery to above the best could change the selection;
+        past the best, denser layers overfit, and on many classes they are most of the path's cost
+        (glmnet stops its paths early too). Not used with ``features_per_class``.
     solver : {"auto", "fista", "glm_saga"}, default "auto"
         ``"fista"``: the fast in-memory solver (full-batch FISTA with screening, CPU or GPU).
         ``"glm_saga"``: the published glm_saga solver, streaming mini-batches (any data size).
         ``"auto"``: ``"fista"`` when the features fit comfortably in the device's memory.
+    precision : {"fp32", "bf16"}, default "fp32"
+        How the fista solver holds the features on the device: ``"bf16"`` halves their memory
+        (products still run in float32 on blocks converted on the fly; only the features are
+        rounded). glm_saga streams float32 batches either way.
     max_epochs : int or None, default None
         Per-lambda cap on passes over the data (None: 2000 for both solvers, the paper's value).
     tol : float or None, default None
@@ -153,8 +163,9 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
 
     def __init__(self, alpha: float = SPARSE["alpha"], n_lambdas: int = SPARSE["n_lambdas"],
                  lambda_min_ratio: float = SPARSE["lambda_min_ratio"], tolerance: float = SPARSE["tolerance"],
-                 features_per_class: int | None = SPARSE["features_per_class"], solver: str = SPARSE["solver"],
-                 max_epochs: int | None = SPARSE["max_epochs"], tol: float | None = SPARSE["tol"],
+                 features_per_class: int | None = SPARSE["features_per_class"],
+                 early_stop: bool = SPARSE["early_stop"], solver: str = SPARSE["solver"],
+                 precision: str = SPARSE["precision"], max_epochs: int | None = SPARSE["max_epochs"], tol: float | None = SPARSE["tol"],
                  lookbehind: int = 3, batch_size: int = 256, step_size: float = 0.1, device: str = "auto",
                  random_state: int | None = SPARSE["random_state"]) -> None:
         self.alpha = alpha
@@ -162,7 +173,9 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         self.lambda_min_ratio = lambda_min_ratio
         self.tolerance = tolerance
         self.features_per_class = features_per_class
+        self.early_stop = early_stop
         self.solver = solver
+        self.precision = precision
         self.max_epochs = max_epochs
         self.tol = tol
         self.lookbehind = lookbehind
@@ -227,12 +240,15 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         stop = None
         if self.features_per_class is not None:
             K = float(self.features_per_class)
-            stop = lambda W: _mean_features_per_class(W) > K  # noqa: E731
+            stop = lambda path: _mean_features_per_class(path.weights[-1]) > K  # noqa: E731
+        elif self.early_stop:
+            tolerance = float(self.tolerance)
+            stop = lambda path: _past_selection(path.val_accuracy, path.lambdas, tolerance)  # noqa: E731
         logger.info("sparse layer: %d x %d features, %d classes, %d lambdas from %.4g, solver %s on %s",
                     n_train, d, C, len(lambdas), lambda_max, solver, device)
         if solver == "fista":
             result = _fista.fista_path(problem, device=device, max_epochs=self.max_epochs, tol=self.tol,
-                                       lookbehind=self.lookbehind, should_stop=stop)
+                                       lookbehind=self.lookbehind, should_stop=stop, precision=self.precision)
         else:
             result = _saga.glm_saga_path(problem, device=device, max_epochs=self.max_epochs, tol=self.tol,
                                          lookbehind=self.lookbehind, batch_size=self.batch_size,
@@ -273,10 +289,11 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         if self.solver != "auto":
             return self.solver
         resident = (rows is None and isinstance(X, torch.Tensor) and X.dtype == torch.float32
-                    and X.device == device)
+                    and X.device == device and self.precision == "fp32")
+        size = 2 if self.precision == "bf16" else 4
         # features (unless already resident), validation features, ~7 C x n logit buffers (iterates,
         # momentum, gradient, path extrapolation), and the working-set copy of at most half the columns
-        need = 4 * ((0 if resident else n * d) + n_val * d + 7 * n * C + _fista._DENSE_SHARE * n * d)
+        need = (size * ((0 if resident else n * d) + n_val * d + _fista._DENSE_SHARE * n * d) + 4 * 7 * n * C)
         available = _available_bytes(device)
         choice = "fista" if need <= _MEMORY_SHARE * available else "glm_saga"
         logger.info("solver='auto' chose %r: the in-memory solver needs ~%.2f GiB, %.2f GiB available on %s",
@@ -556,7 +573,9 @@ _CONSTRAINTS: dict[str, tuple[str, Any]] = {
     "lambda_min_ratio": ("a float in the range (0, 1)", lambda v: _is_real(v) and 0 < v < 1),
     "tolerance": ("a float in [0, 1]", lambda v: _is_real(v) and 0 <= v <= 1),
     "features_per_class": ("None or an int in the range [1, inf)", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "early_stop": ("a bool", lambda v: isinstance(v, (bool, np.bool_))),
     "solver": ("a str among {'auto', 'fista', 'glm_saga'}", lambda v: isinstance(v, str) and v in _SOLVERS),
+    "precision": ("a str among {'fp32', 'bf16'}", lambda v: isinstance(v, str) and v in _fista.PRECISIONS),
     "max_epochs": ("None or an int in the range [1, inf)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "tol": ("None or a float in the range (0, inf)", lambda v: v is None or (_is_real(v) and v > 0)),
     "lookbehind": ("an int in the range [1, inf)", lambda v: _is_int(v) and v >= 1),
@@ -655,6 +674,32 @@ def _available_bytes(device: torch.device) -> float:
 
 def _mean_features_per_class(weight: np.ndarray) -> float:
     return float((weight != 0).sum(axis=1).mean())
+
+
+#: early stop: the validation accuracy stayed out of reach while lambda fell by this factor
+_EARLY_STOP_FACTOR = 2.0
+
+
+def _past_selection(val_accuracy: list[float], lambdas: list[float], tolerance: float) -> bool:
+    """True when the last lambdas' validation accuracies have all been more than ``tolerance``
+    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``.
+
+    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 2.0, 1.0], 0.05)
+    True
+    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 3.0, 2.5], 0.05)
+    False
+    >>> _past_selection([0.5, 0.9, 0.8, 0.88], [8.0, 4.0, 2.0, 1.0], 0.05)
+    False
+    """
+    acc = np.asarray(val_accuracy, dtype=np.float64)
+    if acc.size < 3 or not np.isfinite(acc).any():
+        return False
+    below = acc < np.nanmax(acc) - tolerance - 1e-12
+    if not below[-1]:
+        return False
+    first = acc.size - int(np.argmin(below[::-1])) if not below.all() else 0  # start of the trailing run
+    run = acc.size - first
+    return run >= 2 and lambdas[-1] * _EARLY_STOP_FACTOR <= lambdas[first]
 
 
 def _path_frame(result: PathResult) -> pd.DataFrame:

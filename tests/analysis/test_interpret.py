@@ -19,6 +19,7 @@ from sparsecheck.analysis.interpret import (
     FeatureCard,
     classes_using,
     explain_features,
+    explanation_order,
     features_by_weight,
     lime_order,
     render_card,
@@ -30,7 +31,8 @@ from sparsecheck.config import load_config
 from sparsecheck.demo import build_demo
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.pipeline.context import RunContext
-from sparsecheck.pipeline.stages import extract_stage, interpret_stage, load_stage
+from sparsecheck.reports.evidence import assertion_features
+from sparsecheck.pipeline.stages import explain_stage, extract_stage, interpret_stage, load_stage
 from sparsecheck.sparse import SparseDecisionLayer
 
 CARD_KEYS = {"feature", "classes", "image", "top_examples", "bottom_examples", "associations", "lime", "sanity",
@@ -112,6 +114,9 @@ def test_card_dict_follows_the_contract():
     d = _card().to_dict()
     assert set(d) == CARD_KEYS
     assert d["lime"] == {"samples": 100, "examples": 1} and d["sanity"] is None and d["image"] is None
+    card = _card()
+    card.lime_why = "finding: seven on corner_mark = yes"
+    assert card.to_dict()["lime"]["why"] == "finding: seven on corner_mark = yes"
     assert _card(explained=False).to_dict()["lime"] is None
     json.dumps(d)
 
@@ -160,6 +165,7 @@ def demo(tmp_path_factory):
     ctx.sparse_layer = SparseDecisionLayer(n_lambdas=20, lambda_min_ratio=0.1, device="cpu", random_state=0).fit(
         train.features, train.labels, val.features, val.labels)
     interpret_stage(ctx)
+    explain_stage(ctx)
     return ctx, truth
 
 
@@ -220,7 +226,7 @@ def test_cards_follow_the_contract_and_their_pictures_exist(demo):
     explained = [c for c in cards if c["lime"] is not None]
     expected = lime_order(ctx.sparse_layer, ctx.feature_attributes, ctx.config.data.spurious_attributes, 3)
     assert [c["feature"] for c in explained] == sorted(expected)
-    assert all(c["lime"] == {"samples": LIME_SAMPLES, "examples": 3} for c in explained)
+    assert all(c["lime"] == {"samples": LIME_SAMPLES, "examples": 3, "why": c["lime"]["why"]} for c in explained)
     assert sum(c["sanity"] is not None for c in cards) == 3
     write_json_atomic(ctx.out_dir / "check.json", ctx.results)  # JSON-ready
 
@@ -260,3 +266,73 @@ def test_sanity_check_on_the_trained_model_and_on_an_edge_detector(demo):
     print(f"edge detector: spearman {edge.spearman:.3f}")
     assert edge.spearman > 0.95 and not edge.trustworthy
     assert max(r["spearman"] for r in checked) < edge.spearman - 0.3
+
+
+# ----------------------------------------------------------------------------- what gets explained
+
+
+def test_explanation_order_puts_what_the_results_name_first_then_tied_then_by_weight():
+    W = np.array([[3.0, 0.0, 0.5, -0.2, 0.0, 0.1], [0.0, 2.0, 0.0, -0.9, 0.0, 0.0]])
+    layer = SimpleNamespace(weight_=W)
+    table = pd.DataFrame({"feature": [2], "attribute": ["mark"], "value": ["yes"], "effect": [0.95], "q_value": [1e-9]})
+    needed = {5: ["finding: cat on mark = yes"], 4: ["assertion x fails"],  # 4 is unused: dropped
+              3: ["assertion x fails", "slice feat_3 = high"]}
+    order = explanation_order(layer, needed, table, ["mark"])
+    assert order == [(5, "finding: cat on mark = yes"), (3, "assertion x fails; slice feat_3 = high"),
+                     (2, "tied to a declared spurious attribute"), (0, "total |weight| rank 1"),
+                     (1, "total |weight| rank 2")]
+    assert [f for f, _ in explanation_order(layer, None, table, ["mark"], 3)] == [2, 0, 1, 3, 5]
+    assert [f for f, _ in explanation_order(layer)] == features_by_weight(layer)
+
+
+def test_the_run_explains_what_a_failing_assertion_names_first_and_a_spent_budget_is_recorded(tmp_path):
+    """On the corner task (a planted shortcut, tests.zoo) with no declared spurious attribute, a
+    failing association assertion names the corner feature: the one LIME slot goes to it, not to
+    the heaviest feature. With a budget that is already spent nothing is explained, and
+    results.json, the skipped list and the report say why."""
+    from sparsecheck.config import parse_config
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.reports.html import write_report
+    from tests.zoo import write_corner_task
+
+    data = write_corner_task(tmp_path, n=(300, 150, 300))
+    config = parse_config({
+        "model": {"factory": "tests.zoo:corner_net", "input": {"scale": 255.0, "mean": [0.5] * 3, "std": [0.25] * 3}},
+        "data": data, "sparse": {"n_lambdas": 20}, "mlflow": {"enabled": False}, "features": {"cache_dir": None},
+        "analysis": {"explain_features": 1, "lime_examples": 1, "lime_samples": 40, "sanity_features": 1,
+                     "sanity_examples": 1, "auto_attributes": False, "interventions": False},
+        "assertions": [{"name": "c1-not-on-corner", "type": "no_reliance", "class": "c1", "attribute": "corner"}]},
+        base_dir=tmp_path)
+    ctx = run_pipeline(config, tmp_path / "out", device="cpu")
+    (failed,) = [a for a in ctx.results["assertions"] if a["status"] == "fail"]
+    named = assertion_features(failed)
+    assert failed["name"] == "c1-not-on-corner" and named
+    cue = named[0]
+    assert cue != features_by_weight(ctx.sparse_layer)[0], "the test needs a named feature that is not the heaviest"
+    explained = [c for c in ctx.results["feature_cards"] if c["lime"] is not None]
+    why = "assertion c1-not-on-corner fails"
+    assert [c["feature"] for c in explained] == [cue] and explained[0]["lime"]["why"] == why
+    explain = ctx.results["interpretation"]["explain"]
+    assert explain["explained"] == 1 and explain["limit"] == 1 and explain["budget_s"] is None
+    assert explain["not_explained"] == {"beyond analysis.explain_features (1)": explain["candidates"] - 1}
+    assert explain["needed"][0] == {"feature": cue, "why": why, "explained": True}
+    assert explain["batch_size"] == 40  # the CPU input budget takes all 40 perturbed images in one call
+    assert ctx.results["feature_sanity"][0]["feature"] == cue  # the named feature's explanation is the one checked
+
+    pictures = sorted(p.name for p in (tmp_path / "out" / "features").iterdir())
+    assert pictures == sorted(f"feature_{c['feature']}.png" for c in ctx.results["feature_cards"])
+
+    ctx.config.analysis.explain_budget_s = 1e-9  # spent before the first explanation starts
+    ctx.config.analysis.card_images = 1  # one picture: the named feature's
+    explain_stage(ctx)
+    assert sorted(p.name for p in (tmp_path / "out" / "features").iterdir()) == [f"feature_{cue}.png"]
+    assert [c["feature"] for c in ctx.results["feature_cards"] if c["image"]] == [cue]
+    assert ctx.results["interpretation"]["card_images"] == 1
+    explain = ctx.results["interpretation"]["explain"]
+    reason = "the time budget analysis.explain_budget_s (1e-09 s) was spent"
+    assert explain["explained"] == 0 and explain["not_explained"][reason] == 1
+    assert explain["needed"][0] == {"feature": cue, "why": why, "explained": False, "reason": reason}
+    assert {"what": f"LIME of feature {cue} ({why})", "reason": reason} in ctx.results["skipped"]
+    assert not any(c["lime"] for c in ctx.results["feature_cards"]) and ctx.results["feature_sanity"] == []
+    html = write_report(ctx, tmp_path / "again.html").read_text()
+    assert "LIME explained 0 of" in html and f"feature {cue} ({why}) — {reason}" in html

@@ -497,3 +497,28 @@ def test_a_refinement_that_is_worse_than_its_parent_is_kept() -> None:
     table["correct"] = ~wrong
     reported = [s.predicates for s in fit(table, max_predicates=2, min_support=20, top_k=5).slices_]
     assert {"source": "D", "light": "low"} in reported[:2], reported
+
+
+def test_feature_slices_search_the_features_the_errors_differ_on():
+    """With many used features the feature slice search looks at the few whose activation differs
+    most between the errors and the rest; the planted one is among them and leads."""
+    from types import SimpleNamespace
+
+    from sparsecheck.analysis.slices import analyse_errors
+
+    rng = np.random.default_rng(0)
+    n, d = 3000, 120
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, 3, n)
+    wrong = rng.random(n) < np.where(X[:, 37] > 1.0, 0.6, 0.05)
+    table = pd.DataFrame({"id": np.arange(n).astype(str), "label": y, "prediction": np.where(wrong, (y + 1) % 3, y),
+                          "correct": ~wrong, "site": rng.choice(["a", "b"], n)})
+    W = np.zeros((3, d))
+    W[np.arange(d) % 3, np.arange(d)] = 1.0  # every feature used by one class
+    layer = SimpleNamespace(weight_=W, classes_=np.arange(3), used_features=lambda: np.arange(d))
+    found = analyse_errors(table, ["site"], features=X, layer=layer, class_names=["a", "b", "c"],
+                           feature_slice_features=5)
+    assert found.search["feature_slice_features"] == 5 and found.search["used_features"] == d
+    assert "feat_37" in found.feature_slices[0].predicates
+    assert {k for s in found.feature_slices for k in s.predicates if k.startswith("feat_")} <= {
+        f"feat_{j}" for j in np.argsort(-np.abs(X[wrong].mean(0) - X[~wrong].mean(0)) / X.std(0))[:5]}

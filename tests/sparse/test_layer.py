@@ -128,6 +128,42 @@ def test_features_per_class_caps_the_mean(data):
     assert len(layer.path_) < 30
 
 
+def fit_in_precision(device: str, precision: str, data: tuple[np.ndarray, np.ndarray]) -> SparseDecisionLayer:
+    X, y = data
+    return SparseDecisionLayer(n_lambdas=20, solver="fista", device=device, precision=precision).fit(
+        X[:500], y[:500], X[500:], y[500:])
+
+
+def assert_same_selection(a: SparseDecisionLayer, b: SparseDecisionLayer) -> None:
+    """Two fits that differ only in how the features were held select the same layer."""
+    ra, rb = a.path_.iloc[a.selected_index_], b.path_.iloc[b.selected_index_]
+    assert a.selected_index_ == b.selected_index_
+    assert set(a.used_features().tolist()) == set(b.used_features().tolist())
+    assert abs(ra["val_accuracy"] - rb["val_accuracy"]) <= 0.01
+    np.testing.assert_allclose(b.weight_, a.weight_, atol=0.02 * float(np.abs(a.weight_).max()))
+
+
+def test_bf16_features_select_the_same_layer_as_fp32(data):
+    """bf16 rounds only the features (products run in float32 on blocks converted on the fly)."""
+    assert_same_selection(fit_in_precision("cpu", "fp32", data), fit_in_precision("cpu", "bf16", data))
+
+
+def test_early_stop_ends_the_path_past_the_selection_and_keeps_it():
+    """Many classes and few rows: past the best layer the path overfits; it stops once the
+    validation accuracy stayed out of reach while lambda halved, and selects the same layer."""
+    X, y = planted(n=900, d=60, n_classes=12, k=2, seed=3)
+    kw = dict(n_lambdas=30, solver="fista", device="cpu")
+    full = SparseDecisionLayer(early_stop=False, **kw).fit(X[:600], y[:600], X[600:], y[600:])
+    short = SparseDecisionLayer(**kw).fit(X[:600], y[:600], X[600:], y[600:])
+    assert len(full.path_) == 30 and len(short.path_) < 30
+    acc = short.path_["val_accuracy"].to_numpy()
+    lam = short.path_["lambda"].to_numpy()
+    out = acc < acc.max() - short.tolerance
+    assert out[-2:].all() and lam[-1] * 2 <= lam[np.flatnonzero(~out)[-1] + 1]
+    assert short.selected_index_ == full.selected_index_
+    np.testing.assert_array_equal(short.weight_, full.weight_)
+
+
 def test_fast_solver_reaches_glm_saga_objective():
     X, y = planted(360, 10, 3, seed=1)
     X, y, Xv, yv = X[:300], y[:300], X[300:], y[300:]
@@ -223,6 +259,8 @@ def test_validation_holdout_is_seeded(data):
     ("features_per_class", 0, "None or an int in the range [1, inf)"),
     ("max_epochs", 2.5, "None or an int"),
     ("alpha", True, "a float in [0, 1]"),
+    ("precision", "fp16", "a str among {'fp32', 'bf16'}"),
+    ("early_stop", "yes", "a bool"),
 ])
 def test_bad_parameters_raise_parameter_error(data, name, value, allowed):
     X, y = data

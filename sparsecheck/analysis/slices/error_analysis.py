@@ -64,10 +64,24 @@ class ErrorAnalysis:
                 "error_breakdowns": {"by_pair": self.by_pair, "by_feature_activation": self.by_feature_activation}}
 
 
+def _error_features(block: np.ndarray, correct: np.ndarray, limit: int | None) -> np.ndarray:
+    """Columns of ``block`` in their order, at most ``limit`` of them: those whose mean differs most
+    between the errors and the rest, in units of their standard deviation."""
+    k = block.shape[1]
+    if limit is None or k <= int(limit):
+        return np.arange(k)
+    wrong = ~np.asarray(correct, dtype=bool)
+    if not wrong.any() or wrong.all():
+        return np.arange(int(limit))
+    gap = np.abs(block[wrong].mean(0) - block[~wrong].mean(0)) / np.maximum(block.std(0), 1e-12)
+    return np.sort(np.argsort(-gap, kind="stable")[:int(limit)])
+
+
 def analyse_errors(table: pd.DataFrame, attributes: Sequence[str], *, features: Any = None, layer: Any = None,
                    class_names: Sequence[str] = (), max_predicates: int = ANALYSIS["max_predicates"],
                    min_support: int = ANALYSIS["min_support"], top_k: int = ANALYSIS["slices_top_k"],
-                   fdr: float = ANALYSIS["fdr"]) -> ErrorAnalysis:
+                   fdr: float = ANALYSIS["fdr"],
+                   feature_slice_features: int | None = ANALYSIS["feature_slice_features"]) -> ErrorAnalysis:
     """Slices, feature slices and error breakdowns of a labelled prediction table.
 
     Parameters
@@ -84,6 +98,11 @@ def analyse_errors(table: pd.DataFrame, attributes: Sequence[str], *, features: 
     max_predicates, min_support, top_k, fdr
         Of both slice searches (:class:`SliceFinder`); ``min_support`` and ``fdr`` also of the
         breakdowns.
+    feature_slice_features : int, optional
+        The feature slice search looks at this many used features, those whose activation
+        differs most between the errors and the rest (standardised mean difference); None: all.
+        With a thousand classes every feature is used and all of them make millions of candidate
+        slices (minutes and gigabytes) for slices no reader gets to.
 
     Returns
     -------
@@ -114,7 +133,9 @@ def analyse_errors(table: pd.DataFrame, attributes: Sequence[str], *, features: 
     if layer is not None and features is not None and len(layer.used_features()):
         used = [int(f) for f in layer.used_features()]
         block = np.asarray(features[:, used], dtype=np.float64)
-        feat_table = pd.DataFrame({f"feat_{f}": block[:, j] for j, f in enumerate(used)})
+        searched = _error_features(block, correct, feature_slice_features)
+        result.search.update({"feature_slice_features": int(searched.size), "used_features": len(used)})
+        feat_table = pd.DataFrame({f"feat_{used[j]}": block[:, j] for j in searched})
         feat_table["label"] = table["label"].to_numpy()
         feat_table["correct"] = correct
         result.feature_slices = list(SliceFinder(**params).fit(feat_table).slices_)

@@ -139,8 +139,8 @@ class PathResult:
         self.seconds.append(float(seconds))
 
 
-#: called after each lambda with the weight just found; True stops the path there
-StopRule = Callable[[np.ndarray], bool]
+#: called after each lambda with the path so far (its last entry just found); True stops the path there
+StopRule = Callable[["PathResult"], bool]
 
 
 def elastic_net_objective(Xs: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

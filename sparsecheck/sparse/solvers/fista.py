@@ -23,6 +23,11 @@ would cover half the features screening stops paying and the solver runs on all 
 Standardisation is folded into the weights, so an in-memory float32 feature matrix (or a float32
 CPU array, memory-mapped or not) is used without a copy.
 
+Precision: ``precision="bf16"`` keeps the feature matrix (and the working-set copy) in bfloat16 on
+the device, half the memory of float32 (1.28M x 2048 ImageNet features: 5.2 GB instead of 10.5 GB);
+every product with it converts a block of rows to float32 on the fly, so iterates, logits and
+gradients stay float32 and only the features are rounded (to 8 significant bits).
+
 Convergence: the objective improved by less than ``tol`` (relative) over the last ``lookbehind``
 accepted iterations, or ``max_epochs`` iterations (each one pass over the data) were spent. At the
 dense end of the path the problem is ill-conditioned and progress per iteration approaches float32
@@ -52,7 +57,7 @@ from sparsecheck.sparse.solvers._base import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fista_path", "DEFAULT_MAX_EPOCHS", "DEFAULT_TOL"]
+__all__ = ["fista_path", "DEFAULT_MAX_EPOCHS", "DEFAULT_TOL", "PRECISIONS"]
 
 DEFAULT_MAX_EPOCHS = 2000
 DEFAULT_TOL = 1e-6
@@ -62,12 +67,16 @@ _DENSE_SHARE = 0.5
 _CE_BLOCK = 1 << 26
 #: relative slack for float32 round-off in the backtracking and descent tests
 _SLACK = 1e-8
+#: how the feature matrix is held on the device
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: elements per block when a bfloat16 feature matrix is converted to float32 for a product
+_UPCAST_BLOCK = 1 << 25
 
 
 @torch.no_grad()
 def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | None = None,
                tol: float | None = None, lookbehind: int = 3, should_stop: StopRule | None = None,
-               ) -> PathResult:
+               precision: str = "fp32") -> PathResult:
     """Solve the elastic-net multinomial path of ``problem`` in memory on ``device``.
 
     Parameters
@@ -81,16 +90,21 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
         solved (default 1e-6).
     lookbehind : int
     should_stop : callable, optional
-        Called with each new weight matrix; returning True ends the path there.
+        Called with the path so far after each lambda; returning True ends the path there.
+    precision : {"fp32", "bf16"}
+        How the training and validation features are held on the device (see the module docstring).
 
     Returns
     -------
     PathResult
     """
+    if precision not in PRECISIONS:
+        raise SolverError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
     max_iter = DEFAULT_MAX_EPOCHS if max_epochs is None else int(max_epochs)
     tol = DEFAULT_TOL if tol is None else float(tol)
-    X = _resident(problem.X, problem.rows, device)
-    Xv = _resident(problem.X_val, problem.val_rows, device)
+    X = _resident(problem.X, problem.rows, device, dtype)
+    Xv = _resident(problem.X_val, problem.val_rows, device, dtype)
     y = torch.as_tensor(problem.y, dtype=torch.long, device=device)
     yv = torch.as_tensor(problem.y_val, dtype=torch.long, device=device)
     mu = torch.as_tensor(problem.mean, dtype=torch.float32, device=device)
@@ -165,7 +179,7 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
                          spent, "" if converged else " (not converged)")
             bar.update(1)
             bar.set_postfix(nnz=nnz, val_acc=f"{val_acc:.3f}")
-            if should_stop is not None and should_stop(result.weights[-1]):
+            if should_stop is not None and should_stop(result):
                 break
     finally:
         bar.close()
@@ -189,7 +203,7 @@ class _WorkingSet:
             return False
         if k:
             if self._buffer is None:
-                self._buffer = torch.empty(self.X.shape[0], self.capacity, dtype=torch.float32,
+                self._buffer = torch.empty(self.X.shape[0], self.capacity, dtype=self.X.dtype,
                                            device=self.X.device)
             self._buffer[:, m:m + k] = _columns(self.X, new)
             self.index = torch.cat([self.index, new])
@@ -208,38 +222,64 @@ class _WorkingSet:
 
 
 def _columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    if X.device.type == "cpu":  # numpy's take is several times faster than index_select on dim 1
+    if X.device.type == "cpu" and X.dtype == torch.float32:  # numpy's take beats index_select on dim 1
         return torch.from_numpy(np.take(X.numpy(), cols.numpy(), axis=1))
     return X.index_select(1, cols)
 
 
-def _resident(X: Any, rows: np.ndarray | None, device: torch.device) -> torch.Tensor:
-    """The selected rows of ``X`` as one float32 tensor on ``device``, without a copy when possible."""
-    if rows is None:
+def _resident(X: Any, rows: np.ndarray | None, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The selected rows of ``X`` as one ``dtype`` tensor on ``device``, without a copy when possible."""
+    if rows is None and dtype == torch.float32:
         if isinstance(X, torch.Tensor) and X.dtype == torch.float32 and X.device == device:
             return X
         if (isinstance(X, np.ndarray) and device.type == "cpu" and X.dtype == np.float32
                 and X.flags.c_contiguous):
             return take_rows(X, slice(None))  # shares memory (memory maps included)
     n = X.shape[0] if rows is None else len(rows)
-    out = torch.empty(n, X.shape[1], dtype=torch.float32, device=device)
+    out = torch.empty(n, X.shape[1], dtype=dtype, device=device)
     for start, stop, index in iter_row_chunks(n, rows):
-        out[start:stop] = take_rows(X, index).to(device)
+        out[start:stop] = take_rows(X, index).to(device=device, dtype=dtype)
     return out
+
+
+def _row_blocks(X: torch.Tensor) -> Any:
+    """``(start, stop, block)`` over the rows of ``X`` as float32: one block (``X`` itself) when it
+    is float32, else blocks of about ``_UPCAST_BLOCK`` elements converted on the fly."""
+    n = X.shape[0]
+    if X.dtype == torch.float32:
+        yield 0, n, X
+        return
+    step = max(1, _UPCAST_BLOCK // max(X.shape[1], 1))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        yield start, stop, X[start:stop].float()
 
 
 def _forward(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, mu: torch.Tensor,
              s: torch.Tensor) -> torch.Tensor:
     """Logits ``(((X - mu) * s) @ W^T + b)^T`` (C x n) without forming the standardised matrix."""
     Wh = W * s
-    return torch.addmm((b - Wh @ mu)[:, None], Wh, X.T)
+    bias = (b - Wh @ mu)[:, None]
+    if X.dtype == torch.float32:
+        return torch.addmm(bias, Wh, X.T)
+    out = torch.empty(W.shape[0], X.shape[0], dtype=torch.float32, device=X.device)
+    for start, stop, block in _row_blocks(X):
+        out[:, start:stop] = torch.addmm(bias, Wh, block.T)
+    return out
 
 
 def _backward(X: torch.Tensor, G: torch.Tensor, mu: torch.Tensor, s: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(G Xs, G 1)``: the gradient w.r.t. ``(W, b)`` given ``G = dLoss/dlogits`` (C x n)."""
     gb = G.sum(1)
-    return (G @ X - gb[:, None] * mu[None, :]) * s, gb
+    if X.dtype == torch.float32:
+        GX = G @ X
+    else:
+        GX = torch.zeros(G.shape[0], X.shape[1], dtype=torch.float32, device=X.device)
+        for start, stop, block in _row_blocks(X):
+            GX.addmm_(G[:, start:stop], block)
+    return (GX - gb[:, None] * mu[None, :]) * s, gb
 
 
 def _ce(Z: torch.Tensor, y: torch.Tensor) -> float:

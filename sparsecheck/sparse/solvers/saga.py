@@ -69,7 +69,7 @@ def glm_saga_path(problem: PathProblem, *, device: torch.device, max_epochs: int
     step_size : float
         SAGA step size (glm_saga's ``max_lr``; the paper used 0.1).
     should_stop : callable, optional
-        Called with each new weight matrix; returning True ends the path there.
+        Called with the path so far after each lambda; returning True ends the path there.
 
     Returns
     -------
@@ -126,7 +126,7 @@ def glm_saga_path(problem: PathProblem, *, device: torch.device, max_epochs: int
                 nnz = int((weight != 0).sum())
                 bar.update(1)
                 bar.set_postfix(nnz=nnz, val_acc=f"{m['acc_val']:.3f}")
-                if should_stop is not None and should_stop(result.weights[-1]):
+                if should_stop is not None and should_stop(result):
                     break
     finally:
         bar.close()

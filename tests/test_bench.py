@@ -1,0 +1,53 @@
+"""The scaling benchmarks run: a tiny point of ``bench/scaling.py`` (every stage after extraction
+on memory-mapped synthetic features) and ``bench/imagenet_path.py`` scaled down to the CPU.
+The quick sweep that the README quotes runs under ``-m slow``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["dense", "sparse", "associations", "slices", "spurious", "assertions", "explain", "outputs"]
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_scaling_bench_runs_every_stage_on_planted_features(tmp_path):
+    out = tmp_path / "records.json"
+    proc = bench("bench/scaling.py", "--point", "6", "48", "10000", "--n-lambdas", "12", "--reference", "none",
+                 "--threads", "1", "--json", str(out))
+    (record,) = json.loads(out.read_text())
+    assert list(record["stages"]) == STAGES
+    assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in record["stages"].values())
+    assert record["stages"]["outputs"]["files_kb"] > 0 and 0 < record["results_mb"] < 1 and 0 < record["report_mb"] < 1
+    assert record["feature_matrix_mb"] == pytest.approx(10000 * 48 * 4 / 2 ** 20)
+    # the planted structure is found: a few features per class; the noisy source, the dark images and
+    # the weak class that leans on the shortcut are the top slices
+    assert 3 <= record["sparse"]["features_per_class"] <= 10 and record["sparse"]["val_accuracy"] > 0.6
+    top = {tuple(s.items()) for s in record["top_slices"][:3]}
+    assert top == {(("source", "crowd"),), (("lighting", "dark"),), (("label", "class0000"),)}
+    assert "total s" in proc.stdout and "peak MB" in proc.stdout  # the table
+
+
+def test_imagenet_path_bench_runs_scaled_down_on_the_cpu():
+    proc = bench("bench/imagenet_path.py", "--scale", "0.003", "--device", "cpu", "--threads", "1",
+                 "--n-lambdas", "10")
+    assert "fista path (fp32 features)" in proc.stdout and "glm_saga, one epoch" in proc.stdout
+    assert "no verdict" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_quick_scaling_sweep_finishes():
+    proc = bench("bench/scaling.py", "--quick", "--reference", "none", timeout=900)
+    assert proc.stdout.count("\n") > 10 and "failed" not in proc.stdout
