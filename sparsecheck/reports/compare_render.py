@@ -301,6 +301,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
         return "".join(out)
 
     head = "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead>"
+    return paged_table(head, rows, body)
+
+
+def paged_table(head: str, rows: list, body: Any) -> str:
+    """A table of the first :data:`MAX_ROWS` rows, the rest behind a "Show N more rows" fold;
+    ``body(rows)`` renders rows as ``<tr>`` elements, ``head`` is the ``<thead>``."""
     page = f"<table>{head}<tbody>{body(rows[:MAX_ROWS])}</tbody></table>"
     if len(rows) > MAX_ROWS:
         rest = len(rows) - MAX_ROWS

@@ -22,7 +22,7 @@ import html
 import math
 from typing import Any, Mapping
 
-from sparsecheck.reports.compare_render import _CSS, MAX_ROWS
+from sparsecheck.reports.compare_render import _CSS, MAX_ROWS, paged_table
 
 __all__ = ["to_html"]
 
@@ -60,12 +60,7 @@ def _table(header: list[str], rows: list[tuple[list[str], str]]) -> str:
         return "".join(f'<tr class="{cls}">' + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
                        for cells, cls in part)
 
-    page = f"<table>{head}<tbody>{body(rows[:MAX_ROWS])}</tbody></table>"
-    if len(rows) > MAX_ROWS:
-        rest = len(rows) - MAX_ROWS
-        page += (f'<details class="more"><summary>Show {rest} more row{"s" if rest != 1 else ""}</summary>'
-                 f"<table>{head}<tbody>{body(rows[MAX_ROWS:])}</tbody></table></details>")
-    return page
+    return paged_table(head, rows, body)
 
 
 def to_html(report: Mapping[str, Any]) -> str:
