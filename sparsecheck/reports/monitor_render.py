@@ -22,7 +22,7 @@ import html
 import math
 from typing import Any, Mapping
 
-from sparsecheck.reports.compare_render import _CSS, MAX_ROWS, paged_table
+from sparsecheck.reports.compare_render import _CSS, paged_table
 
 __all__ = ["to_html"]
 
@@ -52,7 +52,7 @@ def _pct(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[tuple[list[str], str]]) -> str:
-    """Rows as ``(cells, row class)``; after MAX_ROWS the rest is one click away."""
+    """Rows as ``(cells, row class)``; after compare_render.MAX_ROWS the rest is one click away."""
     e = html.escape
     head = "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead>"
 
