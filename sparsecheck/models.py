@@ -302,7 +302,7 @@ def _load_mlflow(uri: str, tracking_uri: str | None) -> Model:
 
 def _import_mlflow_pytorch() -> Any:
     """``mlflow.pytorch``, imported without the root log handler it installs (its Lightning autolog
-    module calls ``logging.basicConfig`` on import, which would print every log line twice)."""
+    module configures the root logger on import, which would print every log line twice)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     import mlflow.pytorch

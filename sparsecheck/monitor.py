@@ -675,8 +675,6 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
             raise DataError(f"--batch: features have shape {tuple(ds.features.shape)} but reference run {ref.run_id}'s "
                             f"sparse layer expects (n, {ref.layer.n_features_in_})", path=ds.source)
     else:
-        if model is None:
-            model = config.model.load()
         spec = config.model.input_spec(model)
         if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
             spec = spec.without_geometry()

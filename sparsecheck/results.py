@@ -328,5 +328,8 @@ def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_schema()
+    from sparsecheck import results  # the package's module (its logger is sparsecheck.results), not __main__
+    from sparsecheck.cli import _setup_logging  # only the CLI configures output
+
+    _setup_logging(0, False)
+    results.write_schema()

@@ -718,10 +718,9 @@ def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunAct
     TrackingError
         when the run does not exist or has no ``activations.npz``.
     """
-    from sparsecheck.reports.tracking import ACTIVATIONS_FILE, download_run_artifact
+    from sparsecheck.reports.tracking import ACTIVATIONS_FILE
 
-    with tempfile.TemporaryDirectory(prefix="sparsecheck-activations-") as tmp:
-        return RunActivations.load(download_run_artifact(run_id, ACTIVATIONS_FILE, tracking_uri, dst_dir=tmp))
+    return _load_run_artifact(run_id, ACTIVATIONS_FILE, RunActivations.load, tracking_uri)
 
 
 def load_run_test_features(run_id: str, tracking_uri: str | None = None) -> FeatureSample:
@@ -732,10 +731,17 @@ def load_run_test_features(run_id: str, tracking_uri: str | None = None) -> Feat
     TrackingError
         when the run does not exist or has no ``test_features.npz``.
     """
-    from sparsecheck.reports.tracking import TEST_FEATURES_FILE, download_run_artifact
+    from sparsecheck.reports.tracking import TEST_FEATURES_FILE
 
-    with tempfile.TemporaryDirectory(prefix="sparsecheck-test-features-") as tmp:
-        return FeatureSample.load(download_run_artifact(run_id, TEST_FEATURES_FILE, tracking_uri, dst_dir=tmp))
+    return _load_run_artifact(run_id, TEST_FEATURES_FILE, FeatureSample.load, tracking_uri)
+
+
+def _load_run_artifact(run_id: str, name: str, load: Any, tracking_uri: str | None) -> Any:
+    """``load(path)`` of the run's artifact ``name``, downloaded into a temporary directory."""
+    from sparsecheck.reports.tracking import download_run_artifact
+
+    with tempfile.TemporaryDirectory(prefix="sparsecheck-artifact-") as tmp:
+        return load(download_run_artifact(run_id, name, tracking_uri, dst_dir=tmp))
 
 
 def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
