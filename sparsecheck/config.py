@@ -277,6 +277,8 @@ class AnalysisConfig(_Strict):
     explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
     card_images: int | None = Field(ANALYSIS["card_images"], ge=0)  # card pictures, reader's need first
+    # significant associations results.json lists per feature; the whole table: feature_attributes.parquet
+    associations_per_feature: int | None = Field(ANALYSIS["associations_per_feature"], ge=0)
     lime_examples: int = Field(ANALYSIS["lime_examples"], ge=1)
     sanity_check: bool = ANALYSIS["sanity_check"]
     sanity_features: int = Field(ANALYSIS["sanity_features"], ge=1)

@@ -37,6 +37,9 @@ ANALYSIS = {
     "explain_budget_s": None,  # seconds LIME and its sanity check may take in all (None: no limit)
     "lime_samples": 1000,
     "card_images": 100,  # feature card pictures, in LIME's order (None: every used feature)
+    # results.json lists the significant associations (q <= fdr), the strongest this many per feature
+    # (None: every significant one); the whole table is the run's feature_attributes.parquet
+    "associations_per_feature": 5,
     "lime_examples": 4,
     "sanity_check": True,
     "sanity_features": 3,

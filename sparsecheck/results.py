@@ -8,6 +8,13 @@ package (``sparsecheck/schema/results.schema.json``, regenerated from these mode
 :meth:`RunResults.from_json` reads this version and the previous, unversioned one, or refuses a
 file with a message that says why.
 
+Tables that grow with the features × the metadata values are files next to ``results.json`` that
+it points to: the whole feature × metadata-value association table is ``feature_attributes.parquet``
+(:class:`TableArtifactRecord` under ``feature_attributes_table``; :func:`load_feature_attributes`
+reads it), and ``feature_attributes`` lists only the significant associations, the strongest of
+each feature (``analysis.associations_per_feature``). Files from before 1.1 hold the whole table
+inline; :func:`load_feature_attributes` reads those too.
+
 The gate rule lives here and nowhere else: a run fails when an assertion at or above the chosen
 severity (``error`` by default) has status ``fail`` or ``error`` — an assertion that raised counts
 as failing, because a gate must not pass on a crash. ``results.json``, the report, JUnit, MLflow
@@ -23,27 +30,35 @@ Examples
 ['recall']
 >>> r = RunResults.from_dict({"status": "pass", "assertions": checks})
 >>> r.status, r.schema_version, r.gate("warning"), r.assertions[1].severity
-('pass', '1.0', 'fail', 'warning')
+('pass', '1.1', 'fail', 'warning')
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
+__all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "FEATURE_ATTRIBUTES_FILE",
+           "write_schema", "is_failing", "load_feature_attributes", "TableArtifactRecord",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
            "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
 
-#: the contract's version: the major number changes when a reader of the old one would misread
-SCHEMA_VERSION = "1.0"
+#: the contract's version: the major number changes when a reader of the old one would misread.
+#: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
+#: artifact ``feature_attributes_table`` points to
+SCHEMA_VERSION = "1.1"
+#: the whole association table, next to results.json (and among the MLflow run's artifacts)
+FEATURE_ATTRIBUTES_FILE = "feature_attributes.parquet"
 #: the JSON Schema of results.json, shipped with the package
 SCHEMA_PATH = Path(__file__).with_name("schema") / "results.schema.json"
 
@@ -127,6 +142,30 @@ class FeatureAttributeRecord(_Record):
     effect: float | None = None
     p_value: float | None = None
     q_value: float | None = None
+
+
+class TableArtifactRecord(_Record):
+    """A table too large for results.json, written as a file beside it.
+
+    ``path`` is relative to the directory of the results file (and to the MLflow run's artifact
+    root, where the file is logged too); ``rows`` and ``columns`` describe the whole table;
+    ``listed`` says which of its rows results.json lists inline: ``q_value <= fdr``, at most
+    ``per_feature`` of each feature (None: all), ``rows`` of them.
+    """
+
+    path: str
+    format: Literal["parquet"] = "parquet"
+    rows: int = Field(ge=0)
+    columns: list[str] = Field(default_factory=list)
+    listed: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        p = PurePosixPath(v.replace("\\", "/"))
+        if not v or p.is_absolute() or ":" in v or ".." in p.parts:
+            raise ValueError(f"must be a path relative to the results file, without '..', got {v!r}")
+        return v
 
 
 class SpuriousFindingRecord(_Record):
@@ -219,6 +258,8 @@ class SkippedRecord(_Record):
 class RunResults(BaseModel):
     """The typed contract of ``results.json``.
 
+    ``feature_attributes`` lists the significant associations (all of them before 1.1); the
+    whole table is the file ``feature_attributes_table`` points to (:func:`load_feature_attributes`).
     The sections named in the product contract are typed; every other section a run writes
     (``model``, ``data``, ``features``, ``feature_cards``, ``timings``, ...) is kept as it is.
     ``status`` must agree with the gate rule over ``assertions`` (:func:`gate_status`).
@@ -230,6 +271,7 @@ class RunResults(BaseModel):
     status: Literal["pass", "fail"]
     sparse_layer: SparseLayerSummary | None = None
     feature_attributes: list[FeatureAttributeRecord] = Field(default_factory=list)
+    feature_attributes_table: TableArtifactRecord | None = None
     spurious_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
     automatic_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
     slices: list[SliceRecord] = Field(default_factory=list)
@@ -312,6 +354,47 @@ class RunResults(BaseModel):
         schema["$id"] = f"https://sparsecheck/results-{SCHEMA_VERSION}.schema.json"
         schema["title"] = "sparsecheck results.json"
         return schema
+
+
+def load_feature_attributes(results: str | Path) -> "pd.DataFrame":
+    """The whole feature × metadata-value association table of the run whose ``results.json`` is
+    at ``results`` (a file, or the run's output directory).
+
+    Reads the file ``feature_attributes_table`` points to, relative to the results file; a
+    results.json from before 1.1, which holds the whole table inline, gives its
+    ``feature_attributes`` list as a table.
+
+    Raises
+    ------
+    DataError
+        the results file cannot be read or does not fit the contract, or the table it points to
+        is missing, unreadable or not the one described (another row count).
+    """
+    import pandas as pd
+
+    from sparsecheck.analysis.association import ASSOCIATION_COLUMNS
+    from sparsecheck.errors import DataError
+
+    path = Path(results)
+    if path.is_dir():
+        path = path / "results.json"
+    run = RunResults.from_json(path)
+    pointer = run.feature_attributes_table
+    if pointer is None:
+        rows = [r.model_dump(by_alias=True) for r in run.feature_attributes]
+        return pd.DataFrame(rows, columns=list(dict.fromkeys([*ASSOCIATION_COLUMNS, *(k for r in rows for k in r)])))
+    table_path = path.parent / pointer.path
+    if not table_path.is_file():
+        raise DataError(f"the association table {pointer.path!r} that {path.name} points to is missing; "
+                        f"copy it along with the results file", path=table_path)
+    try:
+        table = pd.read_parquet(table_path)
+    except Exception as exc:
+        raise DataError(f"cannot read the association table: {exc}", path=table_path) from exc
+    if len(table) != pointer.rows:
+        raise DataError(f"the association table has {len(table)} rows but {path.name} says {pointer.rows}: "
+                        f"it belongs to another run", path=table_path)
+    return table
 
 
 def write_schema(path: str | Path = SCHEMA_PATH) -> Path:

@@ -44,7 +44,8 @@ from sparsecheck.errors import DataError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASSOCIATION_COLUMNS", "feature_associations", "auc_effects", "top_associations"]
+__all__ = ["ASSOCIATION_COLUMNS", "feature_associations", "auc_effects", "top_associations",
+           "strongest_significant", "association_records"]
 
 #: the tidy table's leading columns (results.json ``feature_attributes`` contract)
 ASSOCIATION_COLUMNS = ["feature", "attribute", "value", "effect", "p_value", "q_value"]
@@ -355,6 +356,54 @@ def top_associations(table: pd.DataFrame, feature: int, k: int = 5) -> list[dict
         if len(out) == int(k):
             break
     return out
+
+
+def strongest_significant(table: pd.DataFrame, *, fdr: float, per_feature: int | None) -> pd.DataFrame:
+    """The associations a reader is shown: ``q_value <= fdr``, the ``per_feature`` strongest of each
+    feature (None: all), strongest first.
+
+    This is what results.json lists under ``feature_attributes``; the whole table is the run's
+    ``feature_attributes.parquet``. Its size is bounded by the used features, whatever the number
+    of metadata values. As in :func:`top_associations`, the two values of a binary attribute are
+    one test: only the value the feature fires on is kept.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> meta = pd.DataFrame({"snow": rng.choice(["yes", "no"], 400), "site": rng.choice(list("abc"), 400)})
+    >>> acts = rng.normal(size=(400, 2))
+    >>> acts[:, 1] += 2.0 * (meta["snow"] == "yes")
+    >>> table = feature_associations(acts, meta, features=[10, 11])
+    >>> kept = strongest_significant(table, fdr=0.05, per_feature=5)
+    >>> len(table), kept[["feature", "attribute", "value"]].values.tolist()
+    (10, [[11, 'snow', 'yes']])
+    """
+    if table is None or table.empty:
+        return pd.DataFrame(columns=ASSOCIATION_COLUMNS + _EXTRA_COLUMNS) if table is None else table.iloc[:0]
+    key = [table["feature"], table["attribute"].astype(str)]
+    effect = table["effect"].astype(np.float64)
+    size = effect.groupby(key).transform("size")
+    total = effect.groupby(key).transform("sum")
+    binary = table["kind"].eq("categorical") & (size == 2) & ((total - 1.0).abs() < 1e-9)
+    # the mirror of a binary attribute: the value the feature does not fire on (one of two at AUC 0.5)
+    mirror = binary & ((effect < 0.5) | ((effect == 0.5) & table.duplicated(["feature", "attribute"])))
+    kept = table[(table["q_value"] <= float(fdr)) & ~mirror]
+    kept = _by_strength(kept, ["q_value"])
+    if per_feature is not None:
+        kept = kept.groupby("feature", sort=False).head(int(per_feature)).reset_index(drop=True)
+    return kept
+
+
+def association_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """``table``'s rows as JSON-ready records (numpy scalars made plain, NaN made None)."""
+    records = table.to_dict("records")
+    for r in records:
+        for key, value in r.items():
+            if isinstance(value, np.generic):
+                value = r[key] = value.item()
+            if isinstance(value, float) and not np.isfinite(value):
+                r[key] = None
+    return records
 
 
 def _binary(part: pd.DataFrame, attribute: str) -> bool:

@@ -36,7 +36,12 @@ import numpy as np
 import pandas as pd
 
 from sparsecheck._runtime import atomic_write, exception_reason, progress
-from sparsecheck.analysis.association import feature_associations, top_associations
+from sparsecheck.analysis.association import (
+    association_records,
+    feature_associations,
+    strongest_significant,
+    top_associations,
+)
 from sparsecheck.analysis.lime_features import (
     FeatureActivation,
     FeatureExplanation,
@@ -439,13 +444,17 @@ class Interpretation:
     Attributes
     ----------
     associations : DataFrame
-        Tidy feature × metadata-value table (feature, attribute, value, effect, p_value, q_value, ...).
+        Tidy feature × metadata-value table (feature, attribute, value, effect, p_value, q_value, ...),
+        every test.
     cards : list of FeatureCard
     sanity : dict feature → SanityResult
     summary : dict
         Counts and timings (``results["interpretation"]``).
     artifacts : dict name → path
         Card pictures written under ``out_dir``.
+    fdr, associations_per_feature
+        Which associations ``results["feature_attributes"]`` lists
+        (:func:`~sparsecheck.analysis.association.strongest_significant`).
     """
 
     associations: pd.DataFrame
@@ -453,10 +462,15 @@ class Interpretation:
     sanity: dict[int, SanityResult]
     summary: dict[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)
+    fdr: float = ANALYSIS["fdr"]
+    associations_per_feature: int | None = ANALYSIS["associations_per_feature"]
 
     def to_results(self) -> dict[str, Any]:
-        """``feature_attributes``, ``feature_cards``, ``feature_sanity`` and ``interpretation``."""
-        return {"feature_attributes": _records(self.associations),
+        """``feature_attributes`` (the significant associations, the strongest
+        ``associations_per_feature`` of each feature; the whole table stays in :attr:`associations`),
+        ``feature_cards``, ``feature_sanity`` and ``interpretation``."""
+        kept = strongest_significant(self.associations, fdr=self.fdr, per_feature=self.associations_per_feature)
+        return {"feature_attributes": association_records(kept),
                 "feature_cards": [c.to_dict() for c in self.cards],
                 "feature_sanity": [r.to_dict() for r in self.sanity.values()],
                 "interpretation": self.summary}
@@ -476,7 +490,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        sanity_threshold: float = ANALYSIS["sanity_threshold"],
                        sanity_cascade: bool = ANALYSIS["sanity_cascade"],
                        spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"],
-                       card_images: int | None = ANALYSIS["card_images"]) -> Interpretation:
+                       card_images: int | None = ANALYSIS["card_images"],
+                       associations_per_feature: int | None = ANALYSIS["associations_per_feature"]) -> Interpretation:
     """Explain every feature of a fitted sparse ``layer`` on one split's examples.
 
     Parameters
@@ -504,6 +519,9 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
         LIME's errors raise.
     top_k, explain, explain_features, lime_examples, lime_samples, sanity_*, fdr, card_images
         As the ``analysis:`` section of the config.
+    associations_per_feature : int or None
+        ``analysis.associations_per_feature``: how many significant associations of each feature
+        :meth:`Interpretation.to_results` lists (the whole table is ``Interpretation.associations``).
     spurious_attributes : sequence of str
         ``data.spurious_attributes``: features tied to them are explained with LIME first
         (:func:`lime_order`).
@@ -543,7 +561,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
             bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
             lime_samples=int(lime_samples), top_rows=top[:, j].tolist(), bottom_rows=bottom[:, j].tolist()))
     summary: dict[str, Any] = {"split": split, "used_features": int(used.size), "top_k": int(top_k)}
-    interpretation = Interpretation(table, cards, {}, summary, {})
+    interpretation = Interpretation(table, cards, {}, summary, {}, fdr=float(fdr),
+                                    associations_per_feature=associations_per_feature)
     out = Path(out_dir) if out_dir is not None else None
     explain_cards(interpretation, layer, model=model, dataset=dataset, input_spec=input_spec,
                   feature_layer=feature_layer, device=device, seed=seed, out_dir=out, on_skip=on_skip,
@@ -718,15 +737,6 @@ def _channels(dataset: Any) -> int | None:
     except Exception:  # pragma: no cover - a dataset that cannot show an image fails later anyway
         return None
     return int(shape[-1]) if len(shape) == 3 else 1
-
-
-def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    records = table.to_dict("records")
-    for r in records:
-        for key, value in r.items():
-            if isinstance(value, float) and not np.isfinite(value):
-                r[key] = None
-    return records
 
 
 def _remove_stale_cards(directory: Path, keep: set[str]) -> None:

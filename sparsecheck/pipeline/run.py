@@ -23,16 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import claim_out_dir, resolve_device, write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, resolve_device, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
 from sparsecheck.pipeline.stages import STAGES, Stage
-from sparsecheck.results import SCHEMA_VERSION, RunResults, gate_status
+from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, gate_status
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_pipeline", "write_outputs", "prepare_out_dir", "exit_code_for", "record_model_verdict"]
+__all__ = ["run_pipeline", "write_outputs", "write_feature_attributes", "prepare_out_dir", "exit_code_for",
+           "record_model_verdict"]
 
 
 # --------------------------------------------------------------------------- output directory
@@ -46,7 +47,7 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
     out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
     # results.json first: without it the directory no longer claims to hold a finished run
     for name in ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
-                 "sparse_path.png"):
+                 FEATURE_ATTRIBUTES_FILE, "sparse_path.png"):
         (out / name).unlink(missing_ok=True)
     for name in ("features", "sparse_layer"):
         shutil.rmtree(out / name, ignore_errors=True)
@@ -69,8 +70,9 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
        and results.json, which are themselves artifacts of that run. Log the data splits as its
        dataset inputs and the sparse layer as its models (``mlflow.log_sparse_model``): their
        URIs, and a classifier that could not be logged (under ``skipped``), go into results.json.
-    2. ``activations.npz``, ``test_features.npz``, ``report.html``, then ``results.json`` (last,
-       atomically).
+    2. ``activations.npz``, ``test_features.npz``, ``feature_attributes.parquet`` (the whole
+       association table, ``ctx.feature_attributes``; results.json points to it),
+       ``report.html``, then ``results.json`` (last, atomically).
     3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
        or FAILED if anything above raised.
 
@@ -113,6 +115,7 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
             except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
                 tracking_error = exc
                 logger.warning("%s; writing the local outputs anyway", exc)
+        write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
         # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
         ctx.results, ctx.run_results = _checked(results)
         write_activations(ctx, out / ACTIVATIONS_FILE)
@@ -129,6 +132,33 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
         raise tracking_error
 
 
+def write_feature_attributes(ctx: RunContext, path: str | Path) -> Path | None:
+    """Write the whole association table (``ctx.feature_attributes``) to ``path`` as Parquet,
+    atomically, and point ``results["feature_attributes_table"]`` to it.
+
+    results.json lists only the significant associations (``results["feature_attributes"]``); the
+    table grows with the used features × the metadata values (11.9 MB of JSON at 1,000 classes ×
+    2,048 features). Without a table (the interpretation stage did not run), a file an earlier run
+    left at ``path`` is removed and None is returned.
+    """
+    path = Path(path)
+    table = ctx.feature_attributes
+    if table is None:
+        path.unlink(missing_ok=True)
+        ctx.results.pop("feature_attributes_table", None)
+        return None
+    with atomic_write(path, "wb") as fh:
+        table.reset_index(drop=True).to_parquet(fh, index=False)
+    ctx.artifacts[path.name] = str(path)
+    acfg = ctx.config.analysis
+    listed = ctx.results.get("feature_attributes") or []
+    ctx.results["feature_attributes_table"] = {
+        "path": path.name, "format": "parquet", "rows": int(len(table)), "columns": [str(c) for c in table.columns],
+        "listed": {"fdr": float(acfg.fdr), "per_feature": acfg.associations_per_feature, "rows": len(listed)}}
+    logger.info("association table: %d rows in %s, %d listed in results.json", len(table), path.name, len(listed))
+    return path
+
+
 def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
     """results.json's content, in contract order, and the same checked against the typed contract:
     a run never writes a results.json that its own readers (compare, monitor) would refuse."""
@@ -141,7 +171,8 @@ def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
 def _ordered(results: dict[str, Any]) -> dict[str, Any]:
     first = ["status", "schema_version", "sparsecheck_version", "created", "model", "mlflow_model", "data",
              "features", "dense",
-             "accuracy_by_attribute", "sparse_layer", "feature_attributes", "spurious_findings",
+             "accuracy_by_attribute", "sparse_layer", "feature_attributes", "feature_attributes_table",
+             "spurious_findings",
              "slices", "assertions", "mlflow"]
     return {**{k: results[k] for k in first if k in results},
             **{k: v for k, v in results.items() if k not in first}}

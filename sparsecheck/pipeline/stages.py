@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sparsecheck._runtime import exception_reason, torch_threads
-from sparsecheck.analysis.association import feature_associations
+from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
@@ -427,10 +427,12 @@ def interpret_stage(ctx: RunContext) -> None:
     top and bottom examples, classes, associations with the metadata, a card each. LIME comes
     later (:func:`explain_stage`), once the results say which features a reader needs.
 
-    Reads ``ctx.config.analysis.top_k``, ``fdr`` and ``ctx.config.seed``. Sets
-    ``ctx.feature_attributes`` (tidy association table), ``ctx.feature_cards`` and
-    ``results["feature_attributes"]``, ``["feature_cards"]``, ``["feature_sanity"]``,
-    ``["interpretation"]``. The cards' pictures are drawn by :func:`explain_stage`, once the
+    Reads ``ctx.config.analysis.top_k``, ``fdr``, ``associations_per_feature`` and
+    ``ctx.config.seed``. Sets ``ctx.feature_attributes`` (the whole tidy association table; the
+    outputs write it to ``feature_attributes.parquet``), ``ctx.feature_cards`` and
+    ``results["feature_attributes"]`` (the significant associations, the strongest of each feature:
+    :func:`~sparsecheck.analysis.association.strongest_significant`), ``["feature_cards"]``,
+    ``["feature_sanity"]``, ``["interpretation"]``. The cards' pictures are drawn by :func:`explain_stage`, once the
     results say which cards a reader needs.
     """
     if ctx.sparse_layer is None:
@@ -446,7 +448,8 @@ def interpret_stage(ctx: RunContext) -> None:
         model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
         out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
-        spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr)
+        spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr,
+        associations_per_feature=acfg.associations_per_feature)
     ctx.interpretation = found
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
@@ -544,7 +547,7 @@ def spurious_stage(ctx: RunContext) -> None:
     Runs :func:`~sparsecheck.analysis.spurious.find_spurious_features` on the test split with the
     fitted sparse layer, the model's own predictions and the feature × attribute association table
     (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed here
-    on the test split, within classes, and also written to ``results["feature_attributes"]``).
+    on the test split, within classes, and its significant rows written to ``results["feature_attributes"]``).
     ``fdr`` and the thresholds (``spurious_<name>`` for each of :data:`SPURIOUS_PARAMS`) come
     from ``ctx.config.analysis``.
 
@@ -704,10 +707,9 @@ def _association_table(ctx: RunContext) -> pd.DataFrame:
                                  attributes=ctx.attributes, strata=view.labels)
     ctx.feature_attributes = table
     if not ctx.results.get("feature_attributes"):
-        cols = ["feature", "attribute", "value", "effect", "p_value", "q_value"]
-        ctx.results["feature_attributes"] = [
-            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
-            for rec in table[cols].to_dict("records")]
+        acfg = ctx.config.analysis
+        ctx.results["feature_attributes"] = association_records(
+            strongest_significant(table, fdr=acfg.fdr, per_feature=acfg.associations_per_feature))
     return table
 
 

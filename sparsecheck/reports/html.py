@@ -322,6 +322,11 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     findings = [_finding(f, full) for f in _rows(results.get("spurious_findings")) + _rows(results.get("automatic_findings"))]
     failing_view = [_failing(a, full, findings) for a in failing + warnings_]
     uncarded = [f for f in featured if f not in by_id]
+    table = results.get("feature_attributes_table")
+    # a link beside the report (both sit in --out and among the MLflow run's artifacts), nothing else
+    table_link = (dict(table) if isinstance(table, Mapping) and isinstance(table.get("path"), str)
+                  and ":" not in table["path"] and not table["path"].startswith(("/", "\\"))
+                  and ".." not in Path(table["path"]).parts else None)
 
     acc_rows = _rows(results.get("accuracy_by_attribute"))
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -370,6 +375,8 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "cards": list(full.values()),
         "cards_rest": rest,
         "uncarded": uncarded,
+        "associations_table": table_link,
+        "n_listed_associations": len(_rows(results.get("feature_attributes"))),
         "failing_view": failing_view,
         "acc_groups": groups,
         "n_acc_rows": len(acc_rows),

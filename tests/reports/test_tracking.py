@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparsecheck.errors import TrackingError
+from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.pipeline import write_outputs
 from sparsecheck.reports.tracking import (
     download_run_artifact,
@@ -148,14 +148,85 @@ def test_activations_file_matches_the_test_split(run_ctx: Any) -> None:
     assert run_ctx.results["mlflow"] is None
 
 
+def test_the_whole_association_table_is_a_linked_artifact(run_ctx: Any, sqlite_dir: Path) -> None:
+    """results.json lists the significant associations and points to the whole table, a Parquet
+    file beside it and among the MLflow run's artifacts; the report links to it."""
+    import dataclasses
+    import shutil
+
+    import pandas as pd
+
+    from sparsecheck.analysis.association import association_records, strongest_significant
+    from sparsecheck.pipeline.stages import interpret_stage
+    from sparsecheck.results import RunResults, load_feature_attributes
+
+    # beside the random colour and site: an attribute that the first used feature fires on within each class
+    test, layer = run_ctx.splits["test"], run_ctx.sparse_layer
+    feature = int(layer.used_features()[0])
+    acts = np.asarray(test.features)[:, feature]
+    high = np.zeros(len(acts), dtype=bool)
+    for c in np.unique(test.labels):
+        rows = test.labels == c
+        high[rows] = acts[rows] > np.median(acts[rows])
+    meta = test.metadata.assign(glow=np.where(high, "on", "off"))
+    run_ctx.splits = {**run_ctx.splits, "test": dataclasses.replace(test, metadata=meta)}
+    run_ctx.config.analysis.associations_per_feature = 1
+    run_ctx.config.mlflow.tracking_uri = uri = f"sqlite:///{sqlite_dir / 'mlflow.db'}"
+    interpret_stage(run_ctx)
+    write_outputs(run_ctx)
+
+    out = Path(run_ctx.out_dir)
+    table = run_ctx.feature_attributes  # the whole table stays in memory for the assertions
+    results = json.loads((out / "results.json").read_text())
+    listed = results["feature_attributes"]
+    kept = strongest_significant(table, fdr=0.05, per_feature=1)
+    assert listed == json.loads(json.dumps(association_records(kept)))
+    assert 0 < len(listed) < len(table) and all(r["q_value"] <= 0.05 for r in listed)
+    assert len({r["feature"] for r in listed}) == len(listed)  # one per feature
+    assert any((r["feature"], r["attribute"], r["value"]) == (feature, "glow", "on") for r in listed)
+    pointer = results["feature_attributes_table"]
+    assert pointer == {"path": "feature_attributes.parquet", "format": "parquet", "rows": len(table),
+                       "columns": list(table.columns), "listed": {"fdr": 0.05, "per_feature": 1, "rows": len(listed)}}
+    assert RunResults.from_json(out / "results.json").feature_attributes_table.rows == len(table)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / pointer["path"]), table.reset_index(drop=True))
+    pd.testing.assert_frame_equal(load_feature_attributes(out / "results.json"), table.reset_index(drop=True))
+    assert 'href="feature_attributes.parquet"' in (out / "report.html").read_text()
+
+    run_id = results["mlflow"]["run_id"]
+    assert "feature_attributes.parquet" in artifact_names(client_for(uri), run_id)
+    logged = download_run_artifact(run_id, "feature_attributes.parquet", uri)
+    try:
+        pd.testing.assert_frame_equal(pd.read_parquet(logged), table.reset_index(drop=True))
+    finally:
+        shutil.rmtree(logged.parent, ignore_errors=True)
+
+    # a results.json of 1.0 held the whole table inline and no pointer: it still reads as the table
+    old = out.parent / "old"
+    old.mkdir()
+    before = dict(results, schema_version="1.0", feature_attributes=association_records(table))
+    del before["feature_attributes_table"]
+    (old / "results.json").write_text(json.dumps(before))
+    pd.testing.assert_frame_equal(load_feature_attributes(old), table.reset_index(drop=True), check_dtype=False)
+    # a table that is not there, or not the one described, is refused with the file named
+    (out / "feature_attributes.parquet").unlink()
+    with pytest.raises(DataError, match="feature_attributes.parquet.*is missing"):
+        load_feature_attributes(out)
+    table.iloc[:1].to_parquet(out / "feature_attributes.parquet")
+    with pytest.raises(DataError, match=f"has 1 rows but results.json says {len(table)}"):
+        load_feature_attributes(out)
+
+
 def test_disabled_logging_touches_no_store(run_ctx: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run_ctx.config.mlflow.enabled = False
     run_ctx.sparse_layer = None  # a run without a layer: no activations, and no stale file either
     (Path(run_ctx.out_dir) / "activations.npz").write_bytes(b"left by an earlier run")
+    (Path(run_ctx.out_dir) / "feature_attributes.parquet").write_bytes(b"left by an earlier run")
     write_outputs(run_ctx)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
     assert not (Path(run_ctx.out_dir) / "activations.npz").exists()
+    assert not (Path(run_ctx.out_dir) / "feature_attributes.parquet").exists()
+    assert "feature_attributes_table" not in run_ctx.results
     assert json.loads((Path(run_ctx.out_dir) / "results.json").read_text())["mlflow"] is None
     assert (Path(run_ctx.out_dir) / "report.html").is_file()
 
