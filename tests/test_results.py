@@ -96,3 +96,18 @@ def test_a_pipeline_run_writes_a_results_json_of_the_contract(tmp_path):
     assert RunResults.from_json(tmp_path / "out" / "results.json").status == ctx.results["status"]
     require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_the_association_table_pointer_is_a_path_beside_the_results_file():
+    pointer = {"path": "feature_attributes.parquet", "format": "parquet", "rows": 3,
+               "columns": ["feature", "attribute", "value", "effect", "p_value", "q_value"],
+               "listed": {"fdr": 0.05, "per_feature": 5, "rows": 1}}
+    results = RunResults.from_dict(dict(RUN, feature_attributes_table=pointer))
+    assert results.feature_attributes_table.rows == 3 and results.to_dict()["feature_attributes_table"] == pointer
+    require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
+    jsonschema.validate(results.to_dict(), json.loads(SCHEMA_PATH.read_text()))
+    for bad in ("../elsewhere.parquet", "/tmp/t.parquet", "https://example.com/t.parquet", ""):
+        with pytest.raises(DataError, match="feature_attributes_table.path: .*relative to the results file"):
+            RunResults.from_dict(dict(RUN, feature_attributes_table={**pointer, "path": bad}))
+    with pytest.raises(DataError, match="feature_attributes_table.rows"):
+        RunResults.from_dict(dict(RUN, feature_attributes_table={**pointer, "rows": -1}))

@@ -17,6 +17,7 @@ from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.pipeline import write_outputs
 from sparsecheck.reports.tracking import (
     download_run_artifact,
+    load_run_feature_attributes,
     load_run_results,
     metrics_from_results,
     params_from_config,
@@ -152,7 +153,6 @@ def test_the_whole_association_table_is_a_linked_artifact(run_ctx: Any, sqlite_d
     """results.json lists the significant associations and points to the whole table, a Parquet
     file beside it and among the MLflow run's artifacts; the report links to it."""
     import dataclasses
-    import shutil
 
     import pandas as pd
 
@@ -194,11 +194,7 @@ def test_the_whole_association_table_is_a_linked_artifact(run_ctx: Any, sqlite_d
 
     run_id = results["mlflow"]["run_id"]
     assert "feature_attributes.parquet" in artifact_names(client_for(uri), run_id)
-    logged = download_run_artifact(run_id, "feature_attributes.parquet", uri)
-    try:
-        pd.testing.assert_frame_equal(pd.read_parquet(logged), table.reset_index(drop=True))
-    finally:
-        shutil.rmtree(logged.parent, ignore_errors=True)
+    pd.testing.assert_frame_equal(load_run_feature_attributes(run_id, uri), table.reset_index(drop=True))
 
     # a results.json of 1.0 held the whole table inline and no pointer: it still reads as the table
     old = out.parent / "old"

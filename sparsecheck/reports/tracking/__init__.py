@@ -26,7 +26,7 @@ sqlite:///mlflow.db`` in that directory shows them. Everything talks to MLflow t
 
 The package: :mod:`~.store` (URI, reachability, client, quiet MLflow), :mod:`~.run_logging`
 (params, metrics, tags, artifacts; :class:`MlflowRun`, :func:`start_run`), :mod:`~.reading`
-(:func:`load_run_results`, :func:`download_run_artifact`) and :mod:`~.registry` (model URIs,
+(:func:`load_run_results`, :func:`load_run_feature_attributes`, :func:`download_run_artifact`) and :mod:`~.registry` (model URIs,
 the verdict on a registered model version, finding a version's check).
 
 MLflow and alembic log on INFO and print run links to stdout; that is kept out of the user's
@@ -41,7 +41,7 @@ Examples
 {'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_feature_cards': 0.0}
 """
 
-from sparsecheck.reports.tracking.reading import download_run_artifact, load_run_results
+from sparsecheck.reports.tracking.reading import download_run_artifact, load_run_feature_attributes, load_run_results
 from sparsecheck.reports.tracking.run_logging import (
     ACTIVATIONS_FILE,
     KINDS,
@@ -74,5 +74,6 @@ __all__ = [
     "TEST_FEATURES_FILE",
     "write_test_features",
     "load_run_results",
+    "load_run_feature_attributes",
     "download_run_artifact",
 ]

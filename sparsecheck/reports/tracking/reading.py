@@ -104,3 +104,29 @@ def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, 
     except DataError as exc:
         raise TrackingError(str(exc), user_input=True) from exc
     return data
+
+
+def load_run_feature_attributes(run_id: str, tracking_uri: str | None = None) -> Any:
+    """The whole feature × metadata-value association table of MLflow run ``run_id``, a DataFrame.
+
+    Downloads the run's ``results.json`` and the table it points to (``feature_attributes.parquet``,
+    :func:`sparsecheck.results.load_feature_attributes`); a run logged before results.json 1.1
+    holds the whole table inline.
+
+    Raises
+    ------
+    TrackingError
+        MLflow is unreachable, the run does not exist, or its results or table cannot be read.
+    """
+    from sparsecheck.errors import DataError
+    from sparsecheck.results import RunResults, load_feature_attributes
+
+    with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
+        local = download_run_artifact(run_id, "results.json", tracking_uri, dst_dir=tmp)
+        try:
+            pointer = RunResults.from_json(local).feature_attributes_table
+            if pointer is not None:
+                download_run_artifact(run_id, pointer.path, tracking_uri, dst_dir=tmp)
+            return load_feature_attributes(local)
+        except DataError as exc:
+            raise TrackingError(f"MLflow run {run_id}: {exc}", user_input=True) from exc
