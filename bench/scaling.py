@@ -335,6 +335,8 @@ def run_point(n_classes: int, d: int, n: int, *, work: Path, n_lambdas: int, see
     record["total_s"] = total
     record["report_mb"] = (out / "report.html").stat().st_size / 2 ** 20
     record["results_mb"] = (out / "results.json").stat().st_size / 2 ** 20
+    table = out / "feature_attributes.parquet"  # the whole association table results.json points to
+    record["feature_attributes_mb"] = table.stat().st_size / 2 ** 20 if table.is_file() else 0.0
     record["out_dir_mb"] = sum(_dir_bytes(out).values()) / 2 ** 20
     record["peak_added_mb"] = max(s["added_mb"] for s in record["stages"].values())
     layer = ctx.sparse_layer
@@ -473,7 +475,9 @@ def print_details(records: list[dict[str, Any]]) -> None:
               f"(data generated in {r['generate_s']:.1f}s; baseline RSS {r['baseline_rss_mb']:.0f} MB; "
               f"{r['threads']} torch threads; path {r['sparse']['path_lambdas']} lambdas, test accuracy sparse "
               f"{r['sparse']['test_accuracy']:.3f} vs dense {r['sparse']['dense_accuracy']:.3f}; "
-              f"{r['sparse']['features_per_class']:.1f} features/class)")
+              f"{r['sparse']['features_per_class']:.1f} features/class; report.html {r['report_mb']:.2f} MB, "
+              f"results.json {r['results_mb']:.2f} MB, feature_attributes.parquet "
+              f"{r.get('feature_attributes_mb', 0.0):.2f} MB)")
         for name in STAGE_NAMES:
             s = r["stages"][name]
             largest = ", ".join(f"{k} {v / 1024:.0f} KB" for k, v in s["largest_results"]) or "-"

@@ -31,6 +31,7 @@ def test_scaling_bench_runs_every_stage_on_planted_features(tmp_path):
     assert list(record["stages"]) == STAGES
     assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in record["stages"].values())
     assert record["stages"]["outputs"]["files_kb"] > 0 and 0 < record["results_mb"] < 1 and 0 < record["report_mb"] < 1
+    assert 0 < record["feature_attributes_mb"] < 1 and "feature_attributes.parquet" in proc.stdout
     assert record["feature_matrix_mb"] == pytest.approx(10000 * 48 * 4 / 2 ** 20)
     # the planted structure is found: a few features per class; the noisy source, the dark images and
     # the weak class that leans on the shortcut are the top slices
