@@ -191,6 +191,23 @@ def test_sections_show_their_data(tmp_path: Path) -> None:
     assert "939e54d2524c9593" in run and "0.08" in run and "15.1" in run  # timings and their total
 
 
+def test_the_features_section_links_the_whole_association_table(tmp_path: Path) -> None:
+    results = sample_results(tmp_path)
+    results["feature_attributes_table"] = {"path": "feature_attributes.parquet", "format": "parquet", "rows": 24576,
+                                           "columns": ["feature"], "listed": {"fdr": 0.05, "per_feature": 5, "rows": 2}}
+    results["feature_attributes"] = [{"feature": 17, "attribute": "corner_mark", "value": "yes", "effect": 0.97,
+                                      "p_value": 1e-9, "q_value": 1e-8}] * 2
+    cards = section(render_report(results, out_dir=tmp_path), "features")
+    assert '<a href="feature_attributes.parquet" download>feature_attributes.parquet</a>' in cards
+    assert "(24576 rows)" in cards and "lists the 2 strongest significant ones (q ≤ 0.05), at most 5 per feature" in cards
+    for bad in ("javascript:alert(1)", "../../elsewhere.parquet", "/etc/passwd", "https://example.com/t.parquet"):
+        results["feature_attributes_table"]["path"] = bad
+        cards = section(render_report(results, out_dir=tmp_path), "features")
+        assert 'id="associations-table"' not in cards and bad not in cards
+    del results["feature_attributes_table"]  # a results.json from before 1.1: the whole list was inline
+    assert 'id="associations-table"' not in section(render_report(results, out_dir=tmp_path), "features")
+
+
 def test_path_png_is_inlined(tmp_path: Path) -> None:
     png = (tmp_path / "p.png")
     write_feature_image(png, seed=1, tiles=2)
