@@ -26,6 +26,7 @@ setup(
         "scikit-learn>=1.3",
         "scikit-image>=0.21",
         "scipy>=1.10",
+        "numba>=0.59",  # the sparse path's (class, feature) kernels on CPU
         "numpy>=1.24",
         "pandas>=2.0",
         "pyarrow>=14",

@@ -186,6 +186,69 @@ def test_fast_solver_reaches_glm_saga_objective():
         assert saga.objective[k] == pytest.approx(f_saga, rel=1e-4)
 
 
+def _problem(X, y, Xv, yv, n_classes, *, rows=None, n_lambdas=12, ratio=0.05):
+    cpu, alpha = torch.device("cpu"), 0.99
+    mean, std, grad0 = feature_statistics(X, rows, y, n_classes, cpu)
+    lambdas = np.abs(grad0).max() / alpha * 1.001 * np.geomspace(1.0, ratio, n_lambdas)
+    return PathProblem(X=X, rows=rows, y=y, X_val=Xv, val_rows=None, y_val=yv, mean=mean, std=std,
+                       n_classes=n_classes, lambdas=lambdas, alpha=alpha, grad0=grad0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def many_classes() -> tuple[np.ndarray, ...]:
+    X, y = planted(1300, 48, 20, seed=3, k=2)
+    return X[:1000], y[:1000], X[1000:], y[1000:]
+
+
+def test_pair_working_set_solves_the_same_path_as_the_feature_working_set(many_classes):
+    """Screening (class, feature) pairs with the numba kernels changes the cost, not the solutions."""
+    X, y, Xv, yv = many_classes
+    problem = _problem(X, y, Xv, yv, 20)
+    cpu = torch.device("cpu")
+    features = fista_path(problem, device=cpu, working_set="features", tol=1e-8)
+    pairs = fista_path(problem, device=cpu, working_set="pairs", tol=1e-8)
+    assert len(pairs.lambdas) == len(features.lambdas) == 12
+    nnz = [int((w != 0).sum()) for w in pairs.weights]
+    assert nnz[0] == 0 and nnz[-1] > 40  # the path does go from empty to many pairs
+    np.testing.assert_allclose(pairs.objective, features.objective, rtol=2e-5)
+    assert nnz == [int((w != 0).sum()) for w in features.weights]
+    for a, b in zip(pairs.weights, features.weights):
+        np.testing.assert_allclose(a, b, atol=2e-2)  # solved to tol: the same layers up to that
+    np.testing.assert_allclose(pairs.val_accuracy, features.val_accuracy, atol=2 / len(yv))
+    np.testing.assert_allclose(pairs.train_accuracy, features.train_accuracy, atol=2 / len(y))
+
+
+def test_pair_working_set_hands_over_to_dense_products_and_reads_rows_in_place(many_classes, monkeypatch):
+    """Past ``_PAIR_SHARE`` of all pairs the path goes on with the feature working set; training rows
+    selected by ``rows`` (a holdout) are read from the caller's memory map without a copy."""
+    from sparsecheck.sparse.solvers import fista as fista_module
+
+    X, y, Xv, yv = many_classes
+    rows = np.arange(0, 1000, 2)
+    problem = _problem(X, y[rows], Xv, yv, 20, rows=rows)
+    cpu = torch.device("cpu")
+    reference = fista_path(problem, device=cpu, working_set="features", tol=1e-8)
+    monkeypatch.setattr(fista_module, "_PAIR_SHARE", 0.02)  # 19 of 960 pairs
+    handed: list[int] = []
+    real = fista_module._feature_path
+    monkeypatch.setattr(fista_module, "_feature_path", lambda run: (handed.append(run.k), real(run))[1])
+    mixed = fista_path(problem, device=cpu, working_set="pairs", tol=1e-8)
+    assert handed and 0 < handed[0] < len(mixed.lambdas)
+    np.testing.assert_allclose(mixed.objective, reference.objective, rtol=2e-5)
+
+
+def test_auto_screens_pairs_only_where_they_pay(many_classes):
+    from sparsecheck.sparse.solvers.fista import _pairs_pay
+
+    X, y, Xv, yv = many_classes
+    cpu = torch.device("cpu")
+    assert not _pairs_pay(_problem(X, y, Xv, yv, 20), cpu, torch.float32)  # 20 x 48: dense products are cheap
+    wide = _problem(np.tile(X, (1, 80)), y, np.tile(Xv, (1, 80)), yv, 20, n_lambdas=2)
+    assert _pairs_pay(wide, cpu, torch.float32)  # 20 classes x 3840 features
+    assert not _pairs_pay(wide, cpu, torch.bfloat16)
+    assert not _pairs_pay(wide, torch.device("meta"), torch.float32)
+
+
 # --------------------------------------------------------------------------- prediction
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from sparsecheck._runtime import progress
+from sparsecheck.sparse.solvers import _pairs
 from sparsecheck.errors import SolverError
 from sparsecheck.sparse.solvers._base import (
     PathProblem,
@@ -76,7 +77,7 @@ _UPCAST_BLOCK = 1 << 25
 @torch.no_grad()
 def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | None = None,
                tol: float | None = None, lookbehind: int = 3, should_stop: StopRule | None = None,
-               precision: str = "fp32") -> PathResult:
+               precision: str = "fp32", working_set: str = "auto") -> PathResult:
     """Solve the elastic-net multinomial path of ``problem`` in memory on ``device``.
 
     Parameters
@@ -93,6 +94,12 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
         Called with the path so far after each lambda; returning True ends the path there.
     precision : {"fp32", "bf16"}
         How the training and validation features are held on the device (see the module docstring).
+    working_set : {"auto", "pairs", "features"}
+        ``"pairs"``: screen (class, feature) pairs and multiply with the numba kernels of
+        :mod:`~sparsecheck.sparse.solvers._pairs` (CPU, float32) while the pairs stay below
+        ``_PAIR_SHARE`` of all, then go on with ``"features"``: screen whole features and use dense
+        products. ``"auto"`` picks ``"pairs"`` on CPU in float32 from ``_PAIR_MIN_CLASSES`` classes
+        and ``_PAIR_MIN_SIZE`` weights, where classes use few features each but all of them together.
 
     Returns
     -------
@@ -100,90 +107,201 @@ def fista_path(problem: PathProblem, *, device: torch.device, max_epochs: int | 
     """
     if precision not in PRECISIONS:
         raise SolverError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if working_set not in ("auto", "pairs", "features"):
+        raise SolverError(f"working_set must be 'auto', 'pairs' or 'features', got {working_set!r}")
     dtype = PRECISIONS[precision]
-    max_iter = DEFAULT_MAX_EPOCHS if max_epochs is None else int(max_epochs)
-    tol = DEFAULT_TOL if tol is None else float(tol)
-    X = _resident(problem.X, problem.rows, device, dtype)
-    Xv = _resident(problem.X_val, problem.val_rows, device, dtype)
-    y = torch.as_tensor(problem.y, dtype=torch.long, device=device)
-    yv = torch.as_tensor(problem.y_val, dtype=torch.long, device=device)
-    mu = torch.as_tensor(problem.mean, dtype=torch.float32, device=device)
-    s = torch.as_tensor(1.0 / problem.std, dtype=torch.float32, device=device)
-    n, d = X.shape
-    C, alpha = problem.n_classes, float(problem.alpha)
-
-    W = torch.zeros(C, d, dtype=torch.float32, device=device)
-    freq = torch.bincount(y, minlength=C).double() / max(n, 1)
-    b = torch.log(freq.clamp_min(1e-8)).float()  # the optimal bias of the null model
-    Zt = b[:, None].expand(C, n).contiguous()  # logits, classes first
-    grad = torch.as_tensor(problem.grad0, dtype=torch.float32, device=device)
-    previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # the solution before: W, b, Z
-    L = 0.5  # backtracking grows it; 0.5 * (d + 1) always suffices (||[Xs, 1]||_F^2 <= n (d + 1))
-    L_cap = 0.5 * (d + 1)
-    working = _WorkingSet(X, capacity=int(_DENSE_SHARE * d))
-    dense = d == 0
-    result = PathResult(solver="fista")
-    lambdas = [float(v) for v in problem.lambdas]
-    bar = progress(total=len(lambdas), desc="sparse path (fista)", unit="lambda")
+    run = _Run(problem, device, dtype, DEFAULT_MAX_EPOCHS if max_epochs is None else int(max_epochs),
+               DEFAULT_TOL if tol is None else float(tol), lookbehind, should_stop)
+    pairs = working_set == "pairs" or (working_set == "auto" and _pairs_pay(problem, device, dtype))
+    if pairs and (device.type != "cpu" or dtype != torch.float32 or not _pairs.available()):
+        raise SolverError("working_set='pairs' needs the CPU, fp32 and numba")
+    bar = progress(total=len(run.lambdas), desc="sparse path (fista)", unit="lambda")
+    run.bar = bar
     try:
-        for k, lam in enumerate(lambdas):
-            t0 = now(device)
-            lam_prev = lambdas[k - 1] if k else lam
-            keep = None if dense else (W != 0).any(0) | (grad.abs() >= alpha * (2 * lam - lam_prev)).any(0)
-            spent, converged, first = 0, False, True
-            L = max(L * 0.5, 1e-3)  # let the step grow again; backtracking corrects it
-            W_last, b_last, Z_last = W, b, Zt
-            while True:
-                if not dense and not working.add(keep):
-                    dense = True
-                    working.release()
-                    logger.debug("lambda %d: working set above %.0f%% of features, screening off",
-                                 k, 100 * _DENSE_SHARE)
-                cols = None if dense else working.index
-                XA = X if dense else working.matrix
-                WA = W if dense else W.index_select(1, cols)
-                ZA = Zt
-                if first and previous is not None:
-                    WA, b, ZA = _predict(y, WA, b, Zt, previous, cols, lam, alpha,
-                                         math.log(lambdas[k - 1] / lam) / math.log(lambdas[k - 2] / lambdas[k - 1]))
-                first = False
-                WA, b, Zt, obj, it, converged, L = _fista(
-                    XA, y, WA, b, ZA, mu if dense else mu[cols], s if dense else s[cols],
-                    lam, alpha, L, L_cap, max_iter - spent, tol, lookbehind)
-                spent += it
-                if dense:
-                    W = WA
-                    break
-                W = torch.zeros_like(W)
-                W[:, cols] = WA
-                # full gradient at the solution: KKT check now, screening for the next lambda
-                grad = _backward(X, _ce_grad(Zt, y)[1], mu, s)[0]
-                violators = ~working.member & (grad.abs() > lam * alpha * (1 + 1e-4)).any(0)
-                if not bool(violators.any()) or spent >= max_iter:
-                    break
-                logger.debug("lambda %d: %d screened-out features violate KKT, re-solving",
-                             k, int(violators.sum()))
-                keep = keep | violators
-            if not math.isfinite(obj):
-                raise SolverError(f"fista diverged at lambda {lam:.4g} (objective {obj}); "
-                                  "check the features for extreme values")
-            previous = (W_last, b_last, Z_last) if k else None
-            train_acc = float((Zt.max(0).indices == y).double().mean()) if n else float("nan")
-            val_acc = _accuracy(Xv, yv, W, b, mu, s)
-            result.append(lam=lam, weight=W.cpu().numpy(), bias=b.cpu().numpy(),
-                          train_accuracy=train_acc, val_accuracy=val_acc, objective=obj,
-                          n_iter=spent, converged=converged, seconds=now(device) - t0)
-            nnz = int((W != 0).sum())
-            logger.debug("fista lambda %d/%d %.5g: nnz %d, objective %.6g, train %.4f, val %.4f, "
-                         "%d iterations%s", k + 1, len(lambdas), lam, nnz, obj, train_acc, val_acc,
-                         spent, "" if converged else " (not converged)")
-            bar.update(1)
-            bar.set_postfix(nnz=nnz, val_acc=f"{val_acc:.3f}")
-            if should_stop is not None and should_stop(result):
-                break
+        if pairs:
+            _pair_path(run)
+        if run.k < len(run.lambdas) and not run.stopped:
+            _feature_path(run)
     finally:
         bar.close()
-    return result
+    return run.result
+
+
+#: "auto" screens (class, feature) pairs from this many classes ...
+_PAIR_MIN_CLASSES = 16
+#: ... and this many weights (C x d)
+_PAIR_MIN_SIZE = 1 << 16
+#: above this share of all (class, feature) pairs the dense products are cheaper than the kernels
+_PAIR_SHARE = 0.125
+
+
+def _pairs_pay(problem: PathProblem, device: torch.device, dtype: torch.dtype) -> bool:
+    return (device.type == "cpu" and dtype == torch.float32 and _pairs.available()
+            and problem.n_classes >= _PAIR_MIN_CLASSES and problem.n_classes * problem.d >= _PAIR_MIN_SIZE)
+
+
+class _Run:
+    """What both working-set loops share: the problem on the device, the path so far, where it is."""
+
+    def __init__(self, problem: PathProblem, device: torch.device, dtype: torch.dtype, max_iter: int, tol: float,
+                 lookbehind: int, should_stop: StopRule | None) -> None:
+        self.problem, self.device, self.dtype = problem, device, dtype
+        self.max_iter, self.tol, self.lookbehind, self.should_stop = max_iter, tol, lookbehind, should_stop
+        self.y = torch.as_tensor(problem.y, dtype=torch.long, device=device)
+        self.yv = torch.as_tensor(problem.y_val, dtype=torch.long, device=device)
+        self.mu = torch.as_tensor(problem.mean, dtype=torch.float32, device=device)
+        self.s = torch.as_tensor(1.0 / problem.std, dtype=torch.float32, device=device)
+        self.C, self.d, self.n = problem.n_classes, problem.d, problem.n
+        self.alpha = float(problem.alpha)
+        self.lambdas = [float(v) for v in problem.lambdas]
+        self.W = torch.zeros(self.C, self.d, dtype=torch.float32, device=device)
+        freq = torch.bincount(self.y, minlength=self.C).double() / max(self.n, 1)
+        self.b = torch.log(freq.clamp_min(1e-8)).float()  # the optimal bias of the null model
+        self.grad = torch.as_tensor(problem.grad0, dtype=torch.float32, device=device)
+        self.L = 0.5  # backtracking grows it; 0.5 * (d + 1) always suffices (||[Xs, 1]||_F^2 <= n (d + 1))
+        self.L_cap = 0.5 * (self.d + 1)
+        self.k, self.stopped = 0, False
+        self.result = PathResult(solver="fista")
+        self.bar: Any = None
+
+    def ratio(self, k: int) -> float:
+        """Extrapolation ratio from lambda ``k - 1`` to ``k`` (the path is geometric in lambda)."""
+        lam = self.lambdas
+        return math.log(lam[k - 1] / lam[k]) / math.log(lam[k - 2] / lam[k - 1])
+
+    def record(self, *, obj: float, spent: int, converged: bool, train_acc: float, val_acc: float,
+               seconds: float) -> None:
+        """Append lambda ``k``'s solution (``self.W``, ``self.b``) to the path; advance or stop."""
+        lam = self.lambdas[self.k]
+        if not math.isfinite(obj):
+            raise SolverError(f"fista diverged at lambda {lam:.4g} (objective {obj}); "
+                              "check the features for extreme values")
+        self.result.append(lam=lam, weight=self.W.cpu().numpy(), bias=self.b.cpu().numpy(),
+                           train_accuracy=train_acc, val_accuracy=val_acc, objective=obj,
+                           n_iter=spent, converged=converged, seconds=seconds)
+        nnz = int((self.W != 0).sum())
+        logger.debug("fista lambda %d/%d %.5g: nnz %d, objective %.6g, train %.4f, val %.4f, "
+                     "%d iterations%s", self.k + 1, len(self.lambdas), lam, nnz, obj, train_acc, val_acc,
+                     spent, "" if converged else " (not converged)")
+        self.bar.update(1)
+        self.bar.set_postfix(nnz=nnz, val_acc=f"{val_acc:.3f}")
+        self.k += 1
+        self.stopped = self.should_stop is not None and bool(self.should_stop(self.result))
+
+
+def _feature_path(run: _Run) -> None:
+    """The path from lambda ``run.k`` on, screening whole features; dense products with their columns."""
+    problem, device, alpha = run.problem, run.device, run.alpha
+    X = _resident(problem.X, problem.rows, device, run.dtype)
+    Xv = _resident(problem.X_val, problem.val_rows, device, run.dtype)
+    y, mu, s, W, b, d = run.y, run.mu, run.s, run.W, run.b, run.d
+    n = X.shape[0]
+    Zt = b[:, None].expand(run.C, n).contiguous() if run.k == 0 else _forward(X, W, b, mu, s)  # logits, classes first
+    grad = run.grad
+    previous: _Point | None = None  # the solution before: W, b, Z
+    working = _WorkingSet(X, capacity=int(_DENSE_SHARE * d))
+    dense = d == 0
+    lambdas = run.lambdas
+    while run.k < len(lambdas) and not run.stopped:
+        k = run.k
+        lam = lambdas[k]
+        t0 = now(device)
+        lam_prev = lambdas[k - 1] if k else lam
+        keep = None if dense else (W != 0).any(0) | (grad.abs() >= alpha * (2 * lam - lam_prev)).any(0)
+        spent, converged, first = 0, False, True
+        run.L = max(run.L * 0.5, 1e-3)  # let the step grow again; backtracking corrects it
+        last = _Point(W, b, Zt)
+        while True:
+            if not dense and not working.add(keep):
+                dense = True
+                working.release()
+                logger.debug("lambda %d: working set above %.0f%% of features, screening off",
+                             k, 100 * _DENSE_SHARE)
+            cols = None if dense else working.index
+            oracle = _DenseOracle(X if dense else working.matrix, y, mu if dense else mu[cols],
+                                  s if dense else s[cols])
+            x = oracle.at(W if dense else W.index_select(1, cols), b, Zt)
+            if first and previous is not None:
+                before = _Point(previous.W if cols is None else previous.W.index_select(1, cols), previous.b,
+                                previous.Z)
+                x = _predict(oracle, x, before, lam, alpha, run.ratio(k))
+            first = False
+            x, obj, it, converged, run.L = _fista(oracle, x, lam, alpha, run.L, run.L_cap, run.max_iter - spent,
+                                                  run.tol, run.lookbehind)
+            spent += it
+            b, Zt = x.b, x.Z
+            if dense:
+                W = x.W
+                break
+            W = torch.zeros_like(W)
+            W[:, cols] = x.W
+            # full gradient at the solution: KKT check now, screening for the next lambda
+            grad = _backward(X, _ce_grad(Zt, y)[1], mu, s)[0]
+            violators = ~working.member & (grad.abs() > lam * alpha * (1 + 1e-4)).any(0)
+            if not bool(violators.any()) or spent >= run.max_iter:
+                break
+            logger.debug("lambda %d: %d screened-out features violate KKT, re-solving",
+                         k, int(violators.sum()))
+            keep = keep | violators
+        previous = last if k else None
+        run.W, run.b, run.grad = W, b, grad
+        train_acc = float((Zt.max(0).indices == y).double().mean()) if n else float("nan")
+        run.record(obj=obj, spent=spent, converged=converged, train_acc=train_acc,
+                   val_acc=_accuracy(Xv, run.yv, W, b, mu, s), seconds=now(device) - t0)
+
+
+def _pair_path(run: _Run) -> None:
+    """The path from lambda ``run.k`` on, screening (class, feature) pairs, with the numba kernels.
+
+    Hands over to :func:`_feature_path` (returns with ``run.k`` at the lambda to solve next) once
+    the pairs would exceed ``_PAIR_SHARE`` of all.
+    """
+    problem, alpha, lambdas = run.problem, run.alpha, run.lambdas
+    _pairs.set_threads(torch.get_num_threads())
+    train = _PairOracle(*_row_major(problem.X, problem.rows), run.y, run.mu, run.s, run.C)
+    val = _PairOracle(*_row_major(problem.X_val, problem.val_rows), run.yv, run.mu, run.s, run.C)
+    member = torch.zeros(run.C, run.d, dtype=torch.bool)
+    W, b, grad = run.W, run.b, run.grad
+    loss_at_W: float | None = None  # the cross-entropy at (W, b), known from the lambda before
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None
+    capacity = int(_PAIR_SHARE * run.C * run.d)
+    while run.k < len(lambdas) and not run.stopped:
+        k = run.k
+        lam = lambdas[k]
+        t0 = now(run.device)
+        lam_prev = lambdas[k - 1] if k else lam
+        keep = (W != 0) | (grad.abs() >= alpha * (2 * lam - lam_prev))
+        spent, converged, first = 0, False, True
+        run.L = max(run.L * 0.5, 1e-3)
+        last = (W, b)
+        while True:
+            grown = member | keep
+            if int(grown.sum()) > capacity:
+                logger.debug("lambda %d: the pair working set would pass %.1f%% of all pairs; dense products "
+                             "from here", k, 100 * _PAIR_SHARE)
+                run.W, run.b, run.grad = W, b, grad
+                return
+            member = grown
+            train.set_pairs(member)
+            val.set_pairs(member)
+            x = _Point(train.gather(W), b, f=loss_at_W)
+            if first and previous is not None:
+                x = _predict(train, x, _Point(train.gather(previous[0]), previous[1]), lam, alpha, run.ratio(k))
+            first = False
+            x, obj, it, converged, run.L = _fista(train, x, lam, alpha, run.L, run.L_cap, run.max_iter - spent,
+                                                  run.tol, run.lookbehind)
+            spent += it
+            W, b, loss_at_W = train.scatter(x.W), x.b, x.f
+            grad, train_acc = train.full_gradient(x)  # KKT check now, screening for the next lambda
+            violators = ~member & (grad.abs() > lam * alpha * (1 + 1e-4))
+            if not bool(violators.any()) or spent >= run.max_iter:
+                break
+            logger.debug("lambda %d: %d screened-out pairs violate KKT, re-solving", k, int(violators.sum()))
+            keep = keep | violators
+        previous = last if k else None
+        run.W, run.b, run.grad = W, b, grad
+        run.record(obj=obj, spent=spent, converged=converged, train_acc=train_acc,
+                   val_acc=val.accuracy(x), seconds=now(run.device) - t0)
 
 
 class _WorkingSet:
@@ -316,78 +434,217 @@ def _prox(V: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
     return torch.sign(V) * torch.clamp(V.abs() - l1, min=0.0) / (1.0 + l2)
 
 
-def _predict(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, Z: torch.Tensor,
-             previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor], cols: torch.Tensor | None,
-             lam: float, alpha: float, ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Start point for the next lambda: ``x + ratio (x - x_before)`` if it has lower objective, else ``x``.
+class _Point:
+    """An iterate ``(W, b)`` and what an oracle caches at it: logits ``Z`` (dense), loss ``f``."""
+
+    __slots__ = ("W", "b", "Z", "f")
+
+    def __init__(self, W: torch.Tensor, b: torch.Tensor, Z: torch.Tensor | None = None,
+                 f: float | None = None) -> None:
+        self.W, self.b, self.Z, self.f = W, b, Z, f
+
+
+class _DenseOracle:
+    """Loss and gradient with dense products with ``X`` (all columns, or the working set's copy).
+
+    Logits are kept at every point: they are linear in ``(W, b)``, so a momentum or extrapolated
+    point's logits are combined from its two ends without a product with ``X``.
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> None:
+        self.X, self.y, self.mu, self.s = X, y, mu, s
+
+    def at(self, W: torch.Tensor, b: torch.Tensor, Z: torch.Tensor | None = None) -> _Point:
+        return _Point(W, b, _forward(self.X, W, b, self.mu, self.s) if Z is None else Z)
+
+    def lerp(self, p0: _Point, p1: _Point, weight: float) -> _Point:
+        return _Point(torch.lerp(p0.W, p1.W, weight), torch.lerp(p0.b, p1.b, weight), torch.lerp(p0.Z, p1.Z, weight))
+
+    def loss(self, p: _Point) -> float:
+        if p.f is None:
+            p.f = _ce(p.Z, self.y)
+        return p.f
+
+    def loss_grad(self, p: _Point) -> tuple[float, torch.Tensor, torch.Tensor]:
+        f, G = _ce_grad(p.Z, self.y)
+        p.Z = None  # the caller is done with this point's logits: free them before the product
+        gW, gb = _backward(self.X, G, self.mu, self.s)
+        return f, gW, gb
+
+
+class _PairOracle:
+    """Loss and gradient over the (class, feature) pairs of a working set, with the numba kernels.
+
+    Weights are a vector over the pairs (class by class); no logits are kept: a point's logits
+    cost ``P x n`` to recompute, less than holding ``C x n`` of them at 1000 classes.
+    """
+
+    def __init__(self, X: np.ndarray, rows: np.ndarray, y: torch.Tensor, mu: torch.Tensor, s: torch.Tensor,
+                 C: int) -> None:
+        self.X, self.rows, self.y, self.mu, self.s, self.C = X, rows, y, mu, s, C
+        self.n = int(rows.shape[0])
+        self._Z = np.empty((C, min(_pairs.CHUNK, max(self.n, 1))), dtype=np.float32)
+        self.set_pairs(torch.zeros(C, X.shape[1], dtype=torch.bool))
+
+    def set_pairs(self, member: torch.Tensor) -> None:
+        """Work on the pairs where ``member`` (C x d) is True."""
+        cls, feat = member.nonzero(as_tuple=True)  # row-major: class by class
+        self.cls, self.feat_global = cls, feat
+        self.ucols = np.unique(feat.numpy()).astype(np.int64)
+        self.feat = np.searchsorted(self.ucols, feat.numpy()).astype(np.int64)
+        self.cptr = np.zeros(self.C + 1, dtype=np.int64)
+        self.cptr[1:] = np.cumsum(np.bincount(cls.numpy(), minlength=self.C))
+        self.mu_p, self.s_p = self.mu[feat], self.s[feat]
+        self.shape = tuple(member.shape)
+
+    def gather(self, W: torch.Tensor) -> torch.Tensor:
+        return W[self.cls, self.feat_global]
+
+    def scatter(self, w: torch.Tensor) -> torch.Tensor:
+        W = torch.zeros(self.shape, dtype=torch.float32)
+        W[self.cls, self.feat_global] = w
+        return W
+
+    def at(self, W: torch.Tensor, b: torch.Tensor, Z: torch.Tensor | None = None) -> _Point:
+        return _Point(W, b)
+
+    def lerp(self, p0: _Point, p1: _Point, weight: float) -> _Point:
+        return _Point(torch.lerp(p0.W, p1.W, weight), torch.lerp(p0.b, p1.b, weight))
+
+    def _blocks(self, p: _Point) -> Any:
+        """``(lo, m, Z)`` over the rows: ``Z`` (C x m) the logits at ``p`` (a view of a reused buffer)."""
+        wh = p.W * self.s_p  # the standardisation folded into the weights
+        bias = (p.b - torch.zeros(self.C).index_add_(0, self.cls, wh * self.mu_p)).numpy()
+        wh = wh.numpy()
+        for lo in range(0, self.n, self._Z.shape[1]):
+            m = min(self._Z.shape[1], self.n - lo)
+            _pairs.forward(self.X, self.rows, lo, m, self.ucols, self.cptr, self.feat, wh, bias, self._Z)
+            yield lo, m, torch.from_numpy(self._Z[:, :m])
+
+    def loss(self, p: _Point) -> float:
+        if p.f is None:
+            total = 0.0
+            for lo, m, Z in self._blocks(p):  # as loss_grad computes it: the backtracking test compares the two
+                total -= float(torch.log_softmax(Z, 0).gather(0, self.y[None, lo:lo + m]).double().sum())
+            p.f = total / max(self.n, 1)
+        return p.f
+
+    def loss_grad(self, p: _Point) -> tuple[float, torch.Tensor, torch.Tensor]:
+        acc = np.zeros((_threads(), self.feat.shape[0]), dtype=np.float32)
+        gb = torch.zeros(self.C, dtype=torch.float64)
+        total = 0.0
+        for lo, m, Z in self._blocks(p):
+            G = torch.log_softmax(Z, 0)
+            yb = self.y[None, lo:lo + m]
+            total -= float(G.gather(0, yb).double().sum())
+            G.exp_()
+            G.scatter_add_(0, yb, torch.full((1, m), -1.0))
+            gb += G.sum(1, dtype=torch.float64)
+            _pairs.pair_gradient(self.X, self.rows, lo, m, self.ucols, self.cptr, self.feat, G.numpy(), acc)
+        n = max(self.n, 1)
+        raw = torch.from_numpy(acc.sum(0, dtype=np.float64)).float()
+        gb32 = gb.float()
+        gW = self.s_p * (raw - self.mu_p * gb32[self.cls]) / n
+        return total / n, gW, gb32 / n
+
+    def full_gradient(self, p: _Point) -> tuple[torch.Tensor, float]:
+        """The gradient w.r.t. every weight (C x d) at ``p`` and the accuracy there (dense products, in blocks)."""
+        GX = torch.zeros(self.C, self.X.shape[1], dtype=torch.float32)
+        gb = torch.zeros(self.C, dtype=torch.float32)
+        hits = 0
+        for lo, m, Z in self._blocks(p):
+            yb = self.y[lo:lo + m]
+            hits += int((Z.max(0).indices == yb).sum())
+            G = torch.softmax(Z, 0)
+            G.scatter_add_(0, yb[None], torch.full((1, m), -1.0))
+            gb += G.sum(1)
+            GX.addmm_(G, take_rows(self.X, self.rows[lo:lo + m]))
+        n = max(self.n, 1)
+        return (GX - gb[:, None] * self.mu[None, :]) * self.s / n, hits / n
+
+    def accuracy(self, p: _Point) -> float:
+        if self.n == 0:
+            return float("nan")
+        hits = sum(int((Z.max(0).indices == self.y[lo:lo + m]).sum()) for lo, m, Z in self._blocks(p))
+        return hits / self.n
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _row_major(X: Any, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as a C-contiguous float32 array read in place (memory maps included), and its rows."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu()
+        X = X.numpy() if X.dtype == torch.float32 and X.is_contiguous() else X.float().contiguous().numpy()
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.flags.c_contiguous):
+        X = _resident(X, rows, torch.device("cpu")).numpy()
+        rows = None
+    index = np.arange(X.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    return np.asarray(X), index
+
+
+def _predict(oracle: Any, x: _Point, before: _Point, lam: float, alpha: float, ratio: float) -> _Point:
+    """Start point for the next lambda: ``x + ratio (x - before)`` if it has lower objective, else ``x``.
 
     The solution path is smooth in log lambda between support changes, so the linear
     extrapolation of the last two solutions starts much closer than the last solution alone. The
     logits extrapolate the same way (the working set only grows, so it holds both supports).
     """
-    W_before, b_before, Z_before = previous
-    if cols is not None:
-        W_before = W_before.index_select(1, cols)
-    Wp = torch.lerp(W_before, W, 1.0 + ratio)
-    Zp = torch.lerp(Z_before, Z, 1.0 + ratio)
-    if _ce(Zp, y) + _penalty(Wp, lam, alpha) < _ce(Z, y) + _penalty(W, lam, alpha):
-        return Wp, torch.lerp(b_before, b, 1.0 + ratio), Zp
-    return W, b, Z
+    p = oracle.lerp(before, x, 1.0 + ratio)
+    if oracle.loss(p) + _penalty(p.W, lam, alpha) < oracle.loss(x) + _penalty(x.W, lam, alpha):
+        return p
+    return x
 
 
-def _fista(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, Zx: torch.Tensor,
-           mu: torch.Tensor, s: torch.Tensor, lam: float, alpha: float, L: float, L_cap: float,
-           max_iter: int, tol: float, lookbehind: int
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int, bool, float]:
-    """FISTA with backtracking and restarts on one lambda from ``(W, b)`` with logits ``Zx``.
+def _fista(oracle: Any, x: _Point, lam: float, alpha: float, L: float, L_cap: float, max_iter: int, tol: float,
+           lookbehind: int) -> tuple[_Point, float, int, bool, float]:
+    """FISTA with backtracking and restarts on one lambda from ``x``.
 
-    Returns ``(W, b, Z, F, iterations, converged, L)``.
+    ``oracle`` (:class:`_DenseOracle` or :class:`_PairOracle`) evaluates the loss and its gradient.
+    Returns ``(x, F, iterations, converged, L)``.
     """
-    F_x = _ce(Zx, y) + _penalty(W, lam, alpha)
-    W_prev, b_prev, Z_prev = W, b, Zx
+    F_x = oracle.loss(x) + _penalty(x.W, lam, alpha)
+    prev = x
     t = 1.0
     history = [F_x]
     for it in range(1, max_iter + 1):
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         beta = (t - 1.0) / t_next
-        if beta > 0:  # y = x + beta (x - x_prev), as lerp: no temporaries of size n x C
-            Wy, by = torch.lerp(W_prev, W, 1.0 + beta), torch.lerp(b_prev, b, 1.0 + beta)
-            Zy = torch.lerp(Z_prev, Zx, 1.0 + beta)  # logits are linear in (W, b): no product with X
-        else:
-            Wy, by, Zy = W, b, Zx
-        f_y, G = _ce_grad(Zy, y)
-        del Zy
-        gW, gb = _backward(X, G, mu, s)
-        del G
+        # y = x + beta (x - x_prev), as lerp: no temporaries of size n x C
+        yp = oracle.lerp(prev, x, 1.0 + beta) if beta > 0 else _Point(x.W, x.b, x.Z)
+        f_y, gW, gb = oracle.loss_grad(yp)
+        Wy, by = yp.W, yp.b
+        del yp
         while True:
-            Wn = _prox(Wy - gW / L, lam * alpha / L, lam * (1 - alpha) / L)
-            bn = by - gb / L
-            Zn = _forward(X, Wn, bn, mu, s)
-            f_n = _ce(Zn, y)
-            dW, db = Wn - Wy, bn - by
+            n_pt = oracle.at(_prox(Wy - gW / L, lam * alpha / L, lam * (1 - alpha) / L), by - gb / L)
+            f_n = oracle.loss(n_pt)
+            dW, db = n_pt.W - Wy, n_pt.b - by
             model = (f_y + float((gW * dW).double().sum() + (gb * db).double().sum())
                      + 0.5 * L * float((dW.double() ** 2).sum() + (db.double() ** 2).sum()))
             # float32 logits: differences below ~1e-8 relative are round-off, not curvature
             if f_n <= model + _SLACK * abs(f_y) or L >= L_cap:
                 break
             L = min(2.0 * L, L_cap)
-        F_n = f_n + _penalty(Wn, lam, alpha)
+        F_n = f_n + _penalty(n_pt.W, lam, alpha)
         if not math.isfinite(F_n):
-            return Wn, bn, Zn, F_n, it, False, L
+            return n_pt, F_n, it, False, L
         if F_n > F_x:
             if beta > 0:  # momentum overshot: restart from x
-                W_prev, b_prev, Z_prev, t = W, b, Zx, 1.0
+                prev, t = x, 1.0
                 continue
             if L >= L_cap or F_n - F_x <= _SLACK * abs(F_x):
-                return W, b, Zx, F_x, it, True, L  # no descent left at round-off level
+                return x, F_x, it, True, L  # no descent left at round-off level
             L = min(2.0 * L, L_cap)  # a plain step went uphill: the step was too long
             continue
-        W_prev, b_prev, Z_prev = W, b, Zx
-        W, b, Zx, F_x, t = Wn, bn, Zn, F_n, t_next
+        prev, x, F_x, t = x, n_pt, F_n, t_next
         history.append(F_x)  # only accepted steps count towards convergence
         if len(history) > lookbehind and history[-1 - lookbehind] - F_x <= tol * max(abs(F_x), 1e-12):
-            return W, b, Zx, F_x, it, True, L
-    return W, b, Zx, F_x, max_iter, False, L
+            return x, F_x, it, True, L
+    return x, F_x, max_iter, False, L
 
 
 @torch.no_grad()
