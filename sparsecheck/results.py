@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "write_schema", "is_failing",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
-           "SkippedRecord", "DataSplitRecord", "DenseSummary", "ClassOrderRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
+           "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord",
+           "DenseSummary", "ClassOrderRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread
 SCHEMA_VERSION = "1.0"
