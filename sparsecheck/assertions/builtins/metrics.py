@@ -396,7 +396,8 @@ def _better_than_chance(data: AssertionContext, p: ChanceParams) -> Outcome:
         needed = ("no accuracy would be significant on so few examples" if test.min_accuracy is None
                   else f"{_fmt(test.min_accuracy)} needed")
         message = (f"accuracy {_fmt(test.accuracy)} {verdict} chance {_fmt(test.chance_rate)} (always predicting "
-                   f"{majority!r}; p = {test.p_value:.2g} {'<' if test.passed else '>='} {p.max_p_value:g}, "
+                   f"{majority!r}; {'p < 1e-300' if test.p_value < 1e-300 else f'p = {test.p_value:.2g}'} "
+                   f"{'<' if test.passed else '>='} {p.max_p_value:g}, "
                    f"n={test.n}; {needed})")
     if order is not None:
         message += "; " + order.sentence()
