@@ -352,8 +352,8 @@ class Config(_Strict):
 
     @property
     def parsed_assertions(self) -> list[Any]:
-        """``assertions`` as :class:`~sparsecheck.assertions.Assertion` objects, with the
-        ``no-spurious-reliance`` that ``data.spurious_attributes`` implies.
+        """``assertions`` as :class:`~sparsecheck.assertions.Assertion` objects, with the implied
+        ``better-than-chance`` (every config) and ``no-spurious-reliance`` (``data.spurious_attributes``).
 
         Parsed by :func:`parse_config` (which reports a malformed one before any work starts);
         parsed again only when ``assertions``, ``data.spurious_attributes`` or
@@ -364,7 +364,7 @@ class Config(_Strict):
             from sparsecheck.assertions.spec import parse_assertions
 
             self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
-                                                  class_names=self.data.class_names))
+                                                  class_names=self.data.class_names, chance_guard=True))
         return self._parsed[1]
 
     def use_model_uri(self, uri: str, *, key: str = "--model") -> None:

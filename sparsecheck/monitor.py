@@ -768,14 +768,16 @@ def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, no
 
     Assertions about the model itself (feature associations, the implied no-spurious-reliance)
     were checked by the reference run and are not repeated per batch; those lacking an input the
-    batch cannot give are skipped and noted.
+    batch cannot give are skipped and noted. The implied ``better-than-chance`` runs on a labelled
+    batch: a model at chance on new data (a changed class order upstream, a broken preprocessing)
+    is an alarm.
     """
-    from sparsecheck.assertions import AssertionContext, run_assertions
+    from sparsecheck.assertions import DEFAULT_CHANCE, AssertionContext, run_assertions
 
-    if not config.assertions:
-        return []
     class_names = extras.pop("class_names", None)
-    assertions = [a for a in config.parsed_assertions if not a.implied]  # no implied reliance check
+    assertions = [a for a in config.parsed_assertions if not a.implied or (a.name == DEFAULT_CHANCE and labelled)]
+    if not any(a.enabled for a in assertions):
+        return []
     data = AssertionContext(table, class_names=class_names, **extras)
     suite = run_assertions(assertions, data, needs_labels=None if labelled else False, skip_unavailable=True)
     for skipped in suite.skipped:

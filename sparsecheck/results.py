@@ -51,7 +51,8 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
            "write_schema", "is_failing", "load_feature_attributes", "TableArtifactRecord",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
-           "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord"]
+           "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord",
+           "DenseSummary", "ClassOrderRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread.
 #: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
@@ -122,6 +123,27 @@ class PathPoint(_Record):
     lambda_: float | None = Field(alias="lambda")
     nnz: int
     val_accuracy: float | None = None
+
+
+class ClassOrderRecord(_Record):
+    """The predictions match the labels far better under another order of the classes
+    (:func:`sparsecheck.analysis.chance.diagnose_class_order`): ``data.class_names`` is probably
+    not the model's output order."""
+
+    accuracy: float
+    matched_accuracy: float
+    order: list[str]
+    moved: int
+    message: str
+
+
+class DenseSummary(_Record):
+    """The model's own head: accuracy per split (``<split>_accuracy``), the test split's chance
+    rate (share of its most frequent class) and, when found, a class-order mix-up."""
+
+    test_accuracy: float | None = None
+    test_chance_rate: float | None = None
+    class_order: ClassOrderRecord | None = None
 
 
 class SparseLayerSummary(_Record):
@@ -269,6 +291,7 @@ class RunResults(BaseModel):
 
     schema_version: str = SCHEMA_VERSION
     status: Literal["pass", "fail"]
+    dense: DenseSummary | None = None
     sparse_layer: SparseLayerSummary | None = None
     feature_attributes: list[FeatureAttributeRecord] = Field(default_factory=list)
     feature_attributes_table: TableArtifactRecord | None = None

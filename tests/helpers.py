@@ -31,6 +31,39 @@ def make_tiny_net(n_classes: int = 3, seed: int = 0) -> TinyNet:
     return TinyNet(n_classes).eval()
 
 
+#: brightness levels of :func:`brightness_images`: level L's pixels are uniform in [80 L, 80 L + 90)
+LEVEL_STEP, LEVEL_SPREAD = 80, 90
+
+
+def brightness_images(rng: np.random.Generator, levels: np.ndarray, shape=(8, 8)) -> np.ndarray:
+    """8-bit grey images whose mean brightness says their level (0, 1 or 2): data a model can learn."""
+    levels = np.asarray(levels)
+    noise = rng.integers(0, LEVEL_SPREAD, size=(len(levels), *shape))
+    return (noise + LEVEL_STEP * levels.reshape(-1, *([1] * len(shape)))).astype(np.uint8)
+
+
+def make_learned_net(n_classes: int = 3, seed: int = 0) -> TinyNet:
+    """A TinyNet that has learned the brightness levels of :func:`brightness_images` (input scaled to
+    [0, 1]): conv channel 0 averages the pixels, fc unit 0 averages that channel, and the head cuts
+    it at the midpoints between the levels. The other weights stay random (``seed``), so two seeds
+    are two different models that both beat chance."""
+    net = make_tiny_net(n_classes, seed)
+    coverage = 484 / (64 * 9)  # a 3×3 mean with zero padding over 8×8 keeps this share of the mean
+    level = coverage * (LEVEL_STEP * np.arange(n_classes) + (LEVEL_SPREAD - 1) / 2) / 255
+    cuts = (level[1:] + level[:-1]) / 2
+    slope = 50.0
+    with torch.no_grad():
+        net.conv.weight[0] = 1 / 9
+        net.conv.bias[0] = 0.0
+        net.fc.weight[0] = 0.0
+        net.fc.weight[0, :4] = 0.25  # the 2×2 pooled cells of channel 0
+        net.fc.bias[0] = 0.0
+        net.head.weight.zero_()
+        net.head.weight[:, 0] = torch.tensor(slope * np.arange(n_classes), dtype=torch.float32)
+        net.head.bias.copy_(torch.tensor(-slope * np.concatenate([[0.0], np.cumsum(cuts)]), dtype=torch.float32))
+    return net
+
+
 #: examples that :class:`CountingNet` instances have run on, in this process
 FORWARD_CALLS = {"examples": 0}
 
@@ -50,10 +83,17 @@ def make_counting_net(n_classes: int = 3, seed: int = 0) -> CountingNet:
 
 
 def write_npz(path: Path, n: int = 30, *, seed: int = 0, shape=(8, 8), n_classes: int = 3,
-              with_ids: bool = True, prefix: str = "ex") -> np.ndarray:
+              with_ids: bool = True, prefix: str = "ex", learnable: bool = False) -> np.ndarray:
+    """Random 8-bit images and labels; ``learnable``: the image's brightness level
+    (:func:`brightness_images`), which :func:`make_learned_net` predicts, is the label but for 20%
+    of the examples, whose label is another one (a good model, not a perfect one)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
     y = rng.integers(0, n_classes, size=n)
+    if learnable:
+        x = brightness_images(rng, y, shape)
+        wrong = rng.random(n) < 0.2
+        y = np.where(wrong, (y + rng.integers(1, n_classes, size=n)) % n_classes, y)
     ids = np.array([f"{prefix}{i}" for i in range(n)])
     arrays = {"x": x, "y": y}
     if with_ids:
@@ -69,12 +109,16 @@ def write_metadata(path: Path, ids, *, seed: int = 0) -> None:
 
 
 def write_project(tmp: Path, *, model: str = "pt2", n: int = 30) -> dict:
-    """A complete small project: train/val/test .npz, metadata.csv, model file, config dict."""
+    """A complete small project: train/val/test .npz, metadata.csv, model file, config dict.
+
+    Labels are brightness levels and the model has learned them (:func:`make_learned_net`), so it
+    beats chance as a real model does, and the implied ``better-than-chance`` passes.
+    """
     ids = []
     for i, split in enumerate(["train", "val", "test"]):
-        ids.extend(write_npz(tmp / f"{split}.npz", n, seed=i, prefix=f"{split}-"))
+        ids.extend(write_npz(tmp / f"{split}.npz", n, seed=i, prefix=f"{split}-", learnable=True))
     write_metadata(tmp / "metadata.csv", ids)
-    net = make_tiny_net()
+    net = make_learned_net()
     model_cfg: dict = {"input": {"scale": 255.0}}
     if model == "pt2":
         ep = torch.export.export(net, (torch.zeros(2, 1, 8, 8),),
@@ -103,7 +147,8 @@ def write_registry_project(root: Path, *, experiment: str, tracking_uri: str | N
     """A small project for gating models from an MLflow registry; returns its config path.
 
     Labels are brightness levels (with 10% flipped), which the tiny nets' features tell apart, so
-    the sparse layer uses features and a monitoring reference has activations to compare.
+    the sparse layer uses features and a monitoring reference has activations to compare; models
+    that learned them (:func:`make_learned_net`, the README's trained stand-ins) beat chance.
     """
     import yaml
 

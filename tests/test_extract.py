@@ -32,7 +32,7 @@ from sparsecheck.errors import DataError
 from sparsecheck.pipeline.stages import load_inputs
 from sparsecheck.sparse.features import cache_path, extract_features
 from tests.conftest import require
-from tests.helpers import FORWARD_CALLS, make_counting_net, write_metadata, write_npz
+from tests.helpers import FORWARD_CALLS, make_counting_net, make_learned_net, write_metadata, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,13 +73,14 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 
 def write_extract_project(root: Path, *, n: int = 30) -> Path:
-    """config.yaml for the README's recipe: a counting TinyNet factory, three .npz splits, metadata."""
+    """config.yaml for the README's recipe: a counting TinyNet factory with weights that learned the
+    splits' labels (brightness levels: the implied better-than-chance passes), three .npz splits, metadata."""
     root.mkdir(parents=True, exist_ok=True)
     ids = []
     for i, split in enumerate(["train", "val", "test"]):
-        ids.extend(write_npz(root / f"{split}.npz", n, seed=i, prefix=f"{split}-"))
+        ids.extend(write_npz(root / f"{split}.npz", n, seed=i, prefix=f"{split}-", learnable=True))
     write_metadata(root / "metadata.csv", ids)
-    torch.save(make_counting_net().state_dict(), root / "weights.pt")
+    torch.save(make_learned_net().state_dict(), root / "weights.pt")
     cfg = {"model": {"factory": "tests.helpers:make_counting_net", "weights": "weights.pt", "input": {"scale": 255.0}},
            "data": {"train": "train.npz", "val": "val.npz", "test": "test.npz", "metadata": "metadata.csv"},
            "features": {"batch_size": 8, "cache_dir": "cache"},

@@ -28,7 +28,12 @@ BATCH = 300
 
 
 def _write_config(root: Path, uri: str, *, weights: str = "weights.pt", assertions: list | None = None,
-                  name: str = "config.yaml") -> Path:
+                  name: str = "config.yaml", chance_guard: bool = False) -> Path:
+    assertions = list(assertions if assertions is not None else [
+        {"name": "agreement", "type": "sparse_agreement", "min": 0.0},
+        {"name": "accuracy", "type": "accuracy", "min": 0.0}])
+    if not chance_guard:  # the model is a random-weight DemoNet, at chance by design: these tests are about drift
+        assertions.append({"name": "better-than-chance", "enabled": False})
     raw = {
         "model": {"factory": "sparsecheck.demo:DemoNet", "factory_kwargs": {"width": 8, "n_features": 32},
                   "weights": weights, "input": DEMO_INPUT},
@@ -36,9 +41,7 @@ def _write_config(root: Path, uri: str, *, weights: str = "weights.pt", assertio
                  "class_names": CLASS_NAMES, "spurious_attributes": ["corner_mark"]},
         "features": {"cache_dir": "cache"},
         "sparse": {"n_lambdas": 10, "max_epochs": 50, "tol": 1e-3, "solver": "fista"},  # fast, rough
-        "assertions": assertions if assertions is not None else [
-            {"name": "agreement", "type": "sparse_agreement", "min": 0.0},
-            {"name": "accuracy", "type": "accuracy", "min": 0.0}],
+        "assertions": assertions,
         "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "log_sparse_model": False},
     }
     (root / name).write_text(yaml.safe_dump(raw))
@@ -191,6 +194,23 @@ def test_failing_assertion_alerts_without_drift(project: dict[str, Any]) -> None
     run = monitor_batch(load_config(path), project["batches"] / "quiet101.npz", device="cpu", force=True)
     assert run.alert and run.report.feature_drift.drifted_features == []
     assert run.report.alerts[0].startswith("assertion 'always-sure' failed")
+
+
+def test_a_labelled_batch_at_chance_alerts(project: dict[str, Any]) -> None:
+    """The implied better-than-chance runs on labelled batches; the random-weight model is at chance."""
+    path = _write_config(project["root"], project["uri"], name="guarded.yaml", chance_guard=True)
+    batches = project["batches"]
+    run = monitor_batch(load_config(path), batches / "quiet101.npz", device="cpu", force=True)
+    assert run.alert and run.report.feature_drift.drifted_features == []
+    assert [a["name"] for a in run.report.assertions] == ["better-than-chance", "agreement", "accuracy"]
+    guard = run.report.assertions[0]
+    assert guard["status"] == "fail" and "is not significantly above chance" in guard["message"]
+    assert run.report.alerts[0].startswith("assertion 'better-than-chance' failed: accuracy 0.")
+    # an unlabelled batch cannot be judged against chance: no alarm, and no note asking for labels
+    run = monitor_batch(load_config(path), batches / "unlabelled.npz", metadata=batches / "unlabelled.csv",
+                        device="cpu", force=True)
+    assert not run.alert and [a["name"] for a in run.report.assertions] == ["agreement"]
+    assert not any("better-than-chance" in n for n in run.report.notes)
 
 
 def test_sliced_assertions_wait_for_the_batch_metadata(project: dict[str, Any], tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ Examples
 """
 
 from sparsecheck.assertions.spec import (
+    DEFAULT_CHANCE,
     DEFAULT_RELIANCE,
     Assertion,
     AssertionType,
@@ -31,6 +32,7 @@ from sparsecheck.assertions.results import AssertionResult, Outcome, SuiteResult
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.builtins import (
     accuracy,
+    better_than_chance,
     ece,
     macro_f1,
     max_features_per_class,
@@ -57,6 +59,7 @@ __all__ = [
     "Params",
     "PerExampleParams",
     "DEFAULT_RELIANCE",
+    "DEFAULT_CHANCE",
     "register_assertion",
     "registered_types",
     "parse_assertion",
@@ -74,6 +77,7 @@ __all__ = [
     "precision",
     "macro_f1",
     "ece",
+    "better_than_chance",
     "max_features_per_class",
     "sparse_accuracy_gap",
     "sparse_agreement",

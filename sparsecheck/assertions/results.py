@@ -271,6 +271,7 @@ def render_table(results: Iterable[AssertionResult | Mapping[str, Any]], *, widt
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     rows = [r.to_dict(0) if isinstance(r, AssertionResult) else dict(r) for r in results]
     counts = {s: sum(r.get("status") == s for r in rows) for s in STATUSES}
@@ -281,8 +282,10 @@ def render_table(results: Iterable[AssertionResult | Mapping[str, Any]], *, widt
         table.add_column(col, **kw)
     for r in rows:
         status = r.get("status", "error")
-        table.add_row(_MARK.get(status, status.upper()), str(r.get("name", "")), str(r.get("severity", "")),
-                      _fmt(r.get("observed")), _fmt(r.get("threshold")), str(r.get("message", "")))
+        # Text, not markup: a message's "[zero, one, ...]" is text, not a rich style tag
+        table.add_row(*map(Text, (_MARK.get(status, status.upper()), str(r.get("name", "")),
+                                  str(r.get("severity", "")), _fmt(r.get("observed")), _fmt(r.get("threshold")),
+                                  str(r.get("message", "")))))
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, no_color=True,
                       legacy_windows=False, emoji=False)

@@ -20,11 +20,15 @@ In a config, assertions are a list under ``assertions:``::
         severity: warning
         max_failing_rate: 0.05
 
-Declaring ``data.spurious_attributes`` implies an error-severity assertion named
-``no-spurious-reliance``: it fails exactly on the run's spurious findings for those attributes (type
-``no_spurious_findings``: the same rule and the same count as the report's findings; the rule's
-thresholds are ``analysis.spurious_*``). An entry with that name and no ``type`` adjusts it
-(``enabled: false``, ``severity: warning``). The association-only check is the ``no_reliance`` type.
+A config implies an error-severity assertion named ``better-than-chance``: the dense head's test
+accuracy must be significantly above the majority-class rate (type ``better_than_chance``; when
+the predictions match the labels under another class order, its message names that order).
+Declaring ``data.spurious_attributes`` implies one named ``no-spurious-reliance``: it fails exactly
+on the run's spurious findings for those attributes (type ``no_spurious_findings``: the same rule
+and the same count as the report's findings; the rule's thresholds are ``analysis.spurious_*``).
+An entry with an implied assertion's name and no ``type`` adjusts it (``enabled: false``,
+``severity: warning``, its parameters); one with a ``type`` replaces it. The association-only check
+is the ``no_reliance`` type.
 
 Malformed specs raise :class:`~sparsecheck.errors.AssertionSpecError` naming the assertion and key,
 when the config is loaded, before any work.
@@ -40,6 +44,9 @@ Traceback (most recent call last):
 sparsecheck.errors.AssertionSpecError: assertion 'acc', key 'min': Input should be a valid number, unable to parse string as a number (got 'not-a-number')
 >>> [a.name for a in parse_assertions([], spurious_attributes=["background"])]
 ['no-spurious-reliance']
+>>> [(a.name, a.enabled) for a in parse_assertions([{"name": "better-than-chance", "enabled": False}],
+...                                                  chance_guard=True)]
+[('better-than-chance', False)]
 """
 
 from __future__ import annotations
@@ -70,11 +77,16 @@ __all__ = [
     "parse_assertion",
     "parse_assertions",
     "DEFAULT_RELIANCE",
+    "DEFAULT_CHANCE",
     "check_class",
 ]
 
 #: name of the assertion implied by ``data.spurious_attributes``
 DEFAULT_RELIANCE = "no-spurious-reliance"
+#: name of the assertion a config implies: the dense head beats the majority-class rate
+DEFAULT_CHANCE = "better-than-chance"
+#: what an entry with one of these names and no ``type`` adjusts
+IMPLIED = (DEFAULT_CHANCE, DEFAULT_RELIANCE)
 COMMON_KEYS = ("name", "type", "custom", "severity", "enabled", "description")
 
 
@@ -219,7 +231,8 @@ class Assertion:
     enabled: bool = True
     description: str = ""
     kind: AssertionType | None = field(default=None, repr=False, compare=False)
-    #: added by :func:`parse_assertions` because ``data.spurious_attributes`` implies it (not declared)
+    #: added by :func:`parse_assertions` because the config implies it (``better-than-chance``, or
+    #: ``no-spurious-reliance`` from ``data.spurious_attributes``), not declared
     implied: bool = field(default=False, repr=False, compare=False)
 
     # ---- constructors
@@ -541,10 +554,13 @@ def parse_assertion(raw: Mapping[str, Any], *, index: int | None = None,
 
 
 def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attributes: Sequence[str] = (),
-                     class_names: Sequence[str] | None = None) -> list[Assertion]:
-    """Parse a config's ``assertions:`` list, adding the implied ``no-spurious-reliance``.
+                     class_names: Sequence[str] | None = None, chance_guard: bool = False) -> list[Assertion]:
+    """Parse a config's ``assertions:`` list, adding the implied ones.
 
-    Returns every assertion, disabled ones included (the engine skips those). Names must be unique.
+    ``no-spurious-reliance`` is implied by ``spurious_attributes``; ``better-than-chance`` by
+    ``chance_guard`` (a config passes True: :attr:`sparsecheck.config.Config.parsed_assertions`).
+    Implied assertions come first, or where an entry adjusting them stands. Returns every
+    assertion, disabled ones included (the engine skips those). Names must be unique.
 
     Examples
     --------
@@ -555,6 +571,8 @@ def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attri
     >>> [a.enabled for a in parse_assertions([{"name": "no-spurious-reliance", "enabled": False}],
     ...                                        spurious_attributes=["site"])]
     [False]
+    >>> [a.name for a in parse_assertions(specs, spurious_attributes=["site"], chance_guard=True)]
+    ['better-than-chance', 'no-spurious-reliance', 'acc']
     """
     if raws is None:
         raws = []
@@ -562,13 +580,13 @@ def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attri
         raise AssertionSpecError(f"'assertions' must be a list, got {type(raws).__name__}", assertion="assertions")
     out: list[Assertion] = []
     seen: dict[str, int] = {}
-    override: tuple[int, Mapping[str, Any]] | None = None
+    overrides: dict[str, tuple[int, Mapping[str, Any]]] = {}
     for i, raw in enumerate(raws):
-        if (isinstance(raw, Mapping) and raw.get("name") == DEFAULT_RELIANCE
+        if (isinstance(raw, Mapping) and raw.get("name") in IMPLIED
                 and "type" not in raw and "custom" not in raw):
-            if override is not None:
-                raise AssertionSpecError("declared twice", assertion=DEFAULT_RELIANCE, key="name")
-            override = (len(out), raw)
+            if raw["name"] in overrides:
+                raise AssertionSpecError("declared twice", assertion=raw["name"], key="name")
+            overrides[raw["name"]] = (len(out), raw)
             continue
         a = parse_assertion(raw, index=i, class_names=class_names)
         if a.name in seen:
@@ -576,13 +594,30 @@ def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attri
                                      "assertions in junit.xml and run comparisons", assertion=a.name, key="name")
         seen[a.name] = i
         out.append(a)
-    if DEFAULT_RELIANCE in seen:
-        return out
-    default = _default_reliance(list(spurious_attributes), None if override is None else override[1],
-                                class_names)
-    if default is not None:
-        out.insert(0 if override is None else override[0], default)
+    implied: list[tuple[int, int, Assertion]] = []
+    for rank, (name, make) in enumerate(((DEFAULT_CHANCE, lambda o: _default_chance(chance_guard, o, class_names)),
+                                         (DEFAULT_RELIANCE, lambda o: _default_reliance(
+                                             list(spurious_attributes), o, class_names)))):
+        if name in seen:  # the user's own assertion of that name replaces the implied one
+            continue
+        position, override = overrides.get(name, (0, None))
+        default = make(override)
+        if default is not None:
+            implied.append((position, rank, default))
+    for k, (position, _, default) in enumerate(sorted(implied, key=lambda t: t[:2])):
+        out.insert(position + k, default)
     return out
+
+
+def _default_chance(implied: bool, override: Mapping[str, Any] | None,
+                    class_names: Sequence[str] | None) -> Assertion | None:
+    if not implied and (override is None or override.get("enabled") is False):
+        return None
+    raw: dict[str, Any] = {"name": DEFAULT_CHANCE, "type": "better_than_chance",
+                           "description": "the dense head's test accuracy is significantly above always predicting "
+                                          "the most frequent class (one-sided exact binomial test)"}
+    raw.update(override or {})
+    return parse_assertion(raw, class_names=class_names).replace(implied=True)
 
 
 def _default_reliance(spurious: list[str], override: Mapping[str, Any] | None,

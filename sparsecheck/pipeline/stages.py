@@ -35,6 +35,7 @@ import pandas as pd
 from sparsecheck._runtime import exception_reason, torch_threads
 from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
+from sparsecheck.analysis.chance import diagnose_class_order
 from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
@@ -311,10 +312,25 @@ def _no_images(ctx: RunContext, split: str) -> str:
 
 
 def dense_stage(ctx: RunContext) -> None:
-    """Accuracy of the model's own head, overall and by every metadata value."""
+    """Accuracy of the model's own head, overall and by every metadata value.
+
+    On the test split it also records the chance rate (the share of the most frequent class) and,
+    when the predictions match the labels far better under another order of the classes
+    (:func:`~sparsecheck.analysis.chance.diagnose_class_order`), that order as
+    ``results["dense"]["class_order"]``, with a warning: ``data.class_names`` (or an ImageFolder's
+    alphabetical order) is then probably not the model's output order.
+    """
     dense: dict[str, Any] = {}
     for split, view in ctx.splits.items():
         dense[f"{split}_accuracy"] = float(np.mean(view.dense_predictions == view.labels))
+    test = ctx.splits.get("test")
+    if test is not None and test.labels is not None and len(test):
+        dense["test_chance_rate"] = float(np.unique(np.asarray(test.labels), return_counts=True)[1].max() / len(test))
+        order = diagnose_class_order(test.labels, test.dense_predictions, ctx.class_names,
+                                     names_set=ctx.config.data.class_names is not None)
+        if order is not None:
+            dense["class_order"] = order.to_dict()
+            logger.warning("dense head: test accuracy %.3f; %s", order.accuracy, order.sentence())
     ctx.results["dense"] = dense
     table = ctx.prediction_table("test")
     attrs = [a for a in ctx.attributes]

@@ -365,6 +365,9 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "total_seconds": sum(v for v in (_finite(t) for t in timings.values()) if v is not None),
         "dense": dense,
         "dense_accuracy": dense_acc,
+        "chance_rate": _finite(dense.get("test_chance_rate")),
+        # the predictions match the labels under another class order (results.dense.class_order)
+        "class_order": dense.get("class_order") if isinstance(dense.get("class_order"), Mapping) else None,
         "overall_error": None if dense_acc is None else 1.0 - dense_acc,
         "sparse": sparse,
         "assertions": assertions_sorted,

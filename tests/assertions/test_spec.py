@@ -1,17 +1,21 @@
 """Declaring assertions: YAML parsing, errors that name the assertion and key, the implied
-no-spurious-reliance, constructors, the registry and custom functions."""
+better-than-chance and no-spurious-reliance, constructors, the registry and custom functions."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import sparsecheck.assertions as A
 from sparsecheck.assertions import (
+    DEFAULT_CHANCE,
     DEFAULT_RELIANCE,
     Assertion,
     parse_assertion,
@@ -96,7 +100,7 @@ def test_constructors_are_the_same_as_yaml():
 
 def test_every_builtin_is_registered_with_a_constructor():
     kinds = registered_types()
-    for name in ("accuracy", "recall", "precision", "macro_f1", "ece", "max_features_per_class",
+    for name in ("accuracy", "recall", "precision", "macro_f1", "ece", "better_than_chance", "max_features_per_class",
                  "sparse_accuracy_gap", "sparse_agreement", "no_reliance", "spurious_weight_share",
                  "no_spurious_findings", "prediction_schema", "consistency", "flicker", "invariance"):
         assert name in kinds and callable(getattr(Assertion, name)) and name in A.__all__
@@ -131,6 +135,43 @@ def test_implied_no_spurious_reliance_can_be_tuned_or_switched_off():
     # a user's own assertion with that name replaces the default
     own = parse_assertions([{"name": DEFAULT_RELIANCE, "type": "accuracy", "min": 0.5}], spurious_attributes=["site"])
     assert [x.type for x in own] == ["accuracy"]
+
+
+def test_every_config_implies_better_than_chance_first_and_it_can_be_adjusted():
+    own = [{"name": "acc", "type": "accuracy", "min": 0.5}]
+    assert [a.name for a in parse_assertions(own)] == ["acc"]  # a bare list: nothing implied
+    (guard, acc) = parse_assertions(own, chance_guard=True)
+    assert (guard.name, guard.type, guard.severity, guard.enabled, guard.implied) == (
+        DEFAULT_CHANCE, "better_than_chance", "error", True, True)
+    assert guard.needs_labels and guard.param_dict == {"max_p_value": 0.01, "head": "dense"}
+    both = parse_assertions(own, spurious_attributes=["site"], chance_guard=True)
+    assert [a.name for a in both] == [DEFAULT_CHANCE, DEFAULT_RELIANCE, "acc"]
+    # an entry without a type adjusts it where it stands; with a type it replaces it
+    tuned = parse_assertions(own + [{"name": DEFAULT_CHANCE, "severity": "warning", "max_p_value": 0.001}],
+                             spurious_attributes=["site"], chance_guard=True)
+    assert [(a.name, a.severity, a.implied) for a in tuned] == [
+        (DEFAULT_RELIANCE, "error", True), ("acc", "error", False), (DEFAULT_CHANCE, "warning", True)]
+    assert tuned[2].param_dict["max_p_value"] == 0.001
+    mine = parse_assertions([{"name": DEFAULT_CHANCE, "type": "accuracy", "min": 0.9}], chance_guard=True)
+    assert [(a.type, a.implied) for a in mine] == [("accuracy", False)]
+    assert spec_error([{"name": DEFAULT_CHANCE, "max_p_value": 2}], chance_guard=True).key == "max_p_value"
+    assert spec_error([{"name": DEFAULT_CHANCE}, {"name": DEFAULT_CHANCE, "enabled": False}],
+                      chance_guard=True).assertion == DEFAULT_CHANCE
+    # a config implies it; switched off, the engine skips it
+    raw = {"model": {"path": "m.pt2"}, "data": {"train": "a.npz", "test": "b.npz"},
+           "assertions": [{"name": DEFAULT_CHANCE, "enabled": False}]}
+    (off,) = parse_config(raw, base_dir=Path("."), check_files=False).parsed_assertions
+    assert off.name == DEFAULT_CHANCE and not off.enabled
+    table = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "prediction": [1, 0]})
+    assert run_assertions([off], table).results == []
+
+
+def test_the_readme_turns_implied_assertions_down_as_it_says():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "name: better-than-chance" in b]
+    parsed = parse_assertions(yaml.safe_load(block)["assertions"], spurious_attributes=["site"], chance_guard=True)
+    assert [(a.name, a.enabled, a.severity) for a in parsed] == [(DEFAULT_CHANCE, False, "error"),
+                                                                (DEFAULT_RELIANCE, True, "warning")]
 
 
 def test_config_rejects_malformed_assertions_at_load(tmp_path):

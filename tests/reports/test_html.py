@@ -167,6 +167,25 @@ def test_verdict_and_failing_assertions_come_first(tmp_path: Path) -> None:
     assert order == sorted(order), "failures first"
 
 
+def test_a_class_order_mix_up_is_named_next_to_the_dense_accuracy(tmp_path: Path) -> None:
+    from sparsecheck.analysis.chance import diagnose_class_order
+
+    labels = np.repeat(np.arange(3), 40)
+    order = diagnose_class_order(labels, (labels + 1) % 3, ["cat", "dog", EVIL])
+    results = sample_results(tmp_path)
+    results["dense"].update(test_accuracy=0.0, test_chance_rate=1 / 3, class_order=order.to_dict())
+    verdict = section(render_report(results, out_dir=tmp_path), "verdict")
+    (p,) = parse(verdict).find("p", id="class-order")
+    assert p["class"] == "warnline"
+    text = verdict[verdict.index('id="class-order"'):]
+    assert "Dense accuracy 0.0%: the model&#39;s outputs look like a different class order" in text
+    assert "a matching order would be [&lt;script&gt;window.__pwned = 1&lt;/script&gt;, cat, dog]" in text  # escaped
+    assert verdict.index('id="chance-rate"') < verdict.index('id="class-order"') < verdict.index("failing-assertions")
+    assert "chance 33.3%" in verdict
+    results["dense"].pop("class_order")  # none found: no line
+    assert 'id="class-order"' not in render_report(results, out_dir=tmp_path)
+
+
 def test_sections_show_their_data(tmp_path: Path) -> None:
     html = render_report(sample_results(tmp_path), out_dir=tmp_path, path_png=None)
     sparse = section(html, "sparse-layer")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sparsecheck.reports.tracking.registry import parse_model_uri
-from tests.helpers import make_tiny_net, register_model, write_registry_project
+from tests.helpers import make_learned_net, register_model, write_registry_project
 
 NAME = "sc-registry-tiny"
 EXPERIMENT = "registry-tests"
@@ -49,8 +49,8 @@ def registry(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> di
     project whose config passes and one whose config fails."""
     root = tmp_path_factory.mktemp("registry")
     uri = mlflow_server.uri
-    champion = register_model(uri, NAME, make_tiny_net(seed=0), alias="champion", serialization_format="pickle")
-    challenger = register_model(uri, NAME, make_tiny_net(seed=1), alias="challenger")
+    champion = register_model(uri, NAME, make_learned_net(seed=0), alias="champion", serialization_format="pickle")
+    challenger = register_model(uri, NAME, make_learned_net(seed=1), alias="challenger")
     passing = write_registry_project(root, experiment=EXPERIMENT)
     failing = write_registry_project(root, experiment=EXPERIMENT, name="failing.yaml",
                                      assertions=[{"name": "perfect", "type": "accuracy", "min": 1.0}])
@@ -149,7 +149,7 @@ def test_a_verdict_that_cannot_be_written_exits_3_after_the_outputs(registry: di
     from sparsecheck.pipeline import STAGES, run_pipeline
 
     uri = registry["uri"]
-    doomed = register_model(uri, NAME, make_tiny_net(seed=2))
+    doomed = register_model(uri, NAME, make_learned_net(seed=2))
     cfg = load_config(registry["passing"])
     cfg.use_model_uri(f"models:/{NAME}/{doomed}")
 

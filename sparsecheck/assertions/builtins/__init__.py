@@ -10,6 +10,8 @@ accuracy, recall,          metric    the metric is >= ``min`` (and, per slice ``
 precision, macro_f1                  more than ``max_drop`` below the overall value)
 ece                        metric    expected calibration error <= ``max`` (per slice: no more
                                      than ``max_increase`` above overall)
+better_than_chance         metric    accuracy significantly above the majority-class rate (exact
+                                     binomial test, p < ``max_p_value``); implied by a config
 max_features_per_class     sparse    no class uses more than ``max`` features
 sparse_accuracy_gap        sparse    dense accuracy - sparse accuracy <= ``max_gap``
 sparse_agreement           sparse    sparse and dense predictions agree on >= ``min`` of examples
@@ -43,7 +45,7 @@ Examples
 """
 
 from sparsecheck.assertions.builtins.common import ClassRef, Head, examples_frame
-from sparsecheck.assertions.builtins.metrics import accuracy, ece, macro_f1, precision, recall
+from sparsecheck.assertions.builtins.metrics import accuracy, better_than_chance, ece, macro_f1, precision, recall
 from sparsecheck.assertions.builtins.schema import prediction_schema
 from sparsecheck.assertions.builtins.sparse_layer import (
     max_features_per_class,
@@ -56,13 +58,14 @@ from sparsecheck.assertions.builtins.sparse_layer import (
 from sparsecheck.assertions.spec import Assertion
 
 __all__ = [
-    "accuracy", "recall", "precision", "macro_f1", "ece",
+    "accuracy", "recall", "precision", "macro_f1", "ece", "better_than_chance",
     "max_features_per_class", "sparse_accuracy_gap", "sparse_agreement", "no_reliance", "spurious_weight_share",
     "no_spurious_findings", "prediction_schema", "examples_frame",
 ]
 
 
 _CONSTRUCTORS = {"accuracy": accuracy, "recall": recall, "precision": precision, "macro_f1": macro_f1, "ece": ece,
+                 "better_than_chance": better_than_chance,
                  "max_features_per_class": max_features_per_class, "sparse_accuracy_gap": sparse_accuracy_gap,
                  "sparse_agreement": sparse_agreement, "no_reliance": no_reliance,
                  "spurious_weight_share": spurious_weight_share, "prediction_schema": prediction_schema,

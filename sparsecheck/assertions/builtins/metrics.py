@@ -1,4 +1,5 @@
-"""Built-in metric assertions: accuracy, recall, precision, macro-F1 and ECE, overall or per slice."""
+"""Built-in metric assertions: accuracy, recall, precision, macro-F1 and ECE, overall or per slice, and
+better-than-chance (the guard every config implies)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from sparsecheck.analysis.chance import MAX_P_VALUE, chance_test, diagnose_class_order
 from sparsecheck.analysis.stats import wilson_interval
 from sparsecheck.assertions.builtins.common import ClassRef, Head, _fmt, _list, _make, examples_frame
 from sparsecheck.assertions.context import AssertionContext
@@ -363,3 +365,70 @@ def ece(*, max: float | None = None, max_increase: float | None = None,
     return _make("ece", name, severity, description, max=max, max_increase=max_increase,
                  by=None if by is None else [list(b) if not isinstance(b, str) else b for b in by],
                  min_support=min_support, n_bins=n_bins)
+
+
+# =========================================================================== better than chance
+class ChanceParams(Params):
+    """``better_than_chance``: accuracy significantly above the majority-class rate (one-sided exact
+    binomial test, p < ``max_p_value``)."""
+
+    max_p_value: float = Field(MAX_P_VALUE, gt=0, lt=1)
+    head: Head = "dense"
+
+
+@register_assertion("better_than_chance", family="metric", params=ChanceParams, needs_labels=True,
+                    requires=_metric_inputs)
+def _better_than_chance(data: AssertionContext, p: ChanceParams) -> Outcome:
+    """Accuracy significantly above always predicting the most frequent class; names a class-order mix-up."""
+    y, pred = data.labels(), data.predictions(p.head)
+    test = chance_test(y, pred, max_p_value=p.max_p_value)
+    config = getattr(data.run, "config", None)  # a pipeline run: were the class names given or derived?
+    order = diagnose_class_order(y, pred, data.class_names or [str(k) for k in range(max(data.n_classes, 1))],
+                                 names_set=config is None or config.data.class_names is not None)
+    majority = data.class_name(test.majority_class)
+    if test.n == 0:
+        message = "nothing to evaluate: the prediction table is empty"
+    elif test.min_accuracy is None and test.chance_rate >= 1.0:
+        message = (f"the labels hold one class ({majority!r}, n={test.n}): always predicting it is right every "
+                   "time, so no model can be shown to beat chance here; test on several classes")
+    else:
+        verdict = "is above" if test.passed else "is not significantly above"
+        needed = ("no accuracy would be significant on so few examples" if test.min_accuracy is None
+                  else f"{_fmt(test.min_accuracy)} needed")
+        message = (f"accuracy {_fmt(test.accuracy)} {verdict} chance {_fmt(test.chance_rate)} (always predicting "
+                   f"{majority!r}; {'p < 1e-300' if test.p_value < 1e-300 else f'p = {test.p_value:.2g}'} "
+                   f"{'<' if test.passed else '>='} {p.max_p_value:g}, "
+                   f"n={test.n}; {needed})")
+    if order is not None:
+        message += "; " + order.sentence()
+    wrong = np.flatnonzero(y != pred)
+    examples = None
+    if not test.passed:  # the errors, most confident first
+        sev = data.confidence()[wrong] if p.head == "dense" and _has_confidence(data) else np.ones(wrong.size)
+        examples = examples_frame(data, wrong, sev, label=y[wrong], prediction=pred[wrong])
+    details = {"head": p.head, **test.to_dict(), "majority_class": majority,
+               "class_order": None if order is None else order.to_dict()}
+    return Outcome(test.passed, None if test.n == 0 else test.accuracy, test.min_accuracy, message, examples,
+                   0 if test.passed else int(wrong.size), details)
+
+
+def better_than_chance(*, max_p_value: float = MAX_P_VALUE, head: Head = "dense", name: str | None = None,
+                       severity: str = "error", description: str = "") -> Assertion:
+    """Accuracy significantly above the majority-class rate (one-sided exact binomial test,
+    p < ``max_p_value``); a config implies it as ``better-than-chance`` (see
+    :func:`~sparsecheck.assertions.spec.parse_assertions`). When the predictions match the labels
+    under a reordering of the classes, the message names that order.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from sparsecheck.assertions import run_assertions
+    >>> y = np.repeat([0, 1, 2], 30)
+    >>> table = pd.DataFrame({"id": np.arange(90).astype(str), "label": y, "prediction": (y + 1) % 3})
+    >>> r = run_assertions([better_than_chance()], table, class_names=["cat", "dog", "wolf"])[0]
+    >>> r.status, r.observed, "a matching order would be [wolf, cat, dog]" in r.message
+    ('fail', 0.0, True)
+    >>> r.details["class_order"]["order"]
+    ['wolf', 'cat', 'dog']
+    """
+    return _make("better_than_chance", name, severity, description, max_p_value=max_p_value, head=head)
