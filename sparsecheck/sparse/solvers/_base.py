@@ -210,7 +210,8 @@ def feature_statistics(X: Any, rows: np.ndarray | None, y: np.ndarray, n_classes
     m2 = torch.zeros(d, dtype=torch.float64, device=device)
     seen = 0
     y_t = torch.as_tensor(y, dtype=torch.long)
-    for start, stop, index in iter_row_chunks(n, rows):
+    rows_per_chunk = max(256, min(CHUNK_ROWS, (1 << 22) // max(d, 1)))  # float64 chunks of at most 32 MB
+    for start, stop, index in iter_row_chunks(n, rows, rows_per_chunk):
         chunk = take_rows(X, index).to(device=device, dtype=torch.float64)
         k = stop - start
         c_mean = chunk.mean(0)

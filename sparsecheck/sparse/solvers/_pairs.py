@@ -28,8 +28,9 @@ __all__ = ["available", "forward", "pair_gradient", "set_threads", "SB", "CHUNK"
 
 #: rows per cache tile inside the kernels
 SB = 64
-#: rows per block handed to torch's softmax between the kernels (bounds the C x CHUNK buffers)
-CHUNK = 4096
+#: logits per block handed to torch's softmax between the kernels: C x (CHUNK // C) floats, 1 MB,
+#: so the softmax and the gradient kernel read them from cache
+CHUNK = 1 << 18
 
 try:  # numba is a dependency; without it (a broken install) the solver keeps its per-feature working set
     import numba as _nb
@@ -61,6 +62,19 @@ def _jit(fn: Any) -> Any:
 _prange = range if _nb is None else _nb.prange
 
 
+def _tile_py(X: np.ndarray, rows: np.ndarray, start: int, k: int, ucols: np.ndarray,
+             xt: np.ndarray) -> None:  # pragma: no cover
+    """``xt[q, r] = X[rows[start + r], ucols[q]]`` for ``r < k``, row by row (measured faster than
+    column by column at 1000 classes x 2048 features)."""
+    for r in range(k):
+        xi = X[rows[start + r]]
+        for q in range(ucols.shape[0]):
+            xt[q, r] = xi[ucols[q]]
+
+
+_tile = _tile_py if _nb is None else _nb.njit(fastmath=True, cache=True, nogil=True, inline="always")(_tile_py)
+
+
 @_jit
 def forward(X: np.ndarray, rows: np.ndarray, lo: int, m: int, ucols: np.ndarray, cptr: np.ndarray,
             feat: np.ndarray, wh: np.ndarray, bias: np.ndarray, Z: np.ndarray) -> None:  # pragma: no cover
@@ -74,11 +88,8 @@ def forward(X: np.ndarray, rows: np.ndarray, lo: int, m: int, ucols: np.ndarray,
     for blk in _prange(nblk):
         a = blk * SB
         k = min(m, a + SB) - a
-        xt = np.zeros((u, SB), np.float32)
-        for r in range(k):
-            xi = X[rows[lo + a + r]]
-            for q in range(u):
-                xt[q, r] = xi[ucols[q]]
+        xt = np.empty((u, SB), np.float32)  # rows past k stay unset: their sums are never written
+        _tile(X, rows, lo + a, k, ucols, xt)
         acc = np.empty(SB, np.float32)
         for c in range(C):
             acc[:] = bias[c]
@@ -110,12 +121,11 @@ def pair_gradient(X: np.ndarray, rows: np.ndarray, lo: int, m: int, ucols: np.nd
         for blk in range(t * per, min(nblk, (t + 1) * per)):
             a = blk * SB
             k = min(m, a + SB) - a
-            for r in range(k):
-                xi = X[rows[lo + a + r]]
-                for q in range(u):
-                    xt[q, r] = xi[ucols[q]]
-            for r in range(k, SB):
+            _tile(X, rows, lo + a, k, ucols, xt)
+            for r in range(k, SB):  # a last, partial block: nothing may leak in from the one before
                 g[r] = 0.0
+                for q in range(u):
+                    xt[q, r] = 0.0
             for c in range(C):
                 for r in range(k):
                     g[r] = G[c, a + r]

@@ -483,7 +483,8 @@ class _PairOracle:
                  C: int) -> None:
         self.X, self.rows, self.y, self.mu, self.s, self.C = X, rows, y, mu, s, C
         self.n = int(rows.shape[0])
-        self._Z = np.empty((C, min(_pairs.CHUNK, max(self.n, 1))), dtype=np.float32)
+        rows_per_block = max(_pairs.SB, _pairs.CHUNK // max(C, 1) // _pairs.SB * _pairs.SB)
+        self._Z = np.empty((C, min(rows_per_block, max(self.n, 1))), dtype=np.float32)
         self.set_pairs(torch.zeros(C, X.shape[1], dtype=torch.bool))
 
     def set_pairs(self, member: torch.Tensor) -> None:
@@ -539,7 +540,7 @@ class _PairOracle:
             total -= float(G.gather(0, yb).double().sum())
             G.exp_()
             G.scatter_add_(0, yb, torch.full((1, m), -1.0))
-            gb += G.sum(1, dtype=torch.float64)
+            gb += G.sum(1)  # float32 within a block of a few hundred rows, float64 across them
             _pairs.pair_gradient(self.X, self.rows, lo, m, self.ucols, self.cptr, self.feat, G.numpy(), acc)
         n = max(self.n, 1)
         raw = torch.from_numpy(acc.sum(0, dtype=np.float64)).float()
