@@ -523,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
+    p.add_argument("--log", action="store_true", help="log the stages (and one line per lambda of the path) to stderr")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     n_lambdas = args.n_lambdas or (20 if args.quick else 100)
@@ -532,6 +533,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.log:
+            import logging
+
+            logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                                format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+            logging.getLogger("sparsecheck").setLevel(logging.INFO)
+            logging.getLogger("sparsecheck.sparse.solvers.fista").setLevel(logging.DEBUG)
         (c, f, e), = args.point
         record = run_point(c, f, e, work=args.work, n_lambdas=n_lambdas, seed=args.seed, reference=args.reference,
                            reference_budget=budget, early_stop=not args.no_early_stop, planted=args.planted_layer)
@@ -564,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--no-early-stop"]
             if args.planted_layer:
                 cmd += ["--planted-layer"]
+            if args.log:
+                cmd += ["--log"]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
             if proc.returncode != 0:
                 records.append({"classes": c, "features": f, "examples": e, "error": f"exit {proc.returncode}"})

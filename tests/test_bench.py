@@ -52,3 +52,14 @@ def test_imagenet_path_bench_runs_scaled_down_on_the_cpu():
 def test_the_quick_scaling_sweep_finishes():
     proc = bench("bench/scaling.py", "--quick", "--reference", "none", timeout=900)
     assert proc.stdout.count("\n") > 10 and "failed" not in proc.stdout
+
+
+def test_pair_working_set_bench_compares_both_working_sets_on_the_same_path():
+    proc = bench("bench/pair_working_set.py", "--point", "40", "1700", "2000", "--lambdas", "8", "--threads", "1")
+    lines = proc.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("features", "(class"))}
+    assert set(rows) == {"features", "(class,"}
+    nnz = {k: int(v[-3]) for k, v in rows.items()}
+    assert nnz["features"] > 0 and abs(nnz["features"] - nnz["(class,"]) <= 2  # the same layers
+    gap = float(lines[-1].rsplit(" ", 1)[1])
+    assert gap < 1e-4, lines[-1]

@@ -101,9 +101,12 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
     early_stop : bool, default True
         Stop the path once it is past any layer the selection could take: the validation accuracy
         has stayed more than ``tolerance`` below the best so far while lambda fell by half (over at
-        least two lambdas). Only a later recovery to above the best could change the selection;
-        past the best, denser layers overfit, and on many classes they are most of the path's cost
-        (glmnet stops its paths early too). Not used with ``features_per_class``.
+        least two lambdas), or it has plateaued: after climbing more than ``tolerance`` from the
+        first layer, the best of the last halving of lambda beats the best before it by less than
+        ``tolerance / 10``. Only a later recovery to above the best could change the selection;
+        past the best, denser layers overfit or add nothing, and on many classes they are most of
+        the path's cost (glmnet ends its paths early too, once the deviance it explains stops
+        changing). Not used with ``features_per_class``.
     solver : {"auto", "fista", "glm_saga"}, default "auto"
         ``"fista"``: the fast in-memory solver (full-batch FISTA with screening, CPU or GPU).
         ``"glm_saga"``: the published glm_saga solver, streaming mini-batches (any data size).
@@ -291,9 +294,15 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         resident = (rows is None and isinstance(X, torch.Tensor) and X.dtype == torch.float32
                     and X.device == device and self.precision == "fp32")
         size = 2 if self.precision == "bf16" else 4
-        # features (unless already resident), validation features, ~7 C x n logit buffers (iterates,
-        # momentum, gradient, path extrapolation), and the working-set copy of at most half the columns
-        need = (size * ((0 if resident else n * d) + n_val * d + _fista._DENSE_SHARE * n * d) + 4 * 7 * n * C)
+        if _fista.pairs_pay(C, d, device, _fista.PRECISIONS[self.precision]):
+            # the (class, feature) pair kernels read a float32 array in place (a memory map included)
+            # and hold no C x n logits, only blocks of them (a dense working set takes over only near
+            # the dense end of the path, which the early stop usually does not reach)
+            need = (0 if isinstance(X, np.ndarray) and X.dtype == np.float32 else n * d * 4) + n_val * d * 4
+        else:
+            # features (unless already resident), validation features, ~7 C x n logit buffers (iterates,
+            # momentum, gradient, path extrapolation), and the working-set copy of at most half the columns
+            need = (size * ((0 if resident else n * d) + n_val * d + _fista._DENSE_SHARE * n * d) + 4 * 7 * n * C)
         available = _available_bytes(device)
         choice = "fista" if need <= _MEMORY_SHARE * available else "glm_saga"
         logger.info("solver='auto' chose %r: the in-memory solver needs ~%.2f GiB, %.2f GiB available on %s",
@@ -682,24 +691,47 @@ _EARLY_STOP_FACTOR = 2.0
 
 def _past_selection(val_accuracy: list[float], lambdas: list[float], tolerance: float) -> bool:
     """True when the last lambdas' validation accuracies have all been more than ``tolerance``
-    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``.
+    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``,
+    or when the accuracy has plateaued (:func:`_plateaued`).
 
     >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 2.0, 1.0], 0.05)
     True
     >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 3.0, 2.5], 0.05)
     False
-    >>> _past_selection([0.5, 0.9, 0.8, 0.88], [8.0, 4.0, 2.0, 1.0], 0.05)
+    >>> _past_selection([0.5, 0.9, 0.8, 0.93], [8.0, 4.0, 2.0, 1.0], 0.05)  # still rising
     False
     """
     acc = np.asarray(val_accuracy, dtype=np.float64)
     if acc.size < 3 or not np.isfinite(acc).any():
         return False
+    if _plateaued(acc, lambdas, tolerance):
+        return True
     below = acc < np.nanmax(acc) - tolerance - 1e-12
     if not below[-1]:
         return False
     first = acc.size - int(np.argmin(below[::-1])) if not below.all() else 0  # start of the trailing run
     run = acc.size - first
     return run >= 2 and lambdas[-1] * _EARLY_STOP_FACTOR <= lambdas[first]
+
+
+def _plateaued(acc: np.ndarray, lambdas: list[float], tolerance: float) -> bool:
+    """True when the path climbed more than ``tolerance`` from its first layer and the best
+    accuracy of the last halving of lambda beats the best before it by less than ``tolerance / 10``.
+
+    >>> _plateaued(np.array([0.1, 0.5, 0.8, 0.801, 0.802, 0.8]), [8.0, 4.0, 2.0, 1.5, 1.0, 0.75], 0.05)
+    True
+    >>> _plateaued(np.array([0.1, 0.5, 0.7, 0.75, 0.8]), [8.0, 4.0, 2.0, 1.5, 1.0], 0.05)
+    False
+    >>> _plateaued(np.array([0.1, 0.1, 0.1, 0.1, 0.1]), [8.0, 4.0, 2.0, 1.5, 1.0], 0.05)  # not yet climbed
+    False
+    """
+    lam = np.asarray(lambdas, dtype=np.float64)
+    window = np.flatnonzero(lam <= lam[-1] * _EARLY_STOP_FACTOR)
+    first = int(window[0])
+    if first < 1 or acc.size - first < 2:
+        return False
+    before = float(np.nanmax(acc[:first]))
+    return before - float(acc[0]) > tolerance and float(np.nanmax(acc[first:])) <= before + tolerance / 10
 
 
 def _path_frame(result: PathResult) -> pd.DataFrame:

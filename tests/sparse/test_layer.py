@@ -19,7 +19,7 @@ from sklearn.base import clone
 import sparsecheck.sparse as sparse_pkg
 from sparsecheck.errors import DataError, ParameterError
 from sparsecheck.sparse import SparseDecisionLayer
-from sparsecheck.sparse.layer import _select
+from sparsecheck.sparse.layer import _plateaued, _select
 from sparsecheck.sparse.solvers import (
     PathProblem,
     elastic_net_objective,
@@ -159,7 +159,23 @@ def test_early_stop_ends_the_path_past_the_selection_and_keeps_it():
     acc = short.path_["val_accuracy"].to_numpy()
     lam = short.path_["lambda"].to_numpy()
     out = acc < acc.max() - short.tolerance
-    assert out[-2:].all() and lam[-1] * 2 <= lam[np.flatnonzero(~out)[-1] + 1]
+    out_of_reach = out[-2:].all() and lam[-1] * 2 <= lam[np.flatnonzero(~out)[-1] + 1]
+    assert out_of_reach or _plateaued(acc, list(lam), short.tolerance)
+    assert short.selected_index_ == full.selected_index_
+    np.testing.assert_array_equal(short.weight_, full.weight_)
+
+
+def test_early_stop_ends_a_plateau_and_keeps_the_selection():
+    """Ample rows: the validation accuracy climbs, then stays flat as lambda falls (denser layers
+    add nothing, they do not overfit): the path ends on the plateau with the full path's selection."""
+    X, y = planted(n=4000, d=30, n_classes=4, k=2, seed=5)
+    kw = dict(n_lambdas=40, solver="fista", device="cpu")
+    full = SparseDecisionLayer(early_stop=False, **kw).fit(X[:3000], y[:3000], X[3000:], y[3000:])
+    short = SparseDecisionLayer(**kw).fit(X[:3000], y[:3000], X[3000:], y[3000:])
+    acc = full.path_["val_accuracy"].to_numpy()
+    assert acc.max() - acc[-1] < full.tolerance  # no overfitting: only the plateau can end it early
+    assert len(short.path_) < 30 and _plateaued(short.path_["val_accuracy"].to_numpy(),
+                                                 list(short.path_["lambda"]), short.tolerance)
     assert short.selected_index_ == full.selected_index_
     np.testing.assert_array_equal(short.weight_, full.weight_)
 
@@ -238,16 +254,26 @@ def test_pair_working_set_hands_over_to_dense_products_and_reads_rows_in_place(m
     np.testing.assert_allclose(mixed.objective, reference.objective, rtol=2e-5)
 
 
-def test_auto_screens_pairs_only_where_they_pay(many_classes):
-    from sparsecheck.sparse.solvers.fista import _pairs_pay
+def test_auto_screens_pairs_only_where_they_pay():
+    from sparsecheck.sparse.solvers.fista import pairs_pay
 
-    X, y, Xv, yv = many_classes
     cpu = torch.device("cpu")
-    assert not _pairs_pay(_problem(X, y, Xv, yv, 20), cpu, torch.float32)  # 20 x 48: dense products are cheap
-    wide = _problem(np.tile(X, (1, 80)), y, np.tile(Xv, (1, 80)), yv, 20, n_lambdas=2)
-    assert _pairs_pay(wide, cpu, torch.float32)  # 20 classes x 3840 features
-    assert not _pairs_pay(wide, cpu, torch.bfloat16)
-    assert not _pairs_pay(wide, torch.device("meta"), torch.float32)
+    assert not pairs_pay(20, 48, cpu, torch.float32)  # dense products are cheap
+    assert pairs_pay(20, 3840, cpu, torch.float32) and pairs_pay(1000, 2048, cpu, torch.float32)
+    assert not pairs_pay(10, 100_000, cpu, torch.float32)  # few classes: a per-feature working set is small
+    assert not pairs_pay(1000, 2048, cpu, torch.bfloat16)
+    assert not pairs_pay(1000, 2048, torch.device("meta"), torch.float32)
+
+
+def test_auto_solver_counts_no_logit_buffers_when_it_screens_pairs(caplog):
+    """At 1000 classes the pair kernels hold no C x n logits, so the in-memory solver's estimate
+    does not grow with the classes and it stays the choice for a memory-mapped float32 matrix."""
+    layer = SparseDecisionLayer(solver="auto", device="cpu")
+    X = np.zeros((50_000, 128), dtype=np.float32)
+    with caplog.at_level(logging.INFO, logger="sparsecheck.sparse.layer"):
+        assert layer._choose_solver(X, None, 50_000, 128, 1000, 5_000, torch.device("cpu")) == "fista"
+    need = float(caplog.text.split("needs ~")[1].split(" GiB")[0])
+    assert need == pytest.approx(5_000 * 128 * 4 / 2 ** 30, abs=0.01)  # the validation features only
 
 
 # --------------------------------------------------------------------------- prediction

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 __all__ = [
     "PathProblem",
     "PathResult",
+    "SparseWeights",
     "Standardize",
     "elastic_net_objective",
     "feature_statistics",
@@ -111,13 +112,48 @@ class PathProblem:
         return int(self.mean.shape[0])
 
 
+class SparseWeights(Sequence[np.ndarray]):
+    """The weight matrices along a path, held sparse; indexing gives a dense float32 copy.
+
+    A path of 100 lambdas at 1000 classes x 2048 features would hold 0.8 GB of dense matrices that
+    are mostly zeros.
+
+    >>> w = SparseWeights()
+    >>> w.append(np.array([[0.0, 2.0], [0.0, 0.0]], dtype=np.float32))
+    >>> len(w), w[-1].tolist(), w.nnz(0)
+    (1, [[0.0, 2.0], [0.0, 0.0]], 1)
+    """
+
+    def __init__(self) -> None:
+        self._items: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []
+
+    def append(self, weight: np.ndarray) -> None:
+        flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
+        index = np.flatnonzero(flat)
+        self._items.append((tuple(weight.shape), index, flat[index]))
+
+    def nnz(self, i: int) -> int:
+        return int(self._items[i][1].size)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        shape, index, values = self._items[i]
+        out = np.zeros(int(np.prod(shape)), dtype=np.float32)
+        out[index] = values
+        return out.reshape(shape)
+
+
 @dataclass
 class PathResult:
     """Solutions along the path (weights and bias act on standardised features)."""
 
     solver: str
     lambdas: list[float] = field(default_factory=list)
-    weights: list[np.ndarray] = field(default_factory=list)
+    weights: SparseWeights = field(default_factory=SparseWeights)
     biases: list[np.ndarray] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
@@ -129,7 +165,7 @@ class PathResult:
     def append(self, *, lam: float, weight: np.ndarray, bias: np.ndarray, train_accuracy: float,
                val_accuracy: float, objective: float, n_iter: int, converged: bool, seconds: float) -> None:
         self.lambdas.append(float(lam))
-        self.weights.append(np.ascontiguousarray(weight, dtype=np.float32))
+        self.weights.append(weight)
         self.biases.append(np.ascontiguousarray(bias, dtype=np.float32))
         self.train_accuracy.append(float(train_accuracy))
         self.val_accuracy.append(float(val_accuracy))
