@@ -70,7 +70,7 @@ def standardised(layer: SparseDecisionLayer, X: np.ndarray) -> torch.Tensor:
 @given(seed=st.integers(0, 10_000))
 def test_nnz_grows_along_the_path(seed):
     X, y = planted(300, 30, 3, seed=seed)
-    path = SparseDecisionLayer(n_lambdas=12, lambda_min_ratio=1e-2, device="cpu",
+    path = SparseDecisionLayer(n_lambdas=12, lambda_min_ratio=1e-2, device="cpu", early_stop=False,
                                random_state=seed).fit(X, y).path_
     nnz = path["nnz"].to_numpy()
     assert nnz[0] == 0 and nnz[-1] > 0
