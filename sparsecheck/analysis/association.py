@@ -52,6 +52,10 @@ ASSOCIATION_COLUMNS = ["feature", "attribute", "value", "effect", "p_value", "q_
 _EXTRA_COLUMNS = ["kind", "n", "mean_with", "mean_without", "auc_marginal", "strength", "attribute_q"]
 
 
+#: bytes of float64 activations the association tests take at a time (a block of columns)
+_BLOCK_BYTES = 1 << 25
+
+
 def auc_effects(activations: np.ndarray, masks: np.ndarray,
                 strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """AUCs and two-sided Mann–Whitney p-values of every column against every mask.
@@ -191,7 +195,7 @@ def feature_associations(
         attribute (it controls the false *rate*); requiring ``attribute_q < fdr`` as well keeps an
         attribute unrelated to every feature from being flagged more often than ``fdr``.
     """
-    A = np.asarray(activations, dtype=np.float64)
+    A = np.asarray(activations)
     if A.ndim != 2:
         raise DataError(f"activations must be 2-D (examples × features), got shape {A.shape}")
     n, F = A.shape
@@ -204,8 +208,6 @@ def feature_associations(
     if int(min_count) < 1:
         raise ParameterError(f"The 'min_count' parameter of feature_associations must be an int >= 1. "
                              f"Got {min_count!r} instead.", parameter="min_count")
-    if not np.isfinite(A).all():
-        raise DataError("activations contain NaN or infinite values")
     attrs = [c for c in metadata.columns if c != "id"] if attributes is None else list(attributes)
     missing = sorted(set(attrs) - set(metadata.columns))
     if missing:
@@ -214,18 +216,31 @@ def feature_associations(
     if strata_arr is not None and strata_arr.shape != (n,):
         raise DataError(f"strata must have shape ({n},), got {strata_arr.shape}")
 
-    parts: list[pd.DataFrame] = []
-    for attr in attrs:
-        col = metadata[attr].reset_index(drop=True)
-        present = col.notna().to_numpy()
-        numeric = (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-                   and attr not in set(categorical))
-        if numeric:
-            parts.append(_numeric(A, col.to_numpy(dtype=np.float64), present, feature_ids, attr, strata_arr))
-        else:
-            parts.append(_categorical(A, col, present, feature_ids, attr, strata_arr, int(min_count),
-                                      int(max_values)))
-    table = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
+    # columns in blocks of about _BLOCK_BYTES in float64: the tests' temporaries (ranks, copies of
+    # the rows with a value) stay bounded however many features there are (1000 classes x 2048
+    # features x 10,000 test rows held 1.6 GB at once before)
+    per_block = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+    by_attr: dict[str, list[pd.DataFrame]] = {attr: [] for attr in attrs}
+    for lo in range(0, F, per_block):
+        Ab = np.asarray(A[:, lo:lo + per_block], dtype=np.float64)
+        if not np.isfinite(Ab).all():
+            raise DataError("activations contain NaN or infinite values")
+        ids = feature_ids[lo:lo + per_block]
+        for attr in attrs:
+            col = metadata[attr].reset_index(drop=True)
+            present = col.notna().to_numpy()
+            numeric = (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+                       and attr not in set(categorical))
+            if numeric:
+                part = _numeric(Ab, col.to_numpy(dtype=np.float64), present, ids, attr, strata_arr)
+            else:
+                part = _categorical(Ab, col, present, ids, attr, strata_arr, int(min_count), int(max_values),
+                                    quiet=lo > 0)
+            if len(part):
+                part["_order"] = part["_slot"] * F + lo + np.tile(np.arange(len(ids)), len(part) // len(ids))
+                by_attr[attr].append(part)
+    parts = [pd.concat(p, ignore_index=True).sort_values("_order", kind="stable") for p in by_attr.values() if p]
+    table = pd.concat(parts, ignore_index=True).drop(columns=["_order", "_slot"]) if parts \
         else pd.DataFrame(columns=["_hypothesis"] + ASSOCIATION_COLUMNS + _EXTRA_COLUMNS)
     table = table[np.isfinite(table["effect"].to_numpy(dtype=np.float64))].reset_index(drop=True)
     _adjust(table)
@@ -281,13 +296,14 @@ def _simes(p: np.ndarray) -> float:
 
 
 def _categorical(A: np.ndarray, col: pd.Series, present: np.ndarray, feature_ids: np.ndarray, attr: str,
-                 strata: np.ndarray | None, min_count: int, max_values: int) -> pd.DataFrame:
+                 strata: np.ndarray | None, min_count: int, max_values: int, *, quiet: bool = False) -> pd.DataFrame:
     values = col[present].astype(str)
     counts = values.value_counts()
     n_present = int(present.sum())
     keep = counts[(counts >= min_count) & (n_present - counts >= min_count)]
     if len(keep) > max_values:
-        logger.info("attribute %r has %d values; testing the %d most frequent", attr, len(keep), max_values)
+        if not quiet:
+            logger.info("attribute %r has %d values; testing the %d most frequent", attr, len(keep), max_values)
         keep = keep.iloc[:max_values]
     if keep.empty:
         return pd.DataFrame()
@@ -312,7 +328,8 @@ def _categorical(A: np.ndarray, col: pd.Series, present: np.ndarray, feature_ids
         "value": np.repeat(keep.index.to_numpy(dtype=object), F), "effect": auc.ravel(),
         "p_value": p.ravel(), "kind": "categorical", "n": np.repeat(n_with, F),
         "mean_with": mean_with.ravel(), "mean_without": mean_without.ravel(),
-        "auc_marginal": marginal.ravel(), "strength": 2.0 * np.abs(auc.ravel() - 0.5)})
+        "auc_marginal": marginal.ravel(), "strength": 2.0 * np.abs(auc.ravel() - 0.5),
+        "_slot": np.repeat(np.arange(m), F)})
 
 
 def _numeric(A: np.ndarray, values: np.ndarray, present: np.ndarray, feature_ids: np.ndarray, attr: str,
@@ -331,8 +348,10 @@ def _numeric(A: np.ndarray, values: np.ndarray, present: np.ndarray, feature_ids
         r, p = point_biserial(sub[:, j], x)
         rows.append((f"{attr}\0numeric\0{fid}", int(fid), attr, None, r, p, "numeric", int(ok.sum()),
                      float("nan"), float("nan"), float("nan"), abs(r)))
-    return pd.DataFrame(rows, columns=["_hypothesis", "feature", "attribute", "value", "effect", "p_value", "kind",
-                                       "n", "mean_with", "mean_without", "auc_marginal", "strength"])
+    out = pd.DataFrame(rows, columns=["_hypothesis", "feature", "attribute", "value", "effect", "p_value", "kind",
+                                      "n", "mean_with", "mean_without", "auc_marginal", "strength"])
+    out["_slot"] = 0
+    return out
 
 
 def top_associations(table: pd.DataFrame, feature: int, k: int = 5) -> list[dict[str, Any]]:

@@ -200,3 +200,20 @@ def test_top_associations_lists_the_firing_side_of_a_binary_attribute_once():
     strengths = [abs(a["effect"] - 0.5) if a["attribute"] != "age" else abs(a["effect"]) / 2 for a in top]
     assert strengths == sorted(strengths, reverse=True)
     assert top_associations(table.iloc[:0], 3) == []
+
+
+def test_blocks_of_feature_columns_give_the_same_table(monkeypatch):
+    """The tests run on blocks of columns (bounded memory at 2048 features); the table is the same,
+    row for row, as in one block: q-values, binary attributes counted once, the order."""
+    rng = np.random.default_rng(0)
+    n, F = 600, 90
+    X = rng.standard_normal((n, F)).astype(np.float32)
+    meta = pd.DataFrame({"id": range(n), "bg": rng.choice(["a", "b", "c"], n), "flag": rng.choice(["y", "n"], n),
+                         "x": rng.standard_normal(n)})
+    X[:, 5] += (meta["bg"] == "a").to_numpy() * 1.0
+    strata = rng.integers(0, 4, n)
+    whole = feature_associations(X, meta, strata=strata)
+    monkeypatch.setattr(assoc_mod, "_BLOCK_BYTES", 8 * n * 13)  # 13 columns a block, the last one short
+    blocked = feature_associations(X, meta, strata=strata)
+    assert len(whole) == F * (3 + 2 + 1) and whole["q_value"].min() < 0.01  # bg, flag's two values, x
+    pd.testing.assert_frame_equal(whole, blocked)
