@@ -99,14 +99,11 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         before the mean number of features per class first exceeds this value; the path stops
         there, so ``path_`` ends with the first layer that exceeds it.
     early_stop : bool, default True
-        Stop the path once it is past any layer the selection could take: the validation accuracy
-        has stayed more than ``tolerance`` below the best so far while lambda fell by half (over at
-        least two lambdas), or it has plateaued: after climbing more than ``tolerance`` from the
-        first layer, the best of the last halving of lambda beats the best before it by less than
-        ``tolerance / 10``. Only a later recovery to above the best could change the selection;
-        past the best, denser layers overfit or add nothing, and on many classes they are most of
-        the path's cost (glmnet ends its paths early too, once the deviance it explains stops
-        changing). Not used with ``features_per_class``.
+        Stop the path once it is past the best layer: the validation accuracy has stayed more than
+        ``tolerance / 10`` below the best so far while lambda fell by half (over at least two
+        lambdas). Only a later recovery to above the best could change the selection; past the
+        best, denser layers overfit, and on many classes they are most of the path's cost (glmnet
+        ends its paths early too). Not used with ``features_per_class``.
     solver : {"auto", "fista", "glm_saga"}, default "auto"
         ``"fista"``: the fast in-memory solver (full-batch FISTA with screening, CPU or GPU).
         ``"glm_saga"``: the published glm_saga solver, streaming mini-batches (any data size).
@@ -685,53 +682,32 @@ def _mean_features_per_class(weight: np.ndarray) -> float:
     return float((weight != 0).sum(axis=1).mean())
 
 
-#: early stop: the validation accuracy stayed out of reach while lambda fell by this factor
+#: early stop: the validation accuracy stayed below the best while lambda fell by this factor ...
 _EARLY_STOP_FACTOR = 2.0
+#: ... by more than this share of ``tolerance`` (0.005 at the default 0.05)
+_EARLY_STOP_MARGIN = 0.1
 
 
 def _past_selection(val_accuracy: list[float], lambdas: list[float], tolerance: float) -> bool:
-    """True when the last lambdas' validation accuracies have all been more than ``tolerance``
-    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``,
-    or when the accuracy has plateaued (:func:`_plateaued`).
+    """True when the last lambdas' validation accuracies have all been more than ``tolerance / 10``
+    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``.
 
     >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 2.0, 1.0], 0.05)
     True
     >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 3.0, 2.5], 0.05)
     False
-    >>> _past_selection([0.5, 0.9, 0.8, 0.93], [8.0, 4.0, 2.0, 1.0], 0.05)  # still rising
+    >>> _past_selection([0.5, 0.9, 0.8, 0.897], [8.0, 4.0, 2.0, 1.0], 0.05)  # back within 0.005 of the best
     False
     """
     acc = np.asarray(val_accuracy, dtype=np.float64)
     if acc.size < 3 or not np.isfinite(acc).any():
         return False
-    if _plateaued(acc, lambdas, tolerance):
-        return True
-    below = acc < np.nanmax(acc) - tolerance - 1e-12
+    below = acc < np.nanmax(acc) - _EARLY_STOP_MARGIN * tolerance - 1e-12
     if not below[-1]:
         return False
     first = acc.size - int(np.argmin(below[::-1])) if not below.all() else 0  # start of the trailing run
     run = acc.size - first
     return run >= 2 and lambdas[-1] * _EARLY_STOP_FACTOR <= lambdas[first]
-
-
-def _plateaued(acc: np.ndarray, lambdas: list[float], tolerance: float) -> bool:
-    """True when the path climbed more than ``tolerance`` from its first layer and the best
-    accuracy of the last halving of lambda beats the best before it by less than ``tolerance / 10``.
-
-    >>> _plateaued(np.array([0.1, 0.5, 0.8, 0.801, 0.802, 0.8]), [8.0, 4.0, 2.0, 1.5, 1.0, 0.75], 0.05)
-    True
-    >>> _plateaued(np.array([0.1, 0.5, 0.7, 0.75, 0.8]), [8.0, 4.0, 2.0, 1.5, 1.0], 0.05)
-    False
-    >>> _plateaued(np.array([0.1, 0.1, 0.1, 0.1, 0.1]), [8.0, 4.0, 2.0, 1.5, 1.0], 0.05)  # not yet climbed
-    False
-    """
-    lam = np.asarray(lambdas, dtype=np.float64)
-    window = np.flatnonzero(lam <= lam[-1] * _EARLY_STOP_FACTOR)
-    first = int(window[0])
-    if first < 1 or acc.size - first < 2:
-        return False
-    before = float(np.nanmax(acc[:first]))
-    return before - float(acc[0]) > tolerance and float(np.nanmax(acc[first:])) <= before + tolerance / 10
 
 
 def _path_frame(result: PathResult) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from sklearn.base import clone
 import sparsecheck.sparse as sparse_pkg
 from sparsecheck.errors import DataError, ParameterError
 from sparsecheck.sparse import SparseDecisionLayer
-from sparsecheck.sparse.layer import _plateaued, _select
+from sparsecheck.sparse.layer import _select
 from sparsecheck.sparse.solvers import (
     PathProblem,
     elastic_net_objective,
@@ -158,24 +158,8 @@ def test_early_stop_ends_the_path_past_the_selection_and_keeps_it():
     assert len(full.path_) == 30 and len(short.path_) < 30
     acc = short.path_["val_accuracy"].to_numpy()
     lam = short.path_["lambda"].to_numpy()
-    out = acc < acc.max() - short.tolerance
-    out_of_reach = out[-2:].all() and lam[-1] * 2 <= lam[np.flatnonzero(~out)[-1] + 1]
-    assert out_of_reach or _plateaued(acc, list(lam), short.tolerance)
-    assert short.selected_index_ == full.selected_index_
-    np.testing.assert_array_equal(short.weight_, full.weight_)
-
-
-def test_early_stop_ends_a_plateau_and_keeps_the_selection():
-    """Ample rows: the validation accuracy climbs, then stays flat as lambda falls (denser layers
-    add nothing, they do not overfit): the path ends on the plateau with the full path's selection."""
-    X, y = planted(n=4000, d=30, n_classes=4, k=2, seed=5)
-    kw = dict(n_lambdas=40, solver="fista", device="cpu")
-    full = SparseDecisionLayer(early_stop=False, **kw).fit(X[:3000], y[:3000], X[3000:], y[3000:])
-    short = SparseDecisionLayer(**kw).fit(X[:3000], y[:3000], X[3000:], y[3000:])
-    acc = full.path_["val_accuracy"].to_numpy()
-    assert acc.max() - acc[-1] < full.tolerance  # no overfitting: only the plateau can end it early
-    assert len(short.path_) < 30 and _plateaued(short.path_["val_accuracy"].to_numpy(),
-                                                 list(short.path_["lambda"]), short.tolerance)
+    out = acc < acc.max() - short.tolerance / 10
+    assert out[-2:].all() and lam[-1] * 2 <= lam[np.flatnonzero(~out)[-1] + 1]
     assert short.selected_index_ == full.selected_index_
     np.testing.assert_array_equal(short.weight_, full.weight_)
 
