@@ -99,9 +99,10 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         before the mean number of features per class first exceeds this value; the path stops
         there, so ``path_`` ends with the first layer that exceeds it.
     early_stop : bool, default True
-        Stop the path once it is past the best layer: the validation accuracy has stayed more than
-        ``tolerance / 10`` below the best so far while lambda fell by half (over at least two
-        lambdas). Only a later recovery to above the best could change the selection; past the
+        Stop the path once it is past the best layer: the validation accuracy has stayed below the
+        best so far while lambda fell by half (over at least two lambdas), by more than
+        ``tolerance / 10`` or the best's standard error on the validation rows, whichever is
+        larger (at most ``tolerance``). Only a later recovery to above the best could change the selection; past the
         best, denser layers overfit, and on many classes they are most of the path's cost (glmnet
         ends its paths early too). Not used with ``features_per_class``.
     solver : {"auto", "fista", "glm_saga"}, default "auto"
@@ -243,7 +244,8 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
             stop = lambda path: _mean_features_per_class(path.weights[-1]) > K  # noqa: E731
         elif self.early_stop:
             tolerance = float(self.tolerance)
-            stop = lambda path: _past_selection(path.val_accuracy, path.lambdas, tolerance)  # noqa: E731
+            n_val = len(y_val_codes)
+            stop = lambda path: _past_selection(path.val_accuracy, path.lambdas, tolerance, n_val)  # noqa: E731
         logger.info("sparse layer: %d x %d features, %d classes, %d lambdas from %.4g, solver %s on %s",
                     n_train, d, C, len(lambdas), lambda_max, solver, device)
         if solver == "fista":
@@ -688,21 +690,29 @@ _EARLY_STOP_FACTOR = 2.0
 _EARLY_STOP_MARGIN = 0.1
 
 
-def _past_selection(val_accuracy: list[float], lambdas: list[float], tolerance: float) -> bool:
-    """True when the last lambdas' validation accuracies have all been more than ``tolerance / 10``
-    below the best so far, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``.
+def _past_selection(val_accuracy: list[float], lambdas: list[float], tolerance: float, n_val: int) -> bool:
+    """True when the last lambdas' validation accuracies have all been below the best so far by more
+    than a margin, over at least two lambdas and a fall of lambda by ``_EARLY_STOP_FACTOR``.
 
-    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 2.0, 1.0], 0.05)
+    The margin is ``tolerance / 10`` or, when larger, the standard error of the best accuracy on
+    ``n_val`` examples (a dip within the noise is no evidence), but never more than ``tolerance``.
+
+    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 2.0, 1.0], 0.05, 10_000)
     True
-    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 3.0, 2.5], 0.05)
+    >>> _past_selection([0.5, 0.9, 0.8, 0.7], [8.0, 4.0, 3.0, 2.5], 0.05, 10_000)
     False
-    >>> _past_selection([0.5, 0.9, 0.8, 0.897], [8.0, 4.0, 2.0, 1.0], 0.05)  # back within 0.005 of the best
+    >>> _past_selection([0.5, 0.9, 0.8, 0.897], [8.0, 4.0, 2.0, 1.0], 0.05, 10_000)  # back within 0.005
+    False
+    >>> _past_selection([0.5, 0.9, 0.89, 0.89], [8.0, 4.0, 2.0, 1.0], 0.05, 300)  # within the noise of 300
     False
     """
     acc = np.asarray(val_accuracy, dtype=np.float64)
     if acc.size < 3 or not np.isfinite(acc).any():
         return False
-    below = acc < np.nanmax(acc) - _EARLY_STOP_MARGIN * tolerance - 1e-12
+    best = float(np.nanmax(acc))
+    noise = math.sqrt(max(best * (1.0 - best), 0.0) / max(int(n_val), 1))
+    margin = min(float(tolerance), max(_EARLY_STOP_MARGIN * float(tolerance), noise))
+    below = acc < best - margin - 1e-12
     if not below[-1]:
         return False
     first = acc.size - int(np.argmin(below[::-1])) if not below.all() else 0  # start of the trailing run
