@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'objective':>12}")
         for mode, (seconds, r) in runs.items():
             label = "features (before)" if mode == "features" else "(class, feature) pairs"
-            print(f"{label:<22}{seconds:9.1f}{sum(r.n_iter):12d}{int((r.weights[-1] != 0).sum()):17d}"
+            print(f"{label:<22}{seconds:9.1f}{sum(r.n_iter):12d}{r.weights.nnz(-1):17d}"
                   f"{r.val_accuracy[-1]:9.4f}{r.objective[-1]:12.6f}")
         a, b = runs["features"][1], runs["pairs"][1]
         gap = max(abs(x - z) / abs(x) for x, z in zip(a.objective, b.objective))

@@ -220,22 +220,21 @@ def feature_associations(
     # the rows with a value) stay bounded however many features there are (1000 classes x 2048
     # features x 10,000 test rows held 1.6 GB at once before)
     per_block = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+    tests = [_attribute_test(metadata[attr].reset_index(drop=True), attr, attr in set(categorical), int(min_count),
+                             int(max_values)) for attr in attrs]
     by_attr: dict[str, list[pd.DataFrame]] = {attr: [] for attr in attrs}
     for lo in range(0, F, per_block):
         Ab = np.asarray(A[:, lo:lo + per_block], dtype=np.float64)
         if not np.isfinite(Ab).all():
             raise DataError("activations contain NaN or infinite values")
         ids = feature_ids[lo:lo + per_block]
-        for attr in attrs:
-            col = metadata[attr].reset_index(drop=True)
-            present = col.notna().to_numpy()
-            numeric = (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-                       and attr not in set(categorical))
+        for attr, (present, numeric, values) in zip(attrs, tests):
             if numeric:
-                part = _numeric(Ab, col.to_numpy(dtype=np.float64), present, ids, attr, strata_arr)
+                part = _numeric(Ab, values, present, ids, attr, strata_arr)
+            elif values is None:
+                continue  # no value with enough examples on both sides
             else:
-                part = _categorical(Ab, col, present, ids, attr, strata_arr, int(min_count), int(max_values),
-                                    quiet=lo > 0)
+                part = _categorical(Ab, values, present, ids, attr, strata_arr)
             if len(part):
                 part["_order"] = part["_slot"] * F + lo + np.tile(np.arange(len(ids)), len(part) // len(ids))
                 by_attr[attr].append(part)
@@ -295,20 +294,29 @@ def _simes(p: np.ndarray) -> float:
     return float(min(1.0, (p * p.size / np.arange(1, p.size + 1)).min()))
 
 
-def _categorical(A: np.ndarray, col: pd.Series, present: np.ndarray, feature_ids: np.ndarray, attr: str,
-                 strata: np.ndarray | None, min_count: int, max_values: int, *, quiet: bool = False) -> pd.DataFrame:
-    values = col[present].astype(str)
-    counts = values.value_counts()
+def _attribute_test(col: pd.Series, attr: str, as_categories: bool, min_count: int, max_values: int
+                    ) -> tuple[np.ndarray, bool, Any]:
+    """What the tests of one attribute need from the metadata, once for every block of columns:
+    ``(present, numeric, values)``; ``values`` is the float column (numeric), or the string labels
+    of the present rows and the values to test (categorical), or None when no value qualifies."""
+    present = col.notna().to_numpy()
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) and not as_categories:
+        return present, True, col.to_numpy(dtype=np.float64)
+    labels = col[present].astype(str)
+    counts = labels.value_counts()
     n_present = int(present.sum())
     keep = counts[(counts >= min_count) & (n_present - counts >= min_count)]
     if len(keep) > max_values:
-        if not quiet:
-            logger.info("attribute %r has %d values; testing the %d most frequent", attr, len(keep), max_values)
+        logger.info("attribute %r has %d values; testing the %d most frequent", attr, len(keep), max_values)
         keep = keep.iloc[:max_values]
-    if keep.empty:
-        return pd.DataFrame()
+    return present, False, (None if keep.empty else (labels.to_numpy(), keep))
+
+
+def _categorical(A: np.ndarray, values: tuple[np.ndarray, pd.Series], present: np.ndarray, feature_ids: np.ndarray,
+                 attr: str, strata: np.ndarray | None) -> pd.DataFrame:
+    labels, keep = values
+    n_present = int(present.sum())
     sub = A[present]
-    labels = values.to_numpy()
     masks = np.stack([labels == v for v in keep.index])                    # (m, n_present)
     s = None if strata is None else strata[present]
     auc, p = auc_effects(sub, masks, s)

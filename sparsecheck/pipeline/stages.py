@@ -35,7 +35,7 @@ import pandas as pd
 from sparsecheck._runtime import exception_reason, torch_threads
 from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
-from sparsecheck.analysis.chance import diagnose_class_order
+from sparsecheck.analysis.chance import chance_test, diagnose_class_order
 from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
@@ -325,7 +325,7 @@ def dense_stage(ctx: RunContext) -> None:
         dense[f"{split}_accuracy"] = float(np.mean(view.dense_predictions == view.labels))
     test = ctx.splits.get("test")
     if test is not None and test.labels is not None and len(test):
-        dense["test_chance_rate"] = float(np.unique(np.asarray(test.labels), return_counts=True)[1].max() / len(test))
+        dense["test_chance_rate"] = chance_test(test.labels, test.dense_predictions).chance_rate
         order = diagnose_class_order(test.labels, test.dense_predictions, ctx.class_names,
                                      names_set=ctx.config.data.class_names is not None)
         if order is not None:

@@ -24,7 +24,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["available", "forward", "pair_gradient", "set_threads", "SB", "CHUNK"]
+__all__ = ["available", "forward", "pair_gradient", "set_threads", "threads", "SB", "CHUNK"]
 
 #: rows per cache tile inside the kernels
 SB = 64
@@ -50,6 +50,11 @@ def set_threads(n: int) -> None:
     """Use ``n`` threads in the kernels (at most numba's configured maximum)."""
     if _nb is not None:
         _nb.set_num_threads(max(1, min(int(n), int(_nb.config.NUMBA_NUM_THREADS))))
+
+
+def threads() -> int:
+    """Threads the kernels use (1 without numba)."""
+    return 1 if _nb is None else int(_nb.get_num_threads())
 
 
 def _jit(fn: Any) -> Any:

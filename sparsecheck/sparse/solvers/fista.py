@@ -298,7 +298,6 @@ def _pair_path(run: _Run) -> None:
                 return
             member = grown
             train.set_pairs(member)
-            val.set_pairs(member)
             x = _Point(train.gather(W), b, f=loss_at_W)
             if first and previous is not None:
                 x = _predict(train, x, _Point(train.gather(previous[0]), previous[1]), lam, alpha, run.ratio(k))
@@ -315,6 +314,7 @@ def _pair_path(run: _Run) -> None:
             keep = keep | violators
         previous = last if k else None
         run.W, run.b, run.grad = W, b, grad
+        val.set_pairs(member)  # x's weights are in the order of these pairs
         run.record(obj=obj, spent=spent, converged=converged, train_acc=train_acc,
                    val_acc=val.accuracy(x), seconds=now(run.device) - t0)
 
@@ -546,7 +546,7 @@ class _PairOracle:
         return p.f
 
     def loss_grad(self, p: _Point) -> tuple[float, torch.Tensor, torch.Tensor]:
-        acc = np.zeros((_threads(), self.feat.shape[0]), dtype=np.float32)
+        acc = np.zeros((_pairs.threads(), self.feat.shape[0]), dtype=np.float32)
         gb = torch.zeros(self.C, dtype=torch.float64)
         total = 0.0
         for lo, m, Z in self._blocks(p):
@@ -583,12 +583,6 @@ class _PairOracle:
             return float("nan")
         hits = sum(int((Z.max(0).indices == self.y[lo:lo + m]).sum()) for lo, m, Z in self._blocks(p))
         return hits / self.n
-
-
-def _threads() -> int:
-    import numba
-
-    return int(numba.get_num_threads())
 
 
 def _row_major(X: Any, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
