@@ -59,7 +59,8 @@ __all__ = ["PlantedSplit", "PlantedTask", "make_task", "photos_root", "train_mod
            "INPUT"]
 
 SOURCES = ("digits", "photos")
-INPUT = {"scale": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+#: how images become the models' input (the same for both sources and both architectures)
+INPUT = {"scale": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_RATE = (0.90, 0.02)
 
@@ -292,8 +293,10 @@ def train_model(task: PlantedTask, epochs: int | None = None) -> nn.Module:
     from sparsecheck.data import InputSpec
 
     if task.source == "digits":
+        from tests.analysis.planted_images import INPUT as DIGITS_INPUT
         from tests.analysis.planted_images import train_small_cnn
 
+        assert DIGITS_INPUT == INPUT, "the digits CNN is trained with tests.analysis.planted_images.INPUT"
         return train_small_cnn(task.train.x, task.train.y, task.seed, epochs=epochs or 6)
     torch.manual_seed(task.seed)
     gen = torch.Generator().manual_seed(task.seed)
