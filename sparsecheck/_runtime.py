@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -18,7 +19,7 @@ T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
            "release_out_dir", "OUT_DIR_MARKER", "jsonable", "one_line",
-           "exception_reason"]
+           "exception_reason", "count_forward", "note_forward"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -37,6 +38,39 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ParameterError("The 'device' parameter asks for CUDA but no CUDA device is available.",
                              parameter="device")
     return torch.device(device)
+
+
+_FORWARD: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("sparsecheck_forward", default=None)
+
+
+@contextlib.contextmanager
+def count_forward() -> Iterator[list[int]]:
+    """Count the images the model runs on inside the block: ``with count_forward() as n: ...; n[0]``.
+
+    Every forward pass of sparsecheck's (:class:`~sparsecheck.sparse.features.FeatureExtractor`,
+    the invariance assertions) reports its batch size with :func:`note_forward`; the pipeline
+    counts each stage so (``results["forward_passes"]``). An inner block counts on its own.
+
+    Examples
+    --------
+    >>> with count_forward() as n:
+    ...     note_forward(32); note_forward(8)
+    >>> n[0]
+    40
+    """
+    box = [0]
+    token = _FORWARD.set(box)
+    try:
+        yield box
+    finally:
+        _FORWARD.reset(token)
+
+
+def note_forward(images: int) -> None:
+    """Add ``images`` to the innermost :func:`count_forward` block, if any."""
+    box = _FORWARD.get()
+    if box is not None:
+        box[0] += int(images)
 
 
 @contextlib.contextmanager

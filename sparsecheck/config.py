@@ -353,18 +353,21 @@ class Config(_Strict):
     @property
     def parsed_assertions(self) -> list[Any]:
         """``assertions`` as :class:`~sparsecheck.assertions.Assertion` objects, with the implied
-        ``better-than-chance`` (every config) and ``no-spurious-reliance`` (``data.spurious_attributes``).
+        ``better-than-chance`` (every config), ``no-spurious-reliance`` (``data.spurious_attributes``)
+        and ``no-automatic-shortcuts`` (``analysis.auto_attributes`` and ``analysis.interventions``).
 
         Parsed by :func:`parse_config` (which reports a malformed one before any work starts);
         parsed again only when ``assertions``, ``data.spurious_attributes`` or
         ``data.class_names`` changed since.
         """
-        key = repr((self.assertions, self.data.spurious_attributes, self.data.class_names))
+        automatic = bool(self.analysis.auto_attributes and self.analysis.interventions)
+        key = repr((self.assertions, self.data.spurious_attributes, self.data.class_names, automatic))
         if self._parsed is None or self._parsed[0] != key:
             from sparsecheck.assertions.spec import parse_assertions
 
             self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
-                                                  class_names=self.data.class_names, chance_guard=True))
+                                                  class_names=self.data.class_names, chance_guard=True,
+                                                  automatic_guard=automatic))
         return self._parsed[1]
 
     def use_model_uri(self, uri: str, *, key: str = "--model") -> None:

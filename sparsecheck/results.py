@@ -30,7 +30,7 @@ Examples
 ['recall']
 >>> r = RunResults.from_dict({"status": "pass", "assertions": checks})
 >>> r.status, r.schema_version, r.gate("warning"), r.assertions[1].severity
-('pass', '1.1', 'fail', 'warning')
+('pass', '1.2', 'fail', 'warning')
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
 
 #: the contract's version: the major number changes when a reader of the old one would misread.
 #: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
-#: artifact ``feature_attributes_table`` points to
-SCHEMA_VERSION = "1.1"
+#: artifact ``feature_attributes_table`` points to. 1.2: one spurious finding per shortcut (``features``,
+#: ``other_sides``, ``also_seen_as``, ``automatic``), ``forward_passes`` per stage
+SCHEMA_VERSION = "1.2"
 #: the whole association table, next to results.json (and among the MLflow run's artifacts)
 FEATURE_ATTRIBUTES_FILE = "feature_attributes.parquet"
 #: the JSON Schema of results.json, shipped with the package
@@ -191,7 +192,12 @@ class TableArtifactRecord(_Record):
 
 
 class SpuriousFindingRecord(_Record):
-    """A class relying on a feature that fires on an attribute it must not rely on."""
+    """A class relying on a feature that fires on an attribute it must not rely on: one per shortcut.
+
+    ``features`` lists every feature of the class carrying the shortcut (``feature`` leads);
+    ``other_sides`` the findings on the absence of the value folded under it; ``also_seen_as`` the
+    attributes marking the same images; ``automatic``: found on an automatic image attribute.
+    """
 
     class_: str = Field(alias="class")
     feature: int
@@ -200,6 +206,10 @@ class SpuriousFindingRecord(_Record):
     score: float | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     sentence: str = ""
+    features: list[int] = Field(default_factory=list)
+    other_sides: list[dict[str, Any]] = Field(default_factory=list)
+    also_seen_as: list[dict[str, Any]] = Field(default_factory=list)
+    automatic: bool = False
 
 
 class SliceRecord(_Record):
@@ -304,6 +314,8 @@ class RunResults(BaseModel):
     skipped: list[SkippedRecord] = Field(default_factory=list)
     data: dict[str, DataSplitRecord] | None = None
     sparse_model: SparseModelRecord | None = None
+    #: images each stage ran the model on (stages that ran it); the extraction's are its splits' sizes
+    forward_passes: dict[str, int] = Field(default_factory=dict)
 
     # -- the verdict
     def failing(self, fail_on: FailOn = "error") -> list[AssertionRecord]:

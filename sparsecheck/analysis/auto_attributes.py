@@ -1,68 +1,59 @@
 """Automatic image attributes: the classic shortcuts, measured on the pixels, no metadata needed.
 
-A model can lean on global brightness (or an inverted background), contrast, a colour cast, blur, a
-mark in a corner or on the border, or the size and shape an image had before it was resized. None
-of these needs a metadata column to be found: each is measured on every image here, binned into a
-few levels, and handed to the same association, slice and spurious machinery as a user's metadata,
-as columns named ``auto:<property>`` (:data:`AUTO_PREFIX` marks them as automatic, so a report can
-say so).
+A model can lean on global brightness (or an inverted background), contrast, a colour cast, blur,
+noise or compression, a mark in a corner or along an edge, a band along one side, a frame, the
+colour of the object or of its background, or the size and shape an image had before it was
+resized. None of these needs a metadata column to be found: each is measured on every image here
+and turned into a few values, handed to the same association, slice and spurious machinery as a
+user's metadata, as columns named ``auto:<property>`` (:data:`AUTO_PREFIX` marks them as
+automatic, so a report can say so).
 
 Two steps:
 
-1. :func:`image_properties` — raw, per-image numbers (vectorised numpy over a batch);
-   :func:`stream_properties` runs it over an iterator of batches, so a dataset larger than memory
-   never sits in it (only the small ``n × ~40`` table is kept).
+1. :func:`image_properties` — raw, per-image numbers (vectorised numpy over a batch, the measures
+   of :mod:`~sparsecheck.analysis.image_measures`); :func:`stream_properties` runs it over an
+   iterator of batches, so a dataset larger than memory never sits in it.
 2. :class:`AutoAttributes` — ``fit`` on a reference split learns bin edges, ``transform`` turns any
    split's properties into categorical columns. Columns that do not vary on the reference split
    are dropped.
 
-The properties (all on pixel values scaled to [0, 1]; luminance ``Y = 0.299 R + 0.587 G + 0.114 B``):
+The categorical columns (pixel values on 0–255; luminance ``Y = 0.299 R + 0.587 G + 0.114 B``):
 
-=====================  =========================================================================
-``brightness``         mean luminance
-``background_lum``     median luminance of an outer ring 1/8 of the shorter side wide (the
-                       backdrop's luminance; a thin frame or a corner mark does not move a median)
-``inversion``          ``background_lum`` minus the centre's mean luminance (> 0: a light
-                       background, the object darker than its surround: ``auto:inverted=yes``)
-``contrast``           standard deviation of luminance
-``hue``                dominant hue in degrees: circular mean of the pixel hues weighted by chroma
-                       (``max - min`` of RGB, i.e. saturation × value: near-black pixels have a
-                       high HSV saturation from noise but no visible colour); NaN without colour
-``hue_strength``       length of that chroma-weighted mean vector (0: no dominant colour)
-``saturation``         mean HSV saturation of pixels with value > 0.1
-``colourfulness``      Hasler & Süsstrunk (2003): ``σ_rgyb + 0.3 μ_rgyb`` on the 0–255 scale
-``sharpness``          variance of the 4-neighbour Laplacian of luminance (low: blurred)
-``<region>_lum``       mean luminance of a region; ``<region>_r|g|b`` its mean colour;
-                       ``<corner>_median`` a corner's median luminance. Regions:
-                       ``corner_tl``, ``corner_tr``, ``corner_bl``, ``corner_br`` (1/6 of each
-                       side), ``border`` (a ring of 1/16 of the shorter side, at least 1 pixel),
-                       ``centre`` (the middle half of each side)
-``height``, ``width``  the size before resizing (``original_sizes``; else the array's)
-``aspect``             width / height
-=====================  =========================================================================
-
-The categorical columns :class:`AutoAttributes` makes: ``auto:brightness``, ``auto:contrast``,
-``auto:saturation``, ``auto:colourfulness``, ``auto:sharpness``, ``auto:<region>`` (luminance; for
-the four corners, ``<corner>_median`` minus ``background_lum`` at fixed steps of ±0.2: a mark that
-covers most of a corner and stands out from the image's own backdrop is ``high`` (or ``low``), an
-inverted image's light corners and a thin frame through them are not),
-``auto:height``, ``auto:width``, ``auto:aspect`` as levels ``low|mid|high`` (or ``low|high``);
-``auto:inverted`` as ``yes|no``; ``auto:hue`` and ``auto:<region>_colour`` as colour families
-(``red, orange, yellow, green, cyan, blue, purple, magenta`` or ``grey``).
+=========================  ==================================================================
+``auto:brightness``        mean luminance, ``low|mid|high``
+``auto:inverted``          ``yes`` when the backdrop (median of an outer ring 1/8 of the shorter
+                           side wide) is lighter than the centre: a dark object on light
+``auto:contrast``,         standard deviation of luminance; mean HSV saturation of lit pixels;
+``auto:saturation``,       Hasler & Süsstrunk's colourfulness (``low|mid|high`` each)
+``auto:colourfulness``
+``auto:hue``               the dominant hue (chroma-weighted circular mean), a colour family
+                           (``red, orange, yellow, green, cyan, blue, purple, magenta``) or ``grey``
+``auto:fg_colour``,        the colour of the foreground (pixels far from the backdrop) and of the
+``auto:bg_colour``         background, each ``white|grey|black`` or a colour family: red strokes
+                           on black are ``fg_colour=red``, a green backdrop ``bg_colour=green``
+``auto:sharpness``,        Laplacian variance, Immerkær noise sigma, JPEG blockiness
+``auto:noise``,            (``low|mid|high`` each)
+``auto:blockiness``
+``auto:mark_<zone>``       the colour of a uniform mark that stands out from its surround in one
+                           of eight zones along the edges (``tl, t, tr, l, r, bl, b, br``), down
+                           to 1/8 of the shorter side (1.6% of a square image); ``none`` without
+``auto:band_<side>``       the colour of a strip along ``top|bottom|left|right`` (1/16 to 1/5 of
+                           the side) that differs from the strip inside it, or that a blend
+                           flattened; ``none`` without
+``auto:frame``             the colour of a band along all four sides alike; ``none`` without
+``auto:height``,           the size before resizing (``original_sizes``; else the array's) and
+``auto:width``,            width / height
+``auto:aspect``
+=========================  ==================================================================
 
 Levels are *natural breaks* by default: a 1-D k-means (3 levels) on the reference values, started
-at the quantiles, so that a mode — the 30% of images with a bright corner square, the 15% shown
-inverted — gets a level of its own instead of being spread over tertiles; a level holding less than
-``min_share`` of the reference is merged into its neighbour. ``binning="quantile"`` gives plain
-quantile levels (tertiles). Colour families use fixed hue ranges, not fitted ones, so a colour worn
-by 1% of the images still gets its own value.
-
-Cost (``python bench/auto_attributes.py``; the shared 2-core machine under a load of 3–5, one
-thread, batches of 256): about 85 ms per 1,000 images of 32×32 and 2.3 s per 1,000 of 224×224 for
-the properties, plus 15–50 ms per 1,000 for fitting and applying the levels — small next to a
-forward pass of a CNN on the same images (a ResNet-18 on CPU takes tens of ms per 224×224 image).
-Images are processed in chunks of 64 whatever the batch size, so memory stays at a few float32
-copies of 64 images.
+at the quantiles, so that a mode — the 15% of images shown inverted — gets a level of its own
+instead of being spread over tertiles; a level holding less than ``min_share`` of the reference
+is merged into its neighbour. ``binning="quantile"`` gives plain quantile levels (tertiles).
+Colours, marks, bands and the frame use fixed names and thresholds (``MARK_MIN``, ``BAND_MIN``),
+not fitted ones, so a mark on 1% of the images still gets its own value. What these measures see
+and miss, measured on generated cues over clean digits and photos, is in the README
+(``python bench/auto_attributes.py --table``).
 
 Examples
 --------
@@ -70,14 +61,14 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> x = rng.integers(0, 60, size=(60, 24, 24, 3), dtype=np.uint8)
 >>> x[:20, :, :, 0] = 220                      # a red cast on the first 20
->>> x[20:40, :4, :4] = 255                     # a bright top-left corner on the next 20
+>>> x[20:40, 1:5, 1:5] = 255                   # a white mark near the top-left corner on the next 20
 >>> props = image_properties(x)
 >>> auto = AutoAttributes().fit(props)
 >>> table = auto.transform(props)
 >>> table.loc[0, "auto:hue"], table.loc[30, "auto:hue"]
 ('red', 'grey')
->>> table.loc[25, "auto:corner_tl"], table.loc[45, "auto:corner_tl"]
-('high', 'mid')
+>>> table.loc[25, "auto:mark_tl"], table.loc[45, "auto:mark_tl"]
+('white', 'none')
 >>> all(c.startswith(AUTO_PREFIX) for c in table.columns)
 True
 """
@@ -86,31 +77,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from sparsecheck.analysis.image_measures import (COLOUR_FAMILIES, MARK_ZONES, SIDES, bands, central_crop,
+                                                 colour_names, downsample, fg_bg_colour, luminance, marks, texture)
 from sparsecheck.errors import DataError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AUTO_PREFIX", "REGIONS", "COLOUR_FAMILIES", "image_properties", "stream_properties",
+__all__ = ["AUTO_PREFIX", "COLOUR_FAMILIES", "MARK_MIN", "BAND_MIN", "image_properties", "stream_properties",
            "hue_family", "AutoAttributes", "is_auto"]
 
 #: prefix of every automatic attribute column
 AUTO_PREFIX = "auto:"
-#: the regions measured, in column order
-REGIONS = ("corner_tl", "corner_tr", "corner_bl", "corner_br", "border", "centre")
-#: colour families: name → [start, end) hue in degrees (red wraps around 0)
-COLOUR_FAMILIES = {"red": (345.0, 15.0), "orange": (15.0, 45.0), "yellow": (45.0, 70.0),
-                   "green": (70.0, 165.0), "cyan": (165.0, 200.0), "blue": (200.0, 260.0),
-                   "purple": (260.0, 290.0), "magenta": (290.0, 345.0)}
+#: a mark scores at least this (the largest channel difference from its surround, 0–255)
+MARK_MIN = 60.0
+#: a band (and a frame) scores at least this (0–255)
+BAND_MIN = 45.0
 _CHUNK = 64
-# properties binned into levels (name → auto column); the inversion score and colours are handled apart
-_LEVELLED = ["brightness", "contrast", "saturation", "colourfulness", "sharpness", "height", "width", "aspect"]
-#: a corner is ``low``/``high`` when its median luminance is this far below/above the backdrop's
-_MARK_EDGES = (-0.2, 0.2)
+# properties binned into levels
+_LEVELLED = ["brightness", "contrast", "saturation", "colourfulness", "sharpness", "noise", "blockiness",
+             "height", "width", "aspect"]
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -149,17 +139,17 @@ def _as_rgb(images: np.ndarray) -> np.ndarray:
     return x
 
 
-def _regions(h: int, w: int) -> dict[str, Any]:
-    """Row and column slices of the rectangular regions, and the border ring's width."""
-    ch, cw = max(1, round(h / 6)), max(1, round(w / 6))
-    return {"corner_tl": (slice(0, ch), slice(0, cw)), "corner_tr": (slice(0, ch), slice(w - cw, w)),
-            "corner_bl": (slice(h - ch, h), slice(0, cw)), "corner_br": (slice(h - ch, h), slice(w - cw, w)),
-            "centre": (slice(h // 4, h - h // 4), slice(w // 4, w - w // 4)),
-            "_border_width": max(1, round(min(h, w) / 16)), "_background_width": max(1, round(min(h, w) / 8))}
+def _property_names() -> list[str]:
+    keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation",
+            "colourfulness", "sharpness", "noise", "blockiness", "fg_r", "fg_g", "fg_b", "fg_share",
+            "bg_r", "bg_g", "bg_b"]
+    for col in [f"mark_{z}" for z in MARK_ZONES] + [f"band_{s}" for s in SIDES] + ["frame"]:
+        keys += [col, f"{col}_r", f"{col}_g", f"{col}_b"]
+    return keys + ["height", "width", "aspect"]
 
 
 def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = None) -> pd.DataFrame:
-    """Raw per-image measurements of a batch (see the module docstring for each column).
+    """Raw per-image measurements of a batch (the columns behind each attribute, module docstring).
 
     Parameters
     ----------
@@ -188,83 +178,65 @@ def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = Non
         sizes = np.asarray(original_sizes, dtype=np.float64)
         if sizes.shape != (n, 2):
             raise DataError(f"original_sizes must have shape ({n}, 2) (height, width), got {sizes.shape}")
-    masks = _regions(h, w)
-    parts = [_chunk_properties(x[i:i + _CHUNK], masks) for i in range(0, n, _CHUNK)]
+    parts = [_chunk_properties(x[i:i + _CHUNK]) for i in range(0, n, _CHUNK)]
     cols = {k: np.concatenate([p[k] for p in parts]) if parts else np.empty(0)
-            for k in (parts[0] if parts else _empty_keys())}
+            for k in _property_names() if k not in ("height", "width", "aspect")}
     cols["height"], cols["width"] = sizes[:, 0], sizes[:, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         cols["aspect"] = np.where(sizes[:, 0] > 0, sizes[:, 1] / sizes[:, 0], np.nan)
     return pd.DataFrame(cols)
 
 
-def _empty_keys() -> list[str]:
-    keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation",
-            "colourfulness",
-            "sharpness"]
-    for r in REGIONS:
-        keys += [f"{r}_lum", f"{r}_r", f"{r}_g", f"{r}_b"] + ([f"{r}_median"] if r.startswith("corner") else [])
-    return keys
-
-
-def _chunk_properties(x8: np.ndarray, masks: dict[str, Any]) -> dict[str, np.ndarray]:
-    n, h, w, c = x8.shape
-    # planar float32 (n, 3, H, W): reductions over contiguous pixels and elementwise max/min are
-    # many times faster than reductions over a trailing axis of 3
-    x = np.ascontiguousarray(np.moveaxis(x8, 3, 1), dtype=np.float32)
-    x *= np.float32(1.0 / 255.0)
-    if c == 1:
-        x = np.repeat(x, 3, axis=1)
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    lum = np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * b   # (n, H, W)
-    flat = lum.reshape(n, -1)
-    total = x.reshape(n, 3, -1).sum(2).astype(np.float64)                  # (n, 3)
-    mean_rgb_all = total / (h * w)
-    luma = _LUMA.astype(np.float64)
-    out: dict[str, np.ndarray] = {"brightness": mean_rgb_all @ luma}
-    region_lum = {}
-    bw = masks["_border_width"]
-    inner = x[:, :, bw:h - bw, bw:w - bw].sum(axis=(2, 3)).astype(np.float64)
-    inner_n = max(h - 2 * bw, 0) * max(w - 2 * bw, 0)
-    for name in REGIONS:
-        if name == "border":
-            mean_rgb = (total - inner) / max(h * w - inner_n, 1)
-        else:
-            rows, cols = masks[name]
-            mean_rgb = x[:, :, rows, cols].mean(axis=(2, 3)).astype(np.float64)
-        region_lum[name] = mean_rgb @ luma
-        out[f"{name}_lum"] = region_lum[name]
-        if name.startswith("corner"):
-            rows, cols = masks[name]
-            out[f"{name}_median"] = np.median(lum[:, rows, cols].reshape(n, -1), axis=1).astype(np.float64)
-        out[f"{name}_r"], out[f"{name}_g"], out[f"{name}_b"] = mean_rgb.T
-    # the background: the median of a wider ring, so a thin frame or a corner mark does not move it
-    k = masks["_background_width"]
-    ring = np.concatenate([lum[:, :k].reshape(n, -1), lum[:, h - k:].reshape(n, -1),
-                           lum[:, k:h - k, :k].reshape(n, -1), lum[:, k:h - k, w - k:].reshape(n, -1)], axis=1)
+def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
+    """The properties of one chunk: texture on the full-resolution centre, the rest at about 64 px."""
+    c = x8.shape[-1]
+    full = x8 if c == 3 else np.repeat(x8, 3, axis=3)
+    tex = texture(luminance(central_crop(full).astype(np.float32)))  # full resolution: noise, JPEG blocks
+    x = downsample(full.astype(np.float32))                          # everything else at ~64 px
+    n, h, w, _ = x.shape
+    lum = luminance(x)                                               # (n, H, W), 0–255
+    unit = lum / 255.0
+    mean_rgb = x.reshape(n, -1, 3).mean(1).astype(np.float64) / 255.0
+    out: dict[str, np.ndarray] = {"brightness": unit.reshape(n, -1).mean(1).astype(np.float64)}
+    k = max(1, round(min(h, w) / 8))
+    ring = np.concatenate([unit[:, :k].reshape(n, -1), unit[:, h - k:].reshape(n, -1),
+                           unit[:, k:h - k, :k].reshape(n, -1), unit[:, k:h - k, w - k:].reshape(n, -1)], axis=1)
     out["background_lum"] = np.median(ring, axis=1).astype(np.float64)
-    out["inversion"] = out["background_lum"] - region_lum["centre"]
-    out["contrast"] = flat.std(1).astype(np.float64)
+    centre = unit[:, h // 4:h - h // 4, w // 4:w - w // 4].reshape(n, -1).mean(1)
+    out["inversion"] = out["background_lum"] - centre
+    out["contrast"] = unit.reshape(n, -1).std(1).astype(np.float64)
     # the chroma-weighted circular mean of hue: each pixel's opponent vector (r - (g + b)/2,
     # √3/2 (g - b)) has (nearly) the HSV chroma as length and the HSV hue as angle, and it is
     # linear in RGB, so its mean over the pixels is that of the mean colour
-    out["hue"], out["hue_strength"] = _opponent_hue(mean_rgb_all)
-    mx = np.maximum(np.maximum(r, g), b)
-    mn = np.minimum(np.minimum(r, g), b)
+    out["hue"], out["hue_strength"] = _opponent_hue(mean_rgb)
+    # planar channels: elementwise max/min of three planes is many times faster than a reduction
+    # over a trailing axis of 3
+    r, g, b = (np.ascontiguousarray(x[..., j]) / np.float32(255.0) for j in range(3))
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     lit = mx > np.float32(0.1)
-    sat = (mx - mn) / np.maximum(mx, np.float32(1e-6))
-    sat *= lit
+    sat = (mx - mn) / np.maximum(mx, np.float32(1e-6)) * lit
     out["saturation"] = sat.reshape(n, -1).sum(1).astype(np.float64) / np.maximum(lit.reshape(n, -1).sum(1), 1)
     rg = (r - g).reshape(n, -1)
     yb = (np.float32(0.5) * (r + g) - b).reshape(n, -1)
     out["colourfulness"] = 255.0 * (np.sqrt(rg.var(1).astype(np.float64) + yb.var(1).astype(np.float64))
                                     + 0.3 * np.hypot(rg.mean(1), yb.mean(1)).astype(np.float64))
-    if h >= 3 and w >= 3:
-        lap = (lum[:, :-2, 1:-1] + lum[:, 2:, 1:-1] + lum[:, 1:-1, :-2] + lum[:, 1:-1, 2:]
-               - np.float32(4.0) * lum[:, 1:-1, 1:-1])
-        out["sharpness"] = lap.reshape(n, -1).var(1).astype(np.float64)
-    else:
-        out["sharpness"] = np.full(n, np.nan)
+    out["sharpness"], out["noise"], out["blockiness"] = tex[:, 0] / 255.0 ** 2, tex[:, 1], tex[:, 2]
+    fg, bg, share = fg_bg_colour(x)
+    for part, rgb in (("fg", fg), ("bg", bg)):
+        out[f"{part}_r"], out[f"{part}_g"], out[f"{part}_b"] = rgb.T.astype(np.float64)
+    out["fg_share"] = share.astype(np.float64)
+    score, colour = marks(x)
+    for j, z in enumerate(MARK_ZONES):
+        out[f"mark_{z}"] = score[:, j]
+        out[f"mark_{z}_r"], out[f"mark_{z}_g"], out[f"mark_{z}_b"] = colour[:, j].T
+    bscore, bcolour = bands(x)
+    for j, side in enumerate(SIDES):
+        out[f"band_{side}"] = bscore[:, j]
+        out[f"band_{side}_r"], out[f"band_{side}_g"], out[f"band_{side}_b"] = bcolour[:, j].T
+    # a frame: a band along every side, of about one colour
+    spread = np.abs(bcolour - bcolour.mean(axis=1, keepdims=True)).max(axis=(1, 2))
+    out["frame"] = np.where(spread <= 40.0, bscore.min(axis=1), 0.0)
+    out["frame_r"], out["frame_g"], out["frame_b"] = bcolour.mean(axis=1).T
     return out
 
 
@@ -386,12 +358,6 @@ class AutoAttributes:
         for name in _LEVELLED:
             v = props[name].to_numpy(dtype=np.float64)
             self.levels_[name] = self._edges(v[np.isfinite(v)])
-        for r in REGIONS:
-            v = _region_level_value(props, r)
-            # a corner mark is a fixed step from the backdrop, not a fitted level: corners that hold
-            # no mark are then one level (a constant column, dropped), not noise cut in three
-            self.levels_[_region_level_key(r)] = _MARK_EDGES if r.startswith("corner") else self._edges(
-                v[np.isfinite(v)])
         self.columns_, self.dropped_ = [], []
         table = self._bin(props)
         for col in table.columns:
@@ -411,27 +377,28 @@ class AutoAttributes:
         return _merge_small(v, list(edges), float(self.min_share))
 
     def _bin(self, props: pd.DataFrame) -> pd.DataFrame:
-        missing = sorted(set(_empty_keys() + ["height", "width", "aspect"]) - set(props.columns))
+        missing = sorted(set(_property_names()) - set(props.columns))
         if missing:
             raise DataError(f"the properties table lacks columns {missing}; make it with image_properties")
         out: dict[str, np.ndarray] = {}
-        for name in ["brightness"]:
-            out[AUTO_PREFIX + name] = _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))
-        inverted = props["inversion"].to_numpy(np.float64) > 0
-        out[AUTO_PREFIX + "inverted"] = np.where(inverted, "yes", "no").astype(object)
-        for name in ["contrast", "saturation", "colourfulness"]:
-            out[AUTO_PREFIX + name] = _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))
+        level = lambda name: _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))  # noqa: E731
+        out[AUTO_PREFIX + "brightness"] = level("brightness")
+        out[AUTO_PREFIX + "inverted"] = np.where(props["inversion"].to_numpy(np.float64) > 0, "yes", "no").astype(object)
+        for name in ("contrast", "saturation", "colourfulness"):
+            out[AUTO_PREFIX + name] = level(name)
         out[AUTO_PREFIX + "hue"] = hue_family(props["hue"].to_numpy(np.float64),
                                               props["hue_strength"].to_numpy(np.float64), self.grey_below)
-        sharpness = props["sharpness"].to_numpy(np.float64)
-        out[AUTO_PREFIX + "sharpness"] = _Levels(self.levels_["sharpness"]).apply(sharpness)
-        for r in REGIONS:
-            out[AUTO_PREFIX + r] = _Levels(self.levels_[_region_level_key(r)]).apply(_region_level_value(props, r))
-            rgb = props[[f"{r}_r", f"{r}_g", f"{r}_b"]].to_numpy(np.float64)
-            hue, chroma = _opponent_hue(rgb)
-            out[AUTO_PREFIX + r + "_colour"] = hue_family(hue, chroma, self.grey_below)
-        for name in ["height", "width", "aspect"]:
-            out[AUTO_PREFIX + name] = _Levels(self.levels_[name]).apply(props[name].to_numpy(np.float64))
+        for part in ("fg", "bg"):
+            out[AUTO_PREFIX + f"{part}_colour"] = colour_names(props[[f"{part}_r", f"{part}_g", f"{part}_b"]])
+        for name in ("sharpness", "noise", "blockiness"):
+            out[AUTO_PREFIX + name] = level(name)
+        for kind, places, least in (("mark", MARK_ZONES, MARK_MIN), ("band", SIDES, BAND_MIN), ("frame", ("",), BAND_MIN)):
+            for place in places:
+                col = f"{kind}_{place}" if place else kind
+                named = colour_names(props[[f"{col}_r", f"{col}_g", f"{col}_b"]])
+                out[AUTO_PREFIX + col] = np.where(props[col].to_numpy(np.float64) >= least, named, "none").astype(object)
+        for name in ("height", "width", "aspect"):
+            out[AUTO_PREFIX + name] = level(name)
         return pd.DataFrame(out, index=props.index)
 
     def transform(self, data: pd.DataFrame | Iterable[Any]) -> pd.DataFrame:
@@ -458,19 +425,6 @@ class AutoAttributes:
         return {"binning": self.binning, "levels": int(self.levels), "grey_below": float(self.grey_below),
                 "edges": {k: [float(e) for e in v] for k, v in getattr(self, "levels_", {}).items()},
                 "columns": list(getattr(self, "columns_", [])), "dropped": list(getattr(self, "dropped_", []))}
-
-
-def _region_level_key(region: str) -> str:
-    return f"{region}_vs_background" if region.startswith("corner") else f"{region}_lum"
-
-
-def _region_level_value(props: pd.DataFrame, region: str) -> np.ndarray:
-    """What ``auto:<region>`` levels: a corner's median luminance against the image's own backdrop
-    (a mark stands out from it, a light image is not a bright corner everywhere, and a thin frame
-    through the corner does not move a median), other regions' mean luminance."""
-    if region.startswith("corner"):
-        return props[f"{region}_median"].to_numpy(np.float64) - props["background_lum"].to_numpy(np.float64)
-    return props[f"{region}_lum"].to_numpy(np.float64)
 
 
 def _natural_breaks(v: np.ndarray, k: int, iterations: int = 100) -> np.ndarray:

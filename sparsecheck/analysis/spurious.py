@@ -84,7 +84,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any, Callable
 
@@ -97,7 +97,7 @@ from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
 
-__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features"]
+__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features", "fold_other_sides", "pool_findings"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,17 @@ class SpuriousFinding:
         The finding in words.
     class_label : int or str
         The class's label value (as in ``classes_``).
+    features : list of int
+        Every feature of the class that carries the same shortcut (the rule holds for each), the
+        strongest (``feature``) first: one finding per shortcut, however many features carry it.
+    other_sides : list of dict
+        Findings folded under this one (:func:`fold_other_sides`): another class relying on the
+        *absence* of the value (its class, feature, attribute, value and score).
+    also_seen_as : list of dict
+        Attributes that mark the same images (:func:`pool_findings`): an automatic attribute
+        under a declared one's finding, with their agreement.
+    automatic : bool
+        Found on an automatic image attribute (no metadata named it).
     """
 
     class_name: str
@@ -154,18 +165,25 @@ class SpuriousFinding:
     value: str
     score: float
     significant: bool
-    evidence: dict[str, float | int | None]
+    evidence: dict[str, Any]
     sentence: str
     class_label: Any = None
+    features: list[int] = field(default_factory=list)
+    other_sides: list[dict[str, Any]] = field(default_factory=list)
+    also_seen_as: list[dict[str, Any]] = field(default_factory=list)
+    automatic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: class, feature, attribute, value, score, evidence, sentence, then
-        significant and class_label. Non-finite numbers become None."""
+        significant, class_label, features, other_sides, also_seen_as and automatic. Non-finite
+        numbers become None."""
         return {"class": self.class_name, "feature": int(self.feature), "attribute": self.attribute,
                 "value": self.value, "score": _num(self.score),
                 "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in self.evidence.items()},
                 "sentence": self.sentence, "significant": bool(self.significant),
-                "class_label": _py(self.class_label)}
+                "class_label": _py(self.class_label), "features": [int(f) for f in (self.features or [self.feature])],
+                "other_sides": [dict(o) for o in self.other_sides],
+                "also_seen_as": [dict(a) for a in self.also_seen_as], "automatic": bool(self.automatic)}
 
 
 @dataclass
@@ -453,8 +471,11 @@ def find_spurious_features(
     cand = cand.drop(columns="_group").sort_values(["significant", "score", "auc"], ascending=False,
                                                      kind="stable").reset_index(drop=True)
     cand = cand[_CANDIDATE_COLUMNS]
-    findings = [_finding(r, measured.get((r["class"], str(r["attribute"]), str(r["value"]))))
-                for r in cand[cand["significant"]].to_dict("records")]
+    # one finding per shortcut: the (class, attribute, value) groups, each led by its best feature
+    groups: dict[tuple[Any, str, str], list[dict[str, Any]]] = {}
+    for r in cand[cand["significant"]].to_dict("records"):
+        groups.setdefault((r["class"], str(r["attribute"]), str(r["value"])), []).append(r)
+    findings = [_finding(rows, measured.get(key)) for key, rows in groups.items()]
     logger.info("spurious features: %d candidates over %s, %d findings", len(cand), attributes, len(findings))
     return SpuriousAnalysis(findings, cand, attributes, params)
 
@@ -498,7 +519,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if np.isfinite(x) else "n/a"
 
 
-def _finding(d: dict[str, Any], intervention: Any = None) -> SpuriousFinding:
+def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFinding:
+    """The finding of one shortcut from its significant candidates (best score first)."""
+    d = rows[0]
+    others = [int(r["feature"]) for r in rows[1:]]
     evidence_keys = [c for c in _CANDIDATE_COLUMNS if c not in
                      ("class", "class_name", "feature", "attribute", "value", "score", "significant",
                       "confirmed_by_intervention")]
@@ -511,7 +535,11 @@ def _finding(d: dict[str, Any], intervention: Any = None) -> SpuriousFinding:
     if intervention is not None:
         evidence["intervention"] = intervention.to_dict()
     av = f"{d['attribute']}={d['value']}"
-    sentence = (f"class '{d['class_name']}' relies on feature {d['feature']} (weight {d['weight']:.2f}), which "
+    also = ""
+    if others:
+        also = (f" (and feature{'s' if len(others) > 1 else ''} {', '.join(map(str, others[:5]))}"
+                f"{', ...' if len(others) > 5 else ''}, which carry the same)")
+    sentence = (f"class '{d['class_name']}' relies on feature {d['feature']} (weight {d['weight']:.2f}){also}, which "
                 f"fires on {av} (AUC {d['auc']:.2f}); '{d['class_name']}' examples are recognised "
                 f"{_pct(d['recall_with'])} of the time with {av}, {_pct(d['recall_without'])} without "
                 f"(other classes: {_pct(d['others_accuracy_with'])} vs {_pct(d['others_accuracy_without'])}); "
@@ -521,4 +549,149 @@ def _finding(d: dict[str, Any], intervention: Any = None) -> SpuriousFinding:
         sentence += f"; confirmed by intervention: {intervention.describe()}"
     return SpuriousFinding(class_name=str(d["class_name"]), feature=int(d["feature"]), attribute=str(d["attribute"]),
                            value=str(d["value"]), score=float(d["score"]), significant=bool(d["significant"]),
-                           evidence=evidence, sentence=sentence, class_label=d["class"])
+                           evidence=evidence, sentence=sentence, class_label=d["class"],
+                           features=[int(d["feature"]), *others])
+
+
+# ----------------------------------------------------------------------------- one finding per shortcut
+#: the least Jaccard agreement of two attribute values' images for them to be one cue
+MIN_AGREEMENT = 0.6
+#: a value whose images are (at least this share) outside another finding's value is its absence
+MIN_DISJOINT = 0.9
+
+
+def _carriers(metadata: pd.DataFrame, attribute: str, value: str) -> np.ndarray:
+    return (metadata[attribute].astype(str) == str(value)).to_numpy() if attribute in metadata.columns \
+        else np.zeros(len(metadata), bool)
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 0.0
+
+
+def _brief(f: SpuriousFinding) -> dict[str, Any]:
+    return {"class": f.class_name, "feature": int(f.feature), "attribute": f.attribute, "value": f.value,
+            "score": _num(f.score), "automatic": bool(f.automatic),
+            "confirmed_by_intervention": bool(f.evidence.get("confirmed_by_intervention"))}
+
+
+def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame) -> list[SpuriousFinding]:
+    """Fold each finding on the *absence* of a value under the finding on its presence.
+
+    A shortcut read from the other side: "dog relies on snow=yes" also makes "horse relies on a
+    feature that snow suppresses", found as horse on ``snow=no``. A finding on value ``w`` of an
+    attribute is folded under a finding on value ``v`` of the same attribute when ``v`` marks a
+    minority of the images, ``w`` a majority, and at least :data:`MIN_DISJOINT` of ``w``'s images
+    lack ``v``. It is listed in the lead's ``other_sides`` and no longer counted on its own.
+
+    Examples
+    --------
+    >>> meta = pd.DataFrame({"snow": ["yes"] * 30 + ["no"] * 70})
+    >>> dog = SpuriousFinding("dog", 3, "snow", "yes", 0.5, True, {}, "dog on snow")
+    >>> horse = SpuriousFinding("horse", 9, "snow", "no", 0.2, True, {}, "horse on no snow")
+    >>> [(f.class_name, [o["class"] for o in f.other_sides]) for f in fold_other_sides([dog, horse], meta)]
+    [('dog', ['horse'])]
+    """
+    out = list(findings)
+    n = max(len(metadata), 1)
+    leads = sorted(out, key=lambda f: _carriers(metadata, f.attribute, f.value).mean())
+    folded: set[int] = set()
+    for lead in leads:
+        if id(lead) in folded:
+            continue
+        v = _carriers(metadata, lead.attribute, lead.value)
+        if not v.any() or v.sum() / n >= 0.5:
+            continue
+        for other in out:
+            if other is lead or id(other) in folded or other.attribute != lead.attribute or other.value == lead.value:
+                continue
+            w = _carriers(metadata, other.attribute, other.value)
+            if w.sum() / n >= 0.5 and (w & ~v).sum() >= MIN_DISJOINT * w.sum():
+                lead.other_sides.append(_brief(other))
+                folded.add(id(other))
+    return [f for f in out if id(f) not in folded]
+
+
+def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[SpuriousFinding], metadata: pd.DataFrame,
+                  spurious_attributes: Sequence[str]) -> tuple[list[SpuriousFinding], list[SpuriousFinding]]:
+    """One finding per shortcut across declared and automatic attributes.
+
+    Two findings for the same class whose values mark (nearly) the same images (Jaccard agreement
+    at least :data:`MIN_AGREEMENT`) are one shortcut. The declared finding leads and the automatic
+    one is listed in its ``also_seen_as``; when the automatic one was confirmed by intervention and
+    the declared one was not, the declared one takes that evidence. An automatic finding whose
+    images agree with a declared spurious attribute's value that has no finding of its own becomes
+    that declared finding, under the declared name. An automatic finding that matches other
+    metadata stays automatic and names the match. Automatic findings of one class on attributes
+    that agree are merged, the best scored leading.
+
+    Returns
+    -------
+    (declared, automatic) : the findings to report and count as each.
+
+    Examples
+    --------
+    >>> meta = pd.DataFrame({"mark": ["yes"] * 20 + ["no"] * 80, "auto:mark_br": ["white"] * 19 + ["none"] * 81})
+    >>> auto = SpuriousFinding("three", 5, "auto:mark_br", "white", 0.3, True,
+    ...                        {"confirmed_by_intervention": True}, "three on a white mark", automatic=True)
+    >>> d, a = pool_findings([], [auto], meta, ["mark"])
+    >>> [(f.attribute, f.value, f.also_seen_as[0]["attribute"]) for f in d], a
+    ([('mark', 'yes', 'auto:mark_br')], [])
+    """
+    declared = list(declared)
+    spurious = [str(a) for a in spurious_attributes]
+    metadata_columns = [c for c in metadata.columns if c != "id" and not str(c).startswith("auto:")]
+    kept_auto: list[SpuriousFinding] = []
+    for f in sorted(automatic, key=lambda f: -f.score):
+        mine = _carriers(metadata, f.attribute, f.value)
+        # the same shortcut as a declared finding?
+        twin = max(((d, _jaccard(mine, _carriers(metadata, d.attribute, d.value))) for d in declared
+                    if d.class_name == f.class_name), key=lambda t: t[1], default=(None, 0.0))
+        if twin[0] is not None and twin[1] >= MIN_AGREEMENT:
+            _absorb(twin[0], f, twin[1])
+            continue
+        # the same shortcut as an earlier automatic finding of the class?
+        sib = max(((k, _jaccard(mine, _carriers(metadata, k.attribute, k.value))) for k in kept_auto
+                   if k.class_name == f.class_name), key=lambda t: t[1], default=(None, 0.0))
+        if sib[0] is not None and sib[1] >= MIN_AGREEMENT:
+            _absorb(sib[0], f, sib[1])
+            continue
+        # the images of a metadata value?
+        best = (None, None, 0.0)
+        for col in metadata_columns:
+            for value in pd.unique(metadata[col].astype(str)):
+                j = _jaccard(mine, _carriers(metadata, col, value))
+                if j > best[2]:
+                    best = (col, value, j)
+        col, value, j = best
+        if col is not None and j >= MIN_AGREEMENT and col in spurious:
+            declared.append(_renamed(f, col, str(value), j))
+            continue
+        if col is not None and j >= MIN_AGREEMENT:
+            f.also_seen_as.append({"attribute": col, "value": str(value), "agreement": round(j, 3)})
+        kept_auto.append(f)
+    return declared, kept_auto
+
+
+def _absorb(lead: SpuriousFinding, other: SpuriousFinding, agreement: float) -> None:
+    lead.also_seen_as.append({"attribute": other.attribute, "value": other.value, "agreement": round(agreement, 3),
+                              "feature": int(other.feature), "automatic": bool(other.automatic)})
+    for feat in other.features or [other.feature]:
+        if feat not in lead.features:
+            lead.features.append(int(feat))
+    if other.evidence.get("confirmed_by_intervention") and not lead.evidence.get("confirmed_by_intervention"):
+        lead.evidence["confirmed_by_intervention"] = True
+        lead.evidence["intervention"] = other.evidence.get("intervention")
+        lead.evidence["confirmed_via"] = f"{other.attribute}={other.value}"
+        lead.sentence += f"; confirmed by intervention on the same images ({other.attribute}={other.value})"
+
+
+def _renamed(f: SpuriousFinding, attribute: str, value: str, agreement: float) -> SpuriousFinding:
+    """An automatic finding reported under the declared attribute whose value marks the same images."""
+    seen = {"attribute": f.attribute, "value": f.value, "agreement": round(agreement, 3), "automatic": True}
+    sentence = f.sentence.replace(f"{f.attribute}={f.value}", f"{attribute}={value}")
+    sentence += (f" (found on the automatic attribute {f.attribute}={f.value}, which marks the same images: "
+                 f"{100 * agreement:.0f}% agreement)")
+    return replace(f, attribute=attribute, value=value, sentence=sentence, automatic=False,
+                   also_seen_as=[*f.also_seen_as, seen])

@@ -25,6 +25,7 @@ __all__ = [
     "fisher_exact_pvalue",
     "auc_effect",
     "point_biserial",
+    "mcnemar_exact",
 ]
 
 
@@ -73,6 +74,20 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     out[order] = np.clip(ranked, 0.0, 1.0)
     q[ok] = out
     return q
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """One-sided exact McNemar p-value that ``gained`` discordant pairs outnumber ``lost`` ones.
+
+    Examples
+    --------
+    >>> round(mcnemar_exact(9, 1), 4), mcnemar_exact(0, 0)
+    (0.0107, 1.0)
+    """
+    n = int(gained) + int(lost)
+    if n == 0:
+        return 1.0
+    return float(_st.binom.sf(int(gained) - 1, n, 0.5))
 
 
 def two_proportion_pvalue(k1: np.ndarray, n1: np.ndarray, k2: np.ndarray, n2: np.ndarray,

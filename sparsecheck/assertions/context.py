@@ -57,7 +57,9 @@ class AssertionContext:
     feature_attributes : DataFrame, optional
         Columns feature, attribute, value, effect, p_value, q_value.
     spurious_findings : list, optional
-        SpuriousFinding objects (or their dicts); None when the analysis did not run.
+        SpuriousFinding objects (or their dicts) on declared attributes; None when the analysis did not run.
+    automatic_findings : list, optional
+        Confirmed findings on automatic image attributes (the same analysis).
     spurious_attributes : list of str
     model : nn.Module or sparsecheck.data.Model, optional
     dataset : sparsecheck.data.ImageDataset, optional
@@ -76,6 +78,7 @@ class AssertionContext:
     sparse_layer: Any = None
     feature_attributes: pd.DataFrame | None = None
     spurious_findings: list[Any] | None = None
+    automatic_findings: list[Any] | None = None
     spurious_attributes: Sequence[str] = ()
     model: Any = None
     dataset: Any = None

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from sparsecheck._runtime import progress
+from sparsecheck._runtime import note_forward, progress
 from sparsecheck.assertions.builtins.common import examples_frame
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.results import Outcome
@@ -259,10 +259,12 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
             if table_probs is not None:
                 probs0 = torch.as_tensor(table_probs[chunk], dtype=torch.float32)
             else:
+                note_forward(len(raw))
                 with torch.inference_mode():
                     probs0 = torch.softmax(module(spec.transform(raw, device=device)).float(), dim=1).cpu()
             cls0 = probs0.argmax(dim=1)
             moved = _perturb(raw, p, gen, module, spec, device, cls0)
+            note_forward(len(moved))
             with torch.inference_mode():
                 probs1 = torch.softmax(module(spec.transform(moved, device=device)).float(), dim=1).cpu()
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -297,6 +299,7 @@ def _perturb(raw: Any, p: InvarianceParams, gen: Any, module: Any, spec: Any, de
         return (raw + torch.randn(raw.shape, generator=gen) * (255.0 * p.magnitude)).clamp(0.0, 255.0)
     # fgsm: gradients with respect to the pixels, through the input transform and the model
     x = raw.detach().to(device).requires_grad_(True)
+    note_forward(len(x))
     with torch.inference_mode(False), torch.enable_grad():
         logits = module(spec.transform(x, device=device))
         loss = torch.nn.functional.cross_entropy(logits.float(), target.to(logits.device))

@@ -78,6 +78,7 @@ __all__ = [
     "parse_assertions",
     "DEFAULT_RELIANCE",
     "DEFAULT_CHANCE",
+    "DEFAULT_AUTOMATIC",
     "check_class",
 ]
 
@@ -85,8 +86,10 @@ __all__ = [
 DEFAULT_RELIANCE = "no-spurious-reliance"
 #: name of the assertion a config implies: the dense head beats the majority-class rate
 DEFAULT_CHANCE = "better-than-chance"
+#: name of the assertion implied by the automatic image attributes: no shortcut found from the pixels
+DEFAULT_AUTOMATIC = "no-automatic-shortcuts"
 #: what an entry with one of these names and no ``type`` adjusts
-IMPLIED = (DEFAULT_CHANCE, DEFAULT_RELIANCE)
+IMPLIED = (DEFAULT_CHANCE, DEFAULT_RELIANCE, DEFAULT_AUTOMATIC)
 COMMON_KEYS = ("name", "type", "custom", "severity", "enabled", "description")
 
 
@@ -554,11 +557,15 @@ def parse_assertion(raw: Mapping[str, Any], *, index: int | None = None,
 
 
 def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attributes: Sequence[str] = (),
-                     class_names: Sequence[str] | None = None, chance_guard: bool = False) -> list[Assertion]:
+                     class_names: Sequence[str] | None = None, chance_guard: bool = False,
+                     automatic_guard: bool = False) -> list[Assertion]:
     """Parse a config's ``assertions:`` list, adding the implied ones.
 
     ``no-spurious-reliance`` is implied by ``spurious_attributes``; ``better-than-chance`` by
-    ``chance_guard`` (a config passes True: :attr:`sparsecheck.config.Config.parsed_assertions`).
+    ``chance_guard`` (a config passes True: :attr:`sparsecheck.config.Config.parsed_assertions`);
+    ``no-automatic-shortcuts`` (severity ``warning``: confirmed findings on automatic image
+    attributes, which no metadata named) by ``automatic_guard`` (a config passes
+    ``analysis.auto_attributes and analysis.interventions``).
     Implied assertions come first, or where an entry adjusting them stands. Returns every
     assertion, disabled ones included (the engine skips those). Names must be unique.
 
@@ -597,7 +604,9 @@ def parse_assertions(raws: Iterable[Mapping[str, Any]] | None, *, spurious_attri
     implied: list[tuple[int, int, Assertion]] = []
     for rank, (name, make) in enumerate(((DEFAULT_CHANCE, lambda o: _default_chance(chance_guard, o, class_names)),
                                          (DEFAULT_RELIANCE, lambda o: _default_reliance(
-                                             list(spurious_attributes), o, class_names)))):
+                                             list(spurious_attributes), o, class_names)),
+                                         (DEFAULT_AUTOMATIC, lambda o: _default_automatic(
+                                             automatic_guard, o, class_names)))):
         if name in seen:  # the user's own assertion of that name replaces the implied one
             continue
         position, override = overrides.get(name, (0, None))
@@ -616,6 +625,18 @@ def _default_chance(implied: bool, override: Mapping[str, Any] | None,
     raw: dict[str, Any] = {"name": DEFAULT_CHANCE, "type": "better_than_chance",
                            "description": "the dense head's test accuracy is significantly above always predicting "
                                           "the most frequent class (one-sided exact binomial test)"}
+    raw.update(override or {})
+    return parse_assertion(raw, class_names=class_names).replace(implied=True)
+
+
+def _default_automatic(implied: bool, override: Mapping[str, Any] | None,
+                       class_names: Sequence[str] | None) -> Assertion | None:
+    if not implied and (override is None or override.get("enabled") is False):
+        return None
+    raw: dict[str, Any] = {"name": DEFAULT_AUTOMATIC, "type": "no_spurious_findings", "class": "*",
+                           "source": "automatic", "severity": "warning",
+                           "description": "no shortcut found from the pixels alone: no confirmed finding on an "
+                                          "automatic image attribute (the same rule and count as the report's)"}
     raw.update(override or {})
     return parse_assertion(raw, class_names=class_names).replace(implied=True)
 

@@ -90,6 +90,9 @@ class RunContext:
     interpretation: Any = None
     slices: list[Any] = field(default_factory=list)
     spurious_findings: list[Any] = field(default_factory=list)
+    #: confirmed findings on automatic image attributes (no metadata named them); None when none
+    #: were looked for (no automatic attributes, or no interventions to confirm them)
+    automatic_findings: list[Any] | None = None
     assertion_results: Any = None
     results: dict[str, Any] = field(default_factory=dict)
     #: the typed, checked results (:class:`sparsecheck.results.RunResults`) once the outputs are written

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, resolve_device, write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, count_forward, resolve_device, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
@@ -250,11 +250,17 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         "device": str(dev)})
     timings: dict[str, float] = {}
+    forward: dict[str, int] = {}
     for stage in stages if stages is not None else STAGES:
         start = time.perf_counter()
-        stage(ctx)
-        timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
+        with count_forward() as images:
+            stage(ctx)
+        name = stage.__name__.removesuffix("_stage")
+        timings[name] = round(time.perf_counter() - start, 3)
+        if images[0]:
+            forward[name] = images[0]
     ctx.results["timings"] = timings
+    ctx.results["forward_passes"] = forward
     write_outputs(ctx)
     ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

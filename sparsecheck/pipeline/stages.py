@@ -24,6 +24,7 @@ needs: the features of the spurious findings, of the failing assertions and of t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import AssertionContext, run_assertions
+from sparsecheck.assertions.spec import DEFAULT_AUTOMATIC
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
@@ -567,19 +569,24 @@ def spurious_stage(ctx: RunContext) -> None:
     ``fdr`` and the thresholds (``spurious_<name>`` for each of :data:`SPURIOUS_PARAMS`) come
     from ``ctx.config.analysis``.
 
-    Where a cue can be put on an image, the suspicion is tested by intervention
-    (:func:`~sparsecheck.analysis.interventions.measure_intervention`): for a declared attribute
-    with a ``data.interventions`` entry, and for automatic attributes whose value is a cue
-    (:func:`~sparsecheck.analysis.interventions.cue_for_auto_attribute`). A confirmed intervention
-    stands in for an under-powered accuracy-gap test; automatic attributes need one to become a
-    finding (``results["automatic_findings"]``).
+    Suspicions are tested by intervention (:class:`~sparsecheck.pipeline.intervene.Intervener`):
+    the cue is a declared ``data.interventions`` entry, or one estimated from the test images that
+    carry the value. A confirmed intervention stands in for an under-powered accuracy-gap test;
+    automatic attributes need one to become a finding.
 
-    Writes ``ctx.spurious_findings``, ``results["spurious_findings"]`` (highest score first),
-    ``results["automatic_findings"]``, ``results["associations_to_review"]`` (the same for the
-    metadata attributes *not* declared spurious, at most
+    One finding per shortcut: a class's findings on the absence of a value that another finding's
+    cue explains are folded under it (:func:`~sparsecheck.analysis.spurious.fold_other_sides`), and
+    declared and automatic attributes that mark the same images give one finding, under the declared
+    name (:func:`~sparsecheck.analysis.spurious.pool_findings`).
+
+    Writes ``ctx.spurious_findings`` and ``ctx.automatic_findings``, ``results["spurious_findings"]``
+    (highest score first), ``results["automatic_findings"]``, ``results["associations_to_review"]``
+    (the same for the metadata attributes *not* declared spurious, at most
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
     from sparsecheck.analysis.auto_attributes import is_auto
+    from sparsecheck.analysis.spurious import fold_other_sides, pool_findings
+    from sparsecheck.pipeline.intervene import Intervener
 
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
@@ -600,114 +607,34 @@ def spurious_stage(ctx: RunContext) -> None:
     params = {k: getattr(acfg, f"spurious_{k}") for k in SPURIOUS_PARAMS}
     kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
     args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
-    with _Intervener(ctx) as intervene:
+    with Intervener(ctx) as intervene:
         found = find_spurious_features(*args, declared, intervene=intervene, **kwargs) if declared else None
         auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True, **kwargs)
                 if automatic and intervene is not None else None)
+        tested = intervene.count if intervene is not None else 0
+        estimated = len(intervene.estimates) if intervene is not None else 0
     review = find_spurious_features(*args, others, **kwargs) if others else None
-    ctx.spurious_findings = list(found.findings) if found is not None else []
+    meta = view.metadata.reset_index(drop=True)
+    auto_found = [dataclasses.replace(f, automatic=True) for f in (auto.findings if auto else [])]
+    declared_found, automatic_found = pool_findings(fold_other_sides(found.findings if found else [], meta),
+                                                    fold_other_sides(auto_found, meta), meta, declared)
+    ctx.spurious_findings = sorted(declared_found, key=lambda f: -f.score)
+    ctx.automatic_findings = sorted(automatic_found, key=lambda f: -f.score) if auto is not None else None
     ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
-    # an automatic attribute that re-finds a declared finding's feature adds nothing: keep the declared one
-    declared_pairs = {(f.class_name, f.feature) for f in ctx.spurious_findings}
-    automatic_findings = [f for f in (auto.findings if auto else []) if (f.class_name, f.feature) not in declared_pairs]
-    ctx.results["automatic_findings"] = [{**f.to_dict(), "automatic": True} for f in automatic_findings]
+    ctx.results["automatic_findings"] = [f.to_dict() for f in ctx.automatic_findings or []]
     ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
     ctx.results["spurious_analysis"] = {
         "split": "test", "attributes": declared, "review_attributes": others, "automatic_attributes": automatic,
         "n_candidates": 0 if found is None else int(len(found.candidates)),
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
         "n_automatic_candidates": 0 if auto is None else int(len(auto.candidates)),
-        "interventions": intervene.count if intervene is not None else 0,
+        "interventions": tested, "cues_estimated": estimated,
         "params": {"fdr": float(acfg.fdr), **params},
     }
     if not declared:
         logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
-    for finding in [*ctx.spurious_findings[:3], *automatic_findings[:3]]:
+    for finding in [*ctx.spurious_findings[:3], *(ctx.automatic_findings or [])[:3]]:
         logger.info("spurious finding: %s", finding.sentence)
-
-
-class _LazyImages:
-    """The test images, read batch by batch (``images[rows]``), for the interventions."""
-
-    def __init__(self, dataset: ImageDataset) -> None:
-        self.dataset = dataset
-        self.shape = (len(dataset),)
-
-    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
-        return self.dataset.batch(np.asarray(rows))
-
-
-class _Intervener:
-    """``(class_label, attribute, value) -> InterventionResult or None`` over the run's model and test
-    images; None (as a context manager) when interventions are off or impossible here."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.count = 0
-        self._extractor: Any = None
-
-    def __enter__(self) -> "_Intervener | None":
-        ctx = self.ctx
-        if ctx.config.analysis.interventions and "test" in ctx.precomputed:
-            ctx.skip("interventions", _no_images(ctx, "test"))
-            return None
-        if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
-                or ctx.input_spec is None):
-            return None
-        from sparsecheck.sparse.features import FeatureExtractor
-
-        try:
-            self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
-            self._extractor.open()
-        except Exception as exc:
-            ctx.skip("interventions", exception_reason(exc))
-            return None
-        self.images = _LazyImages(ctx.datasets["test"])
-        self.labels = np.asarray(ctx.splits["test"].labels)
-        self.metadata = ctx.splits["test"].metadata
-        self.specs = dict(ctx.config.data.interventions)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._extractor is not None:
-            self._extractor.close()
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            x = self.ctx.input_spec.transform(images, device=self.ctx.device)
-            logits, _ = self._extractor(x)
-        from scipy.special import softmax
-
-        return softmax(logits.float().cpu().numpy()[:, :len(self.ctx.class_names)], axis=1)
-
-    def __call__(self, class_label: Any, attribute: str, value: str) -> Any:
-        from sparsecheck.analysis.interventions import auto_intervention, measure_intervention, parse_intervention
-
-        spec = self.specs.get(attribute)
-        if spec is not None:
-            if str(spec.get("value")) != str(value):
-                return None
-            put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
-                                             key=f"data.interventions.{attribute}")
-        else:
-            cues = auto_intervention(attribute, value)
-            if cues is None:
-                return None
-            put, remove = cues
-        column = self.metadata[attribute].astype(str).to_numpy()
-        self.count += 1
-        try:
-            return measure_intervention(
-                self.predict_proba, self.images, self.labels, int(class_label), put, remove,
-                has_cue=column == str(value), sample=self.ctx.config.analysis.intervention_samples,
-                batch_size=max(1, int(self.ctx.config.features.batch_size)), seed=int(self.ctx.config.seed),
-                class_name=self.ctx.class_names[int(class_label)])
-        except Exception as exc:  # one cue that cannot be measured costs its evidence, not the run
-            self.ctx.skip(f"intervention {put.name} for class {class_label} on {attribute}={value}",
-                          exception_reason(exc))
-            return None
 
 
 def _association_table(ctx: RunContext) -> pd.DataFrame:
@@ -735,9 +662,23 @@ def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
                             sparse_layer=ctx.sparse_layer, feature_attributes=ctx.feature_attributes,
                             spurious_findings=(list(ctx.spurious_findings) if ctx.spurious_findings or
                                                "spurious_findings" in ctx.results else None),
+                            automatic_findings=ctx.automatic_findings,
                             spurious_attributes=list(ctx.config.data.spurious_attributes),
                             model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
                             device=ctx.device, run=ctx, split=split)
+
+
+def _why_no_automatic(ctx: RunContext) -> str:
+    acfg = ctx.config.analysis
+    if not acfg.auto_attributes:
+        return "analysis.auto_attributes is false"
+    if not acfg.interventions:
+        return "analysis.interventions is false: an automatic finding needs one to be confirmed"
+    if "test" in ctx.precomputed:
+        return _no_images(ctx, "test")
+    if ctx.model is None:
+        return "this run has no model to intervene on"
+    return "no automatic image attribute varies on the test split"
 
 
 def assertions_stage(ctx: RunContext) -> None:
@@ -751,6 +692,11 @@ def assertions_stage(ctx: RunContext) -> None:
     from sparsecheck.reports.junit import write_junit
 
     suite = ctx.config.parsed_assertions
+    if ctx.automatic_findings is None:  # nothing was looked for from the pixels: the implied check has no evidence
+        implied = [a for a in suite if a.implied and a.name == DEFAULT_AUTOMATIC and a.enabled]
+        if implied:
+            ctx.skip(f"assertion {DEFAULT_AUTOMATIC}", _why_no_automatic(ctx))
+            suite = [a for a in suite if a not in implied]
     result = run_assertions(suite, assertion_context(ctx, "test"))
     ctx.assertion_results = result
     ctx.results["assertions"] = result.to_dicts()

@@ -35,7 +35,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from sparsecheck._runtime import progress, resolve_device
+from sparsecheck._runtime import note_forward, progress, resolve_device
 from sparsecheck.data import ImageDataset, InputSpec, NumWorkers, resolve_num_workers, stack_images
 from sparsecheck.errors import DataError, ModelError, ParameterError
 from sparsecheck.models import Model
@@ -135,6 +135,7 @@ class FeatureExtractor:
         """Return ``(logits, features)`` for a batch of model input."""
         if self._run is None:
             raise RuntimeError("FeatureExtractor used outside its 'with' block")
+        note_forward(x.shape[0])
         return self._run(x)
 
     # -- nn.Module: forward hooks

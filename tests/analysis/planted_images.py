@@ -35,7 +35,7 @@ and width drawn independently in 24..64, harmless) for the size/aspect automatic
 :func:`make_planted_images` returns the splits and a ground-truth mapping: for each cue its class,
 its metadata attribute and value, the automatic attribute that should pick it up when metadata is
 removed, and the intervention spec (``put`` / ``remove`` config mappings for
-:func:`sparsecheck.analysis.interventions.parse_intervention`).
+:func:`sparsecheck.analysis.cues.parse_intervention`).
 
 Examples
 --------
@@ -60,7 +60,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sparsecheck.analysis.interventions import Invert, parse_cue
+from sparsecheck.analysis.cues import Invert, parse_cue
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ agreement, reliance on spurious attributes, their weight share, and spurious fin
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -224,11 +224,14 @@ def _no_reliance(data: AssertionContext, p: NoRelianceParams) -> Outcome:
 
 class FindingsParams(Params):
     """``no_spurious_findings``: the spurious-findings analysis (association, class-specific accuracy
-    gap and ablation together) found nothing for ``class`` on ``attribute`` scoring >= ``min_score``."""
+    gap and ablation together) found nothing for ``class`` on ``attribute`` scoring >= ``min_score``.
+    ``source``: the findings on declared attributes (``declared``), or those found from the pixels
+    alone, on automatic image attributes and confirmed by intervention (``automatic``)."""
 
     class_: ClassRef = Field("*", alias="class")
     attribute: list[str] | None = None
     min_score: float = Field(0.0, ge=0)
+    source: Literal["declared", "automatic"] = "declared"
     _check_class = field_validator("class_")(check_class)
     _listify = field_validator("attribute", mode="before")(_AssociationParams._listify.__func__)  # type: ignore[attr-defined]
 
@@ -243,7 +246,8 @@ def _finding_dict(f: Any) -> dict[str, Any]:
 @register_assertion("no_spurious_findings", family="sparse", params=FindingsParams, requires=("spurious_findings",))
 def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
     """No significant spurious finding (see sparsecheck.analysis.spurious) for the class/attributes."""
-    findings = [_finding_dict(f) for f in data.spurious_findings]
+    pool = data.automatic_findings if p.source == "automatic" else data.spurious_findings
+    findings = [_finding_dict(f) for f in pool or []]
     wanted = None if p.class_ == "*" else data.class_name(data.class_index(p.class_))
     hits = [f for f in findings if f.get("significant", True) is not False
             and (wanted is None or str(f.get("class")) == wanted)
@@ -251,23 +255,25 @@ def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
             and float(f.get("score") or 0.0) >= p.min_score]
     hits.sort(key=lambda f: -float(f.get("score") or 0.0))
     scope = (f"class {wanted}" if wanted else "any class") + (f" on {', '.join(p.attribute)}" if p.attribute else "")
+    kind = "shortcut found from the pixels" if p.source == "automatic" else "spurious finding"
     if hits:
-        msg = f"{len(hits)} spurious finding{'s' if len(hits) > 1 else ''} for {scope}: " + _list(
+        msg = f"{len(hits)} {kind}{'s' if len(hits) > 1 else ''} for {scope}: " + _list(
             [f"{f.get('class')} <- feature {f.get('feature')} on {f.get('attribute')}={f.get('value')} (score "
              f"{float(f.get('score') or 0):.2f}" + (", confirmed by intervention" if (f.get("evidence") or {}).get(
                  "confirmed_by_intervention") else "") + ")" for f in hits], 3)
     else:
-        msg = f"no spurious finding for {scope} ({len(findings)} findings in all)"
+        msg = f"no {kind} for {scope} ({len(findings)} findings in all)"
     return Outcome(not hits, len(hits), 0, msg, details={"findings": [
         {k: f.get(k) for k in ("class", "feature", "attribute", "value", "score")} for f in hits[:50]]})
 
 
 def no_spurious_findings(*, class_: ClassRef = "*", attribute: str | Sequence[str] | None = None,
-                         min_score: float = 0.0, name: str | None = None, severity: str = "error",
-                         description: str = "") -> Assertion:
-    """The spurious-findings analysis reports nothing for ``class_`` on ``attribute`` (needs its stage)."""
+                         min_score: float = 0.0, source: str = "declared", name: str | None = None,
+                         severity: str = "error", description: str = "") -> Assertion:
+    """The spurious-findings analysis reports nothing for ``class_`` on ``attribute`` (needs its stage);
+    ``source="automatic"``: nothing found from the pixels alone."""
     return _make("no_spurious_findings", name, severity, description, **{"class": class_}, attribute=attribute,
-                 min_score=min_score)
+                 min_score=min_score, source=source)
 
 
 class WeightShareParams(_AssociationParams):

@@ -1,0 +1,721 @@
+"""Cues estimated from the data: how the images that carry an attribute value differ from the others.
+
+A user rarely knows the exact shape of the shortcut their model learned, and an automatic
+attribute only says *which* images stand out. :func:`estimate_cue` learns the change itself from
+the images: it compares the images that carry the value (*carriers*) with those that do not,
+**within each class** (a value frequent in one class must not make that class's own look the
+cue), and keeps, of a few kinds of change, the one that best turns non-carriers into carriers:
+
+==========  =================================================================================
+kind        the change, and the cue that puts it on an image
+==========  =================================================================================
+``region``  the per-pixel difference concentrates in a region (a mark, sticker, watermark,
+            band or frame): :class:`Transplant` copies that region, with its estimated mask,
+            from a carrier of the target's class (of any class when it has none) onto the
+            target. Its *control* copies the same region from a non-carrier, so that the cut
+            itself, and whatever else the donor shows there, is not counted as the cue.
+``colour``  a colour or intensity mapping (a tint, brightness, contrast, inversion, recoloured
+            strokes or background): :class:`ColourMap`, per-channel quantile maps from the
+            non-carriers' values to the carriers', fitted within classes. Each image keeps its
+            structure: white strokes come out red when the carriers' strokes are red, and the
+            black background stays black.
+``blur``,   texture: :class:`~sparsecheck.analysis.cues.library.Blur`, :class:`AddNoise`,
+``noise``,  :class:`Jpeg`, with the strength that reproduces the carriers' sharpness, noise
+``jpeg``    level and block artefacts.
+==========  =================================================================================
+
+How the kind is chosen: every image is summarised by a statistic vector (its mean colour on an
+8×8 grid, per-channel quantiles, the log energy of its Laplacian, a robust noise level, JPEG
+blockiness). The carriers and non-carriers differ on it by ``D = Σ min(z², 100)`` over the
+statistics with ``z² > 6.63`` (z: the within-class differences of the means, pooled over the
+classes, over their standard errors; the floor leaves out what noise alone makes, the cap keeps
+one statistic from drowning the others). When the pixel means differ, the same is asked of the
+per-pixel map too (how many pixels still differ), and the worse of the two counts. Each candidate change is applied
+to the non-carriers, and its score is the share of ``D`` it removes (``explained``). The best
+candidate wins if it explains at least half; a region must also cover at most half the image (a
+larger "region" is the whole image, and copying it would copy another image's object).
+
+Taking the cue off is estimated the same way in reverse: the region copied from a non-carrier of
+the class (its control: from another carrier), or the inverse colour mapping. Texture cues have
+no remover.
+
+Examples
+--------
+Carriers have a white 4×4 mark in the bottom-right corner, in both classes:
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = rng.integers(0, 90, size=(200, 24, 24, 3), dtype=np.uint8)
+>>> y = np.repeat([0, 1], 100)
+>>> has = rng.random(200) < 0.4
+>>> x[has, -5:-1, -5:-1] = 255
+>>> est = estimate_cue(x, has, y, seed=0)
+>>> est.kind, round(est.area, 3), est.explained > 0.9
+('region', 0.028, True)
+>>> target = np.zeros((2, 24, 24, 3), np.uint8)
+>>> int(est.put.apply_labelled(target, np.array([0, 1]))[:, -5:-1, -5:-1].min())
+255
+
+A red cast on the carriers is a colour mapping, and its remover takes it off:
+
+>>> x = rng.integers(0, 200, size=(200, 16, 16, 3), dtype=np.uint8)
+>>> x[has, :, :, 0] = np.clip(x[has, :, :, 0].astype(int) + 50, 0, 255)
+>>> est = estimate_cue(x, has, y, seed=0)
+>>> est.kind, est.remove is not None
+('colour', True)
+>>> moved = est.put.apply(x[~has][:50]).astype(float).mean(axis=(0, 1, 2)) - x[~has][:50].mean(axis=(0, 1, 2))
+>>> bool(moved[0] > 30 and abs(moved[1]) < 5)
+True
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+from scipy import stats as _st
+
+from sparsecheck.analysis.cues.library import Blur, Cue
+from sparsecheck.analysis.image_measures import central_crop, luminance, texture
+from sparsecheck.analysis.stats import benjamini_hochberg
+from sparsecheck.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CueEstimate", "estimate_cue", "Transplant", "ColourMap", "AddNoise", "Jpeg"]
+
+#: images of each group (carriers, non-carriers) read per class, and in all
+PER_CLASS, TOTAL = 80, 240
+#: a region may cover at most this share of the image
+MAX_REGION = 0.5
+#: the least share of the difference an estimate must explain
+MIN_EXPLAINED = 0.5
+_GRID = 8
+_MAX_SIDE = 64  # pixel maps and statistics are computed at most at this size
+
+
+def _seed_of(image: np.ndarray) -> int:
+    """A stable per-image number (CRC-32 of its bytes): the same target gets the same donor every time."""
+    return zlib.crc32(np.ascontiguousarray(image).tobytes())
+
+
+# --------------------------------------------------------------------------- the estimated cue types
+@dataclass(frozen=True, eq=False)
+class Transplant(Cue):
+    """Copy a region (``mask``, H×W in [0, 1]) from a donor image onto each target.
+
+    ``donors`` and ``others`` (m×H×W×C uint8, with class labels): the cue copies the region from
+    a donor, its :attr:`control` from one of the others, both of the same class: the target's
+    own class when both pools hold it, else a class drawn (by a hash of the target's pixels) from
+    those they both hold. So the cued and the control image differ only in what the donor pool
+    has and the other lacks at that place, never in which class's object the region shows. The
+    same target always gets the same donor.
+
+    Examples
+    --------
+    >>> mask = np.zeros((4, 4), np.float32); mask[0, 0] = 1
+    >>> donors, others = np.full((1, 4, 4, 3), 200, np.uint8), np.full((1, 4, 4, 3), 9, np.uint8)
+    >>> t = Transplant(mask=mask, donors=donors, donor_labels=np.array([0]), others=others,
+    ...                other_labels=np.array([0]), label="a mark")
+    >>> x = np.zeros((1, 4, 4, 3), np.uint8)
+    >>> int(t.apply(x)[0, 0, 0, 0]), int(t.control.apply(x)[0, 0, 0, 0]), int(t.apply(x)[0, 1, 1, 0])
+    (200, 9, 0)
+    """
+
+    type: ClassVar[str] = "transplant"
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float32))
+    donors: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
+    donor_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    others: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
+    other_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    label: str = "a region"
+    is_control: bool = False
+
+    @property
+    def control(self) -> "Transplant":
+        """The same region copied from the other pool (same class as the cue's donor)."""
+        return Transplant(mask=self.mask, donors=self.others, donor_labels=self.other_labels, others=self.donors,
+                          other_labels=self.donor_labels, label=f"{self.label}, control", is_control=True)
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        return self.apply_labelled(images, None)
+
+    def apply_labelled(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        x = np.asarray(images)
+        if len(self.donors) == 0 or len(x) == 0:
+            return x.copy()
+        d = self.donors if x.ndim == 4 else self.donors[..., 0]
+        if x.shape[1:] != d.shape[1:]:
+            raise DataError(f"a transplant from {d.shape[1:]} images cannot go onto images of {x.shape[1:]}")
+        shared = np.intersect1d(np.unique(self.donor_labels), np.unique(self.other_labels))
+        pools = {k: np.flatnonzero(self.donor_labels == k) for k in shared}
+        everyone = np.arange(len(d))
+        pick = np.empty(len(x), np.int64)
+        for i in range(len(x)):
+            h = _seed_of(x[i])
+            if not pools:
+                pool = everyone
+            elif labels is not None and labels[i] in pools:
+                pool = pools[labels[i]]
+            else:
+                pool = pools[shared[h % shared.size]]
+            pick[i] = pool[(h // 7) % pool.size]
+        m = self.mask if x.ndim == 3 else self.mask[..., None]
+        y = x.astype(np.float32) * (1 - m) + d[pick].astype(np.float32) * m
+        return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+    @property
+    def name(self) -> str:
+        return f"transplant({self.label}, {len(self.donors)} donors)"
+
+    def to_dict(self) -> dict[str, Any]:
+        rows, cols = np.nonzero(self.mask > 0.5)
+        box = [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1] if rows.size else None
+        return {"type": "transplant", "region": self.label, "area": round(float((self.mask > 0.5).mean()), 4),
+                "box": box, "donors": int(len(self.donors))}
+
+
+@dataclass(frozen=True, eq=False)
+class ColourMap(Cue):
+    """Map every pixel value through a per-channel lookup table ``lut`` (256×C uint8).
+
+    ``invert`` first inverts the image (``255 - x``): a mapping that turns dark into light and
+    light into dark is not monotone, a lookup after an inversion is.
+
+    Examples
+    --------
+    >>> lut = np.stack([np.arange(256), np.zeros(256), np.zeros(256)], axis=1).astype(np.uint8)
+    >>> ColourMap(lut=lut).apply(np.full((1, 2, 2, 3), 120, np.uint8))[0, 0, 0].tolist()
+    [120, 0, 0]
+    """
+
+    type: ClassVar[str] = "colour_map"
+    lut: np.ndarray = field(default_factory=lambda: np.tile(np.arange(256, dtype=np.uint8)[:, None], (1, 3)))
+    invert: bool = False
+    label: str = "a colour mapping"
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images)
+        if self.invert:
+            x = 255 - x
+        if x.ndim == 3:
+            return self.lut[x, 0]
+        c = x.shape[-1]
+        out = np.empty_like(x)
+        for ch in range(c):
+            out[..., ch] = self.lut[x[..., ch], min(ch, self.lut.shape[1] - 1)]
+        return out
+
+    @property
+    def name(self) -> str:
+        return f"colour_map({self.label})"
+
+    def to_dict(self) -> dict[str, Any]:
+        probe = np.array([0, 64, 128, 192, 255])
+        return {"type": "colour_map", "mapping": self.label, "invert": bool(self.invert),
+                "probe": {int(v): [int(c) for c in self.lut[255 - v if self.invert else v]] for v in probe}}
+
+
+@dataclass(frozen=True)
+class AddNoise(Cue):
+    """Add Gaussian noise of standard deviation ``sigma`` (grey levels); each image's noise is
+    seeded by its own pixels, so the same image always gets the same noise.
+
+    Examples
+    --------
+    >>> y = AddNoise(sigma=20.0).apply(np.full((1, 8, 8, 3), 128, np.uint8))
+    >>> 10 < float(y.std()) < 30
+    True
+    """
+
+    type: ClassVar[str] = "noise"
+    sigma: float = 10.0
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images)
+        out = np.empty_like(x)
+        for i in range(len(x)):
+            noise = np.random.default_rng(_seed_of(x[i])).normal(0.0, float(self.sigma), x[i].shape)
+            out[i] = np.clip(np.round(x[i] + noise), 0, 255).astype(np.uint8)
+        return out
+
+
+@dataclass(frozen=True)
+class Jpeg(Cue):
+    """Compress each image as JPEG at ``quality`` (1–95) and decode it again.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
+    >>> y = Jpeg(quality=5).apply(x)
+    >>> y.shape == x.shape and bool((y != x).any())
+    True
+    """
+
+    type: ClassVar[str] = "jpeg"
+    quality: int = 20
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        x = np.asarray(images)
+        grey = x.ndim == 3 or x.shape[-1] == 1
+        out = np.empty_like(x)
+        for i in range(len(x)):
+            im = Image.fromarray(x[i].squeeze(-1) if x.ndim == 4 and grey else x[i])
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=int(self.quality))
+            dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+            out[i] = dec.reshape(out[i].shape)
+        return out
+
+
+# --------------------------------------------------------------------------- statistics of images
+def _small(x: np.ndarray) -> np.ndarray:
+    """float32 N×h×w×C, at most ``_MAX_SIDE`` on a side (area-averaged)."""
+    x = np.asarray(x, np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    n, h, w, c = x.shape
+    f = int(np.ceil(max(h, w) / _MAX_SIDE))
+    if f > 1:
+        h2, w2 = h // f, w // f
+        x = x[:, :h2 * f, :w2 * f].reshape(n, h2, f, w2, f, c).mean(axis=(2, 4))
+    return x
+
+
+def _texture(x: np.ndarray) -> np.ndarray:
+    """Per image: log sharpness, log noise, log blockiness (N×3) on the full-resolution centre
+    (:func:`~sparsecheck.analysis.image_measures.texture`)."""
+    x = np.asarray(x)
+    x4 = x if x.ndim == 4 else x[..., None]
+    crop = central_crop(x4, 64).astype(np.float32)
+    lum = luminance(crop) if crop.shape[-1] == 3 else crop[..., 0]
+    t = texture(lum)
+    return np.log(np.nan_to_num(t, nan=0.0) + np.array([1.0, 0.5, 1e-3]))
+
+
+#: which texture statistic (column of :func:`_texture`) each texture cue moves
+_TEXTURE_STAT = {"blur": 0, "noise": 1, "jpeg": 2}
+
+
+def _mean_texture(groups: dict) -> np.ndarray:
+    """The texture statistics' mean over the groups (weighted by their sizes)."""
+    rows = [_texture(v) for v in groups.values() if len(v)]
+    return np.concatenate(rows).mean(axis=0)
+
+
+def _solve(gap: Any, lo: float, hi: float, *, log: bool, steps: int = 6) -> float | None:
+    """The strength in [lo, hi] where ``gap`` (monotone in it) crosses zero: a bracket from five
+    points, then bisection; None when it does not cross (the texture moves the other way)."""
+    grid = np.geomspace(lo, hi, 5) if log else np.linspace(lo, hi, 5)
+    values = [gap(float(v)) for v in grid]
+    for a, b, ga, gb in zip(grid[:-1], grid[1:], values[:-1], values[1:]):
+        if ga == 0:
+            return float(a)
+        if np.sign(ga) != np.sign(gb):
+            for _ in range(steps):
+                mid = float(np.sqrt(a * b) if log else (a + b) / 2)
+                gm = gap(mid)
+                if np.sign(gm) == np.sign(ga):
+                    a, ga = mid, gm
+                else:
+                    b, gb = mid, gm
+            return float(np.sqrt(a * b) if log else (a + b) / 2)
+    return None
+
+
+def _stats(x: np.ndarray) -> np.ndarray:
+    """The statistic vector of each image (N×S): grid means, channel quantiles, texture."""
+    s = _small(x)
+    n, h, w, c = s.shape
+    g = _GRID if min(h, w) >= _GRID else min(h, w)
+    rows = np.array_split(np.arange(h), g)
+    cols = np.array_split(np.arange(w), g)
+    grid = np.stack([s[:, r][:, :, cc].mean(axis=(1, 2)) for r in rows for cc in cols], axis=1).reshape(n, -1)
+    q = np.quantile(s.reshape(n, -1, c), [0.05, 0.25, 0.5, 0.75, 0.95], axis=1).transpose(1, 0, 2).reshape(n, -1)
+    return np.concatenate([grid, q, _texture(x)], axis=1).astype(np.float64)
+
+
+@dataclass
+class _Groups:
+    """The sampled carriers and non-carriers, per class (``strata``: the classes holding both)."""
+
+    carriers: dict[Any, np.ndarray]
+    others: dict[Any, np.ndarray]
+    stratified: bool
+
+    def keys(self) -> list[Any]:
+        return list(self.carriers)
+
+
+def _pooled_z(a: dict[Any, np.ndarray], b: dict[Any, np.ndarray]) -> np.ndarray:
+    """Per statistic: the within-class mean differences (a - b), pooled over the classes, over their se.
+
+    The variance is pooled over every group (a common within-group variance per statistic), so that
+    a class with two carriers cannot make a z-score huge by chance; the classes are weighted by
+    ``1 / (1/n_a + 1/n_b)``, the inverse of their share of the variance.
+    """
+    num, wsum, ss, dof = 0.0, 0.0, 0.0, 0
+    for k in a:
+        xa, xb = a[k], b.get(k)
+        if xb is None or len(xa) < 1 or len(xb) < 1:
+            continue
+        w = 1.0 / (1.0 / len(xa) + 1.0 / len(xb))
+        num = num + w * (xa.mean(axis=0) - xb.mean(axis=0))
+        wsum += w
+        ss = ss + ((xa - xa.mean(axis=0)) ** 2).sum(axis=0) + ((xb - xb.mean(axis=0)) ** 2).sum(axis=0)
+        dof += len(xa) + len(xb) - 2
+    if wsum == 0 or dof <= 0:
+        return np.zeros(0)
+    sd = np.sqrt(ss / dof) + 1e-6
+    return (num / wsum) / (sd / np.sqrt(wsum))
+
+
+#: a statistic whose z² exceeds this counts as "certainly different", however large
+_CAP = 100.0
+#: z² below this (the 99th percentile of chi-square with 1 degree of freedom) is noise
+_FLOOR = float(_st.chi2.isf(0.01, 1))
+
+
+def _difference(z: np.ndarray) -> float:
+    """How much two groups differ on a statistic vector: Σ min(z², _CAP) over the statistics with z² > _FLOOR.
+
+    The floor leaves out what noise alone makes (about 1% of the statistics); the cap keeps one
+    statistic with a tiny spread (a mark of one constant colour) from drowning every other: a
+    candidate that fixes it but breaks ten others must not look better.
+    """
+    if not z.size:
+        return 0.0
+    z2 = z ** 2
+    return float(np.minimum(z2[z2 > _FLOOR], _CAP).sum())
+
+
+# --------------------------------------------------------------------------- the estimate
+@dataclass
+class CueEstimate:
+    """What :func:`estimate_cue` learned about one attribute value.
+
+    Attributes
+    ----------
+    kind : {"region", "colour", "blur", "noise", "jpeg"}
+    put, remove : Cue
+        Put the cue on an image; take it off (None where there is no remover).
+    explained : float
+        Share of the carriers-vs-others difference the estimate reproduces (module docstring).
+    area : float
+        Share of the image the region covers (1.0 for a global change).
+    n_carriers, n_others : int
+        Images compared; ``stratified``: within classes (False: no class held both).
+    difference : ndarray (h, w)
+        Where carriers differ from the others (pooled squared z of the pixel means; for the picture).
+    mask : ndarray (H, W) or None
+        The region (``kind == "region"``).
+    """
+
+    kind: str
+    put: Cue
+    remove: Cue | None
+    explained: float
+    area: float
+    n_carriers: int
+    n_others: int
+    stratified: bool
+    difference: np.ndarray
+    mask: np.ndarray | None = None
+    candidates: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """In words: "a region of 2.8% of the image (bottom-right), copied from carriers" and the like."""
+        if self.kind == "region":
+            return f"{getattr(self.put, 'label', 'a region')}, copied from images that carry it"
+        return getattr(self.put, "label", None) or self.put.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "description": self.describe(), "put": self.put.to_dict(),
+                "remove": None if self.remove is None else self.remove.to_dict(),
+                "explained": round(float(self.explained), 3), "area": round(float(self.area), 4),
+                "n_carriers": int(self.n_carriers), "n_others": int(self.n_others),
+                "stratified": bool(self.stratified),
+                "candidates": {k: round(float(v), 3) for k, v in self.candidates.items()}}
+
+
+def _sample(has: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[dict, dict, bool]:
+    """Row indices of carriers and non-carriers per class (classes holding at least 2 of each)."""
+    c_rows: dict[Any, np.ndarray] = {}
+    o_rows: dict[Any, np.ndarray] = {}
+    for k in np.unique(labels):
+        c = np.flatnonzero(has & (labels == k))
+        o = np.flatnonzero(~has & (labels == k))
+        if len(c) >= 2 and len(o) >= 2:
+            c_rows[k] = rng.permutation(c)[:PER_CLASS]
+            o_rows[k] = rng.permutation(o)[:PER_CLASS]
+    if len(c_rows) > TOTAL // 4:  # many classes: the strata with most of both
+        keep = sorted(c_rows, key=lambda k: -min(len(c_rows[k]), len(o_rows[k])))[:TOTAL // 4]
+        c_rows = {k: c_rows[k] for k in keep}
+        o_rows = {k: o_rows[k] for k in keep}
+    stratified = bool(c_rows)
+    if not stratified:  # no class holds both: compare the groups as they are (confounded with the class)
+        c_rows = {None: rng.permutation(np.flatnonzero(has))[:TOTAL]}
+        o_rows = {None: rng.permutation(np.flatnonzero(~has))[:TOTAL]}
+    # at most TOTAL of each in all, the biggest strata trimmed first
+    for rows in (c_rows, o_rows):
+        while sum(len(r) for r in rows.values()) > TOTAL:
+            k = max(rows, key=lambda key: len(rows[key]))
+            rows[k] = rows[k][:max(2, len(rows[k]) * 3 // 4)]
+    return c_rows, o_rows, stratified
+
+
+def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed: int = 0,
+                 min_carriers: int = 5) -> CueEstimate | None:
+    """Learn how images with a value differ from those without it (module docstring).
+
+    Parameters
+    ----------
+    images : array-like uint8 (n, H, W[, C])
+        Indexable by an array of rows (a memory map or a lazy dataset will do); only a sample of at
+        most :data:`TOTAL` carriers and :data:`TOTAL` non-carriers is read.
+    has_value : ndarray of bool (n,)
+        Which images carry the value.
+    labels : ndarray (n,)
+        Classes: carriers and non-carriers are compared within each class.
+    seed : int
+        Seeds the sample and the donors' order.
+    min_carriers : int
+        Fewer carriers than this: no estimate.
+
+    Returns
+    -------
+    CueEstimate or None
+        None when the carriers do not differ from the others in any way the candidates can
+        reproduce (an attribute that is not in the pixels, such as a scanner's name).
+    """
+    has = np.asarray(has_value, bool)
+    labels = np.asarray(labels)
+    if has.sum() < min_carriers or (~has).sum() < min_carriers:
+        return None
+    rng = np.random.default_rng(seed)
+    c_rows, o_rows, stratified = _sample(has, labels, rng)
+    read = lambda rows: np.asarray(images[np.sort(rows)]) if len(rows) else None  # noqa: E731
+    carriers = {k: read(r) for k, r in c_rows.items()}
+    others = {k: read(r) for k, r in o_rows.items()}
+    c_lab = {k: labels[np.sort(r)] for k, r in c_rows.items()}
+    o_lab = {k: labels[np.sort(r)] for k, r in o_rows.items()}
+    sc = {k: _stats(v) for k, v in carriers.items()}
+    so = {k: _stats(v) for k, v in others.items()}
+    n_c = sum(len(v) for v in carriers.values())
+    n_o = sum(len(v) for v in others.values())
+    channels = _channels(carriers)
+    diff_map = _pixel_z2(carriers, others)
+    base = _difference(_pooled_z(sc, so))
+    pixel_base = int(_significant_pixels(diff_map, channels).sum())
+    # what the same comparison shows between random halves (labels shuffled within each class):
+    # near-duplicate images make every z larger than independent images would, and this is the floor
+    null_stats, null_pixels = _null_floor(carriers, others, sc, so, channels, rng)
+    base -= null_stats
+    pixel_base -= null_pixels
+    pixel_signal = pixel_base >= max(5, 0.005 * diff_map.size)  # pixels differ, beyond a stray few
+    if base <= 0 and not pixel_signal:
+        logger.info("cue estimate: the images with the value do not differ from the others in the pixels")
+        return None
+
+    def explained_by(cue: Cue, pixels: bool = True) -> float:
+        """The share of the difference left once ``cue`` is put on the non-carriers: on the statistic
+        vector and, when the pixels differ and ``pixels``, on the pixel map too (the worse of the
+        two: a colour mapping cannot stand in for a region). Texture cues are scored on the
+        statistics alone: noise or blur moves no pixel's mean, so the pixel map cannot judge them."""
+        mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}
+        after = max(_difference(_pooled_z(sc, {k: _stats(v) for k, v in mapped.items()})) - null_stats, 0.0)
+        score = 1.0 - after / base if base > 0 else (1.0 if after == 0 else -1.0)
+        if pixel_signal and pixels:
+            left = int(_significant_pixels(_pixel_z2(carriers, mapped), channels).sum()) - null_pixels
+            score = min(score, 1.0 - max(left, 0) / pixel_base)
+        return score
+
+    all_c = np.concatenate(list(carriers.values()))
+    all_o = np.concatenate(list(others.values()))
+    lab_c = np.concatenate(list(c_lab.values()))
+    lab_o = np.concatenate(list(o_lab.values()))
+    found: dict[str, tuple[float, Cue, Cue | None, float, np.ndarray | None]] = {}
+    # a region: copied from carriers (its control: from non-carriers)
+    mask = _region(diff_map, all_c.shape[1:3], channels)
+    if mask is not None and 0 < (mask > 0.5).mean() <= MAX_REGION:
+        area = float((mask > 0.5).mean())
+        label = f"a region of {100 * area:.1f}% of the image ({_where(mask)})"
+        put = Transplant(mask=mask, donors=all_c, donor_labels=lab_c, others=all_o, other_labels=lab_o, label=label)
+        remove = Transplant(mask=mask, donors=all_o, donor_labels=lab_o, others=all_c, other_labels=lab_c,
+                            label=f"{label}, from images without it")
+        found["region"] = (explained_by(put), put, remove, area, mask)
+    # a colour mapping (and the same after an inversion)
+    for invert in (False, True):
+        lut = _fit_lut(others, carriers, invert)
+        back = _fit_lut(carriers, others, invert)
+        if lut is None:
+            continue
+        put = ColourMap(lut=lut, invert=invert, label=_describe_lut(lut, invert))
+        remove = None if back is None else ColourMap(lut=back, invert=invert, label="the reverse mapping")
+        score = explained_by(put)
+        key = "colour"
+        if key not in found or score > found[key][0]:
+            found[key] = (score, put, remove, 1.0, None)
+    # texture: blur, noise, JPEG, each at the strength whose texture statistic matches the carriers'
+    side = max(all_c.shape[1:3]) / 32.0
+    carrier_texture = _mean_texture(carriers)
+    for kind, (lo, hi), make in (
+            ("blur", (0.3, 4.0), lambda v: Blur(radius=v * side)),
+            ("noise", (2.0, 60.0), lambda v: AddNoise(sigma=v)),
+            ("jpeg", (3.0, 90.0), lambda v: Jpeg(quality=int(round(v))))):
+        stat = _TEXTURE_STAT[kind]
+
+        def gap(v: float) -> float:
+            return float(_mean_texture({k: make(v).apply(o) for k, o in others.items()})[stat]
+                         - carrier_texture[stat])
+
+        v = _solve(gap, lo, hi, log=kind != "jpeg")
+        if v is None:
+            continue
+        cue = make(v)
+        found[kind] = (explained_by(cue, pixels=False), cue, None, 1.0, None)
+    scores = {k: v[0] for k, v in found.items()}
+    kind = max(scores, key=scores.get)  # type: ignore[arg-type]
+    # a global change explaining about as much as a region is the simpler account (and copies no object)
+    if kind == "region" and "colour" in scores and scores["colour"] >= scores["region"] - 0.1 \
+            and found["region"][3] > 0.15:
+        kind = "colour"
+    score, put, remove, area, mask = found[kind]
+    if score < MIN_EXPLAINED:
+        logger.info("cue estimate: nothing explains the difference (%s)",
+                    ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        return None
+    est = CueEstimate(kind=kind, put=put, remove=remove, explained=float(score), area=float(area),
+                      n_carriers=n_c, n_others=n_o, stratified=stratified, difference=diff_map, mask=mask,
+                      candidates=scores)
+    logger.info("cue estimate: %s (explains %.0f%%; %s)", est.describe(), 100 * score,
+                ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    return est
+
+
+def _pixel_z2(carriers: dict, others: dict) -> np.ndarray:
+    """Per pixel (at most ``_MAX_SIDE`` a side), Σ over channels of two pooled z²: of the difference of
+    the means, and of the spreads (Brown–Forsythe: the mean absolute deviation from each group's
+    median; a blend towards a colour moves the mean of varied photos little, but it squeezes their
+    spread), so ``2 × channels`` degrees of freedom."""
+    a = {k: _small(v).reshape(len(v), -1) for k, v in carriers.items()}
+    b = {k: _small(v).reshape(len(v), -1) for k, v in others.items()}
+    z_mean = _pooled_z(a, b)
+    spread = lambda g: {k: np.abs(v - np.median(v, axis=0)) for k, v in g.items() if len(v) >= 3}  # noqa: E731
+    z_spread = _pooled_z(spread(a), spread(b))
+    if z_spread.size != z_mean.size:
+        z_spread = np.zeros_like(z_mean)
+    shape = _small(next(iter(carriers.values()))[:1]).shape[1:]
+    return (z_mean.reshape(shape) ** 2 + z_spread.reshape(shape) ** 2).sum(axis=-1)
+
+
+def _null_floor(carriers: dict, others: dict, sc: dict, so: dict, channels: int, rng: np.random.Generator,
+                repeats: int = 2) -> tuple[float, int]:
+    """The difference (statistics, pixels) between random splits of the same images, the larger of
+    ``repeats`` shuffles of the carrier/non-carrier labels within each class."""
+    worst_stats, worst_pixels = 0.0, 0
+    for _ in range(repeats):
+        pa, pb, qa, qb = {}, {}, {}, {}
+        for k in carriers:
+            n = len(carriers[k])
+            both = np.concatenate([carriers[k], others[k]])
+            stats = np.concatenate([sc[k], so[k]])
+            order = rng.permutation(len(both))
+            pa[k], pb[k] = both[order[:n]], both[order[n:]]
+            qa[k], qb[k] = stats[order[:n]], stats[order[n:]]
+        worst_stats = max(worst_stats, _difference(_pooled_z(qa, qb)))
+        worst_pixels = max(worst_pixels, int(_significant_pixels(_pixel_z2(pa, pb), channels).sum()))
+    return worst_stats, worst_pixels
+
+
+def _channels(groups: dict) -> int:
+    first = next(iter(groups.values()))
+    return int(first.shape[-1]) if first.ndim == 4 else 1
+
+
+def _significant_pixels(z2: np.ndarray, channels: int) -> np.ndarray:
+    """Pixels that differ (:func:`_pixel_z2`): Benjamini–Hochberg over their chi-square p-values at 1%."""
+    p = _st.chi2.sf(z2.ravel(), df=2 * channels)
+    return (benjamini_hochberg(p) <= 0.01).reshape(z2.shape)
+
+
+def _region(z2: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray | None:
+    """The mask (full size, 0..1) of the pixels whose means differ, closed and grown by a pixel."""
+    sig = _significant_pixels(z2, channels)
+    if sig.sum() < 2:
+        return None
+    sig = ndimage.binary_closing(sig, iterations=1) | sig
+    labelled, n = ndimage.label(sig)
+    if n == 0:
+        return None
+    # keep the components that hold the difference (each at least 5% of it)
+    energy = ndimage.sum(z2, labelled, index=np.arange(1, n + 1))
+    keep = np.isin(labelled, 1 + np.flatnonzero(energy >= 0.05 * energy.sum()))
+    h, w = size
+    small = keep.astype(np.float32)
+    if small.shape != (h, w):
+        fy, fx = h / small.shape[0], w / small.shape[1]
+        small = ndimage.zoom(small, (fy, fx), order=0)[:h, :w]
+        if small.shape != (h, w):
+            small = np.pad(small, ((0, h - small.shape[0]), (0, w - small.shape[1])), mode="edge")
+    return small.astype(np.float32)
+
+
+def _where(mask: np.ndarray) -> str:
+    rows, cols = np.nonzero(mask > 0.5)
+    h, w = mask.shape
+    if (rows.size and rows.min() == 0 and rows.max() == h - 1 and cols.min() == 0 and cols.max() == w - 1
+            and (mask[h // 4: -h // 4 or None, w // 4: -w // 4 or None] < 0.5).all()):
+        return "along every edge"
+    v = ["top", "middle", "bottom"][min(2, int(3 * rows.mean() / h))]
+    hz = ["left", "centre", "right"][min(2, int(3 * cols.mean() / w))]
+    return "centre" if (v, hz) == ("middle", "centre") else f"{v}-{hz}" if v != "middle" else f"{hz} edge" \
+        if hz != "centre" else "centre"
+
+
+def _quantile_lut(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The monotone map of values 0..255 that sends ``src``'s distribution onto ``dst``'s."""
+    qs = np.linspace(0, 1, 101)
+    sq = np.quantile(src, qs)
+    dq = np.quantile(dst, qs)
+    sq = np.maximum.accumulate(sq + np.arange(qs.size) * 1e-6)
+    return np.interp(np.arange(256), sq, dq)
+
+
+def _fit_lut(src: dict, dst: dict, invert: bool) -> np.ndarray | None:
+    """Per-channel quantile maps from ``src`` (inverted first when ``invert``) to ``dst``, fitted per
+    class and averaged (weighted by the classes' sizes)."""
+    luts, weights = [], []
+    for k in src:
+        a, b = src[k], dst.get(k)
+        if b is None or len(a) < 2 or len(b) < 2:
+            continue
+        a4 = (255 - a) if invert else a
+        a4 = a4 if a4.ndim == 4 else a4[..., None]
+        b4 = b if b.ndim == 4 else b[..., None]
+        ch = a4.shape[-1]
+        sa = a4.reshape(-1, ch)[:: max(1, a4[..., 0].size // 200_000)]
+        sb = b4.reshape(-1, ch)[:: max(1, b4[..., 0].size // 200_000)]
+        luts.append(np.stack([_quantile_lut(sa[:, j], sb[:, j]) for j in range(ch)], axis=1))
+        weights.append(len(a) * len(b) / (len(a) + len(b)))
+    if not luts:
+        return None
+    w = np.asarray(weights) / np.sum(weights)
+    return np.clip(np.round(np.tensordot(w, np.stack(luts), axes=1)), 0, 255).astype(np.uint8)
+
+
+def _describe_lut(lut: np.ndarray, invert: bool) -> str:
+    """"a colour mapping: black → (12, 40, 90), white → (230, 20, 20)" and the like."""
+    def rgb(v: int) -> str:
+        row = lut[255 - v if invert else v]
+        return "(" + ", ".join(str(int(c)) for c in row) + ")" if len(row) > 1 else str(int(row[0]))
+
+    head = "an inverting colour mapping" if invert else "a colour mapping"
+    return f"{head}: black → {rgb(0)}, mid-grey → {rgb(128)}, white → {rgb(255)}"

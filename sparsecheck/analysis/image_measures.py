@@ -1,0 +1,271 @@
+"""Per-image measurements behind the automatic attributes and the cue estimates: plain numpy on batches.
+
+Every function takes a float32 batch ``x`` (n×H×W×3, values 0–255) or its luminance ``lum``
+(n×H×W) and returns one number (or a few) per image:
+
+=======================  ======================================================================
+:func:`texture`          sharpness (variance of the 4-neighbour Laplacian), noise (Immerkær's
+                         estimate of a Gaussian noise's sigma from a 3×3 second-difference
+                         mask, robust to edges), blockiness (mean absolute step across the
+                         8-pixel block boundaries JPEG leaves, over the mean step elsewhere)
+:func:`marks`            the strongest *mark* in each of eight zones along the edges (four
+                         corners, four edge middles): a window (1/8, 1/5 or 1/3 of the shorter
+                         side) whose pixels are uniform (each channel's standard deviation at
+                         most ``UNIFORM``) and differ from the ring around it; score = the
+                         largest channel difference of their means, with the window's colour
+:func:`bands`            a strip along each side (1/16, 1/8 or 1/5 of the side) against the strip
+                         just inside it: the largest channel difference of their means plus half
+                         the spread the strip lost (a blend towards a colour flattens it), with
+                         the strip's colour
+:func:`fg_bg_colour`     the mean colour of the foreground (pixels that differ from the image's
+                         backdrop, the median of its outer ring, by more than ``FOREGROUND``
+                         in some channel) and of the rest, and the foreground's share
+:func:`colour_name`      a colour as a word: ``white``, ``grey``, ``black`` (chroma under
+                         ``GREY_CHROMA``) or a hue family (``red``, ``orange``, ...)
+=======================  ======================================================================
+
+Windows and strips come from integral images, so a batch costs a few passes over its pixels.
+
+Examples
+--------
+>>> import numpy as np
+>>> x = np.full((2, 32, 32, 3), 20.0, np.float32)
+>>> x[1, -5:-1, -5:-1] = 255.0                          # a white 4×4 mark, bottom-right
+>>> score, colour = marks(x)
+>>> [round(float(s)) for s in score[:, MARK_ZONES.index("br")]], colour_name(colour[1, MARK_ZONES.index("br")])
+([0, 235], 'white')
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MARK_ZONES", "SIDES", "UNIFORM", "FOREGROUND", "GREY_CHROMA", "COLOUR_FAMILIES", "texture", "marks",
+           "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop"]
+
+#: the eight zones along the edges, in column order: corners and edge middles
+MARK_ZONES = ("tl", "t", "tr", "l", "r", "bl", "b", "br")
+SIDES = ("top", "bottom", "left", "right")
+#: a mark's pixels have at most this standard deviation in every channel (0–255)
+UNIFORM = 28.0
+#: a pixel this far (in some channel, 0–255) from the backdrop is foreground
+FOREGROUND = 60.0
+#: a colour with chroma (max - min channel, 0–255) under this is white, grey or black
+GREY_CHROMA = 40.0
+#: colour families: name → [start, end) hue in degrees (red wraps around 0)
+COLOUR_FAMILIES = {"red": (345.0, 15.0), "orange": (15.0, 45.0), "yellow": (45.0, 70.0),
+                   "green": (70.0, 165.0), "cyan": (165.0, 200.0), "blue": (200.0, 260.0),
+                   "purple": (260.0, 290.0), "magenta": (290.0, 345.0)}
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def luminance(x: np.ndarray) -> np.ndarray:
+    """n×H×W luminance of an n×H×W×3 batch."""
+    return x @ _LUMA
+
+
+def downsample(x: np.ndarray, side: int = 64) -> np.ndarray:
+    """Area-average an n×H×W×C batch by the largest integer factor that keeps its shorter side >= ``side``.
+
+    Marks, bands and colours are measured at this size: a mark of 1.5% of the image stays 1.5%
+    of it, and a 224-pixel photo costs as little as a 64-pixel one.
+    """
+    n, h, w, c = x.shape
+    f = min(h, w) // side
+    if f < 2:
+        return x
+    h2, w2 = h // f, w // f
+    return x[:, :h2 * f, :w2 * f].reshape(n, h2, f, w2, f, c).mean(axis=(2, 4))
+
+
+def central_crop(x: np.ndarray, side: int = 128) -> np.ndarray:
+    """The central ``side``×``side`` pixels of a batch (n×H×W or n×H×W×C) at full resolution,
+    aligned to JPEG's 8-pixel grid: where :func:`texture` measures noise and block artefacts."""
+    h, w = x.shape[1:3]
+    top = ((h - side) // 2) // 8 * 8 if h > side else 0
+    left = ((w - side) // 2) // 8 * 8 if w > side else 0
+    return x[:, top:top + side, left:left + side]
+
+
+def texture(lum: np.ndarray) -> np.ndarray:
+    """n×3: sharpness, noise sigma, blockiness of each image (module docstring); NaN below 3×3 (16×16 for blocks)."""
+    n, h, w = lum.shape
+    out = np.full((n, 3), np.nan)
+    if h >= 3 and w >= 3:
+        lap = lum[:, :-2, 1:-1] + lum[:, 2:, 1:-1] + lum[:, 1:-1, :-2] + lum[:, 1:-1, 2:] - 4 * lum[:, 1:-1, 1:-1]
+        out[:, 0] = lap.reshape(n, -1).var(1)
+        # Immerkær (1996): sigma = sqrt(pi/2) / (6 (W-2)(H-2)) Σ |I * [[1,-2,1],[-2,4,-2],[1,-2,1]]|
+        m = (lum[:, :-2, :-2] - 2 * lum[:, :-2, 1:-1] + lum[:, :-2, 2:] - 2 * lum[:, 1:-1, :-2]
+             + 4 * lum[:, 1:-1, 1:-1] - 2 * lum[:, 1:-1, 2:] + lum[:, 2:, :-2] - 2 * lum[:, 2:, 1:-1] + lum[:, 2:, 2:])
+        out[:, 1] = np.sqrt(np.pi / 2) * np.abs(m).reshape(n, -1).mean(1) / 6.0
+    if h >= 16 and w >= 16:
+        dx = np.abs(np.diff(lum, axis=2))
+        dy = np.abs(np.diff(lum, axis=1))
+        bx = dx[:, :, 7::8].mean(axis=(1, 2)) / (dx.mean(axis=(1, 2)) + 1e-3)
+        by = dy[:, 7::8, :].mean(axis=(1, 2)) / (dy.mean(axis=(1, 2)) + 1e-3)
+        out[:, 2] = (bx + by) / 2
+    return out
+
+
+def _integral(x: np.ndarray) -> np.ndarray:
+    s = np.zeros((x.shape[0], x.shape[1] + 1, x.shape[2] + 1, x.shape[3]), np.float64)
+    s[:, 1:, 1:] = x.cumsum(1).cumsum(2)
+    return s
+
+
+def _box(s: np.ndarray, r0: np.ndarray, c0: np.ndarray, r1: np.ndarray, c1: np.ndarray) -> np.ndarray:
+    """Sums over boxes [r0, r1) × [c0, c1) of the integral image ``s``: n × boxes × C."""
+    return s[:, r1, c1] - s[:, r0, c1] - s[:, r1, c0] + s[:, r0, c0]
+
+
+def _windows(h: int, w: int) -> tuple[np.ndarray, ...]:
+    """Candidate mark windows along the edges: (r0, c0, r1, c1, ring box, zone index)."""
+    m = min(h, w)
+    rows = []
+    for frac in (1 / 8, 1 / 5, 1 / 3):
+        s = max(2, int(round(frac * m)))
+        if s >= m:
+            continue
+        step = max(1, s // 4)
+        ring = max(1, s // 2)
+        for off in range(0, s // 2 + 1, step):
+            for pos in range(0, max(w, h), step):
+                for edge in ("top", "bottom", "left", "right"):
+                    if edge in ("top", "bottom"):
+                        if pos + s > w:
+                            continue
+                        r0 = off if edge == "top" else h - s - off
+                        c0 = pos
+                    else:
+                        if pos + s > h:
+                            continue
+                        c0 = off if edge == "left" else w - s - off
+                        r0 = pos
+                    if r0 < 0 or c0 < 0:
+                        continue
+                    rows.append((r0, c0, r0 + s, c0 + s, max(0, r0 - ring), max(0, c0 - ring),
+                                 min(h, r0 + s + ring), min(w, c0 + s + ring)))
+    a = np.array(sorted(set(rows)), dtype=np.int64).reshape(-1, 8)
+    cy = (a[:, 0] + a[:, 2]) / 2 / h
+    cx = (a[:, 1] + a[:, 3]) / 2 / w
+    vert = np.where(cy < 1 / 3, 0, np.where(cy > 2 / 3, 2, 1))
+    horiz = np.where(cx < 1 / 3, 0, np.where(cx > 2 / 3, 2, 1))
+    grid = {(0, 0): "tl", (0, 1): "t", (0, 2): "tr", (1, 0): "l", (1, 2): "r", (2, 0): "bl", (2, 1): "b",
+            (2, 2): "br"}
+    zone = np.array([MARK_ZONES.index(grid.get((v, z), "t")) if (v, z) in grid else -1
+                     for v, z in zip(vert, horiz)])
+    keep = zone >= 0
+    return tuple(a[keep].T) + (zone[keep],)  # type: ignore[return-value]
+
+
+_WINDOWS: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+
+
+def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The strongest uniform mark per zone: scores n×8 (0–255) and colours n×8×3 (module docstring)."""
+    n, h, w, c = x.shape
+    if (h, w) not in _WINDOWS:
+        _WINDOWS[(h, w)] = _windows(h, w)
+    r0, c0, r1, c1, q0, p0, q1, p1, zone = _WINDOWS[(h, w)]
+    score = np.zeros((n, len(MARK_ZONES)))
+    colour = np.full((n, len(MARK_ZONES), c), np.nan)
+    if r0.size == 0:
+        return score, colour
+    s1, s2 = _integral(x.astype(np.float64)), _integral(x.astype(np.float64) ** 2)
+    area = ((r1 - r0) * (c1 - c0))[None, :, None]
+    big = ((q1 - q0) * (p1 - p0))[None, :, None]
+    win = _box(s1, r0, c0, r1, c1)
+    mean = win / area
+    sd = np.sqrt(np.maximum(_box(s2, r0, c0, r1, c1) / area - mean ** 2, 0.0))
+    ring = (_box(s1, q0, p0, q1, p1) - win) / np.maximum(big - area, 1)
+    contrast = np.abs(mean - ring).max(axis=2)
+    strength = np.where(sd.max(axis=2) <= UNIFORM, contrast, 0.0)        # n × windows
+    for z in range(len(MARK_ZONES)):
+        cols = np.flatnonzero(zone == z)
+        if cols.size == 0:
+            continue
+        best = strength[:, cols].argmax(axis=1)
+        score[:, z] = strength[np.arange(n), cols[best]]
+        colour[:, z] = mean[np.arange(n), cols[best]]
+    return score, colour
+
+
+def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per side: the band score n×4 (0–255) and colour n×4×3 (module docstring)."""
+    n, h, w, c = x.shape
+    score = np.full((n, len(SIDES)), -1.0)
+    colour = np.full((n, len(SIDES), c), np.nan)
+    for j, side in enumerate(SIDES):
+        length = h if side in ("top", "bottom") else w
+        for frac in (1 / 16, 1 / 8, 1 / 5):
+            k = max(1, int(round(frac * length)))
+            if 2 * k >= length:
+                continue
+            if side == "top":
+                strip, inner = x[:, :k], x[:, k:2 * k]
+            elif side == "bottom":
+                strip, inner = x[:, h - k:], x[:, h - 2 * k:h - k]
+            elif side == "left":
+                strip, inner = x[:, :, :k], x[:, :, k:2 * k]
+            else:
+                strip, inner = x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
+            sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
+            flat = np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
+            s = np.abs(sm - im).max(axis=1) + 0.5 * flat
+            better = s > score[:, j]
+            score[better, j] = s[better]
+            colour[better, j] = sm[better]
+    return np.maximum(score, 0.0), colour
+
+
+def fg_bg_colour(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean colours of the foreground and the background (n×3 each, NaN where empty) and the
+    foreground's share (module docstring)."""
+    n, h, w, c = x.shape
+    k = max(1, round(min(h, w) / 8))
+    ring = np.concatenate([x[:, :k].reshape(n, -1, c), x[:, h - k:].reshape(n, -1, c),
+                           x[:, k:h - k, :k].reshape(n, -1, c), x[:, k:h - k, w - k:].reshape(n, -1, c)], axis=1)
+    backdrop = np.median(ring, axis=1)                                      # n × C
+    fg = (np.abs(x - backdrop[:, None, None, :]) > FOREGROUND).any(axis=3)   # n × H × W
+    cnt = fg.reshape(n, -1).sum(1)
+    total = x.reshape(n, -1, c).sum(1)
+    fg_sum = (x * fg[..., None]).reshape(n, -1, c).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fg_mean = np.where(cnt[:, None] > 0, fg_sum / cnt[:, None], np.nan)
+        bg_mean = np.where((h * w - cnt)[:, None] > 0, (total - fg_sum) / (h * w - cnt)[:, None], np.nan)
+    return fg_mean, bg_mean, cnt / (h * w)
+
+
+def colour_names(rgb: np.ndarray) -> np.ndarray:
+    """:func:`colour_name` of each row of an m×3 array (NaN rows: None)."""
+    rgb = np.asarray(rgb, np.float64).reshape(-1, 3)
+    out = np.full(len(rgb), None, dtype=object)
+    ok = np.isfinite(rgb).all(axis=1)
+    if not ok.any():
+        return out
+    v = rgb[ok]
+    chroma = v.max(1) - v.min(1)
+    lum = v @ _LUMA.astype(np.float64)
+    names = np.where(lum >= 170, "white", np.where(lum < 70, "black", "grey")).astype(object)
+    # hue of the coloured ones (HSV hue from the max channel)
+    mx, mn = v.max(1), v.min(1)
+    d = np.where(chroma > 0, chroma, 1.0)
+    r, g, b = v[:, 0], v[:, 1], v[:, 2]
+    hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) * 60.0
+    coloured = chroma >= GREY_CHROMA
+    for name, (lo, hi) in COLOUR_FAMILIES.items():
+        inside = (hue >= lo) | (hue < hi) if lo > hi else (hue >= lo) & (hue < hi)
+        names[coloured & inside] = name
+    out[ok] = names
+    return out
+
+
+def colour_name(rgb: np.ndarray) -> str | None:
+    """A colour (three values 0–255) as a word: ``white``, ``grey``, ``black`` or a hue family.
+
+    Examples
+    --------
+    >>> colour_name(np.array([250, 250, 245])), colour_name(np.array([200, 30, 30])), colour_name(np.array([9, 9, 9]))
+    ('white', 'red', 'black')
+    """
+    return colour_names(np.asarray(rgb).reshape(1, 3))[0]
