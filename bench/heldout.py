@@ -127,9 +127,10 @@ def _tile_count(html: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter | None = None) -> dict[str, Any]:
+def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter | None = None,
+               split: str = "mixed") -> dict[str, Any]:
     start = time.perf_counter()
-    task = make_task(source, seed)
+    task = make_task(source, seed, split=split)
     with torch_threads(1):
         net = train_model(task)
     train_s = time.perf_counter() - start
@@ -236,6 +237,8 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="run LIME and the sanity check too")
     parser.add_argument("--count-forward", action="store_true", help="count the images each stage runs the model on")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--split", choices=("mixed", "tuning"), default="mixed",
+                        help="draw cues from both family splits (the benchmark) or the tuning ones only (development)")
     args = parser.parse_args()
     sources = [s for s in args.sources.split(",") if s]
     if "photos" in sources and photos_root() is None:
@@ -245,7 +248,7 @@ def main() -> int:
     rows = []
     for seed in range(args.first, args.first + args.seeds):
         for source in sources:
-            r = score_task(source, seed, explain=args.explain, count=count)
+            r = score_task(source, seed, explain=args.explain, count=count, split=args.split)
             rows.append(r)
             cues = ", ".join(f"{c['family']}→{c['class']}:{'M' if r['with']['found'][c['name']] else '-'}"
                              f"{'A' if r['without']['found'][c['name']] else '-'}" for c in r["cues"])

@@ -94,9 +94,9 @@ __all__ = ["AUTO_PREFIX", "COLOUR_FAMILIES", "MARK_MIN", "BAND_MIN", "image_prop
 #: prefix of every automatic attribute column
 AUTO_PREFIX = "auto:"
 #: a mark scores at least this (the largest channel difference from its surround, 0–255)
-MARK_MIN = 60.0
+MARK_MIN = 70.0
 #: a band (and a frame) scores at least this (0–255)
-BAND_MIN = 45.0
+BAND_MIN = 52.0
 _CHUNK = 64
 # properties binned into levels
 _LEVELLED = ["brightness", "contrast", "saturation", "colourfulness", "sharpness", "noise", "blockiness",

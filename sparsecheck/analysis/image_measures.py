@@ -41,13 +41,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MARK_ZONES", "SIDES", "UNIFORM", "FOREGROUND", "GREY_CHROMA", "COLOUR_FAMILIES", "texture", "marks",
-           "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop"]
+           "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop", "backdrop"]
 
 #: the eight zones along the edges, in column order: corners and edge middles
 MARK_ZONES = ("tl", "t", "tr", "l", "r", "bl", "b", "br")
 SIDES = ("top", "bottom", "left", "right")
 #: a mark's pixels have at most this standard deviation in every channel (0–255)
-UNIFORM = 28.0
+UNIFORM = 16.0
 #: a pixel this far (in some channel, 0–255) from the backdrop is foreground
 FOREGROUND = 60.0
 #: a colour with chroma (max - min channel, 0–255) under this is white, grey or black
@@ -113,86 +113,64 @@ def _integral(x: np.ndarray) -> np.ndarray:
     return s
 
 
-def _box(s: np.ndarray, r0: np.ndarray, c0: np.ndarray, r1: np.ndarray, c1: np.ndarray) -> np.ndarray:
-    """Sums over boxes [r0, r1) × [c0, c1) of the integral image ``s``: n × boxes × C."""
-    return s[:, r1, c1] - s[:, r0, c1] - s[:, r1, c0] + s[:, r0, c0]
+def _span(n: int, s: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of length ``n``: window starts, and the starts and ends of the box grown by ``r``."""
+    start = np.arange(n - s + 1)
+    return start, np.maximum(start - r, 0), np.minimum(start + s + r, n)
 
 
-def _windows(h: int, w: int) -> tuple[np.ndarray, ...]:
-    """Candidate mark windows along the edges: (r0, c0, r1, c1, ring box, zone index)."""
+def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The strongest uniform mark per zone: scores n×8 (0–255) and colours n×8×3 (module docstring).
+
+    Every window position is tried (square windows of 1/8, 1/5 and 1/3 of the shorter side), from
+    integral images; a window belongs to the zone of the 3×3 grid its centre falls in, and windows
+    centred in the middle cell (where the object is) are not marks.
+    """
+    n, h, w, c = x.shape
     m = min(h, w)
-    rows = []
+    score = np.zeros((n, len(MARK_ZONES)))
+    colour = np.full((n, len(MARK_ZONES), c), np.nan)
+    s1, s2 = _integral(x.astype(np.float64)), _integral(x.astype(np.float64) ** 2)
+    back = backdrop(x)[:, None, None, :]
+    grid = {(0, 0): 0, (0, 1): 1, (0, 2): 2, (1, 0): 3, (1, 2): 4, (2, 0): 5, (2, 1): 6, (2, 2): 7}
     for frac in (1 / 8, 1 / 5, 1 / 3):
         s = max(2, int(round(frac * m)))
         if s >= m:
             continue
-        step = max(1, s // 4)
-        ring = max(1, s // 2)
-        for off in range(0, s // 2 + 1, step):
-            for pos in range(0, max(w, h), step):
-                for edge in ("top", "bottom", "left", "right"):
-                    if edge in ("top", "bottom"):
-                        if pos + s > w:
-                            continue
-                        r0 = off if edge == "top" else h - s - off
-                        c0 = pos
-                    else:
-                        if pos + s > h:
-                            continue
-                        c0 = off if edge == "left" else w - s - off
-                        r0 = pos
-                    if r0 < 0 or c0 < 0:
-                        continue
-                    rows.append((r0, c0, r0 + s, c0 + s, max(0, r0 - ring), max(0, c0 - ring),
-                                 min(h, r0 + s + ring), min(w, c0 + s + ring)))
-    a = np.array(sorted(set(rows)), dtype=np.int64).reshape(-1, 8)
-    cy = (a[:, 0] + a[:, 2]) / 2 / h
-    cx = (a[:, 1] + a[:, 3]) / 2 / w
-    vert = np.where(cy < 1 / 3, 0, np.where(cy > 2 / 3, 2, 1))
-    horiz = np.where(cx < 1 / 3, 0, np.where(cx > 2 / 3, 2, 1))
-    grid = {(0, 0): "tl", (0, 1): "t", (0, 2): "tr", (1, 0): "l", (1, 2): "r", (2, 0): "bl", (2, 1): "b",
-            (2, 2): "br"}
-    zone = np.array([MARK_ZONES.index(grid.get((v, z), "t")) if (v, z) in grid else -1
-                     for v, z in zip(vert, horiz)])
-    keep = zone >= 0
-    return tuple(a[keep].T) + (zone[keep],)  # type: ignore[return-value]
-
-
-_WINDOWS: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-
-
-def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The strongest uniform mark per zone: scores n×8 (0–255) and colours n×8×3 (module docstring)."""
-    n, h, w, c = x.shape
-    if (h, w) not in _WINDOWS:
-        _WINDOWS[(h, w)] = _windows(h, w)
-    r0, c0, r1, c1, q0, p0, q1, p1, zone = _WINDOWS[(h, w)]
-    score = np.zeros((n, len(MARK_ZONES)))
-    colour = np.full((n, len(MARK_ZONES), c), np.nan)
-    if r0.size == 0:
-        return score, colour
-    s1, s2 = _integral(x.astype(np.float64)), _integral(x.astype(np.float64) ** 2)
-    area = ((r1 - r0) * (c1 - c0))[None, :, None]
-    big = ((q1 - q0) * (p1 - p0))[None, :, None]
-    win = _box(s1, r0, c0, r1, c1)
-    mean = win / area
-    sd = np.sqrt(np.maximum(_box(s2, r0, c0, r1, c1) / area - mean ** 2, 0.0))
-    ring = (_box(s1, q0, p0, q1, p1) - win) / np.maximum(big - area, 1)
-    contrast = np.abs(mean - ring).max(axis=2)
-    strength = np.where(sd.max(axis=2) <= UNIFORM, contrast, 0.0)        # n × windows
-    for z in range(len(MARK_ZONES)):
-        cols = np.flatnonzero(zone == z)
-        if cols.size == 0:
-            continue
-        best = strength[:, cols].argmax(axis=1)
-        score[:, z] = strength[np.arange(n), cols[best]]
-        colour[:, z] = mean[np.arange(n), cols[best]]
+        r0, a0, a1 = _span(h, s, max(1, s // 2))
+        c0, b0, b1 = _span(w, s, max(1, s // 2))
+        win = s1[:, s:, s:] - s1[:, :-s, s:] - s1[:, s:, :-s] + s1[:, :-s, :-s]        # n × R × C × ch
+        sq = s2[:, s:, s:] - s2[:, :-s, s:] - s2[:, s:, :-s] + s2[:, :-s, :-s]
+        big = (s1[:, a1][:, :, b1] - s1[:, a0][:, :, b1] - s1[:, a1][:, :, b0] + s1[:, a0][:, :, b0])
+        area = float(s * s)
+        big_area = ((a1 - a0)[:, None] * (b1 - b0)[None, :]).astype(np.float64)[None, :, :, None]
+        mean = win / area
+        sd = np.sqrt(np.maximum(sq / area - mean ** 2, 0.0))
+        ring = (big - win) / np.maximum(big_area - area, 1.0)
+        # a mark stands out from the ring around it *and* from the image's backdrop: a dark window
+        # next to a stroke is the backdrop, not a mark
+        contrast = np.minimum(np.abs(mean - ring).max(axis=3), np.abs(mean - back).max(axis=3))
+        strength = np.where(sd.max(axis=3) <= UNIFORM, contrast, 0.0)                # n × R × C
+        vert = np.minimum(((r0 + s / 2) * 3 // h).astype(int), 2)
+        horiz = np.minimum(((c0 + s / 2) * 3 // w).astype(int), 2)
+        for (v, z), j in grid.items():
+            rows, cols = np.flatnonzero(vert == v), np.flatnonzero(horiz == z)
+            if rows.size == 0 or cols.size == 0:
+                continue
+            part = strength[:, rows][:, :, cols].reshape(n, -1)
+            best = part.argmax(axis=1)
+            better = part[np.arange(n), best] > score[:, j]
+            if better.any():
+                bi, bj = np.unravel_index(best, (rows.size, cols.size))
+                score[better, j] = part[np.arange(n), best][better]
+                colour[better, j] = mean[np.arange(n), rows[bi], cols[bj]][better]
     return score, colour
 
 
 def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per side: the band score n×4 (0–255) and colour n×4×3 (module docstring)."""
     n, h, w, c = x.shape
+    back = backdrop(x)
     score = np.full((n, len(SIDES)), -1.0)
     colour = np.full((n, len(SIDES), c), np.nan)
     for j, side in enumerate(SIDES):
@@ -211,22 +189,29 @@ def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 strip, inner = x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
             sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
             flat = np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
-            s = np.abs(sm - im).max(axis=1) + 0.5 * flat
+            # a band differs from the strip inside it (or is flatter) and from the image's backdrop
+            s = np.minimum(np.abs(sm - im).max(axis=1) + 0.5 * flat, np.abs(sm - back).max(axis=1) + 0.5 * flat)
             better = s > score[:, j]
             score[better, j] = s[better]
             colour[better, j] = sm[better]
     return np.maximum(score, 0.0), colour
 
 
-def fg_bg_colour(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean colours of the foreground and the background (n×3 each, NaN where empty) and the
-    foreground's share (module docstring)."""
+def backdrop(x: np.ndarray) -> np.ndarray:
+    """Each image's backdrop colour (n×C): the per-channel median of its outer ring, 1/8 of the
+    shorter side wide (a thin frame or a corner mark does not move a median)."""
     n, h, w, c = x.shape
     k = max(1, round(min(h, w) / 8))
     ring = np.concatenate([x[:, :k].reshape(n, -1, c), x[:, h - k:].reshape(n, -1, c),
                            x[:, k:h - k, :k].reshape(n, -1, c), x[:, k:h - k, w - k:].reshape(n, -1, c)], axis=1)
-    backdrop = np.median(ring, axis=1)                                      # n × C
-    fg = (np.abs(x - backdrop[:, None, None, :]) > FOREGROUND).any(axis=3)   # n × H × W
+    return np.median(ring, axis=1)
+
+
+def fg_bg_colour(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean colours of the foreground and the background (n×3 each, NaN where empty) and the
+    foreground's share (module docstring)."""
+    n, h, w, c = x.shape
+    fg = (np.abs(x - backdrop(x)[:, None, None, :]) > FOREGROUND).any(axis=3)   # n × H × W
     cnt = fg.reshape(n, -1).sum(1)
     total = x.reshape(n, -1, c).sum(1)
     fg_sum = (x * fg[..., None]).reshape(n, -1, c).sum(1)

@@ -26,7 +26,8 @@ the test stops. A side is:
   probability rise exceeds ``min_rise`` (put on); when the recall falls by at least ``min_fall``
   with a significant McNemar test, or the mean probability fall's lower bound exceeds ``min_rise``
   (take off);
-* **ruled out** when the upper bounds of both measures are below those thresholds.
+* **ruled out** when the upper bounds of both measures are below those thresholds. Stopping for
+  futility cannot confirm anything, so these bounds are one-sided 95% ones, not split over the looks.
 
 The finding is confirmed as soon as either side is, and the test stops there. Put-on images are
 shared by every class asked about the same cue (:class:`CueTrial`): the model runs once on a cued
@@ -76,6 +77,9 @@ __all__ = ["InterventionResult", "CueTrial", "measure_intervention", "look_sizes
 
 #: the first look's size; each next look doubles it
 FIRST_LOOK = 32
+#: futility bounds: one-sided 95% (two-sided coverage 0.9 for the Wilson interval)
+_FUTILITY = 0.90
+_Z_FUTILITY = float(_st.norm.isf(0.05))
 
 
 def look_sizes(sample: int, first: int = FIRST_LOOK) -> list[int]:
@@ -436,7 +440,9 @@ class CueTrial:
         base = float(before.mean())
         a_look = (1 - conf) / 2
         confirmed = (float(lo[0]) > base + self.margin and p < a_look) or rise[1] > self.min_rise
-        ruled_out = float(hi[0]) <= base + self.margin and rise[2] <= self.min_rise
+        (_, hi95) = wilson_interval(np.array([k]), np.array([n]), _FUTILITY)
+        rise95 = _mean_bounds(cued[:, c] - ctrl[:, c], _Z_FUTILITY)
+        ruled_out = float(hi95[0]) <= base + self.margin and rise95[2] <= self.min_rise
         return {"n": n, "rate": k / n, "lo": float(lo[0]), "hi": float(hi[0]), "base": base, "to": to, "from": frm,
                 "p": p, "rise": rise, "confirmed": bool(confirmed), "ruled_out": bool(ruled_out)}
 
@@ -448,10 +454,11 @@ class CueTrial:
         lost, regained = int((before & ~after).sum()), int((after & ~before).sum())
         p = mcnemar_exact(lost, regained)
         fall = _mean_bounds(ctrl[:, c] - cued[:, c], z)
-        drop = _mean_bounds(before.astype(float) - after.astype(float), z)
         a_look = (1 - conf) / 2
         confirmed = (float(before.mean() - after.mean()) >= self.min_fall and p < a_look) or fall[1] > self.min_rise
-        ruled_out = drop[2] < self.min_fall and fall[2] <= self.min_rise
+        drop95 = _mean_bounds(before.astype(float) - after.astype(float), _Z_FUTILITY)
+        fall95 = _mean_bounds(ctrl[:, c] - cued[:, c], _Z_FUTILITY)
+        ruled_out = drop95[2] < self.min_fall and fall95[2] <= self.min_rise
         return {"n": n, "before": (float(before.mean()), float(b_lo), float(b_hi)),
                 "after": (float(after.mean()), float(a_lo), float(a_hi)), "lost": lost, "regained": regained, "p": p,
                 "fall": fall, "confirmed": bool(confirmed), "ruled_out": bool(ruled_out)}

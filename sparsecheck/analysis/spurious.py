@@ -554,8 +554,12 @@ def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFi
 
 
 # ----------------------------------------------------------------------------- one finding per shortcut
-#: the least Jaccard agreement of two attribute values' images for them to be one cue
+#: the least Jaccard agreement of an automatic attribute value's images with a metadata value's for
+#: the automatic finding to be reported under the metadata's name
 MIN_AGREEMENT = 0.6
+#: two findings of one class are one shortcut when this share of the smaller one's images is in the
+#: larger one's (a broad automatic attribute, "colourful", can hold a cue's images and more)
+MIN_OVERLAP = 0.7
 #: a value whose images are (at least this share) outside another finding's value is its absence
 MIN_DISJOINT = 0.9
 
@@ -568,6 +572,12 @@ def _carriers(metadata: pd.DataFrame, attribute: str, value: str) -> np.ndarray:
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     union = int((a | b).sum())
     return float((a & b).sum()) / union if union else 0.0
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """|a ∩ b| / min(|a|, |b|): how much of the smaller set is in the larger."""
+    least = min(int(a.sum()), int(b.sum()))
+    return float((a & b).sum()) / least if least else 0.0
 
 
 def _brief(f: SpuriousFinding) -> dict[str, Any]:
@@ -646,16 +656,13 @@ def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[Spuri
     for f in sorted(automatic, key=lambda f: -f.score):
         mine = _carriers(metadata, f.attribute, f.value)
         # the same shortcut as a declared finding?
-        twin = max(((d, _jaccard(mine, _carriers(metadata, d.attribute, d.value))) for d in declared
-                    if d.class_name == f.class_name), key=lambda t: t[1], default=(None, 0.0))
-        if twin[0] is not None and twin[1] >= MIN_AGREEMENT:
-            _absorb(twin[0], f, twin[1])
+        twin = _same_shortcut(f, mine, declared, metadata)
+        if twin is not None:
+            _absorb(*twin, f)
             continue
-        # the same shortcut as an earlier automatic finding of the class?
-        sib = max(((k, _jaccard(mine, _carriers(metadata, k.attribute, k.value))) for k in kept_auto
-                   if k.class_name == f.class_name), key=lambda t: t[1], default=(None, 0.0))
-        if sib[0] is not None and sib[1] >= MIN_AGREEMENT:
-            _absorb(sib[0], f, sib[1])
+        sib = _same_shortcut(f, mine, kept_auto, metadata)  # an earlier automatic finding of the class?
+        if sib is not None:
+            _absorb(*sib, f)
             continue
         # the images of a metadata value?
         best = (None, None, 0.0)
@@ -674,7 +681,24 @@ def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[Spuri
     return declared, kept_auto
 
 
-def _absorb(lead: SpuriousFinding, other: SpuriousFinding, agreement: float) -> None:
+def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[SpuriousFinding],
+                   metadata: pd.DataFrame) -> tuple[SpuriousFinding, float] | None:
+    """The finding in ``pool`` that is ``f``'s shortcut: the same class, and the same lead feature
+    (the class relies on that feature, whatever the attributes it is seen through) or most of the
+    smaller one's images in the other's (:data:`MIN_OVERLAP`); the best such, with its overlap."""
+    best = None
+    for d in pool:
+        if d.class_name != f.class_name:
+            continue
+        overlap = _overlap(mine, _carriers(metadata, d.attribute, d.value))
+        if d.feature == f.feature or overlap >= MIN_OVERLAP:
+            key = (d.feature == f.feature, overlap)
+            if best is None or key > best[0]:
+                best = (key, d, overlap)
+    return None if best is None else (best[1], best[2])
+
+
+def _absorb(lead: SpuriousFinding, agreement: float, other: SpuriousFinding) -> None:
     lead.also_seen_as.append({"attribute": other.attribute, "value": other.value, "agreement": round(agreement, 3),
                               "feature": int(other.feature), "automatic": bool(other.automatic)})
     for feat in other.features or [other.feature]:

@@ -62,8 +62,7 @@ class Intervener:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.count = 0
-        self.trials: dict[tuple[str, str], CueTrial | None] = {}
-        self.estimates: dict[tuple[str, str], dict[str, Any]] = {}
+        self.trials: dict[tuple[str, str], list[tuple[CueTrial, Any]] | None] = {}
         self._extractor: Any = None
 
     def __enter__(self) -> "Intervener | None":
@@ -105,7 +104,8 @@ class Intervener:
         return _softmax(logits.float().cpu().numpy().astype(np.float64)[:, :len(self.ctx.class_names)])
 
     # ------------------------------------------------------------------ the trial of one value
-    def _trial(self, attribute: str, value: str) -> CueTrial | None:
+    def _trials(self, attribute: str, value: str) -> list[tuple[CueTrial, Any]] | None:
+        """The trials of a value: its declared cue, or its estimated cue and alternates (each with its estimate)."""
         ctx = self.ctx
         acfg = ctx.config.analysis
         has = (self.metadata[attribute].astype(str) == str(value)).to_numpy()
@@ -115,43 +115,51 @@ class Intervener:
                 return None
             put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
                                              key=f"data.interventions.{attribute}")
+            cues = [(put, remove, None)]
         else:
             estimate = estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
             if estimate is None:
                 logger.info("interventions: no cue could be learned for %s=%s from the images", attribute, value)
                 return None
-            self.estimates[(attribute, value)] = {"estimate": estimate, "dict": estimate.to_dict()}
-            put, remove = estimate.put, estimate.remove
-        return CueTrial(self.predict_proba, self.images, self.labels, put, remove, has_cue=has,
-                        base_probs=self.base_probs, sample=acfg.intervention_samples,
-                        batch_size=max(1, int(ctx.config.features.batch_size)), seed=int(ctx.config.seed))
+            cues = [(e.put, e.remove, e) for e in (estimate, *estimate.alternates)]
+        # each cue tried is a test: the level is shared among them (Bonferroni)
+        alpha = 0.05 / len(cues)
+        return [(CueTrial(self.predict_proba, self.images, self.labels, put, remove, has_cue=has,
+                          base_probs=self.base_probs, sample=acfg.intervention_samples,
+                          batch_size=max(1, int(ctx.config.features.batch_size)), seed=int(ctx.config.seed),
+                          alpha=alpha), est) for put, remove, est in cues]
 
     def __call__(self, class_label: Any, attribute: str, value: str) -> InterventionResult | None:
+        """Test the value's cue for the class (its alternates too, until one is confirmed)."""
         key = (str(attribute), str(value))
         c = int(class_label)
         name = self.ctx.class_names[c]
         try:
             if key not in self.trials:
-                self.trials[key] = self._trial(*key)
-            trial = self.trials[key]
-            if trial is None:
+                self.trials[key] = self._trials(*key)
+            trials = self.trials[key]
+            if not trials:
                 return None
             self.count += 1
-            result = trial.measure(c, name)
+            results = []
+            for trial, est in trials:
+                results.append((trial.measure(c, name), trial, est))
+                if results[-1][0].confirmed:
+                    break
         except Exception as exc:  # one cue that cannot be measured costs its evidence, not the run
             self.trials[key] = None
             self.ctx.skip(f"intervention for class {name} on {attribute}={value}", exception_reason(exc))
             return None
-        known = self.estimates.get(key)
-        if known is not None:
-            result.cue_estimate = dict(known["dict"])
+        result, trial, est = next((r for r in results if r[0].confirmed), results[0])
+        if est is not None:
+            result.cue_estimate = {**est.to_dict(), "tried": len(results)}
         if result.confirmed:
-            picture = self._picture(trial, result, key)
+            picture = self._picture(trial, result, key, est)
             if picture is not None:
                 result.cue_estimate = {**(result.cue_estimate or {}), "image": picture}
         return result
 
-    def _picture(self, trial: CueTrial, result: InterventionResult, key: tuple[str, str]) -> str | None:
+    def _picture(self, trial: CueTrial, result: InterventionResult, key: tuple[str, str], est: Any) -> str | None:
         """Draw the cue and one image before/after into the output directory; its relative path."""
         out = self.ctx.out_dir
         example = trial.example(result.class_index)
@@ -170,8 +178,7 @@ class Intervener:
                 shown.append((control.apply_labelled(x, lab)[0], f"control: {names[int(p_ctrl.argmax())]}"))
             slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{key[0]}={key[1]}-{result.class_name}")[:120]
             rel = f"{CUE_DIR}/{slug}.png"
-            known = self.estimates.get(key)
-            render_cue(Path(out) / rel, estimate=None if known is None else known["estimate"], cue_name=trial.put.name,
+            render_cue(Path(out) / rel, estimate=est, cue_name=trial.put.name,
                        examples=shown, title=f"class {result.class_name} on {key[0]}={key[1]}")
         except Exception as exc:  # the picture is evidence to look at; the finding stands without it
             self.ctx.skip(f"picture of the cue {key[0]}={key[1]}", exception_reason(exc))
@@ -180,5 +187,6 @@ class Intervener:
         return rel
 
     @property
-    def images_used(self) -> int:
-        return sum(t.images_used for t in self.trials.values() if t is not None)
+    def estimated(self) -> int:
+        """Values whose cue was learned from the images."""
+        return sum(1 for t in self.trials.values() if t and t[0][1] is not None)

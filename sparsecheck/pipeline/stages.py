@@ -612,7 +612,7 @@ def spurious_stage(ctx: RunContext) -> None:
         auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True, **kwargs)
                 if automatic and intervene is not None else None)
         tested = intervene.count if intervene is not None else 0
-        estimated = len(intervene.estimates) if intervene is not None else 0
+        estimated = intervene.estimated if intervene is not None else 0
     review = find_spurious_features(*args, others, **kwargs) if others else None
     meta = view.metadata.reset_index(drop=True)
     auto_found = [dataclasses.replace(f, automatic=True) for f in (auto.findings if auto else [])]

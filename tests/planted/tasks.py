@@ -187,11 +187,12 @@ def _darken(x: np.ndarray) -> np.ndarray:
 
 
 def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 1000),
-              families: list[str] | None = None) -> PlantedTask:
+              families: list[str] | None = None, split: str = "mixed") -> PlantedTask:
     """Draw a planted task (module docstring) from ``source`` with ``seed``.
 
     ``sizes`` (train, val, test) applies to ``digits``; ``photos`` has its own counts. ``families``
-    overrides the drawn families (one per cue).
+    overrides the drawn families (one per cue); ``split`` draws them from both family splits
+    (``mixed``, the benchmark's tasks) or from one (``tuning``: what development may look at).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; one of {SOURCES}")
@@ -202,7 +203,12 @@ def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 
     h, w = clean["train"][0].shape[1:3]
     if families is None:
         per = 2 if source == "digits" else 1
-        families = [*rng.choice(TUNING_FAMILIES, per, replace=False), *rng.choice(HELDOUT_FAMILIES, per, replace=False)]
+        pools = {"mixed": (TUNING_FAMILIES, HELDOUT_FAMILIES), "tuning": (TUNING_FAMILIES, TUNING_FAMILIES),
+                 "held-out": (HELDOUT_FAMILIES, HELDOUT_FAMILIES)}[split]
+        if pools[0] is pools[1]:
+            families = list(rng.choice(pools[0], 2 * per, replace=False))
+        else:
+            families = [*rng.choice(pools[0], per, replace=False), *rng.choice(pools[1], per, replace=False)]
     classes = rng.choice(n_classes, size=len(families), replace=False)
     cues = []
     for k, (fam, cls) in enumerate(zip(families, classes)):

@@ -11,9 +11,10 @@ kind        the change, and the cue that puts it on an image
 ==========  =================================================================================
 ``region``  the per-pixel difference concentrates in a region (a mark, sticker, watermark,
             band or frame): :class:`Transplant` copies that region, with its estimated mask,
-            from a carrier of the target's class (of any class when it has none) onto the
-            target. Its *control* copies the same region from a non-carrier, so that the cut
-            itself, and whatever else the donor shows there, is not counted as the cue.
+            from the median of the carriers of the target's class (of another class when it has
+            none) onto the target. Its *control* copies the same region from the median of the
+            non-carriers of that class, so that the copy itself, and what the region shows
+            besides the cue, is not counted as the cue.
 ``colour``  a colour or intensity mapping (a tint, brightness, contrast, inversion, recoloured
             strokes or background): :class:`ColourMap`, per-channel quantile maps from the
             non-carriers' values to the carriers', fitted within classes. Each image keeps its
@@ -32,11 +33,16 @@ classes, over their standard errors; the floor leaves out what noise alone makes
 one statistic from drowning the others). When the pixel means differ, the same is asked of the
 per-pixel map too (how many pixels still differ), and the worse of the two counts. Each candidate change is applied
 to the non-carriers, and its score is the share of ``D`` it removes (``explained``). The best
-candidate wins if it explains at least half; a region must also cover at most half the image (a
-larger "region" is the whole image, and copying it would copy another image's object).
+candidate is the estimate if it explains at least ``MIN_EXPLAINED`` (0.3), with the next ones that
+do as alternates (the intervention says which one the model uses); a region must also cover at
+most half the image (a larger "region" is the whole image, and copying it would copy another
+image's object), and differ the same way in every class that has both kinds of images
+(``MIN_CONSISTENCY``): a mark drawn on images is the same in every class, whereas the way one
+class's images with a value differ in shape from the others of that class is the class's own. The
+texture kinds are scored on the texture statistics alone.
 
-Taking the cue off is estimated the same way in reverse: the region copied from a non-carrier of
-the class (its control: from another carrier), or the inverse colour mapping. Texture cues have
+Taking the cue off is estimated the same way in reverse: the region of the median non-carrier of
+the class (its control: of the median carrier), or the inverse colour mapping. Texture cues have
 no remover.
 
 Examples
@@ -93,8 +99,12 @@ __all__ = ["CueEstimate", "estimate_cue", "Transplant", "ColourMap", "AddNoise",
 PER_CLASS, TOTAL = 80, 240
 #: a region may cover at most this share of the image
 MAX_REGION = 0.5
-#: the least share of the difference an estimate must explain
-MIN_EXPLAINED = 0.5
+#: the classes' differences inside a region must agree this much (mean pairwise cosine) for it to be a cue
+MIN_CONSISTENCY = 0.5
+#: the least share of the difference an estimate must explain; the other kinds of change that also
+#: do are kept as alternates (at most MAX_ALTERNATES): a value's images may differ in more than one
+#: way (blurred ones and dark ones), and the intervention, not this score, says which one the model uses
+MIN_EXPLAINED, MAX_ALTERNATES = 0.3, 2
 _GRID = 8
 _MAX_SIDE = 64  # pixel maps and statistics are computed at most at this size
 
@@ -105,23 +115,62 @@ def _seed_of(image: np.ndarray) -> int:
 
 
 # --------------------------------------------------------------------------- the estimated cue types
+def _consistency(carriers: dict, others: dict, mask: np.ndarray) -> float | None:
+    """How alike the classes' differences (carriers minus others) are inside ``mask``: the mean
+    pairwise cosine of the per-class mean differences, over the classes with at least 5 of each;
+    None with fewer than two such classes. A cue drawn on images is the same in every class; the
+    way a value's images of one class differ from the others of that class in shape is not."""
+    keep = mask > 0.5
+    diffs = []
+    for k in carriers:
+        a, b = carriers[k], others.get(k)
+        if b is None or len(a) < 5 or len(b) < 5:
+            continue
+        a4 = a if a.ndim == 4 else a[..., None]
+        b4 = b if b.ndim == 4 else b[..., None]
+        d = (a4[:, keep].astype(np.float64).mean(0) - b4[:, keep].astype(np.float64).mean(0)).ravel()
+        norm = np.linalg.norm(d)
+        if norm > 0:
+            diffs.append(d / norm)
+    if len(diffs) < 2:
+        return None
+    g = np.stack(diffs) @ np.stack(diffs).T
+    return float(g[np.triu_indices(len(diffs), 1)].mean())
+
+
+def _copy_region(targets: np.ndarray, donors: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``targets`` with ``mask``'s region copied from randomly drawn ``donors``."""
+    m = mask if targets.ndim == 3 else mask[..., None]
+    pick = donors[rng.integers(0, len(donors), len(targets))].astype(np.float32)
+    return np.clip(np.round(targets.astype(np.float32) * (1 - m) + pick * m), 0, 255).astype(np.uint8)
+
+
+def _class_medians(images: np.ndarray, labels: np.ndarray) -> dict[Any, np.ndarray]:
+    """Per class, the per-pixel median image (uint8) of ``images`` of that class."""
+    out = {}
+    for k in np.unique(labels):
+        out[k] = np.median(images[labels == k], axis=0).round().astype(np.uint8)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Transplant(Cue):
-    """Copy a region (``mask``, H×W in [0, 1]) from a donor image onto each target.
+    """Copy a region (``mask``, H×W in [0, 1]) of a typical image with the cue onto each target.
 
-    ``donors`` and ``others`` (m×H×W×C uint8, with class labels): the cue copies the region from
-    a donor, its :attr:`control` from one of the others, both of the same class: the target's
-    own class when both pools hold it, else a class drawn (by a hash of the target's pixels) from
-    those they both hold. So the cued and the control image differ only in what the donor pool
-    has and the other lacks at that place, never in which class's object the region shows. The
-    same target always gets the same donor.
+    ``cue_images`` and ``control_images`` map a class to an image: the per-pixel *median* of the
+    images of that class that carry the value, and of those that do not
+    (:meth:`from_pools`). A median keeps what the images share there (the mark, the band) and
+    drops what a few of them add (another shortcut, an object's part). A target of class k gets
+    class k's region when both maps hold k; else that of a class drawn (by a hash of the target's
+    pixels) from those they both hold. Its :attr:`control` copies the same region from the other
+    map, of the same class, so that the cued and the control image differ only in the cue, never in
+    which class's look the region shows or in the seam of the copy.
 
     Examples
     --------
     >>> mask = np.zeros((4, 4), np.float32); mask[0, 0] = 1
-    >>> donors, others = np.full((1, 4, 4, 3), 200, np.uint8), np.full((1, 4, 4, 3), 9, np.uint8)
-    >>> t = Transplant(mask=mask, donors=donors, donor_labels=np.array([0]), others=others,
-    ...                other_labels=np.array([0]), label="a mark")
+    >>> t = Transplant.from_pools(mask, np.full((3, 4, 4, 3), 200, np.uint8), np.zeros(3, int),
+    ...                           np.full((3, 4, 4, 3), 9, np.uint8), np.zeros(3, int), label="a mark")
     >>> x = np.zeros((1, 4, 4, 3), np.uint8)
     >>> int(t.apply(x)[0, 0, 0, 0]), int(t.control.apply(x)[0, 0, 0, 0]), int(t.apply(x)[0, 1, 1, 0])
     (200, 9, 0)
@@ -129,55 +178,57 @@ class Transplant(Cue):
 
     type: ClassVar[str] = "transplant"
     mask: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float32))
-    donors: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
-    donor_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    others: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
-    other_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cue_images: dict[Any, np.ndarray] = field(default_factory=dict)
+    control_images: dict[Any, np.ndarray] = field(default_factory=dict)
     label: str = "a region"
-    is_control: bool = False
+    n_images: int = 0
+
+    @classmethod
+    def from_pools(cls, mask: np.ndarray, donors: np.ndarray, donor_labels: np.ndarray, others: np.ndarray,
+                   other_labels: np.ndarray, *, label: str = "a region") -> "Transplant":
+        """The transplant of ``donors``' region, controlled by ``others``' (each a class's median)."""
+        return cls(mask=mask, cue_images=_class_medians(donors, donor_labels),
+                   control_images=_class_medians(others, other_labels), label=label,
+                   n_images=int(len(donors)))
 
     @property
     def control(self) -> "Transplant":
-        """The same region copied from the other pool (same class as the cue's donor)."""
-        return Transplant(mask=self.mask, donors=self.others, donor_labels=self.other_labels, others=self.donors,
-                          other_labels=self.donor_labels, label=f"{self.label}, control", is_control=True)
+        """The same region from the images without the cue (same class as the cue's)."""
+        return Transplant(mask=self.mask, cue_images=self.control_images, control_images=self.cue_images,
+                          label=f"{self.label}, control", n_images=self.n_images)
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         return self.apply_labelled(images, None)
 
     def apply_labelled(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         x = np.asarray(images)
-        if len(self.donors) == 0 or len(x) == 0:
+        shared = [k for k in self.cue_images if k in self.control_images]
+        if not shared or len(x) == 0:
             return x.copy()
-        d = self.donors if x.ndim == 4 else self.donors[..., 0]
-        if x.shape[1:] != d.shape[1:]:
-            raise DataError(f"a transplant from {d.shape[1:]} images cannot go onto images of {x.shape[1:]}")
-        shared = np.intersect1d(np.unique(self.donor_labels), np.unique(self.other_labels))
-        pools = {k: np.flatnonzero(self.donor_labels == k) for k in shared}
-        everyone = np.arange(len(d))
-        pick = np.empty(len(x), np.int64)
+        first = self.cue_images[shared[0]]
+        d_shape = first.shape if x.ndim == 4 else first.shape[:-1]
+        if x.shape[1:] != d_shape:
+            raise DataError(f"a transplant from {d_shape} images cannot go onto images of {x.shape[1:]}")
+        source = np.empty((len(x), *first.shape), np.float32)
         for i in range(len(x)):
-            h = _seed_of(x[i])
-            if not pools:
-                pool = everyone
-            elif labels is not None and labels[i] in pools:
-                pool = pools[labels[i]]
-            else:
-                pool = pools[shared[h % shared.size]]
-            pick[i] = pool[(h // 7) % pool.size]
+            k = labels[i] if labels is not None and labels[i] in self.control_images and labels[i] in self.cue_images \
+                else shared[_seed_of(x[i]) % len(shared)]
+            source[i] = self.cue_images[k]
+        if x.ndim == 3:
+            source = source[..., 0]
         m = self.mask if x.ndim == 3 else self.mask[..., None]
-        y = x.astype(np.float32) * (1 - m) + d[pick].astype(np.float32) * m
+        y = x.astype(np.float32) * (1 - m) + source * m
         return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
     @property
     def name(self) -> str:
-        return f"transplant({self.label}, {len(self.donors)} donors)"
+        return f"transplant({self.label})"
 
     def to_dict(self) -> dict[str, Any]:
         rows, cols = np.nonzero(self.mask > 0.5)
         box = [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1] if rows.size else None
         return {"type": "transplant", "region": self.label, "area": round(float((self.mask > 0.5).mean()), 4),
-                "box": box, "donors": int(len(self.donors))}
+                "box": box, "images": int(self.n_images), "classes": len(self.cue_images)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,8 +351,9 @@ def _texture(x: np.ndarray) -> np.ndarray:
     return np.log(np.nan_to_num(t, nan=0.0) + np.array([1.0, 0.5, 1e-3]))
 
 
-#: which texture statistic (column of :func:`_texture`) each texture cue moves
+#: which texture statistic (column of :func:`_texture`) each texture cue moves, and which way
 _TEXTURE_STAT = {"blur": 0, "noise": 1, "jpeg": 2}
+_TEXTURE_SIGN = {"blur": -1.0, "noise": 1.0, "jpeg": 1.0}
 
 
 def _mean_texture(groups: dict) -> np.ndarray:
@@ -310,7 +362,7 @@ def _mean_texture(groups: dict) -> np.ndarray:
     return np.concatenate(rows).mean(axis=0)
 
 
-def _solve(gap: Any, lo: float, hi: float, *, log: bool, steps: int = 6) -> float | None:
+def _solve(gap: Any, lo: float, hi: float, *, log: bool, steps: int = 5) -> float | None:
     """The strength in [lo, hi] where ``gap`` (monotone in it) crosses zero: a bracket from five
     points, then bisection; None when it does not cross (the texture moves the other way)."""
     grid = np.geomspace(lo, hi, 5) if log else np.linspace(lo, hi, 5)
@@ -416,6 +468,9 @@ class CueEstimate:
         Where carriers differ from the others (pooled squared z of the pixel means; for the picture).
     mask : ndarray (H, W) or None
         The region (``kind == "region"``).
+    alternates : list of CueEstimate
+        Other kinds of change that also explain much of the difference (at least ``MIN_EXPLAINED``),
+        best first: an intervention may try them when this one is not confirmed.
     """
 
     kind: str
@@ -429,6 +484,7 @@ class CueEstimate:
     difference: np.ndarray
     mask: np.ndarray | None = None
     candidates: dict[str, float] = field(default_factory=dict)
+    alternates: list["CueEstimate"] = field(default_factory=list)
 
     def describe(self) -> str:
         """In words: "a region of 2.8% of the image (bottom-right), copied from carriers" and the like."""
@@ -512,7 +568,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     n_o = sum(len(v) for v in others.values())
     channels = _channels(carriers)
     diff_map = _pixel_z2(carriers, others)
-    base = _difference(_pooled_z(sc, so))
+    z_base = _pooled_z(sc, so)
+    base = _difference(z_base)
     pixel_base = int(_significant_pixels(diff_map, channels).sum())
     # what the same comparison shows between random halves (labels shuffled within each class):
     # near-duplicate images make every z larger than independent images would, and this is the floor
@@ -524,13 +581,20 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         logger.info("cue estimate: the images with the value do not differ from the others in the pixels")
         return None
 
-    def explained_by(cue: Cue, pixels: bool = True) -> float:
-        """The share of the difference left once ``cue`` is put on the non-carriers: on the statistic
-        vector and, when the pixels differ and ``pixels``, on the pixel map too (the worse of the
-        two: a colour mapping cannot stand in for a region). Texture cues are scored on the
-        statistics alone: noise or blur moves no pixel's mean, so the pixel map cannot judge them."""
-        mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}
-        after = max(_difference(_pooled_z(sc, {k: _stats(v) for k, v in mapped.items()})) - null_stats, 0.0)
+    def explained_by(cue: Cue | None, pixels: bool = True, mapped: dict | None = None) -> float:
+        """The share of the difference left once ``cue`` is put on the non-carriers (or ``mapped``,
+        the non-carriers changed already): on the statistic vector and, when the pixels differ and
+        ``pixels``, on the pixel map too (the worse of the two: a colour mapping cannot stand in for
+        a region). Texture cues (``pixels=False``) are scored on the texture statistics alone: noise
+        or blur moves no pixel's mean, and a value's images may differ in other ways too (blurred
+        *and* dark ones), which a texture need not explain."""
+        if mapped is None:
+            mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}  # type: ignore[union-attr]
+        z_after = _pooled_z(sc, {k: _stats(v) for k, v in mapped.items()})
+        if not pixels:
+            before = _difference(z_base[-3:])
+            return 1.0 - _difference(z_after[-3:]) / before if before > 0 else -1.0
+        after = max(_difference(z_after) - null_stats, 0.0)
         score = 1.0 - after / base if base > 0 else (1.0 if after == 0 else -1.0)
         if pixel_signal and pixels:
             left = int(_significant_pixels(_pixel_z2(carriers, mapped), channels).sum()) - null_pixels
@@ -544,13 +608,20 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     found: dict[str, tuple[float, Cue, Cue | None, float, np.ndarray | None]] = {}
     # a region: copied from carriers (its control: from non-carriers)
     mask = _region(diff_map, all_c.shape[1:3], channels)
+    consistency = None if mask is None else _consistency(carriers, others, mask)
+    if consistency is not None and consistency < MIN_CONSISTENCY:
+        logger.info("cue estimate: the region differs one way in one class and another way in the next "
+                    "(consistency %.2f): the classes' own look, not a cue", consistency)
+        mask = None
     if mask is not None and 0 < (mask > 0.5).mean() <= MAX_REGION:
         area = float((mask > 0.5).mean())
         label = f"a region of {100 * area:.1f}% of the image ({_where(mask)})"
-        put = Transplant(mask=mask, donors=all_c, donor_labels=lab_c, others=all_o, other_labels=lab_o, label=label)
-        remove = Transplant(mask=mask, donors=all_o, donor_labels=lab_o, others=all_c, other_labels=lab_c,
-                            label=f"{label}, from images without it")
-        found["region"] = (explained_by(put), put, remove, area, mask)
+        put = Transplant.from_pools(mask, all_c, lab_c, all_o, lab_o, label=label)
+        remove = Transplant.from_pools(mask, all_o, lab_o, all_c, lab_c, label=f"{label}, from images without it")
+        # scored as copies from single carriers of the class (a median is smoother than any image),
+        # measured with the medians (a median keeps the cue and drops what a few carriers add)
+        copied = {k: _copy_region(o, carriers[k], mask, rng) for k, o in others.items()}
+        found["region"] = (explained_by(None, mapped=copied), put, remove, area, mask)
     # a colour mapping (and the same after an inversion)
     for invert in (False, True):
         lut = _fit_lut(others, carriers, invert)
@@ -564,16 +635,21 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         if key not in found or score > found[key][0]:
             found[key] = (score, put, remove, 1.0, None)
     # texture: blur, noise, JPEG, each at the strength whose texture statistic matches the carriers'
+    # (tried only where the carriers' texture statistic differs, in the cue's direction: |z| >= 3)
     side = max(all_c.shape[1:3]) / 32.0
     carrier_texture = _mean_texture(carriers)
+    few = {k: o[:max(2, 120 * len(o) // max(n_o, 1))] for k, o in others.items()}  # enough to match a mean
+    z_texture = z_base[-3:] if z_base.size >= 3 else np.zeros(3)
     for kind, (lo, hi), make in (
-            ("blur", (0.3, 4.0), lambda v: Blur(radius=v * side)),
-            ("noise", (2.0, 60.0), lambda v: AddNoise(sigma=v)),
+            ("blur", (0.3, 4.0), lambda v: Blur(radius=round(v * side, 2))),
+            ("noise", (2.0, 60.0), lambda v: AddNoise(sigma=round(v, 1))),
             ("jpeg", (3.0, 90.0), lambda v: Jpeg(quality=int(round(v))))):
         stat = _TEXTURE_STAT[kind]
+        if z_texture[stat] * _TEXTURE_SIGN[kind] < 3.0:
+            continue
 
         def gap(v: float) -> float:
-            return float(_mean_texture({k: make(v).apply(o) for k, o in others.items()})[stat]
+            return float(_mean_texture({k: make(v).apply(o) for k, o in few.items()})[stat]
                          - carrier_texture[stat])
 
         v = _solve(gap, lo, hi, log=kind != "jpeg")
@@ -582,21 +658,23 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         cue = make(v)
         found[kind] = (explained_by(cue, pixels=False), cue, None, 1.0, None)
     scores = {k: v[0] for k, v in found.items()}
-    kind = max(scores, key=scores.get)  # type: ignore[arg-type]
     # a global change explaining about as much as a region is the simpler account (and copies no object)
-    if kind == "region" and "colour" in scores and scores["colour"] >= scores["region"] - 0.1 \
+    if "region" in scores and "colour" in scores and scores["colour"] >= scores["region"] - 0.1 \
             and found["region"][3] > 0.15:
-        kind = "colour"
-    score, put, remove, area, mask = found[kind]
-    if score < MIN_EXPLAINED:
+        scores["region"] = min(scores["region"], scores["colour"] - 1e-6)
+    ranked = [k for k in sorted(scores, key=lambda k: -scores[k]) if scores[k] >= MIN_EXPLAINED]
+    candidates = {k: float(v[0]) for k, v in found.items()}
+    if not ranked:
         logger.info("cue estimate: nothing explains the difference (%s)",
-                    ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                    ", ".join(f"{k} {v:.2f}" for k, v in candidates.items()))
         return None
-    est = CueEstimate(kind=kind, put=put, remove=remove, explained=float(score), area=float(area),
-                      n_carriers=n_c, n_others=n_o, stratified=stratified, difference=diff_map, mask=mask,
-                      candidates=scores)
-    logger.info("cue estimate: %s (explains %.0f%%; %s)", est.describe(), 100 * score,
-                ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    ests = [CueEstimate(kind=k, put=found[k][1], remove=found[k][2], explained=float(found[k][0]),
+                        area=float(found[k][3]), n_carriers=n_c, n_others=n_o, stratified=stratified,
+                        difference=diff_map, mask=found[k][4], candidates=candidates)
+            for k in ranked[:MAX_ALTERNATES + 1]]
+    est, est.alternates = ests[0], ests[1:]
+    logger.info("cue estimate: %s (explains %.0f%%; %s)", est.describe(), 100 * est.explained,
+                ", ".join(f"{k} {v:.2f}" for k, v in est.candidates.items()))
     return est
 
 
