@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "pool_assertions", "load_pool",
            "score_pool", "select_examples", "load_labelled", "select_experiment_name", "log_to_mlflow",
-           "check_out_file", "write_csv", "failures_table", "parse_strategy"]
+           "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool"]
 
 STRATEGIES = ("bal", "uncertainty", "random")
 #: the columns of a selection CSV, in order
@@ -262,13 +262,12 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
     PoolScores
     """
     from sparsecheck._runtime import resolve_device
-    from sparsecheck.assertions import AssertionContext, run_assertions
     from sparsecheck.data.precomputed import PrecomputedFeatures
     from sparsecheck.monitor import _batch_metadata
     from sparsecheck.pipeline.context import RunContext, SplitView
     from sparsecheck.sparse.features import extract_features
 
-    assertions = pool_assertions(config)
+    pool_assertions(config)  # a malformed select.assertions fails before the model runs
     ds = pool if hasattr(pool, "ids") and not isinstance(pool, (str, Path)) else load_pool(config, pool)
     dev = resolve_device(device)
     spec = None
@@ -296,18 +295,38 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
                      splits={"pool": SplitView("pool", ds.ids, None, features, logits, meta)})
     table = ctx.prediction_table("pool")
     images = None if isinstance(ds, PrecomputedFeatures) else ds
-    data = AssertionContext(table, class_names=class_names, model=model if images is not None else None,
-                            dataset=images, input_spec=spec, device=str(dev), split="pool")
+    assertions, suite, more = check_pool(config, table, class_names=class_names,
+                                         model=model if images is not None else None, dataset=images,
+                                         input_spec=spec, device=str(dev))
+    logger.info("pool %s: %d examples, %d of %d assertions flag examples", ds.source, len(table),
+                sum(1 for r in suite if r.status != "error" and len(r.failing_examples)), len(assertions))
+    return PoolScores(ds.source, ds.fingerprint(), table, assertions, suite, class_names, model_info,
+                      None if origin is None else origin.to_dict(), notes + more)
+
+
+def check_pool(config: "Config", table: pd.DataFrame, **context: Any) -> tuple[list[Any], Any, list[str]]:
+    """Run :func:`pool_assertions` on a pool's prediction table, keeping every failing example.
+
+    ``context`` goes to :class:`~sparsecheck.assertions.AssertionContext` (``class_names``,
+    ``model``, ``dataset``, ``input_spec``, ``device``); assertions lacking an input are skipped.
+
+    Returns
+    -------
+    (list of Assertion, SuiteResult, list of str)
+        What was checked, the results, and notes on what was skipped or could not run.
+    """
+    from sparsecheck.assertions import AssertionContext, run_assertions
+
+    assertions = pool_assertions(config)
+    data = AssertionContext(table, split="pool", **context)
     suite = run_assertions(assertions, data, needs_labels=False, skip_unavailable=True, max_examples=None)
+    notes = []
     for skipped in suite.skipped:
         lacks = ", ".join(m.replace("column:", "metadata column ") for m in skipped.get("missing", []))
         notes.append(f"assertion {skipped.get('name')!r} skipped: the pool lacks {lacks}")
     for r in suite.errored:
         notes.append(f"assertion {r.name!r} could not run on the pool: {r.message}")
-    logger.info("pool %s: %d examples, %d of %d assertions flag examples", ds.source, len(table),
-                sum(1 for r in suite if r.status != "error" and len(r.failing_examples)), len(assertions))
-    return PoolScores(ds.source, ds.fingerprint(), table, assertions, suite, class_names, model_info,
-                      None if origin is None else origin.to_dict(), notes)
+    return assertions, suite, notes
 
 
 # --------------------------------------------------------------------------- labels from earlier rounds
