@@ -336,3 +336,27 @@ def test_monitor_correct_smooths_a_flickering_sequence(tmp_path: Path, capsys: A
     exp = client.get_experiment_by_name("correct-tests-monitor")
     run = client.search_runs([exp.experiment_id])[0]
     assert CORRECTIONS_FILE in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the same batch again: the run that covers it hands over its corrections
+    again, _, err = run_cli(capsys, "monitor", str(config), "--batch", str(tmp_path / "batch.npz"), "--metadata",
+                            str(tmp_path / "batch.csv"), "--correct", "--out", str(tmp_path / "mon2"), "--device", "cpu")
+    assert again == code and "corrected predictions written to" in err
+    assert (tmp_path / "mon2" / CORRECTIONS_FILE).read_text() == (tmp_path / "mon" / CORRECTIONS_FILE).read_text()
+
+
+@pytest.mark.parametrize("entry, reason", [
+    ({"name": "acc", "type": "accuracy", "min": 0.5}, "needs labels, which a pool does not have"),
+    ({"name": "same", "type": "consistency"}, "key"),  # malformed: a consistency names its key
+    ({"name": "agree", "type": "sparse_agreement", "min": 0.5}, "needs the sparse layer"),
+])
+def test_select_assertions_are_checked_with_the_config(tmp_path: Path, entry: dict, reason: str) -> None:
+    from sparsecheck.config import parse_config
+    from sparsecheck.errors import ConfigError
+
+    raw = write_project(tmp_path)
+    raw["select"] = {"assertions": [entry]}
+    with pytest.raises(ConfigError, match=reason):
+        parse_config(raw, base_dir=tmp_path)
+    raw["select"] = {"assertions": [{"name": "same", "type": "consistency", "key": "track"}]}
+    raw["assertions"] = [{"name": "same", "type": "consistency", "key": "patient"}]
+    with pytest.raises(ConfigError, match="select.assertions: assertion name 'same' is already used"):
+        parse_config(raw, base_dir=tmp_path)
