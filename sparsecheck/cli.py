@@ -430,15 +430,11 @@ PoolMetadataOpt = typer.Option(None, "--metadata", help="The pool's metadata tab
 def _pool_scores(cfg, pool: str, metadata: Path | None, device: Device, tracking_uri: str | None, budget: int = 0,
                  labelled=None):
     """Load the pool (checking the budget against it before the model runs), then score it."""
-    from sparsecheck.errors import ParameterError
-    from sparsecheck.select import load_pool, score_pool
+    from sparsecheck.select import check_budget, load_pool, score_pool
 
     ds = load_pool(cfg, pool)
     if budget:
-        done = 0 if labelled is None else int(labelled["id"].isin(set(ds.ids.tolist())).sum())
-        if budget > len(ds) - done:
-            raise ParameterError(f"--budget {budget} is larger than the pool: {len(ds) - done} examples not labelled "
-                                 f"yet (of {len(ds)} in {pool})", parameter="budget")
+        check_budget(budget, ds.ids, () if labelled is None else labelled["id"])
     return score_pool(cfg, ds, metadata=metadata, device=device.value, tracking_uri=tracking_uri)
 
 
@@ -471,7 +467,7 @@ def select_pool(
     _setup_logging(verbose, quiet)
     _one_process("select")
     from sparsecheck.config import load_config
-    from sparsecheck.select import (parse_strategy, check_out_file, load_labelled, log_to_mlflow, pool_assertions,
+    from sparsecheck.select import (check_out_file, load_labelled, log_to_mlflow, parse_strategy, pool_assertions,
                                     select_examples, write_csv)
 
     cfg = load_config(config)

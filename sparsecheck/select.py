@@ -77,7 +77,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "pool_assertions", "load_pool",
            "score_pool", "select_examples", "load_labelled", "select_experiment_name", "log_to_mlflow",
-           "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool"]
+           "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool",
+           "check_budget"]
 
 STRATEGIES = ("bal", "uncertainty", "random")
 #: the columns of a selection CSV, in order
@@ -469,8 +470,6 @@ def select_examples(table: pd.DataFrame, failures: pd.DataFrame, budget: int, *,
     """
     names = list(assertions) if assertions is not None else list(dict.fromkeys(failures["assertion"]))
     kind, only = parse_strategy(strategy, names)
-    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
-        raise ParameterError(f"--budget must be a whole number >= 1. Got {budget!r} instead.", parameter="budget")
     if exploration < 0:
         raise ParameterError(f"The 'exploration' parameter must be >= 0. Got {exploration!r} instead.",
                              parameter="exploration")
@@ -482,9 +481,7 @@ def select_examples(table: pd.DataFrame, failures: pd.DataFrame, budget: int, *,
     if unknown:
         notes.append(f"{unknown} labelled ids are not in the pool (ignored)")
     free = np.array([i not in done for i in ids])
-    if budget > int(free.sum()):
-        raise ParameterError(f"--budget {budget} is larger than the pool: {int(free.sum())} examples not labelled yet "
-                             f"(of {len(ids)})", parameter="budget")
+    check_budget(budget, ids, labelled["id"])
     probs = _probabilities(table)
     top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.c_[np.zeros(len(probs)), probs]
     margin = top2[:, 1] - top2[:, 0]
@@ -525,6 +522,23 @@ def select_examples(table: pd.DataFrame, failures: pd.DataFrame, budget: int, *,
     rows = _selection_rows(table, failures, picks, kind if only is None else f"assertion:{only}", probs, margin,
                            class_names)
     return Selection(rows, strategy, arms, int(budget), notes)
+
+
+def check_budget(budget: int, ids: Iterable[str], labelled: Iterable[str] = ()) -> None:
+    """A budget is a whole number from 1 to the number of pool examples (``ids``) not labelled yet.
+
+    Raises
+    ------
+    ParameterError
+        naming the budget and the pool's size.
+    """
+    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
+        raise ParameterError(f"--budget must be a whole number >= 1. Got {budget!r} instead.", parameter="budget")
+    pool = set(map(str, ids))
+    free = len(pool - set(map(str, labelled)))
+    if budget > free:
+        raise ParameterError(f"--budget {budget} is larger than the pool: {free} examples not labelled yet "
+                             f"(of {len(pool)})", parameter="budget")
 
 
 def _probabilities(table: pd.DataFrame) -> np.ndarray:
