@@ -375,6 +375,9 @@ def monitor(
                                        "(also when an earlier run already covers the batch)."),
     force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it; "
                                "write into a non-empty --out not created by sparsecheck."),
+    correct: bool = typer.Option(False, "--correct", help="Correct the batch's predictions with the consistency and "
+                                 "flicker assertions (a key's majority vote, a flicker's smoothed label); log "
+                                 "corrected_predictions.csv and write it into --out."),
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -395,18 +398,164 @@ def monitor(
         if out is not None:
             out = prepare_monitor_out_dir(out, force=force)
         result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
-                               force=force, alpha=alpha, psi_threshold=psi_threshold, device=device.value)
+                               force=force, alpha=alpha, psi_threshold=psi_threshold, device=device.value,
+                               correct=correct)
         if out is not None:
             paths = write_monitor_outputs(result, out)
             typer.echo(f"monitoring report written to {paths['monitor.html']}", err=True)
+            if correct:
+                _echo_corrections(result, out)
     if result.report is None:  # an earlier run covers this batch and reference
         typer.echo(f"batch {batch} (fingerprint {result.batch_fingerprint}) against reference "
                    f"{result.reference_run} is already covered by run {result.run_id} "
                    f"(alert: {'yes' if result.alert else 'no'}); pass --force to score it again")
     else:
         typer.echo(result.report.summary())
+        if result.report.corrections is not None:
+            fixed = result.report.to_dict()["corrections"]
+            typer.echo(f"  corrected: {fixed['n_corrected']} of {fixed['n']} predictions"
+                       + "".join(f", {n} by {rule}" for rule, n in fixed["by_rule"].items())
+                       + f" (logged as {fixed['file']})")
         typer.echo(f"logged as MLflow run {result.run_id} (experiment {result.experiment_id})")
     raise typer.Exit(result.exit_code)
+
+
+PoolOpt = typer.Option(..., "--pool", metavar="SPLIT_OR_FILE", help="The unlabelled examples: a split of the config "
+                       "(train, val, test) or a file in any data format a split takes (.npz with x and id, a manifest, "
+                       "an ImageFolder, precomputed features with logits); labels are ignored.")
+PoolMetadataOpt = typer.Option(None, "--metadata", help="The pool's metadata table (CSV/Parquet keyed by id: the columns "
+                               "the assertions name); default the config's data.metadata when it covers the pool.")
+
+
+def _pool_scores(cfg, pool: str, metadata: Path | None, device: Device, tracking_uri: str | None, budget: int = 0,
+                 labelled=None):
+    """Load the pool (checking the budget against it before the model runs), then score it."""
+    from sparsecheck.select import check_budget, load_pool, score_pool
+
+    ds = load_pool(cfg, pool)
+    if budget:
+        check_budget(budget, ds.ids, () if labelled is None else labelled["id"])
+    return score_pool(cfg, ds, metadata=metadata, device=device.value, tracking_uri=tracking_uri)
+
+
+@_command(name="select")
+def select_pool(
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config (model, assertions)."),
+    pool: str = PoolOpt,
+    budget: int = typer.Option(..., "--budget", min=1, help="How many examples to select."),
+    out: Path = typer.Option(..., "--out", help="The selection CSV to write."),
+    strategy: str = typer.Option("bal", "--strategy", metavar="bal|uncertainty|random|assertion:NAME",
+                                 help="bal: bandit over the assertions' failing examples (Kang et al.); uncertainty: "
+                                 "least margin; random; assertion:NAME: one assertion's failures, most severe first."),
+    labelled: list[Path] = typer.Option([], "--labelled", help="Labels from earlier rounds (CSV with id and label, e.g. "
+                                        "a selection CSV with its label column filled in): excluded, and they feed "
+                                        "BAL's gain estimates. Repeatable."),
+    metadata: Optional[Path] = PoolMetadataOpt,
+    model: Optional[str] = ModelOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random strategy (default: the config's)."),
+    device: Device = DeviceOpt,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Rank unlabelled examples for labelling by what the model assertions flag (BAL), or by uncertainty.
+
+    Writes id, rank, strategy, the assertions that fired with their severities, confidence and
+    predicted class per example, and logs the selection to MLflow (experiment <experiment>-select).
+    """
+    _setup_logging(verbose, quiet)
+    _one_process("select")
+    from sparsecheck.config import load_config
+    from sparsecheck.select import (check_out_file, load_labelled, log_to_mlflow, parse_strategy, pool_assertions,
+                                    select_examples, write_csv)
+
+    cfg = load_config(config)
+    _override_model(cfg, model)
+    parse_strategy(strategy, [a.name for a in pool_assertions(cfg)])  # a bad value exits before the model runs
+    acquired = load_labelled(labelled, cfg.data.class_names)
+    check_out_file(out, force=force)
+    scores = _pool_scores(cfg, pool, metadata, device, tracking_uri, budget, acquired)
+    selection = select_examples(scores.table, scores.failures(), budget, strategy=strategy, labelled=acquired,
+                                class_names=scores.class_names, assertions=scores.assertion_names,
+                                seed=cfg.seed if seed is None else seed)
+    selection.notes[:0] = scores.notes
+    path = write_csv(selection.rows, out, force=force)
+    typer.echo(selection.summary())
+    typer.echo(f"selection written to {path}", err=True)
+    if cfg.mlflow.enabled:
+        counts = scores.failures()["assertion"].value_counts()
+        info = log_to_mlflow(cfg, scores, "select", {"selection": path},
+                             params={"strategy": strategy, "budget": budget, "n_labelled": len(acquired),
+                                     "seed": cfg.seed if seed is None else seed},
+                             metrics={"n_selected": len(selection.rows), "pool_size": len(scores.table),
+                                      **{f"failing/{k}": float(v) for k, v in counts.items()},
+                                      **{f"selected/{k}": float(v) for k, v in
+                                         selection.rows["arm"].value_counts().items()}},
+                             summary=selection.to_dict(), tracking_uri=tracking_uri)
+        typer.echo(f"logged as MLflow run {info.run_id} (experiment {info.experiment_name})", err=True)
+    raise typer.Exit(0)
+
+
+@_command(name="weak-labels")
+def weak_labels(
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="The run's YAML config (model, assertions)."),
+    pool: str = typer.Option("train", "--pool", metavar="SPLIT_OR_FILE", help="The examples to label weakly: a split "
+                             "of the config or a data file (as for select)."),
+    out: Path = typer.Option(..., "--out", help="The weak-label CSV to write."),
+    metadata: Optional[Path] = PoolMetadataOpt,
+    model: Optional[str] = ModelOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    device: Device = DeviceOpt,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    verbose: int = VerboseOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Propose labels from the consistency and flicker assertions that fire on a pool (weak supervision).
+
+    One row per example and rule: the proposed label (a key's majority vote, a flicker's smoothed
+    label), the rule, the model's prediction, whether they agree, and the support behind the label.
+    """
+    _setup_logging(verbose, quiet)
+    _one_process("weak-labels")
+    from sparsecheck.config import load_config
+    from sparsecheck.select import check_out_file, log_to_mlflow, write_csv
+    from sparsecheck.weak_labels import RULES, propose_labels
+
+    cfg = load_config(config)
+    _override_model(cfg, model)
+    check_out_file(out, force=force)
+    scores = _pool_scores(cfg, pool, metadata, device, tracking_uri)
+    weak = propose_labels(scores.table, scores.assertions, scores.suite, class_names=scores.class_names)
+    path = write_csv(weak, out, force=force)
+    rules = [a.name for a in scores.assertions if a.type in RULES]
+    by_rule = weak["rule"].value_counts()
+    typer.echo(f"{len(weak)} weak labels on {weak['id'].nunique()} of {len(scores.table)} examples"
+               + (": " + ", ".join(f"{by_rule.get(r, 0)} from {r}" for r in rules) if rules else
+                  "; the config declares no consistency or flicker assertion (assertions: or select.assertions:)")
+               + (f"; {int((~weak['agrees']).sum())} disagree with the model" if len(weak) else ""))
+    for note in scores.notes:
+        typer.echo(f"  note: {note}")
+    typer.echo(f"weak labels written to {path}", err=True)
+    if cfg.mlflow.enabled:
+        info = log_to_mlflow(cfg, scores, "weak-labels", {"weak_labels": path}, params={"rules": ",".join(rules)},
+                             metrics={"n_weak_labels": len(weak), "pool_size": len(scores.table),
+                                      "n_disagree": float((~weak["agrees"]).sum()) if len(weak) else 0.0,
+                                      **{f"weak_labels/{k}": float(v) for k, v in by_rule.items()}},
+                             summary={"rules": rules, "by_rule": {str(k): int(v) for k, v in by_rule.items()}},
+                             tracking_uri=tracking_uri)
+        typer.echo(f"logged as MLflow run {info.run_id} (experiment {info.experiment_name})", err=True)
+    raise typer.Exit(0)
+
+
+def _echo_corrections(result, out: Path) -> None:
+    from sparsecheck.weak_labels import CORRECTIONS_FILE
+
+    if (out / CORRECTIONS_FILE).is_file():
+        typer.echo(f"corrected predictions written to {out / CORRECTIONS_FILE}", err=True)
+    else:  # an earlier run without --correct covers the batch
+        typer.echo(f"run {result.run_id} covers this batch without corrections; pass --force with --correct to "
+                   "score it again", err=True)
 
 
 #: exit code of a run that could not finish for a reason that is not the user's input

@@ -52,6 +52,7 @@ __all__ = [
     "SparseConfig",
     "AnalysisConfig",
     "MlflowConfig",
+    "SelectConfig",
     "load_config",
     "parse_config",
 ]
@@ -329,6 +330,18 @@ class MlflowConfig(_Strict):
         return check_alias_name(v)
 
 
+class SelectConfig(_Strict):
+    """What ``sparsecheck select`` and ``sparsecheck weak-labels`` check on an unlabelled pool.
+
+    ``assertions`` are label-free assertions run on the pool (and by ``monitor --correct``) besides
+    the config's own label-free ones, never on the test split: typically a ``consistency`` over a
+    key or a ``flicker`` over sequences, whose columns the pool has and the test split may not.
+    They are declared as under ``assertions:`` and checked with the config.
+    """
+
+    assertions: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Config(_Strict):
     """A whole run configuration.
 
@@ -343,6 +356,7 @@ class Config(_Strict):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     assertions: list[dict[str, Any]] = Field(default_factory=list)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
     seed: int = 0
 
     # filled by load_config
@@ -419,8 +433,10 @@ class Config(_Strict):
             else:
                 out[prefix] = str(obj)
 
-        walk("", self.model_dump(mode="json", exclude={"assertions", "base_dir"}))
+        walk("", self.model_dump(mode="json", exclude={"assertions", "base_dir", "select"}))
         out["assertions.count"] = str(len(self.assertions))
+        if self.select.assertions:
+            out["select.assertions.count"] = str(len(self.select.assertions))
         return out
 
 
@@ -476,6 +492,10 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
     cfg.parsed_assertions  # noqa: B018 - parses them: a malformed assertion fails here, before any work
+    if cfg.select.assertions:
+        from sparsecheck.select import pool_assertions
+
+        pool_assertions(cfg)  # select.assertions too
     base = Path(base_dir)
     cfg.base_dir = base
     _resolve_paths(cfg, base)

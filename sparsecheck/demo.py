@@ -16,8 +16,9 @@ four planted facts:
     Drawn at random and never changes the image; nothing about it may ever be flagged.
 
 :func:`build_demo` writes ``train.npz``, ``val.npz``, ``test.npz``, ``metadata.csv``,
-``model.pt2``, ``config.yaml``, ``truth.json`` (what was planted, for tests and benchmarks) and two
-monitoring batches, ``batches/like-test.npz`` and ``batches/drifted.npz``.
+``model.pt2``, ``config.yaml``, ``truth.json`` (what was planted, for tests and benchmarks), two
+monitoring batches, ``batches/like-test.npz`` and ``batches/drifted.npz``, and an unlabelled pool
+to choose labels from, ``pool.npz`` with ``pool_metadata.csv`` (:func:`make_demo_pool`).
 
 Examples
 --------
@@ -50,7 +51,8 @@ from sparsecheck._runtime import atomic_write, progress, torch_threads, write_js
 logger = logging.getLogger(__name__)
 
 __all__ = ["DemoSplit", "make_demo_data", "make_demo_batch", "DemoNet", "train_demo_model", "build_demo",
-           "write_demo_batches", "DEMO_BATCHES", "CLASS_NAMES", "CUE_CLASS", "DEMO_INPUT"]
+           "write_demo_batches", "DEMO_BATCHES", "CLASS_NAMES", "CUE_CLASS", "DEMO_INPUT", "make_demo_pool",
+           "write_demo_pool", "DEMO_POOL_ASSERTIONS"]
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CUE_CLASS = 7
@@ -249,13 +251,14 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yaml"
-    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 9}
+    stamp = {"seed": seed, "spurious": spurious, "sizes": list(sizes), "epochs": epochs, "version": 10}
     truth_path = directory / "truth.json"
     if config_path.is_file() and truth_path.is_file():
         try:
             if json.loads(truth_path.read_text()).get("stamp") == stamp:
                 logger.info("re-using the demo data and model in %s", directory)
                 write_demo_batches(directory, seed=seed)
+                write_demo_pool(directory, seed=seed)
                 return config_path
         except (OSError, ValueError):
             pass
@@ -285,6 +288,8 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         # the sanity check re-explains after each layer is re-initialised, from the head down
         "analysis": {"sanity_cascade": True},
         "mlflow": {"experiment": "sparsecheck-demo"},
+        # checked on the unlabelled pool by `sparsecheck select` and `weak-labels`, not on the test split
+        "select": {"assertions": DEMO_POOL_ASSERTIONS},
         "seed": seed,
         # data.spurious_attributes also implies `no-spurious-reliance` (error): no class may rely on
         # a feature associated with corner_mark
@@ -326,6 +331,7 @@ def build_demo(directory: str | Path, *, seed: int = 0, spurious: bool = True,
         yaml.safe_dump(config, fh, sort_keys=False)
     write_json_atomic(truth_path, truth)
     write_demo_batches(directory, seed=seed)
+    write_demo_pool(directory, seed=seed)
     return config_path
 
 
@@ -348,4 +354,59 @@ def write_demo_batches(directory: str | Path, *, seed: int = 0, n: int = 1000) -
         path = paths[name] = out / f"{name}.npz"
         if not path.is_file():
             _save_npz(path, make_demo_batch(seed=1000 * (seed + 1) + k, n=n, cue_rate=cue_rate, name=name))
+    return paths
+
+
+#: the pool's assertions in the demo config (``select.assertions``): its frames of one track show one digit
+DEMO_POOL_ASSERTIONS = [
+    {"name": "same-track", "type": "consistency", "key": "track", "severity": "warning"},
+    {"name": "no-flicker", "type": "flicker", "sequence": "track", "time": "frame", "window": 2, "severity": "warning"},
+]
+
+
+def make_demo_pool(*, seed: int = 0, n_tracks: int = 400, frames: int = 5, cue_rate: float = 0.3,
+                   light_rate: float = 0.15) -> DemoSplit:
+    """An unlabelled pool from the test distribution, as tracks: ``frames`` renderings of one digit scan each.
+
+    Like frames of a video, the renderings of a track differ in position, size, ink and noise; the
+    corner mark comes and goes (on ``cue_rate`` of the frames, whatever the class) and a light
+    background holds for a whole track (``light_rate`` of them). The metadata has ``id``,
+    ``track`` and ``frame``: a consistency assertion over ``track`` and a flicker assertion over
+    ``track`` ordered by ``frame`` have signal. ``y`` and ``true_y`` hold the true labels (the
+    oracle of a simulated labelling round); :func:`write_demo_pool` writes no labels.
+
+    Examples
+    --------
+    >>> pool = make_demo_pool(n_tracks=3, frames=4)
+    >>> pool.x.shape, pool.metadata.columns.tolist(), pool.metadata["track"].nunique()
+    ((12, 32, 32, 3), ['id', 'track', 'frame'], 3)
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng([0, 0]).permutation(len(digits.target))
+    scans = order[int(0.75 * len(order)):]  # the test split's scans: new data from deployment
+    rng = np.random.default_rng([seed, 77])
+    src = np.repeat(rng.choice(scans, size=n_tracks), frames)
+    light = np.repeat(rng.random(n_tracks) < light_rate, frames)
+    mark = rng.random(n_tracks * frames) < cue_rate
+    x = np.stack([_render(digits.images[s], rng, bool(li), bool(m)) for s, li, m in zip(src, light, mark)])
+    true_y = digits.target[src].astype(np.int64)
+    ids = np.array([f"pool-{i:05d}" for i in range(src.size)])
+    meta = pd.DataFrame({"id": ids, "track": np.repeat([f"track-{t:03d}" for t in range(n_tracks)], frames),
+                         "frame": np.tile(np.arange(frames), n_tracks)})
+    return DemoSplit(x, true_y.copy(), ids, meta, true_y)
+
+
+def write_demo_pool(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
+    """Write ``pool.npz`` (``x`` and ``id``, no labels) and ``pool_metadata.csv`` into ``directory``,
+    unless they are there already."""
+    directory = Path(directory)
+    paths = {"pool": directory / "pool.npz", "metadata": directory / "pool_metadata.csv"}
+    if not all(p.is_file() for p in paths.values()):
+        pool = make_demo_pool(seed=seed)
+        with atomic_write(paths["metadata"], "w", encoding="utf-8", newline="") as fh:
+            pool.metadata.to_csv(fh, index=False)
+        with atomic_write(paths["pool"], "wb") as fh:
+            np.savez(fh, x=pool.x, id=pool.ids)
     return paths

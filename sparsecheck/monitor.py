@@ -19,7 +19,10 @@
    ``sparsecheck.kind = monitor``, ``sparsecheck.reference_run`` and
    ``sparsecheck.batch_fingerprint``, with drift metrics, a ``monitor.json`` artifact and the
    batch as its dataset input (context ``monitoring``); ``--out DIR`` also writes
-   ``monitor.html`` and ``monitor.json`` there.
+   ``monitor.html`` and ``monitor.json`` there;
+7. with ``correct=True`` (``--correct``), applies the consistency and flicker assertions'
+   corrections to the batch's predictions (:func:`sparsecheck.weak_labels.batch_corrections`) and
+   logs them as ``corrected_predictions.csv``, which ``--out`` also receives.
 
 The command exits 1 on an alert: a drifted feature, a drifted class mix, or a failing
 error-severity assertion.
@@ -248,6 +251,8 @@ class MonitorReport:
     alerts : list of str
         One line per reason to alert; empty means quiet.
     notes : list of str
+    corrections : DataFrame or None
+        The corrected predictions (``--correct``); monitor.json names the file and counts them.
     """
 
     batch: str
@@ -261,6 +266,7 @@ class MonitorReport:
     assertions: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    corrections: pd.DataFrame | None = None
 
     @property
     def alert(self) -> bool:
@@ -273,7 +279,8 @@ class MonitorReport:
                 "batch_fingerprint": self.batch_fingerprint, "n": self.n, "labelled": self.labelled,
                 "reference_run": self.reference_run, "feature_drift": self.feature_drift.to_dict(),
                 "class_mix": self.class_mix.to_dict(), "accuracy": dict(self.accuracy),
-                "assertions": list(self.assertions), "notes": list(self.notes)}
+                "assertions": list(self.assertions), "notes": list(self.notes),
+                **({} if self.corrections is None else {"corrections": _corrections_summary(self.corrections)})}
 
     def summary(self, *, max_features: int = 8, max_notes: int = 3) -> str:
         """What the command prints: the verdict first, then the few lines that explain it.
@@ -326,6 +333,14 @@ class MonitorReport:
         if len(self.notes) > max_notes:
             lines.append(f"  … and {len(self.notes) - max_notes} more notes (in monitor.json)")
         return "\n".join(lines)
+
+
+def _corrections_summary(corrections: pd.DataFrame) -> dict[str, Any]:
+    from sparsecheck.weak_labels import CORRECTIONS_FILE
+
+    changed = corrections.loc[corrections["rule"] != "", "rule"]
+    return {"file": CORRECTIONS_FILE, "n": len(corrections), "n_corrected": int(changed.size),
+            "by_rule": {str(k): int(v) for k, v in changed.value_counts().items()}}
 
 
 def score_batch(reference: MonitorReference, features: np.ndarray, *, batch: str = "batch",
@@ -435,7 +450,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
                   reference: "str | MonitorReference | None" = None, tracking_uri: str | None = None,
                   metadata: str | Path | None = None, force: bool = False, alpha: float = DRIFT_ALPHA,
                   psi_threshold: float = DRIFT_PSI_THRESHOLD, bins: int = DRIFT_BINS, device: str = "auto",
-                  model: "Model | None" = None, wait_s: float = CLAIM_WAIT_S) -> MonitorRun:
+                  model: "Model | None" = None, wait_s: float = CLAIM_WAIT_S, correct: bool = False) -> MonitorRun:
     """Score one batch against a reference run and log it as one MLflow monitoring run.
 
     Parameters
@@ -469,6 +484,9 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         An already loaded model (else loaded from the config).
     wait_s : float
         How long to wait for the verdict of a concurrent job that claimed the same batch first.
+    correct : bool
+        Also correct the batch's predictions with the consistency and flicker assertions
+        (``report.corrections``, logged as ``corrected_predictions.csv``).
 
     Returns
     -------
@@ -529,7 +547,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         winner = None if force else claim.winner()
         if winner is None:
             report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha,
-                            psi_threshold=psi_threshold, bins=bins, device=device)
+                            psi_threshold=psi_threshold, bins=bins, device=device, correct=correct)
             winner = None if force else claim.winner()  # a claim whose request reached the server late
         if winner is not None:
             run.discard()
@@ -609,7 +627,9 @@ def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path
     from sparsecheck._version import __version__
 
     out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}")
-    for name in reversed(MONITOR_OUTPUTS):  # monitor.json first: it marks a finished batch
+    from sparsecheck.weak_labels import CORRECTIONS_FILE
+
+    for name in (*reversed(MONITOR_OUTPUTS), CORRECTIONS_FILE):  # monitor.json first: it marks a finished batch
         (out / name).unlink(missing_ok=True)
     return out
 
@@ -624,13 +644,21 @@ def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, 
     """
     from sparsecheck.reports.monitor_render import to_html
 
+    from sparsecheck.select import write_csv
+    from sparsecheck.weak_labels import CORRECTIONS_FILE
+
     out = Path(out_dir)
     if result.report is not None:
         report = result.report.to_dict()
+        if result.report.corrections is not None:
+            write_csv(result.report.corrections, out / CORRECTIONS_FILE, force=True)
     else:
         with tempfile.TemporaryDirectory(prefix="sparsecheck-monitor-") as tmp:
             path = download_run_artifact(result.run_id, "monitor.json", result.tracking_uri, dst_dir=tmp)
             report = json.loads(path.read_text(encoding="utf-8"))
+            if report.get("corrections"):  # the covering run corrected the batch: its file comes along
+                fixed = download_run_artifact(result.run_id, CORRECTIONS_FILE, result.tracking_uri, dst_dir=tmp)
+                (out / CORRECTIONS_FILE).write_bytes(fixed.read_bytes())
     doc = {**report, "mlflow": {"tracking_uri": result.tracking_uri, "experiment_id": result.experiment_id,
                                 "run_id": result.run_id, "reused": result.reused}}
     paths = {name: out / name for name in MONITOR_OUTPUTS}
@@ -659,7 +687,7 @@ def _model_check(config: "Config", uri: str) -> str | None:
 
 def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: MonitorReference, *,
            model: "Model | None", metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
-           device: str) -> MonitorReport:
+           device: str, correct: bool = False) -> MonitorReport:
     from sparsecheck._runtime import resolve_device
     from sparsecheck.data.precomputed import PrecomputedFeatures
     from sparsecheck.pipeline.context import RunContext, SplitView
@@ -717,6 +745,11 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
                                         input_spec=spec, device=str(dev))
     for a in failing_assertions(report.assertions):
         report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
+    if correct:
+        from sparsecheck.weak_labels import batch_corrections
+
+        report.corrections, notes = batch_corrections(config, table, class_names=list(class_names))
+        report.notes += notes
     return report
 
 
@@ -855,6 +888,11 @@ def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | Precompute
             path = Path(tmp) / "monitor.json"
             write_json_atomic(path, report.to_dict())
             run.client.log_artifact(run_id, str(path))
+            if report.corrections is not None:
+                from sparsecheck.select import write_csv
+                from sparsecheck.weak_labels import CORRECTIONS_FILE
+
+                run.client.log_artifact(run_id, str(write_csv(report.corrections, Path(tmp) / CORRECTIONS_FILE)))
         run.client.set_tag(run_id, TAG_ALERT, "true" if report.alert else "false")
     except Exception as exc:
         raise TrackingError(f"logging monitoring run {run_id} to {run.info.tracking_uri} failed: "

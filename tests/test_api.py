@@ -12,7 +12,8 @@ def test_every_public_name_resolves():
 
 def test_subpackage_all_lists_are_importable():
     for mod in ("sparsecheck.assertions", "sparsecheck.analysis.slices", "sparsecheck.sparse",
-                "sparsecheck.errors", "sparsecheck.reports.compare", "sparsecheck.monitor"):
+                "sparsecheck.errors", "sparsecheck.reports.compare", "sparsecheck.monitor", "sparsecheck.select",
+                "sparsecheck.weak_labels"):
         module = importlib.import_module(mod)
         for name in module.__all__:
             assert hasattr(module, name), f"{mod}.{name}"

@@ -43,15 +43,20 @@ def readme_monitor_commands() -> list[str]:
     return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(DEMO_MONITOR)]
 
 
-@pytest.fixture(scope="module")
-def monitored(demo):
-    """The README's monitoring recipe, run verbatim where the demo ran."""
+def run_verbatim(demo, lines: list[str]) -> dict[str, subprocess.CompletedProcess]:
+    """Run README ``sparsecheck ...`` lines as they are written, where the demo ran."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     runs = {}
-    for line in readme_monitor_commands():
+    for line in lines:
         cmd = [sys.executable, "-m", "sparsecheck", *shlex.split(line)[1:]]
         runs[line] = subprocess.run(cmd, cwd=demo["work"], env=env, capture_output=True, text=True, timeout=600)
     return runs
+
+
+@pytest.fixture(scope="module")
+def monitored(demo):
+    """The README's monitoring recipe, run verbatim where the demo ran."""
+    return run_verbatim(demo, readme_monitor_commands())
 
 
 def test_demo_fails_on_the_planted_problems_and_exits_1(demo):
@@ -167,3 +172,56 @@ def test_readme_monitoring_recipe_runs_on_the_demo_batches(demo, monitored):
         saved = json.loads((demo["work"] / f"monitor-{name}" / "monitor.json").read_text())
         assert saved["alert"] is alert and saved["mlflow"]["run_id"]
         assert (demo["work"] / f"monitor-{name}" / "monitor.html").stat().st_size > 1000
+
+
+def readme_select_commands() -> list[str]:
+    """The README's ``sparsecheck select`` and ``weak-labels`` lines on the demo's pool."""
+    from tests.test_readme import DEMO_SELECT
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(DEMO_SELECT)]
+
+
+@pytest.fixture(scope="module")
+def selected(demo):
+    """The README's selection recipe, run verbatim where the demo ran."""
+    return run_verbatim(demo, readme_select_commands())
+
+
+def test_readme_selection_recipe_runs_on_the_demo_pool(demo, selected):
+    """Issue 24: the demo writes an unlabelled pool; the README's select and weak-labels commands work on
+    it, and BAL's picks are model errors at least twice as often as the pool's examples are (random's
+    expected precision)."""
+    import numpy as np
+    import pandas as pd
+
+    from sparsecheck.config import load_config
+    from sparsecheck.data import load_dataset
+    from sparsecheck.demo import make_demo_pool
+    from sparsecheck.sparse.features import extract_features
+
+    assert len(selected) == 2, list(selected)
+    for line, run in selected.items():
+        assert run.returncode == 0, line + run.stdout[-2000:] + run.stderr[-2000:]
+        assert "logged as MLflow run" in run.stderr
+    data = demo["out"] / "data"
+    pool = make_demo_pool(seed=0)  # the pool the demo wrote, with its true labels
+    with np.load(data / "pool.npz") as z:
+        assert "y" not in z.files and z["id"].tolist() == pool.ids.tolist()
+    truth = pd.Series(pool.true_y, index=pool.ids)
+    rows = pd.read_csv(demo["work"] / "selected.csv", keep_default_na=False)
+    budget = int(re.search(r"--budget (\d+)", next(iter(selected))).group(1))
+    assert len(rows) == budget and rows["strategy"].eq("bal").all()
+    assert {"same-track", "no-flicker"} <= set(rows["arm"])
+    precision = np.mean(rows["prediction"].to_numpy() != truth[rows["id"]].to_numpy())
+    cfg = load_config(data / "config.yaml")
+    model = cfg.model.load()
+    fs = extract_features(model, load_dataset(data / "pool.npz"), cfg.model.input_spec(model),
+                          cache_dir=cfg.features.cache_dir)
+    error_rate = np.mean(np.asarray(fs.logits).argmax(1) != pool.true_y)
+    assert precision >= 2 * error_rate, (precision, error_rate)
+    weak = pd.read_csv(demo["work"] / "weak.csv")
+    fixes = weak[~weak["agrees"]].drop_duplicates("id")
+    # where a weak label disagrees with the model, it is right more often than the model
+    right = truth[fixes["id"]].to_numpy()
+    assert len(fixes) and np.mean(fixes["label"].to_numpy() == right) > np.mean(fixes["prediction"].to_numpy() == right)

@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README_SERVER = "http://mlflow:5000"
 #: the demo's monitoring recipe, which tests/test_demo.py runs verbatim where the demo ran
 DEMO_MONITOR = "sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "
+#: the demo's selection recipe (choosing what to label), which tests/test_demo.py runs verbatim where the demo ran
+DEMO_SELECT = ("sparsecheck select sparsecheck-demo/data/config.yaml ",
+               "sparsecheck weak-labels sparsecheck-demo/data/config.yaml ")
 
 
 def _bash_blocks(text: str) -> list[str]:
@@ -47,8 +50,9 @@ def test_other_readme_shell_commands_are_run_by_tests():
     """Beyond install+demo and the tests, the ```bash blocks hold only: the monitoring recipe, which
     tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints);
     the extract recipe, which tests/test_extract.py runs verbatim in a small project (each of its
-    lines, and only those); and the registry workflow, which tests/test_registry_workflow.py runs
-    verbatim against a real tracking server."""
+    lines, and only those); the selection recipe on the demo's pool, which tests/test_demo.py runs
+    verbatim; and the registry workflow, which tests/test_registry_workflow.py runs verbatim against
+    a real tracking server."""
     from sparsecheck.cli import _demo_monitor_hint
     from tests.test_extract import RUNS_README_LINES, readme_extract_commands
 
@@ -57,7 +61,11 @@ def test_other_readme_shell_commands_are_run_by_tests():
     workflow = {line for lang, code in server_blocks() if lang == "bash" for line in code.splitlines()}
     assert len(workflow) == 3
     lines = [line for block in _bash_blocks((ROOT / "README.md").read_text())[2:] for line in block.splitlines()]
-    monitor = [line for line in lines if line not in extract and line not in workflow]
+    from tests.test_demo import readme_select_commands
+
+    selecting = [line for line in lines if line.startswith(DEMO_SELECT)]
+    assert selecting == readme_select_commands() and len(selecting) == 2  # tests/test_demo.py runs them
+    monitor = [line for line in lines if line not in extract and line not in workflow and line not in selecting]
     for line in monitor:
         assert line.startswith(DEMO_MONITOR), line
     printed = _demo_monitor_hint(Path("sparsecheck-demo/data/config.yaml"), None).splitlines()[1:]

@@ -150,20 +150,23 @@ class FlickerParams(_HeadParams):
     window: float | str
 
 
+def flicker_clock(data: AssertionContext, p: FlickerParams) -> tuple[np.ndarray, float]:
+    """The ``time`` column as float and the ``window`` in the same units (nanoseconds for datetimes)."""
+    t_raw = data.table[p.time] if p.time in data.table.columns else data.column(p.time)
+    if pd.api.types.is_datetime64_any_dtype(t_raw):
+        t = pd.to_datetime(t_raw).to_numpy().astype("datetime64[ns]").astype(np.int64).astype(np.float64)
+        return t, float(pd.Timedelta(p.window).value) if isinstance(p.window, str) else float(p.window) * 1e9
+    if isinstance(p.window, str):
+        raise DataError(f"window {p.window!r} is a duration but column {p.time!r} is not datetime")
+    return pd.to_numeric(pd.Series(np.asarray(t_raw)), errors="raise").to_numpy(dtype=np.float64), float(p.window)
+
+
 @register_assertion("flicker", family="model", params=FlickerParams, requires=_sparse_head)
 def _flicker(data: AssertionContext, p: FlickerParams) -> Outcome:
     """A prediction that flips and flips back within a time window (Kang et al.'s flicker)."""
     pred = data.predictions(p.head)
     seq, _ = pd.factorize(pd.Series(data.column(p.sequence)), use_na_sentinel=True)
-    t_raw = data.table[p.time] if p.time in data.table.columns else data.column(p.time)
-    if pd.api.types.is_datetime64_any_dtype(t_raw):
-        t = pd.to_datetime(t_raw).to_numpy().astype("datetime64[ns]").astype(np.int64).astype(np.float64)
-        window = float(pd.Timedelta(p.window).value) if isinstance(p.window, str) else float(p.window) * 1e9
-    else:
-        if isinstance(p.window, str):
-            raise DataError(f"window {p.window!r} is a duration but column {p.time!r} is not datetime")
-        t = pd.to_numeric(pd.Series(np.asarray(t_raw)), errors="raise").to_numpy(dtype=np.float64)
-        window = float(p.window)
+    t, window = flicker_clock(data, p)
     n = pred.shape[0]
     ok_rows = np.flatnonzero(seq >= 0)
     order = ok_rows[np.lexsort((t[ok_rows], seq[ok_rows]))]

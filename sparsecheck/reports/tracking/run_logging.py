@@ -49,7 +49,7 @@ TEST_FEATURES_MAX_EXAMPLES = 2000
 #: output files and folders logged as artifacts when present (besides ``ctx.artifacts``)
 OUTPUT_ARTIFACTS = ("report.html", "results.json", "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
                     "sparse_layer", "features")
-KINDS = ("run", "monitor")
+KINDS = ("run", "monitor", "select", "weak-labels")
 #: slices whose error rate becomes a metric (``slice_1_error_rate`` is the best slice)
 TOP_SLICE_METRICS = 5
 _PARAM_LENGTH_FALLBACK = 500  # MLflow < 2.? allowed 500 characters per param value
@@ -466,7 +466,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
     ----------
     config : MlflowConfig
         ``experiment``, ``run_name``, ``tags`` and ``tracking_uri`` are used.
-    kind : {"run", "monitor"}
+    kind : {"run", "monitor", "select", "weak-labels"}
         Recorded as the ``sparsecheck.kind`` tag.
     results : mapping, optional
         The run's results so far; ``model.fingerprint`` becomes a tag, and a model loaded from
