@@ -376,11 +376,15 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
                      channels: int | None = None, bar: Any = None,
                      on_error: Callable[[str, str], None] | None = None,
                      deadline: float | None = None) -> dict[int, list[FeatureExplanation]]:
-    """LIME explanations of several features, each on its own images, under one progress bar.
+    """LIME explanations of several features on their images, each image perturbed once for all
+    the features that ask for it, under one progress bar.
 
-    One :class:`FeatureActivation` serves every feature (one forward pass computes them all).
-    Features are explained in the order of ``jobs``; with a ``deadline`` no explanation starts
-    after it, and the features not reached keep an empty list.
+    One :class:`FeatureActivation` serves every feature (one forward pass computes them all), and
+    an image that several features are explained on (the same example id) gets one set of
+    perturbed images, from which LIME fits one local model per feature
+    (:meth:`~sparsecheck.analysis.lime_features.LimeFeatureExplainer.explain_many`): the forward
+    passes of one explanation for all of them. Images are explained in the order of the first
+    feature of ``jobs`` that asks for them; with a ``deadline`` no image starts after it.
 
     Parameters
     ----------
@@ -389,10 +393,12 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
         The images to explain each feature on (typically its top-activating examples).
     explainer : LimeFeatureExplainer
     example_ids : dict feature → ids, optional
+        The images' ids: the same id in two features' jobs is the same image. Without ids every
+        image is its own.
     layer, input_spec, mean, std, device, channels
         As for FeatureActivation.
     bar : progress bar, optional
-        Advanced once per explanation; by default one is opened for the whole job.
+        Advanced once per explained image; by default one is opened for the whole job.
     on_error : callable ``(what, reason)``, optional
         Called instead of raising when one example cannot be explained; that example is left out.
     deadline : float, optional
@@ -400,37 +406,78 @@ def explain_features(model: Any, jobs: dict[int, np.ndarray], *, explainer: Lime
 
     Returns
     -------
-    dict feature → list of FeatureExplanation
+    dict feature → list of FeatureExplanation, in the order of its jobs
     """
     features = list(jobs)
     out: dict[int, list[FeatureExplanation]] = {f: [] for f in features}
     if not features:
         return out
-    total = sum(len(jobs[f]) for f in features)
+    # one entry per distinct image: its pixels, id, and the (feature, position) pairs that want it
+    images: dict[Any, dict[str, Any]] = {}
+    for f in features:
+        ids = list(example_ids.get(f, [])) if example_ids else []
+        for i, image in enumerate(jobs[f]):
+            key = ids[i] if i < len(ids) else (f, i)
+            entry = images.setdefault(key, {"image": image, "id": ids[i] if i < len(ids) else None, "wants": []})
+            entry["wants"].append((f, i))
     own_bar = bar is None
-    bar = progress(total=total, desc="LIME feature explanations", unit="image") if own_bar else bar
+    bar = progress(total=len(images), desc="LIME feature explanations", unit="image") if own_bar else bar
+    placed: dict[int, dict[int, FeatureExplanation]] = {f: {} for f in features}
     try:
         with FeatureActivation(model, features, layer=layer, input_spec=input_spec, mean=mean, std=std,
                                device=device, channels=channels) as target:
-            for f in features:
-                column = target.column(f)
-                ids = list(example_ids.get(f, [])) if example_ids else []
-                for i, image in enumerate(jobs[f]):
-                    if deadline is not None and time.perf_counter() >= deadline:
-                        return out
-                    example = ids[i] if i < len(ids) else None
-                    try:
-                        out[f].append(explainer.explain(image, column, feature=f, example_id=example))
-                    except Exception as exc:  # one example LIME cannot explain must not cost the others
-                        if on_error is None:
-                            raise
-                        on_error(f"LIME of feature {f} on example {example if example is not None else i}",
-                                 exception_reason(exc))
+            column = {f: j for j, f in enumerate(features)}
+            for key, entry in images.items():
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                wanted = [f for f, _ in entry["wants"]]
+                try:
+                    exps = explainer.explain_many(entry["image"], target, columns=[column[f] for f in wanted],
+                                                  features=wanted, example_id=entry["id"])
+                except Exception as exc:  # one example LIME cannot explain must not cost the others
+                    if on_error is None:
+                        raise
+                    on_error(f"LIME of feature{'s' if len(wanted) > 1 else ''} {', '.join(map(str, wanted))} on "
+                             f"example {entry['id'] if entry['id'] is not None else key}", exception_reason(exc))
                     bar.update(1)
+                    continue
+                for (f, i), e in zip(entry["wants"], exps):
+                    placed[f][i] = e
+                bar.update(1)
     finally:
         if own_bar:
             bar.close()
-    return out
+    return {f: [placed[f][i] for i in sorted(placed[f])] for f in features}
+
+
+def shared_rows(top_rows: dict[int, Sequence[int]], per_feature: int, pool: int) -> dict[int, list[int]]:
+    """For each feature, ``per_feature`` of its first ``pool`` top rows, chosen so that as few
+    distinct rows as possible are explained in all (each distinct row costs one LIME run, whatever
+    the features explained on it): greedily the row that the most still-short features have among
+    their candidates, the better ranked first. Features keep their order of preference.
+
+    Examples
+    --------
+    >>> shared_rows({1: [10, 11, 12, 13], 2: [12, 20, 10, 21]}, per_feature=2, pool=4)
+    {1: [10, 12], 2: [12, 10]}
+    """
+    cand = {f: list(rows)[:pool] for f, rows in top_rows.items()}
+    picked: dict[int, list[int]] = {f: [] for f in cand}
+    need = {f: min(per_feature, len(rows)) for f, rows in cand.items()}
+    while any(need[f] > len(picked[f]) for f in cand):
+        votes: dict[int, tuple[int, float]] = {}
+        for f, rows in cand.items():
+            if need[f] <= len(picked[f]):
+                continue
+            for rank, r in enumerate(rows):
+                if r not in picked[f]:
+                    n, s = votes.get(r, (0, 0.0))
+                    votes[r] = (n + 1, s - rank)
+        row = max(votes, key=lambda r: votes[r])
+        for f, rows in cand.items():
+            if need[f] > len(picked[f]) and row in rows and row not in picked[f]:
+                picked[f].append(row)
+    return {f: sorted(rows, key=cand[f].index) for f, rows in picked.items()}
 
 
 _explain_all = explain_features  # interpret_features' parameter of that name is the config's count
@@ -638,8 +685,12 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
     if chosen:
         n_lime = max(0, min(int(lime_examples), min(len(cards[f].top_rows) for f, _ in chosen)))
         n_sanity_examples = min(int(sanity_examples), n_lime)
-        jobs = {f: dataset.batch(cards[f].top_rows[:n_lime]) for f, _ in chosen}
-        job_ids = {f: cards[f].top_examples[:n_lime] for f, _ in chosen}
+        # each feature on n_lime of its top examples, chosen so that features share images: an image
+        # explained for several features costs the forward passes of one explanation
+        rows = shared_rows({f: cards[f].top_rows for f, _ in chosen}, n_lime, max(n_lime, 2 * n_lime))
+        id_of = {r: i for f, _ in chosen for r, i in zip(cards[f].top_rows, cards[f].top_examples)}
+        jobs = {f: dataset.batch(rows[f]) for f, _ in chosen}
+        job_ids = {f: [id_of[r] for r in rows[f]] for f, _ in chosen}
         explainer = LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
                                          segmenter=Segmenter(random_state=seed))
         common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_, std=layer.std_, device=device,
@@ -647,7 +698,7 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
         named = [f for f, why in chosen if not why.startswith(("total |weight|", "tied to"))]
         check = ([f for f in named] + [f for f in features_by_weight(layer) if f in jobs and f not in named]
                  )[:int(sanity_features)] if sanity_check else []
-        total = sum(len(v) for v in jobs.values()) + len(check) * n_sanity_examples * (8 if sanity_cascade else 1)
+        total = len({i for v in job_ids.values() for i in v}) + len(check) * n_sanity_examples * (8 if sanity_cascade else 1)
         with progress(total=total, desc="explaining features", unit="image") as bar:
             try:
                 explained = _explain_all(model, jobs, explainer=explainer, example_ids=job_ids, bar=bar,

@@ -8,8 +8,11 @@ with a positive weight, and every value ``v`` of every attribute ``a`` the featu
 (a) **association** — the feature's AUC for separating the examples with ``a = v`` from the others
     and its Benjamini–Hochberg q-value, read from the feature × metadata association table
     (:func:`sparsecheck.analysis.association.feature_associations`; the pipeline compares
-    within classes, so that a value frequent in one class does not fake an association). Only AUC > 0.5 is considered: a feature with a positive weight
-    that fires on ``v`` pushes examples with ``v`` towards ``c``. ``strength = 2 * AUC - 1``.
+    within classes, so that a value frequent in one class does not fake an association). A
+    feature with a positive weight that fires on ``v`` pushes examples with ``v`` towards ``c``;
+    so does one with a negative weight that goes quiet on ``v`` (with two classes, each class's
+    features are the other's negative weights). ``AUC`` below is that of the direction that
+    helps the class, and ``strength = 2 * AUC - 1``.
 (b) **ablation** — the feature's weight for class ``c`` is set to zero (``weight_[c, f] = 0``,
     the other classes' weights untouched: the question is what *this* class gets from the
     feature; zeroing a standardised feature's weight is replacing the feature by its training
@@ -32,14 +35,19 @@ The score ranks the findings::
     score = (2 * AUC - 1) * min(class_specific_gap, ablation_gap)        (0 when negative)
 
 it is large only when the feature tracks the value, the class does better with the value than
-the other classes do, *and* the feature is what carries that advantage. A candidate is a
-**finding** when all of these hold:
+the other classes do, *and* the feature is what carries that advantage. A candidate is
+*associated* when its association has ``q_value <= fdr`` and ``AUC >= min_auc``, its
+``ablation_gap > 0``, and at least ``min_group`` examples of the class have the value and as many
+do not. An associated candidate is a **finding** when either
 
-* association ``q_value <= fdr`` and ``AUC >= min_auc``;
-* gap ``q <= fdr`` (Fisher's p-values, Benjamini–Hochberg over the (class, attribute, value)
-  groups tested) and class-specific gap ``q <= fdr`` (its z-test, same family);
-* ``class_specific_gap >= min_gap`` and ``ablation_gap >= min_ablation``;
-* at least ``min_group`` examples of the class with the value and without it.
+* the observational evidence holds: gap ``q <= fdr`` (Fisher's p-values, Benjamini–Hochberg over
+  the (class, attribute, value) groups tested), class-specific gap ``q <= fdr`` (its z-test, same
+  family), ``class_specific_gap >= min_gap`` and ``ablation_gap >= min_ablation``; or
+* an intervention (``intervene``) confirms it: the model itself, with the cue put on or taken off,
+  answers the question the observations can only suggest, whatever their power.
+
+Every associated candidate is tested by intervention when ``intervene`` is given, the strongest
+first; with ``require_intervention`` (automatic attributes) only a confirmed one is a finding.
 
 Attributes declared in ``data.spurious_attributes`` give *spurious findings*; the other metadata
 attributes are scanned with the same rule and reported separately, as *associations to review*
@@ -405,10 +413,10 @@ def find_spurious_features(
     rows: list[dict[str, Any]] = []
     for c_row, label in enumerate(classes):
         in_c = labels == label
-        positive = np.flatnonzero(weight[c_row] > 0)
-        if not in_c.any() or positive.size == 0:
+        used = np.flatnonzero(weight[c_row] != 0)
+        if not in_c.any() or used.size == 0:
             continue
-        for f in positive:
+        for f in used:
             w = float(weight[c_row, f])
             ablated = scores.copy()
             ablated[:, c_row] -= w * z[:, column_of[int(f)]]
@@ -418,8 +426,11 @@ def find_spurious_features(
                 codes, values = encoded[a]
                 for code, value in enumerate(values):
                     assoc = lookup.get((int(f), a, str(value)))
-                    if assoc is None or not np.isfinite(assoc[0]) or assoc[0] <= 0.5:
-                        continue  # the feature does not fire on this value (maybe on another one)
+                    # the value helps the class when the feature fires more on it and the weight is
+                    # positive, or fires less on it and the weight is negative (a class that relies on a
+                    # feature staying quiet: each of two classes is the other's negative weights)
+                    if assoc is None or not np.isfinite(assoc[0]) or (assoc[0] - 0.5) * w <= 0:
+                        continue
                     has = codes == code
                     key = (c_row, a, code)
                     if key not in groups:
@@ -433,14 +444,15 @@ def find_spurious_features(
                     drop_wo = float(prob_drop[~has_c].mean()) if (~has_c).any() else float("nan")
                     auc, p_assoc, q_assoc = assoc
                     rows.append({"class": _py(label), "class_name": name_of(label), "feature": int(f),
-                                 "attribute": a, "value": str(value), "weight": w, "auc": auc,
+                                 "attribute": a, "value": str(value), "weight": w,
+                                 "auc": auc if w > 0 else 1.0 - auc,
                                  "assoc_p_value": p_assoc, "assoc_q_value": q_assoc, "_group": key,
                                  **g,
                                  "ablated_recall_with": ab_w, "ablated_recall_without": ab_wo,
                                  "ablation_drop_with": drop_w, "ablation_drop_without": drop_wo,
                                  "ablation_gap": drop_w - drop_wo})
     if not rows:
-        logger.info("spurious features: no positively weighted feature is associated with %s", attributes)
+        logger.info("spurious features: no used feature is associated with %s the way its weight needs", attributes)
         return SpuriousAnalysis([], pd.DataFrame({c: [] for c in _CANDIDATE_COLUMNS}), attributes, params)
 
     cand = pd.DataFrame(rows)
@@ -454,20 +466,25 @@ def find_spurious_features(
     strength = 2.0 * cand["auc"] - 1.0
     harm = np.minimum(cand["class_specific_gap"], cand["ablation_gap"])
     cand["score"] = (strength * harm).clip(lower=0.0).fillna(0.0)
-    tied = ((cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc) & (cand["ablation_gap"] >= min_ablation)
-            & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group))
+    # associated: the feature tracks the value, on enough examples, and helps the class more with it
+    associated = ((cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc) & (cand["ablation_gap"] > 0)
+                  & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group))
+    tied = associated & (cand["ablation_gap"] >= min_ablation)
     gap = ((cand["gap_q_value"] <= fdr) & (cand["class_specific_gap_q_value"] <= fdr)
            & (cand["class_specific_gap"] >= min_gap))
     measured: dict[tuple[Any, str, str], Any] = {}
-    if intervene is not None:
-        for r in cand.loc[tied, ["class", "attribute", "value"]].to_dict("records"):
+    if intervene is not None:  # the model itself is asked, strongest suspicion first
+        for r in cand.loc[associated].sort_values("score", ascending=False)[["class", "attribute", "value"]] \
+                .to_dict("records"):
             key = (r["class"], str(r["attribute"]), str(r["value"]))
             if key not in measured:
                 measured[key] = intervene(*key)
     keys_of = list(zip(cand["class"], cand["attribute"].astype(str), cand["value"].astype(str)))
     cand["confirmed_by_intervention"] = [bool(getattr(measured.get(k), "confirmed", False)) for k in keys_of]
-    cand["significant"] = tied & (cand["confirmed_by_intervention"] if require_intervention
-                                  else (gap | cand["confirmed_by_intervention"]))
+    # observational evidence needs the ablation to matter by min_ablation; a confirmed intervention,
+    # which asks the model itself, stands in for both the gap test and that size
+    confirmed = associated & cand["confirmed_by_intervention"]
+    cand["significant"] = confirmed if require_intervention else ((tied & gap) | confirmed)
     cand = cand.drop(columns="_group").sort_values(["significant", "score", "auc"], ascending=False,
                                                      kind="stable").reset_index(drop=True)
     cand = cand[_CANDIDATE_COLUMNS]
@@ -539,8 +556,11 @@ def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFi
     if others:
         also = (f" (and feature{'s' if len(others) > 1 else ''} {', '.join(map(str, others[:5]))}"
                 f"{', ...' if len(others) > 5 else ''}, which carry the same)")
-    sentence = (f"class '{d['class_name']}' relies on feature {d['feature']} (weight {d['weight']:.2f}){also}, which "
-                f"fires on {av} (AUC {d['auc']:.2f}); '{d['class_name']}' examples are recognised "
+    fires = (f"which fires on {av} (AUC {d['auc']:.2f})" if d["weight"] > 0 else
+             f"which stays low on {av} (AUC {d['auc']:.2f} for being lower with it)")
+    relies = f"feature {d['feature']}" if d["weight"] > 0 else f"feature {d['feature']} staying low"
+    sentence = (f"class '{d['class_name']}' relies on {relies} (weight {d['weight']:.2f}){also}, {fires}; "
+                f"'{d['class_name']}' examples are recognised "
                 f"{_pct(d['recall_with'])} of the time with {av}, {_pct(d['recall_without'])} without "
                 f"(other classes: {_pct(d['others_accuracy_with'])} vs {_pct(d['others_accuracy_without'])}); "
                 f"without feature {d['feature']}, the sparse layer's probability of '{d['class_name']}' "
@@ -590,10 +610,12 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     """Fold each finding on the *absence* of a value under the finding on its presence.
 
     A shortcut read from the other side: "dog relies on snow=yes" also makes "horse relies on a
-    feature that snow suppresses", found as horse on ``snow=no``. A finding on value ``w`` of an
-    attribute is folded under a finding on value ``v`` of the same attribute when ``v`` marks a
-    minority of the images, ``w`` a majority, and at least :data:`MIN_DISJOINT` of ``w``'s images
-    lack ``v``. It is listed in the lead's ``other_sides`` and no longer counted on its own.
+    feature that snow suppresses", found as horse on ``snow=no``. A finding on value ``w`` is
+    folded under a finding on value ``v`` when ``v`` marks a minority of the images, ``w`` a
+    majority, at least :data:`MIN_DISJOINT` of ``w``'s images lack ``v``, and ``w`` is a value of
+    the same attribute or, for another class, of an attribute that marks (nearly) every image
+    without ``v`` (an automatic ``mark_br=none`` beside ``mark_br=white``'s twin ``mark_b=white``).
+    It is listed in the lead's ``other_sides`` and no longer counted on its own.
 
     Examples
     --------
@@ -614,10 +636,15 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
         if not v.any() or v.sum() / n >= 0.5:
             continue
         for other in out:
-            if other is lead or id(other) in folded or other.attribute != lead.attribute or other.value == lead.value:
+            if other is lead or id(other) in folded or (other.attribute, other.value) == (lead.attribute, lead.value):
                 continue
             w = _carriers(metadata, other.attribute, other.value)
-            if w.sum() / n >= 0.5 and (w & ~v).sum() >= MIN_DISJOINT * w.sum():
+            if w.sum() / n < 0.5 or (w & ~v).sum() < MIN_DISJOINT * w.sum():
+                continue
+            # the same attribute's other value, or, on another attribute, another class relying on
+            # (nearly) everything but v: together the two cover at least MIN_DISJOINT of the images
+            if other.attribute == lead.attribute or (other.class_name != lead.class_name
+                                                       and (w | v).mean() >= MIN_DISJOINT):
                 lead.other_sides.append(_brief(other))
                 folded.add(id(other))
     return [f for f in out if id(f) not in folded]

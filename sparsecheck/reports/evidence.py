@@ -217,22 +217,50 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
             bars.append({"group": group, "label": f"with {av}", "value": min(1.0, max(0.0, g[kw])), "kind": "with"})
             bars.append({"group": group, "label": "without", "value": min(1.0, max(0.0, g[kwo])),
                          "kind": "without"})
+    features = [f for f in (_int(v) for v in finding.get("features") or []) if f is not None and f != _int(feat)]
+    if features:
+        words.append(f"The same shortcut is carried by feature{'s' if len(features) > 1 else ''} "
+                     f"{', '.join(map(str, features))} of {cls} too: one finding, {len(features) + 1} features.")
     iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else None
-    if iv is not None and iv.get("n_put"):
-        text = (f"Intervention: with the cue ({iv.get('cue')}) painted on {iv['n_put']:,} images of other classes, "
-                f"the model takes {_pct(iv.get('flip_rate'))} of them for {cls} "
-                f"({_pct(iv.get('flip_ci_low'))}–{_pct(iv.get('flip_ci_high'))}; {_pct(iv.get('baseline_rate'))} "
-                f"without the cue)")
+    cue = iv.get("cue_estimate") if iv is not None and isinstance(iv.get("cue_estimate"), Mapping) else None
+    if cue is not None:
+        explained = finite_number(cue.get("explained"))
+        words.append(f"The cue, learned from the images: {cue.get('description')}"
+                     + (f" (it reproduces {_pct(explained)} of how the images with {av} differ from the other "
+                        f"images of their class)" if explained is not None else "") + ".")
+    if iv is not None and (iv.get("n_put") or iv.get("n_remove")):
+        control = "in the control" if iv.get("control") else "without the cue"
+        parts = []
+        if iv.get("n_put"):
+            parts.append(f"with the cue put on {iv['n_put']:,} images of other classes, the model takes "
+                         f"{_pct(iv.get('flip_rate'))} of them for {cls} ({_pct(iv.get('flip_ci_low'))}–"
+                         f"{_pct(iv.get('flip_ci_high'))}; {_pct(iv.get('baseline_rate'))} {control})")
         if iv.get("n_remove"):
-            text += (f"; taking it off {iv['n_remove']:,} {cls} images moves their recall from "
-                     f"{_pct(iv.get('recall_before'))} to {_pct(iv.get('recall_after'))}")
+            before, after = finite_number(iv.get("recall_before")), finite_number(iv.get("recall_after"))
+            verb = "lowers" if (before or 0) > (after or 0) else "raises" if (before or 0) < (after or 0) else "leaves"
+            parts.append(f"taking it off {iv['n_remove']:,} {cls} images {verb} their recall "
+                         + (f"from {_pct(before)} to {_pct(after)}" if verb != "leaves" else f"at {_pct(before)}"))
+        text = "Intervention: " + "; ".join(parts)
         text += " — confirmed." if iv.get("confirmed") else " — not confirmed."
         words.append(text)
-        bars += [{"group": f"other classes taken for {cls}", "label": "cue painted on",
+    for other in finding.get("other_sides") or []:
+        if isinstance(other, Mapping):
+            words.append(f"The other side of it: class {other.get('class')} relies on feature {other.get('feature')}, "
+                         f"which fires on {other.get('attribute')} = {other.get('value')} — on the absence of "
+                         f"{av} (folded here, not counted on its own).")
+    seen = [a for a in finding.get("also_seen_as") or [] if isinstance(a, Mapping)]
+    if seen:
+        words.append("The same images are marked by " + ", ".join(
+            f"{a.get('attribute')} = {a.get('value')}" + (f" ({_pct(finite_number(a.get('agreement')) or 0)} "
+                                                          f"agreement)" if a.get("agreement") is not None else "")
+            for a in seen) + ".")
+    if iv is not None and iv.get("n_put"):
+        bars += [{"group": f"other classes taken for {cls}", "label": "cue put on",
                   "value": min(1.0, max(0.0, float(iv.get("flip_rate") or 0.0))), "kind": "with"},
-                 {"group": f"other classes taken for {cls}", "label": "as they are",
+                 {"group": f"other classes taken for {cls}", "label": "control" if iv.get("control") else "as they are",
                   "value": min(1.0, max(0.0, float(iv.get("baseline_rate") or 0.0))), "kind": "without"}]
-    table = [(k.replace("_", " "), v) for k, v in ev.items() if k != "intervention"]
-    table += [(f"intervention {k.replace('_', ' ')}", v) for k, v in (iv or {}).items()]
+    table = [(k.replace("_", " "), v) for k, v in ev.items() if not isinstance(v, (Mapping, list))]
+    table += [(f"intervention {k.replace('_', ' ')}", v) for k, v in (iv or {}).items()
+              if not isinstance(v, (Mapping, list))]
     return {"words": words, "bars": bars, "table": table}
 

@@ -242,18 +242,25 @@ def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: 
     return card
 
 
-def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
-    """A spurious finding with its evidence in words and chart rows, and its feature's card."""
+def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_dir: Path | None) -> dict[str, Any]:
+    """A spurious finding with its evidence in words and chart rows, its feature's card and the
+    picture of its cue (when the cue was learned from the images)."""
     finding = dict(raw)
     finding.update(finding_evidence(raw))
     feature = _finite(raw.get("feature"))
     finding["card"] = cards.get(int(feature)) if feature is not None else None
-    weight = _finite((raw.get("evidence") or {}).get("weight")) if isinstance(raw.get("evidence"), Mapping) else None
+    evidence = raw.get("evidence") if isinstance(raw.get("evidence"), Mapping) else {}
+    weight = _finite(evidence.get("weight"))
     finding["headline"] = (f"Class {raw.get('class')} relies on feature {raw.get('feature')}"
                            + (f" (weight {weight:.2f})" if weight is not None else "")
                            + f", which fires on {raw.get('attribute')} = {raw.get('value')}"
                            + (" (an automatic image attribute; confirmed by intervention)" if raw.get("automatic")
                               else ""))
+    finding["kind"] = "automatic" if raw.get("automatic") else "declared"
+    iv = evidence.get("intervention") if isinstance(evidence.get("intervention"), Mapping) else {}
+    cue = iv.get("cue_estimate") if isinstance(iv.get("cue_estimate"), Mapping) else {}
+    finding["cue_uri"] = _inline_image(cue.get("image"), out_dir)
+    finding["cue_text"] = cue.get("description")
     return finding
 
 
@@ -319,7 +326,8 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     rest = [_card(c, out_dir, False, fdr) for c in sorted(cards_raw, key=lambda c: -weight[int(c["feature"])])
             if int(c["feature"]) not in full]
     # declared attributes' findings first, then those found from the pixels (automatic attributes)
-    findings = [_finding(f, full) for f in _rows(results.get("spurious_findings")) + _rows(results.get("automatic_findings"))]
+    findings = [_finding(f, full, out_dir) for f in
+                _rows(results.get("spurious_findings")) + _rows(results.get("automatic_findings"))]
     failing_view = [_failing(a, full, findings) for a in failing + warnings_]
     uncarded = [f for f in featured if f not in by_id]
     table = results.get("feature_attributes_table")
@@ -387,6 +395,8 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "clusters": _rows(results.get("error_clusters")),
         "n_significant_slices": sum(bool(s.get("significant")) for s in slices),
         "spurious": findings,
+        "n_declared": sum(f["kind"] == "declared" for f in findings),
+        "n_automatic": sum(f["kind"] == "automatic" for f in findings),
         "skipped": _rows(results.get("skipped")),
         "explain": _explain_view(results.get("interpretation")),
         "mlflow": mlflow,

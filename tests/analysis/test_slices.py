@@ -104,7 +104,8 @@ def test_top_k_equals_brute_force(seed: int) -> None:
     alpha, min_support, top_k = [0.6, 0.8, 0.95, 1.0][seed % 4], 5 + seed, 1 + seed % 4
     expected = brute_force(table, list(domains), errors, 3, min_support, alpha)
     finder = fit(table, max_predicates=3, min_support=min_support, alpha=alpha, top_k=top_k,
-                 group_overlap=1.0, nested=False)  # the search's exactness: ranking by score alone
+                 group_overlap=1.0, nested=False,
+                 significant_only=False)  # the search's exactness: ranking by score alone
     got = finder.slices_
     assert len(got) == min(top_k, len(expected))
     np.testing.assert_allclose([s.score for s in got], [e[0] for e in expected[:top_k]], rtol=1e-9)
@@ -112,7 +113,7 @@ def test_top_k_equals_brute_force(seed: int) -> None:
         assert got[0].predicates == expected[0][2]
     # with a top-k larger than the lattice, every positive slice comes back, in the same order
     everything = fit(table, max_predicates=3, min_support=min_support, alpha=alpha, top_k=10_000,
-                     group_overlap=1.0, nested=False)
+                     group_overlap=1.0, nested=False, significant_only=False)
     np.testing.assert_allclose([s.score for s in everything.slices_], [e[0] for e in expected], rtol=1e-9)
     assert {str(sorted(s.predicates.items())) for s in everything.slices_} == \
         {str(sorted(e[2].items())) for e in expected}
@@ -137,7 +138,7 @@ def test_grouped_top_k_equals_brute_force(seed: int, monkeypatch: pytest.MonkeyP
     expected = greedy_groups(table, ranked, 3, 0.5)
     with caplog.at_level(logging.DEBUG, logger="sparsecheck.analysis.slices"):
         finder = fit(table, max_predicates=2, min_support=10, top_k=3, group_overlap=0.5,
-                     overlap="containment", nested=False)
+                     overlap="containment", nested=False, significant_only=False)
     np.testing.assert_allclose([s.score for s in finder.slices_], [e[0] for e in expected], rtol=1e-9)
     assert finder.slices_[0].predicates == expected[0][2]
     assert any("searching again" in r.getMessage() for r in caplog.records)
@@ -153,7 +154,7 @@ def test_property_scores_equal_brute_force(seed, n, d, max_predicates, min_suppo
     table["correct"] = rng.random(n) > rng.uniform(0.05, 0.6)
     errors = ~table["correct"].to_numpy()
     finder = fit(table, max_predicates=max_predicates, min_support=min_support, alpha=alpha,
-                 top_k=top_k, group_overlap=1.0, nested=False)
+                 top_k=top_k, group_overlap=1.0, nested=False, significant_only=False)
     if not errors.any():
         assert finder.slices_ == []
         return

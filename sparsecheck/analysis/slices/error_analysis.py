@@ -123,7 +123,7 @@ def analyse_errors(table: pd.DataFrame, attributes: Sequence[str], *, features: 
     params = dict(max_predicates=max_predicates, min_support=min_support, top_k=top_k, fdr=fdr)
     # automatic image attributes and the user's metadata are searched side by side, never mixed
     families = {a: "automatic" if is_auto(a) else "metadata" for a in attributes}
-    finder = SliceFinder(**params).fit(table, [*attributes, "label"], families=families)
+    finder = SliceFinder(**params).fit(table, [*attributes, "label"], families=families, lead=["metadata"])
     result = ErrorAnalysis(slices=list(finder.slices_),
                            search={"n_rows": finder.n_rows_, "error_rate": finder.error_rate_,
                                    "n_tests": finder.n_tests_, "min_support": finder.min_support_,

@@ -60,14 +60,17 @@ class Slice:
     p_value : float
         One-sided Fisher exact test: is the error rate higher than on the rest of the rows?
     q_value : float
-        Benjamini–Hochberg adjusted p-value over every slice of the searched lattice (see the
-        module docstring).
+        Benjamini–Hochberg adjusted p-value over every slice of its family in the searched lattice
+        (see the module docstring).
     score : float
         SliceLine score (higher is worse for the model); the ranking key.
     significant : bool
         ``q_value <= fdr``.
     related : list of dict
         Predicates of lower-ranked slices grouped under this one (their rows overlap it).
+    family : str or None
+        The multiple-testing family of its columns (``SliceFinder.fit(families=...)``; ``"label"``
+        for slices over the free columns alone), None without families.
     """
 
     predicates: dict[str, str]
@@ -81,6 +84,7 @@ class Slice:
     score: float
     significant: bool
     related: list[dict[str, str]] = field(default_factory=list)
+    family: str | None = None
 
     @property
     def level(self) -> int:
@@ -101,7 +105,8 @@ class Slice:
                 "error_rate": num(self.error_rate), "ci_low": num(self.ci_low),
                 "ci_high": num(self.ci_high), "p_value": num(self.p_value),
                 "q_value": num(self.q_value), "errors": int(self.errors), "score": num(self.score),
-                "significant": bool(self.significant), "related": [dict(r) for r in self.related]}
+                "significant": bool(self.significant), "related": [dict(r) for r in self.related],
+                "family": self.family}
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -183,6 +188,7 @@ class SliceFinder(BaseEstimator):
         overlap: str = "containment",
         confidence: float = 0.95,
         nested: bool = True,
+        significant_only: bool = True,
         progress: bool | None = None,
     ) -> None:
         self.max_predicates = max_predicates
@@ -195,6 +201,7 @@ class SliceFinder(BaseEstimator):
         self.overlap = overlap
         self.confidence = confidence
         self.nested = nested
+        self.significant_only = significant_only
         self.progress = progress
 
     # -- parameters
@@ -312,6 +319,7 @@ class SliceFinder(BaseEstimator):
         errors: np.ndarray | pd.Series | str | None = None,
         correct_column: str = "correct",
         families: Mapping[str, str] | None = None,
+        lead: Sequence[str] = (),
     ) -> "SliceFinder":
         """Search ``table`` for the top slices.
 
@@ -335,6 +343,14 @@ class SliceFinder(BaseEstimator):
             pixel measurement (a thin frame raises an image's sharpness), and a slice mixing the
             two (``frame=yes AND auto:sharpness=mid``) then describes that artefact, not where the
             model fails. ``label`` stays free, so ``corner=yes AND label=three`` is searched.
+            Each family is also its own multiple-testing family (Benjamini–Hochberg within it;
+            the slices over free columns alone are the family ``"label"``), so a thousand
+            automatic candidates do not drown the significance of the user's own attributes.
+        lead : sequence of family names
+            When slices of different families cover (nearly) the same rows, one of a family named
+            here leads (in this order) and the other is grouped under it, whatever their scores:
+            the pipeline passes ``["metadata"]``, so a declared attribute names the failing images
+            an automatic one also describes.
 
         Returns
         -------
@@ -352,6 +368,8 @@ class SliceFinder(BaseEstimator):
         self.search_stats_: list[dict[str, int]] = []
         self._encoding = _encode_table(table, cols, self.n_bins)
         family_of = self._families(cols, families)
+        self._family_names = list(dict.fromkeys(str(f) for f in (families or {}).values()))
+        self._lead = [self._family_names.index(f) for f in lead if f in self._family_names]
         if self.n_errors_ == 0 or n == 0:
             self._encoding = self._encoding.without_rows()
             logger.info("SliceFinder: %d rows and no errors; nothing to slice", n)
@@ -361,13 +379,18 @@ class SliceFinder(BaseEstimator):
             return self
         x = _one_hot(self._encoding).tocsc()
         pool = _POOL_FACTOR * self.top_k
+        rounds = 0
         while True:
             search = _LatticeSearch(self._encoding, x, err, alpha=float(self.alpha),
                                     min_support=self.min_support_, max_predicates=self.max_predicates,
                                     pool=pool, progress=self.progress, families=family_of)
             cand = search.run()
-            exact = self._rank(cand, x, search.threshold, search.family_size, np.asarray(err, dtype=bool))
-            if exact:
+            rounds += 1
+            sizes = search.family_sizes or {-1: search.family_size}
+            exact = self._rank(cand, x, search.threshold, sizes, np.asarray(err, dtype=bool), family_of)
+            # fewer significant slices than top_k: a pruned one could only join at the tail; one
+            # wider search is enough (the full lattice would cost minutes at many attributes)
+            if exact or (self.significant_only and rounds >= 2):
                 break
             pool *= 4
             logger.debug("grouping left fewer than top_k slices above the pruning threshold; "
@@ -381,10 +404,10 @@ class SliceFinder(BaseEstimator):
                     time.perf_counter() - started)
         return self
 
-    def _rank(self, cand: _Candidates, x: sparse.csc_matrix, threshold: float, n_tests: int,
-              errors: np.ndarray) -> bool:
-        """Statistics, q-values, ranking and grouping; False when pruning may have hidden a
-        slice that grouping would now report (then the search runs again with less pruning)."""
+    def _rank(self, cand: _Candidates, x: sparse.csc_matrix, threshold: float, n_tests: dict[int, int],
+              errors: np.ndarray, family_of: np.ndarray | None = None) -> bool:
+        """Statistics, q-values (per family), ranking and grouping; False when pruning may have
+        hidden a slice that grouping would now report (then the search runs again with less pruning)."""
         n, n_err = self.n_rows_, self.n_errors_
         score = _score(cand.size, cand.errors, n, n_err / n, float(self.alpha))
         p = fisher_exact_pvalue(cand.errors, cand.size, n_err - cand.errors, n - cand.size,
@@ -393,23 +416,36 @@ class SliceFinder(BaseEstimator):
         # its p-value is the largest of the tests), inside the same FDR control
         if self.nested:
             p = np.maximum(p, _nested_pvalues(cand, x, errors))
-        q = _benjamini_hochberg_of_family(p, n_tests)
+        attr_of = np.repeat(np.arange(len(self.columns_)), np.diff(self._encoding.offsets))
+        fam = np.full(cand.level.size, -1, dtype=np.int64)
+        if family_of is not None:
+            for j in range(cand.values.shape[1]):
+                has = cand.values[:, j] >= 0
+                fam[has] = np.maximum(fam[has], family_of[attr_of[cand.values[has, j]]])
+        q = np.full(p.shape, np.nan)
+        for code in np.unique(fam):
+            rows = fam == code
+            q[rows] = _benjamini_hochberg_of_family(p[rows], n_tests.get(int(code), int(rows.sum())))
         low, high = wilson_interval(cand.errors, cand.size, float(self.confidence))
         # a predicate that adds nothing is dropped: a refinement that is not significantly worse
-        # than its parents is not reported (its parents carry its errors)
-        refines = (cand.level <= 1) | (q <= float(self.fdr)) | (not self.nested)
+        # than its parents is not reported (its parents carry its errors); with significant_only,
+        # no slice leads that is not significant
+        significant = q <= float(self.fdr)
+        refines = (cand.level <= 1) | significant | (not self.nested)
+        if self.significant_only:
+            refines &= significant
         positive = np.flatnonzero(score > _MIN_SCORE)
         keys = [cand.values[positive, j] for j in range(cand.values.shape[1] - 1, -1, -1)]
         # the slices that may lead come first; the others can only be shown under one of them
         order = positive[np.lexsort([*keys, cand.level[positive], -cand.size[positive], -score[positive],
                                      ~refines[positive]])]
 
-        reps, related = self._group(cand, order, x, refines)
+        reps, related = self._group(cand, order, x, refines, fam)
         exact = threshold <= 0 or (len(reps) == self.top_k and score[reps[-1]] >= threshold)
-        if not exact:
+        if not exact and not self.significant_only:
             return False
         labels = np.concatenate(self._encoding.labels) if self._encoding.labels else np.zeros(0, str)
-        attr_of = np.repeat(np.arange(len(self.columns_)), np.diff(self._encoding.offsets))
+        names_of = ["label", *self._family_names]
 
         def predicates(i: int) -> dict[str, str]:
             vals = cand.values[i, :cand.level[i]]
@@ -421,7 +457,8 @@ class SliceFinder(BaseEstimator):
                   error_rate=float(cand.errors[i] / cand.size[i]), ci_low=float(low[i]),
                   ci_high=float(high[i]), p_value=float(p[i]), q_value=float(q[i]),
                   score=float(score[i]), significant=bool(q[i] <= fdr),
-                  related=[predicates(j) for j in related[i]])
+                  related=[predicates(j) for j in related[i]],
+                  family=names_of[int(fam[i]) + 1] if family_of is not None else None)
             for i in reps
         ]
         names = np.array([f"{self.columns_[attr_of[v]]}={labels[v]}" for v in range(len(labels))],
@@ -436,14 +473,23 @@ class SliceFinder(BaseEstimator):
         self.candidates_ = pd.DataFrame({
             "slice": desc, "level": cand.level, "size": cand.size, "errors": cand.errors,
             "error_rate": rate, "score": score, "p_value": p, "q_value": q,
+            "family": [names_of[int(c) + 1] for c in fam] if family_of is not None else None,
         }).sort_values(["score", "size"], ascending=[False, False], kind="stable").reset_index(drop=True)
-        return True
+        return exact
 
-    def _group(self, cand: _Candidates, order: np.ndarray, x: sparse.csc_matrix, can_lead: np.ndarray
-               ) -> tuple[list[int], dict[int, list[int]]]:
+    def _group(self, cand: _Candidates, order: np.ndarray, x: sparse.csc_matrix, can_lead: np.ndarray,
+               fam: np.ndarray | None = None) -> tuple[list[int], dict[int, list[int]]]:
         """Greedy grouping of ``order`` (best first) by row overlap; returns the representatives
         and, for each, the slices grouped under it. A slice with ``can_lead`` False (a refinement
-        that adds nothing to its parents) is never a representative, only grouped under one."""
+        that adds nothing to its parents) is never a representative, only grouped under one. A
+        slice of a ``lead`` family (:meth:`fit`) overlapping a representative of another family
+        takes its place, and the other is grouped under it."""
+        rank = {code: r for r, code in enumerate(getattr(self, "_lead", []))}
+
+        def prefer(i: int, rep: int) -> bool:
+            if fam is None or not rank:
+                return False
+            return rank.get(int(fam[i]), len(rank)) < rank.get(int(fam[rep]), len(rank))
         k = self.top_k
         reps: list[int] = []
         related: dict[int, list[int]] = {}
@@ -463,7 +509,7 @@ class SliceFinder(BaseEstimator):
             sizes = np.diag(inter).copy()
             n_old = 0 if rep_members is None else rep_members.shape[1]
             rep_cols = list(range(n_old))  # columns of `both` holding the current representatives
-            new_rep_cols = []
+            changed = False
             for c, i in enumerate(chunk):
                 col = n_old + c
                 if rep_cols:
@@ -474,17 +520,23 @@ class SliceFinder(BaseEstimator):
                         ov = ov / np.minimum(sizes[col], sizes[rep_cols])
                     best = int(np.argmax(ov))
                     if ov[best] > self.group_overlap:
-                        related[reps[best]].append(int(i))
+                        old = reps[best]
+                        if can_lead[i] and prefer(int(i), old):  # the lead family names these rows
+                            reps[best] = int(i)
+                            related[int(i)] = [old, *related.pop(old)]
+                            rep_cols[best] = col
+                            changed = True
+                            continue
+                        related[old].append(int(i))
                         continue
                 if len(reps) >= k or not can_lead[i]:
                     continue
                 reps.append(int(i))
                 related[int(i)] = []
                 rep_cols.append(col)
-                new_rep_cols.append(col)
-            if new_rep_cols:
-                added = both[:, new_rep_cols]
-                rep_members = added if rep_members is None else sparse.hstack([rep_members, added], format="csc")
+                changed = True
+            if changed:
+                rep_members = both[:, rep_cols]
         return reps, related
 
     # -- using a fitted finder

@@ -163,7 +163,8 @@ class _LatticeSearch:
         self.progress = progress
         self.value_attr = np.repeat(np.arange(len(enc.columns)), np.diff(enc.offsets))
         # family code of each value's column; -1 combines with any family (see SliceFinder.fit)
-        self.value_family = None if families is None else np.asarray(families, dtype=np.int64)[self.value_attr]
+        self.attr_family = None if families is None else np.asarray(families, dtype=np.int64)
+        self.value_family = None if families is None else self.attr_family[self.value_attr]
         self.threshold = 0.0  # the pruning threshold in force; never decreases
         self.top_scores = np.zeros(0)
         self.stats: list[dict[str, int]] = []
@@ -203,7 +204,19 @@ class _LatticeSearch:
                            "kept": int(ok1.sum())})
         self.size1, self.err1 = size1, err1
         supported = np.bincount(self.value_attr[ok1], minlength=len(self.enc.columns))
-        self.family_size = _family_size(supported, self.max_predicates, self.n // self.min_support)
+        cap = self.n // self.min_support
+        self.family_size = _family_size(supported, self.max_predicates, cap)
+        # each family of columns is its own multiple-testing family: the slices over its columns
+        # (with the free ones), less those over the free columns alone (the family -1)
+        self.family_sizes: dict[int, int] = {}
+        if self.attr_family is not None:
+            free = self.attr_family < 0
+            free_size = _family_size(np.where(free, supported, 0), self.max_predicates, cap)
+            self.family_sizes[-1] = free_size
+            for fam in np.unique(self.attr_family[~free]):
+                cols = free | (self.attr_family == fam)
+                self.family_sizes[int(fam)] = _family_size(np.where(cols, supported, 0), self.max_predicates,
+                                                           cap) - free_size
 
         alive1 = self._alive(size1, err1)
         self._compact(alive1)

@@ -38,7 +38,7 @@ Examples
 'http://127.0.0.1:5000'
 >>> metrics_from_results({"dense": {"test_accuracy": 0.8},
 ...                       "slices": [{"error_rate": 0.6}], "assertions": [{"status": "pass"}]})
-{'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_feature_cards': 0.0}
+{'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_automatic_findings': 0.0, 'n_feature_cards': 0.0}
 """
 
 from sparsecheck.reports.tracking.reading import download_run_artifact, load_run_feature_attributes, load_run_results

@@ -159,8 +159,8 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     ``sparsity``, ``mean_features_per_class``, ``max_features_per_class``, ``n_used_features``,
     ``selected_lambda``; ``slice_<i>_error_rate`` for the ``top_slices`` best slices,
     ``n_slices``, ``n_significant_slices``; ``assertions_total|passed|failed|errored`` and
-    ``assertions_failing`` (failures that fail the run); ``n_spurious_findings``,
-    ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
+    ``assertions_failing`` (failures that fail the run); ``n_spurious_findings`` (declared attributes),
+    ``n_automatic_findings`` (found from the pixels), ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
     """
     from sparsecheck.results import failing_assertions
 
@@ -192,6 +192,7 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     put("assertions_errored", statuses.count("error"))
     put("assertions_failing", len(failing_assertions(results.get("assertions"))))
     put("n_spurious_findings", len(results.get("spurious_findings") or []))
+    put("n_automatic_findings", len(results.get("automatic_findings") or []))
     put("n_feature_cards", len(results.get("feature_cards") or []))
     for stage, seconds in (results.get("timings") or {}).items():
         put("time_" + re.sub(r"\W", "_", str(stage)) + "_s", seconds)
