@@ -315,6 +315,7 @@ def find_spurious_features(
     min_group: int = ANALYSIS["spurious_min_group"],
     intervene: Callable[[Any, str, str], Any] | None = None,
     require_intervention: bool = False,
+    max_share: float | None = None,
 ) -> SpuriousAnalysis:
     """Find the classes that rely on a sparse feature tied to a value of one of ``attributes``.
 
@@ -359,6 +360,10 @@ def find_spurious_features(
     require_intervention : bool, default False
         A finding needs a confirmed intervention (used for automatic attributes, whose
         associations alone also catch harmless image properties such as a frame).
+    max_share : float, optional
+        Values held by more than this share of the examples are not scanned (used for automatic
+        attributes, at 0.5: a value most images have — no mark, no band — is the absence of a cue,
+        and a class relying on it is the other side of a finding on the cue).
 
     Returns
     -------
@@ -409,6 +414,8 @@ def find_spurious_features(
     column_of = {int(f): j for j, f in enumerate(nonzero)}
 
     encoded = {a: encode_categories(metadata[a]) for a in attributes}
+    shares = {a: np.bincount(codes[codes >= 0], minlength=len(values)) / max(len(codes), 1)
+              for a, (codes, values) in encoded.items()}
     groups: dict[tuple[int, str, int], dict[str, Any]] = {}  # (class row, attribute, value code) -> stats
     rows: list[dict[str, Any]] = []
     for c_row, label in enumerate(classes):
@@ -425,6 +432,8 @@ def find_spurious_features(
             for a in attributes:
                 codes, values = encoded[a]
                 for code, value in enumerate(values):
+                    if max_share is not None and shares[a][code] > max_share:
+                        continue
                     assoc = lookup.get((int(f), a, str(value)))
                     # the value helps the class when the feature fires more on it and the weight is
                     # positive, or fires less on it and the weight is negative (a class that relies on a
@@ -589,6 +598,16 @@ def _carriers(metadata: pd.DataFrame, attribute: str, value: str) -> np.ndarray:
         else np.zeros(len(metadata), bool)
 
 
+def _all_carriers(f: SpuriousFinding, metadata: pd.DataFrame) -> np.ndarray:
+    """The images of a finding's value and of the values it is also seen as that mark the same
+    images (agreement at least :data:`MIN_OVERLAP`): one cue, seen through several attributes."""
+    v = _carriers(metadata, f.attribute, f.value)
+    for a in f.also_seen_as:
+        if float(a.get("agreement") or 0.0) >= MIN_OVERLAP:
+            v = v | _carriers(metadata, str(a.get("attribute")), str(a.get("value")))
+    return v
+
+
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     union = int((a | b).sum())
     return float((a & b).sum()) / union if union else 0.0
@@ -632,7 +651,7 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     for lead in leads:
         if id(lead) in folded:
             continue
-        v = _carriers(metadata, lead.attribute, lead.value)
+        v = _all_carriers(lead, metadata)
         if not v.any() or v.sum() / n >= 0.5:
             continue
         for other in out:
@@ -710,14 +729,19 @@ def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[Spuri
 
 def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[SpuriousFinding],
                    metadata: pd.DataFrame) -> tuple[SpuriousFinding, float] | None:
-    """The finding in ``pool`` that is ``f``'s shortcut: the same class, and the same lead feature
-    (the class relies on that feature, whatever the attributes it is seen through) or most of the
-    smaller one's images in the other's (:data:`MIN_OVERLAP`); the best such, with its overlap."""
+    """The finding in ``pool`` that is ``f``'s shortcut: the same class, both values held by a
+    minority of the images (a majority value is the absence of a cue: :func:`fold_other_sides`),
+    and the same lead feature (the class relies on that feature, whatever the attributes it is
+    seen through) or most of the smaller one's images in the other's (:data:`MIN_OVERLAP`); the
+    best such, with its overlap."""
     best = None
+    if mine.mean() >= 0.5:  # a value most images have is an absence (fold_other_sides), not a cue to merge
+        return None
     for d in pool:
-        if d.class_name != f.class_name:
+        theirs = _carriers(metadata, d.attribute, d.value)
+        if d.class_name != f.class_name or theirs.mean() >= 0.5:
             continue
-        overlap = _overlap(mine, _carriers(metadata, d.attribute, d.value))
+        overlap = _overlap(mine, theirs)
         if d.feature == f.feature or overlap >= MIN_OVERLAP:
             key = (d.feature == f.feature, overlap)
             if best is None or key > best[0]:

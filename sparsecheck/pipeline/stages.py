@@ -609,15 +609,17 @@ def spurious_stage(ctx: RunContext) -> None:
     args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
     with Intervener(ctx) as intervene:
         found = find_spurious_features(*args, declared, intervene=intervene, **kwargs) if declared else None
-        auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True, **kwargs)
-                if automatic and intervene is not None else None)
+        auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True,
+                                       max_share=0.5, **kwargs) if automatic and intervene is not None else None)
         tested = intervene.count if intervene is not None else 0
         estimated = intervene.estimated if intervene is not None else 0
     review = find_spurious_features(*args, others, **kwargs) if others else None
     meta = view.metadata.reset_index(drop=True)
     auto_found = [dataclasses.replace(f, automatic=True) for f in (auto.findings if auto else [])]
-    declared_found, automatic_found = pool_findings(fold_other_sides(found.findings if found else [], meta),
-                                                    fold_other_sides(auto_found, meta), meta, declared)
+    pooled = [*pool_findings(found.findings if found else [], auto_found, meta, declared)]
+    kept = fold_other_sides([*pooled[0], *pooled[1]], meta)
+    declared_found = [f for f in kept if not f.automatic]
+    automatic_found = [f for f in kept if f.automatic]
     ctx.spurious_findings = sorted(declared_found, key=lambda f: -f.score)
     ctx.automatic_findings = sorted(automatic_found, key=lambda f: -f.score) if auto is not None else None
     ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
