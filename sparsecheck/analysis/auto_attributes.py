@@ -229,14 +229,12 @@ def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
     for j, z in enumerate(MARK_ZONES):
         out[f"mark_{z}"] = score[:, j]
         out[f"mark_{z}_r"], out[f"mark_{z}_g"], out[f"mark_{z}_b"] = colour[:, j].T
-    bscore, bcolour = bands(x)
+    bscore, bcolour, frame, frame_colour = bands(x)
     for j, side in enumerate(SIDES):
         out[f"band_{side}"] = bscore[:, j]
         out[f"band_{side}_r"], out[f"band_{side}_g"], out[f"band_{side}_b"] = bcolour[:, j].T
-    # a frame: a band along every side, of about one colour
-    spread = np.abs(bcolour - bcolour.mean(axis=1, keepdims=True)).max(axis=(1, 2))
-    out["frame"] = np.where(spread <= 40.0, bscore.min(axis=1), 0.0)
-    out["frame_r"], out["frame_g"], out["frame_b"] = bcolour.mean(axis=1).T
+    out["frame"] = frame
+    out["frame_r"], out["frame_g"], out["frame_b"] = frame_colour.T
     return out
 
 

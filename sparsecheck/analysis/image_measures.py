@@ -6,17 +6,18 @@ Every function takes a float32 batch ``x`` (n×H×W×3, values 0–255) or its l
 =======================  ======================================================================
 :func:`texture`          sharpness (variance of the 4-neighbour Laplacian), noise (Immerkær's
                          estimate of a Gaussian noise's sigma from a 3×3 second-difference
-                         mask, robust to edges), blockiness (mean absolute step across the
-                         8-pixel block boundaries JPEG leaves, over the mean step elsewhere)
+                         mask, robust to edges), blockiness (log of the mean absolute step
+                         across the 8-pixel block edges JPEG leaves over that in the blocks'
+                         middle)
 :func:`marks`            the strongest *mark* in each of eight zones along the edges (four
                          corners, four edge middles): a window (1/8, 1/5 or 1/3 of the shorter
                          side) whose pixels are uniform (each channel's standard deviation at
                          most ``UNIFORM``) and differ from the ring around it; score = the
                          largest channel difference of their means, with the window's colour
 :func:`bands`            a strip along each side (1/16, 1/8 or 1/5 of the side) against the strip
-                         just inside it: the largest channel difference of their means plus half
-                         the spread the strip lost (a blend towards a colour flattens it), with
-                         the strip's colour
+                         just inside it and the other sides' backdrop: the largest channel
+                         difference of their means plus half the spread the strip lost (a blend
+                         towards a colour flattens it), with the strip's colour
 :func:`fg_bg_colour`     the mean colour of the foreground (pixels that differ from the image's
                          backdrop, the median of its outer ring, by more than ``FOREGROUND``
                          in some channel) and of the rest, and the foreground's share
@@ -99,11 +100,12 @@ def texture(lum: np.ndarray) -> np.ndarray:
              + 4 * lum[:, 1:-1, 1:-1] - 2 * lum[:, 1:-1, 2:] + lum[:, 2:, :-2] - 2 * lum[:, 2:, 1:-1] + lum[:, 2:, 2:])
         out[:, 1] = np.sqrt(np.pi / 2) * np.abs(m).reshape(n, -1).mean(1) / 6.0
     if h >= 16 and w >= 16:
+        # the step across JPEG's 8-pixel block edges against the step in the middle of the blocks
         dx = np.abs(np.diff(lum, axis=2))
         dy = np.abs(np.diff(lum, axis=1))
-        bx = dx[:, :, 7::8].mean(axis=(1, 2)) / (dx.mean(axis=(1, 2)) + 1e-3)
-        by = dy[:, 7::8, :].mean(axis=(1, 2)) / (dy.mean(axis=(1, 2)) + 1e-3)
-        out[:, 2] = (bx + by) / 2
+        edge = dx[:, :, 7::8].mean(axis=(1, 2)) + dy[:, 7::8, :].mean(axis=(1, 2))
+        middle = dx[:, :, 3::8].mean(axis=(1, 2)) + dy[:, 3::8, :].mean(axis=(1, 2))
+        out[:, 2] = np.log((edge + 1.0) / (middle + 1.0))
     return out
 
 
@@ -167,34 +169,57 @@ def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return score, colour
 
 
-def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per side: the band score n×4 (0–255) and colour n×4×3 (module docstring)."""
+def _strips(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The strip ``k`` pixels wide along ``side`` and the strip just inside it."""
+    h, w = x.shape[1:3]
+    if side == "top":
+        return x[:, :k], x[:, k:2 * k]
+    if side == "bottom":
+        return x[:, h - k:], x[:, h - 2 * k:h - k]
+    if side == "left":
+        return x[:, :, :k], x[:, :, k:2 * k]
+    return x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
+
+
+def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per side: the band score n×4 (0–255) and colour n×4×3; and the frame score n (0–255) and
+    colour n×3: for the best width, the least contrast of the four strips with the strips inside
+    them, where the four are of about one colour (a frame is the backdrop's colour itself, so the
+    backdrop cannot judge it; needing all four sides does).
+
+    A band differs from the strip inside it (or is flatter: a blend towards a colour squeezes the
+    image's spread) *and* from the backdrop of the other three sides (the median of their outer
+    rings): a dark strip next to a stroke is the backdrop, not a band.
+    """
     n, h, w, c = x.shape
-    back = backdrop(x)
+    m = max(1, round(min(h, w) / 8))
+    rings = {side: _strips(x, side, m)[0].reshape(n, -1, c) for side in SIDES}
     score = np.full((n, len(SIDES)), -1.0)
     colour = np.full((n, len(SIDES), c), np.nan)
+    fracs = (1 / 16, 1 / 8, 1 / 5)
+    plain = np.zeros((len(fracs), n, len(SIDES)))
+    plain_colour = np.zeros((len(fracs), n, len(SIDES), c))
     for j, side in enumerate(SIDES):
+        back = np.median(np.concatenate([rings[o] for o in SIDES if o != side], axis=1), axis=1)
         length = h if side in ("top", "bottom") else w
-        for frac in (1 / 16, 1 / 8, 1 / 5):
+        for f, frac in enumerate(fracs):
             k = max(1, int(round(frac * length)))
             if 2 * k >= length:
                 continue
-            if side == "top":
-                strip, inner = x[:, :k], x[:, k:2 * k]
-            elif side == "bottom":
-                strip, inner = x[:, h - k:], x[:, h - 2 * k:h - k]
-            elif side == "left":
-                strip, inner = x[:, :, :k], x[:, :, k:2 * k]
-            else:
-                strip, inner = x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
+            strip, inner = _strips(x, side, k)
             sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
-            flat = np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
-            # a band differs from the strip inside it (or is flatter) and from the image's backdrop
-            s = np.minimum(np.abs(sm - im).max(axis=1) + 0.5 * flat, np.abs(sm - back).max(axis=1) + 0.5 * flat)
+            flat = 0.5 * np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
+            own = np.abs(sm - im).max(axis=1) + flat
+            s = np.minimum(own, np.abs(sm - back).max(axis=1) + flat)
             better = s > score[:, j]
             score[better, j] = s[better]
             colour[better, j] = sm[better]
-    return np.maximum(score, 0.0), colour
+            plain[f, :, j], plain_colour[f, :, j] = own, sm
+    spread = np.abs(plain_colour - plain_colour.mean(axis=2, keepdims=True)).max(axis=(2, 3))     # widths × n
+    frame = np.where(spread <= 40.0, plain.min(axis=2), 0.0)
+    best = frame.argmax(axis=0)
+    return (np.maximum(score, 0.0), colour, frame[best, np.arange(n)],
+            plain_colour[best, np.arange(n)].mean(axis=1))
 
 
 def backdrop(x: np.ndarray) -> np.ndarray:

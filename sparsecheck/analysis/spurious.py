@@ -600,11 +600,14 @@ def _carriers(metadata: pd.DataFrame, attribute: str, value: str) -> np.ndarray:
 
 def _all_carriers(f: SpuriousFinding, metadata: pd.DataFrame) -> np.ndarray:
     """The images of a finding's value and of the values it is also seen as that mark the same
-    images (agreement at least :data:`MIN_OVERLAP`): one cue, seen through several attributes."""
-    v = _carriers(metadata, f.attribute, f.value)
+    images (Jaccard agreement at least :data:`MIN_AGREEMENT`, not merely holding them): one cue,
+    seen through several attributes."""
+    own = _carriers(metadata, f.attribute, f.value)
+    v = own.copy()
     for a in f.also_seen_as:
-        if float(a.get("agreement") or 0.0) >= MIN_OVERLAP:
-            v = v | _carriers(metadata, str(a.get("attribute")), str(a.get("value")))
+        other = _carriers(metadata, str(a.get("attribute")), str(a.get("value")))
+        if _jaccard(own, other) >= MIN_AGREEMENT:
+            v |= other
     return v
 
 
@@ -651,19 +654,21 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     for lead in leads:
         if id(lead) in folded:
             continue
+        own = _carriers(metadata, lead.attribute, lead.value)
         v = _all_carriers(lead, metadata)
-        if not v.any() or v.sum() / n >= 0.5:
+        if not own.any() or v.sum() / n >= 0.5:
             continue
         for other in out:
             if other is lead or id(other) in folded or (other.attribute, other.value) == (lead.attribute, lead.value):
                 continue
             w = _carriers(metadata, other.attribute, other.value)
-            if w.sum() / n < 0.5 or (w & ~v).sum() < MIN_DISJOINT * w.sum():
+            same = other.attribute == lead.attribute
+            base = own if same else v
+            if w.sum() / n < 0.5 or (w & ~base).sum() < MIN_DISJOINT * w.sum():
                 continue
             # the same attribute's other value, or, on another attribute, another class relying on
             # (nearly) everything but v: together the two cover at least MIN_DISJOINT of the images
-            if other.attribute == lead.attribute or (other.class_name != lead.class_name
-                                                       and (w | v).mean() >= MIN_DISJOINT):
+            if same or (other.class_name != lead.class_name and (w | v).mean() >= MIN_DISJOINT):
                 lead.other_sides.append(_brief(other))
                 folded.add(id(other))
     return [f for f in out if id(f) not in folded]

@@ -8,7 +8,7 @@ import pytest
 
 from sparsecheck.analysis.auto_attributes import (AUTO_PREFIX, AutoAttributes, hue_family, image_properties,
                                                   is_auto, stream_properties)
-from sparsecheck.analysis.interventions import Blur, Invert, Patch, Tint
+from sparsecheck.analysis.cues import AddNoise, Blur, Invert, Jpeg, Patch, Tint
 from sparsecheck.errors import DataError, ParameterError
 
 
@@ -55,22 +55,62 @@ def auto_of(planted) -> AutoAttributes:
     return planted[3]
 
 
-def test_bright_corner_is_corner_tl_high(planted):
+def test_bright_corner_is_a_white_mark_in_its_zone(planted):
     _, g, _, _, t = planted
-    assert share(t, g["corner"], "auto:corner_tl", "high") == 1.0
+    assert share(t, g["corner"], "auto:mark_tl", "white") == 1.0
     others = np.r_[0:100, 300:600]                      # not inverted (a light background lights corners)
-    assert share(t, others, "auto:corner_tl", "high") == 0.0
-    # no image has a mark in the bottom-right corner: one level, so the column is dropped (noise is
-    # not cut into low/mid/high)
-    assert "auto:corner_br" not in t.columns and "auto:corner_br" in auto_of(planted).dropped_
+    assert share(t, others, "auto:mark_tl", "none") == 1.0
+    # no image has a mark in the bottom-right zone: one value, so the column is dropped
+    assert "auto:mark_br" not in t.columns and "auto:mark_br" in auto_of(planted).dropped_
     # a thin frame through every corner and an inverted image's light corners are not a mark
     x = digits_like(200, seed=3)
     x[:100, 0, :] = x[:100, -1, :] = x[:100, :, 0] = x[:100, :, -1] = 150
     x[100:] = Invert().apply(x[100:])
-    x[150:, :6, :6] = 0                                  # a dark mark on the light ones
+    x[150:, 1:6, 1:6] = 0                                # a dark mark on the light ones
     framed = AutoAttributes().fit_transform(image_properties(x))
-    assert (framed["auto:corner_tl"].iloc[:150] == "mid").all()
-    assert (framed["auto:corner_tl"].iloc[150:] == "low").all()
+    assert (framed["auto:mark_tl"].iloc[:150] == "none").all()
+    assert (framed["auto:mark_tl"].iloc[150:] == "black").all()
+
+
+@pytest.mark.parametrize("zone, rows, cols", [("t", slice(1, 5), slice(14, 18)), ("r", slice(14, 18), slice(27, 31)),
+                                              ("bl", slice(27, 31), slice(1, 5)), ("b", slice(28, 32), slice(12, 16))])
+def test_a_mark_of_one_and_a_half_percent_is_seen_in_every_zone(zone, rows, cols):
+    x = digits_like(120, seed=5)
+    x[:40, rows, cols] = (40, 200, 255)                  # 4×4 on 32×32: 1.6% of the image
+    t = AutoAttributes().fit_transform(image_properties(x))
+    assert share(t, slice(0, 40), f"auto:mark_{zone}", "cyan") >= 0.95
+    assert share(t, slice(40, 120), f"auto:mark_{zone}", "none") == 1.0
+
+
+def test_bands_frames_and_the_colour_of_foreground_and_background():
+    x = digits_like(160, seed=6)
+    x[:40, -6:] = np.round(0.3 * x[:40, -6:] + 0.7 * 255).astype(np.uint8)          # a whitened bottom band
+    x[40:80, :2], x[40:80, -2:], x[40:80, :, :2], x[40:80, :, -2:] = 120, 120, 120, 120   # a grey frame
+    strokes = x[80:120].astype(np.float32).mean(axis=3) > 100
+    x[80:120][strokes] = (230, 30, 30)                                               # red strokes
+    x[120:][~(x[120:].astype(np.float32).mean(axis=3) > 100)] = (20, 20, 140)        # a blue background
+    t = AutoAttributes().fit_transform(image_properties(x))
+    assert share(t, slice(0, 40), "auto:band_bottom", "white") == 1.0
+    assert share(t, np.r_[80:160], "auto:band_bottom", "none") == 1.0
+    assert share(t, slice(40, 80), "auto:frame", "grey") == 1.0 and share(t, np.r_[0:40, 80:160], "auto:frame",
+                                                                           "none") == 1.0
+    assert share(t, slice(80, 120), "auto:fg_colour", "red") == 1.0
+    assert share(t, slice(80, 120), "auto:bg_colour", "black") == 1.0
+    assert share(t, slice(120, 160), "auto:bg_colour", "blue") == 1.0
+    assert share(t, slice(120, 160), "auto:fg_colour", "red") == 0.0
+
+
+def test_noise_and_jpeg_have_levels_of_their_own():
+    x = digits_like(150, seed=7)
+    x[:50] = AddNoise(sigma=30.0).apply(x[:50])
+    x[50:100] = Jpeg(quality=5).apply(x[50:100])
+    props = image_properties(x)
+    assert props["noise"].iloc[:50].min() > props["noise"].iloc[50:].max()
+    # a 32-pixel digit has few 8-pixel blocks: JPEG shows on average, not on every image
+    assert props["blockiness"].iloc[50:100].mean() > props["blockiness"].iloc[100:].mean() + 0.5
+    t = AutoAttributes().fit_transform(props)
+    assert share(t, slice(0, 50), "auto:noise", "high") == 1.0
+    assert share(t, slice(50, 100), "auto:blockiness", "high") > share(t, slice(100, 150), "auto:blockiness", "high")
 
 
 def test_inverted_digits_are_inverted_yes(planted):
@@ -163,7 +203,8 @@ def test_public_names_resolve():
     import importlib
 
     for mod in ("sparsecheck.analysis.auto_attributes", "sparsecheck.analysis.interventions",
-                "sparsecheck.analysis.error_clusters"):
+                "sparsecheck.analysis.error_clusters", "sparsecheck.analysis.image_measures",
+                "sparsecheck.analysis.cues"):
         module = importlib.import_module(mod)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{mod}.{name}"

@@ -348,7 +348,8 @@ def _texture(x: np.ndarray) -> np.ndarray:
     crop = central_crop(x4, 64).astype(np.float32)
     lum = luminance(crop) if crop.shape[-1] == 3 else crop[..., 0]
     t = texture(lum)
-    return np.log(np.nan_to_num(t, nan=0.0) + np.array([1.0, 0.5, 1e-3]))
+    t = np.nan_to_num(t, nan=0.0)
+    return np.stack([np.log(t[:, 0] + 1.0), np.log(t[:, 1] + 0.5), t[:, 2]], axis=1)  # blockiness is a log already
 
 
 #: which texture statistic (column of :func:`_texture`) each texture cue moves, and which way
