@@ -40,7 +40,8 @@ from sparsecheck._runtime import torch_threads, write_json_atomic  # noqa: E402
 from sparsecheck.analysis.association import feature_associations  # noqa: E402
 from sparsecheck.analysis.auto_attributes import AutoAttributes  # noqa: E402
 from sparsecheck.analysis.error_clusters import find_error_clusters  # noqa: E402
-from sparsecheck.analysis.interventions import measure_intervention, parse_intervention  # noqa: E402
+from sparsecheck.analysis.cues import parse_intervention  # noqa: E402
+from sparsecheck.analysis.interventions import measure_intervention  # noqa: E402
 from sparsecheck.data import ImageDataset, InputSpec  # noqa: E402
 from sparsecheck.sparse import SparseDecisionLayer  # noqa: E402
 from sparsecheck.sparse.features import extract_features  # noqa: E402

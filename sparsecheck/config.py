@@ -220,13 +220,13 @@ class DataConfig(_Strict):
     spurious_attributes: list[str] = Field(default_factory=list)
     skip_unreadable: bool = False
     #: per spurious attribute: ``{value: V, put: CUE, remove: CUE or null}`` (see
-    #: :func:`sparsecheck.analysis.interventions.parse_intervention`)
+    #: :func:`sparsecheck.analysis.cues.parse_intervention`)
     interventions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("interventions")
     @classmethod
     def _check_interventions(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from sparsecheck.analysis.interventions import parse_intervention
+        from sparsecheck.analysis.cues import parse_intervention
 
         for attribute, spec in v.items():
             if not isinstance(spec, dict) or "value" not in spec:
@@ -293,6 +293,7 @@ class AnalysisConfig(_Strict):
     spurious_min_gap: float = Field(ANALYSIS["spurious_min_gap"], ge=0, le=1)
     spurious_min_ablation: float = Field(ANALYSIS["spurious_min_ablation"], ge=0, le=1)
     spurious_min_group: int = Field(ANALYSIS["spurious_min_group"], ge=1)
+    spurious_min_enrichment: float = Field(ANALYSIS["spurious_min_enrichment"], ge=0, le=1)
     fdr: float = Field(ANALYSIS["fdr"], gt=0, lt=1)
     min_support: int = Field(ANALYSIS["min_support"], ge=1)
     max_predicates: int = Field(ANALYSIS["max_predicates"], ge=1, le=4)

@@ -55,6 +55,9 @@ ANALYSIS = {
     "spurious_min_gap": 0.1,
     "spurious_min_ablation": 0.05,
     "spurious_min_group": 10,
+    # an automatic finding's value is this much more frequent in its class's training images than in
+    # the others' (share in the class minus share in the others)
+    "spurious_min_enrichment": 0.15,
     # multiple testing, slices and breakdowns (sparsecheck.analysis.slices)
     "fdr": 0.05,
     "min_support": 20,

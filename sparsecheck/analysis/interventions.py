@@ -21,13 +21,14 @@ be. With ``K`` looks, every test at a look is made at level ``alpha / K`` (Bonfe
 looks), so the chance of confirming a cue the model ignores stays below ``alpha`` however early
 the test stops. A side is:
 
-* **confirmed** when the flip rate's lower bound exceeds the baseline by more than ``margin`` and
-  the paired exact McNemar test of the flips is significant, or when the lower bound of the mean
-  probability rise exceeds ``min_rise`` (put on); when the recall falls by at least ``min_fall``
-  with a significant McNemar test, or the mean probability fall's lower bound exceeds ``min_rise``
-  (take off);
+* **confirmed** when the share of images the cue turns into the class (a Wilson lower bound),
+  less the share it turns away from it, exceeds ``margin``, and the paired exact McNemar test of
+  those flips is significant; or when the lower bound of the mean probability rise exceeds
+  ``min_rise`` (put on); when the recall falls by at least ``min_fall`` with a significant
+  McNemar test, or the mean probability fall's lower bound exceeds ``min_rise`` (take off);
 * **ruled out** when the upper bounds of both measures are below those thresholds. Stopping for
   futility cannot confirm anything, so these bounds are one-sided 95% ones, not split over the looks.
+  A cue that changes no answer is ruled out after about a hundred images.
 
 The finding is confirmed as soon as either side is, and the test stops there. Put-on images are
 shared by every class asked about the same cue (:class:`CueTrial`): the model runs once on a cued
@@ -439,10 +440,12 @@ class CueTrial:
         rise = _mean_bounds(cued[:, c] - ctrl[:, c], z)
         base = float(before.mean())
         a_look = (1 - conf) / 2
-        confirmed = (float(lo[0]) > base + self.margin and p < a_look) or rise[1] > self.min_rise
-        (_, hi95) = wilson_interval(np.array([k]), np.array([n]), _FUTILITY)
+        # paired: the images the cue turned into the class, less those it turned away, per image
+        (to_lo,), _ = wilson_interval(np.array([to]), np.array([n]), conf)
+        confirmed = (float(to_lo) - frm / n > self.margin and p < a_look) or rise[1] > self.min_rise
+        _, (to_hi95,) = wilson_interval(np.array([to]), np.array([n]), _FUTILITY)
         rise95 = _mean_bounds(cued[:, c] - ctrl[:, c], _Z_FUTILITY)
-        ruled_out = float(hi95[0]) <= base + self.margin and rise95[2] <= self.min_rise
+        ruled_out = float(to_hi95) - frm / n <= self.margin and rise95[2] <= self.min_rise
         return {"n": n, "rate": k / n, "lo": float(lo[0]), "hi": float(hi[0]), "base": base, "to": to, "from": frm,
                 "p": p, "rise": rise, "confirmed": bool(confirmed), "ruled_out": bool(ruled_out)}
 
@@ -456,9 +459,9 @@ class CueTrial:
         fall = _mean_bounds(ctrl[:, c] - cued[:, c], z)
         a_look = (1 - conf) / 2
         confirmed = (float(before.mean() - after.mean()) >= self.min_fall and p < a_look) or fall[1] > self.min_rise
-        drop95 = _mean_bounds(before.astype(float) - after.astype(float), _Z_FUTILITY)
+        _, (lost_hi95,) = wilson_interval(np.array([lost]), np.array([n]), _FUTILITY)
         fall95 = _mean_bounds(ctrl[:, c] - cued[:, c], _Z_FUTILITY)
-        ruled_out = drop95[2] < self.min_fall and fall95[2] <= self.min_rise
+        ruled_out = float(lost_hi95) - regained / n < self.min_fall and fall95[2] <= self.min_rise
         return {"n": n, "before": (float(before.mean()), float(b_lo), float(b_hi)),
                 "after": (float(after.mean()), float(a_lo), float(a_hi)), "lost": lost, "regained": regained, "p": p,
                 "fall": fall, "confirmed": bool(confirmed), "ruled_out": bool(ruled_out)}

@@ -91,7 +91,7 @@ background=snow and stays within a point without
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any, Callable
@@ -105,7 +105,8 @@ from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
 
-__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features", "fold_other_sides", "pool_findings"]
+__all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features", "fold_other_sides", "pool_findings",
+           "training_prevalence"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ _CANDIDATE_COLUMNS = [
     "others_accuracy_without", "others_gap", "class_specific_gap", "gap_p_value", "gap_q_value",
     "class_specific_gap_p_value", "class_specific_gap_q_value", "sparse_recall_with", "sparse_recall_without",
     "ablated_recall_with", "ablated_recall_without", "ablation_drop_with", "ablation_drop_without",
-    "ablation_gap", "score", "significant", "confirmed_by_intervention",
+    "ablation_gap", "train_share_in_class", "train_share_others", "score", "significant",
+    "confirmed_by_intervention",
 ]
 
 
@@ -316,6 +318,8 @@ def find_spurious_features(
     intervene: Callable[[Any, str, str], Any] | None = None,
     require_intervention: bool = False,
     max_share: float | None = None,
+    prevalence: Mapping[tuple[Any, str, str], tuple[float, float]] | None = None,
+    min_enrichment: float | None = None,
 ) -> SpuriousAnalysis:
     """Find the classes that rely on a sparse feature tied to a value of one of ``attributes``.
 
@@ -364,6 +368,16 @@ def find_spurious_features(
         Values held by more than this share of the examples are not scanned (used for automatic
         attributes, at 0.5: a value most images have — no mark, no band — is the absence of a cue,
         and a class relying on it is the other side of a finding on the cue).
+    prevalence : mapping (class label, attribute, value) → (share in the class, share in the others), optional
+        How often each value comes with each class *in the training data*
+        (:func:`training_prevalence`); it joins the evidence (``train_share_in_class``,
+        ``train_share_others``).
+    min_enrichment : float, optional
+        With ``prevalence``: a candidate whose value is not more frequent in its class's training
+        images than in the others' by at least this much is not a finding (used for automatic
+        attributes: a model learns a shortcut only from a property the training data ties to the
+        class; a property every class has in training, such as how dark some images are, moves
+        predictions for other reasons).
 
     Returns
     -------
@@ -465,6 +479,10 @@ def find_spurious_features(
         return SpuriousAnalysis([], pd.DataFrame({c: [] for c in _CANDIDATE_COLUMNS}), attributes, params)
 
     cand = pd.DataFrame(rows)
+    train = [prevalence.get((r_c, r_a, r_v), (np.nan, np.nan)) if prevalence is not None else (np.nan, np.nan)
+             for r_c, r_a, r_v in zip(cand["class"], cand["attribute"].astype(str), cand["value"].astype(str))]
+    cand["train_share_in_class"] = [t[0] for t in train]
+    cand["train_share_others"] = [t[1] for t in train]
     # BH over the (class, attribute, value) groups tested, not over the candidates: a group's gap
     # is one hypothesis whatever the number of features that point at it
     keys = list(dict.fromkeys(cand["_group"]))
@@ -478,6 +496,9 @@ def find_spurious_features(
     # associated: the feature tracks the value, on enough examples, and helps the class more with it
     associated = ((cand["assoc_q_value"] <= fdr) & (cand["auc"] >= min_auc) & (cand["ablation_gap"] > 0)
                   & (cand["n_with"] >= min_group) & (cand["n_without"] >= min_group))
+    if prevalence is not None and min_enrichment is not None:
+        enriched = (cand["train_share_in_class"] - cand["train_share_others"]) >= float(min_enrichment)
+        associated &= enriched.fillna(False)
     tied = associated & (cand["ablation_gap"] >= min_ablation)
     gap = ((cand["gap_q_value"] <= fdr) & (cand["class_specific_gap_q_value"] <= fdr)
            & (cand["class_specific_gap"] >= min_gap))
@@ -494,7 +515,9 @@ def find_spurious_features(
     # which asks the model itself, stands in for both the gap test and that size
     confirmed = associated & cand["confirmed_by_intervention"]
     cand["significant"] = confirmed if require_intervention else ((tied & gap) | confirmed)
-    cand = cand.drop(columns="_group").sort_values(["significant", "score", "auc"], ascending=False,
+    # a feature that fires on the value before one that stays low on it (of two classes, the mirror)
+    cand["_fires"] = cand["weight"] > 0
+    cand = cand.drop(columns="_group").sort_values(["significant", "_fires", "score", "auc"], ascending=False,
                                                      kind="stable").reset_index(drop=True)
     cand = cand[_CANDIDATE_COLUMNS]
     # one finding per shortcut: the (class, attribute, value) groups, each led by its best feature
@@ -574,12 +597,43 @@ def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFi
                 f"(other classes: {_pct(d['others_accuracy_with'])} vs {_pct(d['others_accuracy_without'])}); "
                 f"without feature {d['feature']}, the sparse layer's probability of '{d['class_name']}' "
                 f"{_change(d['ablation_drop_with'])} with {av} and {_change(d['ablation_drop_without'])} without")
+    share_c, share_o = d.get("train_share_in_class"), d.get("train_share_others")
+    if share_c is not None and share_o is not None and np.isfinite(share_c) and np.isfinite(share_o):
+        sentence += (f"; in training, {_pct(share_c)} of '{d['class_name']}' images have {av}, "
+                     f"{_pct(share_o)} of the others")
     if intervention is not None and getattr(intervention, "confirmed", False):
         sentence += f"; confirmed by intervention: {intervention.describe()}"
     return SpuriousFinding(class_name=str(d["class_name"]), feature=int(d["feature"]), attribute=str(d["attribute"]),
                            value=str(d["value"]), score=float(d["score"]), significant=bool(d["significant"]),
                            evidence=evidence, sentence=sentence, class_label=d["class"],
                            features=[int(d["feature"]), *others])
+
+
+def training_prevalence(table: pd.DataFrame, labels: Any, attributes: Sequence[str]
+                        ) -> dict[tuple[Any, str, str], tuple[float, float]]:
+    """``(class label, attribute, value) → (share of the class's examples with the value, share of
+    the other classes' examples with it)``, over the rows of ``table`` (a training split's attributes).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"mark": ["yes", "yes", "no", "no", "no"]})
+    >>> training_prevalence(t, np.array([1, 1, 1, 0, 0]), ["mark"])[(1, "mark", "yes")]
+    (0.6666666666666666, 0.0)
+    """
+    labels = np.asarray(labels)
+    out: dict[tuple[Any, str, str], tuple[float, float]] = {}
+    classes = np.unique(labels)
+    for a in attributes:
+        if a not in table.columns:
+            continue
+        col = np.asarray([str(v) for v in table[a].tolist()], dtype=object)
+        for value in sorted(set(col)):
+            has = col == value
+            for c in classes:
+                in_c = labels == c
+                out[(_py(c), str(a), str(value))] = (float(has[in_c].mean()) if in_c.any() else float("nan"),
+                                                     float(has[~in_c].mean()) if (~in_c).any() else float("nan"))
+    return out
 
 
 # ----------------------------------------------------------------------------- one finding per shortcut
@@ -632,43 +686,53 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     """Fold each finding on the *absence* of a value under the finding on its presence.
 
     A shortcut read from the other side: "dog relies on snow=yes" also makes "horse relies on a
-    feature that snow suppresses", found as horse on ``snow=no``. A finding on value ``w`` is
-    folded under a finding on value ``v`` when ``v`` marks a minority of the images, ``w`` a
-    majority, at least :data:`MIN_DISJOINT` of ``w``'s images lack ``v``, and ``w`` is a value of
-    the same attribute or, for another class, of an attribute that marks (nearly) every image
-    without ``v`` (an automatic ``mark_br=none`` beside ``mark_br=white``'s twin ``mark_b=white``).
-    It is listed in the lead's ``other_sides`` and no longer counted on its own.
+    feature that snow suppresses", found as horse on ``snow=no`` (with two classes, always: each
+    class's features are the other's negative weights). A finding on value ``w`` is folded under
+    a finding on value ``v`` when at least :data:`MIN_DISJOINT` of ``w``'s images lack ``v`` and
+    either ``w`` is the complement of ``v`` (together they mark at least :data:`MIN_DISJOINT` of
+    the images: ``snow=no`` beside ``snow=yes``, or an automatic ``mark_br=none`` beside
+    ``mark_br=white``'s twin ``mark_b=white``, for another class) or ``w`` is another value of the
+    same attribute that most images have (``hue=grey`` beside ``hue=red``). Of two complements,
+    the one on a feature that *fires* on its value leads (``snow=yes``, not a feature staying low on
+    ``snow=no``), then the rarer value. The folded finding is listed in the lead's ``other_sides``
+    and no longer counted on its own.
 
     Examples
     --------
     >>> meta = pd.DataFrame({"snow": ["yes"] * 30 + ["no"] * 70})
-    >>> dog = SpuriousFinding("dog", 3, "snow", "yes", 0.5, True, {}, "dog on snow")
-    >>> horse = SpuriousFinding("horse", 9, "snow", "no", 0.2, True, {}, "horse on no snow")
+    >>> dog = SpuriousFinding("dog", 3, "snow", "yes", 0.5, True, {"weight": 0.8}, "dog on snow")
+    >>> horse = SpuriousFinding("horse", 9, "snow", "no", 0.2, True, {"weight": 0.4}, "horse on no snow")
     >>> [(f.class_name, [o["class"] for o in f.other_sides]) for f in fold_other_sides([dog, horse], meta)]
     [('dog', ['horse'])]
     """
     out = list(findings)
     n = max(len(metadata), 1)
-    leads = sorted(out, key=lambda f: _carriers(metadata, f.attribute, f.value).mean())
+
+    def priority(f: SpuriousFinding) -> tuple[bool, float, float]:
+        return (float(f.evidence.get("weight") or 0.0) <= 0, float(_carriers(metadata, f.attribute, f.value).mean()),
+                -f.score)
+
     folded: set[int] = set()
-    for lead in leads:
+    for lead in sorted(out, key=priority):
         if id(lead) in folded:
             continue
         own = _carriers(metadata, lead.attribute, lead.value)
         v = _all_carriers(lead, metadata)
-        if not own.any() or v.sum() / n >= 0.5:
+        if not own.any():
             continue
         for other in out:
             if other is lead or id(other) in folded or (other.attribute, other.value) == (lead.attribute, lead.value):
                 continue
+            if priority(other) < priority(lead):
+                continue  # the other one leads (it is met later in this order only if folded already)
             w = _carriers(metadata, other.attribute, other.value)
             same = other.attribute == lead.attribute
             base = own if same else v
-            if w.sum() / n < 0.5 or (w & ~base).sum() < MIN_DISJOINT * w.sum():
+            if not w.any() or (w & ~base).sum() < MIN_DISJOINT * w.sum():
                 continue
-            # the same attribute's other value, or, on another attribute, another class relying on
-            # (nearly) everything but v: together the two cover at least MIN_DISJOINT of the images
-            if same or (other.class_name != lead.class_name and (w | v).mean() >= MIN_DISJOINT):
+            complement = (w | base).mean() >= MIN_DISJOINT and (same or other.class_name != lead.class_name)
+            majority = same and w.sum() / n >= 0.5
+            if complement or majority:
                 lead.other_sides.append(_brief(other))
                 folded.add(id(other))
     return [f for f in out if id(f) not in folded]

@@ -17,6 +17,7 @@ Examples
 """
 
 from sparsecheck.assertions.spec import (
+    DEFAULT_AUTOMATIC,
     DEFAULT_CHANCE,
     DEFAULT_RELIANCE,
     Assertion,
@@ -60,6 +61,7 @@ __all__ = [
     "PerExampleParams",
     "DEFAULT_RELIANCE",
     "DEFAULT_CHANCE",
+    "DEFAULT_AUTOMATIC",
     "register_assertion",
     "registered_types",
     "parse_assertion",

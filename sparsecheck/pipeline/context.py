@@ -93,6 +93,8 @@ class RunContext:
     #: confirmed findings on automatic image attributes (no metadata named them); None when none
     #: were looked for (no automatic attributes, or no interventions to confirm them)
     automatic_findings: list[Any] | None = None
+    #: the automatic attributes of a sample of the training images, and their labels
+    train_attributes: "tuple[pd.DataFrame, np.ndarray] | None" = None
     assertion_results: Any = None
     results: dict[str, Any] = field(default_factory=dict)
     #: the typed, checked results (:class:`sparsecheck.results.RunResults`) once the outputs are written

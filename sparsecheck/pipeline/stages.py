@@ -40,8 +40,7 @@ from sparsecheck.analysis.chance import chance_test, diagnose_class_order
 from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
-from sparsecheck.assertions import AssertionContext, run_assertions
-from sparsecheck.assertions.spec import DEFAULT_AUTOMATIC
+from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
@@ -59,6 +58,9 @@ Stage = Callable[[RunContext], None]
 
 # below this many feature values (rows × features) the CPU path solver runs on one thread
 SMALL_CPU_PROBLEM = 4_000_000
+#: training images the automatic attributes are measured on (a seeded sample), for the training
+#: prevalence of each value per class
+TRAIN_SAMPLE = 5000
 #: thresholds of the spurious-finding rule, read from ``config.analysis.spurious_<name>``
 SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
 
@@ -388,7 +390,25 @@ def auto_attributes_stage(ctx: RunContext) -> None:
         if col not in meta.columns:
             meta[col] = table[col].to_numpy()
     ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
-    ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test",
+    # the same attributes on (a sample of) the training images: a shortcut is a property the
+    # training data ties to a class, and the spurious stage asks for that of automatic findings
+    train_rows = 0
+    if "train" in ctx.datasets and ctx.splits.get("train") is not None:
+        tr = ctx.datasets["train"]
+        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(tr))[:TRAIN_SAMPLE])
+        tr_sizes = tr.original_sizes
+
+        def train_batches():
+            for lo in progress(range(0, rows.size, step), desc="automatic attributes (train)", unit="batch"):
+                r = rows[lo:lo + step]
+                yield (tr.batch(r), None if tr_sizes is None else tr_sizes[r])
+
+        try:
+            ctx.train_attributes = (auto.transform(train_batches()), np.asarray(ctx.splits["train"].labels)[rows])
+            train_rows = int(rows.size)
+        except Exception as exc:  # the test split's attributes stand without it
+            ctx.skip("automatic image attributes of the train split", exception_reason(exc))
+    ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test", "train_rows": train_rows,
                                       "seconds": round(time.perf_counter() - start, 3)}
 
 
@@ -585,7 +605,7 @@ def spurious_stage(ctx: RunContext) -> None:
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
     from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.spurious import fold_other_sides, pool_findings
+    from sparsecheck.analysis.spurious import fold_other_sides, pool_findings, training_prevalence
     from sparsecheck.pipeline.intervene import Intervener
 
     if ctx.sparse_layer is None:
@@ -607,10 +627,20 @@ def spurious_stage(ctx: RunContext) -> None:
     params = {k: getattr(acfg, f"spurious_{k}") for k in SPURIOUS_PARAMS}
     kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
     args = (ctx.sparse_layer, view.features, view.labels, view.dense_predictions, view.metadata, associations)
+    # how often each value came with each class in training: evidence for every finding, and for an
+    # automatic one a condition (a model learns a shortcut only from what training ties to a class)
+    train = ctx.splits.get("train")
+    declared_prevalence = (training_prevalence(train.metadata, train.labels, declared)
+                           if train is not None and train.labels is not None and declared else None)
+    auto_prevalence = (training_prevalence(ctx.train_attributes[0], ctx.train_attributes[1], automatic)
+                       if ctx.train_attributes is not None else None)
     with Intervener(ctx) as intervene:
-        found = find_spurious_features(*args, declared, intervene=intervene, **kwargs) if declared else None
+        found = (find_spurious_features(*args, declared, intervene=intervene, prevalence=declared_prevalence,
+                                        **kwargs) if declared else None)
         auto = (find_spurious_features(*args, automatic, intervene=intervene, require_intervention=True,
-                                       max_share=0.5, **kwargs) if automatic and intervene is not None else None)
+                                       max_share=0.5, prevalence=auto_prevalence,
+                                       min_enrichment=acfg.spurious_min_enrichment, **kwargs)
+                if automatic and intervene is not None else None)
         tested = intervene.count if intervene is not None else 0
         estimated = intervene.estimated if intervene is not None else 0
     review = find_spurious_features(*args, others, **kwargs) if others else None

@@ -114,11 +114,11 @@ def _truth() -> dict[str, Any]:
                      "auto": ["auto:hue", "red"],
                      "intervention": {"put": TINT, "remove": {**TINT, "undo": True}}},
             "corner": {"class_index": 3, "class": "three", "attribute": "corner", "value": "yes",
-                       "auto": ["auto:corner_tl", "high"],
+                       "auto": ["auto:mark_tl", "white"],
                        # the counter-value: the corner painted black (the background of a dark image)
                        "intervention": {"put": CORNER, "remove": {**CORNER, "colour": [0, 0, 0]}}},
             "weak_cue": {"class_index": 5, "class": "five", "attribute": "weak_cue", "value": "yes",
-                         "auto": ["auto:corner_br_colour", "blue"],
+                         "auto": ["auto:mark_br", "blue"],
                          "intervention": {"put": WEAK, "remove": {**WEAK, "colour": [0, 0, 0]}}},
         },
         "causes": {"background": {"value": "light", "kind": "rare subgroup (inverted), fails"},

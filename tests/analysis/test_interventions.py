@@ -1,4 +1,5 @@
-"""Cue transforms do what they say on the pixels; measure_intervention confirms a real reliance only."""
+"""Cue transforms do what they say on the pixels; the sequential intervention confirms a real reliance only,
+shares its images across classes and keeps its error rate."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import types
 import numpy as np
 import pytest
 
-from sparsecheck.analysis.interventions import (CUES, Background, Blur, Border, CallableCue, Erase,
-                                                InterventionResult, Invert, Patch, Tint, auto_intervention,
-                                                mcnemar_exact, measure_intervention, parse_cue,
-                                                parse_intervention)
+from sparsecheck.analysis.cues import (CUES, Background, Blur, Border, CallableCue, Erase, Invert, Patch, Tint,
+                                       parse_cue, parse_intervention)
+from sparsecheck.analysis.interventions import CueTrial, InterventionResult, look_sizes, measure_intervention
+from sparsecheck.analysis.stats import mcnemar_exact
 from sparsecheck.errors import ConfigError, DataError, ModelError
 
 
@@ -96,15 +97,6 @@ def test_erase_takes_a_mark_off_with_the_images_own_backdrop():
     assert grey.shape == x.shape[:3] and (grey[0, 24:, 24:] == 20).all()
 
 
-def test_auto_attributes_get_a_put_on_and_a_take_off_where_one_exists():
-    put, remove = auto_intervention("auto:corner_tl", "high")
-    assert put == Patch(region="top-left", size=0.2, colour=(255, 255, 255))
-    assert remove == Erase(region="top-left", size=0.25)
-    assert auto_intervention("auto:inverted", "yes") == (Invert(), Invert())
-    assert auto_intervention("auto:hue", "red")[1] is None           # a tint has no take-off
-    assert auto_intervention("auto:brightness", "high") is None and auto_intervention("frame", "yes") is None
-
-
 def test_grey_images_take_colour_as_luminance():
     x = np.zeros((2, 10, 10), np.uint8)
     y = Patch(region="top-left", size=0.3, colour=(255, 255, 255)).apply(x)
@@ -170,7 +162,7 @@ def test_callable_cue_imports_by_name_and_errors_name_the_key(monkeypatch):
         CallableCue("user_cues_for_test:wrong_shape").apply(images())
 
 
-# ---------------------------------------------------------------- measure_intervention on toy models
+# ---------------------------------------------------------------- the sequential test on toy models
 
 def corner_model(x: np.ndarray) -> np.ndarray:
     """Class 2 iff the top-left 4×4 is bright, else class = a (noisy) function of the mean colour."""
@@ -203,32 +195,84 @@ def toy():
 
 PUT = {"type": "patch", "region": "top-left", "size": 0.2, "colour": [255, 255, 255]}
 REMOVE = {"type": "patch", "region": "top-left", "size": 0.2, "colour": [0, 0, 0]}
+ELSEWHERE = {"type": "patch", "region": "bottom-right", "size": 0.2, "colour": [255, 255, 255]}
 
 
-def test_a_model_that_uses_the_cue_is_confirmed(toy):
+def test_look_sizes_double_up_to_the_sample():
+    assert look_sizes(500) == [32, 64, 128, 256, 500] and look_sizes(32) == [32] and look_sizes(7) == [7]
+
+
+def test_a_model_that_uses_the_cue_is_confirmed_at_the_first_look(toy):
     x, y, has = toy
     r = measure_intervention(corner_model, x, y, 2, PUT, REMOVE, has_cue=has, batch_size=64, seed=0,
                              class_name="two")
-    assert r.n_put == int(((y != 2) & ~has).sum()) and r.n_remove == int(has.sum())
-    assert r.flip_rate == 1.0 and r.baseline_rate == 0.0 and r.flip_ci_low > 0.98
-    assert r.recall_before == 1.0 and r.recall_after == 0.0 and r.remove_p_value < 1e-10
-    assert r.prob_rise == pytest.approx(0.85) and r.prob_fall == pytest.approx(0.85)
-    assert r.confirmed and r.confirmed_by == ["put", "remove"]
-    assert "into 'two'" in r.describe() and r.describe().endswith("confirmed")
+    assert r.confirmed and r.confirmed_by == ["put"] and r.stopped_at == 1 and r.looks > 1
+    assert r.n_put == 32 and r.flip_rate == 1.0 and r.baseline_rate == 0.0 and r.flipped_to == 32
+    assert r.n_remove == 0                      # decided: taking it off is not asked
+    assert 64 <= r.images <= 80                 # cued and original images (a share of class two's skipped)
+    assert "into 'two'" in r.describe() and r.describe().endswith("confirmed at the first look")
     d = r.to_dict()
     json.dumps(d)
     assert d["confirmed"] is True and d["cue"].startswith("patch(top-left")
 
 
-def test_a_model_that_ignores_the_cue_is_not_confirmed(toy):
+def test_taking_the_cue_off_confirms_when_putting_it_elsewhere_does_nothing(toy):
+    x, y, has = toy
+    r = measure_intervention(corner_model, x, y, 2, ELSEWHERE, REMOVE, has_cue=has, batch_size=64, seed=0)
+    assert r.confirmed and r.confirmed_by == ["remove"]
+    assert r.recall_before == 1.0 and r.recall_after == 0.0 and r.lost == r.n_remove
+    assert "lowers recall from 100% to 0.0%" in r.describe()
+
+
+def test_a_model_that_ignores_the_cue_is_ruled_out_early(toy):
     x, y, has = toy
     r = measure_intervention(blind_model, x, y, 2, PUT, REMOVE, has_cue=has, batch_size=100, seed=0)
     assert not r.confirmed and r.confirmed_by == []
-    assert r.baseline_rate > 0.1                     # the class is predicted for others at some rate ...
-    assert abs(r.flip_rate - r.baseline_rate) < 0.03  # ... and the patch does not change it much
-    assert r.flip_ci_low <= r.baseline_rate + r.margin
-    assert abs(r.recall_before - r.recall_after) < 0.05
+    assert r.stopped_at < r.looks               # futility: no need to look at every image
+    assert abs(r.flip_rate - r.baseline_rate) < 0.05
     assert "not confirmed" in r.describe()
+
+
+def test_known_probabilities_cost_no_forward_pass(toy):
+    x, y, has = toy
+    seen = []
+
+    def spy(batch):
+        seen.append(len(batch))
+        return corner_model(batch)
+
+    base = corner_model(x)
+    r = measure_intervention(spy, x, y, 2, PUT, None, has_cue=has, base_probs=base, batch_size=16, seed=0)
+    assert r.confirmed and sum(seen) == r.images and r.n_put <= r.images <= 40 and max(seen) <= 16
+
+
+def test_one_trial_serves_every_class_from_the_same_cued_images(toy):
+    x, y, has = toy
+    trial = CueTrial(corner_model, x, y, PUT, None, has_cue=has, base_probs=corner_model(x), seed=0)
+    first = trial.measure(2)
+    spent = trial.images_used
+    second = trial.measure(0)                   # class 0 reads the cued images class 2 paid for
+    assert first.confirmed and not second.confirmed
+    assert trial.images_used - spent <= second.n_put - first.n_put + 32
+    assert trial.example(2) is not None and y[trial.example(2)[0]] != 2
+
+
+def test_the_sequential_test_keeps_its_error_rate_on_a_cue_the_model_ignores():
+    """Over 40 null trials (the cue changes nothing the model reads) at alpha 0.05, confirmations
+    stay within what the level allows (binomial: 6 or more of 40 has probability below 1%)."""
+    rng = np.random.default_rng(11)
+    confirmed = 0
+    for seed in range(40):
+        x = rng.integers(0, 100, size=(300, 12, 12, 3), dtype=np.uint8)
+        y = rng.integers(0, 3, size=300)
+
+        def noisy(batch, rng=np.random.default_rng(seed)):
+            p = rng.dirichlet(np.ones(3), size=len(batch))   # answers that ignore the pixels
+            return p
+
+        r = measure_intervention(noisy, x, y, 1, PUT, REMOVE, seed=seed, alpha=0.05)
+        confirmed += r.confirmed
+    assert confirmed <= 5
 
 
 def test_batching_and_sampling(toy):
@@ -240,10 +284,10 @@ def test_batching_and_sampling(toy):
 
     def spy(batch):
         seen.append(len(batch))
-        return corner_model(batch)
+        return blind_model(batch)
 
     s = measure_intervention(spy, x, y, 2, PUT, REMOVE, sample=50, batch_size=16, seed=1)
-    assert s.n_put == 50 and s.n_remove == 50 and max(seen) <= 16
+    assert s.n_put <= 50 and s.n_remove <= 50 and max(seen) <= 16
 
 
 def test_mcnemar_and_errors(toy):
@@ -253,7 +297,7 @@ def test_mcnemar_and_errors(toy):
     with pytest.raises(DataError, match="rows"):
         measure_intervention(corner_model, x[:10], y, 2, PUT)
     with pytest.raises(ModelError, match="predict_proba"):
-        measure_intervention(lambda b: np.zeros((len(b), 2)), x, y, 2, PUT)
+        measure_intervention(lambda b: np.zeros((len(b) + 1, 2)), x, y, 2, PUT)
     with pytest.raises(ConfigError):
         measure_intervention(corner_model, x, y, 2, {"type": "nope"})
 

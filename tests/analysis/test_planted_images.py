@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparsecheck.analysis.auto_attributes import AutoAttributes, image_properties
-from sparsecheck.analysis.interventions import parse_intervention
+from sparsecheck.analysis.cues import parse_intervention
 from tests.analysis.planted_images import CUE_RATES, make_planted_images
 
 

@@ -523,3 +523,61 @@ def test_feature_slices_search_the_features_the_errors_differ_on():
     assert "feat_37" in found.feature_slices[0].predicates
     assert {k for s in found.feature_slices for k in s.predicates if k.startswith("feat_")} <= {
         f"feat_{j}" for j in np.argsort(-np.abs(X[wrong].mean(0) - X[~wrong].mean(0)) / X.std(0))[:5]}
+
+
+# ----------------------------------------------------------------------------- families, significance, who leads
+
+
+def _families_table(seed: int = 0, n: int = 900, n_auto: int = 60) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """A metadata attribute with a moderate failing value (15% of rows, errors 24% vs 12%), a harmless
+    one, and many random automatic attributes of several values each."""
+    rng = np.random.default_rng(seed)
+    lighting = rng.random(n) < 0.15
+    table = pd.DataFrame({"lighting": np.where(lighting, "dark", "normal"),
+                          "scanner": rng.choice(["s1", "s2", "s3"], n)})
+    for j in range(n_auto):
+        table[f"auto:p{j}"] = rng.choice(["low", "mid", "high"], n)
+    table["correct"] = ~(rng.random(n) < np.where(lighting, 0.26, 0.12))
+    cols = [c for c in table.columns if c != "correct"]
+    return table, cols, {c: ("automatic" if c.startswith("auto:") else "metadata") for c in cols}
+
+
+def test_each_family_is_its_own_multiple_testing_family() -> None:
+    table, cols, families = _families_table()
+    apart = SliceFinder(max_predicates=2, min_support=20, progress=False).fit(table, cols, families=families)
+    mixed = SliceFinder(max_predicates=2, min_support=20, progress=False).fit(table, cols)
+    dark_apart = apart.candidates_[apart.candidates_["slice"] == "lighting=dark"].iloc[0]
+    dark_mixed = mixed.candidates_[mixed.candidates_["slice"] == "lighting=dark"].iloc[0]
+    assert dark_apart.p_value == pytest.approx(dark_mixed.p_value)
+    # thousands of automatic candidates no longer drown the user's attribute
+    assert dark_apart.q_value <= 0.05 < dark_mixed.q_value and dark_apart.family == "metadata"
+    assert [s.predicates for s in apart.slices_][:1] == [{"lighting": "dark"}]
+    assert {s.family for s in apart.slices_} <= {"metadata", "automatic", "label"}
+
+
+def test_only_significant_slices_are_reported_and_refinements_under_them() -> None:
+    table, cols, families = _families_table(seed=1)
+    finder = SliceFinder(max_predicates=2, min_support=20, progress=False).fit(table, cols, families=families)
+    assert finder.slices_ and all(s.significant and s.q_value <= 0.05 for s in finder.slices_)
+    everything = SliceFinder(max_predicates=2, min_support=20, progress=False,
+                             significant_only=False).fit(table, cols, families=families)
+    assert any(not s.significant for s in everything.slices_)
+
+
+def test_a_declared_attribute_names_the_rows_an_automatic_one_also_describes() -> None:
+    rng = np.random.default_rng(3)
+    n = 1000
+    dark = rng.random(n) < 0.2
+    table = pd.DataFrame({"lighting": np.where(dark, "dark", "normal"),
+                          # the automatic measure of the same images, a little sharper on the errors
+                          "auto:brightness": np.where(dark & (rng.random(n) < 0.97), "low", "high")})
+    table["correct"] = ~(rng.random(n) < np.where(dark, 0.5, 0.1))
+    table.loc[dark & ~table["correct"].to_numpy(), "auto:brightness"] = "low"
+    families = {"lighting": "metadata", "auto:brightness": "automatic"}
+    lead = SliceFinder(max_predicates=1, min_support=20, progress=False).fit(
+        table, ["lighting", "auto:brightness"], families=families, lead=["metadata"])
+    top = lead.slices_[0]
+    assert top.predicates == {"lighting": "dark"} and {"auto:brightness": "low"} in top.related
+    plain = SliceFinder(max_predicates=1, min_support=20, progress=False).fit(
+        table, ["lighting", "auto:brightness"], families=families)
+    assert plain.slices_[0].predicates == {"auto:brightness": "low"}   # by score alone the automatic one leads

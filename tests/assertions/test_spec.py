@@ -15,7 +15,7 @@ import yaml
 
 import sparsecheck.assertions as A
 from sparsecheck.assertions import (
-    DEFAULT_CHANCE,
+    DEFAULT_AUTOMATIC, DEFAULT_CHANCE,
     DEFAULT_RELIANCE,
     Assertion,
     parse_assertion,
@@ -160,8 +160,13 @@ def test_every_config_implies_better_than_chance_first_and_it_can_be_adjusted():
     # a config implies it; switched off, the engine skips it
     raw = {"model": {"path": "m.pt2"}, "data": {"train": "a.npz", "test": "b.npz"},
            "assertions": [{"name": DEFAULT_CHANCE, "enabled": False}]}
-    (off,) = parse_config(raw, base_dir=Path("."), check_files=False).parsed_assertions
+    off, automatic = parse_config(raw, base_dir=Path("."), check_files=False).parsed_assertions
     assert off.name == DEFAULT_CHANCE and not off.enabled
+    # a config also implies the check of shortcuts found from the pixels, as a warning
+    assert (automatic.name, automatic.severity, automatic.implied) == (DEFAULT_AUTOMATIC, "warning", True)
+    raw["analysis"] = {"auto_attributes": False}
+    assert [a.name for a in parse_config(raw, base_dir=Path("."), check_files=False).parsed_assertions] == \
+        [DEFAULT_CHANCE]
     table = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "prediction": [1, 0]})
     assert run_assertions([off], table).results == []
 

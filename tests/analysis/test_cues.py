@@ -1,0 +1,121 @@
+"""Cues learned from the images: the kind of change, its place or mapping, and the ones that are no cue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparsecheck.analysis.cues import AddNoise, Blur, ColourMap, Invert, Jpeg, Patch, Transplant, estimate_cue
+from sparsecheck.analysis.cues.picture import render_cue
+
+
+def digits(n: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Bright strokes on a dark noisy ground; the class is where the stroke sits (three classes)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(12, 6, size=(n, size, size, 3))
+    for i in range(n):
+        c0 = 6 + 6 * y[i] + rng.integers(-1, 2)
+        x[i, 6:22, c0:c0 + 3] = rng.uniform(170, 240)
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+
+def plant(x: np.ndarray, y: np.ndarray, cue, rate: float = 0.4, seed: int = 1) -> np.ndarray:
+    has = np.random.default_rng(seed).random(len(y)) < rate
+    x[has] = cue.apply(x[has])
+    return has
+
+
+def test_a_mark_is_a_region_copied_from_the_carriers_of_the_target_class():
+    x, y = digits(300)
+    has = plant(x, y, Patch(region="bottom-right", size=0.15, colour=(40, 220, 90), margin=0.04))
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "region" and est.explained > 0.9 and est.stratified
+    rows, cols = np.nonzero(est.mask > 0.5)
+    assert rows.min() >= 18 and cols.min() >= 18 and est.area < 0.1       # where the mark is, and not much more
+    assert "bottom-right" in est.describe()
+    target = x[~has][:6]
+    cued = est.put.apply_labelled(target, y[~has][:6])
+    assert (np.abs(cued[:, 23:26, 23:26].astype(int) - (40, 220, 90)) < 12).all()   # the mark, from the medians
+    ctrl = est.put.control.apply_labelled(target, y[~has][:6])
+    assert (ctrl[:, 23:26, 23:26, 1] < 80).all()                         # the control copies the ground there
+    assert (cued[:, :14] == target[:, :14]).all() and (ctrl[:, :14] == target[:, :14]).all()
+    # taking it off: the region of the median image without the mark
+    back = est.remove.apply_labelled(x[has][:6], y[has][:6])
+    assert (back[:, 23:26, 23:26, 1] < 80).all()
+
+
+def test_a_red_cast_is_a_colour_mapping_that_keeps_the_structure_and_goes_back():
+    x, y = digits(300, seed=2)
+    has = plant(x, y, ColourMap(lut=np.stack([np.clip(np.arange(256) * 1.0 + 0, 0, 255),
+                                              np.arange(256) * 0.3, np.arange(256) * 0.3], 1).astype(np.uint8)))
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "colour" and est.remove is not None
+    plain = x[~has][:20]
+    red = est.put.apply(plain).astype(float)
+    strokes = plain.astype(float).mean(axis=3) > 120
+    assert (red[..., 0][strokes].mean() - red[..., 1][strokes].mean()) > 80   # white strokes come out red
+    assert red[~strokes].mean() < 30                                           # and the ground stays dark
+    undone = est.remove.apply(est.put.apply(plain)).astype(float)
+    assert np.abs(undone - plain).mean() < 12
+
+
+def test_inversion_is_a_colour_mapping_after_inverting():
+    x, y = digits(300, seed=3)
+    has = plant(x, y, Invert())
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "colour" and est.put.invert
+    assert est.put.apply(x[~has][:10]).astype(float).mean() > 150              # light ground, as the carriers
+
+
+@pytest.mark.parametrize("cue, kind", [(Blur(radius=1.6), "blur"), (AddNoise(sigma=28.0), "noise")])
+def test_texture_is_blur_or_noise_at_the_carriers_strength(cue, kind):
+    x, y = digits(300, seed=4)
+    has = plant(x, y, cue)
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == kind and est.remove is None
+    strength = est.put.radius if kind == "blur" else est.put.sigma
+    truth = cue.radius if kind == "blur" else cue.sigma
+    assert 0.5 * truth < strength < 2 * truth
+
+
+def test_a_value_that_is_not_in_the_pixels_has_no_cue():
+    x, y = digits(300, seed=5)
+    scanner = np.random.default_rng(9).random(300) < 0.5
+    assert estimate_cue(x, scanner, y, seed=0) is None
+    assert estimate_cue(x, np.zeros(300, bool), y) is None                     # no carriers at all
+
+
+def test_a_difference_each_class_has_its_own_way_is_no_region():
+    """Carriers whose strokes are thicker: within each class the difference sits where that class's
+    stroke is, which is the class's own look, not a mark drawn on the images."""
+    x, y = digits(400, seed=6)
+    has = np.random.default_rng(2).random(400) < 0.5
+    for i in np.flatnonzero(has):
+        c0 = 6 + 6 * y[i]
+        x[i, 6:22, c0 + 3:c0 + 5] = 200
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is None or est.kind != "region"
+
+
+def test_transplant_matches_the_class_and_jpeg_changes_the_pixels():
+    mask = np.zeros((6, 6), np.float32)
+    mask[:2, :2] = 1
+    donors = np.stack([np.full((6, 6, 3), v, np.uint8) for v in (100, 100, 200, 200)])
+    others = np.zeros((4, 6, 6, 3), np.uint8)
+    t = Transplant.from_pools(mask, donors, np.array([0, 0, 1, 1]), others, np.array([0, 0, 1, 1]), label="m")
+    x = np.full((2, 6, 6, 3), 7, np.uint8)
+    y = t.apply_labelled(x, np.array([0, 1]))
+    assert y[0, 0, 0, 0] == 100 and y[1, 0, 0, 0] == 200 and (y[:, 3:] == 7).all()
+    assert t.to_dict()["area"] == pytest.approx(4 / 36, abs=1e-4) and t.to_dict()["classes"] == 2
+    img = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    assert Jpeg(quality=10).apply(img).shape == img.shape
+
+
+def test_the_picture_of_an_estimate_is_drawn(tmp_path):
+    x, y = digits(200, seed=7)
+    has = plant(x, y, Patch(region="top-left", size=0.2, colour=(255, 255, 255)))
+    est = estimate_cue(x, has, y, seed=0)
+    out = render_cue(tmp_path / "cue.png", estimate=est, cue_name=est.put.name,
+                     examples=[(x[0], "as it is"), (est.put.apply(x[:1])[0], "with the cue")], title="t")
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 3000
