@@ -30,18 +30,46 @@ def test_without_metadata_the_shortcut_is_found_from_the_pixels_and_confirmed(tm
     found = results["automatic_findings"]
     assert found, results["spurious_analysis"]
     top = found[0]
-    assert (top["class"], top["attribute"], top["value"]) == ("c1", "auto:corner_tl", "high")
+    assert (top["class"], top["attribute"], top["value"], top["automatic"]) == ("c1", "auto:mark_tl", "white", True)
     evidence = top["evidence"]
     assert evidence["confirmed_by_intervention"] and "confirmed by intervention" in top["sentence"]
+    # the training data tied the mark to the class (95% of c1, 3% of the rest)
+    assert evidence["train_share_in_class"] > 0.85 and evidence["train_share_others"] < 0.1
     put = evidence["intervention"]
     assert put["flip_rate"] > 0.5 and put["baseline_rate"] < 0.1, put
-    # nothing else is found on the pixels: the other corners and the border are harmless here
-    assert {(f["class"], f["attribute"]) for f in found} == {("c1", "auto:corner_tl")}
-    assert results["spurious_findings"] == [] and "auto:corner_tl" in results["auto_attributes"]["columns"]
-    # the report shows it as a finding, with the intervention in words
+    # the cue was learned from the images: a region where the mark is, copied with a control
+    cue = put["cue_estimate"]
+    assert cue["kind"] == "region" and "top-left" in cue["description"] and put["control"]
+    assert (tmp_path / "out" / cue["image"]).is_file()
+    # one shortcut, one finding: nothing else is found on the pixels
+    assert [(f["class"], f["attribute"]) for f in found] == [("c1", "auto:mark_tl")]
+    assert results["spurious_findings"] == [] and "auto:mark_tl" in results["auto_attributes"]["columns"]
+    # the implied warning names it; the gate still passes on warnings
+    (implied,) = [a for a in results["assertions"] if a["name"] == "no-automatic-shortcuts"]
+    assert (implied["status"], implied["severity"], implied["observed"]) == ("fail", "warning", len(found))
+    assert results["status"] == "pass"
+    # the report shows it as a finding, with the cue's picture and the intervention in words
     html = (tmp_path / "out" / "report.html").read_text()
     assert "an automatic image attribute; confirmed by intervention" in html
-    assert "Intervention: with the cue (patch(top-left" in html and "— confirmed." in html
+    assert "The cue, learned from the images: a region of" in html and "Intervention: with the cue put on" in html
+    assert 'class="cue"' in html and "1 spurious finding (0 on declared attributes, 1 found from the pixels" in html
+    assert results["forward_passes"]["spurious"] > 0
+
+
+def test_a_declared_attribute_without_an_intervention_is_confirmed_by_the_learned_cue(tmp_path):
+    data = write_corner_task(tmp_path)
+    data.update(spurious_attributes=["corner", "site"])
+    results = run(tmp_path, data)
+    findings = results["spurious_findings"]
+    assert [(f["class"], f["attribute"], f["value"]) for f in findings] == [("c1", "corner", "yes")]
+    (f,) = findings
+    assert f["evidence"]["confirmed_by_intervention"] and f["evidence"]["intervention"]["cue_estimate"]["kind"] == \
+        "region"
+    # the automatic attribute of the same images is the same shortcut: listed, not counted again
+    assert any(a["attribute"] == "auto:mark_tl" for a in f["also_seen_as"])
+    assert results["automatic_findings"] == []
+    (implied,) = [a for a in results["assertions"] if a["name"] == "no-spurious-reliance"]
+    assert implied["observed"] == 1 and results["status"] == "fail"
 
 
 def test_a_declared_attribute_with_an_intervention_is_confirmed_and_counted_once(tmp_path):

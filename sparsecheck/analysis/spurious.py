@@ -777,7 +777,17 @@ def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[Spuri
             continue
         sib = _same_shortcut(f, mine, kept_auto, metadata)  # an earlier automatic finding of the class?
         if sib is not None:
-            _absorb(*sib, f)
+            lead, agreement = sib
+            if float(f.evidence.get("auc") or 0.0) > float(lead.evidence.get("auc") or 0.0):
+                # the value the feature tracks best names what it fires on (the corner's mark,
+                # AUC 1.00, rather than "white foreground", 0.94): it leads, the other is listed
+                kept_auto[kept_auto.index(lead)] = f
+                for seen in lead.also_seen_as:
+                    f.also_seen_as.append(seen)
+                lead.also_seen_as = []
+                _absorb(f, agreement, lead)
+            else:
+                _absorb(lead, agreement, f)
             continue
         # the images of a metadata value?
         best = (None, None, 0.0)

@@ -333,7 +333,8 @@ def test_metrics_from_results_handles_partial_results() -> None:
     assert metrics_from_results({}) == {"n_slices": 0.0, "n_significant_slices": 0.0, "assertions_total": 0.0,
                                         "assertions_passed": 0.0, "assertions_failed": 0.0,
                                         "assertions_errored": 0.0, "assertions_failing": 0.0,
-                                        "n_spurious_findings": 0.0, "n_feature_cards": 0.0}
+                                        "n_spurious_findings": 0.0, "n_automatic_findings": 0.0,
+                                        "n_feature_cards": 0.0}
     metrics = metrics_from_results({
         "sparse_layer": {"dense_accuracy": 0.9, "sparse_accuracy": float("nan"), "sparsity": 97.5},
         "slices": [{"error_rate": 0.5, "significant": True}] * 7,

@@ -681,14 +681,21 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
 
 def _pixel_z2(carriers: dict, others: dict) -> np.ndarray:
     """Per pixel (at most ``_MAX_SIDE`` a side), Σ over channels of two pooled z²: of the difference of
-    the means, and of the spreads (Brown–Forsythe: the mean absolute deviation from each group's
-    median; a blend towards a colour moves the mean of varied photos little, but it squeezes their
-    spread), so ``2 × channels`` degrees of freedom."""
+    the means, and of the spreads (the mean absolute deviation from the median of the class's images;
+    a blend towards a colour moves the mean of varied photos little, but it squeezes their spread),
+    so ``2 × channels`` degrees of freedom."""
     a = {k: _small(v).reshape(len(v), -1) for k, v in carriers.items()}
     b = {k: _small(v).reshape(len(v), -1) for k, v in others.items()}
     z_mean = _pooled_z(a, b)
-    spread = lambda g: {k: np.abs(v - np.median(v, axis=0)) for k, v in g.items() if len(v) >= 3}  # noqa: E731
-    z_spread = _pooled_z(spread(a), spread(b))
+    # absolute deviations from the median of both groups of the class together: under no difference
+    # both groups' deviations have one distribution, whatever their sizes (each group's own median
+    # would sit closer to a small group's points, and bias every pixel the same way)
+    dev_a, dev_b = {}, {}
+    for k in a:
+        if k in b and len(a[k]) >= 3 and len(b[k]) >= 3:
+            centre = np.median(np.concatenate([a[k], b[k]]), axis=0)
+            dev_a[k], dev_b[k] = np.abs(a[k] - centre), np.abs(b[k] - centre)
+    z_spread = _pooled_z(dev_a, dev_b)
     if z_spread.size != z_mean.size:
         z_spread = np.zeros_like(z_mean)
     shape = _small(next(iter(carriers.values()))[:1]).shape[1:]
