@@ -22,6 +22,7 @@ held-out families were fixed before any tuning (``tests/planted/families.py``).
     python bench/heldout.py --seeds 20                  # both sources, seeds 0..19
     python bench/heldout.py --sources digits --seeds 2 --json out.json
     python bench/heldout.py --count-forward --explain   # forward passes per stage, LIME on
+    python bench/heldout.py --seeds 3 --count-forward --explain --compare old.json   # before/after
 
 ``--count-forward`` counts the images each stage sends through the model (the extraction stage
 excluded). This script also runs on an older checkout (``python OLD/bench/heldout.py`` with this
@@ -121,6 +122,18 @@ def _phi(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _fails(split: Any, predictions: np.ndarray, slice_: tuple[str, str]) -> bool:
+    """Whether the model errs more inside the slice than outside it (one-sided Fisher, p < 0.01),
+    on the labels the test split has (the noisy source's wrong ones included: they are errors)."""
+    from scipy.stats import fisher_exact
+
+    inside = split.metadata[slice_[0]].to_numpy() == slice_[1]
+    wrong = np.asarray(predictions) != split.y
+    table = [[int(wrong[inside].sum()), int((~wrong[inside]).sum())],
+             [int(wrong[~inside].sum()), int((~wrong[~inside]).sum())]]
+    return bool(fisher_exact(table, alternative="greater")[1] < 0.01)
+
+
 def _tile_count(html: str) -> int | None:
     """The number on the report's spurious-findings tile, if the report has one."""
     m = re.search(r"(\d+)\s*</div>\s*<div[^>]*>\s*spurious finding", html)
@@ -163,6 +176,10 @@ def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter
                 r["top5_significant"] = all((s.get("q_value") or 1.0) <= 0.05 for s in top5)
                 r["planted_slice"] = any(s["predicates"].get(PLANTED_SLICE[0]) == PLANTED_SLICE[1] for s in top5)
                 r["noisy_slice"] = any(s["predicates"].get(NOISY_SLICE[0]) == NOISY_SLICE[1] for s in top5)
+                # does the planted slice fail at all? (the model's errors, by the true labels: a
+                # darkened photo is not always harder for a model that leans on its shortcuts)
+                r["planted_fails"] = _fails(task.test, ctx.splits["test"].dense_predictions, PLANTED_SLICE)
+                r["noisy_fails"] = _fails(task.test, ctx.splits["test"].dense_predictions, NOISY_SLICE)
                 r["counts_agree"] = (assertion == len(declared)) and (r["tile"] in (None, len(declared) + len(automatic)))
             else:
                 meta = ctx.splits["test"].metadata.reset_index(drop=True)
@@ -209,15 +226,46 @@ def summarise(rows: list[dict[str, Any]]) -> str:
         lines.append(f"findings on harmless attributes per run (metadata): {sum(r['with']['harmless'] for r in rs) / n:.2f}")
         lines.append(f"automatic findings for classes no cue targets, per run: "
                      f"{sum(r['without']['unplanted'] for r in rs) / n:.2f}")
+        failing = [r for r in rs if r["with"].get("planted_fails", True)]
+        noisy = [r for r in rs if r["with"].get("noisy_fails", True)]
         lines.append(f"top-5 slices all significant: {_rate(sum(r['with']['top5_significant'] for r in rs), n)}; "
-                     f"lighting=dark in the top 5: {_rate(sum(r['with']['planted_slice'] for r in rs), n)}; "
-                     f"source=web in the top 5: {_rate(sum(r['with']['noisy_slice'] for r in rs), n)}")
+                     f"lighting=dark in the top 5: {_rate(sum(r['with']['planted_slice'] for r in failing), len(failing))}"
+                     f" of the runs where it fails ({len(failing)} of {n}); source=web in the top 5: "
+                     f"{_rate(sum(r['with']['noisy_slice'] for r in noisy), len(noisy))} of those where it fails "
+                     f"({len(noisy)} of {n})")
         agree = sum(r["with"]["counts_agree"] and r["without"]["counts_agree"] for r in rs)
         lines.append(f"verdict, tile and assertion count the same findings: {_rate(agree, n)}")
         lines.append("per family: " + "; ".join(
             f"{fam} {sum(r['with']['found'][c['name']] for r, c in pairs)}/{len(pairs)} with, "
             f"{sum(r['without']['found'][c['name']] for r, c in pairs)}/{len(pairs)} without"
             for fam, pairs in sorted(_by_family(rs).items())))
+    return "\n".join(lines)
+
+
+def compare_forward(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
+    """Forward passes of the spurious and explain stages, run by run, of two result files of the same
+    tasks (``--count-forward --explain``, one from an older checkout), with the findings each got."""
+    lines = [f"{'task':<12} {'mode':<8} {'spurious before':>15} {'after':>7} {'explain before':>14} {'after':>7} "
+             f"{'total before':>12} {'after':>7} {'ratio':>6}  cues found before / after"]
+    key = {(r["source"], r["seed"]): r for r in old}
+    tot_old = tot_new = 0
+    for r in new:
+        o = key.get((r["source"], r["seed"]))
+        if o is None:
+            continue
+        for mode in ("with", "without"):
+            fo, fn = o[mode].get("forward") or {}, r[mode].get("forward") or {}
+            so, sn = fo.get("spurious", 0), fn.get("spurious", 0)
+            eo, en = fo.get("explain", 0), fn.get("explain", 0)
+            tot_old += so + eo
+            tot_new += sn + en
+            found_o = sum(o[mode]["found"].values())
+            found_n = sum(r[mode]["found"].values())
+            lines.append(f"{r['source'] + ' ' + str(r['seed']):<12} {mode:<8} {so:>15,} {sn:>7,} {eo:>14,} {en:>7,} "
+                         f"{so + eo:>12,} {sn + en:>7,} {(so + eo) / max(sn + en, 1):>6.1f}  "
+                         f"{found_o} / {found_n} of {len(r['cues'])}")
+    lines.append(f"{'all':<21} {'':>15} {'':>7} {'':>14} {'':>7} {tot_old:>12,} {tot_new:>7,} "
+                 f"{tot_old / max(tot_new, 1):>6.1f}")
     return "\n".join(lines)
 
 
@@ -237,6 +285,8 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="run LIME and the sanity check too")
     parser.add_argument("--count-forward", action="store_true", help="count the images each stage runs the model on")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="a --json file of the same tasks from another checkout: print both runs' forward passes")
     parser.add_argument("--split", choices=("mixed", "tuning"), default="mixed",
                         help="draw cues from both family splits (the benchmark) or the tuning ones only (development)")
     args = parser.parse_args()
@@ -264,6 +314,9 @@ def main() -> int:
             if args.json is not None:
                 write_json_atomic(args.json, {"runs": rows})
     print(summarise(rows))
+    if args.compare is not None:
+        print("\nforward passes (images the model ran on), this checkout against " + str(args.compare))
+        print(compare_forward(json.loads(args.compare.read_text())["runs"], rows))
     return 0
 
 

@@ -258,7 +258,7 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
     lum = v @ _LUMA.astype(np.float64)
     names = np.where(lum >= 170, "white", np.where(lum < 70, "black", "grey")).astype(object)
     # hue of the coloured ones (HSV hue from the max channel)
-    mx, mn = v.max(1), v.min(1)
+    mx = v.max(1)
     d = np.where(chroma > 0, chroma, 1.0)
     r, g, b = v[:, 0], v[:, 1], v[:, 2]
     hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) * 60.0

@@ -605,7 +605,7 @@ def spurious_stage(ctx: RunContext) -> None:
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
     from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.spurious import fold_other_sides, pool_findings, training_prevalence
+    from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
     from sparsecheck.pipeline.intervene import Intervener
 
     if ctx.sparse_layer is None:

@@ -76,20 +76,18 @@ True
 
 from __future__ import annotations
 
-import io
 import logging
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from scipy import stats as _st
 
+from sparsecheck.analysis.cues.differences import (TEXTURE_SIGN, TEXTURE_STAT, channels_of, difference,
+                                                   image_stats, mean_texture, null_floor, pixel_z2, pooled_z,
+                                                   significant_pixels)
 from sparsecheck.analysis.cues.library import Blur, Cue
-from sparsecheck.analysis.image_measures import central_crop, luminance, texture
-from sparsecheck.analysis.stats import benjamini_hochberg
-from sparsecheck.errors import DataError
+from sparsecheck.analysis.cues.transforms import AddNoise, ColourMap, Jpeg, Transplant
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +103,8 @@ MIN_CONSISTENCY = 0.5
 #: do are kept as alternates (at most MAX_ALTERNATES): a value's images may differ in more than one
 #: way (blurred ones and dark ones), and the intervention, not this score, says which one the model uses
 MIN_EXPLAINED, MAX_ALTERNATES = 0.3, 2
-_GRID = 8
-_MAX_SIDE = 64  # pixel maps and statistics are computed at most at this size
 
 
-def _seed_of(image: np.ndarray) -> int:
-    """A stable per-image number (CRC-32 of its bytes): the same target gets the same donor every time."""
-    return zlib.crc32(np.ascontiguousarray(image).tobytes())
-
-
-# --------------------------------------------------------------------------- the estimated cue types
 def _consistency(carriers: dict, others: dict, mask: np.ndarray) -> float | None:
     """How alike the classes' differences (carriers minus others) are inside ``mask``: the mean
     pairwise cosine of the per-class mean differences, over the classes with at least 5 of each;
@@ -145,224 +135,6 @@ def _copy_region(targets: np.ndarray, donors: np.ndarray, mask: np.ndarray, rng:
     return np.clip(np.round(targets.astype(np.float32) * (1 - m) + pick * m), 0, 255).astype(np.uint8)
 
 
-def _class_medians(images: np.ndarray, labels: np.ndarray) -> dict[Any, np.ndarray]:
-    """Per class, the per-pixel median image (uint8) of ``images`` of that class."""
-    out = {}
-    for k in np.unique(labels):
-        out[k] = np.median(images[labels == k], axis=0).round().astype(np.uint8)
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class Transplant(Cue):
-    """Copy a region (``mask``, H×W in [0, 1]) of a typical image with the cue onto each target.
-
-    ``cue_images`` and ``control_images`` map a class to an image: the per-pixel *median* of the
-    images of that class that carry the value, and of those that do not
-    (:meth:`from_pools`). A median keeps what the images share there (the mark, the band) and
-    drops what a few of them add (another shortcut, an object's part). A target of class k gets
-    class k's region when both maps hold k; else that of a class drawn (by a hash of the target's
-    pixels) from those they both hold. Its :attr:`control` copies the same region from the other
-    map, of the same class, so that the cued and the control image differ only in the cue, never in
-    which class's look the region shows or in the seam of the copy.
-
-    Examples
-    --------
-    >>> mask = np.zeros((4, 4), np.float32); mask[0, 0] = 1
-    >>> t = Transplant.from_pools(mask, np.full((3, 4, 4, 3), 200, np.uint8), np.zeros(3, int),
-    ...                           np.full((3, 4, 4, 3), 9, np.uint8), np.zeros(3, int), label="a mark")
-    >>> x = np.zeros((1, 4, 4, 3), np.uint8)
-    >>> int(t.apply(x)[0, 0, 0, 0]), int(t.control.apply(x)[0, 0, 0, 0]), int(t.apply(x)[0, 1, 1, 0])
-    (200, 9, 0)
-    """
-
-    type: ClassVar[str] = "transplant"
-    mask: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float32))
-    cue_images: dict[Any, np.ndarray] = field(default_factory=dict)
-    control_images: dict[Any, np.ndarray] = field(default_factory=dict)
-    label: str = "a region"
-    n_images: int = 0
-
-    @classmethod
-    def from_pools(cls, mask: np.ndarray, donors: np.ndarray, donor_labels: np.ndarray, others: np.ndarray,
-                   other_labels: np.ndarray, *, label: str = "a region") -> "Transplant":
-        """The transplant of ``donors``' region, controlled by ``others``' (each a class's median)."""
-        return cls(mask=mask, cue_images=_class_medians(donors, donor_labels),
-                   control_images=_class_medians(others, other_labels), label=label,
-                   n_images=int(len(donors)))
-
-    @property
-    def control(self) -> "Transplant":
-        """The same region from the images without the cue (same class as the cue's)."""
-        return Transplant(mask=self.mask, cue_images=self.control_images, control_images=self.cue_images,
-                          label=f"{self.label}, control", n_images=self.n_images)
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        return self.apply_labelled(images, None)
-
-    def apply_labelled(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        x = np.asarray(images)
-        shared = [k for k in self.cue_images if k in self.control_images]
-        if not shared or len(x) == 0:
-            return x.copy()
-        first = self.cue_images[shared[0]]
-        d_shape = first.shape if x.ndim == 4 else first.shape[:-1]
-        if x.shape[1:] != d_shape:
-            raise DataError(f"a transplant from {d_shape} images cannot go onto images of {x.shape[1:]}")
-        source = np.empty((len(x), *first.shape), np.float32)
-        for i in range(len(x)):
-            k = labels[i] if labels is not None and labels[i] in self.control_images and labels[i] in self.cue_images \
-                else shared[_seed_of(x[i]) % len(shared)]
-            source[i] = self.cue_images[k]
-        if x.ndim == 3:
-            source = source[..., 0]
-        m = self.mask if x.ndim == 3 else self.mask[..., None]
-        y = x.astype(np.float32) * (1 - m) + source * m
-        return np.clip(np.round(y), 0, 255).astype(np.uint8)
-
-    @property
-    def name(self) -> str:
-        return f"transplant({self.label})"
-
-    def to_dict(self) -> dict[str, Any]:
-        rows, cols = np.nonzero(self.mask > 0.5)
-        box = [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1] if rows.size else None
-        return {"type": "transplant", "region": self.label, "area": round(float((self.mask > 0.5).mean()), 4),
-                "box": box, "images": int(self.n_images), "classes": len(self.cue_images)}
-
-
-@dataclass(frozen=True, eq=False)
-class ColourMap(Cue):
-    """Map every pixel value through a per-channel lookup table ``lut`` (256×C uint8).
-
-    ``invert`` first inverts the image (``255 - x``): a mapping that turns dark into light and
-    light into dark is not monotone, a lookup after an inversion is.
-
-    Examples
-    --------
-    >>> lut = np.stack([np.arange(256), np.zeros(256), np.zeros(256)], axis=1).astype(np.uint8)
-    >>> ColourMap(lut=lut).apply(np.full((1, 2, 2, 3), 120, np.uint8))[0, 0, 0].tolist()
-    [120, 0, 0]
-    """
-
-    type: ClassVar[str] = "colour_map"
-    lut: np.ndarray = field(default_factory=lambda: np.tile(np.arange(256, dtype=np.uint8)[:, None], (1, 3)))
-    invert: bool = False
-    label: str = "a colour mapping"
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images)
-        if self.invert:
-            x = 255 - x
-        if x.ndim == 3:
-            return self.lut[x, 0]
-        c = x.shape[-1]
-        out = np.empty_like(x)
-        for ch in range(c):
-            out[..., ch] = self.lut[x[..., ch], min(ch, self.lut.shape[1] - 1)]
-        return out
-
-    @property
-    def name(self) -> str:
-        return f"colour_map({self.label})"
-
-    def to_dict(self) -> dict[str, Any]:
-        probe = np.array([0, 64, 128, 192, 255])
-        return {"type": "colour_map", "mapping": self.label, "invert": bool(self.invert),
-                "probe": {int(v): [int(c) for c in self.lut[255 - v if self.invert else v]] for v in probe}}
-
-
-@dataclass(frozen=True)
-class AddNoise(Cue):
-    """Add Gaussian noise of standard deviation ``sigma`` (grey levels); each image's noise is
-    seeded by its own pixels, so the same image always gets the same noise.
-
-    Examples
-    --------
-    >>> y = AddNoise(sigma=20.0).apply(np.full((1, 8, 8, 3), 128, np.uint8))
-    >>> 10 < float(y.std()) < 30
-    True
-    """
-
-    type: ClassVar[str] = "noise"
-    sigma: float = 10.0
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images)
-        out = np.empty_like(x)
-        for i in range(len(x)):
-            noise = np.random.default_rng(_seed_of(x[i])).normal(0.0, float(self.sigma), x[i].shape)
-            out[i] = np.clip(np.round(x[i] + noise), 0, 255).astype(np.uint8)
-        return out
-
-
-@dataclass(frozen=True)
-class Jpeg(Cue):
-    """Compress each image as JPEG at ``quality`` (1–95) and decode it again.
-
-    Examples
-    --------
-    >>> x = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
-    >>> y = Jpeg(quality=5).apply(x)
-    >>> y.shape == x.shape and bool((y != x).any())
-    True
-    """
-
-    type: ClassVar[str] = "jpeg"
-    quality: int = 20
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        x = np.asarray(images)
-        grey = x.ndim == 3 or x.shape[-1] == 1
-        out = np.empty_like(x)
-        for i in range(len(x)):
-            im = Image.fromarray(x[i].squeeze(-1) if x.ndim == 4 and grey else x[i])
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=int(self.quality))
-            dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
-            out[i] = dec.reshape(out[i].shape)
-        return out
-
-
-# --------------------------------------------------------------------------- statistics of images
-def _small(x: np.ndarray) -> np.ndarray:
-    """float32 N×h×w×C, at most ``_MAX_SIDE`` on a side (area-averaged)."""
-    x = np.asarray(x, np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    n, h, w, c = x.shape
-    f = int(np.ceil(max(h, w) / _MAX_SIDE))
-    if f > 1:
-        h2, w2 = h // f, w // f
-        x = x[:, :h2 * f, :w2 * f].reshape(n, h2, f, w2, f, c).mean(axis=(2, 4))
-    return x
-
-
-def _texture(x: np.ndarray) -> np.ndarray:
-    """Per image: log sharpness, log noise, log blockiness (N×3) on the full-resolution centre
-    (:func:`~sparsecheck.analysis.image_measures.texture`)."""
-    x = np.asarray(x)
-    x4 = x if x.ndim == 4 else x[..., None]
-    crop = central_crop(x4, 64).astype(np.float32)
-    lum = luminance(crop) if crop.shape[-1] == 3 else crop[..., 0]
-    t = texture(lum)
-    t = np.nan_to_num(t, nan=0.0)
-    return np.stack([np.log(t[:, 0] + 1.0), np.log(t[:, 1] + 0.5), t[:, 2]], axis=1)  # blockiness is a log already
-
-
-#: which texture statistic (column of :func:`_texture`) each texture cue moves, and which way
-_TEXTURE_STAT = {"blur": 0, "noise": 1, "jpeg": 2}
-_TEXTURE_SIGN = {"blur": -1.0, "noise": 1.0, "jpeg": 1.0}
-
-
-def _mean_texture(groups: dict) -> np.ndarray:
-    """The texture statistics' mean over the groups (weighted by their sizes)."""
-    rows = [_texture(v) for v in groups.values() if len(v)]
-    return np.concatenate(rows).mean(axis=0)
-
-
 def _solve(gap: Any, lo: float, hi: float, *, log: bool, steps: int = 5) -> float | None:
     """The strength in [lo, hi] where ``gap`` (monotone in it) crosses zero: a bracket from five
     points, then bisection; None when it does not cross (the texture moves the other way)."""
@@ -381,72 +153,6 @@ def _solve(gap: Any, lo: float, hi: float, *, log: bool, steps: int = 5) -> floa
                     b, gb = mid, gm
             return float(np.sqrt(a * b) if log else (a + b) / 2)
     return None
-
-
-def _stats(x: np.ndarray) -> np.ndarray:
-    """The statistic vector of each image (N×S): grid means, channel quantiles, texture."""
-    s = _small(x)
-    n, h, w, c = s.shape
-    g = _GRID if min(h, w) >= _GRID else min(h, w)
-    rows = np.array_split(np.arange(h), g)
-    cols = np.array_split(np.arange(w), g)
-    grid = np.stack([s[:, r][:, :, cc].mean(axis=(1, 2)) for r in rows for cc in cols], axis=1).reshape(n, -1)
-    q = np.quantile(s.reshape(n, -1, c), [0.05, 0.25, 0.5, 0.75, 0.95], axis=1).transpose(1, 0, 2).reshape(n, -1)
-    return np.concatenate([grid, q, _texture(x)], axis=1).astype(np.float64)
-
-
-@dataclass
-class _Groups:
-    """The sampled carriers and non-carriers, per class (``strata``: the classes holding both)."""
-
-    carriers: dict[Any, np.ndarray]
-    others: dict[Any, np.ndarray]
-    stratified: bool
-
-    def keys(self) -> list[Any]:
-        return list(self.carriers)
-
-
-def _pooled_z(a: dict[Any, np.ndarray], b: dict[Any, np.ndarray]) -> np.ndarray:
-    """Per statistic: the within-class mean differences (a - b), pooled over the classes, over their se.
-
-    The variance is pooled over every group (a common within-group variance per statistic), so that
-    a class with two carriers cannot make a z-score huge by chance; the classes are weighted by
-    ``1 / (1/n_a + 1/n_b)``, the inverse of their share of the variance.
-    """
-    num, wsum, ss, dof = 0.0, 0.0, 0.0, 0
-    for k in a:
-        xa, xb = a[k], b.get(k)
-        if xb is None or len(xa) < 1 or len(xb) < 1:
-            continue
-        w = 1.0 / (1.0 / len(xa) + 1.0 / len(xb))
-        num = num + w * (xa.mean(axis=0) - xb.mean(axis=0))
-        wsum += w
-        ss = ss + ((xa - xa.mean(axis=0)) ** 2).sum(axis=0) + ((xb - xb.mean(axis=0)) ** 2).sum(axis=0)
-        dof += len(xa) + len(xb) - 2
-    if wsum == 0 or dof <= 0:
-        return np.zeros(0)
-    sd = np.sqrt(ss / dof) + 1e-6
-    return (num / wsum) / (sd / np.sqrt(wsum))
-
-
-#: a statistic whose z² exceeds this counts as "certainly different", however large
-_CAP = 100.0
-#: z² below this (the 99th percentile of chi-square with 1 degree of freedom) is noise
-_FLOOR = float(_st.chi2.isf(0.01, 1))
-
-
-def _difference(z: np.ndarray) -> float:
-    """How much two groups differ on a statistic vector: Σ min(z², _CAP) over the statistics with z² > _FLOOR.
-
-    The floor leaves out what noise alone makes (about 1% of the statistics); the cap keeps one
-    statistic with a tiny spread (a mark of one constant colour) from drowning every other: a
-    candidate that fixes it but breaks ten others must not look better.
-    """
-    if not z.size:
-        return 0.0
-    z2 = z ** 2
-    return float(np.minimum(z2[z2 > _FLOOR], _CAP).sum())
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -563,18 +269,18 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     others = {k: read(r) for k, r in o_rows.items()}
     c_lab = {k: labels[np.sort(r)] for k, r in c_rows.items()}
     o_lab = {k: labels[np.sort(r)] for k, r in o_rows.items()}
-    sc = {k: _stats(v) for k, v in carriers.items()}
-    so = {k: _stats(v) for k, v in others.items()}
+    sc = {k: image_stats(v) for k, v in carriers.items()}
+    so = {k: image_stats(v) for k, v in others.items()}
     n_c = sum(len(v) for v in carriers.values())
     n_o = sum(len(v) for v in others.values())
-    channels = _channels(carriers)
-    diff_map = _pixel_z2(carriers, others)
-    z_base = _pooled_z(sc, so)
-    base = _difference(z_base)
-    pixel_base = int(_significant_pixels(diff_map, channels).sum())
+    channels = channels_of(carriers)
+    diff_map = pixel_z2(carriers, others)
+    z_base = pooled_z(sc, so)
+    base = difference(z_base)
+    pixel_base = int(significant_pixels(diff_map, channels).sum())
     # what the same comparison shows between random halves (labels shuffled within each class):
     # near-duplicate images make every z larger than independent images would, and this is the floor
-    null_stats, null_pixels = _null_floor(carriers, others, sc, so, channels, rng)
+    null_stats, null_pixels = null_floor(carriers, others, sc, so, channels, rng)
     base -= null_stats
     pixel_base -= null_pixels
     pixel_signal = pixel_base >= max(5, 0.005 * diff_map.size)  # pixels differ, beyond a stray few
@@ -591,14 +297,14 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         *and* dark ones), which a texture need not explain."""
         if mapped is None:
             mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}  # type: ignore[union-attr]
-        z_after = _pooled_z(sc, {k: _stats(v) for k, v in mapped.items()})
+        z_after = pooled_z(sc, {k: image_stats(v) for k, v in mapped.items()})
         if not pixels:
-            before = _difference(z_base[-3:])
-            return 1.0 - _difference(z_after[-3:]) / before if before > 0 else -1.0
-        after = max(_difference(z_after) - null_stats, 0.0)
+            before = difference(z_base[-3:])
+            return 1.0 - difference(z_after[-3:]) / before if before > 0 else -1.0
+        after = max(difference(z_after) - null_stats, 0.0)
         score = 1.0 - after / base if base > 0 else (1.0 if after == 0 else -1.0)
         if pixel_signal and pixels:
-            left = int(_significant_pixels(_pixel_z2(carriers, mapped), channels).sum()) - null_pixels
+            left = int(significant_pixels(pixel_z2(carriers, mapped), channels).sum()) - null_pixels
             score = min(score, 1.0 - max(left, 0) / pixel_base)
         return score
 
@@ -638,19 +344,19 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     # texture: blur, noise, JPEG, each at the strength whose texture statistic matches the carriers'
     # (tried only where the carriers' texture statistic differs, in the cue's direction: |z| >= 3)
     side = max(all_c.shape[1:3]) / 32.0
-    carrier_texture = _mean_texture(carriers)
+    carrier_texture = mean_texture(carriers)
     few = {k: o[:max(2, 120 * len(o) // max(n_o, 1))] for k, o in others.items()}  # enough to match a mean
     z_texture = z_base[-3:] if z_base.size >= 3 else np.zeros(3)
     for kind, (lo, hi), make in (
             ("blur", (0.3, 4.0), lambda v: Blur(radius=round(v * side, 2))),
             ("noise", (2.0, 60.0), lambda v: AddNoise(sigma=round(v, 1))),
             ("jpeg", (3.0, 90.0), lambda v: Jpeg(quality=int(round(v))))):
-        stat = _TEXTURE_STAT[kind]
-        if z_texture[stat] * _TEXTURE_SIGN[kind] < 3.0:
+        stat = TEXTURE_STAT[kind]
+        if z_texture[stat] * TEXTURE_SIGN[kind] < 3.0:
             continue
 
         def gap(v: float) -> float:
-            return float(_mean_texture({k: make(v).apply(o) for k, o in few.items()})[stat]
+            return float(mean_texture({k: make(v).apply(o) for k, o in few.items()})[stat]
                          - carrier_texture[stat])
 
         v = _solve(gap, lo, hi, log=kind != "jpeg")
@@ -679,62 +385,9 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     return est
 
 
-def _pixel_z2(carriers: dict, others: dict) -> np.ndarray:
-    """Per pixel (at most ``_MAX_SIDE`` a side), Σ over channels of two pooled z²: of the difference of
-    the means, and of the spreads (the mean absolute deviation from the median of the class's images;
-    a blend towards a colour moves the mean of varied photos little, but it squeezes their spread),
-    so ``2 × channels`` degrees of freedom."""
-    a = {k: _small(v).reshape(len(v), -1) for k, v in carriers.items()}
-    b = {k: _small(v).reshape(len(v), -1) for k, v in others.items()}
-    z_mean = _pooled_z(a, b)
-    # absolute deviations from the median of both groups of the class together: under no difference
-    # both groups' deviations have one distribution, whatever their sizes (each group's own median
-    # would sit closer to a small group's points, and bias every pixel the same way)
-    dev_a, dev_b = {}, {}
-    for k in a:
-        if k in b and len(a[k]) >= 3 and len(b[k]) >= 3:
-            centre = np.median(np.concatenate([a[k], b[k]]), axis=0)
-            dev_a[k], dev_b[k] = np.abs(a[k] - centre), np.abs(b[k] - centre)
-    z_spread = _pooled_z(dev_a, dev_b)
-    if z_spread.size != z_mean.size:
-        z_spread = np.zeros_like(z_mean)
-    shape = _small(next(iter(carriers.values()))[:1]).shape[1:]
-    return (z_mean.reshape(shape) ** 2 + z_spread.reshape(shape) ** 2).sum(axis=-1)
-
-
-def _null_floor(carriers: dict, others: dict, sc: dict, so: dict, channels: int, rng: np.random.Generator,
-                repeats: int = 2) -> tuple[float, int]:
-    """The difference (statistics, pixels) between random splits of the same images, the larger of
-    ``repeats`` shuffles of the carrier/non-carrier labels within each class."""
-    worst_stats, worst_pixels = 0.0, 0
-    for _ in range(repeats):
-        pa, pb, qa, qb = {}, {}, {}, {}
-        for k in carriers:
-            n = len(carriers[k])
-            both = np.concatenate([carriers[k], others[k]])
-            stats = np.concatenate([sc[k], so[k]])
-            order = rng.permutation(len(both))
-            pa[k], pb[k] = both[order[:n]], both[order[n:]]
-            qa[k], qb[k] = stats[order[:n]], stats[order[n:]]
-        worst_stats = max(worst_stats, _difference(_pooled_z(qa, qb)))
-        worst_pixels = max(worst_pixels, int(_significant_pixels(_pixel_z2(pa, pb), channels).sum()))
-    return worst_stats, worst_pixels
-
-
-def _channels(groups: dict) -> int:
-    first = next(iter(groups.values()))
-    return int(first.shape[-1]) if first.ndim == 4 else 1
-
-
-def _significant_pixels(z2: np.ndarray, channels: int) -> np.ndarray:
-    """Pixels that differ (:func:`_pixel_z2`): Benjamini–Hochberg over their chi-square p-values at 1%."""
-    p = _st.chi2.sf(z2.ravel(), df=2 * channels)
-    return (benjamini_hochberg(p) <= 0.01).reshape(z2.shape)
-
-
 def _region(z2: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray | None:
     """The mask (full size, 0..1) of the pixels whose means differ, closed and grown by a pixel."""
-    sig = _significant_pixels(z2, channels)
+    sig = significant_pixels(z2, channels)
     if sig.sum() < 2:
         return None
     sig = ndimage.binary_closing(sig, iterations=1) | sig
