@@ -136,6 +136,9 @@ TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (de
                            "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).")
 FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion severity that fails the run.")
 ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
+TrustPickleOpt = typer.Option(False, "--trust-pickle", help="Load a .pt2 or TorchScript model file (or an MLflow pt2 "
+                              "model) whose archive holds pickles, which loading runs as code; refused without it. "
+                              "Same as model.trust_pickle: true. Only for files you trust.")
 ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model instead of the config's model source: "
                         "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or models:/m-ID (mlflow.pytorch "
                         "flavour, loaded from the tracking server: only load models from your own server).")
@@ -244,6 +247,7 @@ def run(
     device: Device = DeviceOpt,
     fail_on: FailOn = FailOnOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -258,7 +262,7 @@ def run(
     from sparsecheck.pipeline import run_pipeline
 
     cfg = load_config(config)
-    _override_model(cfg, model)
+    _override_model(cfg, model, trust_pickle)
     if promote_alias is not None:
         _set_promote_alias(cfg, promote_alias)
     with _release_out_dir_on_failure(out):
@@ -278,6 +282,7 @@ def extract(
                                        "the feature cache."),
     device: Device = DeviceOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -285,15 +290,18 @@ def extract(
     _setup_logging(verbose, quiet)
     from sparsecheck.pipeline.extract import run_extract
 
-    done = run_extract(config, out=out, device=device.value, force=force)
+    done = run_extract(config, out=out, device=device.value, force=force, trust_pickle=trust_pickle)
     if done.ranks.is_main:
         for line in done.lines():
             typer.echo(line)
     raise typer.Exit(0)
 
 
-def _override_model(cfg, model: str | None) -> None:
-    """``--model URI``: the MLflow model replaces the config's model source."""
+def _override_model(cfg, model: str | None, trust_pickle: bool = False) -> None:
+    """``--model URI``: the MLflow model replaces the config's model source; ``--trust-pickle`` sets
+    ``model.trust_pickle``."""
+    if trust_pickle:
+        cfg.model.trust_pickle = True
     if model is not None:
         cfg.use_model_uri(model, key="--model")
 
@@ -324,6 +332,7 @@ def compare(
                                           help="Smallest |r| between activations for two features to be the same."),
     device: Device = DeviceOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -341,6 +350,7 @@ def compare(
         from sparsecheck.config import load_config
 
         cfg = load_config(run_missing)
+        _override_model(cfg, None, trust_pickle)
     with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             from sparsecheck._runtime import claim_out_dir
@@ -375,6 +385,7 @@ def monitor(
                                        "(also when an earlier run already covers the batch)."),
     force: bool = typer.Option(False, "--force", help="Score the batch again even if a run already covers it; "
                                "write into a non-empty --out not created by sparsecheck."),
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -390,7 +401,7 @@ def monitor(
     from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
 
     cfg = load_config(config)
-    _override_model(cfg, model)
+    _override_model(cfg, model, trust_pickle)
     with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             out = prepare_monitor_out_dir(out, force=force)

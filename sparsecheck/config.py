@@ -128,6 +128,10 @@ class ModelConfig(_Strict):
     from the run's tracking server (``mlflow.tracking_uri`` / ``--tracking-uri``). The flavour
     unpickles, so load only models from your own tracking server. An MLflow model brings no
     preprocessing: ``input`` says how images become its input (default: divide by 255).
+
+    ``trust_pickle`` (``--trust-pickle``): load a ``.pt2`` or TorchScript file (or an MLflow ``pt2``
+    model) although its archive holds pickles, which loading runs as code; without it such a file
+    is refused, naming the archive entry (see :mod:`sparsecheck.model_archives`).
     """
 
     path: Path | None = None
@@ -141,6 +145,7 @@ class ModelConfig(_Strict):
     uri: str | None = None
     feature_layer: str | None = None
     input: InputConfig = Field(default_factory=InputConfig)
+    trust_pickle: bool = False
 
     @field_validator("uri")
     @classmethod
@@ -188,7 +193,8 @@ class ModelConfig(_Strict):
         return load_model(path=self.path, factory=self.factory, weights=self.weights,
                           factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
                           torchvision_weights=self.torchvision_weights, timm=self.timm,
-                          huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri)
+                          huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri,
+                          trust_pickle=self.trust_pickle)
 
     def input_spec(self, model: Any = None) -> Any:
         """The :class:`~sparsecheck.data.InputSpec`: ``model.input`` when the config gives it, else
@@ -370,14 +376,15 @@ class Config(_Strict):
     def use_model_uri(self, uri: str, *, key: str = "--model") -> None:
         """Make the MLflow model ``uri`` the model source (``--model``), in place of the config's.
 
-        ``model.feature_layer`` and ``model.input`` are kept: they say how to read the model.
+        ``model.feature_layer``, ``model.input`` and ``model.trust_pickle`` are kept: they say how to
+        read the model.
 
         Raises
         ------
         ConfigError
             naming ``key`` when ``uri`` is not an MLflow model URI.
         """
-        kept = self.model.model_dump(include={"feature_layer", "input"}, exclude_unset=True)
+        kept = self.model.model_dump(include={"feature_layer", "input", "trust_pickle"}, exclude_unset=True)
         try:
             self.model = ModelConfig.model_validate({**kept, "uri": uri})
         except ValidationError as exc:
