@@ -214,7 +214,7 @@ def demo(
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
 
     with _release_out_dir_on_failure(out):
-        out = prepare_out_dir(out, force=force)
+        out = prepare_out_dir(out, force=force, also=("data",))
         config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
         logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
         ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
@@ -354,8 +354,10 @@ def compare(
     with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             from sparsecheck._runtime import claim_out_dir
+            from sparsecheck.reports.compare import COMPARE_OUTPUTS
 
-            claim_out_dir(out, force=force, note="written by sparsecheck compare")  # before a check writes into it
+            # before a check writes into it
+            claim_out_dir(out, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
         comparison = compare_targets(run_a, run_b, tracking_uri=tracking_uri, run_missing=cfg, out_dir=out,
                                      device=device.value, force=force, min_correlation=min_correlation)
     if out is not None:

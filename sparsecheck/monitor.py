@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, remove_outputs, write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
@@ -603,14 +603,15 @@ def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path
     """Create ``out_dir`` (or take over one that sparsecheck wrote) for ``monitor --out``.
 
     The same rules as ``run --out`` (:func:`sparsecheck._runtime.claim_out_dir`): a non-empty
-    directory sparsecheck did not write is refused unless ``force``. An earlier batch's
+    directory sparsecheck did not write is refused unless ``force``, and a ``monitor.json`` or
+    ``monitor.html`` there that sparsecheck did not write is refused either way. An earlier batch's
     ``monitor.json`` and ``monitor.html`` are removed first, so an interrupted job leaves none.
     """
     from sparsecheck._version import __version__
 
-    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}")
-    for name in reversed(MONITOR_OUTPUTS):  # monitor.json first: it marks a finished batch
-        (out / name).unlink(missing_ok=True)
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}",
+                        outputs=MONITOR_OUTPUTS)
+    remove_outputs(out, MONITOR_OUTPUTS)  # monitor.json first: it marks a finished batch
     return out
 
 

@@ -117,7 +117,8 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
         if out is not None:
             with ranks.together(f"preparing --out {out}"):
                 if ranks.is_main:
-                    claim_out_dir(out, force=force, note="feature directories written by sparsecheck extract")
+                    claim_out_dir(out, force=force, note="feature directories written by sparsecheck extract",
+                                  outputs=[s for s in ("train", "val", "test") if s in inputs.datasets])
         common = dict(layer=cfg.model.feature_layer, batch_size=cfg.features.batch_size, device=device,
                       num_workers=cfg.features.num_workers, precision=cfg.features.precision, ranks=ranks)
         for split in ("train", "val", "test"):

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, resolve_device, write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, remove_outputs, resolve_device, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
@@ -37,20 +36,24 @@ __all__ = ["run_pipeline", "write_outputs", "write_feature_attributes", "prepare
 
 
 # --------------------------------------------------------------------------- output directory
-def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+#: what a run writes into its output directory, in the order an earlier run's are removed (results.json
+#: first: without it the directory no longer claims to hold a finished run)
+RUN_OUTPUTS = ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
+               FEATURE_ATTRIBUTES_FILE, "sparse_path.png", "features", "sparse_layer")
+
+
+def prepare_out_dir(out_dir: str | Path, *, force: bool = False, also: tuple[str, ...] = ()) -> Path:
     """Create ``out_dir`` or take over one that sparsecheck wrote before.
 
-    A non-empty directory that sparsecheck did not create is refused unless ``force`` — we never
-    overwrite a user's files without being asked. The previous ``results.json`` is removed first,
-    so an interrupted run does not leave an old, complete-looking result behind.
+    A non-empty directory that sparsecheck did not create is refused unless ``force``, and even
+    then an output name already there that sparsecheck did not write (a user's ``features/``) is
+    refused: we never overwrite or remove a user's files (:func:`~sparsecheck._runtime.claim_out_dir`).
+    The previous run's outputs (:data:`RUN_OUTPUTS`, and ``also``: the demo's ``data``) are removed,
+    ``results.json`` first, so an interrupted run does not leave an old, complete-looking result.
     """
-    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
-    # results.json first: without it the directory no longer claims to hold a finished run
-    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
-                 FEATURE_ATTRIBUTES_FILE, "sparse_path.png"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("features", "sparse_layer"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}",
+                        outputs=RUN_OUTPUTS + tuple(also))
+    remove_outputs(out, RUN_OUTPUTS)
     return out
 
 
