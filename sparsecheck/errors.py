@@ -24,6 +24,7 @@ exits with ``exit_code``.  Library code raises them ``from`` the original except
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,25 @@ __all__ = [
     "SolverError",
     "TrackingError",
     "RankError",
+    "brief",
 ]
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` as an error message shows it: strings, containers and nesting cut short
+    (:mod:`reprlib`), so a message never grows with what the user gave.
+
+    >>> brief("x" * 500)[:12], len(brief("x" * 500)) <= 80
+    ("'xxxxxxxxxxx", True)
+    >>> brief([[1, 2, [3, [4]]]] * 1000)
+    '[[1, 2, [3, [...]]], [1, 2, [3, [...]]], [1, 2, [3, [...]]], [1, 2, [3, [...]]], ...]'
+    """
+    shorten = reprlib.Repr()
+    shorten.maxstring = shorten.maxother = max(12, limit - 8)
+    shorten.maxlist = shorten.maxtuple = shorten.maxset = shorten.maxfrozenset = shorten.maxdict = 4
+    shorten.maxlevel = 3
+    text = shorten.repr(value)
+    return text if len(text) <= 2 * limit else text[:2 * limit - 3] + "..."
 
 
 class SparsecheckError(Exception):
@@ -60,7 +79,7 @@ class AssertionSpecError(ConfigError):
 
     def __init__(self, message: str, *, assertion: str, key: str | None = None, value: Any = None) -> None:
         self.assertion = assertion
-        where = f"assertion {assertion!r}" + (f", key {key!r}" if key else "")
+        where = f"assertion {brief(assertion)}" + (f", key {brief(key)}" if key else "")
         super().__init__(f"{where}: {message}", key=None, value=value)
         self.key = key
 

@@ -55,6 +55,13 @@ TOP_SLICE_METRICS = 5
 _PARAM_LENGTH_FALLBACK = 500  # MLflow < 2.? allowed 500 characters per param value
 _KEY_LENGTH = 250
 _BATCH_PARAMS = 100  # MLflow: at most 100 params + tags per log_batch request
+#: the most params a run logs from its config (a usual config flattens to about 90); the rest are counted
+#: in ``sparsecheck.params_dropped``, so a user's huge ``factory_kwargs`` never reaches MLflow whole
+MAX_PARAMS = 300
+_FREE_SECTIONS = ("model.factory_kwargs.", "mlflow.tags.", "data.interventions.")
+#: the most user tags (``mlflow.tags``) a run sets, and the longest tag value
+MAX_USER_TAGS = 100
+_TAG_LENGTH = 5000
 _BATCH_METRICS = 1000
 
 
@@ -109,11 +116,15 @@ class LoggedRun:
 # --------------------------------------------------------------------------- what gets logged
 
 
-def params_from_config(config: "Config", *, max_length: int | None = None) -> dict[str, str]:
+def params_from_config(config: "Config", *, max_length: int | None = None,
+                       max_params: int = MAX_PARAMS) -> dict[str, str]:
     """The config flattened for MLflow params (:meth:`Config.to_flat_dict`), made loggable.
 
     Values longer than MLflow allows (6000 characters in MLflow 3) are cut and end in
-    ``"...[N chars]"`` with N the full length; keys lose characters MLflow rejects.
+    ``"...[N chars]"`` with N the full length; keys lose characters MLflow rejects. At most
+    ``max_params`` params are kept, the free-form sections (``model.factory_kwargs``,
+    ``mlflow.tags``, ``data.interventions``) last; when there are more,
+    ``sparsecheck.params_dropped`` says how many were left out.
 
     Examples
     --------
@@ -126,14 +137,25 @@ def params_from_config(config: "Config", *, max_length: int | None = None) -> di
     ('0.99', 100, '...[26890 chars]')
     """
     limit = max_length or _max_param_length()
+    flat = config.to_flat_dict()
+    # the sections the user fills freely go last, so they are the ones left out past max_params
+    free = [k for k in flat if k.startswith(_FREE_SECTIONS)]
+    flat = {**{k: v for k, v in flat.items() if not k.startswith(_FREE_SECTIONS)}, **{k: flat[k] for k in free}}
     out: dict[str, str] = {}
-    for key, value in config.to_flat_dict().items():
-        key = re.sub(r"[^\w.\-/ :]", "_", key)[:_KEY_LENGTH]
-        if len(value) > limit:
-            tail = f"...[{len(value)} chars]"
-            value = value[: limit - len(tail)] + tail
-        out[key] = value
+    for key, value in flat.items():
+        if len(out) == max_params - 1 and len(flat) > max_params:
+            out["sparsecheck.params_dropped"] = str(len(flat) - len(out))
+            break
+        out[re.sub(r"[^\w.\-/ :]", "_", key)[:_KEY_LENGTH]] = _cut(value, limit)
     return out
+
+
+def _cut(value: str, limit: int) -> str:
+    """``value``, or its start ending in ``"...[N chars]"`` when it is longer than ``limit``."""
+    if len(value) <= limit:
+        return value
+    tail = f"...[{len(value)} chars]"
+    return value[: limit - len(tail)] + tail
 
 
 def _max_param_length() -> int:
@@ -204,7 +226,10 @@ def _tags(results: Mapping[str, Any], kind: str, extra: Mapping[str, str] | None
     if fingerprint:
         tags["sparsecheck.model_fingerprint"] = str(fingerprint)
     tags.update(run_tags(results.get("mlflow_model")))  # the model's registry name, version, run, id
-    tags.update({str(k): str(v) for k, v in (extra or {}).items()})
+    user = list((extra or {}).items())
+    if len(user) > MAX_USER_TAGS:
+        logger.warning("mlflow.tags has %d tags; the first %d are set", len(user), MAX_USER_TAGS)
+    tags.update({_cut(str(k), _KEY_LENGTH): _cut(str(v), _TAG_LENGTH) for k, v in user[:MAX_USER_TAGS]})
     return tags
 
 
