@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
@@ -18,7 +19,42 @@ T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
            "release_out_dir", "remove_outputs", "out_dir_outputs", "OUT_DIR_MARKER", "jsonable", "one_line",
-           "exception_reason"]
+           "exception_reason", "ACTIVITY", "Activity", "doing"]
+
+
+@dataclass
+class Activity:
+    """What this process is doing, for the one line the command line prints when it is interrupted.
+
+    The pipeline, monitor and MLflow run update it as they go (:func:`doing`); nothing reads it but
+    the command line's interrupt handler. ``step`` reads after "interrupted during".
+    """
+
+    step: str = "start-up"
+    #: the command's --out, the file there that marks finished outputs, and the outputs it writes
+    out_dir: Path | None = None
+    done_file: str | None = None
+    outputs: tuple[str, ...] = ()
+    #: the MLflow run this process created, and the status it was terminated with (None: not yet)
+    mlflow_run: str | None = None
+    mlflow_status: str | None = None
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+#: the process's one :class:`Activity` (reset by each command line call)
+ACTIVITY = Activity()
+
+
+@contextlib.contextmanager
+def doing(step: str) -> Iterator[None]:
+    """Record ``step`` as what the process is doing for the duration of the block. When the block
+    raises, the step stays recorded: it is where the process was stopped."""
+    previous = ACTIVITY.step
+    ACTIVITY.step = step
+    yield
+    ACTIVITY.step = previous
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -25,7 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from sparsecheck._version import __version__
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
-from sparsecheck.errors import SparsecheckError
+from sparsecheck.errors import Interrupted, SparsecheckError
 
 EXIT_CODES_HELP = """Exit codes:
 0 all error-severity assertions pass;
@@ -120,6 +120,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
                                            "%H:%M:%S"))
     root.setLevel(level)
+    # one line per record: MLflow (and anything calling logging.basicConfig) puts a handler on the
+    # root logger, which would print every line again if ours propagated to it
+    root.propagate = False
     if not verbose:
         # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -145,23 +148,31 @@ ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model in
 
 
 @contextlib.contextmanager
-def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
+def _release_out_dir_on_failure(out: Path, outputs: tuple[str, ...] = (), done_file: str | None = None
+                                ) -> Iterator[None]:
     """A run that stops before writing anything leaves no ``--out`` folder that it created behind.
 
     Only a folder that did not exist when the command started, and that holds nothing but
-    sparsecheck's marker, is removed: never a user's folder or earlier results.
+    sparsecheck's marker, is removed: never a user's folder or earlier results. An interrupted run
+    (SIGINT, SIGTERM) that had not written ``done_file`` first removes the ``outputs`` it had begun
+    to write (only those the folder's marker lists as sparsecheck's), so nothing half-written stays.
     """
+    from sparsecheck._runtime import ACTIVITY
+
     created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # out and the parents it needs
+    ACTIVITY.out_dir, ACTIVITY.outputs, ACTIVITY.done_file = out, outputs, done_file
     try:
         yield
-    except BaseException:
-        if created:
-            from sparsecheck._runtime import release_out_dir
+    except BaseException as exc:
+        from sparsecheck._runtime import release_out_dir, remove_outputs
 
-            with contextlib.suppress(OSError):
-                if release_out_dir(out):
-                    for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
-                        parent.rmdir()
+        interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
+        with contextlib.suppress(OSError):
+            if interrupted and out.is_dir() and not (done_file and (out / done_file).is_file()):
+                remove_outputs(out, outputs)
+            if created and release_out_dir(out):
+                for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
+                    parent.rmdir()
         raise
 
 
@@ -213,7 +224,9 @@ def demo(
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
 
-    with _release_out_dir_on_failure(out):
+    from sparsecheck.pipeline.run import RUN_OUTPUTS
+
+    with _release_out_dir_on_failure(out, RUN_OUTPUTS + ("data",), "results.json"):
         out = prepare_out_dir(out, force=force, also=("data",))
         config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
         logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
@@ -265,7 +278,9 @@ def run(
     _override_model(cfg, model, trust_pickle)
     if promote_alias is not None:
         _set_promote_alias(cfg, promote_alias)
-    with _release_out_dir_on_failure(out):
+    from sparsecheck.pipeline.run import RUN_OUTPUTS
+
+    with _release_out_dir_on_failure(out, RUN_OUTPUTS, "results.json"):
         ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force,
                            fail_on=fail_on.value)
     _finish(ctx, fail_on)
@@ -351,10 +366,12 @@ def compare(
 
         cfg = load_config(run_missing)
         _override_model(cfg, None, trust_pickle)
-    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+    from sparsecheck.reports.compare import COMPARE_OUTPUTS
+
+    with (_release_out_dir_on_failure(out, COMPARE_OUTPUTS, "compare.json") if out is not None
+          else contextlib.nullcontext()):
         if out is not None:
             from sparsecheck._runtime import claim_out_dir
-            from sparsecheck.reports.compare import COMPARE_OUTPUTS
 
             # before a check writes into it
             claim_out_dir(out, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
@@ -404,7 +421,10 @@ def monitor(
 
     cfg = load_config(config)
     _override_model(cfg, model, trust_pickle)
-    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+    from sparsecheck.monitor import MONITOR_OUTPUTS
+
+    with (_release_out_dir_on_failure(out, MONITOR_OUTPUTS, "monitor.json") if out is not None
+          else contextlib.nullcontext()):
         if out is not None:
             out = prepare_monitor_out_dir(out, force=force)
         result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
@@ -452,14 +472,77 @@ def _rank_prefix() -> str:
     return f"[{rank}] " if rank else ""
 
 
+def _raise_interrupted(signum: int, _frame) -> None:
+    """SIGINT/SIGTERM handler: a second signal stops the process at once; the first unwinds it."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """While the command runs, SIGINT and SIGTERM raise :class:`~sparsecheck.errors.Interrupted`
+    (typer would turn a KeyboardInterrupt into a silent exit 130, and SIGTERM would skip every
+    cleanup); the previous handlers come back afterwards. Only the main thread can set them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupt_line() -> str:
+    """The one line an interrupted command prints: where it was, what is in --out, what became of
+    its MLflow run (see :class:`~sparsecheck._runtime.Activity`)."""
+    from sparsecheck._runtime import ACTIVITY, OUT_DIR_MARKER
+
+    parts = [f"interrupted during {ACTIVITY.step}"]
+    out = ACTIVITY.out_dir
+    if out is not None:
+        done = ACTIVITY.done_file
+        if done and (out / done).is_file():
+            parts.append(f"the outputs in {out} were complete ({done} is there)")
+        elif not out.is_dir() or all(p.name == OUT_DIR_MARKER or p.name not in ACTIVITY.outputs
+                                     for p in out.iterdir()):
+            parts.append(f"nothing was written to {out}")
+        else:
+            parts.append(f"{out} holds no {done or 'finished outputs'}: what is there is incomplete")
+    if ACTIVITY.mlflow_run:
+        if ACTIVITY.mlflow_status:
+            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} is marked {ACTIVITY.mlflow_status}")
+        else:
+            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} could not be closed: the next run in its "
+                         "experiment marks it KILLED")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line on stderr and the exit code of the error (2 the user's input, 3 not).
 
     Unexpected exceptions exit 3 after their traceback is saved to a file the message names.
+    SIGINT and SIGTERM print one line saying where the command was stopped (:func:`interrupt_line`)
+    and exit 130 and 143.
     """
+    from sparsecheck._runtime import ACTIVITY
+
+    ACTIVITY.reset()
     try:
         # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
-        code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+        with _interrupts_raise():
+            code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        sys.stderr.write(f"sparsecheck: {_rank_prefix()}{interrupt_line()}\n")
+        sys.exit(code)
     except SparsecheckError as exc:
         if _reported_to_rank0(exc):  # rank 0 of the torchrun job says which rank failed and why
             sys.exit(exc.exit_code)
@@ -468,9 +551,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("sparsecheck: interrupted\n")
-        sys.exit(130)
     except typer.Abort:
         sys.stderr.write("sparsecheck: aborted\n")
         sys.exit(130)

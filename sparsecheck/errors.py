@@ -15,6 +15,9 @@ The tree (``exit_code`` is what the command line exits with)::
      └── RankError                   another rank of a distributed (torchrun) job failed; exits
                                      with that rank's code and carries its one-line reason
 
+    Interrupted                      a BaseException, like KeyboardInterrupt: SIGINT or SIGTERM
+                                     reached the command line; exits 128 + the signal (130, 143)
+
 Exit 3 means the run could not finish for a reason that is not the user's input; the command line
 also exits 3 on any unexpected exception, after writing its traceback to a file it names.
 
@@ -38,6 +41,7 @@ __all__ = [
     "SolverError",
     "TrackingError",
     "RankError",
+    "Interrupted",
     "brief",
 ]
 
@@ -146,3 +150,19 @@ class RankError(SparsecheckError):
         self.reason = reason
         self.exit_code = exit_code
         super().__init__(f"rank {rank} failed{f' while {step}' if step else ''}: {reason}")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached the command line (which turns the signal into this exception).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that no ``except Exception`` takes it for
+    an error to recover from; cleanup in ``finally`` blocks and context managers still runs. The
+    command line exits with ``exit_code``: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(signal.Signals(self.signum).name)

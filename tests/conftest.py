@@ -369,9 +369,11 @@ def _restore_logging():
     import logging
 
     names = ("sparsecheck", "torch", "mlflow", "alembic", "urllib3")
-    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
+    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
+             for n in names}
     yield
-    for n, (level, handlers) in saved.items():
+    for n, (level, handlers, propagate) in saved.items():
         logger = logging.getLogger(n)
         logger.setLevel(level)
         logger.handlers[:] = handlers
+        logger.propagate = propagate

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, remove_outputs, resolve_device, write_json_atomic
+from sparsecheck._runtime import atomic_write, claim_out_dir, doing, remove_outputs, resolve_device, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
@@ -66,25 +66,27 @@ def _status(ctx: RunContext) -> str:
     return gate_status(ctx.results.get("assertions"))
 
 
-def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
+def write_outputs(ctx: RunContext, *, kind: str = "run", run: Any = None) -> None:
     """Write the outputs into the output directory and log the run to MLflow, in this order.
 
-    1. Create the MLflow run (unless ``mlflow.enabled`` is false): its id goes into the report
-       and results.json, which are themselves artifacts of that run. Log the data splits as its
-       dataset inputs and the sparse layer as its models (``mlflow.log_sparse_model``): their
-       URIs, and a classifier that could not be logged (under ``skipped``), go into results.json.
+    1. Create the MLflow run (unless ``mlflow.enabled`` is false, or ``run`` is given: an
+       :class:`~sparsecheck.reports.tracking.MlflowRun` to log into, such as the run of
+       ``mlflow.models.evaluate``): its id goes into the report and results.json. Log the data
+       splits as its dataset inputs and the sparse layer as its models
+       (``mlflow.log_sparse_model``): their URIs, and a classifier that could not be logged (under
+       ``skipped``), go into results.json.
     2. ``activations.npz``, ``test_features.npz``, ``feature_attributes.parquet`` (the whole
-       association table, ``ctx.feature_attributes``; results.json points to it),
-       ``report.html``, then ``results.json`` (last, atomically).
-    3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
-       or FAILED if anything above raised.
+       association table, ``ctx.feature_attributes``; results.json points to it), ``report.html``.
+    3. Log params, metrics and artifacts (results.json among them); tag ``sparsecheck.status``;
+       terminate the run FINISHED, or FAILED if logging failed, or KILLED when interrupted.
+    4. ``results.json``, last and atomically, recording the MLflow run's final status
+       (``mlflow.status``): a results.json is only there once its run is closed, so a file that
+       looks finished is finished. An interrupted run leaves none.
 
     An unreachable MLflow does not cost the local outputs: they are written, then TrackingError
-    (exit code 2) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
+    (exit code 3) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
     ``sparsecheck.kind`` tag.
     """
-    import contextlib
-
     from sparsecheck.errors import TrackingError
     from sparsecheck.reports.html import write_report
     from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, start_run, write_activations,
@@ -102,35 +104,57 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
     results["mlflow"] = None
     results["status"] = _status(ctx)
     results["schema_version"] = SCHEMA_VERSION
-    run, tracking_error = None, None
-    if ctx.config.mlflow.enabled:
+    tracking_error = None
+    owned = run is None  # a run given by the caller is the caller's to close
+    if run is None and ctx.config.mlflow.enabled:
         try:
-            run = start_run(ctx.config.mlflow, kind=kind, results=results)
-            results["mlflow"] = run.info.to_dict()
+            with doing("creating the MLflow run"):
+                run = start_run(ctx.config.mlflow, kind=kind, results=results)
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
-    with run if run is not None else contextlib.nullcontext():
+    if run is not None:
+        results["mlflow"] = {**run.info.to_dict(), "status": "FINISHED"}  # what it becomes if all goes well
+    if run is not None and owned:
+        run.__enter__()  # its heartbeat beats until it is closed
+    try:
         if run is not None:
             try:
-                run.log_inputs(ctx)
-                results["sparse_model"] = run.log_sparse_model(ctx)
+                with doing("logging the inputs to MLflow"):
+                    run.log_inputs(ctx)
+                    results["sparse_model"] = run.log_sparse_model(ctx)
             except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
                 tracking_error = exc
                 logger.warning("%s; writing the local outputs anyway", exc)
-        write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
-        # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
-        ctx.results, ctx.run_results = _checked(results)
-        write_activations(ctx, out / ACTIVATIONS_FILE)
-        write_test_features(ctx, out / TEST_FEATURES_FILE)
-        write_report(ctx, out / "report.html")
-        write_json_atomic(out / "results.json", ctx.results)
-        ctx.artifacts["results.json"] = str(out / "results.json")
+        with doing("writing the outputs"):
+            write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
+            if run is not None and tracking_error is not None:
+                results["mlflow"]["status"] = "FAILED"
+            # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
+            ctx.results, ctx.run_results = _checked(results)
+            write_activations(ctx, out / ACTIVATIONS_FILE)
+            write_test_features(ctx, out / TEST_FEATURES_FILE)
+            write_report(ctx, out / "report.html")
         if run is not None and tracking_error is None:
-            run.log_outputs(ctx)
-        elif run is not None:
-            with contextlib.suppress(TrackingError):
-                run.end("FAILED")
+            try:
+                with doing("logging the run to MLflow"):
+                    run.log_outputs(ctx)
+            except TrackingError as exc:
+                tracking_error = exc
+    except BaseException as exc:  # KILLED when interrupted, else FAILED; no results.json
+        if run is not None and owned:
+            run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    if run is not None and owned:
+        with doing("closing the MLflow run"):
+            try:
+                run.end("FINISHED" if tracking_error is None else "FAILED")
+            except TrackingError as exc:  # it stays RUNNING: the next run in its experiment closes it
+                tracking_error = tracking_error or exc
+        ctx.results["mlflow"] = {**ctx.results["mlflow"], "status": run.run_status or "RUNNING"}
+    with doing("writing results.json"):
+        write_json_atomic(out / "results.json", ctx.results)
+    ctx.artifacts["results.json"] = str(out / "results.json")
     if tracking_error is not None:
         raise tracking_error
 
@@ -255,9 +279,11 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     timings: dict[str, float] = {}
     for stage in stages if stages is not None else STAGES:
         start = time.perf_counter()
-        stage(ctx)
+        with doing(f"the {stage.__name__.removesuffix('_stage')} stage"):
+            stage(ctx)
         timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
     ctx.results["timings"] = timings
     write_outputs(ctx)
-    ctx.verdict = record_model_verdict(ctx, fail_on)
+    with doing("writing the verdict on the model version"):
+        ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

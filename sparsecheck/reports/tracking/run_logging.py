@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import re
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from sparsecheck._runtime import atomic_write
+from sparsecheck._runtime import ACTIVITY, atomic_write, write_json_atomic
 from sparsecheck._version import __version__
-from sparsecheck.errors import ParameterError, TrackingError
+from sparsecheck.errors import Interrupted, ParameterError, TrackingError
+from sparsecheck.reports.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
 from sparsecheck.reports.tracking.registry import link_model_input, run_tags
 from sparsecheck.reports.tracking.store import (
     _await_prefetch,
@@ -46,8 +48,9 @@ ACTIVATIONS_FILE = "activations.npz"
 #: (see :func:`write_test_features`): what ``compare`` measures CKA on
 TEST_FEATURES_FILE = "test_features.npz"
 TEST_FEATURES_MAX_EXAMPLES = 2000
+RESULTS_FILE = "results.json"
 #: output files and folders logged as artifacts when present (besides ``ctx.artifacts``)
-OUTPUT_ARTIFACTS = ("report.html", "results.json", "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
+OUTPUT_ARTIFACTS = ("report.html", RESULTS_FILE, "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
                     "sparse_layer", "features")
 KINDS = ("run", "monitor")
 #: slices whose error rate becomes a metric (``slice_1_error_rate`` is the best slice)
@@ -304,6 +307,8 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
     results = ctx.results
     wanted: list[Path] = []
     for name in OUTPUT_ARTIFACTS:
+        if name == RESULTS_FILE:
+            continue  # logged from memory by log_outputs, before the local file is written
         if name == "sparse_layer" and ctx.sparse_layer is None:
             continue  # a folder from an earlier run in the same --out is not this run's
         if name == "features" and not results.get("feature_cards"):
@@ -311,7 +316,7 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
         if name == ACTIVATIONS_FILE and ctx.sparse_layer is None:
             continue
         wanted.append(out / name)
-    wanted.extend(Path(p) for p in ctx.artifacts.values())
+    wanted.extend(Path(p) for name, p in ctx.artifacts.items() if name != RESULTS_FILE)
     seen: set[Path] = set()
     found: list[Path] = []
     root = out.resolve()
@@ -332,8 +337,10 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
 class MlflowRun:
     """An MLflow run created for one sparsecheck run; use :func:`start_run` to create it.
 
-    As a context manager it terminates the run on exit: FINISHED with the ``sparsecheck.status``
-    tag when the block completes, FAILED (KILLED on KeyboardInterrupt) when it raises.
+    As a context manager it renews the run's heartbeat (:mod:`.liveness`) while the block runs and
+    terminates the run on exit: FINISHED with the ``sparsecheck.status`` tag when the block
+    completes, KILLED when it is interrupted (SIGINT, SIGTERM), FAILED when it raises.
+    ``run_status`` is the status it was terminated with (None while it is open).
     """
 
     def __init__(self, client: "MlflowClient", info: TrackingInfo, *, kind: str = "run") -> None:
@@ -342,11 +349,15 @@ class MlflowRun:
         self.kind = kind
         self.status: str | None = None  # sparsecheck status (pass/fail), set by log_outputs
         self.ended = False
+        self.run_status: str | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
         return f"MlflowRun(run_id={self.info.run_id!r}, tracking_uri={self.info.tracking_uri!r})"
 
     def __enter__(self) -> "MlflowRun":
+        if self._heartbeat is None and not self.ended:
+            self._heartbeat = Heartbeat(self.client, self.info.run_id).start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -355,12 +366,14 @@ class MlflowRun:
             self.end("FINISHED")
             return
         with contextlib.suppress(Exception):  # MLflow may be what failed; keep the original error
-            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            self.end("KILLED" if issubclass(exc_type, (KeyboardInterrupt, Interrupted)) else "FAILED")
 
     def log_outputs(self, ctx: "RunContext") -> LoggedRun:
         """Log the config as params, the results as metrics, and the output files as artifacts.
 
-        Call after ``results.json`` is written (it is one of the artifacts). Sets :attr:`status`
+        ``results.json`` is logged from ``ctx.results`` (its ``mlflow.status`` saying what the run
+        is about to become), not from the output directory: the local file is written only after
+        the run is terminated (:func:`sparsecheck.pipeline.write_outputs`). Sets :attr:`status`
         from ``ctx.results["status"]``.
 
         Raises
@@ -394,6 +407,10 @@ class MlflowRun:
                     else:
                         self.client.log_artifact(run_id, str(path), artifact_path=dest)
                     artifacts.append(_join(dest, path.name) + ("/" if path.is_dir() else ""))
+                with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
+                    write_json_atomic(Path(tmp) / RESULTS_FILE, ctx.results)
+                    self.client.log_artifact(run_id, str(Path(tmp) / RESULTS_FILE))
+                artifacts.append(RESULTS_FILE)
         except Exception as exc:
             raise TrackingError(f"logging run {run_id} to MLflow at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
@@ -444,6 +461,7 @@ class MlflowRun:
         TrackingError
             MLflow refused or could not be reached.
         """
+        self._stop_heartbeat()
         try:
             with _quiet():
                 self.client.set_terminated(self.info.run_id, status="KILLED")
@@ -453,10 +471,16 @@ class MlflowRun:
                                 f"{_one_line(exc)}") from exc
         self.ended = True
 
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+
     def end(self, run_status: str = "FINISHED") -> None:
         """Tag ``sparsecheck.status`` and terminate the run (FINISHED, FAILED or KILLED). Idempotent."""
         if self.ended:
             return
+        self._stop_heartbeat()
         tag = (self.status or "unknown") if run_status == "FINISHED" else "error"
         try:
             with _quiet():
@@ -466,6 +490,9 @@ class MlflowRun:
             raise TrackingError(f"terminating run {self.info.run_id} at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
         self.ended = True
+        self.run_status = run_status
+        if ACTIVITY.mlflow_run == self.info.run_id:
+            ACTIVITY.mlflow_status = run_status
         if self.info.ui_url:
             logger.info("MLflow run: %s", self.info.ui_url)
 
@@ -500,6 +527,9 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
     tracking_uri : str, optional
         Overrides ``config.tracking_uri`` (see :func:`resolve_tracking_uri`).
 
+    Before the run is created, the experiment's RUNNING runs whose process is gone are closed as
+    KILLED (:func:`~.liveness.close_abandoned_runs`); the new run carries its own heartbeat tag.
+
     Raises
     ------
     TrackingError
@@ -530,8 +560,9 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
                                     "restore it or set mlflow.experiment to another name", user_input=True)
             else:
                 experiment_id = experiment.experiment_id
+                close_abandoned_runs(client, experiment_id)  # RUNNING runs whose process is gone
             run = client.create_run(experiment_id, run_name=config.run_name,
-                                    tags=_tags(results or {}, kind, config.tags))
+                                    tags={**_tags(results or {}, kind, config.tags), TAG_HEARTBEAT: heartbeat_value()})
             link_model_input(client, run.info.run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
     except TrackingError:
         raise
@@ -539,4 +570,5 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
         raise TrackingError(f"cannot log to the MLflow store {shown}: {_one_line(exc)}") from exc
     info = TrackingInfo(shown, str(experiment_id), run.info.run_id, config.experiment)
     logger.debug("created MLflow run %s in experiment %s at %s", info.run_id, info.experiment_id, shown)
+    ACTIVITY.mlflow_run, ACTIVITY.mlflow_status = info.run_id, None
     return MlflowRun(client, info, kind=kind)
