@@ -47,5 +47,7 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "jsonschema>=4", "timm>=0.9",
                  "transformers>=4.40", "safetensors>=0.4"],
     },
-    entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"]},
+    entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"],
+                  # mlflow.models.evaluate(..., evaluators=["sparsecheck"])
+                  "mlflow.model_evaluator": ["sparsecheck=sparsecheck.reports.tracking.evaluator:SparsecheckEvaluator"]},
 )

@@ -66,12 +66,13 @@ def _status(ctx: RunContext) -> str:
     return gate_status(ctx.results.get("assertions"))
 
 
-def write_outputs(ctx: RunContext, *, kind: str = "run", run: Any = None) -> None:
+def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None = None) -> None:
     """Write the outputs into the output directory and log the run to MLflow, in this order.
 
-    1. Create the MLflow run (unless ``mlflow.enabled`` is false, or ``run`` is given: an
-       :class:`~sparsecheck.reports.tracking.MlflowRun` to log into, such as the run of
-       ``mlflow.models.evaluate``): its id goes into the report and results.json. Log the data
+    1. Create the MLflow run (unless ``mlflow.enabled`` is false), or with ``attach_to`` log into
+       that existing run, which its owner closes (the run of ``mlflow.models.evaluate``; its
+       results.json then records ``mlflow.status: RUNNING``): its id goes into the report and
+       results.json. Log the data
        splits as its dataset inputs and the sparse layer as its models
        (``mlflow.log_sparse_model``): their URIs, and a classifier that could not be logged (under
        ``skipped``), go into results.json.
@@ -89,8 +90,8 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", run: Any = None) -> Non
     """
     from sparsecheck.errors import TrackingError
     from sparsecheck.reports.html import write_report
-    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, start_run, write_activations,
-                                              write_test_features)
+    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, attach_run, start_run,
+                                              write_activations, write_test_features)
 
     if ctx.out_dir is None:
         return
@@ -104,17 +105,19 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", run: Any = None) -> Non
     results["mlflow"] = None
     results["status"] = _status(ctx)
     results["schema_version"] = SCHEMA_VERSION
-    tracking_error = None
-    owned = run is None  # a run given by the caller is the caller's to close
-    if run is None and ctx.config.mlflow.enabled:
+    tracking_error, run = None, None
+    owned = attach_to is None  # an attached run is its owner's to close
+    if attach_to is not None:
+        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=results)
+    elif ctx.config.mlflow.enabled:
         try:
             with doing("creating the MLflow run"):
                 run = start_run(ctx.config.mlflow, kind=kind, results=results)
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
-    if run is not None:
-        results["mlflow"] = {**run.info.to_dict(), "status": "FINISHED"}  # what it becomes if all goes well
+    if run is not None:  # FINISHED is what an owned run becomes if all goes well
+        results["mlflow"] = {**run.info.to_dict(), "status": "FINISHED" if owned else "RUNNING"}
     if run is not None and owned:
         run.__enter__()  # its heartbeat beats until it is closed
     try:
@@ -139,6 +142,8 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", run: Any = None) -> Non
             try:
                 with doing("logging the run to MLflow"):
                     run.log_outputs(ctx)
+                    if not owned:
+                        run.tag_status()
             except TrackingError as exc:
                 tracking_error = exc
     except BaseException as exc:  # KILLED when interrupted, else FAILED; no results.json
@@ -239,7 +244,8 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
 
 def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
                  tracking_uri: str | None = None, force: bool = False,
-                 stages: list[Stage] | None = None, fail_on: str = "error") -> RunContext:
+                 stages: list[Stage] | None = None, fail_on: str = "error",
+                 mlflow_run_id: str | None = None) -> RunContext:
     """Run every stage on ``config`` and write the outputs into ``out_dir``.
 
     Parameters
@@ -256,6 +262,9 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     fail_on : "error" or "warning"
         The gate's severity for the verdict written on a registered model version
         (:func:`record_model_verdict`).
+    mlflow_run_id : str, optional
+        Log into this existing MLflow run (which its owner closes) instead of creating one: the run
+        of ``mlflow.models.evaluate`` (:mod:`sparsecheck.reports.tracking.evaluator`).
 
     Returns
     -------
@@ -283,7 +292,7 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
             stage(ctx)
         timings[stage.__name__.removesuffix("_stage")] = round(time.perf_counter() - start, 3)
     ctx.results["timings"] = timings
-    write_outputs(ctx)
+    write_outputs(ctx, attach_to=mlflow_run_id)
     with doing("writing the verdict on the model version"):
         ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

@@ -476,6 +476,16 @@ class MlflowRun:
         if heartbeat is not None:
             heartbeat.stop()
 
+    def tag_status(self) -> None:
+        """Tag ``sparsecheck.status`` (the gate's pass or fail) without terminating the run: for a run
+        that belongs to someone else (:func:`attach_run`), such as ``mlflow.models.evaluate``'s."""
+        try:
+            with _quiet():
+                self.client.set_tag(self.info.run_id, "sparsecheck.status", self.status or "unknown")
+        except Exception as exc:
+            raise TrackingError(f"tagging run {self.info.run_id} at {self.info.tracking_uri} failed: "
+                                f"{_one_line(exc)}") from exc
+
     def end(self, run_status: str = "FINISHED") -> None:
         """Tag ``sparsecheck.status`` and terminate the run (FINISHED, FAILED or KILLED). Idempotent."""
         if self.ended:
@@ -508,6 +518,33 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
         return None  # servers and other stores choose (a server proxies mlflow-artifacts:/)
     slug = re.sub(r"[^\w.-]+", "_", experiment).strip("._") or "experiment"
     return (db.parent / "mlruns" / slug).as_uri()
+
+
+def attach_run(config: "MlflowConfig", run_id: str, *, kind: str = "run",
+               results: Mapping[str, Any] | None = None) -> MlflowRun:
+    """An :class:`MlflowRun` for an existing run that someone else opened and will close (the run of
+    ``mlflow.models.evaluate``), with sparsecheck's tags set on it as :func:`start_run` would.
+
+    Raises
+    ------
+    TrackingError
+        The store cannot be reached, or has no such run.
+    """
+    uri = resolve_tracking_uri(config.tracking_uri)
+    shown = _redact(uri)
+    _check_reachable(uri)
+    try:
+        with _quiet():
+            client = _client(uri)
+            run = client.get_run(run_id)
+            experiment = client.get_experiment(run.info.experiment_id)
+            for key, value in _tags(results or {}, kind, config.tags).items():
+                client.set_tag(run_id, key, value)
+            link_model_input(client, run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
+    except Exception as exc:
+        raise TrackingError(f"cannot log to run {run_id} at the MLflow store {shown}: {_one_line(exc)}") from exc
+    info = TrackingInfo(shown, str(run.info.experiment_id), run_id, experiment.name)
+    return MlflowRun(client, info, kind=kind)
 
 
 def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str, Any] | None = None,
