@@ -21,12 +21,15 @@ NAME = "sc-evaluated"
 @pytest.fixture
 def fluent_server(mlflow_server: Any) -> Iterator[str]:
     """The fluent API pointed at the server for the test (mlflow.models.evaluate only uses it)."""
-    previous = mlflow.get_tracking_uri()
+    import mlflow.tracking.fluent as fluent
+
+    previous = mlflow.get_tracking_uri(), fluent._active_experiment_id
     mlflow.set_tracking_uri(mlflow_server.uri)
     try:
         yield mlflow_server.uri
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        fluent._active_experiment_id = previous[1]  # set_experiment's choice is process-wide
 
 
 def test_the_evaluator_is_registered_through_its_entry_point() -> None:
