@@ -15,6 +15,9 @@ to a temporary SQLite file), so no test writes ``mlflow.db`` into the working tr
 from __future__ import annotations
 
 import mlflow  # noqa: F401  (mlflow binds its log handler to sys.stderr on import: do it before capture)
+# MLflow's evaluator registry imports through MLflow's import-hook lock; imported here, before the
+# background thread that opens the default store (prefetch) starts, the two never wait on each other
+import mlflow.models.evaluation.evaluator_registry  # noqa: F401,E402
 import os
 import shutil
 import signal

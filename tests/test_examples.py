@@ -138,9 +138,11 @@ def test_the_nightly_wrapper_scores_the_newest_batch_and_alerts_on_drift(tmp_pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (work / "config.yaml").write_text(yaml.safe_dump(_project(work, experiment="nightly")))
     env = _env(tmp_path)
-    reference = subprocess.run(["sparsecheck", "run", "config.yaml", "--out", "reference", "--device", "cpu",
-                                "--tracking-uri", uri], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    from sparsecheck.config import load_config  # the reference run the gate logged (here in this process)
+    from sparsecheck.pipeline import run_pipeline
+
+    reference = run_pipeline(load_config(work / "config.yaml"), work / "reference", device="cpu", tracking_uri=uri)
+    assert reference.results["status"] == "pass" and reference.results["mlflow"]["status"] == "FINISHED"
     batches = tmp_path / "incoming"
     batches.mkdir()
     rng = np.random.default_rng(7)

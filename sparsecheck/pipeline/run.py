@@ -72,8 +72,7 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
     1. Create the MLflow run (unless ``mlflow.enabled`` is false), or with ``attach_to`` log into
        that existing run, which its owner closes (the run of ``mlflow.models.evaluate``; its
        results.json then records ``mlflow.status: RUNNING``): its id goes into the report and
-       results.json. Log the data
-       splits as its dataset inputs and the sparse layer as its models
+       results.json. Log the data splits as its dataset inputs and the sparse layer as its models
        (``mlflow.log_sparse_model``): their URIs, and a classifier that could not be logged (under
        ``skipped``), go into results.json.
     2. ``activations.npz``, ``test_features.npz``, ``feature_attributes.parquet`` (the whole

@@ -21,15 +21,22 @@ NAME = "sc-evaluated"
 @pytest.fixture
 def fluent_server(mlflow_server: Any) -> Iterator[str]:
     """The fluent API pointed at the server for the test (mlflow.models.evaluate only uses it)."""
+    import os
+
     import mlflow.tracking.fluent as fluent
 
-    previous = mlflow.get_tracking_uri(), fluent._active_experiment_id
+    previous = mlflow.get_tracking_uri(), fluent._active_experiment_id, os.environ.get("MLFLOW_EXPERIMENT_ID")
     mlflow.set_tracking_uri(mlflow_server.uri)
     try:
         yield mlflow_server.uri
     finally:
+        # set_experiment's choice is process-wide, and goes into MLFLOW_EXPERIMENT_ID for subprocesses
         mlflow.set_tracking_uri(previous[0])
-        fluent._active_experiment_id = previous[1]  # set_experiment's choice is process-wide
+        fluent._active_experiment_id = previous[1]
+        if previous[2] is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = previous[2]
 
 
 def test_the_evaluator_is_registered_through_its_entry_point() -> None:
