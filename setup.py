@@ -44,8 +44,12 @@ setup(
         # the conformance suite loads a timm model and a Hugging Face directory, so tests need both
         # bench/scaling.py's reference: glmnet's multinomial path (Fortran coordinate descent)
         "bench": ["python-glmnet>=2.6"],
+        # the documentation site is built (mkdocs build --strict) by tests/test_docs.py
         "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "jsonschema>=4", "timm>=0.9",
-                 "transformers>=4.40", "safetensors>=0.4"],
+                 "transformers>=4.40", "safetensors>=0.4", "mkdocs>=1.6", "mkdocs-material>=9.5",
+                 "mkdocstrings[python]>=0.26"],
     },
-    entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"]},
+    entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"],
+                  # mlflow.models.evaluate(..., evaluators=["sparsecheck"])
+                  "mlflow.model_evaluator": ["sparsecheck=sparsecheck.reports.tracking.evaluator:SparsecheckEvaluator"]},
 )

@@ -7,6 +7,7 @@ import contextvars
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
@@ -18,8 +19,43 @@ from sparsecheck.errors import ParameterError
 T = TypeVar("T")
 
 __all__ = ["resolve_device", "progress", "atomic_write", "write_json_atomic", "torch_threads", "claim_out_dir",
-           "release_out_dir", "OUT_DIR_MARKER", "jsonable", "one_line",
-           "exception_reason", "count_forward", "note_forward"]
+           "release_out_dir", "remove_outputs", "out_dir_outputs", "OUT_DIR_MARKER", "jsonable", "one_line",
+           "exception_reason", "ACTIVITY", "Activity", "doing", "count_forward", "note_forward"]
+
+
+@dataclass
+class Activity:
+    """What this process is doing, for the one line the command line prints when it is interrupted.
+
+    The pipeline, monitor and MLflow run update it as they go (:func:`doing`); nothing reads it but
+    the command line's interrupt handler. ``step`` reads after "interrupted during".
+    """
+
+    step: str = "start-up"
+    #: the command's --out, the file there that marks finished outputs, and the outputs it writes
+    out_dir: Path | None = None
+    done_file: str | None = None
+    outputs: tuple[str, ...] = ()
+    #: the MLflow run this process created, and the status it was terminated with (None: not yet)
+    mlflow_run: str | None = None
+    mlflow_status: str | None = None
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+#: the process's one :class:`Activity` (reset by each command line call)
+ACTIVITY = Activity()
+
+
+@contextlib.contextmanager
+def doing(step: str) -> Iterator[None]:
+    """Record ``step`` as what the process is doing for the duration of the block. When the block
+    raises, the step stays recorded: it is where the process was stopped."""
+    previous = ACTIVITY.step
+    ACTIVITY.step = step
+    yield
+    ACTIVITY.step = previous
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -133,28 +169,102 @@ def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[A
         raise
 
 
-#: a file sparsecheck leaves in every output directory it writes, so it can write there again
+#: a file sparsecheck leaves in every output directory it writes, so it can write there again; it lists
+#: the files and folders sparsecheck claimed there (JSON: ``{"written_by": ..., "outputs": [...]}``)
 OUT_DIR_MARKER = ".sparsecheck"
 
 
-def claim_out_dir(out_dir: str | Path, *, force: bool = False, note: str = "written by sparsecheck") -> Path:
-    """Create ``out_dir``, or take over one that sparsecheck wrote before, and mark it as ours.
+def _refused_out_dir(out: Path) -> str | None:
+    """What ``out`` is when it must never be an output directory: the root, the home directory or a
+    folder that holds the working directory."""
+    real = out.expanduser().resolve()
+    if real == Path(real.anchor):
+        return "the filesystem root"
+    with contextlib.suppress(RuntimeError):  # no home directory
+        if real == Path.home().resolve():
+            return "the home directory"
+    if real in Path.cwd().resolve().parents:
+        return "a folder that holds the working directory"
+    return None
 
-    A non-empty directory without the marker is refused unless ``force``: a user's files are never
-    overwritten without being asked.
+
+def out_dir_outputs(out_dir: str | Path) -> set[str] | None:
+    """The names sparsecheck claimed in ``out_dir`` (its marker's list), or None without a marker.
+
+    A marker written before the list existed (plain text) returns ``{"*"}``, and keeps ``"*"`` in
+    its list from then on: every output name sparsecheck writes counts as its own there, as it did.
+    """
+    marker = Path(out_dir) / OUT_DIR_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {"*"}
+    outputs = doc.get("outputs") if isinstance(doc, dict) else None
+    return {str(n) for n in outputs if isinstance(n, str)} if isinstance(outputs, list) else {"*"}
+
+
+def claim_out_dir(out_dir: str | Path, *, force: bool = False, note: str = "written by sparsecheck",
+                  outputs: Iterable[str] = ()) -> Path:
+    """Create ``out_dir``, or take over one that sparsecheck wrote before, and mark ``outputs`` (the
+    files and folders the caller will write there, by name) as sparsecheck's.
+
+    A non-empty directory without the marker is refused unless ``force``; with it, only the
+    directory is shared: an output name already there that sparsecheck did not write is refused
+    either way (a user's ``features/`` is never written into or removed). The filesystem root, the
+    home directory and the folders that hold the working directory are refused as output
+    directories.
+
+    Raises
+    ------
+    ConfigError
+        naming ``--out`` and what is in the way.
     """
     from sparsecheck.errors import ConfigError
 
     out = Path(out_dir)
+    outputs = list(outputs)
+    refused = _refused_out_dir(out)
+    if refused is not None:
+        raise ConfigError(f"{out} is {refused}; sparsecheck writes into a folder of its own there: choose another "
+                          f"--out (a new folder is created)", key="--out", value=str(out))
     if out.exists() and not out.is_dir():
         raise ConfigError("exists and is not a directory", key="--out", value=str(out))
-    if out.is_dir() and any(out.iterdir()) and not (out / OUT_DIR_MARKER).exists() and not force:
+    ours = out_dir_outputs(out)
+    if out.is_dir() and any(out.iterdir()) and ours is None and not force:
         raise ConfigError(f"directory {out} is not empty and was not written by sparsecheck; "
                           "choose another --out or pass --force", key="--out", value=str(out))
+    ours = ours or set()
+    foreign = [n for n in outputs if os.path.lexists(out / n) and n not in ours and "*" not in ours]
+    if foreign:
+        them = "it" if len(foreign) == 1 else "them"
+        raise ConfigError(f"{', '.join(foreign)} in {out} {'is' if len(foreign) == 1 else 'are'} not sparsecheck's "
+                          f"and would be overwritten; move {them} or choose another --out (--force shares a folder, "
+                          f"it never replaces what you put there)", key="--out", value=str(out))
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / OUT_DIR_MARKER).exists():
-        (out / OUT_DIR_MARKER).write_text(note + "\n")
+    if not ours >= set(outputs) or not (out / OUT_DIR_MARKER).is_file():
+        text = json.dumps({"written_by": note, "outputs": sorted(ours | set(outputs))}, indent=1)
+        with atomic_write(out / OUT_DIR_MARKER, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
     return out
+
+
+def remove_outputs(out_dir: str | Path, names: Iterable[str]) -> None:
+    """Remove the earlier outputs ``names`` from ``out_dir``, in the order given, but only those its
+    marker lists as sparsecheck's (:func:`claim_out_dir`): never a file or folder a user put there."""
+    import shutil
+
+    out = Path(out_dir)
+    ours = out_dir_outputs(out) or set()
+    for name in names:
+        path = out / name
+        if not (name in ours or "*" in ours) or not os.path.lexists(path):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def release_out_dir(out_dir: str | Path) -> bool:

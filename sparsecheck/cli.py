@@ -25,7 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from sparsecheck._version import __version__
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
-from sparsecheck.errors import SparsecheckError
+from sparsecheck.errors import Interrupted, SparsecheckError
 
 EXIT_CODES_HELP = """Exit codes:
 0 all error-severity assertions pass;
@@ -120,6 +120,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
                                            "%H:%M:%S"))
     root.setLevel(level)
+    # one line per record: MLflow (and anything calling logging.basicConfig) puts a handler on the
+    # root logger, which would print every line again if ours propagated to it
+    root.propagate = False
     if not verbose:
         # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -136,29 +139,40 @@ TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (de
                            "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).")
 FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion severity that fails the run.")
 ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
+TrustPickleOpt = typer.Option(False, "--trust-pickle", help="Load a .pt2 or TorchScript model file (or an MLflow pt2 "
+                              "model) whose archive holds pickles, which loading runs as code; refused without it. "
+                              "Same as model.trust_pickle: true. Only for files you trust.")
 ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model instead of the config's model source: "
                         "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or models:/m-ID (mlflow.pytorch "
                         "flavour, loaded from the tracking server: only load models from your own server).")
 
 
 @contextlib.contextmanager
-def _release_out_dir_on_failure(out: Path) -> Iterator[None]:
+def _release_out_dir_on_failure(out: Path, outputs: tuple[str, ...] = (), done_file: str | None = None
+                                ) -> Iterator[None]:
     """A run that stops before writing anything leaves no ``--out`` folder that it created behind.
 
     Only a folder that did not exist when the command started, and that holds nothing but
-    sparsecheck's marker, is removed: never a user's folder or earlier results.
+    sparsecheck's marker, is removed: never a user's folder or earlier results. An interrupted run
+    (SIGINT, SIGTERM) that had not written ``done_file`` first removes the ``outputs`` it had begun
+    to write (only those the folder's marker lists as sparsecheck's), so nothing half-written stays.
     """
+    from sparsecheck._runtime import ACTIVITY
+
     created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # out and the parents it needs
+    ACTIVITY.out_dir, ACTIVITY.outputs, ACTIVITY.done_file = out, outputs, done_file
     try:
         yield
-    except BaseException:
-        if created:
-            from sparsecheck._runtime import release_out_dir
+    except BaseException as exc:
+        from sparsecheck._runtime import release_out_dir, remove_outputs
 
-            with contextlib.suppress(OSError):
-                if release_out_dir(out):
-                    for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
-                        parent.rmdir()
+        interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
+        with contextlib.suppress(OSError):
+            if interrupted and out.is_dir() and not (done_file and (out / done_file).is_file()):
+                remove_outputs(out, outputs)
+            if created and release_out_dir(out):
+                for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
+                    parent.rmdir()
         raise
 
 
@@ -210,8 +224,10 @@ def demo(
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
 
-    with _release_out_dir_on_failure(out):
-        out = prepare_out_dir(out, force=force)
+    from sparsecheck.pipeline.run import RUN_OUTPUTS
+
+    with _release_out_dir_on_failure(out, RUN_OUTPUTS + ("data",), "results.json"):
+        out = prepare_out_dir(out, force=force, also=("data",))
         config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
         logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
         ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
@@ -244,6 +260,7 @@ def run(
     device: Device = DeviceOpt,
     fail_on: FailOn = FailOnOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -258,10 +275,12 @@ def run(
     from sparsecheck.pipeline import run_pipeline
 
     cfg = load_config(config)
-    _override_model(cfg, model)
+    _override_model(cfg, model, trust_pickle)
     if promote_alias is not None:
         _set_promote_alias(cfg, promote_alias)
-    with _release_out_dir_on_failure(out):
+    from sparsecheck.pipeline.run import RUN_OUTPUTS
+
+    with _release_out_dir_on_failure(out, RUN_OUTPUTS, "results.json"):
         ctx = run_pipeline(cfg, out, device=device.value, tracking_uri=tracking_uri, force=force,
                            fail_on=fail_on.value)
     _finish(ctx, fail_on)
@@ -278,6 +297,7 @@ def extract(
                                        "the feature cache."),
     device: Device = DeviceOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -285,15 +305,18 @@ def extract(
     _setup_logging(verbose, quiet)
     from sparsecheck.pipeline.extract import run_extract
 
-    done = run_extract(config, out=out, device=device.value, force=force)
+    done = run_extract(config, out=out, device=device.value, force=force, trust_pickle=trust_pickle)
     if done.ranks.is_main:
         for line in done.lines():
             typer.echo(line)
     raise typer.Exit(0)
 
 
-def _override_model(cfg, model: str | None) -> None:
-    """``--model URI``: the MLflow model replaces the config's model source."""
+def _override_model(cfg, model: str | None, trust_pickle: bool = False) -> None:
+    """``--model URI``: the MLflow model replaces the config's model source; ``--trust-pickle`` sets
+    ``model.trust_pickle``."""
+    if trust_pickle:
+        cfg.model.trust_pickle = True
     if model is not None:
         cfg.use_model_uri(model, key="--model")
 
@@ -324,6 +347,7 @@ def compare(
                                           help="Smallest |r| between activations for two features to be the same."),
     device: Device = DeviceOpt,
     force: bool = ForceOpt,
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -341,11 +365,16 @@ def compare(
         from sparsecheck.config import load_config
 
         cfg = load_config(run_missing)
-    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+        _override_model(cfg, None, trust_pickle)
+    from sparsecheck.reports.compare import COMPARE_OUTPUTS
+
+    with (_release_out_dir_on_failure(out, COMPARE_OUTPUTS, "compare.json") if out is not None
+          else contextlib.nullcontext()):
         if out is not None:
             from sparsecheck._runtime import claim_out_dir
 
-            claim_out_dir(out, force=force, note="written by sparsecheck compare")  # before a check writes into it
+            # before a check writes into it
+            claim_out_dir(out, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
         comparison = compare_targets(run_a, run_b, tracking_uri=tracking_uri, run_missing=cfg, out_dir=out,
                                      device=device.value, force=force, min_correlation=min_correlation)
     if out is not None:
@@ -378,6 +407,7 @@ def monitor(
     correct: bool = typer.Option(False, "--correct", help="Correct the batch's predictions with the consistency and "
                                  "flicker assertions (a key's majority vote, a flicker's smoothed label); log "
                                  "corrected_predictions.csv and write it into --out."),
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -393,8 +423,11 @@ def monitor(
     from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
 
     cfg = load_config(config)
-    _override_model(cfg, model)
-    with _release_out_dir_on_failure(out) if out is not None else contextlib.nullcontext():
+    _override_model(cfg, model, trust_pickle)
+    from sparsecheck.monitor import MONITOR_OUTPUTS
+
+    with (_release_out_dir_on_failure(out, MONITOR_OUTPUTS, "monitor.json") if out is not None
+          else contextlib.nullcontext()):
         if out is not None:
             out = prepare_monitor_out_dir(out, force=force)
         result = monitor_batch(cfg, batch, reference=reference, tracking_uri=tracking_uri, metadata=metadata,
@@ -456,6 +489,7 @@ def select_pool(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random strategy (default: the config's)."),
     device: Device = DeviceOpt,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -471,7 +505,7 @@ def select_pool(
                                     select_examples, write_csv)
 
     cfg = load_config(config)
-    _override_model(cfg, model)
+    _override_model(cfg, model, trust_pickle)
     parse_strategy(strategy, [a.name for a in pool_assertions(cfg)])  # a bad value exits before the model runs
     acquired = load_labelled(labelled, cfg.data.class_names)
     check_out_file(out, force=force)
@@ -508,6 +542,7 @@ def weak_labels(
     tracking_uri: Optional[str] = TrackingOpt,
     device: Device = DeviceOpt,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    trust_pickle: bool = TrustPickleOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -523,7 +558,7 @@ def weak_labels(
     from sparsecheck.weak_labels import RULES, propose_labels
 
     cfg = load_config(config)
-    _override_model(cfg, model)
+    _override_model(cfg, model, trust_pickle)
     check_out_file(out, force=force)
     scores = _pool_scores(cfg, pool, metadata, device, tracking_uri)
     weak = propose_labels(scores.table, scores.assertions, scores.suite, class_names=scores.class_names)
@@ -588,14 +623,77 @@ def _rank_prefix() -> str:
     return f"[{rank}] " if rank else ""
 
 
+def _raise_interrupted(signum: int, _frame) -> None:
+    """SIGINT/SIGTERM handler: a second signal stops the process at once; the first unwinds it."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """While the command runs, SIGINT and SIGTERM raise :class:`~sparsecheck.errors.Interrupted`
+    (typer would turn a KeyboardInterrupt into a silent exit 130, and SIGTERM would skip every
+    cleanup); the previous handlers come back afterwards. Only the main thread can set them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupt_line() -> str:
+    """The one line an interrupted command prints: where it was, what is in --out, what became of
+    its MLflow run (see :class:`~sparsecheck._runtime.Activity`)."""
+    from sparsecheck._runtime import ACTIVITY, OUT_DIR_MARKER
+
+    parts = [f"interrupted during {ACTIVITY.step}"]
+    out = ACTIVITY.out_dir
+    if out is not None:
+        done = ACTIVITY.done_file
+        if done and (out / done).is_file():
+            parts.append(f"the outputs in {out} were complete ({done} is there)")
+        elif not out.is_dir() or all(p.name == OUT_DIR_MARKER or p.name not in ACTIVITY.outputs
+                                     for p in out.iterdir()):
+            parts.append(f"nothing was written to {out}")
+        else:
+            parts.append(f"{out} holds no {done or 'finished outputs'}: what is there is incomplete")
+    if ACTIVITY.mlflow_run:
+        if ACTIVITY.mlflow_status:
+            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} is marked {ACTIVITY.mlflow_status}")
+        else:
+            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} could not be closed: the next run in its "
+                         "experiment marks it KILLED")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line on stderr and the exit code of the error (2 the user's input, 3 not).
 
     Unexpected exceptions exit 3 after their traceback is saved to a file the message names.
+    SIGINT and SIGTERM print one line saying where the command was stopped (:func:`interrupt_line`)
+    and exit 130 and 143.
     """
+    from sparsecheck._runtime import ACTIVITY
+
+    ACTIVITY.reset()
     try:
         # with standalone_mode=False a command's typer.Exit(code) comes back as the return value
-        code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+        with _interrupts_raise():
+            code = app(args=argv, prog_name="sparsecheck", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        sys.stderr.write(f"sparsecheck: {_rank_prefix()}{interrupt_line()}\n")
+        sys.exit(code)
     except SparsecheckError as exc:
         if _reported_to_rank0(exc):  # rank 0 of the torchrun job says which rank failed and why
             sys.exit(exc.exit_code)
@@ -604,9 +702,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("sparsecheck: interrupted\n")
-        sys.exit(130)
     except typer.Abort:
         sys.stderr.write("sparsecheck: aborted\n")
         sys.exit(130)

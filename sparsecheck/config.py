@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sparsecheck.defaults import ANALYSIS, SPARSE
-from sparsecheck.errors import ConfigError
+from sparsecheck.errors import ConfigError, brief
 
 __all__ = [
     "Config",
@@ -129,6 +129,10 @@ class ModelConfig(_Strict):
     from the run's tracking server (``mlflow.tracking_uri`` / ``--tracking-uri``). The flavour
     unpickles, so load only models from your own tracking server. An MLflow model brings no
     preprocessing: ``input`` says how images become its input (default: divide by 255).
+
+    ``trust_pickle`` (``--trust-pickle``): load a ``.pt2`` or TorchScript file (or an MLflow ``pt2``
+    model) although its archive holds pickles, which loading runs as code; without it such a file
+    is refused, naming the archive entry (see :mod:`sparsecheck.model_archives`).
     """
 
     path: Path | None = None
@@ -142,6 +146,7 @@ class ModelConfig(_Strict):
     uri: str | None = None
     feature_layer: str | None = None
     input: InputConfig = Field(default_factory=InputConfig)
+    trust_pickle: bool = False
 
     @field_validator("uri")
     @classmethod
@@ -189,7 +194,8 @@ class ModelConfig(_Strict):
         return load_model(path=self.path, factory=self.factory, weights=self.weights,
                           factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
                           torchvision_weights=self.torchvision_weights, timm=self.timm,
-                          huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri)
+                          huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri,
+                          trust_pickle=self.trust_pickle)
 
     def input_spec(self, model: Any = None) -> Any:
         """The :class:`~sparsecheck.data.InputSpec`: ``model.input`` when the config gives it, else
@@ -388,14 +394,15 @@ class Config(_Strict):
     def use_model_uri(self, uri: str, *, key: str = "--model") -> None:
         """Make the MLflow model ``uri`` the model source (``--model``), in place of the config's.
 
-        ``model.feature_layer`` and ``model.input`` are kept: they say how to read the model.
+        ``model.feature_layer``, ``model.input`` and ``model.trust_pickle`` are kept: they say how to
+        read the model.
 
         Raises
         ------
         ConfigError
             naming ``key`` when ``uri`` is not an MLflow model URI.
         """
-        kept = self.model.model_dump(include={"feature_layer", "input"}, exclude_unset=True)
+        kept = self.model.model_dump(include={"feature_layer", "input", "trust_pickle"}, exclude_unset=True)
         try:
             self.model = ModelConfig.model_validate({**kept, "uri": uri})
         except ValidationError as exc:
@@ -490,7 +497,8 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
             raise ConfigError("required key is missing", key=key) from None
         value = err.get("input")
         msg = err["msg"].removeprefix("Value error, ")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        shown = brief(value) if not isinstance(value, dict) else "{...}"
+        msg = msg if len(msg) <= 300 else msg[:297] + "..."  # a validator's message may quote the value
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
     cfg.parsed_assertions  # noqa: B018 - parses them: a malformed assertion fails here, before any work
     if cfg.select.assertions:
@@ -546,21 +554,100 @@ def check_paths(cfg: Config) -> None:
             raise ConfigError(f"file not found: {tried}", key=key, value=tried)
 
 
+#: the largest config file read: a config is a page of settings, not data
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+#: the most YAML values (scalars, lists, mappings) a config may hold once its aliases are followed
+MAX_CONFIG_VALUES = 200_000
+
+
+class _ConfigTooLarge(Exception):
+    """A config whose aliases expand past :data:`MAX_CONFIG_VALUES`, or that refers to itself."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a document whose anchors and aliases expand past
+    :data:`MAX_CONFIG_VALUES` values (a "billion laughs" bomb) before anything walks it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, MAX_CONFIG_VALUES)
+        return super().construct_document(node)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many values ``root`` holds with every alias expanded; counted once per node, so linear
+    in the document, and stopped as soon as it passes ``limit``."""
+    sizes: dict[int, int | None] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            known = sizes[key]
+            if known is None:
+                raise _ConfigTooLarge("an alias refers to the anchor that holds it (a recursive structure)")
+            return known
+        sizes[key] = None
+        total = 1
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        for child in children:
+            total += size(child)
+            if total > limit:
+                raise _ConfigTooLarge(f"its anchors and aliases expand to more than {limit:,} values")
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     """Read and validate a YAML config file.
+
+    The file must be UTF-8, at most :data:`MAX_CONFIG_BYTES`, and expand to at most
+    :data:`MAX_CONFIG_VALUES` values once its YAML aliases are followed.
 
     Raises
     ------
     ConfigError
-        for a missing or unreadable file, invalid YAML, unknown keys, wrong types or missing files.
+        for a missing, unreadable, oversized or non-UTF-8 file, invalid YAML, unknown keys, wrong
+        types or missing files.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found", value=str(path)) from None
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is {size / 2**20:.1f} MiB, more than the {MAX_CONFIG_BYTES // 2**20} "
+                          f"MiB a config may be; keep data (class lists, tables) in files the config names")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        guess = _guess_encoding(data)
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}"
+                          f"{f'; it reads as {guess}' if guess else ''}); save the config as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with a size bound
+    except _ConfigTooLarge as exc:
+        raise ConfigError(f"{path}: refused: {exc}; a config's aliases may expand to at most "
+                          f"{MAX_CONFIG_VALUES:,} values") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return parse_config(raw, base_dir=path.parent, check_files=check_files)
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """The legacy encoding a non-UTF-8 config most likely is (Windows-1252 is Latin-1's superset)."""
+    for name, label in (("utf-16", "UTF-16"), ("cp1252", "Latin-1 (Windows-1252)"), ("latin-1", "Latin-1")):
+        if name == "utf-16" and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+            continue
+        try:
+            data.decode(name)
+        except UnicodeDecodeError:
+            continue
+        return label
+    return None

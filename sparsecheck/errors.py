@@ -15,6 +15,9 @@ The tree (``exit_code`` is what the command line exits with)::
      └── RankError                   another rank of a distributed (torchrun) job failed; exits
                                      with that rank's code and carries its one-line reason
 
+    Interrupted                      a BaseException, like KeyboardInterrupt: SIGINT or SIGTERM
+                                     reached the command line; exits 128 + the signal (130, 143)
+
 Exit 3 means the run could not finish for a reason that is not the user's input; the command line
 also exits 3 on any unexpected exception, after writing its traceback to a file it names.
 
@@ -24,6 +27,7 @@ exits with ``exit_code``.  Library code raises them ``from`` the original except
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,26 @@ __all__ = [
     "SolverError",
     "TrackingError",
     "RankError",
+    "Interrupted",
+    "brief",
 ]
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` as an error message shows it: strings, containers and nesting cut short
+    (:mod:`reprlib`), so a message never grows with what the user gave.
+
+    >>> brief("x" * 500)[:12], len(brief("x" * 500)) <= 80
+    ("'xxxxxxxxxxx", True)
+    >>> brief([[1, 2, [3, [4]]]] * 1000)
+    '[[1, 2, [3, [...]]], [1, 2, [3, [...]]], [1, 2, [3, [...]]], [1, 2, [3, [...]]], ...]'
+    """
+    shorten = reprlib.Repr()
+    shorten.maxstring = shorten.maxother = max(12, limit - 8)
+    shorten.maxlist = shorten.maxtuple = shorten.maxset = shorten.maxfrozenset = shorten.maxdict = 4
+    shorten.maxlevel = 3
+    text = shorten.repr(value)
+    return text if len(text) <= 2 * limit else text[:2 * limit - 3] + "..."
 
 
 class SparsecheckError(Exception):
@@ -60,7 +83,7 @@ class AssertionSpecError(ConfigError):
 
     def __init__(self, message: str, *, assertion: str, key: str | None = None, value: Any = None) -> None:
         self.assertion = assertion
-        where = f"assertion {assertion!r}" + (f", key {key!r}" if key else "")
+        where = f"assertion {brief(assertion)}" + (f", key {brief(key)}" if key else "")
         super().__init__(f"{where}: {message}", key=None, value=value)
         self.key = key
 
@@ -127,3 +150,19 @@ class RankError(SparsecheckError):
         self.reason = reason
         self.exit_code = exit_code
         super().__init__(f"rank {rank} failed{f' while {step}' if step else ''}: {reason}")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached the command line (which turns the signal into this exception).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that no ``except Exception`` takes it for
+    an error to recover from; cleanup in ``finally`` blocks and context managers still runs. The
+    command line exits with ``exit_code``: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(signal.Signals(self.signum).name)

@@ -130,6 +130,15 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
+def _record_message(record: logging.LogRecord) -> str:
+    """A third-party log record's message, also when its format and arguments do not match (torch
+    2.x logs "... of type %s after initial failure: %s" with one argument): never a TypeError."""
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):
+        return f"{record.msg} {record.args!r}"
+
+
 @contextlib.contextmanager
 def _quiet_loading(what: str = "loading the model") -> Iterator[None]:
     """Keep torch's and transformers' warnings and log lines out of the user's one-line errors.
@@ -156,7 +165,7 @@ def _quiet_loading(what: str = "loading the model") -> Iterator[None]:
                 lg.handlers = handlers
             for record in collect.records:
                 level = logging.DEBUG if failed else min(record.levelno, logging.WARNING)
-                logger.log(level, "%s: torch logged: %s", what, record.getMessage())
+                logger.log(level, "%s: torch logged: %s", what, _record_message(record))
             if failed:
                 for w in caught:
                     logger.debug("%s: %s: %s", what, w.category.__name__, w.message)
@@ -168,7 +177,7 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
                weights: str | Path | None = None, factory_kwargs: dict | None = None,
                torchvision: str | None = None, torchvision_weights: str = "DEFAULT",
                timm: str | None = None, huggingface: str | Path | None = None, uri: str | None = None,
-               tracking_uri: str | None = None) -> Model:
+               tracking_uri: str | None = None, trust_pickle: bool = False) -> Model:
     """Load a classifier from exactly one source (see the module docstring).
 
     Parameters
@@ -187,6 +196,9 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
         resolved and downloaded against ``tracking_uri`` (see
         :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`). The flavour unpickles: load
         only models from your own tracking server.
+    trust_pickle : load a ``path`` whose archive holds pickles (``use_pickle`` weights or constants,
+        sample inputs beyond tensors, pickled extra files, AOTInductor code), which loading runs as
+        code; refused without it (:mod:`sparsecheck.model_archives`). Logs a warning when used.
 
     Raises
     ------
@@ -201,10 +213,10 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
         raise ModelError("give exactly one of a model file, a factory, a torchvision name, a timm name, a "
                          "Hugging Face directory or an MLflow model URI")
     if uri is not None:
-        return _load_mlflow(str(uri), tracking_uri)
+        return _load_mlflow(str(uri), tracking_uri, trust_pickle=trust_pickle)
     with _quiet_loading():
         if path is not None:
-            return _load_file(Path(path))
+            return _load_file(Path(path), trust_pickle=trust_pickle)
         if factory is not None:
             return _load_factory(factory, weights, factory_kwargs or {})
         if torchvision is not None:
@@ -215,18 +227,32 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
 
 
 # --------------------------------------------------------------------------- files
-def _load_file(path: Path) -> Model:
+def _load_file(path: Path, *, trust_pickle: bool = False) -> Model:
+    """Load a ``.pt2`` or TorchScript file once its archive is checked for pickles
+    (:mod:`sparsecheck.model_archives`). The checked file stays open for the load, so the bytes
+    loaded are the bytes checked even if the path is swapped in between."""
     if not path.is_file():
         raise ModelError("model file not found", path=path)
+    with open(path, "rb") as fh:
+        return _load_checked_file(path, fh, trust_pickle)
+
+
+def _load_checked_file(path: Path, fh: Any, trust_pickle: bool) -> Model:
+    from sparsecheck.model_archives import check_pt2_archive, check_torchscript_archive
+
     if path.suffix == ".pt2":
+        check_pt2_archive(fh, trust_pickle=trust_pickle, name=path)
+        fh.seek(0)
         try:
-            program = torch.export.load(str(path))
+            program = torch.export.load(fh)
         except Exception as exc:
             raise ModelError(f"not a torch.export program ({_one_line(exc)}); save one with "
                              f"torch.export.save(torch.export.export(model, (x,)), path)", path=path) from exc
         return Model(program.module(), "export", str(path), program)
+    check_torchscript_archive(fh, trust_pickle=trust_pickle, name=path)
+    fh.seek(0)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(fh, map_location="cpu")
     except Exception as exc:
         raise ModelError(_not_torchscript_reason(path), path=path) from exc
     module.eval()
@@ -251,12 +277,14 @@ def _not_torchscript_reason(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- MLflow
-def _load_mlflow(uri: str, tracking_uri: str | None) -> Model:
+def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = False) -> Model:
     """Resolve the URI, download the model and load it with MLflow's own ``mlflow.pytorch`` loader.
 
     A model saved in MLflow's ``pt2`` format (a ``torch.export`` program, MLflow 3's default) is
-    also read as the program itself, so feature layers inside its graph can be tapped and its
-    weights randomised for the sanity check, as for a ``.pt2`` file.
+    checked for pickles as a ``.pt2`` file is (:func:`~sparsecheck.model_archives.check_pt2_archive`),
+    and also read as the program itself, so feature layers inside its graph can be tapped and its
+    weights randomised for the sanity check. A model in MLflow's ``pickle`` format is unpickled
+    whole, with a warning: the flavour's own choice, documented above.
     """
     import shutil
     import tempfile
@@ -277,13 +305,21 @@ def _load_mlflow(uri: str, tracking_uri: str | None) -> Model:
         if "pytorch" not in flavors:
             raise ModelError(f"logged with the {', '.join(sorted(flavors)) or 'no'} flavour, not mlflow.pytorch; "
                              "log it with mlflow.pytorch.log_model", path=uri)
+        data = local / str(flavors["pytorch"].get("model_data", "data"))
+        if (data / "model.pt2").is_file():
+            from sparsecheck.model_archives import check_pt2_archive
+
+            check_pt2_archive(data / "model.pt2", trust_pickle=trust_pickle, name=f"{uri} (model.pt2)")
+        else:
+            from sparsecheck.model_archives import warn_unpickling
+
+            warn_unpickling(uri, "the whole model (mlflow.pytorch's pickle format)")
         with _quiet_loading(f"loading {uri}"):
             try:
                 module = mlflow_pytorch.load_model(str(local))
             except Exception as exc:
                 raise ModelError(f"mlflow.pytorch cannot load it: {_one_line(exc)}", path=uri) from exc
             program = None
-            data = local / str(flavors["pytorch"].get("model_data", "data"))
             if (data / "model.pt2").is_file():
                 program = torch.export.load(str(data / "model.pt2"))
         keep = bool(flavors["pytorch"].get("code"))  # its code folder went onto sys.path

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
+from sparsecheck._runtime import ACTIVITY, atomic_write, claim_out_dir, remove_outputs, write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
@@ -508,6 +508,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
     ds: ImageDataset | PrecomputedFeatures
+    ACTIVITY.step = "loading the batch"
     try:
         if isinstance(batch, (ImageDataset, PrecomputedFeatures)):
             ds = batch if isinstance(batch, PrecomputedFeatures) else load_dataset(batch, geometry=geometry)
@@ -519,6 +520,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
+    ACTIVITY.step = "finding the reference run"
     _check_reachable(uri)  # bounded retries, then fail in seconds, not after MLflow's minutes of retries
     if isinstance(reference, MonitorReference):
         ref_id = reference.run_id
@@ -536,6 +538,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         "tags": {**config.mlflow.tags, TAG_REFERENCE: ref_id, TAG_FINGERPRINT: fingerprint},
         "run_name": f"monitor-{ds.name}-{fingerprint[:8]}"})
     if model is None and not isinstance(ds, PrecomputedFeatures):
+        ACTIVITY.step = "loading the model"
         model = config.model.load(tracking_uri=uri)
     origin = getattr(model, "origin", None)
     # the model fingerprint becomes a tag; an MLflow model its sparsecheck.model_* tags and input link
@@ -546,6 +549,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         claim = _Claim(run, fingerprint, ref_id)
         winner = None if force else claim.winner()
         if winner is None:
+            ACTIVITY.step = "scoring the batch"
             report = _score(config, ds, ref, model=model, metadata=metadata, alpha=alpha,
                             psi_threshold=psi_threshold, bins=bins, device=device, correct=correct)
             winner = None if force else claim.winner()  # a claim whose request reached the server late
@@ -554,6 +558,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
             logger.info("batch %s (fingerprint %s) against reference %s is claimed by run %s; waiting for its "
                         "verdict", ds.source, fingerprint, ref_id, winner)
             return claim.await_winner(winner, wait_s, ds.source)
+        ACTIVITY.step = "logging the batch to MLflow"
         _log_results(run, report, ds, config, {"alpha": alpha, "psi_threshold": psi_threshold, "bins": bins})
     logger.info("monitoring run %s logged (alert: %s)", run.info.run_id, report.alert)
     return MonitorRun(run.info.run_id, run.info.experiment_id, ref_id, fingerprint, report.alert, False, report, uri)
@@ -621,16 +626,18 @@ def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path
     """Create ``out_dir`` (or take over one that sparsecheck wrote) for ``monitor --out``.
 
     The same rules as ``run --out`` (:func:`sparsecheck._runtime.claim_out_dir`): a non-empty
-    directory sparsecheck did not write is refused unless ``force``. An earlier batch's
+    directory sparsecheck did not write is refused unless ``force``, and a ``monitor.json`` or
+    ``monitor.html`` there that sparsecheck did not write is refused either way. An earlier batch's
     ``monitor.json`` and ``monitor.html`` are removed first, so an interrupted job leaves none.
     """
     from sparsecheck._version import __version__
 
-    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}")
     from sparsecheck.weak_labels import CORRECTIONS_FILE
 
-    for name in (*reversed(MONITOR_OUTPUTS), CORRECTIONS_FILE):  # monitor.json first: it marks a finished batch
-        (out / name).unlink(missing_ok=True)
+    outputs = (*MONITOR_OUTPUTS, CORRECTIONS_FILE)  # monitor.json first: it marks a finished batch
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}",
+                        outputs=outputs)
+    remove_outputs(out, outputs)
     return out
 
 
@@ -659,8 +666,9 @@ def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, 
             if report.get("corrections"):  # the covering run corrected the batch: its file comes along
                 fixed = download_run_artifact(result.run_id, CORRECTIONS_FILE, result.tracking_uri, dst_dir=tmp)
                 (out / CORRECTIONS_FILE).write_bytes(fixed.read_bytes())
+    # written after the run is closed (monitor_batch returns then): a monitor.json names a FINISHED run
     doc = {**report, "mlflow": {"tracking_uri": result.tracking_uri, "experiment_id": result.experiment_id,
-                                "run_id": result.run_id, "reused": result.reused}}
+                                "run_id": result.run_id, "reused": result.reused, "status": "FINISHED"}}
     paths = {name: out / name for name in MONITOR_OUTPUTS}
     with atomic_write(paths["monitor.html"], "w", encoding="utf-8") as fh:
         fh.write(to_html(doc))

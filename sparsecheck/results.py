@@ -57,7 +57,8 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
 #: the contract's version: the major number changes when a reader of the old one would misread.
 #: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
 #: artifact ``feature_attributes_table`` points to. 1.2: one spurious finding per shortcut (``features``,
-#: ``other_sides``, ``also_seen_as``, ``automatic``), ``forward_passes`` per stage
+#: ``other_sides``, ``also_seen_as``, ``automatic``), ``forward_passes`` per stage, ``mlflow.status``
+#: (the MLflow run's final status)
 SCHEMA_VERSION = "1.2"
 #: the whole association table, next to results.json (and among the MLflow run's artifacts)
 FEATURE_ATTRIBUTES_FILE = "feature_attributes.parquet"
@@ -225,11 +226,14 @@ class SliceRecord(_Record):
 
 
 class MlflowRecord(_Record):
-    """Where the run is logged."""
+    """Where the run is logged, and the status its MLflow run was closed with (``FINISHED``;
+    ``FAILED`` when logging failed; ``RUNNING`` when it could not be closed: the next run in its
+    experiment closes it). results.json is written after that status is set."""
 
     tracking_uri: str
     experiment_id: str
     run_id: str
+    status: Literal["FINISHED", "FAILED", "KILLED", "RUNNING"] | None = None
 
 
 class DataSplitRecord(_Record):

@@ -15,6 +15,9 @@ to a temporary SQLite file), so no test writes ``mlflow.db`` into the working tr
 from __future__ import annotations
 
 import mlflow  # noqa: F401  (mlflow binds its log handler to sys.stderr on import: do it before capture)
+# MLflow's evaluator registry imports through MLflow's import-hook lock; imported here, before the
+# background thread that opens the default store (prefetch) starts, the two never wait on each other
+import mlflow.models.evaluation.evaluator_registry  # noqa: F401,E402
 import os
 import shutil
 import signal
@@ -369,9 +372,11 @@ def _restore_logging():
     import logging
 
     names = ("sparsecheck", "torch", "mlflow", "alembic", "urllib3")
-    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names}
+    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
+             for n in names}
     yield
-    for n, (level, handlers) in saved.items():
+    for n, (level, handlers, propagate) in saved.items():
         logger = logging.getLogger(n)
         logger.setLevel(level)
         logger.handlers[:] = handlers
+        logger.propagate = propagate

@@ -82,6 +82,23 @@ def make_counting_net(n_classes: int = 3, seed: int = 0) -> CountingNet:
     return CountingNet(n_classes).eval()
 
 
+class SlowNet(TinyNet):
+    """TinyNet that takes ``SLOW_NET_S`` (environment, default 0.5) seconds per forward pass: a model
+    slow enough for a test to interrupt a run while it is inside a stage."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("SLOW_NET_S", "0.5")))
+        return super().forward(x)
+
+
+def make_slow_net(n_classes: int = 3, seed: int = 0) -> SlowNet:
+    torch.manual_seed(seed)
+    return SlowNet(n_classes).eval()
+
+
 def write_npz(path: Path, n: int = 30, *, seed: int = 0, shape=(8, 8), n_classes: int = 3,
               with_ids: bool = True, prefix: str = "ex", learnable: bool = False) -> np.ndarray:
     """Random 8-bit images and labels; ``learnable``: the image's brightness level

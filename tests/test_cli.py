@@ -90,6 +90,27 @@ def test_refuses_to_write_into_a_users_directory(project, capsys):
     assert code == 0 and (out / "thesis.tex").read_text() == "precious"
 
 
+def test_force_into_the_working_directory_leaves_the_users_features_alone(project, capsys, monkeypatch):
+    """`run config.yaml --out . --force` beside a user's own features/ folder: refused naming it,
+    and the folder, a file beside it and the config stay as they were."""
+    tmp, cfg = project
+    config = _write(tmp, cfg)
+    (tmp / "features").mkdir()
+    (tmp / "features" / "train.npy").write_bytes(b"my extracted features")
+    monkeypatch.chdir(tmp)
+    code, _, err = run_cli(capsys, "run", "config.yaml", "--out", ".", "--force", "--device", "cpu")
+    assert code == 2 and "features in . is not sparsecheck's" in _error_line(err)
+    assert (tmp / "features" / "train.npy").read_bytes() == b"my extracted features"
+    assert config.is_file() and (tmp / "train.npz").is_file()
+    # beside outputs that do not collide, --force writes, and a second run replaces only its own outputs
+    (tmp / "features").rename(tmp / "my-features")
+    for _ in range(2):
+        code, _, err = run_cli(capsys, "run", "config.yaml", "--out", ".", "--force", "--device", "cpu")
+        assert code == 0, err
+    assert (tmp / "my-features" / "train.npy").read_bytes() == b"my extracted features"
+    assert (tmp / "results.json").is_file() and (tmp / "metadata.csv").is_file()
+
+
 def test_usage_errors_exit_2(capsys):
     code, _, _ = run_cli(capsys, "run")
     assert code == 2

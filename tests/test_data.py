@@ -127,3 +127,25 @@ def test_torchvision_weights_through_torchvisions_cache_and_offline_switch(tmp_p
                                    "resize": 256, "crop": 224}
     with pytest.raises(ModelError, match="no weights"):
         load_model(torchvision="resnet18", torchvision_weights="NOPE")
+
+
+def test_the_same_id_in_two_splits_is_a_warning_with_the_count(tmp_path, caplog):
+    from sparsecheck.config import parse_config
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.pipeline.stages import load_stage
+    from tests.helpers import write_project
+
+    raw = write_project(tmp_path)
+    with np.load(tmp_path / "test.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["id"][:4] = [f"train-{i}" for i in range(4)]  # four test examples carry training ids
+    np.savez(tmp_path / "test.npz", **arrays)
+    caplog.set_level("WARNING", logger="sparsecheck")
+    run_pipeline(parse_config(raw, base_dir=tmp_path), None, device="cpu", stages=[load_stage])
+    shared = [r.getMessage() for r in caplog.records if "ids are in both" in r.getMessage()]
+    assert shared == ["4 ids are in both the train and the test split (e.g. train-0, train-1, train-2): each is one "
+                      "example twice (a leak between the splits) or two examples sharing one id and one metadata row"]
+    caplog.clear()
+    write_project(tmp_path)  # distinct ids again: no warning
+    run_pipeline(parse_config(raw, base_dir=tmp_path), None, device="cpu", stages=[load_stage])
+    assert not [r for r in caplog.records if "ids are in both" in r.getMessage()]

@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_monitor_commands() -> list[str]:
-    """The demo's ``sparsecheck monitor`` lines of the README's ```bash blocks (tests/test_readme.py
+    """The demo's ``sparsecheck monitor`` lines of the README's and the site's ```bash blocks (tests/test_readme.py
     keeps them and the registry workflow the only others)."""
-    from tests.test_readme import DEMO_MONITOR
+    from tests.test_readme import DEMO_MONITOR, doc_text
 
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", doc_text(), flags=re.S)
     return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(DEMO_MONITOR)]
 
 
@@ -175,10 +175,10 @@ def test_readme_monitoring_recipe_runs_on_the_demo_batches(demo, monitored):
 
 
 def readme_select_commands() -> list[str]:
-    """The README's ``sparsecheck select`` and ``weak-labels`` lines on the demo's pool."""
-    from tests.test_readme import DEMO_SELECT
+    """The documentation's ``sparsecheck select`` and ``weak-labels`` lines on the demo's pool."""
+    from tests.test_readme import DEMO_SELECT, doc_text
 
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", doc_text(), flags=re.S)
     return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(DEMO_SELECT)]
 
 

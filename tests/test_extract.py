@@ -40,9 +40,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def readme_extract_commands() -> list[str]:
     """The README's extract recipe: its ```bash lines for ``extract``, the ``run`` after it and ``torchrun``."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    from tests.test_readme import README_SERVER, doc_text  # the registry workflow's lines: test_registry_workflow
+
+    blocks = re.findall(r"```bash\n(.*?)```", doc_text(), flags=re.S)
     lines = [ln.strip() for b in blocks for ln in b.splitlines()]
-    from tests.test_readme import README_SERVER  # the registry workflow's lines: tests/test_registry_workflow.py
 
     return [ln for ln in lines if ln.startswith(("sparsecheck extract ", "sparsecheck run config.yaml", "torchrun "))
             and README_SERVER not in ln]

@@ -1,9 +1,36 @@
-"""The README's commands are the ones CI and the tests run."""
+"""The README's and the documentation site's commands are the ones CI and the tests run.
+
+The README and the pages of ``docs/`` (in the order mkdocs.yml's nav lists them) are read as one
+text (:func:`doc_text`): every ```python block runs here, every ```bash line is run by a test
+(named below), and ```text blocks hold what cannot run on a test machine (a multi-node torchrun, a
+download from PyTorch's own index, a crontab line).
+"""
 
 import re
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def doc_pages() -> list[Path]:
+    """README.md, then the site's pages in mkdocs.yml's nav order."""
+
+    def walk(node) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        if isinstance(node, list):
+            return [page for item in node for page in walk(item)]
+        return [page for value in node.values() for page in walk(value)]
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    return [ROOT / "README.md", *(ROOT / "docs" / page for page in walk(nav))]
+
+
+def doc_text() -> str:
+    """The README and every page of the site, as one Markdown text."""
+    return "\n".join(page.read_text(encoding="utf-8") for page in doc_pages())
 #: the tracking server the README's registry workflow talks to: tests/test_registry_workflow.py runs
 #: every block that names it, in order, against a real ``mlflow server`` in its place
 README_SERVER = "http://mlflow:5000"
@@ -21,7 +48,7 @@ def _bash_blocks(text: str) -> list[str]:
 def server_blocks(text: str | None = None) -> list[tuple[str, str]]:
     """The README's ```python and ```bash blocks that talk to :data:`README_SERVER`, in order, as
     ``(language, code)``: the registry workflow."""
-    text = (ROOT / "README.md").read_text() if text is None else text
+    text = doc_text() if text is None else text
     return [(lang, code.strip()) for lang, code in re.findall(r"```(python|bash)\n(.*?)```", text, flags=re.S)
             if README_SERVER in code]
 
@@ -36,9 +63,10 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
-    """Every ```python block in the README runs (in order, one namespace), from a scratch dir; those
-    that talk to the tracking server run in tests/test_registry_workflow.py, against a real one."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """Every ```python block of the README and the site runs (in order, one namespace), from a
+    scratch dir; those that talk to the tracking server run in tests/test_registry_workflow.py,
+    against a real one."""
+    blocks = re.findall(r"```python\n(.*?)```", doc_text(), flags=re.S)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
@@ -47,7 +75,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 
 def test_other_readme_shell_commands_are_run_by_tests():
-    """Beyond install+demo and the tests, the ```bash blocks hold only: the monitoring recipe, which
+    """Beyond install+demo and the tests (the README's first two blocks, repeated in Getting
+    started), the ```bash blocks hold only: the monitoring recipe, which
     tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints);
     the extract recipe, which tests/test_extract.py runs verbatim in a small project (each of its
     lines, and only those); the selection recipe on the demo's pool, which tests/test_demo.py runs
@@ -60,7 +89,8 @@ def test_other_readme_shell_commands_are_run_by_tests():
     assert set(extract) == set(RUNS_README_LINES), "tests/test_extract.py must run every extract line"
     workflow = {line for lang, code in server_blocks() if lang == "bash" for line in code.splitlines()}
     assert len(workflow) == 3
-    lines = [line for block in _bash_blocks((ROOT / "README.md").read_text())[2:] for line in block.splitlines()]
+    first_two = _bash_blocks((ROOT / "README.md").read_text())[:2]
+    lines = [line for block in _bash_blocks(doc_text()) if block not in first_two for line in block.splitlines()]
     from tests.test_demo import readme_select_commands
 
     selecting = [line for line in lines if line.startswith(DEMO_SELECT)]

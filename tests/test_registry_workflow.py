@@ -1,6 +1,7 @@
-"""The README's registry workflow, verbatim, against a real ``mlflow server``: register champion and
-challenger, gate and promote the challenger, compare the two (checking the champion on the way),
-monitor with the validated version, and read the verdict back.
+"""The documented registry workflow (docs/gate.md), verbatim, against a real ``mlflow server``:
+register champion and challenger, gate and promote the challenger, compare the two (checking the
+champion on the way), monitor with the validated version, read the verdict back, and run the gate
+from ``mlflow.models.evaluate`` on the validated version.
 
 The README names its tracking server ``http://mlflow:5000`` and its config ``config.yaml``; here
 the server is the session's real one and ``config.yaml`` a tiny project with the analysis turned
@@ -44,7 +45,7 @@ def test_readme_registry_workflow_runs_verbatim(mlflow_server: Any, tmp_path: Pa
     from mlflow import MlflowClient
 
     blocks = server_blocks()
-    assert [lang for lang, _ in blocks] == ["python", "bash", "python"]
+    assert [lang for lang, _ in blocks] == ["python", "bash", "python", "python"]
     monkeypatch.chdir(tmp_path)
     # the README's first block sets MLflow's global tracking URI: put it back after this test
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
@@ -68,6 +69,10 @@ def test_readme_registry_workflow_runs_verbatim(mlflow_server: Any, tmp_path: Pa
     printed = capsys.readouterr().out
 
     client = MlflowClient(mlflow_server.uri)
+    # the last block ran the gate again from mlflow.models.evaluate on the validated version's logged
+    # model (models:/m-...): that model's verdict is the latest check's, the version's the gate's
+    (line,) = [ln for ln in printed.splitlines() if ln.startswith("evaluate: ")]
+    _, evaluate_run, passed, verdict = line.split()
     champion = client.get_model_version_by_alias("digits", "champion")
     challenger = client.get_model_version_by_alias("digits", "challenger")
     assert champion.version != challenger.version
@@ -86,7 +91,7 @@ def test_readme_registry_workflow_runs_verbatim(mlflow_server: Any, tmp_path: Pa
     # the MLflow 3 logged model carries the verdict too, and the run names its model and links to it
     model_id = results["mlflow_model"]["model_id"]
     assert model_id and model_id.startswith("m-")
-    assert client.get_logged_model(model_id).tags["sparsecheck.run_id"] == gate_run
+    assert client.get_logged_model(model_id).tags["sparsecheck.run_id"] == evaluate_run
     run = client.get_run(gate_run)
     assert [m.model_id for m in run.inputs.model_inputs] == [model_id]
     assert {k: v for k, v in run.data.tags.items() if k in RUN_TAGS} == {
@@ -119,3 +124,9 @@ def test_readme_registry_workflow_runs_verbatim(mlflow_server: Any, tmp_path: Pa
     readback = [ln for ln in printed.splitlines() if ln.startswith(f"{challenger.version} {{")]
     assert len(readback) == 1 and "'sparsecheck.status': 'pass'" in readback[0]
     assert f"'sparsecheck.run_id': '{gate_run}'" in readback[0]
+    # mlflow.models.evaluate(..., evaluators=["sparsecheck"]) on the validated version: the gate passed there
+    # mlflow.models.evaluate(..., evaluators=["sparsecheck"]): the gate passed, logged into the evaluation's run
+    assert (passed, verdict) == ("1.0", "pass")
+    evaluated = client.get_run(evaluate_run)
+    assert evaluated.info.status == "FINISHED" and evaluated.data.tags["sparsecheck.status"] == "pass"
+    assert {"report.html", "results.json"} <= {a.path for a in client.list_artifacts(evaluate_run)}

@@ -40,3 +40,58 @@ def test_release_out_dir_removes_only_an_unused_directory(tmp_path):
     assert not release_out_dir(tmp_path / "plain") and (tmp_path / "plain" / "notes.txt").is_file()
     (tmp_path / "empty").mkdir()
     assert not release_out_dir(tmp_path / "empty") and (tmp_path / "empty").is_dir()  # not sparsecheck's
+
+
+def test_force_shares_a_folder_but_never_writes_into_or_removes_what_a_user_put_there(tmp_path):
+    from sparsecheck._runtime import out_dir_outputs, remove_outputs
+    from sparsecheck.errors import ConfigError
+
+    out = tmp_path / "shared"
+    (out / "features").mkdir(parents=True)
+    (out / "features" / "mine.npy").write_bytes(b"user data")
+    (out / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="not empty and was not written by sparsecheck"):
+        claim_out_dir(out, outputs=["results.json"])
+    with pytest.raises(ConfigError, match="features in .* is not sparsecheck's and would be overwritten"):
+        claim_out_dir(out, force=True, outputs=["results.json", "features"])
+    assert (out / "features" / "mine.npy").read_bytes() == b"user data"
+    claim_out_dir(out, force=True, outputs=["results.json", "report.html"])
+    assert out_dir_outputs(out) == {"results.json", "report.html"}
+    (out / "results.json").write_text("{}")  # what the run wrote
+    remove_outputs(out, ["results.json", "report.html", "features", "notes.txt"])
+    assert not (out / "results.json").exists()
+    assert (out / "notes.txt").read_text() == "keep" and (out / "features" / "mine.npy").is_file()
+    # a user's file that appears later under a name sparsecheck never claimed there is refused next time
+    (out / "junit.xml").write_text("<mine/>")
+    with pytest.raises(ConfigError, match="junit.xml"):
+        claim_out_dir(out, outputs=["results.json", "junit.xml"])
+    assert (out / "junit.xml").read_text() == "<mine/>"
+
+
+def test_a_marker_from_before_the_list_keeps_its_outputs(tmp_path):
+    from sparsecheck._runtime import out_dir_outputs, remove_outputs
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / OUT_DIR_MARKER).write_text("written by sparsecheck 0.9\n")
+    (out / "results.json").write_text("{}")
+    claim_out_dir(out, outputs=["results.json"])
+    assert "*" in out_dir_outputs(out)
+    remove_outputs(out, ["results.json"])
+    assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("where", ["/", "home", "parent"])
+def test_root_home_and_the_folders_holding_the_working_directory_are_refused(tmp_path, monkeypatch, where):
+    from pathlib import Path
+
+    from sparsecheck.errors import ConfigError
+
+    work = tmp_path / "home" / "project"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    target = {"/": Path("/"), "home": Path("~"), "parent": Path("..")}[where]
+    with pytest.raises(ConfigError, match="--out: .* is (the filesystem root|the home directory|a folder that holds)"):
+        claim_out_dir(target, force=True, outputs=["results.json"])
+    assert not (Path(target).expanduser() / OUT_DIR_MARKER).exists()

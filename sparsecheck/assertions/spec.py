@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 
 from sparsecheck.assertions.results import SEVERITIES
-from sparsecheck.errors import AssertionSpecError, ParameterError
+from sparsecheck.errors import AssertionSpecError, ParameterError, brief
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.assertions.context import AssertionContext
@@ -117,15 +117,15 @@ def check_class(value: Any, info: ValidationInfo) -> Any:
     if value in ("*", None) or names is None:
         return value
     if isinstance(value, bool):
-        raise ValueError(f"not a class: {value!r}")
+        raise ValueError(f"not a class: {brief(value)}")
     if isinstance(value, int):
         if not 0 <= value < len(names):
             raise ValueError(f"class index {value} is out of range (there are {len(names)} classes)")
         return value
     if str(value) not in names:
         hint = difflib.get_close_matches(str(value), names, n=1)
-        raise ValueError(f"unknown class {value!r}" + (f"; did you mean {hint[0]!r}?" if hint else
-                                                        f" (classes: {names})"))
+        raise ValueError(f"unknown class {brief(value)}" + (f"; did you mean {brief(hint[0])}?" if hint else
+                                                             f" (classes: {brief(names, 200)})"))
     return value
 
 
@@ -392,8 +392,7 @@ def _loc_key(loc: tuple) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return brief(value, 60)
 
 
 def _validate_model(model: type[BaseModel], params: dict[str, Any], label: str,

@@ -12,7 +12,7 @@ from sparsecheck.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_metadata"]
+__all__ = ["load_metadata", "shared_ids"]
 
 
 def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -> pd.DataFrame:
@@ -50,3 +50,22 @@ def load_metadata(path: str | Path, ids: np.ndarray, *, id_column: str = "id") -
     out = table.reindex(ids)
     out.index.name = id_column
     return out.reset_index()
+
+
+def shared_ids(ids_by_split: dict[str, np.ndarray]) -> list[tuple[str, str, int, list[str]]]:
+    """``(split_a, split_b, count, first ids)`` for every pair of splits that hold the same ids.
+
+    The same id in two splits is one metadata row for two examples (or one example in two splits,
+    a leak between training and evaluation).
+
+    >>> shared_ids({"train": np.array(["a", "b", "c"]), "test": np.array(["c", "d", "b"])})
+    [('train', 'test', 2, ['b', 'c'])]
+    """
+    names = list(ids_by_split)
+    found = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = np.intersect1d(np.asarray(ids_by_split[a]).astype(str), np.asarray(ids_by_split[b]).astype(str))
+            if common.size:
+                found.append((a, b, int(common.size), common[:3].tolist()))
+    return found

@@ -76,7 +76,7 @@ class ExtractRun:
 
 
 def run_extract(config: str | Path, *, out: str | Path | None = None, device: str = "auto",
-                force: bool = False) -> ExtractRun:
+                force: bool = False, trust_pickle: bool = False) -> ExtractRun:
     """Extract the features of every image split of ``config`` into the cache, or into ``out``.
 
     Parameters
@@ -89,6 +89,8 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
         Under torchrun with CUDA, each rank takes GPU ``LOCAL_RANK``.
     force : bool
         Write into a non-empty ``out`` that sparsecheck did not create.
+    trust_pickle : bool
+        Set ``model.trust_pickle`` (``--trust-pickle``): load a model file whose archive holds pickles.
 
     Raises
     ------
@@ -105,6 +107,8 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
     with ranks_from_env(device) as ranks:
         with ranks.together("reading the config and loading the model and data"):
             cfg = load_config(config)
+            if trust_pickle:
+                cfg.model.trust_pickle = True
             if out is None and cfg.features.cache_dir is None:
                 raise ConfigError("is null, and extract fills the feature cache: set it, or pass --out DIR to "
                                   "write portable feature directories", key="features.cache_dir")
@@ -113,7 +117,8 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
         if out is not None:
             with ranks.together(f"preparing --out {out}"):
                 if ranks.is_main:
-                    claim_out_dir(out, force=force, note="feature directories written by sparsecheck extract")
+                    claim_out_dir(out, force=force, note="feature directories written by sparsecheck extract",
+                                  outputs=[s for s in ("train", "val", "test") if s in inputs.datasets])
         common = dict(layer=cfg.model.feature_layer, batch_size=cfg.features.batch_size, device=device,
                       num_workers=cfg.features.num_workers, precision=cfg.features.precision, ranks=ranks)
         for split in ("train", "val", "test"):

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import atomic_write, claim_out_dir, count_forward, resolve_device, write_json_atomic
+from sparsecheck._runtime import (atomic_write, claim_out_dir, count_forward, doing, remove_outputs, resolve_device,
+                                  write_json_atomic)
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
+from sparsecheck.pipeline.intervene import CUE_DIR
 from sparsecheck.pipeline.stages import STAGES, Stage
 from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, gate_status
 
@@ -37,20 +38,24 @@ __all__ = ["run_pipeline", "write_outputs", "write_feature_attributes", "prepare
 
 
 # --------------------------------------------------------------------------- output directory
-def prepare_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+#: what a run writes into its output directory, in the order an earlier run's are removed (results.json
+#: first: without it the directory no longer claims to hold a finished run)
+RUN_OUTPUTS = ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
+               FEATURE_ATTRIBUTES_FILE, "sparse_path.png", "features", "sparse_layer", CUE_DIR)
+
+
+def prepare_out_dir(out_dir: str | Path, *, force: bool = False, also: tuple[str, ...] = ()) -> Path:
     """Create ``out_dir`` or take over one that sparsecheck wrote before.
 
-    A non-empty directory that sparsecheck did not create is refused unless ``force`` — we never
-    overwrite a user's files without being asked. The previous ``results.json`` is removed first,
-    so an interrupted run does not leave an old, complete-looking result behind.
+    A non-empty directory that sparsecheck did not create is refused unless ``force``, and even
+    then an output name already there that sparsecheck did not write (a user's ``features/``) is
+    refused: we never overwrite or remove a user's files (:func:`~sparsecheck._runtime.claim_out_dir`).
+    The previous run's outputs (:data:`RUN_OUTPUTS`, and ``also``: the demo's ``data``) are removed,
+    ``results.json`` first, so an interrupted run does not leave an old, complete-looking result.
     """
-    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}")
-    # results.json first: without it the directory no longer claims to hold a finished run
-    for name in ("results.json", "report.html", "junit.xml", "activations.npz", "test_features.npz",
-                 FEATURE_ATTRIBUTES_FILE, "sparse_path.png"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("features", "sparse_layer"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck {__version__}",
+                        outputs=RUN_OUTPUTS + tuple(also))
+    remove_outputs(out, RUN_OUTPUTS)
     return out
 
 
@@ -63,29 +68,31 @@ def _status(ctx: RunContext) -> str:
     return gate_status(ctx.results.get("assertions"))
 
 
-def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
+def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None = None) -> None:
     """Write the outputs into the output directory and log the run to MLflow, in this order.
 
-    1. Create the MLflow run (unless ``mlflow.enabled`` is false): its id goes into the report
-       and results.json, which are themselves artifacts of that run. Log the data splits as its
-       dataset inputs and the sparse layer as its models (``mlflow.log_sparse_model``): their
-       URIs, and a classifier that could not be logged (under ``skipped``), go into results.json.
+    1. Create the MLflow run (unless ``mlflow.enabled`` is false), or with ``attach_to`` log into
+       that existing run, which its owner closes (the run of ``mlflow.models.evaluate``; its
+       results.json then records ``mlflow.status: RUNNING``): its id goes into the report and
+       results.json. Log the data splits as its dataset inputs and the sparse layer as its models
+       (``mlflow.log_sparse_model``): their URIs, and a classifier that could not be logged (under
+       ``skipped``), go into results.json.
     2. ``activations.npz``, ``test_features.npz``, ``feature_attributes.parquet`` (the whole
-       association table, ``ctx.feature_attributes``; results.json points to it),
-       ``report.html``, then ``results.json`` (last, atomically).
-    3. Log params, metrics and artifacts; tag ``sparsecheck.status``; terminate the run FINISHED,
-       or FAILED if anything above raised.
+       association table, ``ctx.feature_attributes``; results.json points to it), ``report.html``.
+    3. Log params, metrics and artifacts (results.json among them); tag ``sparsecheck.status``;
+       terminate the run FINISHED, or FAILED if logging failed, or KILLED when interrupted.
+    4. ``results.json``, last and atomically, recording the MLflow run's final status
+       (``mlflow.status``): a results.json is only there once its run is closed, so a file that
+       looks finished is finished. An interrupted run leaves none.
 
     An unreachable MLflow does not cost the local outputs: they are written, then TrackingError
-    (exit code 2) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
+    (exit code 3) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
     ``sparsecheck.kind`` tag.
     """
-    import contextlib
-
     from sparsecheck.errors import TrackingError
     from sparsecheck.reports.html import write_report
-    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, start_run, write_activations,
-                                              write_test_features)
+    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, attach_run, start_run,
+                                              write_activations, write_test_features)
 
     if ctx.out_dir is None:
         return
@@ -99,35 +106,61 @@ def write_outputs(ctx: RunContext, *, kind: str = "run") -> None:
     results["mlflow"] = None
     results["status"] = _status(ctx)
     results["schema_version"] = SCHEMA_VERSION
-    run, tracking_error = None, None
-    if ctx.config.mlflow.enabled:
+    tracking_error, run = None, None
+    owned = attach_to is None  # an attached run is its owner's to close
+    if attach_to is not None:
+        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=results)
+    elif ctx.config.mlflow.enabled:
         try:
-            run = start_run(ctx.config.mlflow, kind=kind, results=results)
-            results["mlflow"] = run.info.to_dict()
+            with doing("creating the MLflow run"):
+                run = start_run(ctx.config.mlflow, kind=kind, results=results)
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
-    with run if run is not None else contextlib.nullcontext():
+    if run is not None:  # FINISHED is what an owned run becomes if all goes well
+        results["mlflow"] = {**run.info.to_dict(), "status": "FINISHED" if owned else "RUNNING"}
+    if run is not None and owned:
+        run.__enter__()  # its heartbeat beats until it is closed
+    try:
         if run is not None:
             try:
-                run.log_inputs(ctx)
-                results["sparse_model"] = run.log_sparse_model(ctx)
+                with doing("logging the inputs to MLflow"):
+                    run.log_inputs(ctx)
+                    results["sparse_model"] = run.log_sparse_model(ctx)
             except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
                 tracking_error = exc
                 logger.warning("%s; writing the local outputs anyway", exc)
-        write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
-        # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
-        ctx.results, ctx.run_results = _checked(results)
-        write_activations(ctx, out / ACTIVATIONS_FILE)
-        write_test_features(ctx, out / TEST_FEATURES_FILE)
-        write_report(ctx, out / "report.html")
-        write_json_atomic(out / "results.json", ctx.results)
-        ctx.artifacts["results.json"] = str(out / "results.json")
+        with doing("writing the outputs"):
+            write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
+            if run is not None and tracking_error is not None:
+                results["mlflow"]["status"] = "FAILED"
+            # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
+            ctx.results, ctx.run_results = _checked(results)
+            write_activations(ctx, out / ACTIVATIONS_FILE)
+            write_test_features(ctx, out / TEST_FEATURES_FILE)
+            write_report(ctx, out / "report.html")
         if run is not None and tracking_error is None:
-            run.log_outputs(ctx)
-        elif run is not None:
-            with contextlib.suppress(TrackingError):
-                run.end("FAILED")
+            try:
+                with doing("logging the run to MLflow"):
+                    run.log_outputs(ctx)
+                    if not owned:
+                        run.tag_status()
+            except TrackingError as exc:
+                tracking_error = exc
+    except BaseException as exc:  # KILLED when interrupted, else FAILED; no results.json
+        if run is not None and owned:
+            run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    if run is not None and owned:
+        with doing("closing the MLflow run"):
+            try:
+                run.end("FINISHED" if tracking_error is None else "FAILED")
+            except TrackingError as exc:  # it stays RUNNING: the next run in its experiment closes it
+                tracking_error = tracking_error or exc
+        ctx.results["mlflow"] = {**ctx.results["mlflow"], "status": run.run_status or "RUNNING"}
+    with doing("writing results.json"):
+        write_json_atomic(out / "results.json", ctx.results)
+    ctx.artifacts["results.json"] = str(out / "results.json")
     if tracking_error is not None:
         raise tracking_error
 
@@ -212,7 +245,8 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
 
 def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
                  tracking_uri: str | None = None, force: bool = False,
-                 stages: list[Stage] | None = None, fail_on: str = "error") -> RunContext:
+                 stages: list[Stage] | None = None, fail_on: str = "error",
+                 mlflow_run_id: str | None = None) -> RunContext:
     """Run every stage on ``config`` and write the outputs into ``out_dir``.
 
     Parameters
@@ -229,6 +263,9 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     fail_on : "error" or "warning"
         The gate's severity for the verdict written on a registered model version
         (:func:`record_model_verdict`).
+    mlflow_run_id : str, optional
+        Log into this existing MLflow run (which its owner closes) instead of creating one: the run
+        of ``mlflow.models.evaluate`` (:mod:`sparsecheck.reports.tracking.evaluator`).
 
     Returns
     -------
@@ -253,14 +290,15 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     forward: dict[str, int] = {}
     for stage in stages if stages is not None else STAGES:
         start = time.perf_counter()
-        with count_forward() as images:
-            stage(ctx)
         name = stage.__name__.removesuffix("_stage")
+        with doing(f"the {name} stage"), count_forward() as images:
+            stage(ctx)
         timings[name] = round(time.perf_counter() - start, 3)
         if images[0]:
             forward[name] = images[0]
     ctx.results["timings"] = timings
     ctx.results["forward_passes"] = forward
-    write_outputs(ctx)
-    ctx.verdict = record_model_verdict(ctx, fail_on)
+    write_outputs(ctx, attach_to=mlflow_run_id)
+    with doing("writing the verdict on the model version"):
+        ctx.verdict = record_model_verdict(ctx, fail_on)
     return ctx

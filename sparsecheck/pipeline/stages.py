@@ -42,6 +42,7 @@ from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
+from sparsecheck.data.metadata import shared_ids
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
 from sparsecheck.pipeline.context import RunContext, SplitView
@@ -199,6 +200,11 @@ def load_stage(ctx: RunContext) -> None:
         ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
                                   "digest": p.digest()}
     ctx.results["data"] = {s: ctx.results["data"][s] for s in ("train", "val", "test") if s in ctx.results["data"]}
+    split_ids = {s: d.ids for s, d in {**inputs.datasets, **inputs.precomputed}.items()}
+    for a, b, n, first in shared_ids({s: split_ids[s] for s in ("train", "val", "test") if s in split_ids}):
+        logger.warning("%d ids are in both the %s and the %s split (e.g. %s): each is one example twice (a leak "
+                       "between the splits) or two examples sharing one id%s", n, a, b, ", ".join(first),
+                       " and one metadata row" if cfg.data.metadata is not None else "")
     if cfg.data.skip_unreadable:
         for s, d in inputs.datasets.items():
             ctx.results["data"][s]["skipped_unreadable"] = {

@@ -89,7 +89,8 @@ __all__ = [
 ]
 
 DEFAULT_SLICE_FDR = 0.05
-_OUT_FILES = ("compare.json", "compare.html")
+#: what ``compare --out`` writes
+COMPARE_OUTPUTS = ("compare.json", "compare.html")
 
 
 # --------------------------------------------------------------------------- result types
@@ -789,11 +790,12 @@ def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
 def write_comparison(comparison: RunComparison, out_dir: str | Path, *, force: bool = False) -> dict[str, Path]:
     """Write ``compare.json`` and ``compare.html`` into ``out_dir`` (atomically).
 
-    A non-empty directory sparsecheck did not write is refused unless ``force``; nothing else in
-    the directory is touched.
+    A non-empty directory sparsecheck did not write is refused unless ``force``, and so is a
+    ``compare.json`` or ``compare.html`` there that sparsecheck did not write; nothing else in the
+    directory is touched.
     """
-    out = claim_out_dir(out_dir, force=force, note="written by sparsecheck compare")
-    paths = {name: out / name for name in _OUT_FILES}
+    out = claim_out_dir(out_dir, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
+    paths = {name: out / name for name in COMPARE_OUTPUTS}
     write_json_atomic(paths["compare.json"], comparison.to_dict())
     with atomic_write(paths["compare.html"], "w", encoding="utf-8") as fh:
         fh.write(comparison.to_html())

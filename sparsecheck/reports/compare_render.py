@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import html
+import re
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.reports.compare import _fmt, _rate
@@ -107,8 +108,29 @@ def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- tables
 def _md(value: Any) -> str:
-    """One Markdown table cell: pipes escaped, newlines flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+    """A value as inert Markdown text (a table cell, a list item): newlines flattened, backslashes,
+    pipes and backticks escaped, ``<`` and ``>`` as entities, so no class name or metadata value
+    splits a row, opens a code span or becomes HTML in a Markdown renderer.
+
+    >>> print(_md("a|b <script>`x`\\n c"))
+    a\\|b &lt;script&gt;\\`x\\` c
+    """
+    text = " ".join(str(value).split())
+    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("`", "\\`"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _code(value: Any) -> str:
+    """A value as a Markdown code span, its fence longer than any run of backticks inside it.
+
+    >>> _code("run1"), _code("a`b")
+    ('`run1`', '``a`b``')
+    """
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _feat(feature: int | None, score: float | None) -> str:
@@ -211,7 +233,7 @@ def model_lines(c: "RunComparison") -> list[str]:
 def to_markdown(c: "RunComparison") -> str:
     """The comparison as Markdown (what ``sparsecheck compare`` prints): verdict, what changed, tables."""
     v = verdict(c)
-    out: list[str] = [f"# sparsecheck compare: `{_md(c.run_a)}` → `{_md(c.run_b)}`", ""]
+    out: list[str] = [f"# sparsecheck compare: {_code(c.run_a)} → {_code(c.run_b)}", ""]
     models = model_lines(c)
     if models:
         out += [f"- {_md(line)}" for line in models] + [""]

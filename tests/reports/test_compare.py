@@ -299,10 +299,32 @@ def test_markdown_lists_regressions_and_escapes_cells() -> None:
     assert md.startswith("# sparsecheck compare: `run1` → `run2`")
     assert "**REGRESSION** (3)" in md
     assert "## Regressions" in md and "- new spurious finding: class seven" in md
-    row = next(line for line in md.splitlines() if line.startswith("| <img"))
+    row = next(line for line in md.splitlines() if line.startswith("| &lt;img"))
     assert "\\|x" in row and "⚠ newly_failing" in row  # the pipe inside the name does not split the row
+    assert "<img" not in md and "<script" not in md
     ok = compare_results(results(), results()).to_markdown()
     assert "**no regression**" in ok and "No assertion changed (2 pass in both)." in ok
+
+
+def test_markdown_cells_are_inert_whatever_the_names_hold() -> None:
+    """Class names and metadata values with pipes, markup, backticks and newlines stay in their cell."""
+    evil = "wolf|`x`\n<b>bold</b>\\"
+    ra = results(assertions=[{"name": evil, "status": "pass", "severity": "error"}])
+    rb = results(status="fail", assertions=[{"name": evil, "status": "fail", "severity": "error",
+                                             "message": "line one\nline two"}])
+    md = compare_results(ra, rb, run_a="a`b", run_b="run2").to_markdown()
+    assert md.startswith("# sparsecheck compare: ``a`b`` → `run2`")
+    row = next(line for line in md.splitlines() if line.startswith("| wolf"))
+    assert row.startswith("| wolf\\|\\`x\\` &lt;b&gt;bold&lt;/b&gt;\\\\ |"), row
+    # rendered by a real Markdown renderer (markdown-it, which rich uses): no markup, no extra column
+    from markdown_it import MarkdownIt
+
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<b>" not in page and "<code>x</code>" not in page
+    table = page[page.index("wolf") - 200:].split("</table>")[0]
+    header_cells = table.split("</thead>")[0].count("</th>")
+    first_row = table.split("<tbody>")[1].split("</tr>")[0]
+    assert first_row.count("</td>") == header_cells and "wolf|`x` &lt;b&gt;bold&lt;/b&gt;\\" in first_row
 
 
 def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:

@@ -88,9 +88,14 @@ def test_splits_are_dataset_inputs_and_the_sparse_layer_loads_back(run_ctx: Any,
     assert f'id="model-classifier">{record["classifier"]["model_uri"]}<' in page and test.digest in page
 
 
-def test_a_torchscript_body_logs_the_head_alone(run_ctx: Any, mlflow_cwd: Path) -> None:
-    """TorchScript cannot be re-exported with torch.export: the head is logged, the reason recorded."""
+def test_a_torchscript_body_logs_the_head_alone(run_ctx: Any, mlflow_cwd: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """TorchScript cannot be re-exported with torch.export: the head is logged, the reason recorded.
+    A stale ``MLFLOW_EXPERIMENT_ID`` (mlflow.set_experiment leaves it for subprocesses, naming an
+    experiment of another store) does not get in the way: the models are logged into the run."""
     from tests.helpers import make_tiny_net
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "424242")
 
     uri = f"sqlite:///{mlflow_cwd / 'mlflow.db'}"
     run_ctx.config.mlflow.tracking_uri, run_ctx.config.mlflow.log_sparse_model = uri, True

@@ -12,11 +12,15 @@ the data splits as MLflow dataset inputs (:mod:`~.datasets`) and the sparse laye
 
 The order matters because ``results.json`` names its own MLflow run and is itself an artifact::
 
-    run = start_run(config.mlflow)          # 1. create the run (its id is now known)
-    with run:                               #    FAILED (KILLED on Ctrl-C) if anything raises
-        ...write report.html, results.json  # 2. local outputs, carrying run.info
-        run.log_outputs(ctx)                # 3. params, metrics, artifacts
+    run = start_run(config.mlflow)          # 1. create the run (its id is now known; dead runs closed)
+    with run:                               #    heartbeat; FAILED (KILLED on SIGINT/SIGTERM) if it raises
+        ...write report.html                # 2. local outputs, carrying run.info
+        run.log_outputs(ctx)                # 3. params, metrics, artifacts, results.json from memory
     # 4. on leaving the block: tag sparsecheck.status, terminate FINISHED
+    ...write results.json                   # 5. last, recording the run's final status
+
+A process killed outright leaves its run RUNNING: :mod:`~.liveness` has the next run in the
+experiment close it. :mod:`~.evaluator` runs the gate from ``mlflow.models.evaluate``.
 
 Where runs go: ``tracking_uri`` when given (``--tracking-uri`` or ``mlflow.tracking_uri`` in the
 config), else ``$MLFLOW_TRACKING_URI``, else a SQLite store ``mlflow.db`` in the working
@@ -51,6 +55,7 @@ from sparsecheck.reports.tracking.run_logging import (
     LoggedRun,
     MlflowRun,
     TrackingInfo,
+    attach_run,
     metrics_from_results,
     params_from_config,
     start_run,
@@ -67,6 +72,7 @@ __all__ = [
     "MlflowRun",
     "resolve_tracking_uri",
     "start_run",
+    "attach_run",
     "prefetch",
     "params_from_config",
     "metrics_from_results",

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import re
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from sparsecheck._runtime import atomic_write
+from sparsecheck._runtime import ACTIVITY, atomic_write, write_json_atomic
 from sparsecheck._version import __version__
-from sparsecheck.errors import ParameterError, TrackingError
+from sparsecheck.errors import Interrupted, ParameterError, TrackingError
+from sparsecheck.reports.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
 from sparsecheck.reports.tracking.registry import link_model_input, run_tags
 from sparsecheck.reports.tracking.store import (
     _await_prefetch,
@@ -46,8 +48,9 @@ ACTIVATIONS_FILE = "activations.npz"
 #: (see :func:`write_test_features`): what ``compare`` measures CKA on
 TEST_FEATURES_FILE = "test_features.npz"
 TEST_FEATURES_MAX_EXAMPLES = 2000
+RESULTS_FILE = "results.json"
 #: output files and folders logged as artifacts when present (besides ``ctx.artifacts``)
-OUTPUT_ARTIFACTS = ("report.html", "results.json", "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
+OUTPUT_ARTIFACTS = ("report.html", RESULTS_FILE, "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
                     "sparse_layer", "features")
 KINDS = ("run", "monitor", "select", "weak-labels")
 #: slices whose error rate becomes a metric (``slice_1_error_rate`` is the best slice)
@@ -55,6 +58,13 @@ TOP_SLICE_METRICS = 5
 _PARAM_LENGTH_FALLBACK = 500  # MLflow < 2.? allowed 500 characters per param value
 _KEY_LENGTH = 250
 _BATCH_PARAMS = 100  # MLflow: at most 100 params + tags per log_batch request
+#: the most params a run logs from its config (a usual config flattens to about 90); the rest are counted
+#: in ``sparsecheck.params_dropped``, so a user's huge ``factory_kwargs`` never reaches MLflow whole
+MAX_PARAMS = 300
+_FREE_SECTIONS = ("model.factory_kwargs.", "mlflow.tags.", "data.interventions.")
+#: the most user tags (``mlflow.tags``) a run sets, and the longest tag value
+MAX_USER_TAGS = 100
+_TAG_LENGTH = 5000
 _BATCH_METRICS = 1000
 
 
@@ -109,11 +119,15 @@ class LoggedRun:
 # --------------------------------------------------------------------------- what gets logged
 
 
-def params_from_config(config: "Config", *, max_length: int | None = None) -> dict[str, str]:
+def params_from_config(config: "Config", *, max_length: int | None = None,
+                       max_params: int = MAX_PARAMS) -> dict[str, str]:
     """The config flattened for MLflow params (:meth:`Config.to_flat_dict`), made loggable.
 
     Values longer than MLflow allows (6000 characters in MLflow 3) are cut and end in
-    ``"...[N chars]"`` with N the full length; keys lose characters MLflow rejects.
+    ``"...[N chars]"`` with N the full length; keys lose characters MLflow rejects. At most
+    ``max_params`` params are kept, the free-form sections (``model.factory_kwargs``,
+    ``mlflow.tags``, ``data.interventions``) last; when there are more,
+    ``sparsecheck.params_dropped`` says how many were left out.
 
     Examples
     --------
@@ -126,14 +140,25 @@ def params_from_config(config: "Config", *, max_length: int | None = None) -> di
     ('0.99', 100, '...[26890 chars]')
     """
     limit = max_length or _max_param_length()
+    flat = config.to_flat_dict()
+    # the sections the user fills freely go last, so they are the ones left out past max_params
+    free = [k for k in flat if k.startswith(_FREE_SECTIONS)]
+    flat = {**{k: v for k, v in flat.items() if not k.startswith(_FREE_SECTIONS)}, **{k: flat[k] for k in free}}
     out: dict[str, str] = {}
-    for key, value in config.to_flat_dict().items():
-        key = re.sub(r"[^\w.\-/ :]", "_", key)[:_KEY_LENGTH]
-        if len(value) > limit:
-            tail = f"...[{len(value)} chars]"
-            value = value[: limit - len(tail)] + tail
-        out[key] = value
+    for key, value in flat.items():
+        if len(out) == max_params - 1 and len(flat) > max_params:
+            out["sparsecheck.params_dropped"] = str(len(flat) - len(out))
+            break
+        out[re.sub(r"[^\w.\-/ :]", "_", key)[:_KEY_LENGTH]] = _cut(value, limit)
     return out
+
+
+def _cut(value: str, limit: int) -> str:
+    """``value``, or its start ending in ``"...[N chars]"`` when it is longer than ``limit``."""
+    if len(value) <= limit:
+        return value
+    tail = f"...[{len(value)} chars]"
+    return value[: limit - len(tail)] + tail
 
 
 def _max_param_length() -> int:
@@ -205,7 +230,10 @@ def _tags(results: Mapping[str, Any], kind: str, extra: Mapping[str, str] | None
     if fingerprint:
         tags["sparsecheck.model_fingerprint"] = str(fingerprint)
     tags.update(run_tags(results.get("mlflow_model")))  # the model's registry name, version, run, id
-    tags.update({str(k): str(v) for k, v in (extra or {}).items()})
+    user = list((extra or {}).items())
+    if len(user) > MAX_USER_TAGS:
+        logger.warning("mlflow.tags has %d tags; the first %d are set", len(user), MAX_USER_TAGS)
+    tags.update({_cut(str(k), _KEY_LENGTH): _cut(str(v), _TAG_LENGTH) for k, v in user[:MAX_USER_TAGS]})
     return tags
 
 
@@ -280,6 +308,8 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
     results = ctx.results
     wanted: list[Path] = []
     for name in OUTPUT_ARTIFACTS:
+        if name == RESULTS_FILE:
+            continue  # logged from memory by log_outputs, before the local file is written
         if name == "sparse_layer" and ctx.sparse_layer is None:
             continue  # a folder from an earlier run in the same --out is not this run's
         if name == "features" and not results.get("feature_cards"):
@@ -287,7 +317,7 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
         if name == ACTIVATIONS_FILE and ctx.sparse_layer is None:
             continue
         wanted.append(out / name)
-    wanted.extend(Path(p) for p in ctx.artifacts.values())
+    wanted.extend(Path(p) for name, p in ctx.artifacts.items() if name != RESULTS_FILE)
     seen: set[Path] = set()
     found: list[Path] = []
     root = out.resolve()
@@ -308,8 +338,10 @@ def _output_artifacts(ctx: "RunContext") -> list[Path]:
 class MlflowRun:
     """An MLflow run created for one sparsecheck run; use :func:`start_run` to create it.
 
-    As a context manager it terminates the run on exit: FINISHED with the ``sparsecheck.status``
-    tag when the block completes, FAILED (KILLED on KeyboardInterrupt) when it raises.
+    As a context manager it renews the run's heartbeat (:mod:`.liveness`) while the block runs and
+    terminates the run on exit: FINISHED with the ``sparsecheck.status`` tag when the block
+    completes, KILLED when it is interrupted (SIGINT, SIGTERM), FAILED when it raises.
+    ``run_status`` is the status it was terminated with (None while it is open).
     """
 
     def __init__(self, client: "MlflowClient", info: TrackingInfo, *, kind: str = "run") -> None:
@@ -318,11 +350,15 @@ class MlflowRun:
         self.kind = kind
         self.status: str | None = None  # sparsecheck status (pass/fail), set by log_outputs
         self.ended = False
+        self.run_status: str | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
         return f"MlflowRun(run_id={self.info.run_id!r}, tracking_uri={self.info.tracking_uri!r})"
 
     def __enter__(self) -> "MlflowRun":
+        if self._heartbeat is None and not self.ended:
+            self._heartbeat = Heartbeat(self.client, self.info.run_id).start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -331,12 +367,14 @@ class MlflowRun:
             self.end("FINISHED")
             return
         with contextlib.suppress(Exception):  # MLflow may be what failed; keep the original error
-            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            self.end("KILLED" if issubclass(exc_type, (KeyboardInterrupt, Interrupted)) else "FAILED")
 
     def log_outputs(self, ctx: "RunContext") -> LoggedRun:
         """Log the config as params, the results as metrics, and the output files as artifacts.
 
-        Call after ``results.json`` is written (it is one of the artifacts). Sets :attr:`status`
+        ``results.json`` is logged from ``ctx.results`` (its ``mlflow.status`` saying what the run
+        is about to become), not from the output directory: the local file is written only after
+        the run is terminated (:func:`sparsecheck.pipeline.write_outputs`). Sets :attr:`status`
         from ``ctx.results["status"]``.
 
         Raises
@@ -370,6 +408,10 @@ class MlflowRun:
                     else:
                         self.client.log_artifact(run_id, str(path), artifact_path=dest)
                     artifacts.append(_join(dest, path.name) + ("/" if path.is_dir() else ""))
+                with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
+                    write_json_atomic(Path(tmp) / RESULTS_FILE, ctx.results)
+                    self.client.log_artifact(run_id, str(Path(tmp) / RESULTS_FILE))
+                artifacts.append(RESULTS_FILE)
         except Exception as exc:
             raise TrackingError(f"logging run {run_id} to MLflow at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
@@ -420,6 +462,7 @@ class MlflowRun:
         TrackingError
             MLflow refused or could not be reached.
         """
+        self._stop_heartbeat()
         try:
             with _quiet():
                 self.client.set_terminated(self.info.run_id, status="KILLED")
@@ -429,10 +472,26 @@ class MlflowRun:
                                 f"{_one_line(exc)}") from exc
         self.ended = True
 
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+
+    def tag_status(self) -> None:
+        """Tag ``sparsecheck.status`` (the gate's pass or fail) without terminating the run: for a run
+        that belongs to someone else (:func:`attach_run`), such as ``mlflow.models.evaluate``'s."""
+        try:
+            with _quiet():
+                self.client.set_tag(self.info.run_id, "sparsecheck.status", self.status or "unknown")
+        except Exception as exc:
+            raise TrackingError(f"tagging run {self.info.run_id} at {self.info.tracking_uri} failed: "
+                                f"{_one_line(exc)}") from exc
+
     def end(self, run_status: str = "FINISHED") -> None:
         """Tag ``sparsecheck.status`` and terminate the run (FINISHED, FAILED or KILLED). Idempotent."""
         if self.ended:
             return
+        self._stop_heartbeat()
         tag = (self.status or "unknown") if run_status == "FINISHED" else "error"
         try:
             with _quiet():
@@ -442,6 +501,9 @@ class MlflowRun:
             raise TrackingError(f"terminating run {self.info.run_id} at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
         self.ended = True
+        self.run_status = run_status
+        if ACTIVITY.mlflow_run == self.info.run_id:
+            ACTIVITY.mlflow_status = run_status
         if self.info.ui_url:
             logger.info("MLflow run: %s", self.info.ui_url)
 
@@ -457,6 +519,33 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
         return None  # servers and other stores choose (a server proxies mlflow-artifacts:/)
     slug = re.sub(r"[^\w.-]+", "_", experiment).strip("._") or "experiment"
     return (db.parent / "mlruns" / slug).as_uri()
+
+
+def attach_run(config: "MlflowConfig", run_id: str, *, kind: str = "run",
+               results: Mapping[str, Any] | None = None) -> MlflowRun:
+    """An :class:`MlflowRun` for an existing run that someone else opened and will close (the run of
+    ``mlflow.models.evaluate``), with sparsecheck's tags set on it as :func:`start_run` would.
+
+    Raises
+    ------
+    TrackingError
+        The store cannot be reached, or has no such run.
+    """
+    uri = resolve_tracking_uri(config.tracking_uri)
+    shown = _redact(uri)
+    _check_reachable(uri)
+    try:
+        with _quiet():
+            client = _client(uri)
+            run = client.get_run(run_id)
+            experiment = client.get_experiment(run.info.experiment_id)
+            for key, value in _tags(results or {}, kind, config.tags).items():
+                client.set_tag(run_id, key, value)
+            link_model_input(client, run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
+    except Exception as exc:
+        raise TrackingError(f"cannot log to run {run_id} at the MLflow store {shown}: {_one_line(exc)}") from exc
+    info = TrackingInfo(shown, str(run.info.experiment_id), run_id, experiment.name)
+    return MlflowRun(client, info, kind=kind)
 
 
 def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str, Any] | None = None,
@@ -475,6 +564,9 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
         model input of the run.
     tracking_uri : str, optional
         Overrides ``config.tracking_uri`` (see :func:`resolve_tracking_uri`).
+
+    Before the run is created, the experiment's RUNNING runs whose process is gone are closed as
+    KILLED (:func:`~.liveness.close_abandoned_runs`); the new run carries its own heartbeat tag.
 
     Raises
     ------
@@ -506,8 +598,9 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
                                     "restore it or set mlflow.experiment to another name", user_input=True)
             else:
                 experiment_id = experiment.experiment_id
+                close_abandoned_runs(client, experiment_id)  # RUNNING runs whose process is gone
             run = client.create_run(experiment_id, run_name=config.run_name,
-                                    tags=_tags(results or {}, kind, config.tags))
+                                    tags={**_tags(results or {}, kind, config.tags), TAG_HEARTBEAT: heartbeat_value()})
             link_model_input(client, run.info.run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
     except TrackingError:
         raise
@@ -515,4 +608,5 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
         raise TrackingError(f"cannot log to the MLflow store {shown}: {_one_line(exc)}") from exc
     info = TrackingInfo(shown, str(experiment_id), run.info.run_id, config.experiment)
     logger.debug("created MLflow run %s in experiment %s at %s", info.run_id, info.experiment_id, shown)
+    ACTIVITY.mlflow_run, ACTIVITY.mlflow_status = info.run_id, None
     return MlflowRun(client, info, kind=kind)

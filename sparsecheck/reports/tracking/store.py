@@ -194,10 +194,13 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
 
     MLflow's own ``set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI`` (and unsets it when
     restoring an unset URI), so the variable is restored here as it was, not as MLflow leaves it.
+    ``$MLFLOW_EXPERIMENT_ID`` (which ``mlflow.set_experiment`` sets for subprocesses, and which may
+    name an experiment of another store) is hidden for the block: the calls here name their run.
     """
     from mlflow.tracking._tracking_service import utils
 
     saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    saved_experiment = os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     utils.set_tracking_uri(uri)
     try:
         yield
@@ -207,6 +210,8 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
+        if saved_experiment is not None:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = saved_experiment
 
 
 _prefetch_lock = threading.Lock()
