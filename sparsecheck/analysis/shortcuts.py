@@ -63,8 +63,8 @@ MIN_AGREEMENT = 0.6
 #: two findings of one class are one shortcut when this share of the smaller one's images is in the
 #: larger one's (a broad automatic attribute, "colourful", can hold a cue's images and more)
 MIN_OVERLAP = 0.7
-#: two findings led by the same feature are one shortcut when this share of the smaller one's images
-#: is in the other's
+#: two findings that share a feature (a lead, or one listed as carrying the same shortcut) are one
+#: shortcut when this share of the smaller one's images is in the other's
 MIN_SHARED = 0.3
 #: a value whose images are (at least this share) outside another finding's value is its absence
 MIN_DISJOINT = 0.9
@@ -233,9 +233,10 @@ def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[Spurious
                    metadata: pd.DataFrame) -> tuple[SpuriousFinding, float] | None:
     """The finding in ``pool`` that is ``f``'s shortcut: the same class, both values held by a
     minority of the images (a majority value is the absence of a cue: :func:`fold_other_sides`),
-    and either the same lead feature with some of the smaller one's images in the other's
-    (:data:`MIN_SHARED`: the class relies on that feature, whatever the attributes it is seen
-    through) or most of them (:data:`MIN_OVERLAP`); the best such, with its overlap."""
+    and either a feature in common (any of the features each finding lists as carrying its
+    shortcut) with some of the smaller one's images in the other's (:data:`MIN_SHARED`: the class
+    relies on that feature, whatever the attributes it is seen through) or most of them
+    (:data:`MIN_OVERLAP`); the best such, with its overlap."""
     best = None
     if mine.mean() >= 0.5:  # a value most images have is an absence (fold_other_sides), not a cue to merge
         return None
@@ -244,10 +245,12 @@ def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[Spurious
         if d.class_name != f.class_name or theirs.mean() >= 0.5:
             continue
         overlap = _overlap(mine, theirs)
-        # the same feature carries it, on images that overlap (with two classes, one feature can
-        # carry both classes' shortcuts: it fires on one cue and goes quiet on the other)
-        if (d.feature == f.feature and overlap >= MIN_SHARED) or overlap >= MIN_OVERLAP:
-            key = (d.feature == f.feature, overlap)
+        # a feature that carries the other finding carries this one, on images that overlap (with
+        # two classes, one feature can carry both classes' shortcuts: it fires on one cue and goes
+        # quiet on the other, so the images must overlap too)
+        shared = bool(set(f.features or [f.feature]) & set(d.features or [d.feature]))
+        if (shared and overlap >= MIN_SHARED) or overlap >= MIN_OVERLAP:
+            key = (shared, overlap)
             if best is None or key > best[0]:
                 best = (key, d, overlap)
     return None if best is None else (best[1], best[2])
