@@ -12,12 +12,14 @@ other side (a class relying on the *absence* of the cue). Here they become one f
 * :func:`fold_other_sides` — a finding on a value's absence is folded under the finding on it;
 * :func:`training_prevalence` — how often each value came with each class in training: evidence
   for every finding, and for an automatic one a condition (a model learns a shortcut only from
-  what its training data ties to a class).
+  what its training data ties to a class);
+* :func:`untied_attributes` — declared attributes that training ties to no class: a model cannot
+  have learned a shortcut from them, so they are reviewed as associations, not tested as shortcuts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +28,7 @@ import pandas as pd
 
 from sparsecheck.analysis.spurious import SpuriousFinding
 
-__all__ = ["training_prevalence", "fold_other_sides", "pool_findings", "MIN_AGREEMENT", "MIN_OVERLAP",
+__all__ = ["training_prevalence", "untied_attributes", "fold_other_sides", "pool_findings", "MIN_AGREEMENT", "MIN_OVERLAP",
            "MIN_SHARED", "MIN_DISJOINT"]
 
 
@@ -55,6 +57,33 @@ def training_prevalence(table: pd.DataFrame, labels: Any, attributes: Sequence[s
                 out[((c.item() if isinstance(c, np.generic) else c), str(a), str(value))] = (float(has[in_c].mean()) if in_c.any() else float("nan"),
                                                      float(has[~in_c].mean()) if (~in_c).any() else float("nan"))
     return out
+
+
+def untied_attributes(prevalence: Mapping[tuple[Any, str, str], tuple[float, float]], attributes: Sequence[str],
+                      min_enrichment: float) -> dict[str, float]:
+    """The attributes of which no value is more (or less) frequent in some class's training images
+    than in the other classes' by ``min_enrichment``, each with its largest difference.
+
+    A model learns a shortcut from what its training data ties to a class: a stamp on half of every
+    class's images can move predictions (the model is not robust to it), but no class can have
+    learned to rely on it. The absence side counts too (a class whose images never have snow, while
+    the dogs' have it), so an attribute is tied when any of its values is, in either direction.
+    Attributes with no training shares (metadata only for the test split) are not listed.
+
+    Examples
+    --------
+    >>> stamp = training_prevalence(pd.DataFrame({"stamp": ["yes", "no"] * 4}), np.repeat([0, 1], 4), ["stamp"])
+    >>> untied_attributes(stamp, ["stamp"], 0.15)
+    {'stamp': 0.0}
+    >>> snow = training_prevalence(pd.DataFrame({"snow": ["yes"] * 3 + ["no"] * 5}), np.repeat([0, 1], 4), ["snow"])
+    >>> untied_attributes(snow, ["snow"], 0.15)
+    {}
+    """
+    largest: dict[str, float] = {}
+    for (_, attribute, _), (in_class, others) in prevalence.items():
+        if attribute in attributes and np.isfinite(in_class) and np.isfinite(others):
+            largest[attribute] = max(largest.get(attribute, 0.0), abs(in_class - others))
+    return {a: d for a, d in largest.items() if d < float(min_enrichment)}
 
 
 #: the least Jaccard agreement of an automatic attribute value's images with a metadata value's for

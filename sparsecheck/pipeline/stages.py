@@ -611,7 +611,8 @@ def spurious_stage(ctx: RunContext) -> None:
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
     from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
+    from sparsecheck.analysis.shortcuts import (fold_other_sides, pool_findings, training_prevalence,
+                                                untied_attributes)
     from sparsecheck.pipeline.intervene import Intervener
 
     if ctx.sparse_layer is None:
@@ -640,6 +641,16 @@ def spurious_stage(ctx: RunContext) -> None:
                            if train is not None and train.labels is not None and declared else None)
     auto_prevalence = (training_prevalence(ctx.train_attributes[0], ctx.train_attributes[1], automatic)
                        if ctx.train_attributes is not None else None)
+    # a declared attribute that training ties to no class cannot be a learned shortcut: reviewed
+    untied = (untied_attributes(declared_prevalence, declared, acfg.spurious_min_enrichment)
+              if declared_prevalence is not None else {})
+    for a, d in untied.items():
+        logger.info("spurious features: %s is declared spurious, but in training no value of it is more frequent in "
+                    "one class than in the others by %s or more (largest: %.3f): a model cannot have learned a "
+                    "shortcut from it; its associations are listed for review", a,
+                    acfg.spurious_min_enrichment, d)
+    declared = [a for a in declared if a not in untied]
+    others = [*others, *untied]
     with Intervener(ctx) as intervene:
         found = (find_spurious_features(*args, declared, intervene=intervene, prevalence=declared_prevalence,
                                         **kwargs) if declared else None)
@@ -667,6 +678,8 @@ def spurious_stage(ctx: RunContext) -> None:
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
         "n_automatic_candidates": 0 if auto is None else int(len(auto.candidates)),
         "interventions": tested, "cues_estimated": estimated,
+        # declared, but tied to no class in training (largest difference in share): reviewed instead
+        "untied_attributes": {a: round(float(d), 4) for a, d in untied.items()},
         "params": {"fdr": float(acfg.fdr), **params},
     }
     if not declared:
