@@ -108,7 +108,9 @@ def test_the_readme_points_only_at_files_of_this_repository() -> None:
         assert not re.match(r"^[a-z]+:", link) and not target.startswith(("/", "~")), link
         path = (ROOT / target).resolve()
         assert path.is_relative_to(ROOT) and path.exists(), link
-    assert len(readme.splitlines()) < 120  # a newcomer's five minutes; the rest is on the site
+    # a newcomer's five minutes (the two commands, the uses, the exit codes, and the figures the issues
+    # ask the README itself to hold: held-out detection, labelling); the rest is on the site
+    assert len(readme.splitlines()) < 160
 
 
 def test_the_getting_started_page_gives_the_readmes_two_commands() -> None:
