@@ -309,8 +309,11 @@ def test_a_declared_attribute_training_ties_to_no_class_is_reviewed_not_tested(h
     # with a training split: `site` comes with every class alike, so no class can have learned to rely
     # on it; it is listed for review with its largest difference in share, and only `background` is tested
     ctx = make_context(hospital, ["background", "site"])
-    test = ctx.splits["test"]
-    ctx.splits["train"] = SplitView("train", test.ids, test.labels, test.features, test.logits, test.metadata)
+    # a training split drawn like the model's: snow with 90% of the wolves, 10% of the huskies
+    x_tr, y_tr, meta_tr = make_split(np.random.default_rng(5), 3000, (0.1, 0.9))
+    ids = np.array([f"tr{i}" for i in range(len(y_tr))])
+    ctx.splits["train"] = SplitView("train", ids, y_tr, x_tr, np.zeros((len(y_tr), 2), np.float32),
+                                    meta_tr.assign(id=ids)[["id", *meta_tr.columns]])
     with caplog.at_level(logging.INFO, logger="sparsecheck"):
         spurious_stage(ctx)
     meta = ctx.results["spurious_analysis"]
