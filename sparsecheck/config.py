@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
+from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
 
 __all__ = [
     "Config",
@@ -215,11 +216,15 @@ class DataConfig(_Strict):
     (a directory written by ``sparsecheck extract --out``, an ``.npz`` with ``features``, a Parquet
     file with a ``features`` column: :mod:`sparsecheck.data.precomputed`). ``skip_unreadable`` leaves
     out image files that cannot be decoded (after one full decoding pass) instead of failing.
+    ``modality`` says what kind of input the splits hold (``image``, the default; see
+    :func:`sparsecheck.modalities.modality_names`).
     """
 
     train: Path
     val: Path | None = None
     test: Path
+    #: the kind of input (:mod:`sparsecheck.modalities`): how splits are read, explained and intervened on
+    modality: str = DEFAULT_MODALITY
     metadata: Path | None = None
     id_column: str = "id"
     class_names: list[str] | None = None
@@ -229,17 +234,23 @@ class DataConfig(_Strict):
     #: :func:`sparsecheck.analysis.cues.parse_intervention`)
     interventions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("interventions")
+    @field_validator("modality")
     @classmethod
-    def _check_interventions(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from sparsecheck.analysis.cues import parse_intervention
+    def _known_modality(cls, v: str) -> str:
+        if v not in modality_names():
+            raise ValueError(f"no modality {v!r} (known: {', '.join(modality_names())})")
+        return v
 
-        for attribute, spec in v.items():
+    @model_validator(mode="after")
+    def _check_interventions(self) -> "DataConfig":
+        modality = get_modality(self.modality)
+        for attribute, spec in self.interventions.items():
             if not isinstance(spec, dict) or "value" not in spec:
                 raise ValueError(f"data.interventions.{attribute} needs 'value' (the attribute value the cue "
                                  f"stands for) and 'put' (the cue), e.g. {{value: yes, put: {{type: patch}}}}")
-            parse_intervention({k: w for k, w in spec.items() if k != "value"}, key=f"data.interventions.{attribute}")
-        return v
+            modality.parse_intervention({k: w for k, w in spec.items() if k != "value"},
+                                        key=f"data.interventions.{attribute}")
+        return self
 
 
 class FeaturesConfig(_Strict):

@@ -38,6 +38,7 @@ import torch.nn as nn
 from sparsecheck._runtime import note_forward, progress, resolve_device
 from sparsecheck.data import ImageDataset, InputSpec, NumWorkers, resolve_num_workers, stack_images
 from sparsecheck.errors import DataError, ModelError, ParameterError
+from sparsecheck.features.model_input import batch_length, call_model, output_tensor
 from sparsecheck.models import Model
 from sparsecheck.sparse.distributed import Ranks
 
@@ -131,11 +132,12 @@ class FeatureExtractor:
         self._handles.clear()
         self._captured.clear()
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(logits, features)`` for a batch of model input."""
+    def __call__(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(logits, features)`` for a batch of model input: a tensor, or named tensors
+        passed as keyword arguments (:func:`~sparsecheck.features.model_input.call_model`)."""
         if self._run is None:
             raise RuntimeError("FeatureExtractor used outside its 'with' block")
-        note_forward(x.shape[0])
+        note_forward(batch_length(x))
         return self._run(x)
 
     # -- nn.Module: forward hooks
@@ -155,7 +157,7 @@ class FeatureExtractor:
         self.layer_name = f"{target}:input" if take_input else target
 
         def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
-            self._captured.append(inputs[0] if take_input else _first_tensor(output))
+            self._captured.append(inputs[0] if take_input else output_tensor(output))
 
         self._handles.append(named[target].register_forward_hook(hook))
         if self.device is not None:
@@ -163,7 +165,7 @@ class FeatureExtractor:
 
         def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             self._captured.clear()
-            logits = _first_tensor(module(x))
+            logits = output_tensor(call_model(module, x))
             if not self._captured:
                 raise ModelError(f"layer {self.layer_name!r} was not called in the forward pass",
                                  path=self.model.source)
@@ -219,7 +221,7 @@ class FeatureExtractor:
             tapped.to(self.device)
 
         def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logits, feats = tapped(x)
+            logits, feats = call_model(tapped, x)
             return logits, feats.flatten(1)
 
         return run
@@ -238,7 +240,7 @@ class FeatureExtractor:
 
         def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             logits, feats = fn(module._c, x)
-            return _first_tensor(logits), feats.flatten(1)
+            return output_tensor(logits), feats.flatten(1)
 
         return run
 
@@ -345,21 +347,6 @@ def _script_tap_graph(module: torch.jit.ScriptModule, layer: str | None, source:
     graph.registerOutput(tap)
     graph.makeMultiOutputIntoTuple()
     return graph, name
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    logits = getattr(output, "logits", None)  # Hugging Face ModelOutput and look-alikes
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    if isinstance(output, dict):
-        for v in output.values():
-            if isinstance(v, torch.Tensor):
-                return v
-    raise ModelError(f"model output is {type(output).__name__}, not a tensor of logits")
 
 
 def _module_paths(node: fx.Node) -> list[str]:
