@@ -33,7 +33,7 @@ import torch.nn as nn
 from sparsecheck.errors import ModelError
 from sparsecheck.models import Model
 from sparsecheck.features.model_input import output_tensor
-from sparsecheck.sparse.features import split_layer
+from sparsecheck.features.taps import split_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.sparse.layer import SparseDecisionLayer
@@ -50,7 +50,7 @@ class SparseClassifier(nn.Module):
         The model; only its module named by ``feature_layer`` matters for the output.
     feature_layer : str
         ``NAME`` (the module's output) or ``NAME:input`` (what the module receives), as
-        :class:`~sparsecheck.sparse.features.FeatureExtractor` resolved it.
+        :class:`~sparsecheck.features.taps.FeatureExtractor` resolved it.
     head : nn.Module
         :meth:`SparseDecisionLayer.to_module` (standardise, then the sparse linear layer).
     """
