@@ -41,7 +41,9 @@ import torch
 import torch.nn as nn
 
 from sparsecheck._runtime import resolve_device
+from sparsecheck.data import InputSpec
 from sparsecheck.errors import DataError, ModelError, ParameterError
+from sparsecheck.features.taps import FeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +111,6 @@ class FeatureActivation:
                                  f"sequence of ints. Got {feature!r} instead.", parameter="feature")
         self.layer = layer
         if input_spec is None:
-            from sparsecheck.data import InputSpec
-
             input_spec = InputSpec()
         self.input_spec = input_spec
         self.mean = _pick(mean, self.features, "mean")
@@ -141,8 +141,6 @@ class FeatureActivation:
         """Attach to the model (idempotent)."""
         if self._extractor is not None:
             return
-        from sparsecheck.features.taps import FeatureExtractor
-
         module = getattr(self.model, "module", self.model)
         if getattr(self.model, "program", None) is None and isinstance(module, nn.Module):
             module.eval()

@@ -40,6 +40,7 @@ from scipy import stats as _st
 
 from sparsecheck.analysis.lime_features import Attributor, FeatureActivation, LimeFeatureExplainer
 from sparsecheck.errors import ModelError, ParameterError
+from sparsecheck.models import Model
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,6 @@ def randomised_models(model: Any, *, random_state: int = 0, cascade: bool = True
     (layer, model) : the module path re-initialised at this step, and a model of the same kind.
         Each yielded copy is final until the next one is requested.
     """
-    from sparsecheck.models import Model
-
     generator = torch.Generator().manual_seed(int(random_state))
     program = getattr(model, "program", None)
     if program is not None:

@@ -27,6 +27,7 @@ from sparsecheck._runtime import exception_reason
 from sparsecheck.analysis.cues import estimate_cue, parse_intervention
 from sparsecheck.analysis.cues.picture import render_cue
 from sparsecheck.analysis.interventions import CueTrial, InterventionResult
+from sparsecheck.features.taps import FeatureExtractor
 from sparsecheck.pipeline.context import RunContext
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ class Intervener:
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
             return None
-        from sparsecheck.features.taps import FeatureExtractor
-
         try:
             self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
             self._extractor.open()

@@ -33,11 +33,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import exception_reason, torch_threads
+from sparsecheck._runtime import exception_reason, progress, torch_threads
 from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
+from sparsecheck.analysis.auto_attributes import AutoAttributes, is_auto
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.chance import chance_test, diagnose_class_order
-from sparsecheck.analysis.interpret import interpret_features
+from sparsecheck.analysis.error_clusters import find_error_clusters
+from sparsecheck.analysis.interpret import explain_cards, explanation_order, interpret_features
+from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
@@ -45,8 +48,13 @@ from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_
 from sparsecheck.data.metadata import shared_ids
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
-from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.features.extraction import extract_features
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.pipeline.intervene import Intervener
+from sparsecheck.reports.evidence import featured_features
+from sparsecheck.reports.junit import write_junit
+from sparsecheck.sparse import SparseDecisionLayer
+from sparsecheck.sparse.dense import DenseHead
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +286,6 @@ def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, 
     missing = [s for s in found if s not in out]
     if not missing:
         return out  # type: ignore[return-value]
-    from sparsecheck.sparse.dense import DenseHead
-
     train = found["train"]
     head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(train.features,
                                                                                             train.labels)
@@ -367,8 +373,6 @@ def auto_attributes_stage(ctx: RunContext) -> None:
     """
     import time
 
-    from sparsecheck._runtime import progress
-    from sparsecheck.analysis.auto_attributes import AutoAttributes
 
     if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
         return
@@ -424,8 +428,6 @@ def sparse_stage(ctx: RunContext) -> None:
     Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
     saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
     """
-    from sparsecheck.sparse import SparseDecisionLayer
-
     sc = ctx.config.sparse
     layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
                                 tolerance=sc.tolerance, features_per_class=sc.features_per_class,
@@ -514,9 +516,6 @@ def explain_stage(ctx: RunContext) -> None:
     ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
     and why any the results name was not; those are also listed under ``skipped``).
     """
-    from sparsecheck.analysis.interpret import explain_cards, explanation_order
-    from sparsecheck.reports.evidence import featured_features
-
     found = ctx.interpretation
     if found is None or ctx.sparse_layer is None:
         return
@@ -565,8 +564,6 @@ def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
     """Unnamed slices: clusters of the model's errors in the sparse feature space, each described
     by the features that define it (:func:`~sparsecheck.analysis.error_clusters.find_error_clusters`),
     so a failure mode that no attribute names still gets a row."""
-    from sparsecheck.analysis.error_clusters import find_error_clusters
-
     view, layer = ctx.splits["test"], ctx.sparse_layer
     if layer is None or view.labels is None:
         return []
@@ -610,10 +607,6 @@ def spurious_stage(ctx: RunContext) -> None:
     (the same for the metadata attributes *not* declared spurious, at most
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
-    from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
-    from sparsecheck.pipeline.intervene import Intervener
-
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
                           "spurious_stage", key="stages")
@@ -727,8 +720,6 @@ def assertions_stage(ctx: RunContext) -> None:
     with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
     writes ``junit.xml`` into ``ctx.out_dir``.
     """
-    from sparsecheck.reports.junit import write_junit
-
     suite = ctx.config.parsed_assertions
     if ctx.automatic_findings is None:  # nothing was looked for from the pixels: the implied check has no evidence
         implied = [a for a in suite if a.implied and a.name == DEFAULT_AUTOMATIC and a.enabled]
