@@ -338,6 +338,7 @@ class FeatureExplanation:
     ----------
     feature : int
     image : ndarray (H, W, 3) uint8 — the explained image (RGB)
+    example : ndarray (H, W, C) uint8 — the same as it was given (C = 1 for a grey dataset)
     segments : ndarray (H, W) int — superpixel labels 0..K-1
     weights : ndarray (K,) — LIME coefficient of each superpixel (activation gained by showing it)
     intercept, score : float — the local model's intercept and weighted R²
@@ -357,6 +358,12 @@ class FeatureExplanation:
     num_samples: int = 0
     seconds: float = 0.0
     forward_seconds: float = 0.0
+    #: the explained example as it was given (H×W×C, as the dataset stores it; ``image`` is its RGB)
+    example: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.example is None:
+            self.example = self.image
 
     @property
     def n_segments(self) -> int:
@@ -483,6 +490,7 @@ class LimeFeatureExplainer:
         if self._cls is None:
             self._cls = _lime_explainer_class()
         rgb = _as_rgb(image)
+        target = _in_channels_of(image, target)
         start = time.perf_counter()
         fwd0 = getattr(target, "forward_seconds", 0.0)
         segments = np.asarray(self.segmenter(rgb))  # type: ignore[misc]
@@ -510,7 +518,7 @@ class LimeFeatureExplainer:
             intercept=float(np.ravel(result.intercept[0])[0]), score=float(result.score),
             activation=activation, example_id=example_id, num_samples=n,
             seconds=time.perf_counter() - start,
-            forward_seconds=getattr(target, "forward_seconds", 0.0) - fwd0)
+            forward_seconds=getattr(target, "forward_seconds", 0.0) - fwd0, example=np.asarray(image))
 
     def explain_many(self, image: np.ndarray, target: Callable[[np.ndarray], np.ndarray], *,
                      columns: Sequence[int], features: Sequence[int],
@@ -542,6 +550,7 @@ class LimeFeatureExplainer:
         if len(columns) != len(features) or not columns:
             raise ParameterError("explain_many needs one column per feature, at least one", parameter="columns")
         rgb = _as_rgb(image)
+        target = _in_channels_of(image, target)
         start = time.perf_counter()
         fwd0 = getattr(target, "forward_seconds", 0.0)
         segments = np.asarray(self.segmenter(rgb))  # type: ignore[misc]
@@ -571,7 +580,8 @@ class LimeFeatureExplainer:
                 feature=feat, image=rgb, segments=segments, weights=weights,
                 intercept=float(np.ravel(result.intercept[col])[0]), score=float(result.score[col])
                 if isinstance(result.score, dict) else float(result.score), activation=activation,
-                example_id=example_id, num_samples=n, seconds=seconds, forward_seconds=forward))
+                example_id=example_id, num_samples=n, seconds=seconds, forward_seconds=forward,
+                example=np.asarray(image)))
         return out
 
     def attribute(self, image: np.ndarray, target: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -585,6 +595,36 @@ class LimeFeatureExplainer:
             stat = np.median if self.hide_color == "median" else np.mean
             return stat(rgb.reshape(-1, 3), axis=0).round().astype(np.uint8)
         return self.hide_color
+
+
+class _GreyTarget:
+    """A target over grey images, fed LIME's RGB perturbations: each is turned back into the
+    dataset's one channel (the first; LIME's RGB of a grey image repeats it) before the model."""
+
+    def __init__(self, target: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.target = target
+
+    @property
+    def forward_seconds(self) -> float:
+        return float(getattr(self.target, "forward_seconds", 0.0))
+
+    def batch_size_for(self, image: np.ndarray) -> int:
+        return self.target.batch_size_for(image)  # type: ignore[attr-defined]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        return self.target(images[..., :1] if images.shape[-1] == 3 else images)
+
+
+def _in_channels_of(image: np.ndarray, target: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``target`` as LIME must call it for ``image``: wrapped for a one-channel image, else as it is."""
+    image = np.asarray(image)
+    grey = image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 1)
+    if not grey or isinstance(target, _GreyTarget):
+        return target
+    if not hasattr(target, "batch_size_for"):
+        return lambda x: target(np.asarray(x)[..., :1])
+    return _GreyTarget(target)
 
 
 def _two_columns(target: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:

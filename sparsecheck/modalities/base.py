@@ -148,6 +148,7 @@ class Explanation(Protocol):
     """
 
     feature: int
+    example: Any
     example_id: str | None
     num_samples: int
     seconds: float
@@ -336,7 +337,8 @@ class Modality(abc.ABC):
         associations, explanations and sanity verdict) with its top and bottom examples (raw
         batches, or None without examples) to ``path``, atomically; return the path written.
 
-        The report inlines the file as an image, so write an image format (PNG, SVG).
+        The report inlines the file as an image, so write an image format (PNG, SVG). It may record
+        layout hints on the card (images: ``card.thumb``, the thumbnails' edge in pixels).
         """
 
     @abc.abstractmethod

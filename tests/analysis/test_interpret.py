@@ -267,7 +267,8 @@ def test_sanity_check_on_the_trained_model_and_on_an_edge_detector(demo):
     layer = ctx.sparse_layer
     acts = np.asarray(ctx.splits["test"].features)[:, j]
     images = ctx.datasets["test"].batch(np.argsort(-acts)[:2])
-    edge = model_randomisation_test(ctx.model, j, images, input_spec=ctx.input_spec, mean=layer.mean_,
+    edge = model_randomisation_test(ctx.model, j, images, probes=ctx.modality.sanity_probes(images),
+                                    input_spec=ctx.input_spec, mean=layer.mean_,
                                     std=layer.std_, explainer=EdgeAttributor(), cascade=False)
     print(f"edge detector: spearman {edge.spearman:.3f}")
     assert edge.spearman > 0.95 and not edge.trustworthy
