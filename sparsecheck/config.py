@@ -294,6 +294,7 @@ class AnalysisConfig(_Strict):
     explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, reader's need first
     explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
+    lime_convergence: float | None = Field(ANALYSIS["lime_convergence"], gt=0, le=1)  # adaptive LIME sample size
     card_images: int | None = Field(ANALYSIS["card_images"], ge=0)  # card pictures, reader's need first
     # significant associations results.json lists per feature; the whole table: feature_attributes.parquet
     associations_per_feature: int | None = Field(ANALYSIS["associations_per_feature"], ge=0)

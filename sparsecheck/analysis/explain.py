@@ -186,6 +186,7 @@ def explain_cards(interpretation: "Interpretation", layer: Any, *, model: Any, d
                   order: Sequence[tuple[int, str]] = (), limit: int | None = ANALYSIS["explain_features"],
                   budget_s: float | None = ANALYSIS["explain_budget_s"],
                   lime_examples: int = ANALYSIS["lime_examples"], lime_samples: int = ANALYSIS["lime_samples"],
+                  lime_convergence: float | None = ANALYSIS["lime_convergence"],
                   sanity_check: bool = ANALYSIS["sanity_check"], sanity_features: int = ANALYSIS["sanity_features"],
                   sanity_examples: int = ANALYSIS["sanity_examples"],
                   sanity_threshold: float = ANALYSIS["sanity_threshold"],
@@ -236,7 +237,7 @@ def explain_cards(interpretation: "Interpretation", layer: Any, *, model: Any, d
         id_of = {r: i for f, _ in chosen for r, i in zip(cards[f].top_rows, cards[f].top_examples)}
         jobs = {f: dataset.batch(rows[f]) for f, _ in chosen}
         job_ids = {f: [id_of[r] for r in rows[f]] for f, _ in chosen}
-        explainer = modality.explainer(num_samples=int(lime_samples), seed=seed)
+        explainer = modality.explainer(num_samples=int(lime_samples), seed=seed, convergence=lime_convergence)
         common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_, std=layer.std_, device=device)
         named = [f for f, why in chosen if not why.startswith(("total |weight|", "tied to"))]
         check = ([f for f in named] + [f for f in features_by_weight(layer) if f in jobs and f not in named]
@@ -287,7 +288,8 @@ def explain_cards(interpretation: "Interpretation", layer: Any, *, model: Any, d
     why = dict(order)
     for f, card in cards.items():  # what this pass explained replaces what an earlier one did
         card.explanations, card.lime_why = explained.get(f, []), why.get(f) if explained.get(f) else None
-        card.lime_samples, card.sanity = int(lime_samples), sanity.get(f)
+        drawn_samples = [e.num_samples for e in card.explanations]
+        card.lime_samples, card.sanity = int(max(drawn_samples, default=lime_samples)), sanity.get(f)
     interpretation.sanity.clear()
     interpretation.sanity.update(sanity)
     if out_dir is not None:
@@ -311,6 +313,9 @@ def explain_cards(interpretation: "Interpretation", layer: Any, *, model: Any, d
     interpretation.summary.update({
         "explained_features": n_features, "explained_examples": n_explained,
         "lime_samples": int(lime_samples) if n_explained else None,
+        "lime_convergence": lime_convergence,
+        "lime_samples_drawn": (round(float(np.mean([e.num_samples for v in explained.values() for e in v])), 1)
+                               if n_explained else None),
         "lime_seconds": round(lime_seconds, 3), "forward_seconds": round(forward_seconds, 3),
         "examples_per_second": round(n_explained / lime_seconds, 3) if lime_seconds > 0 else None,
         "sanity_checked": len(interpretation.sanity),

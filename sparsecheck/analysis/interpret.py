@@ -254,6 +254,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        top_k: int = ANALYSIS["top_k"], explain: bool = ANALYSIS["explain"],
                        explain_features: int | None = ANALYSIS["explain_features"],
                        lime_examples: int = ANALYSIS["lime_examples"], lime_samples: int = ANALYSIS["lime_samples"],
+                       lime_convergence: float | None = ANALYSIS["lime_convergence"],
                        sanity_check: bool = ANALYSIS["sanity_check"],
                        sanity_features: int = ANALYSIS["sanity_features"],
                        sanity_examples: int = ANALYSIS["sanity_examples"],
@@ -341,6 +342,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                   feature_layer=feature_layer, device=device, seed=seed, out_dir=out, on_skip=on_skip,
                   order=explanation_order(layer, None, table, list(spurious_attributes), explain_features, fdr=fdr),
                   limit=explain_features, lime_examples=lime_examples, lime_samples=lime_samples,
+                  lime_convergence=lime_convergence,
                   sanity_check=sanity_check, sanity_features=sanity_features, sanity_examples=sanity_examples,
                   sanity_threshold=sanity_threshold, sanity_cascade=sanity_cascade, card_images=card_images,
                   off_reason=None if explain else "not asked for (explain=False)")
@@ -349,5 +351,3 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                 used.size, summary["explained_features"], summary["explained_examples"],
                 summary["sanity_checked"], time.perf_counter() - start)
     return interpretation
-
-

@@ -349,9 +349,14 @@ class Modality(abc.ABC):
 
     # -- 4. the local explainer --------------------------------------------------------------
     @abc.abstractmethod
-    def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
+    def explainer(self, *, num_samples: int, seed: int, convergence: float | None = None) -> LocalExplainer:
         """A seeded local explainer (every explanation of one example draws the same perturbations,
-        so a trained and a randomised model are compared sample for sample)."""
+        so a trained and a randomised model are compared sample for sample).
+
+        ``num_samples`` is the most perturbed examples one explanation draws; with ``convergence``
+        (``analysis.lime_convergence``) it may stop earlier, once its weights stop changing (an
+        explainer without an adaptive sample size ignores it). Each explanation's ``num_samples``
+        says how many it drew."""
 
     def sanity_probes(self, raw: RawBatch) -> RawBatch:
         """Varied examples made from ``raw`` on which the sanity check tells "randomising this layer

@@ -200,8 +200,8 @@ class ImageModality(Modality):
         return render_cue(path, estimate=estimate, cue_name=cue_name, examples=examples, title=title)
 
     # -- 4. the local explainer
-    def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
-        return LimeFeatureExplainer(num_samples=int(num_samples), random_state=int(seed),
+    def explainer(self, *, num_samples: int, seed: int, convergence: float | None = None) -> LocalExplainer:
+        return LimeFeatureExplainer(num_samples=int(num_samples), convergence=convergence, random_state=int(seed),
                                     segmenter=Segmenter(random_state=int(seed)))
 
     def sanity_probes(self, raw: Any) -> np.ndarray:

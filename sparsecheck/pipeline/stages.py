@@ -515,7 +515,7 @@ def explain_stage(ctx: RunContext) -> None:
                   feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(ctx.config.seed),
                   out_dir=ctx.out_dir, on_skip=ctx.skip, order=order, limit=acfg.explain_features,
                   budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
-                  sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
+                  lime_convergence=acfg.lime_convergence, sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
                   sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
                   sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
     ctx.artifacts.update(found.artifacts)
