@@ -296,8 +296,10 @@ class CueTrial:
             if not ok:
                 raise ParameterError(f"The {name!r} parameter of CueTrial is out of range. Got {v!r} instead.",
                                      parameter=name)
-        self.put = parse_cue(put, key="put")
-        self.remove = None if remove is None else parse_cue(remove, key="remove")
+        # a cue object of any modality passes as it is; a mapping is an image cue's config form
+        self.put = put if hasattr(put, "apply_labelled") else parse_cue(put, key="put")
+        self.remove = (None if remove is None else remove if hasattr(remove, "apply_labelled")
+                       else parse_cue(remove, key="remove"))
         self.has = (np.zeros(n, bool) if has_cue is None else np.asarray(has_cue, bool))
         if self.has.shape != (n,):
             raise DataError(f"has_cue must have shape ({n},), got {self.has.shape}")

@@ -29,11 +29,12 @@ Examples
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from sparsecheck.reports.format import finite as finite_number
+from sparsecheck.reports.format import weight as fmt_weight
 from sparsecheck.results import failing_assertions
 
 __all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_weight", "finite_number"]
@@ -41,30 +42,9 @@ __all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_w
 _FEAT_COLUMN = re.compile(r"^feat(?:ure)?_(\d+)$")
 
 
-def finite_number(x: Any) -> float | None:
-    """``x`` as a finite float, or None (booleans, None, text and NaN/inf are not numbers here)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _int(x: Any) -> int | None:
     v = finite_number(x)
     return int(v) if v is not None and v == int(v) else None
-
-
-def fmt_weight(x: Any) -> str:
-    """A signed weight that never reads ``+0.00``: two decimals, or two significant digits when small."""
-    v = finite_number(x)
-    if v is None:
-        return "—"
-    if v != 0 and abs(v) < 0.005:  # two significant digits, never in e-notation
-        return f"{v:+.{1 - math.floor(math.log10(abs(v)))}f}"
-    return f"{v:+.2f}"
 
 
 def assertion_features(assertion: Mapping[str, Any], limit: int = 6) -> list[int]:

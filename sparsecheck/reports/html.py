@@ -41,6 +41,7 @@ import jinja2
 
 from sparsecheck.outputs import atomic_write
 from sparsecheck._version import __version__
+from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import ParameterError
 from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,
                                           fmt_weight)
@@ -432,7 +433,7 @@ def _environment() -> jinja2.Environment:
 
 def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = None,
                   path_png: bytes | None = None, max_cards: int = 6, max_rows: int = 25,
-                  fdr: float = 0.05) -> str:
+                  fdr: float = ANALYSIS["fdr"]) -> str:
     """Render a run's results (the results.json dict) as a self-contained HTML page.
 
     Parameters
