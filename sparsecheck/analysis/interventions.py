@@ -71,6 +71,7 @@ from scipy import stats as _st
 from sparsecheck.analysis.cues import Cue, parse_cue
 from sparsecheck.analysis.stats import mcnemar_exact, wilson_interval
 from sparsecheck.errors import DataError, ModelError, ParameterError
+from sparsecheck.reports import format as fmt
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +234,7 @@ def _points(mean: float, lo: float, hi: float) -> str:
     return f"{100 * mean:+.0f} points ({100 * lo:+.0f} to {100 * hi:+.0f})"
 
 
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+_p = fmt.p_clause
 
 
 def _check(predict: np.ndarray, n: int) -> np.ndarray:

@@ -105,6 +105,7 @@ from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
 from sparsecheck.analysis.spurious_findings import SpuriousAnalysis, SpuriousFinding
 from sparsecheck.outputs import native
+from sparsecheck.reports import format as fmt
 
 __all__ = ["SpuriousFinding", "SpuriousAnalysis", "find_spurious_features"]
 
@@ -437,17 +438,11 @@ def _group_stats(in_c: np.ndarray, has: np.ndarray, dense_correct: np.ndarray,
 
 
 def _change(drop: float) -> str:
-    if not np.isfinite(drop):
-        return "is unknown"
-    points = abs(100 * drop)
-    if points < 0.5:
-        return "stays within a point"
-    unit = "point" if round(points) == 1 else "points"
-    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+    return fmt.change(drop)
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%" if np.isfinite(x) else "n/a"
+    return fmt.percent(x, 0)
 
 
 def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFinding:

@@ -33,6 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sparsecheck.reports import format as fmt
 from sparsecheck.reports.format import finite as finite_number
 from sparsecheck.reports.format import weight as fmt_weight
 from sparsecheck.results import failing_assertions
@@ -130,20 +131,10 @@ def featured_features(results: Mapping[str, Any], *, top_slices: int = 3,
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return fmt.percent(x, 0)
 
 
-def _points(x: float) -> str:
-    p = 100 * x
-    return f"{p:+.0f} point{'s' if round(abs(p)) != 1 else ''}"
-
-
-def _change(drop: float) -> str:
-    points = abs(100 * drop)
-    if round(points) < 1:
-        return "stays within a point"
-    unit = "point" if round(points) == 1 else "points"
-    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+_points, _change = fmt.points, fmt.change
 
 
 def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
