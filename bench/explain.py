@@ -173,9 +173,10 @@ def bench_demo(args: argparse.Namespace) -> dict[str, Any]:
             images = ctx.datasets["test"].batch(top_f)
             common = dict(layer=ctx.config.model.feature_layer, input_spec=ctx.input_spec, mean=layer.mean_,
                           std=layer.std_, device=args.device, cascade=args.cascade)
-            lime = model_randomisation_test(ctx.model, f, images, explainer=explainer, **common)
-            quick = model_randomisation_test(ctx.model, f, images, explainer=adaptive, **common)
-            edge = model_randomisation_test(ctx.model, f, images, explainer=EdgeAttributor(), **common)
+            probes = ctx.modality.sanity_probes(images)
+            lime = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=explainer, **common)
+            quick = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=adaptive, **common)
+            edge = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=EdgeAttributor(), **common)
             sanity[f] = {"lime_spearman": round(lime.spearman, 3), "lime_trustworthy": lime.trustworthy,
                          "adaptive_lime_spearman": round(quick.spearman, 3),
                          "adaptive_lime_trustworthy": quick.trustworthy,

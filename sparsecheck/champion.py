@@ -1,9 +1,9 @@
 """Champion vs challenger: compare two model versions through their sparsecheck runs.
 
 ``sparsecheck compare models:/digits@champion models:/digits@challenger`` resolves each side to
-its registered model version (:func:`~sparsecheck.reports.tracking.registry.resolve_model_uri`),
+its registered model version (:func:`~sparsecheck.tracking.registry.resolve_model_uri`),
 then to the latest finished sparsecheck run that checked it
-(:func:`~sparsecheck.reports.tracking.registry.find_check_run`: the version's
+(:func:`~sparsecheck.tracking.registry.find_check_run`: the version's
 ``sparsecheck.run_id`` tag, else a search of runs tagged with the version). A side with no check
 is an error naming the version and the command that checks it — or, given ``--run-missing
 CONFIG``, it is checked first by the same pipeline call ``sparsecheck run`` makes, with the
@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.errors import ConfigError, TrackingError
-from sparsecheck.reports.tracking.registry import (ModelOrigin, find_check_run, is_model_uri,
-                                                   resolve_model_uri)
-from sparsecheck.reports.tracking.store import resolve_tracking_uri
+from sparsecheck.pipeline import run_pipeline
+from sparsecheck.reports.compare import compare_runs
+from sparsecheck.tracking.registry import ModelOrigin, find_check_run, is_model_uri, resolve_model_uri
+from sparsecheck.tracking.store import resolve_tracking_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -77,7 +78,7 @@ def resolve_target(target: str, *, tracking_uri: str | None = None, run_missing:
         An MLflow run id, or ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/m-...``,
         ``runs:/RUN_ID/PATH``.
     tracking_uri : str, optional
-        See :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`.
+        See :func:`~sparsecheck.tracking.resolve_tracking_uri`.
     run_missing : Config, optional
         Check a model version that has no check yet with this config (its model source replaced
         by the version); without it such a version is an error.
@@ -112,8 +113,6 @@ def resolve_target(target: str, *, tracking_uri: str | None = None, run_missing:
 def _run_check(origin: ModelOrigin, config: "Config", uri: str, out_dir: str | Path | None, device: str,
                force: bool) -> str:
     """Run the pipeline on ``origin`` as ``sparsecheck run CONFIG --model URI`` does; return its run id."""
-    from sparsecheck.pipeline import run_pipeline
-
     if not config.mlflow.enabled:
         raise ConfigError("--run-missing needs a config that logs to MLflow (the comparison reads the check "
                           "back from there)", key="mlflow.enabled", value=False)
@@ -147,8 +146,6 @@ def compare_targets(target_a: str, target_b: str, *, tracking_uri: str | None = 
     (``min_correlation``, ``slice_fdr``). The comparison's ``model_a`` / ``model_b`` name the
     model versions and the runs that checked them.
     """
-    from sparsecheck.reports.compare import compare_runs
-
     if tracking_uri is None and run_missing is not None:
         tracking_uri = run_missing.mlflow.tracking_uri
     uri = resolve_tracking_uri(tracking_uri)

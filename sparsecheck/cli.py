@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
-import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -26,6 +24,16 @@ from typer.core import TyperCommand, TyperGroup
 from sparsecheck._version import __version__
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import Interrupted, SparsecheckError
+from sparsecheck.logs import setup_logging
+from sparsecheck.cli_process import (
+    INTERNAL_ERROR,
+    _interrupts_raise,
+    _rank_prefix,
+    _release_out_dir_on_failure,
+    _reported_to_rank0,
+    _write_traceback,
+    interrupt_line,
+)
 
 EXIT_CODES_HELP = """Exit codes:
 0 all error-severity assertions pass;
@@ -92,46 +100,6 @@ class FailOn(str, Enum):
     warning = "warning"
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record is emitted (test runners swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D401
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    from sparsecheck.sparse.distributed import rank_label
-
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    root = logging.getLogger("sparsecheck")
-    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
-    if handler is None:
-        handler = _StderrHandler()
-        root.addHandler(handler)
-    rank = rank_label()  # under torchrun every line says which rank wrote it
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
-                                           "%H:%M:%S"))
-    root.setLevel(level)
-    # one line per record: MLflow (and anything calling logging.basicConfig) puts a handler on the
-    # root logger, which would print every line again if ours propagated to it
-    root.propagate = False
-    if not verbose:
-        # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        for noisy in ("torch", "mlflow", "alembic", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 VerboseOpt = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v: debug).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where to run the model and solvers.")
@@ -147,39 +115,10 @@ ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model in
                         "flavour, loaded from the tracking server: only load models from your own server).")
 
 
-@contextlib.contextmanager
-def _release_out_dir_on_failure(out: Path, outputs: tuple[str, ...] = (), done_file: str | None = None
-                                ) -> Iterator[None]:
-    """A run that stops before writing anything leaves no ``--out`` folder that it created behind.
-
-    Only a folder that did not exist when the command started, and that holds nothing but
-    sparsecheck's marker, is removed: never a user's folder or earlier results. An interrupted run
-    (SIGINT, SIGTERM) that had not written ``done_file`` first removes the ``outputs`` it had begun
-    to write (only those the folder's marker lists as sparsecheck's), so nothing half-written stays.
-    """
-    from sparsecheck._runtime import ACTIVITY
-
-    created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # out and the parents it needs
-    ACTIVITY.out_dir, ACTIVITY.outputs, ACTIVITY.done_file = out, outputs, done_file
-    try:
-        yield
-    except BaseException as exc:
-        from sparsecheck._runtime import release_out_dir, remove_outputs
-
-        interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
-        with contextlib.suppress(OSError):
-            if interrupted and out.is_dir() and not (done_file and (out / done_file).is_file()):
-                remove_outputs(out, outputs)
-            if created and release_out_dir(out):
-                for parent in created[1:]:  # rmdir refuses a folder that something else wrote into
-                    parent.rmdir()
-        raise
-
-
 def _one_process(command: str) -> None:
     """Refuse to run ``command`` once per rank: under torchrun only ``extract`` shares its work."""
     from sparsecheck.errors import ConfigError
-    from sparsecheck.sparse.distributed import in_torchrun
+    from sparsecheck.features.distributed import in_torchrun
 
     if in_torchrun():
         raise ConfigError(f"`sparsecheck {command}` runs in one process; under torchrun every rank would run it "
@@ -218,7 +157,7 @@ def demo(
     quiet: bool = QuietOpt,
 ) -> None:
     """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("demo")
     from sparsecheck.config import load_config
     from sparsecheck.demo import build_demo
@@ -269,7 +208,7 @@ def run(
     With a registered model (--model models:/NAME@ALIAS or model.uri), the verdict is tagged on
     the model version, and --promote-alias moves an alias onto it when the gate passes.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("run")
     from sparsecheck.config import load_config
     from sparsecheck.pipeline import run_pipeline
@@ -302,7 +241,7 @@ def extract(
     quiet: bool = QuietOpt,
 ) -> None:
     """Extract the deep features of every split once (the help text is given to ``_command``)."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from sparsecheck.pipeline.extract import run_extract
 
     done = run_extract(config, out=out, device=device.value, force=force, trust_pickle=trust_pickle)
@@ -356,7 +295,7 @@ def compare(
     A and B are MLflow run ids, or model versions (models:/NAME@champion models:/NAME@challenger)
     resolved to their latest finished sparsecheck run.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from sparsecheck.champion import compare_targets
     from sparsecheck.reports.compare import write_comparison
 
@@ -371,7 +310,7 @@ def compare(
     with (_release_out_dir_on_failure(out, COMPARE_OUTPUTS, "compare.json") if out is not None
           else contextlib.nullcontext()):
         if out is not None:
-            from sparsecheck._runtime import claim_out_dir
+            from sparsecheck.outputs import claim_out_dir
 
             # before a check writes into it
             claim_out_dir(out, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
@@ -417,7 +356,7 @@ def monitor(
     An unreachable tracking server is tried $SPARSECHECK_TRACKING_ATTEMPTS times (default 3) with a
     growing wait ($SPARSECHECK_TRACKING_BACKOFF_S, default 2 s), then the command exits 3.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("monitor")
     from sparsecheck.config import load_config
     from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
@@ -498,11 +437,12 @@ def select_pool(
     Writes id, rank, strategy, the assertions that fired with their severities, confidence and
     predicted class per example, and logs the selection to MLflow (experiment <experiment>-select).
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("select")
     from sparsecheck.config import load_config
-    from sparsecheck.select import (check_out_file, load_labelled, log_to_mlflow, parse_strategy, pool_assertions,
-                                    select_examples, write_csv)
+    from sparsecheck.outputs import check_out_file, write_csv
+    from sparsecheck.config import pool_assertions
+    from sparsecheck.select import load_labelled, log_to_mlflow, parse_strategy, select_examples
 
     cfg = load_config(config)
     _override_model(cfg, model, trust_pickle)
@@ -551,10 +491,11 @@ def weak_labels(
     One row per example and rule: the proposed label (a key's majority vote, a flicker's smoothed
     label), the rule, the model's prediction, whether they agree, and the support behind the label.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("weak-labels")
     from sparsecheck.config import load_config
-    from sparsecheck.select import check_out_file, log_to_mlflow, write_csv
+    from sparsecheck.outputs import check_out_file, write_csv
+    from sparsecheck.select import log_to_mlflow
     from sparsecheck.weak_labels import RULES, propose_labels
 
     cfg = load_config(config)
@@ -591,89 +532,6 @@ def _echo_corrections(result, out: Path) -> None:
     else:  # an earlier run without --correct covers the batch
         typer.echo(f"run {result.run_id} covers this batch without corrections; pass --force with --correct to "
                    "score it again", err=True)
-
-
-#: exit code of a run that could not finish for a reason that is not the user's input
-INTERNAL_ERROR = 3
-
-
-def _write_traceback() -> str:
-    """Save the current exception's traceback to a file in the temp directory; return its path."""
-    import tempfile
-    import traceback
-
-    fd, path = tempfile.mkstemp(prefix="sparsecheck-traceback-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"sparsecheck {sys.argv!r}\n")
-        traceback.print_exc(file=fh)
-    return path
-
-
-def _reported_to_rank0(exc: BaseException) -> bool:
-    """True on a rank other than 0 for an error rank 0 prints (:meth:`Ranks.together` reported it)."""
-    from sparsecheck.sparse.distributed import REPORTED
-
-    return bool(getattr(exc, REPORTED, False)) and os.environ.get("RANK", "0") != "0"
-
-
-def _rank_prefix() -> str:
-    from sparsecheck.sparse.distributed import rank_label
-
-    rank = rank_label()
-    return f"[{rank}] " if rank else ""
-
-
-def _raise_interrupted(signum: int, _frame) -> None:
-    """SIGINT/SIGTERM handler: a second signal stops the process at once; the first unwinds it."""
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """While the command runs, SIGINT and SIGTERM raise :class:`~sparsecheck.errors.Interrupted`
-    (typer would turn a KeyboardInterrupt into a silent exit 130, and SIGTERM would skip every
-    cleanup); the previous handlers come back afterwards. Only the main thread can set them."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def interrupt_line() -> str:
-    """The one line an interrupted command prints: where it was, what is in --out, what became of
-    its MLflow run (see :class:`~sparsecheck._runtime.Activity`)."""
-    from sparsecheck._runtime import ACTIVITY, OUT_DIR_MARKER
-
-    parts = [f"interrupted during {ACTIVITY.step}"]
-    out = ACTIVITY.out_dir
-    if out is not None:
-        done = ACTIVITY.done_file
-        if done and (out / done).is_file():
-            parts.append(f"the outputs in {out} were complete ({done} is there)")
-        elif not out.is_dir() or all(p.name == OUT_DIR_MARKER or p.name not in ACTIVITY.outputs
-                                     for p in out.iterdir()):
-            parts.append(f"nothing was written to {out}")
-        else:
-            parts.append(f"{out} holds no {done or 'finished outputs'}: what is there is incomplete")
-    if ACTIVITY.mlflow_run:
-        if ACTIVITY.mlflow_status:
-            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} is marked {ACTIVITY.mlflow_status}")
-        else:
-            parts.append(f"the MLflow run {ACTIVITY.mlflow_run} could not be closed: the next run in its "
-                         "experiment marks it KILLED")
-    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,11 +37,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sparsecheck.assertions.spec import parse_assertions
+from sparsecheck.data import InputSpec
+from sparsecheck.data.precomputed import is_features
 from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
+from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
+from sparsecheck.models import load_model
+from sparsecheck.tracking.registry import check_alias_name, parse_model_uri
+from sparsecheck.yaml_input import read_yaml
+from sparsecheck.assertions.pool import pool_assertions
 
 __all__ = [
     "Config",
@@ -55,6 +62,7 @@ __all__ = [
     "SelectConfig",
     "load_config",
     "parse_config",
+    "pool_assertions",
 ]
 
 
@@ -101,8 +109,6 @@ class InputConfig(_Strict):
         return v
 
     def to_spec(self) -> Any:
-        from sparsecheck.data import InputSpec
-
         return InputSpec(scale=self.scale, mean=None if self.mean is None else tuple(self.mean),
                          std=None if self.std is None else tuple(self.std),
                          size=self.size, channels=self.channels, channel_order=self.channel_order,
@@ -153,8 +159,6 @@ class ModelConfig(_Strict):
     def _model_uri(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.reports.tracking.registry import parse_model_uri
-
         return parse_model_uri(v).uri  # ValueError names the URI and the accepted forms
 
     @model_validator(mode="after")
@@ -185,8 +189,6 @@ class ModelConfig(_Strict):
         ConfigError
             when it names none.
         """
-        from sparsecheck.models import load_model
-
         if not self.sources_given:
             raise ConfigError("required key is missing: give one of " + ", ".join(f"model.{k}" for k in MODEL_SOURCES)
                               + " (only splits of precomputed features can do without a model)", key="model")
@@ -215,11 +217,15 @@ class DataConfig(_Strict):
     (a directory written by ``sparsecheck extract --out``, an ``.npz`` with ``features``, a Parquet
     file with a ``features`` column: :mod:`sparsecheck.data.precomputed`). ``skip_unreadable`` leaves
     out image files that cannot be decoded (after one full decoding pass) instead of failing.
+    ``modality`` says what kind of input the splits hold (``image``, the default; see
+    :func:`sparsecheck.modalities.modality_names`).
     """
 
     train: Path
     val: Path | None = None
     test: Path
+    #: the kind of input (:mod:`sparsecheck.modalities`): how splits are read, explained and intervened on
+    modality: str = DEFAULT_MODALITY
     metadata: Path | None = None
     id_column: str = "id"
     class_names: list[str] | None = None
@@ -229,17 +235,23 @@ class DataConfig(_Strict):
     #: :func:`sparsecheck.analysis.cues.parse_intervention`)
     interventions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("interventions")
+    @field_validator("modality")
     @classmethod
-    def _check_interventions(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from sparsecheck.analysis.cues import parse_intervention
+    def _known_modality(cls, v: str) -> str:
+        if v not in modality_names():
+            raise ValueError(f"no modality {v!r} (known: {', '.join(modality_names())})")
+        return v
 
-        for attribute, spec in v.items():
+    @model_validator(mode="after")
+    def _check_interventions(self) -> "DataConfig":
+        modality = get_modality(self.modality)
+        for attribute, spec in self.interventions.items():
             if not isinstance(spec, dict) or "value" not in spec:
                 raise ValueError(f"data.interventions.{attribute} needs 'value' (the attribute value the cue "
                                  f"stands for) and 'put' (the cue), e.g. {{value: yes, put: {{type: patch}}}}")
-            parse_intervention({k: w for k, w in spec.items() if k != "value"}, key=f"data.interventions.{attribute}")
-        return v
+            modality.parse_intervention({k: w for k, w in spec.items() if k != "value"},
+                                        key=f"data.interventions.{attribute}")
+        return self
 
 
 class FeaturesConfig(_Strict):
@@ -333,8 +345,6 @@ class MlflowConfig(_Strict):
     def _alias(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.reports.tracking.registry import check_alias_name
-
         return check_alias_name(v)
 
 
@@ -385,8 +395,6 @@ class Config(_Strict):
         automatic = bool(self.analysis.auto_attributes and self.analysis.interventions)
         key = repr((self.assertions, self.data.spurious_attributes, self.data.class_names, automatic))
         if self._parsed is None or self._parsed[0] != key:
-            from sparsecheck.assertions.spec import parse_assertions
-
             self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
                                                   class_names=self.data.class_names, chance_guard=True,
                                                   automatic_guard=automatic))
@@ -421,8 +429,6 @@ class Config(_Strict):
         alias = self.mlflow.promote_alias
         if alias is None:
             return
-        from sparsecheck.reports.tracking.registry import parse_model_uri
-
         if self.model.uri is None or not parse_model_uri(self.model.uri).registered:
             raise ConfigError(f"alias {alias!r} can only be set on a registered model version: give the model as "
                               "models:/NAME/VERSION or models:/NAME@ALIAS (model.uri or --model)",
@@ -503,8 +509,6 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
     cfg.parsed_assertions  # noqa: B018 - parses them: a malformed assertion fails here, before any work
     if cfg.select.assertions:
-        from sparsecheck.select import pool_assertions
-
         pool_assertions(cfg)  # select.assertions too
     base = Path(base_dir)
     cfg.base_dir = base
@@ -519,8 +523,6 @@ def _check_model_needed(cfg: Config) -> None:
     """Without a model source, every split must be precomputed features."""
     if cfg.model.sources_given:
         return
-    from sparsecheck.data.precomputed import is_features
-
     for split in ("train", "val", "test"):
         path = getattr(cfg.data, split)
         if path is not None and not is_features(path):
@@ -555,56 +557,12 @@ def check_paths(cfg: Config) -> None:
             raise ConfigError(f"file not found: {tried}", key=key, value=tried)
 
 
-#: the largest config file read: a config is a page of settings, not data
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-#: the most YAML values (scalars, lists, mappings) a config may hold once its aliases are followed
-MAX_CONFIG_VALUES = 200_000
-
-
-class _ConfigTooLarge(Exception):
-    """A config whose aliases expand past :data:`MAX_CONFIG_VALUES`, or that refers to itself."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that refuses a document whose anchors and aliases expand past
-    :data:`MAX_CONFIG_VALUES` values (a "billion laughs" bomb) before anything walks it."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _expanded_size(node, MAX_CONFIG_VALUES)
-        return super().construct_document(node)
-
-
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """How many values ``root`` holds with every alias expanded; counted once per node, so linear
-    in the document, and stopped as soon as it passes ``limit``."""
-    sizes: dict[int, int | None] = {}
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            known = sizes[key]
-            if known is None:
-                raise _ConfigTooLarge("an alias refers to the anchor that holds it (a recursive structure)")
-            return known
-        sizes[key] = None
-        total = 1
-        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
-                    else node.value if isinstance(node, yaml.SequenceNode) else [])
-        for child in children:
-            total += size(child)
-            if total > limit:
-                raise _ConfigTooLarge(f"its anchors and aliases expand to more than {limit:,} values")
-        sizes[key] = total
-        return total
-
-    return size(root)
-
-
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     """Read and validate a YAML config file.
 
     The file must be UTF-8, at most :data:`MAX_CONFIG_BYTES`, and expand to at most
-    :data:`MAX_CONFIG_VALUES` values once its YAML aliases are followed.
+    :data:`MAX_CONFIG_VALUES` values once its YAML aliases are followed
+    (:func:`sparsecheck.yaml_input.read_yaml`).
 
     Raises
     ------
@@ -613,42 +571,4 @@ def load_config(path: str | Path, *, check_files: bool = True) -> Config:
         types or missing files.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found", value=str(path)) from None
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config file is {size / 2**20:.1f} MiB, more than the {MAX_CONFIG_BYTES // 2**20} "
-                          f"MiB a config may be; keep data (class lists, tables) in files the config names")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        guess = _guess_encoding(data)
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}"
-                          f"{f'; it reads as {guess}' if guess else ''}); save the config as UTF-8") from None
-    try:
-        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with a size bound
-    except _ConfigTooLarge as exc:
-        raise ConfigError(f"{path}: refused: {exc}; a config's aliases may expand to at most "
-                          f"{MAX_CONFIG_VALUES:,} values") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(raw, base_dir=path.parent, check_files=check_files)
-
-
-def _guess_encoding(data: bytes) -> str | None:
-    """The legacy encoding a non-UTF-8 config most likely is (Windows-1252 is Latin-1's superset)."""
-    for name, label in (("utf-16", "UTF-16"), ("cp1252", "Latin-1 (Windows-1252)"), ("latin-1", "Latin-1")):
-        if name == "utf-16" and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-            continue
-        try:
-            data.decode(name)
-        except UnicodeDecodeError:
-            continue
-        return label
-    return None
+    return parse_config(read_yaml(path), base_dir=path.parent, check_files=check_files)

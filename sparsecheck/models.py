@@ -20,7 +20,7 @@ source             what is read
 ``uri``            an MLflow model logged with the ``mlflow.pytorch`` flavour:
                    ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID/PATH`` or
                    ``models:/m-...``, downloaded from the tracking server and loaded with
-                   ``mlflow.pytorch.load_model`` (see :mod:`sparsecheck.reports.tracking.registry`).
+                   ``mlflow.pytorch.load_model`` (see :mod:`sparsecheck.tracking.registry`).
                    That flavour unpickles (or loads a ``torch.export`` program): load models
                    only from your own tracking server
 =================  ===========================================================================
@@ -56,6 +56,8 @@ import torch.nn as nn
 
 from sparsecheck._runtime import one_line as _one_line
 from sparsecheck.errors import ModelError
+from sparsecheck.model_archives import check_pt2_archive, check_torchscript_archive, warn_unpickling
+from sparsecheck.tracking.registry import download_model, resolve_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ class Model:
         ``model.input``.
     origin : ModelOrigin or None
         Where an MLflow model came from (registered name, version, alias, run, logged model id);
-        see :class:`sparsecheck.reports.tracking.registry.ModelOrigin`.
+        see :class:`sparsecheck.tracking.registry.ModelOrigin`.
     """
 
     module: nn.Module
@@ -194,7 +196,7 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     uri : an MLflow model URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
         ``runs:/RUN_ID/PATH``, ``models:/m-...``) of a model logged with ``mlflow.pytorch``,
         resolved and downloaded against ``tracking_uri`` (see
-        :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`). The flavour unpickles: load
+        :func:`~sparsecheck.tracking.resolve_tracking_uri`). The flavour unpickles: load
         only models from your own tracking server.
     trust_pickle : load a ``path`` whose archive holds pickles (``use_pickle`` weights or constants,
         sample inputs beyond tensors, pickled extra files, AOTInductor code), which loading runs as
@@ -238,8 +240,6 @@ def _load_file(path: Path, *, trust_pickle: bool = False) -> Model:
 
 
 def _load_checked_file(path: Path, fh: Any, trust_pickle: bool) -> Model:
-    from sparsecheck.model_archives import check_pt2_archive, check_torchscript_archive
-
     if path.suffix == ".pt2":
         check_pt2_archive(fh, trust_pickle=trust_pickle, name=path)
         fh.seek(0)
@@ -289,7 +289,6 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
     import shutil
     import tempfile
 
-    from sparsecheck.reports.tracking.registry import download_model, resolve_model_uri
 
     origin = resolve_model_uri(uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="sparsecheck-mlflow-model-"))
@@ -307,12 +306,8 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
                              "log it with mlflow.pytorch.log_model", path=uri)
         data = local / str(flavors["pytorch"].get("model_data", "data"))
         if (data / "model.pt2").is_file():
-            from sparsecheck.model_archives import check_pt2_archive
-
             check_pt2_archive(data / "model.pt2", trust_pickle=trust_pickle, name=f"{uri} (model.pt2)")
         else:
-            from sparsecheck.model_archives import warn_unpickling
-
             warn_unpickling(uri, "the whole model (mlflow.pytorch's pickle format)")
         with _quiet_loading(f"loading {uri}"):
             try:

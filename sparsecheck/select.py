@@ -63,11 +63,21 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, write_json_atomic
+from sparsecheck._runtime import resolve_device
+from sparsecheck.assertions import AssertionContext, run_assertions
+from sparsecheck.config import pool_assertions
+from sparsecheck.data import load_dataset
+from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, ParameterError, TrackingError
+from sparsecheck.features.extraction import extract_features
+from sparsecheck.outputs import write_json_atomic
+from sparsecheck.pipeline.batch import batch_metadata
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.tracking.run_logging import start_run
+from sparsecheck.select_arms import SELECTION_COLUMNS, _arm_stats, _bal, _least_margin, _probabilities, _selection_rows
+from sparsecheck.tracking.tags import TAG_POOL
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.assertions import Assertion, SuiteResult
     from sparsecheck.config import Config
     from sparsecheck.data import ImageDataset
     from sparsecheck.data.precomputed import PrecomputedFeatures
@@ -75,52 +85,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "pool_assertions", "load_pool",
+__all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "load_pool",
            "score_pool", "select_examples", "load_labelled", "select_experiment_name", "log_to_mlflow",
-           "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool",
+           "failures_table", "parse_strategy", "check_pool",
            "check_budget"]
 
 STRATEGIES = ("bal", "uncertainty", "random")
-#: the columns of a selection CSV, in order
-SELECTION_COLUMNS = ("id", "rank", "strategy", "arm", "assertions", "severity", "confidence", "margin",
-                     "prediction", "predicted_class", "gain", "label")
 #: the config's splits a pool may name
 SPLITS = ("train", "val", "test")
-TAG_POOL = "sparsecheck.pool_fingerprint"
-#: what assertions about the sparse layer need: a pool has none of it (``sparsecheck run`` checks them)
-MODEL_LEVEL = frozenset({"sparse_layer", "sparse_predictions", "feature_attributes", "spurious_findings"})
 
 
 def select_experiment_name(experiment: str) -> str:
     """The experiment select and weak-labels runs go to: ``<experiment>-select``."""
     return f"{experiment}-select"
-
-
-def pool_assertions(config: "Config") -> list["Assertion"]:
-    """The assertions checked on an unlabelled pool: the config's enabled label-free ones, then
-    ``select.assertions``. Left out: the implied ones and those about the sparse layer (they
-    judge the model, which ``sparsecheck run`` checks, not examples).
-
-    Raises
-    ------
-    ConfigError
-        naming ``select.assertions`` when one of them is malformed, needs labels, or reuses the
-        name of an assertion under ``assertions:``.
-    """
-    from sparsecheck.assertions import parse_assertions
-
-    own = [a for a in config.parsed_assertions if not a.implied]
-    extra = parse_assertions(config.select.assertions, class_names=config.data.class_names)
-    names = {a.name for a in own}
-    for a in extra:
-        if a.name in names:
-            raise ConfigError(f"assertion name {a.name!r} is already used under assertions:",
-                              key="select.assertions", value=a.name)
-        if a.needs_labels or set(a.requires) & MODEL_LEVEL:
-            raise ConfigError(f"assertion {a.name!r} ({a.type}) needs "
-                              f"{'labels' if a.needs_labels else 'the sparse layer'}, which a pool does not have",
-                              key="select.assertions", value=a.name)
-    return [a for a in [*own, *extra] if a.enabled and not a.needs_labels and not set(a.requires) & MODEL_LEVEL]
 
 
 def parse_strategy(strategy: str, names: Sequence[str] | None) -> tuple[str, str | None]:
@@ -150,9 +127,6 @@ def load_pool(config: "Config", pool: str | Path) -> "ImageDataset | Precomputed
         a missing or unreadable file, or a pool without ids (a selection must name examples a
         labelling tool can find).
     """
-    from sparsecheck.data import load_dataset
-    from sparsecheck.data.precomputed import is_features, load_features
-
     name = str(pool)
     if name in SPLITS:
         path = getattr(config.data, name)
@@ -262,12 +236,6 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
     -------
     PoolScores
     """
-    from sparsecheck._runtime import resolve_device
-    from sparsecheck.data.precomputed import PrecomputedFeatures
-    from sparsecheck.monitor import _batch_metadata
-    from sparsecheck.pipeline.context import RunContext, SplitView
-    from sparsecheck.sparse.features import extract_features
-
     pool_assertions(config)  # a malformed select.assertions fails before the model runs
     ds = pool if hasattr(pool, "ids") and not isinstance(pool, (str, Path)) else load_pool(config, pool)
     dev = resolve_device(device)
@@ -290,7 +258,7 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
         model_info = {"fingerprint": model.fingerprint(), "source": str(model.source)}
         origin = getattr(model, "origin", None)
     class_names = list(config.data.class_names or [str(k) for k in range(np.asarray(logits).shape[1])])
-    meta, note = _batch_metadata(config, ds, metadata)
+    meta, note = batch_metadata(config, ds, metadata)
     notes = [note.replace("the batch's", "the pool's")] if note else []
     ctx = RunContext(config=config, class_names=class_names, device=str(dev),
                      splits={"pool": SplitView("pool", ds.ids, None, features, logits, meta)})
@@ -316,8 +284,6 @@ def check_pool(config: "Config", table: pd.DataFrame, **context: Any) -> tuple[l
     (list of Assertion, SuiteResult, list of str)
         What was checked, the results, and notes on what was skipped or could not run.
     """
-    from sparsecheck.assertions import AssertionContext, run_assertions
-
     assertions = pool_assertions(config)
     data = AssertionContext(table, split="pool", **context)
     suite = run_assertions(assertions, data, needs_labels=False, skip_unavailable=True, max_examples=None)
@@ -541,144 +507,7 @@ def check_budget(budget: int, ids: Iterable[str], labelled: Iterable[str] = ()) 
                              f"(of {len(pool)})", parameter="budget")
 
 
-def _probabilities(table: pd.DataFrame) -> np.ndarray:
-    cols = sorted((c for c in table.columns if isinstance(c, str) and re.fullmatch(r"prob_\d+", c)),
-                  key=lambda c: int(c[5:]))
-    if not cols:
-        raise DataError("the prediction table has no 'prob_<k>' columns: uncertainty needs class probabilities")
-    return table[cols].to_numpy(dtype=np.float64)
-
-
-def _least_margin(margin: np.ndarray, free: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    rows = np.flatnonzero(free)
-    return rows[np.lexsort((ids[rows], margin[rows]))]
-
-
-def _arm_stats(failures: pd.DataFrame, table: pd.DataFrame, labelled: pd.DataFrame,
-               names: Sequence[str]) -> pd.DataFrame:
-    """Per arm: failing examples in the pool, labels acquired on examples it flagged and how many
-    of them were model errors, and the gain (Beta(1, 1) posterior mean of errors per label).
-
-    An acquired row says which assertions fired and what the model predicted when it was
-    selected (its ``assertions`` and ``prediction`` columns, when given); otherwise the current
-    flags and predictions stand in.
-    """
-    flagged_now = failures.groupby("id")["assertion"].agg(set)
-    pred_now = pd.Series(table["prediction"].to_numpy(), index=table["id"].astype(str))
-    n_lab: dict[str, int] = {}
-    n_err: dict[str, int] = {}
-    for row in labelled.itertuples(index=False):
-        rid = str(row.id)
-        fired = _fired(getattr(row, "assertions", None))
-        if fired is None:
-            fired = flagged_now.get(rid, set())
-        pred = getattr(row, "prediction", None)
-        pred = int(pred) if pred is not None and str(pred).strip().lstrip("-").isdigit() else pred_now.get(rid)
-        if pred is None:
-            continue
-        for a in fired:
-            n_lab[a] = n_lab.get(a, 0) + 1
-            n_err[a] = n_err.get(a, 0) + int(int(row.label) != int(pred))
-    counts = failures["assertion"].value_counts()
-    arms = [a for a in names if counts.get(a, 0)] + [a for a in counts.index if a not in names]
-    lab = [n_lab.get(a, 0) for a in arms]
-    err = [n_err.get(a, 0) for a in arms]
-    return pd.DataFrame({"assertion": pd.Series(arms, dtype=str),
-                         "n_failing": pd.Series([int(counts[a]) for a in arms], dtype=np.int64),
-                         "n_labelled": pd.Series(lab, dtype=np.int64), "n_errors": pd.Series(err, dtype=np.int64),
-                         "gain": pd.Series([(e + 1) / (n + 2) for e, n in zip(err, lab)], dtype=np.float64)})
-
-
-def _fired(cell: Any) -> set[str] | None:
-    """The assertion names of a selection CSV's ``assertions`` cell (``a:0.5;b:0.2``); None when absent."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        return None
-    return {part.rpartition(":")[0] or part for part in str(cell).split(";") if part.strip()}
-
-
-def _bal(queues: dict[str, list[int]], arms: pd.DataFrame, budget: int, c: float) -> list[tuple[int, str, float]]:
-    """BAL's draws: UCB over the arms' gains, each arm's most severe example not taken yet."""
-    stats = arms.set_index("assertion")
-    order = [a for a in stats.index if queues.get(a)]
-    pulls = {a: int(stats.at[a, "n_labelled"]) for a in order}
-    t = sum(pulls.values())
-    taken: set[int] = set()
-    picks: list[tuple[int, str, float]] = []
-    heads = {a: 0 for a in order}
-    while len(picks) < budget:
-        best, best_score = None, -math.inf
-        for a in order:  # ties go to the arm declared first
-            queue = queues[a]
-            while heads[a] < len(queue) and queue[heads[a]] in taken:
-                heads[a] += 1
-            if heads[a] >= len(queue):
-                continue
-            score = float(stats.at[a, "gain"]) + c * math.sqrt(2 * math.log(t + 1) / (1 + pulls[a]))
-            if score > best_score:
-                best, best_score = a, score
-        if best is None:
-            break
-        row = queues[best][heads[best]]
-        taken.add(row)
-        picks.append((row, best, float(stats.at[best, "gain"])))
-        pulls[best] += 1
-        t += 1
-    return picks
-
-
-def _selection_rows(table: pd.DataFrame, failures: pd.DataFrame, picks: list[tuple[int, str, float]],
-                    strategy: str, probs: np.ndarray, margin: np.ndarray,
-                    class_names: Sequence[str] | None) -> pd.DataFrame:
-    rows = np.asarray([p[0] for p in picks], dtype=np.int64)
-    ids = table["id"].astype(str).to_numpy()[rows]
-    fired: dict[str, str] = {}
-    worst: dict[str, float] = {}
-    for row in failures.sort_values("severity", ascending=False, kind="stable").itertuples(index=False):
-        fired[row.id] = f"{fired[row.id]};" if row.id in fired else ""
-        fired[row.id] += f"{row.assertion}:{row.severity:.3g}"
-        worst.setdefault(row.id, float(row.severity))
-    pred = table["prediction"].to_numpy(dtype=np.int64)[rows]
-    names = list(class_names or [])
-    return pd.DataFrame({
-        "id": ids, "rank": np.arange(1, len(rows) + 1), "strategy": strategy,
-        "arm": [p[1] for p in picks],
-        "assertions": [fired.get(i, "") for i in ids],
-        "severity": [float(worst.get(i, 0.0)) for i in ids],
-        "confidence": probs[rows].max(axis=1) if len(rows) else np.zeros(0),
-        "margin": margin[rows],
-        "prediction": pred,
-        "predicted_class": [names[k] if k < len(names) else str(k) for k in pred],
-        "gain": [p[2] for p in picks],
-        "label": "",
-    }, columns=list(SELECTION_COLUMNS))
-
-
 # --------------------------------------------------------------------------- outputs
-def check_out_file(path: str | Path, *, force: bool = False, option: str = "--out") -> Path:
-    """Refuse to overwrite an existing output file unless ``force`` (before any work is done).
-
-    Raises
-    ------
-    ConfigError
-        ``path`` exists (and ``force`` is False), or is a directory, naming ``option``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory; give a CSV file name", key=option, value=str(path))
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists; pass --force to overwrite it", key=option, value=str(path))
-    return path
-
-
-def write_csv(frame: pd.DataFrame, path: str | Path, *, force: bool = False, option: str = "--out") -> Path:
-    """Write ``frame`` as CSV atomically, after :func:`check_out_file`."""
-    path = check_out_file(path, force=force, option=option)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-        frame.to_csv(fh, index=False, float_format="%.6g")
-    return path
-
-
 def log_to_mlflow(config: "Config", scores: PoolScores, kind: str, files: dict[str, Path], *,
                   params: dict[str, Any], metrics: dict[str, float], summary: dict[str, Any],
                   tracking_uri: str | None = None) -> Any:
@@ -700,7 +529,6 @@ def log_to_mlflow(config: "Config", scores: PoolScores, kind: str, files: dict[s
     """
     from mlflow.entities import Metric, Param
 
-    from sparsecheck.reports.tracking import start_run
 
     cfg = config.mlflow.model_copy(update={
         "experiment": select_experiment_name(config.mlflow.experiment),

@@ -38,8 +38,10 @@ import torch
 import torch.nn as nn
 from scipy import stats as _st
 
-from sparsecheck.analysis.lime_features import Attributor, FeatureActivation, LimeFeatureExplainer
+from sparsecheck.analysis.activation import FeatureActivation
+from sparsecheck.analysis.lime_features import Attributor, LimeFeatureExplainer
 from sparsecheck.errors import ModelError, ParameterError
+from sparsecheck.models import Model
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,6 @@ def randomised_models(model: Any, *, random_state: int = 0, cascade: bool = True
     (layer, model) : the module path re-initialised at this step, and a model of the same kind.
         Each yielded copy is final until the next one is requested.
     """
-    from sparsecheck.models import Model
-
     generator = torch.Generator().manual_seed(int(random_state))
     program = getattr(model, "program", None)
     if program is not None:
@@ -220,8 +220,9 @@ class EdgeAttributor:
 def model_randomisation_test(
     model: Any,
     feature: int,
-    images: np.ndarray,
+    images: Any,
     *,
+    probes: Any = None,
     layer: str | None = None,
     input_spec: Any = None,
     mean: Any = 0.0,
@@ -243,8 +244,13 @@ def model_randomisation_test(
     model : Model or nn.Module
     feature : int
         Feature index at ``layer``.
-    images : ndarray (n, H, W, C) uint8
-        Examples to explain (typically the feature's top-activating ones).
+    images : raw batch
+        Examples to explain (typically the feature's top-activating ones): for images a uint8
+        ``(n, H, W, C)`` batch; any modality's raw batch.
+    probes : raw batch, optional
+        Varied examples on which a randomised layer's effect on the feature is measured
+        (:meth:`~sparsecheck.modalities.base.Modality.sanity_probes`; images: the images, their
+        negatives and mirrors). Default: ``images``.
     layer, input_spec, mean, std, device, channels
         As for :class:`~sparsecheck.analysis.lime_features.FeatureActivation`.
     explainer : Attributor, optional
@@ -266,19 +272,16 @@ def model_randomisation_test(
     -------
     SanityResult
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or len(images) == 0:
-        raise ParameterError(f"The 'images' parameter of model_randomisation_test must be a non-empty "
-                             f"(n, H, W, C) batch. Got shape {images.shape} instead.", parameter="images")
+    if len(images) == 0:
+        raise ParameterError("The 'images' parameter of model_randomisation_test must be a non-empty batch of "
+                             "examples. Got an empty one instead.", parameter="images")
     if not 0.0 < float(threshold) <= 1.0:
         raise ParameterError(f"The 'threshold' parameter of model_randomisation_test must be a float in "
                              f"(0, 1]. Got {threshold!r} instead.", parameter="threshold")
     explainer = explainer or LimeFeatureExplainer(random_state=random_state)
     tick = on_explained or (lambda: None)
     # varied inputs to tell "this layer does not feed the feature" from "the feature is constant"
-    probes = np.concatenate([images, 255 - images, images[:, ::-1], images[:, :, ::-1]])
+    probes = images if probes is None else probes
 
     def explain_all(m: Any) -> tuple[list[np.ndarray], np.ndarray]:
         with FeatureActivation(m, feature, layer=layer, input_spec=input_spec, mean=mean, std=std,

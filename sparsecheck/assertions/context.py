@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sparsecheck.analysis.breakdown import encode_categories
 from sparsecheck.errors import DataError
 
 __all__ = ["AssertionContext"]
@@ -65,7 +66,10 @@ class AssertionContext:
     dataset : sparsecheck.data.ImageDataset, optional
         The images behind ``table`` (same order).
     input_spec : sparsecheck.data.InputSpec, optional
+        The model's input transform (:class:`~sparsecheck.modalities.base.InputTransform`).
     device : str
+    modality : Modality, optional
+        The kind of input ``dataset`` holds (:mod:`sparsecheck.modalities`); None is images.
     run : sparsecheck.pipeline.RunContext, optional
         The whole run, for custom assertions that want more.
     split : str
@@ -84,6 +88,8 @@ class AssertionContext:
     dataset: Any = None
     input_spec: Any = None
     device: str = "cpu"
+    #: the :class:`~sparsecheck.modalities.base.Modality` of ``dataset`` (None: images)
+    modality: Any = None
     run: Any = None
     split: str = "test"
     max_examples: int | None = 1000
@@ -215,8 +221,6 @@ class AssertionContext:
         key = ("codes", attrs)
         if key in self._cache:
             return self._cache[key]
-        from sparsecheck.analysis.breakdown import encode_categories
-
         if len(attrs) == 1:
             codes, labels = encode_categories(self.table[self._attr(attrs[0])])
         else:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sparsecheck._runtime import progress
 from sparsecheck.data.images import (
     GREY_MODES,
     IMAGE_SUFFIXES,
@@ -42,9 +43,10 @@ NumWorkers = int | Literal["auto"]
 
 
 def resolve_num_workers(num_workers: NumWorkers, dataset: "ImageDataset | None" = None) -> int:
-    """DataLoader workers: ``"auto"`` is ``min(4, cpu count)`` for file-backed data, 0 in memory."""
+    """DataLoader workers: ``"auto"`` is ``min(4, cpu count)`` for file-backed data, 0 in memory
+    (and for a split that does not say it is file-backed)."""
     if num_workers == "auto":
-        if dataset is not None and dataset.in_memory:
+        if dataset is not None and getattr(dataset, "in_memory", True):
             return 0
         return min(4, os.cpu_count() or 1)
     if not isinstance(num_workers, int) or num_workers < 0:
@@ -359,8 +361,6 @@ class ImageDataset(torch.utils.data.Dataset):
         knowing every bad file before features are extracted. Files that fail are listed in
         :attr:`skipped_unreadable`; in-memory data is returned as is.
         """
-        from sparsecheck._runtime import progress
-
         if self._files is None:
             return self
         workers = resolve_num_workers(num_workers, self)

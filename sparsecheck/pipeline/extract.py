@@ -1,7 +1,7 @@
 """``sparsecheck extract CONFIG``: extract the deep features of every split once, for many runs.
 
 Without ``--out`` the features go into the feature cache (``features.cache_dir``), under the
-same keys :func:`~sparsecheck.pipeline.stages.extract_stage` looks up, so a later
+same keys :func:`~sparsecheck.pipeline.loading.extract_stage` looks up, so a later
 ``sparsecheck run CONFIG`` reads them instead of running the model. With ``--out DIR`` they are
 written as portable feature directories ``DIR/train``, ``DIR/val``, ``DIR/test`` (the layout of
 :mod:`sparsecheck.data.precomputed`), which a config's ``data.train|val|test`` can name directly,
@@ -9,7 +9,7 @@ with or without the model.
 
 Under ``torchrun`` every rank extracts a contiguous shard of each split and writes its rows into
 the shared files; rank 0 finishes each output once all ranks are done
-(:func:`~sparsecheck.sparse.features.extract_to`)::
+(:func:`~sparsecheck.features.extraction.extract_to`)::
 
     torchrun --standalone --nproc_per_node 2 -m sparsecheck extract config.yaml
 
@@ -27,8 +27,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparsecheck.config import load_config
 from sparsecheck.errors import ConfigError
-from sparsecheck.sparse.distributed import Ranks, ranks_from_env
+from sparsecheck.features.distributed import Ranks, ranks_from_env
+from sparsecheck.features.extraction import extract_features, extract_to
+from sparsecheck.outputs import claim_out_dir
+from sparsecheck.pipeline.loading import load_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +103,6 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
     RankError
         on the ranks that did not fail themselves, when another rank failed.
     """
-    from sparsecheck._runtime import claim_out_dir
-    from sparsecheck.config import load_config
-    from sparsecheck.pipeline.stages import load_inputs
-    from sparsecheck.sparse.features import extract_features, extract_to
-
     with ranks_from_env(device) as ranks:
         with ranks.together("reading the config and loading the model and data"):
             cfg = load_config(config)

@@ -1,17 +1,19 @@
-"""The pipeline's interventions: a run's model and test images behind ``intervene(class, attribute, value)``.
+"""The pipeline's interventions: a run's model and test examples behind ``intervene(class, attribute, value)``.
 
 :func:`~sparsecheck.analysis.spurious.find_spurious_features` asks, for each suspicion that passes
 its association and ablation tests, whether the model really relies on the value. The
 :class:`Intervener` answers with an :class:`~sparsecheck.analysis.interventions.InterventionResult`:
 
 * the cue is the config's ``data.interventions`` entry for the attribute when there is one, else
-  it is **estimated from the test images** (:func:`~sparsecheck.analysis.cues.estimate_cue`): how
-  the images with the value differ from the others of their class;
+  it is **estimated from the test examples** by the run's modality
+  (:meth:`~sparsecheck.modalities.base.Modality.estimate_cue`; images:
+  :func:`~sparsecheck.analysis.cues.estimate_cue`): how the examples with the value differ from
+  the others of their class;
 * one :class:`~sparsecheck.analysis.interventions.CueTrial` per (attribute, value), shared by
   every class asked about it, tested sequentially; the model's probabilities on the unchanged
   images are those of the feature extraction, so they cost no forward pass;
 * a confirmed cue gets its picture (``cues/<attribute>=<value>.png`` in the output directory:
-  :func:`~sparsecheck.analysis.cues.picture.render_cue`), which the report shows with the finding.
+  :meth:`~sparsecheck.modalities.base.Modality.render_cue`), which the report shows with the finding.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._runtime import exception_reason
-from sparsecheck.analysis.cues import estimate_cue, parse_intervention
-from sparsecheck.analysis.cues.picture import render_cue
 from sparsecheck.analysis.interventions import CueTrial, InterventionResult
+from sparsecheck.analysis.stats import softmax
+from sparsecheck.features.taps import FeatureExtractor
 from sparsecheck.pipeline.context import RunContext
 
 logger = logging.getLogger(__name__)
@@ -35,12 +37,6 @@ __all__ = ["Intervener", "CUE_DIR"]
 
 #: where the pictures of confirmed cues go, in the output directory
 CUE_DIR = "cues"
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class _LazyImages:
@@ -69,14 +65,12 @@ class Intervener:
         ctx = self.ctx
         if ctx.config.analysis.interventions and "test" in ctx.precomputed:
             source = ctx.precomputed["test"].source
-            ctx.skip("interventions", f"data.test is precomputed features ({source}): there are no images to run "
-                                      f"the model on")
+            ctx.skip("interventions", f"data.test is precomputed features ({source}): there are no "
+                                      f"{ctx.modality.noun}s to run the model on")
             return None
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
             return None
-        from sparsecheck.sparse.features import FeatureExtractor
-
         try:
             self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
             self._extractor.open()
@@ -87,7 +81,7 @@ class Intervener:
         self.images = _LazyImages(ctx.datasets["test"])
         self.labels = np.asarray(view.labels)
         self.metadata = view.metadata.reset_index(drop=True)
-        self.base_probs = _softmax(np.asarray(view.logits, np.float64)[:, :len(ctx.class_names)])
+        self.base_probs = softmax(np.asarray(view.logits, np.float64)[:, :len(ctx.class_names)])
         self.specs = dict(ctx.config.data.interventions)
         return self
 
@@ -101,7 +95,7 @@ class Intervener:
         with torch.inference_mode():
             x = self.ctx.input_spec.transform(images, device=self.ctx.device)
             logits, _ = self._extractor(x)
-        return _softmax(logits.float().cpu().numpy().astype(np.float64)[:, :len(self.ctx.class_names)])
+        return softmax(logits.float().cpu().numpy().astype(np.float64)[:, :len(self.ctx.class_names)])
 
     # ------------------------------------------------------------------ the trial of one value
     def _trials(self, attribute: str, value: str) -> list[tuple[CueTrial, Any]] | None:
@@ -113,11 +107,11 @@ class Intervener:
         if spec is not None:
             if str(spec.get("value")) != str(value):
                 return None
-            put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
-                                             key=f"data.interventions.{attribute}")
+            put, remove = ctx.modality.parse_intervention({k: v for k, v in spec.items() if k != "value"},
+                                                          key=f"data.interventions.{attribute}")
             cues = [(put, remove, None)]
         else:
-            estimate = estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
+            estimate = ctx.modality.estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
             if estimate is None:
                 logger.info("interventions: no cue could be learned for %s=%s from the images", attribute, value)
                 return None
@@ -178,8 +172,8 @@ class Intervener:
                 shown.append((control.apply_labelled(x, lab)[0], f"control: {names[int(p_ctrl.argmax())]}"))
             slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{key[0]}={key[1]}-{result.class_name}")[:120]
             rel = f"{CUE_DIR}/{slug}.png"
-            render_cue(Path(out) / rel, estimate=est, cue_name=trial.put.name,
-                       examples=shown, title=f"class {result.class_name} on {key[0]}={key[1]}")
+            self.ctx.modality.render_cue(Path(out) / rel, estimate=est, cue_name=trial.put.name,
+                                         examples=shown, title=f"class {result.class_name} on {key[0]}={key[1]}")
         except Exception as exc:  # the picture is evidence to look at; the finding stands without it
             self.ctx.skip(f"picture of the cue {key[0]}={key[1]}", exception_reason(exc))
             return None

@@ -6,16 +6,18 @@ This is the only code that knows both the run context and the libraries (``spars
 
 ========================  ====================================================================
 ``load_stage``            the model, datasets, precomputed features and metadata the config names
-``extract_stage``         deep features and logits of every split (cached on disk, or precomputed)
+                          (in :mod:`sparsecheck.pipeline.loading`)
+``extract_stage``         deep features and logits of every split (cached on disk, or precomputed;
+                          in :mod:`sparsecheck.pipeline.loading`)
 ``dense_stage``           the model's own accuracy, overall and by metadata value
-``auto_attributes_stage`` automatic image attributes (``auto:*``) of the test split
+``auto_attributes_stage`` automatic attributes (``auto:*``) of the test split (the modality's)
 ``sparse_stage``          the sparse decision layer (:class:`~sparsecheck.sparse.SparseDecisionLayer`)
 ``interpret_stage``       feature cards (:func:`~sparsecheck.analysis.interpret.interpret_features`)
 ``slices_stage``          slices and error breakdowns (:func:`~sparsecheck.analysis.slices.analyse_errors`)
 ``spurious_stage``        spurious findings (:func:`~sparsecheck.analysis.spurious.find_spurious_features`)
 ``assertions_stage``      the config's assertions (:func:`~sparsecheck.assertions.run_assertions`)
 ``explain_stage``         LIME and its sanity check, for the features the results name first
-                          (:func:`~sparsecheck.analysis.interpret.explain_cards`)
+                          (:func:`~sparsecheck.analysis.explain.explain_cards`)
 ========================  ====================================================================
 
 LIME comes last because which features get explained depends on what a reader of the results
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,18 +37,22 @@ import pandas as pd
 
 from sparsecheck._runtime import exception_reason, torch_threads
 from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
+from sparsecheck.analysis.auto_attributes import is_auto
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.chance import chance_test, diagnose_class_order
-from sparsecheck.analysis.interpret import interpret_features
+from sparsecheck.analysis.error_clusters import find_error_clusters
+from sparsecheck.analysis.interpret import explain_cards, explanation_order, interpret_features
+from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence, untied_attributes
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
-from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
-from sparsecheck.data.metadata import shared_ids
-from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
 from sparsecheck.pipeline.context import RunContext, SplitView
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.pipeline.intervene import Intervener
+from sparsecheck.reports.evidence import featured_features
+from sparsecheck.reports.junit import write_junit
+from sparsecheck.sparse import SparseDecisionLayer
+from sparsecheck.pipeline.loading import Inputs, _no_examples, extract_stage, load_inputs, load_stage
 
 logger = logging.getLogger(__name__)
 
@@ -64,261 +70,6 @@ SMALL_CPU_PROBLEM = 4_000_000
 TRAIN_SAMPLE = 5000
 #: thresholds of the spurious-finding rule, read from ``config.analysis.spurious_<name>``
 SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
-
-
-@dataclass
-class Inputs:
-    """What a config's ``model`` and ``data`` sections load to (:func:`load_inputs`).
-
-    ``datasets`` holds the image splits, ``precomputed`` the splits of precomputed features
-    (:class:`~sparsecheck.data.precomputed.PrecomputedFeatures`); ``model`` is None when the
-    config names none (every split is features). ``input_spec`` is without its geometry, which
-    the datasets apply as they load each image.
-    """
-
-    model: Any
-    input_spec: Any
-    datasets: dict[str, ImageDataset]
-    precomputed: dict[str, PrecomputedFeatures]
-    class_names: list[str]
-
-
-def load_inputs(cfg: Any) -> Inputs:
-    """Load the model, datasets and precomputed features named in a config; check they fit together.
-
-    The input geometry (``model.input.size``, or ``resize`` + ``crop``) goes to the datasets, which
-    apply it to each image as it is loaded.
-
-    Raises
-    ------
-    ConfigError, DataError, ModelError
-        naming the key or file (and the shapes) that do not fit.
-    """
-    class_names = cfg.data.class_names
-    paths = {s: getattr(cfg.data, s) for s in ("train", "val", "test") if getattr(cfg.data, s) is not None}
-    precomputed: dict[str, PrecomputedFeatures] = {}
-    for split, path in paths.items():
-        try:
-            if is_features(path):
-                precomputed[split] = load_features(path, name=split, labels_required=True)
-        except DataError as exc:
-            raise DataError(f"data.{split}: {exc}") from exc
-    # the model first: without model.input its weights say how images become input (torchvision)
-    needs_model = len(precomputed) < len(paths)
-    model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri) if needs_model or cfg.model.sources_given else None
-    spec = cfg.model.input_spec(model)
-    datasets: dict[str, ImageDataset] = {}
-    for split, path in paths.items():
-        if split in precomputed:
-            continue
-        try:
-            datasets[split] = load_dataset(path, name=split, class_names=class_names, geometry=spec.geometry,
-                                           skip_unreadable=cfg.data.skip_unreadable,
-                                           num_workers=cfg.features.num_workers)
-        except DataError as exc:
-            raise DataError(f"data.{split}: {exc}") from exc
-        if datasets[split].labels is None:
-            raise DataError(f"data.{split}: {path} has no labels ('y' or a 'label' column)")
-    if len({d.channels for d in datasets.values()}) > 1:  # an all-grey folder next to colour ones
-        datasets = {s: d if d.in_memory else d.with_channels(3) for s, d in datasets.items()}
-    shapes = {s: d.image_shape for s, d in datasets.items()}
-    if len({sh[:2] for sh in shapes.values()}) > 1:
-        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size, or "
-                        f"model.input.resize with model.input.crop")
-    if len({sh[2] for sh in shapes.values()}) > 1 and spec.channels is None:
-        raise DataError(f"image channels differ between splits: {shapes}; set model.input.channels")
-    if precomputed:
-        _check_precomputed(cfg, precomputed, model)
-    labelled = [*datasets.values(), *precomputed.values()]
-    n_classes = max(int(d.labels.max()) for d in labelled) + 1  # type: ignore[union-attr]
-    if class_names is None:
-        first = datasets.get("train") or next(iter(datasets.values()), None)
-        stored = next((p.meta.get("class_names") for p in precomputed.values() if p.meta.get("class_names")), None)
-        class_names = (first.class_names if first is not None else None) or stored or \
-            [str(i) for i in range(n_classes)]
-        if len(class_names) < n_classes:
-            class_names = [*class_names, *(str(i) for i in range(len(class_names), n_classes))]
-    elif n_classes > len(class_names):
-        worst = max(labelled, key=lambda d: int(d.labels.max()))  # type: ignore[union-attr]
-        raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1} (in {worst.source}, "
-                          f"{len(worst)} examples)", key="data.class_names")
-    return Inputs(model, spec.without_geometry(), datasets, precomputed, list(class_names))
-
-
-def _check_precomputed(cfg: Any, precomputed: dict[str, PrecomputedFeatures], model: Any) -> None:
-    """Precomputed splits must agree with each other (width, logits, layer, model) and with the config."""
-    def where(split: str) -> str:
-        p = precomputed[split]
-        return f"data.{split} {p.source} (features {tuple(p.features.shape)})"
-
-    dims = {s: p.dim for s, p in precomputed.items()}
-    if len(set(dims.values())) > 1:
-        raise DataError("feature widths differ between splits: " + "; ".join(where(s) for s in dims))
-    widths = {s: p.logits.shape[1] for s, p in precomputed.items() if p.logits is not None}
-    if len(set(widths.values())) > 1:
-        raise DataError("logits widths differ between splits: " + "; ".join(
-            f"data.{s} {precomputed[s].source} (logits {tuple(precomputed[s].logits.shape)})" for s in widths))
-    for what, key in (("layer", "layer"), ("model fingerprint", "model_fingerprint")):
-        seen = {s: p.meta.get(key) for s, p in precomputed.items() if p.meta.get(key)}
-        if len(set(seen.values())) > 1:
-            raise DataError(f"the splits' features come from different {what}s: " + "; ".join(
-                f"data.{s} {precomputed[s].source}: {v}" for s, v in seen.items()))
-    layers = {p.meta.get("layer") for p in precomputed.values()} - {None}
-    if cfg.model.feature_layer is not None and layers and cfg.model.feature_layer not in layers:
-        raise ConfigError(f"the precomputed features were taken at layer {layers.pop()!r} (their meta.json)",
-                          key="model.feature_layer", value=cfg.model.feature_layer)
-    prints = {p.meta.get("model_fingerprint") for p in precomputed.values()} - {None}
-    if model is not None and prints and model.fingerprint() not in prints:
-        split, p = next((s, p) for s, p in precomputed.items() if p.meta.get("model_fingerprint"))
-        raise ConfigError(f"the model's fingerprint {model.fingerprint()} is not the one data.{split}'s features "
-                          f"were extracted with ({p.meta['model_fingerprint']}, in the meta.json of {p.source}); "
-                          f"name that model, or none", key="model", value=model.source)
-
-
-def load_stage(ctx: RunContext) -> None:
-    """Load the datasets, precomputed features, metadata and model named in the config
-    (:func:`load_inputs`) into the context, and describe them in the results."""
-    cfg = ctx.config
-    inputs = load_inputs(cfg)
-    ctx.model = inputs.model
-    ctx.class_names = inputs.class_names
-    ctx.datasets = inputs.datasets
-    ctx.precomputed = inputs.precomputed
-    ctx.input_spec = inputs.input_spec
-    if ctx.model is not None:
-        ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
-                                "fingerprint": ctx.model.fingerprint()}
-        if ctx.model.origin is not None:  # loaded from MLflow: which version, run and logged model
-            ctx.results["mlflow_model"] = ctx.model.origin.to_dict()
-    else:  # what the features' meta.json says about the model that computed them
-        stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
-        ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",
-                                "fingerprint": stored.get("model_fingerprint")}
-    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape),
-                               "digest": d.digest()} for s, d in inputs.datasets.items()}
-    for s, p in inputs.precomputed.items():
-        ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
-                                  "digest": p.digest()}
-    ctx.results["data"] = {s: ctx.results["data"][s] for s in ("train", "val", "test") if s in ctx.results["data"]}
-    split_ids = {s: d.ids for s, d in {**inputs.datasets, **inputs.precomputed}.items()}
-    for a, b, n, first in shared_ids({s: split_ids[s] for s in ("train", "val", "test") if s in split_ids}):
-        logger.warning("%d ids are in both the %s and the %s split (e.g. %s): each is one example twice (a leak "
-                       "between the splits) or two examples sharing one id%s", n, a, b, ", ".join(first),
-                       " and one metadata row" if cfg.data.metadata is not None else "")
-    if cfg.data.skip_unreadable:
-        for s, d in inputs.datasets.items():
-            ctx.results["data"][s]["skipped_unreadable"] = {
-                "count": len(d.skipped_unreadable),
-                "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
-
-
-@dataclass
-class _SplitArrays:
-    """One split's arrays before they become a :class:`SplitView` (logits None: none stored)."""
-
-    features: np.ndarray
-    logits: np.ndarray | None
-    ids: np.ndarray
-    labels: np.ndarray | None
-    own_metadata: pd.DataFrame | None
-    layer: str | None
-
-
-def extract_stage(ctx: RunContext) -> None:
-    """Deep features and logits of every split: extracted (cached on disk), or read from the
-    precomputed features a split names.
-
-    Splits whose features carry no logits get those of a dense linear head refitted on the train
-    features (:class:`~sparsecheck.sparse.dense.DenseHead`), recorded in ``results["dense_head"]``.
-    """
-    cfg = ctx.config
-    found: dict[str, _SplitArrays] = {}
-    for split in ("train", "val", "test"):
-        if split in ctx.precomputed:
-            p = ctx.precomputed[split]
-            found[split] = _SplitArrays(p.features, p.logits, p.ids, p.labels, p.metadata, p.layer)
-            ctx.results.setdefault("features", {})[split] = {
-                "n": len(p), "dim": p.dim, "from_cache": False, "precomputed": True, "seconds": 0.0}
-        elif split in ctx.datasets:
-            ds = ctx.datasets[split]
-            fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
-                                  batch_size=cfg.features.batch_size, device=ctx.device,
-                                  num_workers=cfg.features.num_workers, precision=cfg.features.precision,
-                                  cache_dir=cfg.features.cache_dir, desc=split)
-            if fs.logits.shape[1] < len(ctx.class_names):
-                raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
-                                f"{len(ctx.class_names)} classes")
-            found[split] = _SplitArrays(fs.features, fs.logits, ds.ids, ds.labels, ds.metadata, fs.layer)
-            ctx.results.setdefault("features", {})[split] = {
-                "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
-                "seconds": round(fs.seconds, 3)}
-    # precomputed splits next to extracted ones must be the same representation
-    if len({a.features.shape[1] for a in found.values()}) > 1:
-        raise DataError("feature widths differ between splits: " + "; ".join(
-            f"data.{s} {getattr(cfg.data, s).name} (features {tuple(a.features.shape)})" for s, a in found.items()))
-    layers = {s: a.layer for s, a in found.items() if a.layer}
-    if len(set(layers.values())) > 1:
-        raise DataError("the splits' features come from different layers: " + "; ".join(
-            f"data.{s}: {layer}" for s, layer in layers.items()))
-    for split, a in found.items():
-        if a.logits is not None and a.logits.shape[1] < len(ctx.class_names):
-            raise DataError(f"data.{split}: the logits have {a.logits.shape[1]} columns but there are "
-                            f"{len(ctx.class_names)} classes")
-    logits = _dense_logits(ctx, found)
-    for split, a in found.items():
-        meta = _metadata_for(ctx, a.ids, a.own_metadata, split)
-        ctx.splits[split] = SplitView(split, a.ids, a.labels, a.features, logits[split], meta)
-    ctx.feature_layer = next(iter(layers.values()), "")
-    ctx.results["model"]["feature_layer"] = ctx.feature_layer or None
-
-
-def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, np.ndarray]:
-    """Each split's logits: its own, or (when its features carry none) a dense head's refitted on train."""
-    out = {s: a.logits for s, a in found.items() if a.logits is not None}
-    missing = [s for s in found if s not in out]
-    if not missing:
-        return out  # type: ignore[return-value]
-    from sparsecheck.sparse.dense import DenseHead
-
-    train = found["train"]
-    head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(train.features,
-                                                                                            train.labels)
-    for s in missing:
-        out[s] = head.decision_function(found[s].features)
-    logger.warning("no logits stored with the features of %s: the dense baseline is a linear head refitted on "
-                   "the train features (train accuracy %.3f)", ", ".join(missing), head.train_accuracy_)
-    ctx.results["dense_head"] = {"kind": "refit", "splits": missing, "train_accuracy": head.train_accuracy_,
-                                 "reason": "the precomputed features carry no logits"}
-    return out  # type: ignore[return-value]
-
-
-def _metadata_for(ctx: RunContext, ids: np.ndarray, own: pd.DataFrame | None, split: str) -> pd.DataFrame:
-    """The split's metadata: ``data.metadata``, the split's own columns (a manifest's, or a
-    Parquet features file's), or both joined on id.
-
-    When both name the same column, ``data.metadata`` wins (logged as a warning).
-    """
-    path = ctx.config.data.metadata
-    if path is None:
-        return own.copy() if own is not None else pd.DataFrame({"id": ids})
-    try:
-        table = load_metadata(path, ids, id_column=ctx.config.data.id_column)
-    except DataError as exc:
-        raise DataError(f"data.metadata ({split} split): {exc}") from exc
-    if own is None:
-        return table
-    clash = [c for c in own.columns if c != "id" and c in table.columns]
-    if clash:
-        logger.warning("%s split: columns %s are both in the split's own table and in data.metadata; using "
-                       "data.metadata's", split, clash)
-    extra = [c for c in own.columns if c != "id" and c not in table.columns]
-    return pd.concat([table.reset_index(drop=True), own[extra].reset_index(drop=True)], axis=1)
-
-
-def _no_images(ctx: RunContext, split: str) -> str:
-    """Why a step that needs the split's images (and the model) cannot run on precomputed features."""
-    source = ctx.precomputed[split].source if split in ctx.precomputed else split
-    return f"data.{split} is precomputed features ({source}): there are no images to run the model on"
 
 
 def dense_stage(ctx: RunContext) -> None:
@@ -356,64 +107,48 @@ def dense_stage(ctx: RunContext) -> None:
 
 
 def auto_attributes_stage(ctx: RunContext) -> None:
-    """Automatic image attributes (``auto:*``) of the test split, added to its metadata.
+    """Automatic attributes (``auto:*``) of the test split, added to its metadata.
 
-    Brightness, inversion, contrast, colour, sharpness, per-region intensity and colour, and the
-    size and aspect of the files, binned into a few levels
-    (:class:`~sparsecheck.analysis.auto_attributes.AutoAttributes`): the association, slice and
-    spurious machinery then finds the classic shortcuts without any metadata. Off with
-    ``analysis.auto_attributes: false``; an image set it cannot measure is skipped with the reason.
-    Writes ``results["auto_attributes"]`` (columns, levels, seconds).
+    Properties the modality measures from the examples themselves, binned into a few levels
+    (:meth:`~sparsecheck.modalities.base.Modality.automatic_attributes`; images: brightness,
+    inversion, contrast, colour, sharpness, marks and bands, per-region intensity and colour, the
+    size and aspect of the files): the association, slice and spurious machinery then finds the
+    classic shortcuts without any metadata. Off with ``analysis.auto_attributes: false``; a split
+    it cannot measure is skipped with the reason. Writes ``results["auto_attributes"]`` (columns,
+    levels, seconds).
     """
-    import time
-
-    from sparsecheck._runtime import progress
-    from sparsecheck.analysis.auto_attributes import AutoAttributes
-
     if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
         return
+    what = f"automatic {ctx.modality.noun} attributes"
     if "test" not in ctx.datasets:
-        ctx.skip("automatic image attributes", _no_images(ctx, "test"))
+        ctx.skip(what, _no_examples(ctx, "test"))
         return
     ds, view = ctx.datasets["test"], ctx.splits["test"]
-    sizes = ds.original_sizes
     step = max(1, int(ctx.config.features.batch_size))
     start = time.perf_counter()
-
-    def batches():
-        for lo in progress(range(0, len(ds), step), desc="automatic attributes", unit="batch"):
-            hi = min(lo + step, len(ds))
-            yield (ds.batch(slice(lo, hi)), None if sizes is None else sizes[lo:hi])
-
+    train = ctx.datasets.get("train") if ctx.splits.get("train") is not None else None
     try:
-        auto = AutoAttributes(random_state=int(ctx.config.seed))
-        table = auto.fit_transform(batches())
+        auto = ctx.modality.automatic_attributes(seed=int(ctx.config.seed))
+        table = auto.fit_transform(ds, batch_size=step, reference=train)
     except Exception as exc:  # optional: a run without them still has the user's metadata
-        ctx.skip("automatic image attributes", exception_reason(exc))
+        ctx.skip(what, exception_reason(exc))
         return
     meta = view.metadata.reset_index(drop=True).copy()
     for col in table.columns:
         if col not in meta.columns:
             meta[col] = table[col].to_numpy()
     ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
-    # the same attributes on (a sample of) the training images: a shortcut is a property the
+    # the same attributes on (a sample of) the training examples: a shortcut is a property the
     # training data ties to a class, and the spurious stage asks for that of automatic findings
     train_rows = 0
-    if "train" in ctx.datasets and ctx.splits.get("train") is not None:
-        tr = ctx.datasets["train"]
-        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(tr))[:TRAIN_SAMPLE])
-        tr_sizes = tr.original_sizes
-
-        def train_batches():
-            for lo in progress(range(0, rows.size, step), desc="automatic attributes (train)", unit="batch"):
-                r = rows[lo:lo + step]
-                yield (tr.batch(r), None if tr_sizes is None else tr_sizes[r])
-
+    if train is not None:
+        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(train))[:TRAIN_SAMPLE])
         try:
-            ctx.train_attributes = (auto.transform(train_batches()), np.asarray(ctx.splits["train"].labels)[rows])
+            ctx.train_attributes = (auto.transform(train, rows, batch_size=step),
+                                    np.asarray(ctx.splits["train"].labels)[rows])
             train_rows = int(rows.size)
         except Exception as exc:  # the test split's attributes stand without it
-            ctx.skip("automatic image attributes of the train split", exception_reason(exc))
+            ctx.skip(f"{what} of the train split", exception_reason(exc))
     ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test", "train_rows": train_rows,
                                       "seconds": round(time.perf_counter() - start, 3)}
 
@@ -424,8 +159,6 @@ def sparse_stage(ctx: RunContext) -> None:
     Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
     saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
     """
-    from sparsecheck.sparse import SparseDecisionLayer
-
     sc = ctx.config.sparse
     layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
                                 tolerance=sc.tolerance, features_per_class=sc.features_per_class,
@@ -486,10 +219,10 @@ def interpret_stage(ctx: RunContext) -> None:
     split = _interpreted_split(ctx)
     view = ctx.splits[split]
     if split not in ctx.datasets:  # precomputed features: the cards show activations, no pictures
-        ctx.skip("top-example thumbnails", _no_images(ctx, split))  # LIME's skip: explain_stage
+        ctx.skip("top-example thumbnails", _no_examples(ctx, split))  # LIME's skip: explain_stage
     found = interpret_features(
         ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
-        model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
+        model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec, modality=ctx.modality,
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
         out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
         spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr,
@@ -514,9 +247,6 @@ def explain_stage(ctx: RunContext) -> None:
     ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
     and why any the results name was not; those are also listed under ``skipped``).
     """
-    from sparsecheck.analysis.interpret import explain_cards, explanation_order
-    from sparsecheck.reports.evidence import featured_features
-
     found = ctx.interpretation
     if found is None or ctx.sparse_layer is None:
         return
@@ -525,11 +255,12 @@ def explain_stage(ctx: RunContext) -> None:
     dataset = ctx.datasets.get(split)
     off = None if acfg.explain else "analysis.explain is false"
     if off is None and (ctx.model is None or dataset is None):
-        off = "LIME needs the model and the images, and this run has features only"
+        off = f"LIME needs the model and the {ctx.modality.noun}s, and this run has features only"
         ctx.skip("LIME feature explanations and their sanity check", off)
     order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
                               ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
     explain_cards(found, ctx.sparse_layer, model=ctx.model, dataset=dataset, input_spec=ctx.input_spec,
+                  modality=ctx.modality,
                   feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(ctx.config.seed),
                   out_dir=ctx.out_dir, on_skip=ctx.skip, order=order, limit=acfg.explain_features,
                   budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
@@ -565,8 +296,6 @@ def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
     """Unnamed slices: clusters of the model's errors in the sparse feature space, each described
     by the features that define it (:func:`~sparsecheck.analysis.error_clusters.find_error_clusters`),
     so a failure mode that no attribute names still gets a row."""
-    from sparsecheck.analysis.error_clusters import find_error_clusters
-
     view, layer = ctx.splits["test"], ctx.sparse_layer
     if layer is None or view.labels is None:
         return []
@@ -610,11 +339,6 @@ def spurious_stage(ctx: RunContext) -> None:
     (the same for the metadata attributes *not* declared spurious, at most
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
-    from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.shortcuts import (fold_other_sides, pool_findings, training_prevalence,
-                                                untied_attributes)
-    from sparsecheck.pipeline.intervene import Intervener
-
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
                           "spurious_stage", key="stages")
@@ -716,7 +440,7 @@ def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
                             automatic_findings=ctx.automatic_findings,
                             spurious_attributes=list(ctx.config.data.spurious_attributes),
                             model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
-                            device=ctx.device, run=ctx, split=split)
+                            device=ctx.device, modality=ctx.modality, run=ctx, split=split)
 
 
 def _why_no_automatic(ctx: RunContext) -> str:
@@ -726,10 +450,10 @@ def _why_no_automatic(ctx: RunContext) -> str:
     if not acfg.interventions:
         return "analysis.interventions is false: an automatic finding needs one to be confirmed"
     if "test" in ctx.precomputed:
-        return _no_images(ctx, "test")
+        return _no_examples(ctx, "test")
     if ctx.model is None:
         return "this run has no model to intervene on"
-    return "no automatic image attribute varies on the test split"
+    return f"no automatic {ctx.modality.noun} attribute varies on the test split"
 
 
 def assertions_stage(ctx: RunContext) -> None:
@@ -740,8 +464,6 @@ def assertions_stage(ctx: RunContext) -> None:
     with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
     writes ``junit.xml`` into ``ctx.out_dir``.
     """
-    from sparsecheck.reports.junit import write_junit
-
     suite = ctx.config.parsed_assertions
     if ctx.automatic_findings is None:  # nothing was looked for from the pixels: the implied check has no evidence
         implied = [a for a in suite if a.implied and a.name == DEFAULT_AUTOMATIC and a.enabled]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sparsecheck._runtime import write_json_atomic
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.analysis import interpret as interpret_mod
 from sparsecheck.analysis.interpret import (
     FeatureCard,
@@ -269,7 +269,8 @@ def test_sanity_check_on_the_trained_model_and_on_an_edge_detector(demo):
     layer = ctx.sparse_layer
     acts = np.asarray(ctx.splits["test"].features)[:, j]
     images = ctx.datasets["test"].batch(np.argsort(-acts)[:2])
-    edge = model_randomisation_test(ctx.model, j, images, input_spec=ctx.input_spec, mean=layer.mean_,
+    edge = model_randomisation_test(ctx.model, j, images, probes=ctx.modality.sanity_probes(images),
+                                    input_spec=ctx.input_spec, mean=layer.mean_,
                                     std=layer.std_, explainer=EdgeAttributor(), cascade=False)
     print(f"edge detector: spearman {edge.spearman:.3f}")
     assert edge.spearman > 0.95 and not edge.trustworthy

@@ -36,11 +36,12 @@ import torch
 from sparsecheck._runtime import exception_reason
 from sparsecheck._version import __version__
 from sparsecheck.errors import TrackingError
-from sparsecheck.reports.tracking.store import _global_tracking_uri, _one_line, _quiet
+from sparsecheck.sparse.classifier import build_sparse_classifier
+from sparsecheck.tracking.store import _global_tracking_uri, _one_line, _quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.pipeline.context import RunContext
-    from sparsecheck.reports.tracking.run_logging import MlflowRun
+    from sparsecheck.tracking.run_logging import MlflowRun
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,6 @@ def log_sparse_models(ctx: "RunContext", run: "MlflowRun") -> dict[str, Any] | N
     TrackingError
         MLflow refused the head (the classifier's failure is a skip, not an error).
     """
-    from sparsecheck.sparse.classifier import build_sparse_classifier
-
     layer, view = ctx.sparse_layer, ctx.splits.get("test")
     if layer is None or view is None:
         return None
