@@ -417,6 +417,8 @@ def test_spurious_stage_output_on_a_planted_run(planted_runs) -> None:
     assert (top["attribute"], top["value"]) == ("mark", "yes") and result.spurious_hit
     assert top["evidence"]["recall_with"] > top["evidence"]["recall_without"]
     assert top["sentence"].startswith(f"class '{cue}' relies on feature {top['feature']}")
-    # annotator is not declared spurious: never a finding, at most an association to review
-    assert not any(f["attribute"] == "annotator" for f in found)
-    assert all(f["attribute"] == "annotator" for f in ctx.results["associations_to_review"])
+    # annotator is not declared spurious: never a finding, at most an association to review; a
+    # declared attribute that training ties to no class is reviewed too, never a finding
+    untied = set(ctx.results["spurious_analysis"]["untied_attributes"])
+    assert "mark" not in untied and not any(f["attribute"] in {"annotator", *untied} for f in found)
+    assert all(f["attribute"] in {"annotator", *untied} for f in ctx.results["associations_to_review"])

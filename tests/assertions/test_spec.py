@@ -178,7 +178,8 @@ def test_the_readme_turns_implied_assertions_down_as_it_says():
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "name: better-than-chance" in b]
     parsed = parse_assertions(yaml.safe_load(block)["assertions"], spurious_attributes=["site"], chance_guard=True)
     assert [(a.name, a.enabled, a.severity) for a in parsed] == [(DEFAULT_CHANCE, False, "error"),
-                                                                (DEFAULT_RELIANCE, True, "warning")]
+                                                                (DEFAULT_RELIANCE, True, "warning"),
+                                                                (DEFAULT_AUTOMATIC, True, "error")]
 
 
 def test_config_rejects_malformed_assertions_at_load(tmp_path):
