@@ -51,5 +51,5 @@ setup(
     },
     entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"],
                   # mlflow.models.evaluate(..., evaluators=["sparsecheck"])
-                  "mlflow.model_evaluator": ["sparsecheck=sparsecheck.reports.tracking.evaluator:SparsecheckEvaluator"]},
+                  "mlflow.model_evaluator": ["sparsecheck=sparsecheck.tracking.evaluator:SparsecheckEvaluator"]},
 )

@@ -27,7 +27,7 @@ import torchvision
 from sparsecheck.data import ImageDataset, InputSpec
 from sparsecheck.models import Model, load_model
 from sparsecheck.demo import DEMO_INPUT, DemoNet
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.features.extraction import extract_features
 
 
 def raw_forward(module: torch.nn.Module, data: ImageDataset, spec: InputSpec, batch: int) -> float:

@@ -34,7 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparsecheck._runtime import torch_threads, write_json_atomic  # noqa: E402
+from sparsecheck._runtime import torch_threads
+from sparsecheck.outputs import write_json_atomic  # noqa: E402
 from sparsecheck.config import parse_config  # noqa: E402
 from sparsecheck.pipeline import run_pipeline  # noqa: E402
 from tests.analysis.planted_images import CLASS_NAMES, INPUT, make_planted_images, train_small_cnn  # noqa: E402

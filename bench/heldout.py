@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from sparsecheck._runtime import torch_threads, write_json_atomic  # noqa: E402
+from sparsecheck._runtime import torch_threads
+from sparsecheck.outputs import write_json_atomic  # noqa: E402
 from sparsecheck.config import parse_config  # noqa: E402
 from sparsecheck.pipeline import run_pipeline  # noqa: E402
 from tests.planted.tasks import INPUT, SOURCES, make_task, photos_root, train_model  # noqa: E402

@@ -35,7 +35,7 @@ from PIL import Image
 
 from sparsecheck.data import InputSpec, load_dataset
 from sparsecheck.models import Model
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.features.extraction import extract_features
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _features(cfg, model, spec, ds):
-    from sparsecheck.sparse.features import extract_features
+    from sparsecheck.features.extraction import extract_features
 
     fs = extract_features(model, ds, spec, layer=cfg.model.feature_layer, batch_size=cfg.features.batch_size,
                           device="cpu", num_workers=0, cache_dir=cfg.features.cache_dir, desc=ds.name)

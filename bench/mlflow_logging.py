@@ -12,7 +12,7 @@ Python process, as the CLI would (torch and the pipeline imported, MLflow not ye
 
 "Added" is a scenario's median minus the ``disabled`` median. Target: under 5 s for the SQLite
 default and for a local server. Every scenario runs twice: *cold* (MLflow first imported inside
-``write_outputs``) and *with prefetch* (:func:`sparsecheck.reports.tracking.prefetch` called
+``write_outputs``) and *with prefetch* (:func:`sparsecheck.tracking.prefetch` called
 first, then the real load/extract/dense stages run before ``write_outputs``, as ``run_pipeline``
 does when it calls the prefetch hook at its start). Feature-card images (one PNG of the 8 top-activating test images
 per used feature) are written so the artifacts are as many and as large as a real run's.
@@ -51,7 +51,7 @@ SCENARIOS = ("disabled", "sqlite-new", "sqlite-existing", "server")
 def child(ctx_path: Path, scenario: str, workdir: Path, uri: str | None, in_run: bool) -> None:
     """Time ``write_outputs`` once, in this fresh process; print one JSON line.
 
-    ``in_run``: first call :func:`~sparsecheck.reports.tracking.prefetch` and run the stages that
+    ``in_run``: first call :func:`~sparsecheck.tracking.prefetch` and run the stages that
     precede the sparse fit in a real run (load, extract with a warm feature cache, dense), as
     ``run_pipeline`` would with the prefetch hook, so MLflow's imports overlap real work.
     """
@@ -60,7 +60,7 @@ def child(ctx_path: Path, scenario: str, workdir: Path, uri: str | None, in_run:
     from sparsecheck.pipeline.context import RunContext
     from sparsecheck.pipeline import prepare_out_dir, write_outputs
     from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage
-    from sparsecheck.reports.tracking import prefetch
+    from sparsecheck.tracking.store import prefetch
 
     logging.disable(logging.INFO)
     with open(ctx_path, "rb") as fh:

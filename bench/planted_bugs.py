@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparsecheck._runtime import write_json_atomic  # noqa: E402
+from sparsecheck.outputs import write_json_atomic  # noqa: E402
 from tests.analysis.test_planted_bugs import run_planted, summarise  # noqa: E402
 
 

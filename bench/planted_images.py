@@ -36,7 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparsecheck._runtime import torch_threads, write_json_atomic  # noqa: E402
+from sparsecheck._runtime import torch_threads
+from sparsecheck.outputs import write_json_atomic  # noqa: E402
 from sparsecheck.analysis.association import feature_associations  # noqa: E402
 from sparsecheck.analysis.auto_attributes import AutoAttributes  # noqa: E402
 from sparsecheck.analysis.error_clusters import find_error_clusters  # noqa: E402
@@ -44,7 +45,7 @@ from sparsecheck.analysis.cues import parse_intervention  # noqa: E402
 from sparsecheck.analysis.interventions import measure_intervention  # noqa: E402
 from sparsecheck.data import ImageDataset, InputSpec  # noqa: E402
 from sparsecheck.sparse import SparseDecisionLayer  # noqa: E402
-from sparsecheck.sparse.features import extract_features  # noqa: E402
+from sparsecheck.features.extraction import extract_features  # noqa: E402
 from tests.analysis.planted_images import (CLASS_NAMES, INPUT, make_planted_images, predictor,  # noqa: E402
                                            train_small_cnn)
 

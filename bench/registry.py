@@ -83,7 +83,7 @@ def components(config: Path, uri: str, out: Path) -> None:
     timed("plain_load", load_model, path=config.with_name("model.pt2"))
     timed("import_mlflow", __import__, "mlflow")
     from sparsecheck.models import _import_mlflow_pytorch
-    from sparsecheck.reports.tracking.registry import download_model, record_verdict, resolve_model_uri
+    from sparsecheck.tracking.registry import download_model, record_verdict, resolve_model_uri
 
     timed("import_mlflow_pytorch", _import_mlflow_pytorch)
     origin = timed("resolve", resolve_model_uri, f"models:/{MODEL}@candidate", uri)

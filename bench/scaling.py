@@ -274,7 +274,7 @@ def _dir_bytes(path: Path) -> dict[str, int]:
 
 
 def _json_bytes(value: Any) -> int:
-    from sparsecheck._runtime import jsonable
+    from sparsecheck.outputs import jsonable
 
     return len(json.dumps(jsonable(value), allow_nan=True))
 

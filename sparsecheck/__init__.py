@@ -35,9 +35,9 @@ _EXPORTS = {
     "load_dataset": "sparsecheck.data",
     "load_metadata": "sparsecheck.data",
     # the sparse decision layer
-    "FeatureExtractor": "sparsecheck.sparse.features",
-    "FeatureSet": "sparsecheck.sparse.features",
-    "extract_features": "sparsecheck.sparse.features",
+    "FeatureExtractor": "sparsecheck.features.taps",
+    "FeatureSet": "sparsecheck.features.cache",
+    "extract_features": "sparsecheck.features.extraction",
     "SparseDecisionLayer": "sparsecheck.sparse.layer",
     # analysis
     "feature_associations": "sparsecheck.analysis.association",

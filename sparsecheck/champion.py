@@ -1,9 +1,9 @@
 """Champion vs challenger: compare two model versions through their sparsecheck runs.
 
 ``sparsecheck compare models:/digits@champion models:/digits@challenger`` resolves each side to
-its registered model version (:func:`~sparsecheck.reports.tracking.registry.resolve_model_uri`),
+its registered model version (:func:`~sparsecheck.tracking.registry.resolve_model_uri`),
 then to the latest finished sparsecheck run that checked it
-(:func:`~sparsecheck.reports.tracking.registry.find_check_run`: the version's
+(:func:`~sparsecheck.tracking.registry.find_check_run`: the version's
 ``sparsecheck.run_id`` tag, else a search of runs tagged with the version). A side with no check
 is an error naming the version and the command that checks it — or, given ``--run-missing
 CONFIG``, it is checked first by the same pipeline call ``sparsecheck run`` makes, with the
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.errors import ConfigError, TrackingError
-from sparsecheck.reports.tracking.registry import (ModelOrigin, find_check_run, is_model_uri,
+from sparsecheck.tracking.registry import (ModelOrigin, find_check_run, is_model_uri,
                                                    resolve_model_uri)
-from sparsecheck.reports.tracking.store import resolve_tracking_uri
+from sparsecheck.tracking.store import resolve_tracking_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -77,7 +77,7 @@ def resolve_target(target: str, *, tracking_uri: str | None = None, run_missing:
         An MLflow run id, or ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/m-...``,
         ``runs:/RUN_ID/PATH``.
     tracking_uri : str, optional
-        See :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`.
+        See :func:`~sparsecheck.tracking.resolve_tracking_uri`.
     run_missing : Config, optional
         Check a model version that has no check yet with this config (its model source replaced
         by the version); without it such a version is an error.

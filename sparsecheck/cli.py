@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import sys
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Iterator, Optional
@@ -26,6 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 from sparsecheck._version import __version__
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import Interrupted, SparsecheckError
+from sparsecheck.logs import setup_logging
 
 EXIT_CODES_HELP = """Exit codes:
 0 all error-severity assertions pass;
@@ -92,46 +92,6 @@ class FailOn(str, Enum):
     warning = "warning"
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record is emitted (test runners swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D401
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    from sparsecheck.sparse.distributed import rank_label
-
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    root = logging.getLogger("sparsecheck")
-    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
-    if handler is None:
-        handler = _StderrHandler()
-        root.addHandler(handler)
-    rank = rank_label()  # under torchrun every line says which rank wrote it
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
-                                           "%H:%M:%S"))
-    root.setLevel(level)
-    # one line per record: MLflow (and anything calling logging.basicConfig) puts a handler on the
-    # root logger, which would print every line again if ours propagated to it
-    root.propagate = False
-    if not verbose:
-        # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        for noisy in ("torch", "mlflow", "alembic", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 VerboseOpt = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v: debug).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where to run the model and solvers.")
@@ -164,7 +124,7 @@ def _release_out_dir_on_failure(out: Path, outputs: tuple[str, ...] = (), done_f
     try:
         yield
     except BaseException as exc:
-        from sparsecheck._runtime import release_out_dir, remove_outputs
+        from sparsecheck.outputs import release_out_dir, remove_outputs
 
         interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
         with contextlib.suppress(OSError):
@@ -179,7 +139,7 @@ def _release_out_dir_on_failure(out: Path, outputs: tuple[str, ...] = (), done_f
 def _one_process(command: str) -> None:
     """Refuse to run ``command`` once per rank: under torchrun only ``extract`` shares its work."""
     from sparsecheck.errors import ConfigError
-    from sparsecheck.sparse.distributed import in_torchrun
+    from sparsecheck.features.distributed import in_torchrun
 
     if in_torchrun():
         raise ConfigError(f"`sparsecheck {command}` runs in one process; under torchrun every rank would run it "
@@ -218,7 +178,7 @@ def demo(
     quiet: bool = QuietOpt,
 ) -> None:
     """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("demo")
     from sparsecheck.config import load_config
     from sparsecheck.demo import build_demo
@@ -269,7 +229,7 @@ def run(
     With a registered model (--model models:/NAME@ALIAS or model.uri), the verdict is tagged on
     the model version, and --promote-alias moves an alias onto it when the gate passes.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("run")
     from sparsecheck.config import load_config
     from sparsecheck.pipeline import run_pipeline
@@ -302,7 +262,7 @@ def extract(
     quiet: bool = QuietOpt,
 ) -> None:
     """Extract the deep features of every split once (the help text is given to ``_command``)."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from sparsecheck.pipeline.extract import run_extract
 
     done = run_extract(config, out=out, device=device.value, force=force, trust_pickle=trust_pickle)
@@ -356,7 +316,7 @@ def compare(
     A and B are MLflow run ids, or model versions (models:/NAME@champion models:/NAME@challenger)
     resolved to their latest finished sparsecheck run.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from sparsecheck.champion import compare_targets
     from sparsecheck.reports.compare import write_comparison
 
@@ -371,7 +331,7 @@ def compare(
     with (_release_out_dir_on_failure(out, COMPARE_OUTPUTS, "compare.json") if out is not None
           else contextlib.nullcontext()):
         if out is not None:
-            from sparsecheck._runtime import claim_out_dir
+            from sparsecheck.outputs import claim_out_dir
 
             # before a check writes into it
             claim_out_dir(out, force=force, note="written by sparsecheck compare", outputs=COMPARE_OUTPUTS)
@@ -417,7 +377,7 @@ def monitor(
     An unreachable tracking server is tried $SPARSECHECK_TRACKING_ATTEMPTS times (default 3) with a
     growing wait ($SPARSECHECK_TRACKING_BACKOFF_S, default 2 s), then the command exits 3.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("monitor")
     from sparsecheck.config import load_config
     from sparsecheck.monitor import monitor_batch, prepare_monitor_out_dir, write_monitor_outputs
@@ -498,11 +458,12 @@ def select_pool(
     Writes id, rank, strategy, the assertions that fired with their severities, confidence and
     predicted class per example, and logs the selection to MLflow (experiment <experiment>-select).
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("select")
     from sparsecheck.config import load_config
-    from sparsecheck.select import (check_out_file, load_labelled, log_to_mlflow, parse_strategy, pool_assertions,
-                                    select_examples, write_csv)
+    from sparsecheck.outputs import check_out_file, write_csv
+    from sparsecheck.config import pool_assertions
+    from sparsecheck.select import load_labelled, log_to_mlflow, parse_strategy, select_examples
 
     cfg = load_config(config)
     _override_model(cfg, model, trust_pickle)
@@ -551,10 +512,11 @@ def weak_labels(
     One row per example and rule: the proposed label (a key's majority vote, a flicker's smoothed
     label), the rule, the model's prediction, whether they agree, and the support behind the label.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     _one_process("weak-labels")
     from sparsecheck.config import load_config
-    from sparsecheck.select import check_out_file, log_to_mlflow, write_csv
+    from sparsecheck.outputs import check_out_file, write_csv
+    from sparsecheck.select import log_to_mlflow
     from sparsecheck.weak_labels import RULES, propose_labels
 
     cfg = load_config(config)
@@ -611,13 +573,13 @@ def _write_traceback() -> str:
 
 def _reported_to_rank0(exc: BaseException) -> bool:
     """True on a rank other than 0 for an error rank 0 prints (:meth:`Ranks.together` reported it)."""
-    from sparsecheck.sparse.distributed import REPORTED
+    from sparsecheck.features.distributed import REPORTED
 
     return bool(getattr(exc, REPORTED, False)) and os.environ.get("RANK", "0") != "0"
 
 
 def _rank_prefix() -> str:
-    from sparsecheck.sparse.distributed import rank_label
+    from sparsecheck.features.distributed import rank_label
 
     rank = rank_label()
     return f"[{rank}] " if rank else ""
@@ -654,7 +616,8 @@ def _interrupts_raise() -> Iterator[None]:
 def interrupt_line() -> str:
     """The one line an interrupted command prints: where it was, what is in --out, what became of
     its MLflow run (see :class:`~sparsecheck._runtime.Activity`)."""
-    from sparsecheck._runtime import ACTIVITY, OUT_DIR_MARKER
+    from sparsecheck._runtime import ACTIVITY
+    from sparsecheck.outputs import OUT_DIR_MARKER
 
     parts = [f"interrupted during {ACTIVITY.step}"]
     out = ACTIVITY.out_dir

@@ -40,8 +40,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sparsecheck.assertions.spec import parse_assertions
 from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
+from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
 
 __all__ = [
     "Config",
@@ -55,6 +57,7 @@ __all__ = [
     "SelectConfig",
     "load_config",
     "parse_config",
+    "pool_assertions",
 ]
 
 
@@ -153,7 +156,7 @@ class ModelConfig(_Strict):
     def _model_uri(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.reports.tracking.registry import parse_model_uri
+        from sparsecheck.tracking.registry import parse_model_uri
 
         return parse_model_uri(v).uri  # ValueError names the URI and the accepted forms
 
@@ -215,11 +218,15 @@ class DataConfig(_Strict):
     (a directory written by ``sparsecheck extract --out``, an ``.npz`` with ``features``, a Parquet
     file with a ``features`` column: :mod:`sparsecheck.data.precomputed`). ``skip_unreadable`` leaves
     out image files that cannot be decoded (after one full decoding pass) instead of failing.
+    ``modality`` says what kind of input the splits hold (``image``, the default; see
+    :func:`sparsecheck.modalities.modality_names`).
     """
 
     train: Path
     val: Path | None = None
     test: Path
+    #: the kind of input (:mod:`sparsecheck.modalities`): how splits are read, explained and intervened on
+    modality: str = DEFAULT_MODALITY
     metadata: Path | None = None
     id_column: str = "id"
     class_names: list[str] | None = None
@@ -229,17 +236,23 @@ class DataConfig(_Strict):
     #: :func:`sparsecheck.analysis.cues.parse_intervention`)
     interventions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("interventions")
+    @field_validator("modality")
     @classmethod
-    def _check_interventions(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from sparsecheck.analysis.cues import parse_intervention
+    def _known_modality(cls, v: str) -> str:
+        if v not in modality_names():
+            raise ValueError(f"no modality {v!r} (known: {', '.join(modality_names())})")
+        return v
 
-        for attribute, spec in v.items():
+    @model_validator(mode="after")
+    def _check_interventions(self) -> "DataConfig":
+        modality = get_modality(self.modality)
+        for attribute, spec in self.interventions.items():
             if not isinstance(spec, dict) or "value" not in spec:
                 raise ValueError(f"data.interventions.{attribute} needs 'value' (the attribute value the cue "
                                  f"stands for) and 'put' (the cue), e.g. {{value: yes, put: {{type: patch}}}}")
-            parse_intervention({k: w for k, w in spec.items() if k != "value"}, key=f"data.interventions.{attribute}")
-        return v
+            modality.parse_intervention({k: w for k, w in spec.items() if k != "value"},
+                                        key=f"data.interventions.{attribute}")
+        return self
 
 
 class FeaturesConfig(_Strict):
@@ -332,7 +345,7 @@ class MlflowConfig(_Strict):
     def _alias(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.reports.tracking.registry import check_alias_name
+        from sparsecheck.tracking.registry import check_alias_name
 
         return check_alias_name(v)
 
@@ -384,8 +397,6 @@ class Config(_Strict):
         automatic = bool(self.analysis.auto_attributes and self.analysis.interventions)
         key = repr((self.assertions, self.data.spurious_attributes, self.data.class_names, automatic))
         if self._parsed is None or self._parsed[0] != key:
-            from sparsecheck.assertions.spec import parse_assertions
-
             self._parsed = (key, parse_assertions(self.assertions, spurious_attributes=self.data.spurious_attributes,
                                                   class_names=self.data.class_names, chance_guard=True,
                                                   automatic_guard=automatic))
@@ -420,7 +431,7 @@ class Config(_Strict):
         alias = self.mlflow.promote_alias
         if alias is None:
             return
-        from sparsecheck.reports.tracking.registry import parse_model_uri
+        from sparsecheck.tracking.registry import parse_model_uri
 
         if self.model.uri is None or not parse_model_uri(self.model.uri).registered:
             raise ConfigError(f"alias {alias!r} can only be set on a registered model version: give the model as "
@@ -446,6 +457,36 @@ class Config(_Strict):
         if self.select.assertions:
             out["select.assertions.count"] = str(len(self.select.assertions))
         return out
+
+
+#: what assertions about the sparse layer need: a pool has none of it (``sparsecheck run`` checks them)
+MODEL_LEVEL = frozenset({"sparse_layer", "sparse_predictions", "feature_attributes", "spurious_findings"})
+
+
+def pool_assertions(config: Config) -> list[Any]:
+    """The assertions checked on an unlabelled pool (``sparsecheck select``, ``weak-labels``): the
+    config's enabled label-free ones, then ``select.assertions``. Left out: the implied ones and
+    those about the sparse layer (they judge the model, which ``sparsecheck run`` checks, not
+    examples).
+
+    Raises
+    ------
+    ConfigError
+        naming ``select.assertions`` when one of them is malformed, needs labels, or reuses the
+        name of an assertion under ``assertions:``.
+    """
+    own = [a for a in config.parsed_assertions if not a.implied]
+    extra = parse_assertions(config.select.assertions, class_names=config.data.class_names)
+    names = {a.name for a in own}
+    for a in extra:
+        if a.name in names:
+            raise ConfigError(f"assertion name {a.name!r} is already used under assertions:",
+                              key="select.assertions", value=a.name)
+        if a.needs_labels or set(a.requires) & MODEL_LEVEL:
+            raise ConfigError(f"assertion {a.name!r} ({a.type}) needs "
+                              f"{'labels' if a.needs_labels else 'the sparse layer'}, which a pool does not have",
+                              key="select.assertions", value=a.name)
+    return [a for a in [*own, *extra] if a.enabled and not a.needs_labels and not set(a.requires) & MODEL_LEVEL]
 
 
 def _format_loc(loc: tuple) -> str:
@@ -502,8 +543,6 @@ def parse_config(raw: Any, *, base_dir: str | Path = ".", check_files: bool = Tr
         raise ConfigError(f"{msg} (got {shown})", key=key, value=value) from None
     cfg.parsed_assertions  # noqa: B018 - parses them: a malformed assertion fails here, before any work
     if cfg.select.assertions:
-        from sparsecheck.select import pool_assertions
-
         pool_assertions(cfg)  # select.assertions too
     base = Path(base_dir)
     cfg.base_dir = base

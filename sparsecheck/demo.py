@@ -46,7 +46,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from sparsecheck._runtime import atomic_write, progress, torch_threads, write_json_atomic
+from sparsecheck.outputs import atomic_write, write_json_atomic
+from sparsecheck._runtime import progress, torch_threads
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ source             what is read
 ``uri``            an MLflow model logged with the ``mlflow.pytorch`` flavour:
                    ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID/PATH`` or
                    ``models:/m-...``, downloaded from the tracking server and loaded with
-                   ``mlflow.pytorch.load_model`` (see :mod:`sparsecheck.reports.tracking.registry`).
+                   ``mlflow.pytorch.load_model`` (see :mod:`sparsecheck.tracking.registry`).
                    That flavour unpickles (or loads a ``torch.export`` program): load models
                    only from your own tracking server
 =================  ===========================================================================
@@ -86,7 +86,7 @@ class Model:
         ``model.input``.
     origin : ModelOrigin or None
         Where an MLflow model came from (registered name, version, alias, run, logged model id);
-        see :class:`sparsecheck.reports.tracking.registry.ModelOrigin`.
+        see :class:`sparsecheck.tracking.registry.ModelOrigin`.
     """
 
     module: nn.Module
@@ -194,7 +194,7 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     uri : an MLflow model URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
         ``runs:/RUN_ID/PATH``, ``models:/m-...``) of a model logged with ``mlflow.pytorch``,
         resolved and downloaded against ``tracking_uri`` (see
-        :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`). The flavour unpickles: load
+        :func:`~sparsecheck.tracking.resolve_tracking_uri`). The flavour unpickles: load
         only models from your own tracking server.
     trust_pickle : load a ``path`` whose archive holds pickles (``use_pickle`` weights or constants,
         sample inputs beyond tensors, pickled extra files, AOTInductor code), which loading runs as
@@ -289,7 +289,7 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
     import shutil
     import tempfile
 
-    from sparsecheck.reports.tracking.registry import download_model, resolve_model_uri
+    from sparsecheck.tracking.registry import download_model, resolve_model_uri
 
     origin = resolve_model_uri(uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="sparsecheck-mlflow-model-"))

@@ -61,14 +61,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import ACTIVITY, atomic_write, claim_out_dir, remove_outputs, write_json_atomic
+from sparsecheck._runtime import ACTIVITY
+from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_json_atomic
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
+from sparsecheck.pipeline.batch import batch_metadata
 from sparsecheck.reports.compare import RunActivations
 from sparsecheck.results import FAILING_STATUSES, failing_assertions
-from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, download_run_artifact, load_run_results,
-                                          resolve_tracking_uri, start_run)
+from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE, start_run
+from sparsecheck.tracking.reading import download_run_artifact, load_run_results
+from sparsecheck.tracking.store import resolve_tracking_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -495,7 +498,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     Raises
     ------
     TrackingError
-        MLflow unreachable (after :func:`~sparsecheck.reports.tracking.store.retry_policy`'s
+        MLflow unreachable (after :func:`~sparsecheck.tracking.store.retry_policy`'s
         retries), no reference run, a reference without the needed artifacts, or a concurrent job
         that claimed the batch and failed or did not finish within ``wait_s``.
     ConfigError, DataError
@@ -503,7 +506,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     """
     from sparsecheck.data import ImageDataset, load_dataset
     from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
-    from sparsecheck.reports.tracking.store import _check_reachable
+    from sparsecheck.tracking.store import _check_reachable
 
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
@@ -625,7 +628,7 @@ class _Claim:
 def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
     """Create ``out_dir`` (or take over one that sparsecheck wrote) for ``monitor --out``.
 
-    The same rules as ``run --out`` (:func:`sparsecheck._runtime.claim_out_dir`): a non-empty
+    The same rules as ``run --out`` (:func:`sparsecheck.outputs.claim_out_dir`): a non-empty
     directory sparsecheck did not write is refused unless ``force``, and a ``monitor.json`` or
     ``monitor.html`` there that sparsecheck did not write is refused either way. An earlier batch's
     ``monitor.json`` and ``monitor.html`` are removed first, so an interrupted job leaves none.
@@ -651,7 +654,7 @@ def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, 
     """
     from sparsecheck.reports.monitor_render import to_html
 
-    from sparsecheck.select import write_csv
+    from sparsecheck.outputs import write_csv
     from sparsecheck.weak_labels import CORRECTIONS_FILE
 
     out = Path(out_dir)
@@ -681,7 +684,7 @@ def _model_check(config: "Config", uri: str) -> str | None:
     registered model is monitored against, when no ``--reference`` is given."""
     if config.model.uri is None:
         return None
-    from sparsecheck.reports.tracking.registry import find_check_run, resolve_model_uri
+    from sparsecheck.tracking.registry import find_check_run, resolve_model_uri
 
     origin = resolve_model_uri(config.model.uri, uri)
     run_id = find_check_run(origin)
@@ -699,7 +702,7 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
     from sparsecheck._runtime import resolve_device
     from sparsecheck.data.precomputed import PrecomputedFeatures
     from sparsecheck.pipeline.context import RunContext, SplitView
-    from sparsecheck.sparse.features import extract_features
+    from sparsecheck.features.extraction import extract_features
 
     dev = resolve_device(device)
     spec = None
@@ -739,7 +742,7 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
                          alpha=alpha, psi_threshold=psi_threshold, bins=bins)
     if report_note:
         report.notes.append(report_note)
-    meta, note = _batch_metadata(config, ds, metadata)
+    meta, note = batch_metadata(config, ds, metadata)
     if note and config.assertions:
         report.notes.append(note)
     ctx = RunContext(config=config, class_names=list(class_names), device=str(dev),
@@ -779,28 +782,6 @@ def _check_same_model(ref: MonitorReference, model: "Model") -> None:
         raise ConfigError(f"the model's fingerprint {model.fingerprint()} differs from reference run "
                           f"{ref.run_id}'s ({expected}); monitor with the reference's model or pass "
                           "--reference with a run of this model", key="model", value=model.source)
-
-
-def _batch_metadata(config: "Config", ds: "ImageDataset | PrecomputedFeatures",
-                    metadata: str | Path | None) -> tuple[pd.DataFrame, str]:
-    from sparsecheck.data import load_metadata
-    from sparsecheck.data.precomputed import PrecomputedFeatures
-
-    own = ds.metadata if isinstance(ds, PrecomputedFeatures) else None  # a Parquet features file's columns
-    if metadata is None and own is not None:
-        return own.reset_index(drop=True), ""
-    if metadata is not None:
-        try:
-            return load_metadata(metadata, ds.ids, id_column=config.data.id_column), ""
-        except DataError as exc:
-            raise DataError(f"--metadata: {exc}") from exc
-    if config.data.metadata is not None:
-        try:
-            return load_metadata(config.data.metadata, ds.ids, id_column=config.data.id_column), ""
-        except DataError:
-            pass
-    return pd.DataFrame({"id": ds.ids}), ("no metadata for the batch's ids (pass --metadata): assertions on "
-                                          "attributes cannot run")
 
 
 def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, notes: list[str],
@@ -869,7 +850,7 @@ def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | Precompute
     run's dataset input, and the alert tag; ``sparsecheck.status`` becomes alert or ok."""
     from mlflow.entities import Metric, Param
 
-    from sparsecheck.reports.tracking.datasets import dataset_inputs
+    from sparsecheck.tracking.datasets import dataset_inputs
 
     fd, cm = report.feature_drift, report.class_mix
     values: dict[str, float] = {
@@ -897,7 +878,7 @@ def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | Precompute
             write_json_atomic(path, report.to_dict())
             run.client.log_artifact(run_id, str(path))
             if report.corrections is not None:
-                from sparsecheck.select import write_csv
+                from sparsecheck.outputs import write_csv
                 from sparsecheck.weak_labels import CORRECTIONS_FILE
 
                 run.client.log_artifact(run_id, str(write_csv(report.corrections, Path(tmp) / CORRECTIONS_FILE)))

@@ -380,8 +380,8 @@ class RunResults(BaseModel):
         return cls.from_dict(data, source=str(path))
 
     def to_json(self, path: str | Path) -> None:
-        """Write results.json atomically (see :func:`sparsecheck._runtime.write_json_atomic`)."""
-        from sparsecheck._runtime import write_json_atomic
+        """Write results.json atomically (see :func:`sparsecheck.outputs.write_json_atomic`)."""
+        from sparsecheck.outputs import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 
@@ -451,7 +451,7 @@ def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
 
 if __name__ == "__main__":  # pragma: no cover
     from sparsecheck import results  # the package's module (its logger is sparsecheck.results), not __main__
-    from sparsecheck.cli import _setup_logging  # only the CLI configures output
+    from sparsecheck.logs import setup_logging  # only command-line entry points configure output
 
-    _setup_logging(0, False)
+    setup_logging(0, False)
     results.write_schema()

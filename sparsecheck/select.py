@@ -63,11 +63,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, write_json_atomic
+from sparsecheck.outputs import write_json_atomic
+from sparsecheck.config import pool_assertions
 from sparsecheck.errors import ConfigError, DataError, ParameterError, TrackingError
+from sparsecheck.pipeline.batch import batch_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.assertions import Assertion, SuiteResult
     from sparsecheck.config import Config
     from sparsecheck.data import ImageDataset
     from sparsecheck.data.precomputed import PrecomputedFeatures
@@ -75,7 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "pool_assertions", "load_pool",
+__all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "load_pool",
            "score_pool", "select_examples", "load_labelled", "select_experiment_name", "log_to_mlflow",
            "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool",
            "check_budget"]
@@ -87,40 +88,11 @@ SELECTION_COLUMNS = ("id", "rank", "strategy", "arm", "assertions", "severity", 
 #: the config's splits a pool may name
 SPLITS = ("train", "val", "test")
 TAG_POOL = "sparsecheck.pool_fingerprint"
-#: what assertions about the sparse layer need: a pool has none of it (``sparsecheck run`` checks them)
-MODEL_LEVEL = frozenset({"sparse_layer", "sparse_predictions", "feature_attributes", "spurious_findings"})
 
 
 def select_experiment_name(experiment: str) -> str:
     """The experiment select and weak-labels runs go to: ``<experiment>-select``."""
     return f"{experiment}-select"
-
-
-def pool_assertions(config: "Config") -> list["Assertion"]:
-    """The assertions checked on an unlabelled pool: the config's enabled label-free ones, then
-    ``select.assertions``. Left out: the implied ones and those about the sparse layer (they
-    judge the model, which ``sparsecheck run`` checks, not examples).
-
-    Raises
-    ------
-    ConfigError
-        naming ``select.assertions`` when one of them is malformed, needs labels, or reuses the
-        name of an assertion under ``assertions:``.
-    """
-    from sparsecheck.assertions import parse_assertions
-
-    own = [a for a in config.parsed_assertions if not a.implied]
-    extra = parse_assertions(config.select.assertions, class_names=config.data.class_names)
-    names = {a.name for a in own}
-    for a in extra:
-        if a.name in names:
-            raise ConfigError(f"assertion name {a.name!r} is already used under assertions:",
-                              key="select.assertions", value=a.name)
-        if a.needs_labels or set(a.requires) & MODEL_LEVEL:
-            raise ConfigError(f"assertion {a.name!r} ({a.type}) needs "
-                              f"{'labels' if a.needs_labels else 'the sparse layer'}, which a pool does not have",
-                              key="select.assertions", value=a.name)
-    return [a for a in [*own, *extra] if a.enabled and not a.needs_labels and not set(a.requires) & MODEL_LEVEL]
 
 
 def parse_strategy(strategy: str, names: Sequence[str] | None) -> tuple[str, str | None]:
@@ -264,9 +236,8 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
     """
     from sparsecheck._runtime import resolve_device
     from sparsecheck.data.precomputed import PrecomputedFeatures
-    from sparsecheck.monitor import _batch_metadata
     from sparsecheck.pipeline.context import RunContext, SplitView
-    from sparsecheck.sparse.features import extract_features
+    from sparsecheck.features.extraction import extract_features
 
     pool_assertions(config)  # a malformed select.assertions fails before the model runs
     ds = pool if hasattr(pool, "ids") and not isinstance(pool, (str, Path)) else load_pool(config, pool)
@@ -290,7 +261,7 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
         model_info = {"fingerprint": model.fingerprint(), "source": str(model.source)}
         origin = getattr(model, "origin", None)
     class_names = list(config.data.class_names or [str(k) for k in range(np.asarray(logits).shape[1])])
-    meta, note = _batch_metadata(config, ds, metadata)
+    meta, note = batch_metadata(config, ds, metadata)
     notes = [note.replace("the batch's", "the pool's")] if note else []
     ctx = RunContext(config=config, class_names=class_names, device=str(dev),
                      splits={"pool": SplitView("pool", ds.ids, None, features, logits, meta)})
@@ -654,31 +625,6 @@ def _selection_rows(table: pd.DataFrame, failures: pd.DataFrame, picks: list[tup
 
 
 # --------------------------------------------------------------------------- outputs
-def check_out_file(path: str | Path, *, force: bool = False, option: str = "--out") -> Path:
-    """Refuse to overwrite an existing output file unless ``force`` (before any work is done).
-
-    Raises
-    ------
-    ConfigError
-        ``path`` exists (and ``force`` is False), or is a directory, naming ``option``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory; give a CSV file name", key=option, value=str(path))
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists; pass --force to overwrite it", key=option, value=str(path))
-    return path
-
-
-def write_csv(frame: pd.DataFrame, path: str | Path, *, force: bool = False, option: str = "--out") -> Path:
-    """Write ``frame`` as CSV atomically, after :func:`check_out_file`."""
-    path = check_out_file(path, force=force, option=option)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-        frame.to_csv(fh, index=False, float_format="%.6g")
-    return path
-
-
 def log_to_mlflow(config: "Config", scores: PoolScores, kind: str, files: dict[str, Path], *,
                   params: dict[str, Any], metrics: dict[str, float], summary: dict[str, Any],
                   tracking_uri: str | None = None) -> Any:
@@ -700,7 +646,7 @@ def log_to_mlflow(config: "Config", scores: PoolScores, kind: str, files: dict[s
     """
     from mlflow.entities import Metric, Param
 
-    from sparsecheck.reports.tracking import start_run
+    from sparsecheck.tracking.run_logging import start_run
 
     cfg = config.mlflow.model_copy(update={
         "experiment": select_experiment_name(config.mlflow.experiment),

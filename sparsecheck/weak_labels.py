@@ -192,7 +192,7 @@ def batch_corrections(config: "Config", table: pd.DataFrame, *,
         :func:`correct_predictions`' table, and notes (no rule to apply, a rule skipped).
     """
     from sparsecheck.assertions import run_assertions
-    from sparsecheck.select import pool_assertions
+    from sparsecheck.config import pool_assertions
 
     rules = [a for a in pool_assertions(config) if a.type in RULES]
     notes = []

@@ -150,7 +150,7 @@ def _mlflow_cwd() -> Path:
         # resolved: the default tracking URI is built from the resolved working directory
         path = Path(tempfile.mkdtemp(prefix="sparsecheck-mlflow-cwd-")).resolve()
         _SERVER["cwd"] = path
-        from sparsecheck.reports.tracking import prefetch
+        from sparsecheck.tracking.store import prefetch
 
         prefetch(f"sqlite:///{path / 'mlflow.db'}")  # MLflow's schema is created while other tests run
     return _SERVER["cwd"]

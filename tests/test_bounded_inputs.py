@@ -13,7 +13,7 @@ import yaml
 from sparsecheck.cli import main
 from sparsecheck.config import MAX_CONFIG_BYTES, Config, load_config
 from sparsecheck.errors import ConfigError, brief
-from sparsecheck.reports.tracking.run_logging import MAX_PARAMS, _tags, params_from_config
+from sparsecheck.tracking.run_logging import MAX_PARAMS, _tags, params_from_config
 from tests.helpers import write_project
 
 
@@ -127,7 +127,7 @@ def test_a_huge_factory_kwargs_is_logged_to_a_real_store_in_bounded_form(tmp_pat
     script = f"""
 import mlflow
 from sparsecheck.config import Config
-from sparsecheck.reports.tracking.run_logging import params_from_config
+from sparsecheck.tracking.run_logging import params_from_config
 cfg = Config.model_validate({{"model": {{"factory": "p.m:f", "factory_kwargs": {{"x": ["lol" * 50] * 200000}}}},
                              "data": {{"train": "a.npz", "test": "b.npz"}}}})
 client = mlflow.MlflowClient("sqlite:///{tmp_path / 'm.db'}")

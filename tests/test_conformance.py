@@ -222,7 +222,7 @@ def test_a_failing_optional_stage_is_skipped_with_its_reason(tmp_path, capsys, m
 
 def test_torchscript_features_equal_the_modules_own(tmp_path):
     from sparsecheck.models import load_model
-    from sparsecheck.sparse.features import FeatureExtractor
+    from sparsecheck.features.taps import FeatureExtractor
     from tests.zoo import resnet18
 
     net = resnet18()

@@ -198,7 +198,7 @@ def test_readme_selection_recipe_runs_on_the_demo_pool(demo, selected):
     from sparsecheck.config import load_config
     from sparsecheck.data import load_dataset
     from sparsecheck.demo import make_demo_pool
-    from sparsecheck.sparse.features import extract_features
+    from sparsecheck.features.extraction import extract_features
 
     assert len(selected) == 2, list(selected)
     for line, run in selected.items():

@@ -30,7 +30,7 @@ from sparsecheck.config import load_config
 from sparsecheck.data.precomputed import META_FILE, is_features, load_features, write_features
 from sparsecheck.errors import DataError
 from sparsecheck.pipeline.stages import load_inputs
-from sparsecheck.sparse.features import cache_path, extract_features
+from sparsecheck.features.extraction import cache_path, extract_features
 from tests.conftest import require
 from tests.helpers import FORWARD_CALLS, make_counting_net, make_learned_net, write_metadata, write_npz
 

@@ -17,7 +17,7 @@ from sparsecheck.analysis.lime_features import FeatureActivation, LimeFeatureExp
 from sparsecheck.analysis.sanity import model_randomisation_test
 from sparsecheck.data import ImageDataset, InputSpec
 from sparsecheck.sparse import SparseDecisionLayer
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.features.extraction import extract_features
 from tests.helpers import make_tiny_net
 from tests.sparse.test_layer import assert_same_selection, fit_in_precision, planted
 

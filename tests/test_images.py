@@ -19,7 +19,7 @@ from PIL import Image
 from sparsecheck.data import (ImageDataset, ImageGeometry, InputSpec, decode_image, load_dataset,
                               resolve_num_workers)
 from sparsecheck.errors import DataError, ParameterError
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.features.extraction import extract_features
 from tests.helpers import make_tiny_net
 
 

@@ -129,7 +129,7 @@ def test_sigterm_while_logging_marks_the_mlflow_run_killed_and_writes_no_results
 _OPEN_A_RUN = """
 import sys, time
 from sparsecheck.config import MlflowConfig
-from sparsecheck.reports.tracking import start_run
+from sparsecheck.tracking.run_logging import start_run
 run = start_run(MlflowConfig(tracking_uri=sys.argv[1], experiment="interrupts"))
 with run:
     print("open", run.info.run_id, file=sys.stderr, flush=True)
@@ -139,8 +139,8 @@ with run:
 
 def test_a_killed_processs_run_is_closed_by_the_next_run_and_live_ones_are_left_alone(tmp_path):
     from sparsecheck.config import MlflowConfig
-    from sparsecheck.reports.tracking import start_run
-    from sparsecheck.reports.tracking.liveness import TAG_CLOSED, TAG_HEARTBEAT, _machine, _start_time
+    from sparsecheck.tracking.run_logging import start_run
+    from sparsecheck.tracking.liveness import TAG_CLOSED, TAG_HEARTBEAT, _machine, _start_time
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     doomed = _Process(["-c", _OPEN_A_RUN, uri], tmp_path)

@@ -262,7 +262,7 @@ def test_a_batch_of_precomputed_features_needs_no_model(project: dict[str, Any],
 
     from sparsecheck.data import load_dataset
     from sparsecheck.data.precomputed import META_FILE
-    from sparsecheck.sparse.features import extract_to
+    from sparsecheck.features.extraction import extract_to
 
     cfg = load_config(project["config"])
     model = cfg.model.load()

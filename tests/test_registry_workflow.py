@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparsecheck.reports.tracking.registry import RUN_TAGS
+from sparsecheck.tracking.registry import RUN_TAGS
 from tests.helpers import write_registry_project
 from tests.test_readme import README_SERVER, server_blocks
 

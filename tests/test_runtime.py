@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from sparsecheck._runtime import OUT_DIR_MARKER, atomic_write, claim_out_dir, release_out_dir
+from sparsecheck.outputs import OUT_DIR_MARKER, atomic_write, claim_out_dir, release_out_dir
 
 
 @pytest.mark.parametrize("umask", [0o002, 0o022, 0o077])
@@ -43,7 +43,7 @@ def test_release_out_dir_removes_only_an_unused_directory(tmp_path):
 
 
 def test_force_shares_a_folder_but_never_writes_into_or_removes_what_a_user_put_there(tmp_path):
-    from sparsecheck._runtime import out_dir_outputs, remove_outputs
+    from sparsecheck.outputs import out_dir_outputs, remove_outputs
     from sparsecheck.errors import ConfigError
 
     out = tmp_path / "shared"
@@ -69,7 +69,7 @@ def test_force_shares_a_folder_but_never_writes_into_or_removes_what_a_user_put_
 
 
 def test_a_marker_from_before_the_list_keeps_its_outputs(tmp_path):
-    from sparsecheck._runtime import out_dir_outputs, remove_outputs
+    from sparsecheck.outputs import out_dir_outputs, remove_outputs
 
     out = tmp_path / "old"
     out.mkdir()

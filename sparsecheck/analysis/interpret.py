@@ -35,7 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sparsecheck._runtime import atomic_write, exception_reason, progress
+from sparsecheck.outputs import atomic_write
+from sparsecheck._runtime import exception_reason, progress
 from sparsecheck.analysis.association import (
     association_records,
     feature_associations,

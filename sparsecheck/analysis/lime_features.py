@@ -70,7 +70,7 @@ class FeatureActivation:
 
     Calling it on a batch ``(n, H, W, C)`` of uint8 images returns ``(n, len(features))``
     float64 values ``(a - mean) / std``. Images are turned into model input by ``input_spec`` and
-    run through :class:`~sparsecheck.sparse.features.FeatureExtractor` in as few forward calls as
+    run through :class:`~sparsecheck.features.taps.FeatureExtractor` in as few forward calls as
     memory allows. Use it as a context manager (the extractor's hooks are removed on exit).
 
     Parameters
@@ -141,7 +141,7 @@ class FeatureActivation:
         """Attach to the model (idempotent)."""
         if self._extractor is not None:
             return
-        from sparsecheck.sparse.features import FeatureExtractor
+        from sparsecheck.features.taps import FeatureExtractor
 
         module = getattr(self.model, "module", self.model)
         if getattr(self.model, "program", None) is None and isinstance(module, nn.Module):

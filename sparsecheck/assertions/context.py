@@ -65,7 +65,10 @@ class AssertionContext:
     dataset : sparsecheck.data.ImageDataset, optional
         The images behind ``table`` (same order).
     input_spec : sparsecheck.data.InputSpec, optional
+        The model's input transform (:class:`~sparsecheck.modalities.base.InputTransform`).
     device : str
+    modality : Modality, optional
+        The kind of input ``dataset`` holds (:mod:`sparsecheck.modalities`); None is images.
     run : sparsecheck.pipeline.RunContext, optional
         The whole run, for custom assertions that want more.
     split : str
@@ -84,6 +87,8 @@ class AssertionContext:
     dataset: Any = None
     input_spec: Any = None
     device: str = "cpu"
+    #: the :class:`~sparsecheck.modalities.base.Modality` of ``dataset`` (None: images)
+    modality: Any = None
     run: Any = None
     split: str = "test"
     max_examples: int | None = 1000

@@ -52,12 +52,14 @@ from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.results import Outcome
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, register_assertion
 from sparsecheck.errors import DataError, ModelError
+from sparsecheck.modalities import Perturbation, call_model, get_modality, modality_names, output_tensor
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["consistency", "flicker", "invariance", "per_example_outcome", "TRANSFORMS"]
 
-TRANSFORMS = ("hflip", "brightness", "noise", "fgsm")
+#: the image modality's invariance transforms (every modality's: :meth:`Modality.invariance_transforms`)
+TRANSFORMS = tuple(get_modality("image").invariance_transforms())
 
 
 def per_example_outcome(data: AssertionContext, severity: Any, params: PerExampleParams | None = None, *,
@@ -207,10 +209,13 @@ def _flicker(data: AssertionContext, p: FlickerParams) -> Outcome:
 class InvarianceParams(PerExampleParams):
     """``invariance``: the prediction survives ``transform`` at ``magnitude`` (see module docstring).
 
-    ``sample`` checks a seeded random subset (None: every example); ``batch_size`` batches the model.
+    ``transform`` is one of the run's modality's invariance transforms
+    (:meth:`~sparsecheck.modalities.base.Modality.invariance_transforms`; images: ``hflip``,
+    ``brightness``, ``noise``, ``fgsm``). ``sample`` checks a seeded random subset (None: every
+    example); ``batch_size`` batches the model.
     """
 
-    transform: Literal["hflip", "brightness", "noise", "fgsm"]
+    transform: str
     magnitude: float = Field(0.0, ge=-1, le=1)
     sample: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -218,11 +223,20 @@ class InvarianceParams(PerExampleParams):
 
     @model_validator(mode="after")
     def _magnitude(self) -> "InvarianceParams":
-        if self.transform in ("noise", "fgsm") and self.magnitude <= 0:
-            raise ValueError(f"{self.transform} needs a magnitude > 0 (in [0, 1] pixel intensity units)")
-        if self.transform == "brightness" and self.magnitude == 0:
-            raise ValueError("brightness needs a nonzero magnitude (a shift in [0, 1] intensity units)")
+        known = _invariance_transforms()
+        if self.transform not in known:
+            raise ValueError(f"transform must be one of {sorted(known)}, got {self.transform!r}")
+        known[self.transform].check_magnitude(self.magnitude)
         return self
+
+
+def _invariance_transforms() -> dict[str, Any]:
+    """Every registered modality's invariance transforms by name (the first modality to name one wins)."""
+    out: dict[str, Any] = {}
+    for name in modality_names():
+        for key, transform in get_modality(name).invariance_transforms().items():
+            out.setdefault(key, transform)
+    return out
 
 
 def _module_of(model: Any) -> Any:
@@ -232,13 +246,19 @@ def _module_of(model: Any) -> Any:
 @register_assertion("invariance", family="model", params=InvarianceParams,
                     requires=("model", "dataset", "input_spec"))
 def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
-    """The prediction does not change under a declared image transformation."""
+    """The prediction does not change under a declared transformation of the examples."""
     import torch
 
     module = _module_of(data.model)
     ds, spec = data.dataset, data.input_spec
+    modality = data.modality if data.modality is not None else get_modality()
+    transforms = modality.invariance_transforms()
+    if p.transform not in transforms:
+        raise DataError(f"the {modality.name} modality has no invariance transform {p.transform!r} (it has "
+                        f"{sorted(transforms)})")
+    change = transforms[p.transform]
     if len(ds) != len(data):
-        raise DataError(f"the dataset has {len(ds)} images but the prediction table {len(data)} rows")
+        raise DataError(f"the dataset has {len(ds)} {modality.noun}s but the prediction table {len(data)} rows")
     n = len(ds)
     rng = np.random.default_rng(p.random_state)
     idx = np.arange(n) if p.sample is None or p.sample >= n else np.sort(rng.choice(n, p.sample, replace=False))
@@ -247,9 +267,9 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
     except (StopIteration, AttributeError, TypeError):
         device = torch.device(data.device)
     gen = torch.Generator(device="cpu").manual_seed(p.random_state)
-    # the clean pass is the prediction table's own (same model, same inputs); FGSM needs its own
-    # forward pass for the gradient anyway
-    table_probs = data.probabilities() if data.prob_columns and p.transform != "fgsm" else None
+    # the clean pass is the prediction table's own (same model, same inputs); a transform that
+    # follows the gradient (FGSM) needs its own forward pass for it anyway
+    table_probs = data.probabilities() if data.prob_columns and not change.uses_gradient else None
     before_p = np.empty(idx.size)
     after_p = np.empty(idx.size)
     before = np.empty(idx.size, dtype=np.int64)
@@ -257,19 +277,22 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
     for start in progress(range(0, idx.size, p.batch_size), total=-(-idx.size // p.batch_size),
                           desc=f"invariance ({p.transform})", unit="batch"):
         chunk = idx[start:start + p.batch_size]
-        raw = torch.as_tensor(np.asarray(ds.batch(chunk))).to(torch.float32)
+        raw = ds.batch(chunk)
         try:
             if table_probs is not None:
                 probs0 = torch.as_tensor(table_probs[chunk], dtype=torch.float32)
             else:
-                note_forward(len(raw))
+                note_forward(len(chunk))
                 with torch.inference_mode():
-                    probs0 = torch.softmax(module(spec.transform(raw, device=device)).float(), dim=1).cpu()
+                    probs0 = torch.softmax(output_tensor(call_model(module, spec.transform(raw, device=device))).float(),
+                                           dim=1).cpu()
             cls0 = probs0.argmax(dim=1)
-            moved = _perturb(raw, p, gen, module, spec, device, cls0)
-            note_forward(len(moved))
+            moved = change.apply(raw, Perturbation(magnitude=p.magnitude, generator=gen, module=module,
+                                                   transform=spec, device=device, predicted=cls0))
+            note_forward(len(chunk))
             with torch.inference_mode():
-                probs1 = torch.softmax(module(spec.transform(moved, device=device)).float(), dim=1).cpu()
+                probs1 = torch.softmax(output_tensor(call_model(module, spec.transform(moved, device=device))).float(),
+                                       dim=1).cpu()
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise ModelError(f"the model failed on a {p.transform} batch: {exc}") from exc
         if probs1.shape[1] < probs0.shape[1]:
@@ -288,26 +311,6 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
     out.details.update({"transform": p.transform, "magnitude": p.magnitude, "n_checked": int(idx.size),
                         "mean_probability_drop": float(severity.mean()) if idx.size else 0.0})
     return out
-
-
-def _perturb(raw: Any, p: InvarianceParams, gen: Any, module: Any, spec: Any, device: Any, target: Any) -> Any:
-    """Apply the transformation to a float N×H×W×C batch in [0, 255] pixel units."""
-    import torch
-
-    if p.transform == "hflip":
-        return raw.flip(2)
-    if p.transform == "brightness":
-        return (raw + 255.0 * p.magnitude).clamp(0.0, 255.0)
-    if p.transform == "noise":
-        return (raw + torch.randn(raw.shape, generator=gen) * (255.0 * p.magnitude)).clamp(0.0, 255.0)
-    # fgsm: gradients with respect to the pixels, through the input transform and the model
-    x = raw.detach().to(device).requires_grad_(True)
-    note_forward(len(x))
-    with torch.inference_mode(False), torch.enable_grad():
-        logits = module(spec.transform(x, device=device))
-        loss = torch.nn.functional.cross_entropy(logits.float(), target.to(logits.device))
-        (grad,) = torch.autograd.grad(loss, x)
-    return (x.detach() + 255.0 * p.magnitude * grad.sign()).clamp(0.0, 255.0).cpu()
 
 
 # --------------------------------------------------------------------------- constructors

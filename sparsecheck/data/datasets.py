@@ -42,9 +42,10 @@ NumWorkers = int | Literal["auto"]
 
 
 def resolve_num_workers(num_workers: NumWorkers, dataset: "ImageDataset | None" = None) -> int:
-    """DataLoader workers: ``"auto"`` is ``min(4, cpu count)`` for file-backed data, 0 in memory."""
+    """DataLoader workers: ``"auto"`` is ``min(4, cpu count)`` for file-backed data, 0 in memory
+    (and for a split that does not say it is file-backed)."""
     if num_workers == "auto":
-        if dataset is not None and dataset.in_memory:
+        if dataset is not None and getattr(dataset, "in_memory", True):
             return 0
         return min(4, os.cpu_count() or 1)
     if not isinstance(num_workers, int) or num_workers < 0:

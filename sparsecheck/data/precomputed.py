@@ -352,7 +352,7 @@ def write_features(directory: str | Path, features: np.ndarray, labels: np.ndarr
     The arrays go into a temporary directory beside ``directory``, ``meta.json`` last, which is
     then renamed into place: an interrupted write leaves nothing that looks complete. For
     extraction that streams batch by batch (and across ranks), see
-    :func:`sparsecheck.sparse.features.extract_to`.
+    :func:`sparsecheck.features.extraction.extract_to`.
     """
     directory = Path(directory)
     if directory.exists() and not overwrite:
@@ -378,7 +378,7 @@ def write_features(directory: str | Path, features: np.ndarray, labels: np.ndarr
 
 def finish_directory(tmp: Path, directory: Path, meta: dict[str, Any]) -> None:
     """Write ``meta.json`` into ``tmp`` (atomically) and rename ``tmp`` to ``directory``, replacing it."""
-    from sparsecheck._runtime import write_json_atomic
+    from sparsecheck.outputs import write_json_atomic
 
     write_json_atomic(tmp / META_FILE, {"format": FEATURES_FORMAT, "version": FORMAT_VERSION, **meta})
     if directory.exists():

@@ -100,7 +100,7 @@ class RunContext:
     #: the typed, checked results (:class:`sparsecheck.results.RunResults`) once the outputs are written
     run_results: Any = None
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
-    #: what was written on the registered model version after the run (reports.tracking.registry.Verdict)
+    #: what was written on the registered model version after the run (tracking.registry.Verdict)
     verdict: Any = None
 
     def skip(self, what: str, reason: str) -> None:

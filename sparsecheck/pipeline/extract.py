@@ -9,7 +9,7 @@ with or without the model.
 
 Under ``torchrun`` every rank extracts a contiguous shard of each split and writes its rows into
 the shared files; rank 0 finishes each output once all ranks are done
-(:func:`~sparsecheck.sparse.features.extract_to`)::
+(:func:`~sparsecheck.features.extraction.extract_to`)::
 
     torchrun --standalone --nproc_per_node 2 -m sparsecheck extract config.yaml
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparsecheck.errors import ConfigError
-from sparsecheck.sparse.distributed import Ranks, ranks_from_env
+from sparsecheck.features.distributed import Ranks, ranks_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
     RankError
         on the ranks that did not fail themselves, when another rank failed.
     """
-    from sparsecheck._runtime import claim_out_dir
+    from sparsecheck.outputs import claim_out_dir
     from sparsecheck.config import load_config
     from sparsecheck.pipeline.stages import load_inputs
-    from sparsecheck.sparse.features import extract_features, extract_to
+    from sparsecheck.features.extraction import extract_features, extract_to
 
     with ranks_from_env(device) as ranks:
         with ranks.together("reading the config and loading the model and data"):

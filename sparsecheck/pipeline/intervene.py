@@ -75,7 +75,7 @@ class Intervener:
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
             return None
-        from sparsecheck.sparse.features import FeatureExtractor
+        from sparsecheck.features.taps import FeatureExtractor
 
         try:
             self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)

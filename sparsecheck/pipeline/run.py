@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck._runtime import (atomic_write, claim_out_dir, count_forward, doing, remove_outputs, resolve_device,
-                                  write_json_atomic)
+from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_json_atomic
+from sparsecheck._runtime import count_forward, doing, resolve_device
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.pipeline.context import RunContext
@@ -49,7 +49,7 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False, also: tuple[str
 
     A non-empty directory that sparsecheck did not create is refused unless ``force``, and even
     then an output name already there that sparsecheck did not write (a user's ``features/``) is
-    refused: we never overwrite or remove a user's files (:func:`~sparsecheck._runtime.claim_out_dir`).
+    refused: we never overwrite or remove a user's files (:func:`~sparsecheck.outputs.claim_out_dir`).
     The previous run's outputs (:data:`RUN_OUTPUTS`, and ``also``: the demo's ``data``) are removed,
     ``results.json`` first, so an interrupted run does not leave an old, complete-looking result.
     """
@@ -91,8 +91,8 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
     """
     from sparsecheck.errors import TrackingError
     from sparsecheck.reports.html import write_report
-    from sparsecheck.reports.tracking import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, attach_run, start_run,
-                                              write_activations, write_test_features)
+    from sparsecheck.tracking.run_logging import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, attach_run, start_run,
+                                                  write_activations, write_test_features)
 
     if ctx.out_dir is None:
         return
@@ -195,7 +195,7 @@ def write_feature_attributes(ctx: RunContext, path: str | Path) -> Path | None:
 def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
     """results.json's content, in contract order, and the same checked against the typed contract:
     a run never writes a results.json that its own readers (compare, monitor) would refuse."""
-    from sparsecheck._runtime import jsonable
+    from sparsecheck.outputs import jsonable
 
     plain = jsonable(_ordered(results))
     return plain, RunResults.from_dict(plain, source="this run's results")
@@ -217,9 +217,9 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
 
     Runs after the outputs are written and the MLflow run is FINISHED, so that a failure here
     (exit 3) costs neither. Does nothing for a model that does not come from MLflow, or a run
-    that was not logged. Returns the :class:`~sparsecheck.reports.tracking.registry.Verdict` or None.
+    that was not logged. Returns the :class:`~sparsecheck.tracking.registry.Verdict` or None.
     """
-    from sparsecheck.reports.tracking.registry import record_verdict
+    from sparsecheck.tracking.registry import record_verdict
     from sparsecheck.results import failing_assertions
 
     origin = getattr(ctx.model, "origin", None)
@@ -265,7 +265,7 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         (:func:`record_model_verdict`).
     mlflow_run_id : str, optional
         Log into this existing MLflow run (which its owner closes) instead of creating one: the run
-        of ``mlflow.models.evaluate`` (:mod:`sparsecheck.reports.tracking.evaluator`).
+        of ``mlflow.models.evaluate`` (:mod:`sparsecheck.tracking.evaluator`).
 
     Returns
     -------
@@ -280,7 +280,7 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     if out_dir is not None:
         ctx.out_dir = prepare_out_dir(out_dir, force=force)
         if config.mlflow.enabled:  # import MLflow and open its store while the model runs
-            from sparsecheck.reports.tracking import prefetch
+            from sparsecheck.tracking.store import prefetch
 
             prefetch(config.mlflow.tracking_uri)
     ctx.results.update({"sparsecheck_version": __version__,

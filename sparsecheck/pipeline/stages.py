@@ -46,7 +46,7 @@ from sparsecheck.data.metadata import shared_ids
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
 from sparsecheck.pipeline.context import RunContext, SplitView
-from sparsecheck.sparse.features import extract_features
+from sparsecheck.features.extraction import extract_features
 
 logger = logging.getLogger(__name__)
 

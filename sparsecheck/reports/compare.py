@@ -46,7 +46,6 @@ False
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -59,8 +58,10 @@ import numpy as np
 from sparsecheck.analysis.matching import (DEFAULT_MIN_CORRELATION, FeatureMatch, FeatureMatching, RunActivations,
                                            identity_matching, match_features)
 from sparsecheck.analysis.representation import FeatureSample, RepresentationSimilarity, compare_representations
+from sparsecheck.reports import format as fmt
+from sparsecheck.reports.compare_render import to_html, to_markdown
 from sparsecheck.results import is_failing
-from sparsecheck._runtime import atomic_write, claim_out_dir, write_json_atomic
+from sparsecheck.outputs import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.errors import DataError, ParameterError, TrackingError
 
 logger = logging.getLogger(__name__)
@@ -293,39 +294,11 @@ class RunComparison:
     # ------------------------------------------------------------------ rendering
     def to_markdown(self) -> str:
         """The comparison as Markdown (what ``sparsecheck compare`` prints); see :mod:`.compare_render`."""
-        from sparsecheck.reports.compare_render import to_markdown
-
         return to_markdown(self)
 
     def to_html(self) -> str:
         """A self-contained HTML page, verdict and what changed first; see :mod:`.compare_render`."""
-        from sparsecheck.reports.compare_render import to_html
-
         return to_html(self)
-
-
-def _fmt(value: Any, signed: bool = False) -> str:
-    """A value in a sentence or table cell (also used by :mod:`.compare_render`)."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):+d}" if signed else str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(float(value)):
-            return "—"
-        return f"{float(value):+.4g}" if signed else f"{float(value):.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _rate(rate: float | None, ci: tuple[float, float] | None, size: int | None) -> str:
-    if rate is None:
-        return "—"
-    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else ""
-    return f"{rate:.3f}{ci_text} (n={size})"
 
 
 # --------------------------------------------------------------------------- comparison logic
@@ -374,17 +347,17 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
     for a in assertions:
         if a.is_regression:
             regressions.append(f"assertion {a.name!r} ({a.severity}) newly fails"
-                               + (f": observed {_fmt(a.observed_b)}, threshold {_fmt(a.threshold)}"
+                               + (f": observed {fmt.value(a.observed_b)}, threshold {fmt.value(a.threshold)}"
                                   if a.observed_b is not None or a.threshold is not None else "")
                                + (f" — {a.message}" if a.message else ""))
     slices = _compare_slices(results_a, results_b, slice_fdr, notes)
     for s in slices:
         if s.change == "worse":
-            regressions.append(f"slice {s.label} got worse: error rate {_rate(s.error_rate_a, s.ci_a, s.size_a)} "
-                               f"→ {_rate(s.error_rate_b, s.ci_b, s.size_b)}")
+            regressions.append(f"slice {s.label} got worse: error rate {fmt.rate(s.error_rate_a, s.ci_a, s.size_a)} "
+                               f"→ {fmt.rate(s.error_rate_b, s.ci_b, s.size_b)}")
         elif s.is_regression:
             regressions.append(f"new significant slice {s.label}: error rate "
-                               f"{_rate(s.error_rate_b, s.ci_b, s.size_b)}, q={_fmt(s.q_value_b)}")
+                               f"{fmt.rate(s.error_rate_b, s.ci_b, s.size_b)}, q={fmt.value(s.q_value_b)}")
 
     matching = _matching(results_a, results_b, activations_a, activations_b, min_correlation, notes)
     spurious = _compare_spurious(results_a, results_b, matching, notes)
@@ -719,7 +692,7 @@ def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunAct
     TrackingError
         when the run does not exist or has no ``activations.npz``.
     """
-    from sparsecheck.reports.tracking import ACTIVATIONS_FILE
+    from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE
 
     return _load_run_artifact(run_id, ACTIVATIONS_FILE, RunActivations.load, tracking_uri)
 
@@ -732,14 +705,14 @@ def load_run_test_features(run_id: str, tracking_uri: str | None = None) -> Feat
     TrackingError
         when the run does not exist or has no ``test_features.npz``.
     """
-    from sparsecheck.reports.tracking import TEST_FEATURES_FILE
+    from sparsecheck.tracking.run_logging import TEST_FEATURES_FILE
 
     return _load_run_artifact(run_id, TEST_FEATURES_FILE, FeatureSample.load, tracking_uri)
 
 
 def _load_run_artifact(run_id: str, name: str, load: Any, tracking_uri: str | None) -> Any:
     """``load(path)`` of the run's artifact ``name``, downloaded into a temporary directory."""
-    from sparsecheck.reports.tracking import download_run_artifact
+    from sparsecheck.tracking.reading import download_run_artifact
 
     with tempfile.TemporaryDirectory(prefix="sparsecheck-artifact-") as tmp:
         return load(download_run_artifact(run_id, name, tracking_uri, dst_dir=tmp))
@@ -755,7 +728,7 @@ def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
     run_a, run_b : str
         MLflow run ids (A is the baseline).
     tracking_uri : str, optional
-        See :func:`sparsecheck.reports.tracking.resolve_tracking_uri`.
+        See :func:`sparsecheck.tracking.resolve_tracking_uri`.
     min_correlation, slice_fdr : float
         See :func:`compare_results`.
 
@@ -764,7 +737,8 @@ def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
     TrackingError
         when a run does not exist or has no results.json.
     """
-    from sparsecheck.reports.tracking import load_run_results, resolve_tracking_uri
+    from sparsecheck.tracking.reading import load_run_results
+    from sparsecheck.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     results_a = load_run_results(run_a, uri)

@@ -24,7 +24,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
-from sparsecheck.reports.compare import _fmt, _rate
+from sparsecheck.reports import format as fmt
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.reports.compare import ClassFeature, FeatureMatching, RunComparison
@@ -52,44 +52,40 @@ def verdict(c: "RunComparison") -> dict[str, str]:
     return {"kind": "no-regression", "title": "no regression", "detail": f"{status}; nothing got worse than A"}
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
-
-
 def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
     """One ``(tone, sentence)`` per kind of change, worst first; tone is bad / warn / good / neutral."""
     out: list[tuple[str, str]] = []
     by = lambda items, change: [x for x in items if x.change == change]  # noqa: E731
     newly = [a for a in c.assertions if a.change == "newly_failing"]
     if newly:
-        out.append(("bad", f"{_count(len(newly), 'assertion')} newly fail{'s' if len(newly) == 1 else ''}: " + ", ".join(a.name for a in newly[:4])
+        out.append(("bad", f"{fmt.count(len(newly), 'assertion')} newly fail{'s' if len(newly) == 1 else ''}: " + ", ".join(a.name for a in newly[:4])
                     + (f" and {len(newly) - 4} more" if len(newly) > 4 else "")))
     worse = [s for s in c.slices if s.is_regression]
     if worse:
-        out.append(("bad", f"{_count(len(worse), 'slice')} got worse or newly significant: "
+        out.append(("bad", f"{fmt.count(len(worse), 'slice')} got worse or newly significant: "
                     + ", ".join(s.label for s in worse[:3]) + (f" and {len(worse) - 3} more" if len(worse) > 3 else "")))
     new = by(c.spurious, "new")
     if new:
-        out.append(("bad", f"{_count(len(new), 'new spurious finding')}: "
+        out.append(("bad", f"{fmt.count(len(new), 'new spurious finding')}: "
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in new[:3])))
     still = [a for a in c.assertions if a.change in ("still_failing", "added_failing")]
     if still:
-        out.append(("warn", f"{_count(len(still), 'assertion')} still fail{'s' if len(still) == 1 else ''}"
+        out.append(("warn", f"{fmt.count(len(still), 'assertion')} still fail{'s' if len(still) == 1 else ''}"
                     + (" (failing in A too)" if any(a.change == "still_failing" for a in still) else "")
                     + ": " + ", ".join(a.name for a in still[:4]) + (f" and {len(still) - 4} more" if len(still) > 4 else "")))
     persisting = by(c.spurious, "persisting")
     if persisting:
-        out.append(("warn", f"{_count(len(persisting), 'spurious finding')} persist{'s' if len(persisting) == 1 else ''}: "
+        out.append(("warn", f"{fmt.count(len(persisting), 'spurious finding')} persist{'s' if len(persisting) == 1 else ''}: "
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in persisting[:3])))
     fixed = by(c.assertions, "fixed")
     if fixed:
-        out.append(("good", f"{_count(len(fixed), 'assertion')} fixed: " + ", ".join(a.name for a in fixed[:4])))
+        out.append(("good", f"{fmt.count(len(fixed), 'assertion')} fixed: " + ", ".join(a.name for a in fixed[:4])))
     better = by(c.slices, "better")
     if better:
-        out.append(("good", f"{_count(len(better), 'slice')} got better: " + ", ".join(s.label for s in better[:3])))
+        out.append(("good", f"{fmt.count(len(better), 'slice')} got better: " + ", ".join(s.label for s in better[:3])))
     resolved = by(c.spurious, "resolved")
     if resolved:
-        out.append(("good", f"{_count(len(resolved), 'spurious finding')} resolved: "
+        out.append(("good", f"{fmt.count(len(resolved), 'spurious finding')} resolved: "
                     + ", ".join(f"{s.class_name} on {s.attribute}={s.value}" for s in resolved[:3])))
     for m in c.metrics:
         if m.name in _HEADLINE_METRICS and m.delta is not None and m.a is not None and m.b is not None:
@@ -98,7 +94,7 @@ def what_changed(c: "RunComparison") -> list[tuple[str, str]]:
                               f"({100 * m.delta:+.1f} points)"))
     changed = [f for f in c.features if f.changed]
     if changed:
-        out.append(("neutral", f"{_count(len(changed), 'class')} changed features: "
+        out.append(("neutral", f"{fmt.count(len(changed), 'class')} changed features: "
                     + ", ".join(f"{f.class_name} (+{len(f.gained)} −{len(f.lost)})" for f in changed[:5])
                     + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")))
     if not out:
@@ -190,16 +186,16 @@ def _test_data_line(c: "RunComparison") -> tuple[str, str] | None:
 def sections(c: "RunComparison") -> list[tuple[str, list[str], list[list[str]], str]]:
     """``(title, header, rows, text when empty)`` per section; a regression's change cell starts with ⚠."""
     a_rows = [[a.name, a.severity, str(a.status_a or "—"), str(a.status_b or "—"),
-               _change_label(a.change, a.is_regression), _fmt(a.observed_b), _fmt(a.threshold)]
+               _change_label(a.change, a.is_regression), fmt.value(a.observed_b), fmt.value(a.threshold)]
               for a in c.assertions if a.change != "passing"]
-    s_rows = [[s.label, _rate(s.error_rate_a, s.ci_a, s.size_a), _rate(s.error_rate_b, s.ci_b, s.size_b),
+    s_rows = [[s.label, fmt.rate(s.error_rate_a, s.ci_a, s.size_a), fmt.rate(s.error_rate_b, s.ci_b, s.size_b),
                _change_label(s.change + (" (significant)" if s.change == "new" and s.significant_b else ""),
                              s.is_regression)]
               for s in c.slices if s.change != "unchanged"]
     sp_rows = [[s.class_name, f"{s.attribute}={s.value}", _feat(s.feature_a, s.score_a),
                 _feat(s.feature_b, s.score_b), _change_label(s.change, s.is_regression)
                 + (" (same feature)" if s.same_feature else "")] for s in c.spurious]
-    m_rows = [[m.name, _fmt(m.a), _fmt(m.b), _fmt(m.delta, signed=True)] for m in c.metrics]
+    m_rows = [[m.name, fmt.value(m.a), fmt.value(m.b), fmt.value(m.delta, signed=True)] for m in c.metrics]
     f_rows = [[f.class_name, f"{f.n_a} → {f.n_b}",
                ", ".join(f"{k.feature_a}→{k.feature_b} (r={k.correlation:.2f})" for k in f.kept) or "—",
                ", ".join(_lost(x) for x in f.lost) or "—", ", ".join(_lost(x) for x in f.gained) or "—"]

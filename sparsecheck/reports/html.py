@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from sparsecheck._runtime import atomic_write
+from sparsecheck.outputs import atomic_write
 from sparsecheck._version import __version__
 from sparsecheck.errors import ParameterError
 from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,

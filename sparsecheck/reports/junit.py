@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from sparsecheck._runtime import atomic_write
+from sparsecheck.outputs import atomic_write
 from sparsecheck.results import gate_status
 
 __all__ = ["junit_xml", "write_junit"]

@@ -1,4 +1,4 @@
-"""Deep features and the sparse decision layer fitted over them."""
+"""The sparse decision layer (:class:`SparseDecisionLayer`) and its regularisation-path solvers."""
 
 from sparsecheck.sparse.layer import SparseDecisionLayer
 

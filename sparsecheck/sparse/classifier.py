@@ -32,7 +32,8 @@ import torch.nn as nn
 
 from sparsecheck.errors import ModelError
 from sparsecheck.models import Model
-from sparsecheck.sparse.features import _first_tensor, split_layer
+from sparsecheck.features.model_input import output_tensor
+from sparsecheck.features.taps import split_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.sparse.layer import SparseDecisionLayer
@@ -49,7 +50,7 @@ class SparseClassifier(nn.Module):
         The model; only its module named by ``feature_layer`` matters for the output.
     feature_layer : str
         ``NAME`` (the module's output) or ``NAME:input`` (what the module receives), as
-        :class:`~sparsecheck.sparse.features.FeatureExtractor` resolved it.
+        :class:`~sparsecheck.features.taps.FeatureExtractor` resolved it.
     head : nn.Module
         :meth:`SparseDecisionLayer.to_module` (standardise, then the sparse linear layer).
     """
@@ -65,7 +66,7 @@ class SparseClassifier(nn.Module):
         captured: list[torch.Tensor] = []
 
         def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
-            captured.append(inputs[0] if self.take_input else _first_tensor(output))
+            captured.append(inputs[0] if self.take_input else output_tensor(output))
 
         handle = self.body.get_submodule(self.target).register_forward_hook(hook)
         try:

@@ -47,7 +47,8 @@ import torch.nn as nn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecheck._runtime import atomic_write, resolve_device, write_json_atomic
+from sparsecheck.outputs import atomic_write, write_json_atomic
+from sparsecheck._runtime import resolve_device
 from sparsecheck._version import __version__
 from sparsecheck.defaults import SPARSE
 from sparsecheck.errors import DataError, ParameterError

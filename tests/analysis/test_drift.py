@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sst
 
-from sparsecheck._runtime import write_json_atomic
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.analysis.drift import class_mix_drift, feature_drift, psi, quantile_edges
 from sparsecheck.analysis.stats import benjamini_hochberg
 from sparsecheck.errors import DataError, ParameterError

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sparsecheck._runtime import write_json_atomic
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.analysis import interpret as interpret_mod
 from sparsecheck.analysis.interpret import (
     FeatureCard,

@@ -17,7 +17,7 @@ from sparsecheck.analysis.lime_features import (
 )
 from sparsecheck.data import InputSpec
 from sparsecheck.errors import ModelError, ParameterError
-from sparsecheck.sparse.features import FeatureExtractor
+from sparsecheck.features.taps import FeatureExtractor
 from tests.helpers import make_tiny_net
 
 SIZE = 16

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from sparsecheck._runtime import write_json_atomic
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.analysis.association import feature_associations
 from sparsecheck.analysis.spurious import (
     SpuriousAnalysis,

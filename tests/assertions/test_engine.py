@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsecheck._runtime import jsonable
+from sparsecheck.outputs import jsonable
 from sparsecheck.assertions import (
     Assertion,
     AssertionResult,

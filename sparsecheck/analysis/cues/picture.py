@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sparsecheck._runtime import atomic_write
+from sparsecheck.outputs import atomic_write
 
 __all__ = ["render_cue"]
 

@@ -45,10 +45,10 @@ def test_the_evaluator_is_registered_through_its_entry_point() -> None:
     import mlflow.models.evaluation  # noqa: F401 - registers the entry points on import
     from mlflow.models.evaluation.evaluator_registry import _model_evaluation_registry
 
-    from sparsecheck.reports.tracking.evaluator import SparsecheckEvaluator
+    from sparsecheck.tracking.evaluator import SparsecheckEvaluator
 
     names = {e.name: e.value for e in entry_points(group="mlflow.model_evaluator")}
-    assert names.get("sparsecheck") == "sparsecheck.reports.tracking.evaluator:SparsecheckEvaluator"
+    assert names.get("sparsecheck") == "sparsecheck.tracking.evaluator:SparsecheckEvaluator"
     assert isinstance(_model_evaluation_registry.get_evaluator("sparsecheck"), SparsecheckEvaluator)
 
 

@@ -36,11 +36,11 @@ import torch
 from sparsecheck._runtime import exception_reason
 from sparsecheck._version import __version__
 from sparsecheck.errors import TrackingError
-from sparsecheck.reports.tracking.store import _global_tracking_uri, _one_line, _quiet
+from sparsecheck.tracking.store import _global_tracking_uri, _one_line, _quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.pipeline.context import RunContext
-    from sparsecheck.reports.tracking.run_logging import MlflowRun
+    from sparsecheck.tracking.run_logging import MlflowRun
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ def _results(ctx: Any) -> dict[str, Any]:
 def _load(uri: str, tracking_uri: str) -> Any:
     import mlflow.pytorch
 
-    from sparsecheck.reports.tracking.store import _global_tracking_uri
+    from sparsecheck.tracking.store import _global_tracking_uri
 
     with _global_tracking_uri(tracking_uri):
         return mlflow.pytorch.load_model(uri)

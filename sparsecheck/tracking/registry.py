@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from sparsecheck.errors import TrackingError
-from sparsecheck.reports.tracking.store import (
+from sparsecheck.tracking.store import (
     _check_reachable,
     _client,
     _not_found,
@@ -227,7 +227,7 @@ def resolve_model_uri(uri: str, tracking_uri: str | None = None) -> ModelOrigin:
     uri : str
         See :func:`parse_model_uri`.
     tracking_uri : str, optional
-        See :func:`~sparsecheck.reports.tracking.resolve_tracking_uri`; the registry is the same store.
+        See :func:`~sparsecheck.tracking.resolve_tracking_uri`; the registry is the same store.
 
     Raises
     ------

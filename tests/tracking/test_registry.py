@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sparsecheck.reports.tracking.registry import parse_model_uri
+from sparsecheck.tracking.registry import parse_model_uri
 from tests.helpers import make_learned_net, register_model, write_registry_project
 
 NAME = "sc-registry-tiny"

@@ -7,7 +7,7 @@ import torch
 from sparsecheck.data import ImageDataset, InputSpec
 from sparsecheck.models import load_model
 from sparsecheck.errors import ModelError
-from sparsecheck.sparse.features import FeatureExtractor, extract_features
+from sparsecheck.features.extraction import FeatureExtractor, extract_features
 from tests.helpers import make_tiny_net
 
 

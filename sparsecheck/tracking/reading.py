@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck.errors import TrackingError
-from sparsecheck.reports.tracking.store import (
+from sparsecheck.tracking.store import (
     _check_reachable,
     _client,
     _not_found,

@@ -1,5 +1,5 @@
 """Logging one sparsecheck run to MLflow: what becomes params, metrics, tags and artifacts, and
-the :class:`MlflowRun` that creates, fills and terminates the run (see :mod:`sparsecheck.reports.tracking`)."""
+the :class:`MlflowRun` that creates, fills and terminates the run (see :mod:`sparsecheck.tracking`)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from sparsecheck._runtime import ACTIVITY, atomic_write, write_json_atomic
+from sparsecheck._runtime import ACTIVITY
+from sparsecheck.outputs import atomic_write, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.errors import Interrupted, ParameterError, TrackingError
-from sparsecheck.reports.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
-from sparsecheck.reports.tracking.registry import link_model_input, run_tags
-from sparsecheck.reports.tracking.store import (
+from sparsecheck.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
+from sparsecheck.tracking.registry import link_model_input, run_tags
+from sparsecheck.tracking.store import (
     _await_prefetch,
     _check_reachable,
     _client,
@@ -429,7 +430,7 @@ class MlflowRun:
         TrackingError
             MLflow refused or could not be reached.
         """
-        from sparsecheck.reports.tracking.datasets import dataset_inputs
+        from sparsecheck.tracking.datasets import dataset_inputs
 
         splits = {s: d for s in ("train", "val", "test")
                   if (d := ctx.datasets.get(s) or ctx.precomputed.get(s)) is not None}
@@ -447,7 +448,7 @@ class MlflowRun:
     def log_sparse_model(self, ctx: "RunContext") -> dict[str, Any] | None:
         """Log the sparse layer as MLflow models (see :mod:`.sparse_model`) when
         ``mlflow.log_sparse_model`` is on; return what ``results["sparse_model"]`` records."""
-        from sparsecheck.reports.tracking.sparse_model import log_sparse_models
+        from sparsecheck.tracking.sparse_model import log_sparse_models
 
         if not ctx.config.mlflow.log_sparse_model:
             return None

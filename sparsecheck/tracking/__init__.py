@@ -36,50 +36,17 @@ the verdict on a registered model version, finding a version's check).
 MLflow and alembic log on INFO and print run links to stdout; that is kept out of the user's
 output for the duration of each call here (unless this module's logger is at DEBUG).
 
+Nothing is imported here: import the module you need (``from sparsecheck.tracking.run_logging
+import start_run``), so that loading a model from MLflow (:mod:`~.registry`) does not load the run
+logging, which reads the sparse layer, which loads models.
+
 Examples
 --------
+>>> from sparsecheck.tracking.store import resolve_tracking_uri
+>>> from sparsecheck.tracking.run_logging import metrics_from_results
 >>> resolve_tracking_uri("http://127.0.0.1:5000/")
 'http://127.0.0.1:5000'
 >>> metrics_from_results({"dense": {"test_accuracy": 0.8},
 ...                       "slices": [{"error_rate": 0.6}], "assertions": [{"status": "pass"}]})
 {'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_automatic_findings': 0.0, 'n_feature_cards': 0.0}
 """
-
-from sparsecheck.reports.tracking.reading import download_run_artifact, load_run_feature_attributes, load_run_results
-from sparsecheck.reports.tracking.run_logging import (
-    ACTIVATIONS_FILE,
-    KINDS,
-    OUTPUT_ARTIFACTS,
-    TEST_FEATURES_FILE,
-    TOP_SLICE_METRICS,
-    LoggedRun,
-    MlflowRun,
-    TrackingInfo,
-    attach_run,
-    metrics_from_results,
-    params_from_config,
-    start_run,
-    write_activations,
-    write_test_features,
-)
-from sparsecheck.reports.tracking.store import DEFAULT_DB, prefetch, resolve_tracking_uri
-
-__all__ = [
-    "ACTIVATIONS_FILE",
-    "DEFAULT_DB",
-    "TrackingInfo",
-    "LoggedRun",
-    "MlflowRun",
-    "resolve_tracking_uri",
-    "start_run",
-    "attach_run",
-    "prefetch",
-    "params_from_config",
-    "metrics_from_results",
-    "write_activations",
-    "TEST_FEATURES_FILE",
-    "write_test_features",
-    "load_run_results",
-    "load_run_feature_attributes",
-    "download_run_artifact",
-]

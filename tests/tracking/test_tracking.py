@@ -15,14 +15,9 @@ import pytest
 
 from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.pipeline import write_outputs
-from sparsecheck.reports.tracking import (
-    download_run_artifact,
-    load_run_feature_attributes,
-    load_run_results,
-    metrics_from_results,
-    params_from_config,
-    resolve_tracking_uri,
-)
+from sparsecheck.tracking.reading import download_run_artifact, load_run_feature_attributes, load_run_results
+from sparsecheck.tracking.run_logging import metrics_from_results, params_from_config
+from sparsecheck.tracking.store import resolve_tracking_uri
 
 EXPECTED_ARTIFACTS = {"report.html", "results.json", "activations.npz", "sparse_layer", "features"}
 
@@ -97,7 +92,7 @@ def test_mlflow_and_alembic_info_lines_are_held_back(capfd: pytest.CaptureFixtur
 
     import mlflow  # noqa: F401  (its import sets its own logger level: take the snapshot after it)
 
-    from sparsecheck.reports.tracking.store import _quiet
+    from sparsecheck.tracking.store import _quiet
 
     db_log = logging.getLogger("mlflow.store.db.utils")  # where MLflow announces schema creation
     before = (logging.getLogger("mlflow").level, logging.getLogger("alembic").level)
@@ -304,7 +299,7 @@ def test_reading_runs_back_fails_clearly(run_ctx: Any, sqlite_dir: Path) -> None
 
 
 def test_prefetch_opens_the_store_in_the_background(run_ctx: Any, sqlite_dir: Path, tmp_path: Path) -> None:
-    from sparsecheck.reports.tracking import store as tracking
+    from sparsecheck.tracking import store as tracking
 
     (tmp_path / "link").symlink_to(sqlite_dir)  # same store, new URI: MLflow opens it afresh, in the thread
     uri = f"sqlite:///{tmp_path / 'link' / 'mlflow.db'}"
@@ -349,7 +344,7 @@ def test_metrics_from_results_handles_partial_results() -> None:
 
 
 def test_credentials_never_reach_the_outputs(run_ctx: Any) -> None:
-    from sparsecheck.reports.tracking.store import _redact
+    from sparsecheck.tracking.store import _redact
 
     assert _redact("https://me:secret@mlflow.example.com:8443/x") == "https://mlflow.example.com:8443/x"
     with socket.socket() as s:

@@ -84,7 +84,7 @@ class SparsecheckEvaluator(ModelEvaluator):
         ctx, artifact_uri = evaluate_gate(dataset.features_data, dataset.labels_data, model=model, run_id=run_id,
                                           evaluator_config=dict(evaluator_config or {}))
         from sparsecheck.pipeline import exit_code_for
-        from sparsecheck.reports.tracking import metrics_from_results
+        from sparsecheck.tracking.run_logging import metrics_from_results
 
         metrics = metrics_from_results(ctx.results)
         metrics["sparsecheck_pass"] = float(exit_code_for(ctx, str(evaluator_config.get("fail_on", "error"))) == 0)
