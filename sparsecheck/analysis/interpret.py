@@ -257,6 +257,14 @@ class FeatureCard:
     top_rows: list[int] = field(default_factory=list, repr=False)
     bottom_rows: list[int] = field(default_factory=list, repr=False)
 
+    def title(self) -> str:
+        """"feature 12 — used by seven (+0.81), ..." (a card picture's title)."""
+        return _title(self)
+
+    def info_lines(self) -> list[str]:
+        """The card's associations and sanity verdict, one line each (under a card picture)."""
+        return _card_text(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "feature": int(self.feature),

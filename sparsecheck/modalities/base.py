@@ -245,7 +245,8 @@ class Perturbation:
 
     ``generator`` seeds its randomness; ``module`` and ``transform`` are the model and its input
     transform on ``device`` and ``predicted`` the model's classes on the batch, for a transform
-    that follows the model's gradient (FGSM).
+    that follows the model's gradient (FGSM). ``rules`` are an assertion's semantically equivalent
+    rewrite rules, ``(from, to)`` pairs (text's ``rules`` transform).
     """
 
     magnitude: float
@@ -254,6 +255,7 @@ class Perturbation:
     transform: InputTransform | None = None
     device: Any = "cpu"
     predicted: torch.Tensor | None = None
+    rules: tuple[tuple[str, str], ...] = ()
 
 
 @runtime_checkable
@@ -263,7 +265,9 @@ class InvarianceTransform(Protocol):
 
     ``check_magnitude`` raises ValueError (with the reason) for a magnitude the transform cannot
     use; ``apply`` returns the changed raw batch (same length). ``uses_gradient`` is True when
-    ``apply`` runs the model itself (the check then needs its own clean forward pass).
+    ``apply`` runs the model itself (the check then needs its own clean forward pass). A
+    transform that leaves some examples as they are (text: ``names`` on a text without a name)
+    may have ``changed(raw, moved) -> bool array``: only the changed examples are then checked.
     """
 
     name: str

@@ -1,7 +1,8 @@
 """Text classifiers and their tokenisers: where they come from, and how texts become their input.
 
-Three sources, each giving back a :class:`~sparsecheck.models.Model` with its ``tokenizer`` and,
-when the model declares them, its class names:
+Three sources (:func:`sparsecheck.models.load_model` calls the loaders here and wraps what they
+return in a :class:`~sparsecheck.models.Model` with its ``tokenizer`` and, when the model declares
+them, its class names):
 
 =====================  ==========================================================================
 source                 what is read
@@ -56,8 +57,8 @@ from sparsecheck.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextInput", "TokenBatch", "load_tokenizer", "load_text_huggingface", "load_text_factory",
-           "text_class_names", "is_text_model_dir", "DEFAULT_MAX_LENGTH", "check_weights_dir"]
+__all__ = ["TextInput", "TokenBatch", "load_tokenizer", "load_text_huggingface", "text_class_names",
+           "is_text_model_dir", "DEFAULT_MAX_LENGTH", "check_weights_dir", "find_transformers_dirs"]
 
 #: the longest input when neither the config, the tokenizer nor the model says
 DEFAULT_MAX_LENGTH = 512
@@ -71,14 +72,10 @@ _TOKEN_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 class TokenBatch(dict):
     """Named token tensors for one batch (``input_ids``, ``attention_mask``, ...), passed to the
     model as keyword arguments, or ``input_ids`` alone as the one positional argument of a model
-    whose ``forward`` takes no ``input_ids`` keyword (:attr:`positional`)."""
+    whose ``forward`` takes no ``input_ids`` keyword (:attr:`positional`; see
+    :func:`~sparsecheck.features.model_input.call_model`)."""
 
     positional: bool = False
-
-    def __call__(self, module: Any) -> Any:
-        if self.positional:
-            return module(self["input_ids"])
-        return module(**self)
 
 
 class TextInput:
@@ -289,11 +286,10 @@ def text_class_names(module: Any) -> list[str] | None:
 
 
 def load_text_huggingface(directory: Path, *, tokenizer: str | Path | None = None,
-                          trust_pickle: bool = False) -> Any:
-    """An ``AutoModelForSequenceClassification`` and its tokenizer from a ``save_pretrained``
-    directory (``tokenizer`` overrides where the tokenizer is read from)."""
-    from sparsecheck.models import Model
-
+                          trust_pickle: bool = False) -> tuple[Any, Any, list[str] | None]:
+    """``(module, tokenizer, class names)``: an ``AutoModelForSequenceClassification`` and its
+    tokenizer from a ``save_pretrained`` directory (``tokenizer`` overrides where the tokenizer is
+    read from), and its ``id2label`` unless that is transformers' placeholder."""
     if not directory.is_dir() or not (directory / "config.json").is_file():
         raise ModelError("not a Hugging Face model directory (no config.json)", path=directory)
     try:
@@ -315,14 +311,7 @@ def load_text_huggingface(directory: Path, *, tokenizer: str | Path | None = Non
         raise ModelError(f"transformers cannot load a sequence classifier from it: {one_line(exc)}",
                          path=directory) from exc
     module.eval()
-    return Model(module, "huggingface", str(directory), tokenizer=tok, class_names=text_class_names(module))
-
-
-def load_text_factory(model: Any, tokenizer: str | Path) -> Any:
-    """Attach the tokenizer ``tokenizer`` names to a factory (or MLflow ``pytorch``) model."""
-    model.tokenizer = load_tokenizer(tokenizer)
-    model.class_names = text_class_names(model.module)
-    return model
+    return module, tok, text_class_names(module)
 
 
 def find_transformers_dirs(local: Path, flavor: Mapping[str, Any]) -> tuple[Path, Path | None]:
