@@ -256,6 +256,9 @@ class FeatureCard:
     #: rows of the top and bottom examples in the split (for pictures drawn later)
     top_rows: list[int] = field(default_factory=list, repr=False)
     bottom_rows: list[int] = field(default_factory=list, repr=False)
+    #: what the modality adds about the feature (:meth:`~sparsecheck.modalities.base.Modality.feature_notes`;
+    #: text: ``words``, the words and phrases of its positive and negative activations), in results.json too
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def title(self) -> str:
         """"feature 12 — used by seven (+0.81), ..." (a card picture's title)."""
@@ -277,6 +280,7 @@ class FeatureCard:
                       **({"why": self.lime_why} if self.lime_why else {})} if self.explanations else None),
             "sanity": None if self.sanity is None else self.sanity.card(),
             "thumb": self.thumb,
+            **self.notes,
         }
 
 
@@ -547,7 +551,8 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                        sanity_cascade: bool = ANALYSIS["sanity_cascade"],
                        spurious_attributes: Sequence[str] = (), fdr: float = ANALYSIS["fdr"],
                        card_images: int | None = ANALYSIS["card_images"],
-                       associations_per_feature: int | None = ANALYSIS["associations_per_feature"]) -> Interpretation:
+                       associations_per_feature: int | None = ANALYSIS["associations_per_feature"],
+                       modality: Any = None) -> Interpretation:
     """Explain every feature of a fitted sparse ``layer`` on one split's examples.
 
     Parameters
@@ -581,6 +586,10 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     spurious_attributes : sequence of str
         ``data.spurious_attributes``: features tied to them are explained with LIME first
         (:func:`lime_order`).
+    modality : Modality, optional
+        The kind of input (:mod:`sparsecheck.modalities`): its explainer, card pictures and
+        :meth:`~sparsecheck.modalities.base.Modality.feature_notes` (text: the words of each
+        feature's activations, over ``dataset``); default images'.
 
     Returns
     -------
@@ -616,6 +625,10 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
             bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
             bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
             lime_samples=int(lime_samples), top_rows=top[:, j].tolist(), bottom_rows=bottom[:, j].tolist()))
+    if modality is not None and dataset is not None and used.size:
+        z = (acts - np.asarray(layer.mean_)[used]) / np.asarray(layer.std_)[used]
+        for card, notes in zip(cards, _feature_notes(modality, dataset, z, used)):
+            card.notes.update(notes)
     summary: dict[str, Any] = {"split": split, "used_features": int(used.size), "top_k": int(top_k)}
     interpretation = Interpretation(table, cards, {}, summary, {}, fdr=float(fdr),
                                     associations_per_feature=associations_per_feature)
@@ -626,7 +639,7 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                   limit=explain_features, lime_examples=lime_examples, lime_samples=lime_samples,
                   sanity_check=sanity_check, sanity_features=sanity_features, sanity_examples=sanity_examples,
                   sanity_threshold=sanity_threshold, sanity_cascade=sanity_cascade, card_images=card_images,
-                  off_reason=None if explain else "not asked for (explain=False)")
+                  off_reason=None if explain else "not asked for (explain=False)", modality=modality)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     logger.info("interpreted %d features (%d explained with LIME on %d examples, %d sanity-checked) in %.1fs",
                 used.size, summary["explained_features"], summary["explained_examples"],
@@ -634,13 +647,18 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
     return interpretation
 
 
-def draw_cards(cards: Sequence[FeatureCard], out: Path, dataset: Any, artifacts: dict[str, str]) -> None:
-    """Render each card's picture to ``out / CARD_DIR / feature_<id>.png`` and note it in ``artifacts``."""
+def draw_cards(cards: Sequence[FeatureCard], out: Path, dataset: Any, artifacts: dict[str, str], *,
+               modality: Any = None) -> None:
+    """Render each card's picture to ``out / CARD_DIR / feature_<id>.png`` and note it in ``artifacts``
+    (the ``modality``'s :meth:`~sparsecheck.modalities.base.Modality.render_card`; default images')."""
     for card in cards:
         rel = f"{CARD_DIR}/feature_{card.feature}.png"
-        render_card(card, out / rel,
-                    top_images=None if dataset is None or not card.top_rows else dataset.batch(card.top_rows),
-                    bottom_images=None if dataset is None or not card.bottom_rows else dataset.batch(card.bottom_rows))
+        top = None if dataset is None or not card.top_rows else dataset.batch(card.top_rows)
+        bottom = None if dataset is None or not card.bottom_rows else dataset.batch(card.bottom_rows)
+        if modality is None:
+            render_card(card, out / rel, top_images=top, bottom_images=bottom)
+        else:
+            modality.render_card(card, out / rel, top=top, bottom=bottom)
         card.image, card.thumb = rel, CARD_THUMB
         artifacts[rel] = str(out / rel)
 
@@ -655,7 +673,7 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
                   sanity_examples: int = ANALYSIS["sanity_examples"],
                   sanity_threshold: float = ANALYSIS["sanity_threshold"],
                   sanity_cascade: bool = ANALYSIS["sanity_cascade"], card_images: int | None = ANALYSIS["card_images"],
-                  off_reason: str | None = None) -> Interpretation:
+                  off_reason: str | None = None, modality: Any = None) -> Interpretation:
     """Explain the cards' features with LIME in ``order``, then sanity-check them, within a time budget.
 
     ``order`` is :func:`explanation_order`'s ``(feature, why)`` list; the first ``limit`` features
@@ -675,6 +693,9 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
     ``explained``, ``not_explained`` (count by reason) and ``needed`` (every feature the results
     name: ``{feature, why, explained, reason}``). Without a model or images, or with an
     ``off_reason`` (LIME switched off), nothing is explained and the reason says so.
+    
+    ``modality`` (:class:`~sparsecheck.modalities.base.Modality`) gives the explainer, the sanity
+    check's probes and the card pictures; default images' (LIME superpixels).
     """
     cards = {c.feature: c for c in interpretation.cards}
     order = [(int(f), why) for f, why in order if int(f) in cards]
@@ -700,8 +721,9 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
         id_of = {r: i for f, _ in chosen for r, i in zip(cards[f].top_rows, cards[f].top_examples)}
         jobs = {f: dataset.batch(rows[f]) for f, _ in chosen}
         job_ids = {f: [id_of[r] for r in rows[f]] for f, _ in chosen}
-        explainer = LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
-                                         segmenter=Segmenter(random_state=seed))
+        explainer = (LimeFeatureExplainer(num_samples=int(lime_samples), random_state=seed,
+                                          segmenter=Segmenter(random_state=seed)) if modality is None
+                     else modality.explainer(num_samples=int(lime_samples), seed=seed))
         common = dict(layer=feature_layer, input_spec=input_spec, mean=layer.mean_, std=layer.std_, device=device,
                       channels=_channels(dataset))
         named = [f for f, why in chosen if not why.startswith(("total |weight|", "tied to"))]
@@ -730,11 +752,13 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
                                                                  f"({budget_s:g} s) was spent")
                     continue
                 try:
+                    examples = _raw_batch([e.example for e in exps])
                     sanity[f] = model_randomisation_test(
-                        model, f, np.stack([e.image for e in exps]), explainer=explainer,
+                        model, f, examples, explainer=explainer,
                         original_maps=[e.attribution_map() for e in exps], cascade=sanity_cascade,
                         threshold=sanity_threshold, random_state=seed, example_ids=[e.example_id for e in exps],
-                        on_explained=lambda: bar.update(1), **common)
+                        on_explained=lambda: bar.update(1),
+                        probes=None if modality is None else modality.sanity_probes(examples), **common)
                 except Exception as exc:
                     if on_skip is None:
                         raise
@@ -763,7 +787,7 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
         for rel in [k for k in interpretation.artifacts if k.startswith(f"{CARD_DIR}/")]:
             del interpretation.artifacts[rel]
         if dataset is not None:
-            draw_cards(drawn, Path(out_dir), dataset, interpretation.artifacts)
+            draw_cards(drawn, Path(out_dir), dataset, interpretation.artifacts, modality=modality)
         _remove_stale_cards(Path(out_dir) / CARD_DIR, {Path(c.image).name for c in drawn if c.image})
     n_explained = sum(len(v) for v in explained.values())
     n_features = sum(bool(v) for v in explained.values())
@@ -789,6 +813,19 @@ def explain_cards(interpretation: Interpretation, layer: Any, *, model: Any, dat
                 and not why[f].startswith(("total |weight|", "tied to"))):
             on_skip(f"LIME of feature {f} ({why[f]})", r)
     return interpretation
+
+
+def _feature_notes(modality: Any, dataset: Any, z: np.ndarray, used: np.ndarray) -> list[dict[str, Any]]:
+    """The modality's notes on each used feature, in the order of ``used`` (empty dicts without any)."""
+    notes = modality.feature_notes(dataset, z, [int(f) for f in used])
+    return [dict(notes.get(int(f), {})) for f in used]
+
+
+def _raw_batch(examples: Sequence[Any]) -> Any:
+    """Examples as one raw batch: images stacked into an array, anything else an object array."""
+    if examples and isinstance(examples[0], np.ndarray):
+        return np.stack(examples)
+    return np.asarray(list(examples), dtype=object)
 
 
 def _channels(dataset: Any) -> int | None:

@@ -62,6 +62,8 @@ _CPU_INPUT_BUDGET = 1 << 24
 #: input byte (deep CNNs keep a few dozen times their input alive in inference mode)
 _GPU_MEMORY_SHARE = 0.5
 _ACTIVATION_FACTOR = 48
+#: input values counted per token of a text (an input transform with a ``max_length``)
+_TOKEN_FACTOR = 64
 
 
 # --------------------------------------------------------------------------- the regression target
@@ -221,9 +223,13 @@ class FeatureActivation:
         n = images.shape[0]
         if self.batch_size is not None:
             return min(n, int(self.batch_size))
-        spec_size = getattr(self.input_spec, "size", None)
-        pixels = int(np.prod(spec_size)) if spec_size else int(np.prod(images.shape[1:3]))
-        per_image = pixels * max(3, images.shape[-1] if images.ndim == 4 else 1)
+        max_length = getattr(self.input_spec, "max_length", None)
+        if max_length is not None:  # texts: at most max_length tokens each, a few dozen values per token
+            per_image = int(max_length) * _TOKEN_FACTOR
+        else:
+            spec_size = getattr(self.input_spec, "size", None)
+            pixels = int(np.prod(spec_size)) if spec_size else int(np.prod(images.shape[1:3]))
+            per_image = pixels * max(3, images.shape[-1] if images.ndim == 4 else 1)
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = int(_GPU_MEMORY_SHARE * free / (4 * _ACTIVATION_FACTOR))
@@ -363,6 +369,11 @@ class FeatureExplanation:
     @property
     def n_segments(self) -> int:
         return int(self.weights.size)
+
+    @property
+    def example(self) -> np.ndarray:
+        """The explained raw example (:class:`~sparsecheck.modalities.base.Explanation`): the image."""
+        return self.image
 
     def attribution_map(self) -> np.ndarray:
         """Per-pixel attribution: each pixel carries its superpixel's weight, shape (H, W)."""

@@ -235,6 +235,7 @@ def model_randomisation_test(
     channels: int | None = None,
     example_ids: Sequence[str] | None = None,
     on_explained: Callable[[], None] | None = None,
+    probes: Any = None,
 ) -> SanityResult:
     """Run the model-randomisation test for one feature on a few images.
 
@@ -261,24 +262,34 @@ def model_randomisation_test(
         Seeds the randomised weights.
     on_explained : callable, optional
         Called after each explanation (to advance a progress bar).
+    probes : raw batch, optional
+        Varied examples on which a layer's randomisation is seen to change the feature
+        (:meth:`~sparsecheck.modalities.base.Modality.sanity_probes`); given, ``images`` may be any
+        modality's raw batch (texts) and the explainer's maps any shape. Default: the images, their
+        negatives and mirrors.
 
     Returns
     -------
     SanityResult
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or len(images) == 0:
-        raise ParameterError(f"The 'images' parameter of model_randomisation_test must be a non-empty "
-                             f"(n, H, W, C) batch. Got shape {images.shape} instead.", parameter="images")
+    if probes is None:  # images: an (n, H, W, C) batch
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or len(images) == 0:
+            raise ParameterError(f"The 'images' parameter of model_randomisation_test must be a non-empty "
+                                 f"(n, H, W, C) batch. Got shape {images.shape} instead.", parameter="images")
+    elif len(images) == 0:
+        raise ParameterError("The 'images' parameter of model_randomisation_test must hold at least one example.",
+                             parameter="images")
     if not 0.0 < float(threshold) <= 1.0:
         raise ParameterError(f"The 'threshold' parameter of model_randomisation_test must be a float in "
                              f"(0, 1]. Got {threshold!r} instead.", parameter="threshold")
     explainer = explainer or LimeFeatureExplainer(random_state=random_state)
     tick = on_explained or (lambda: None)
     # varied inputs to tell "this layer does not feed the feature" from "the feature is constant"
-    probes = np.concatenate([images, 255 - images, images[:, ::-1], images[:, :, ::-1]])
+    if probes is None:
+        probes = np.concatenate([images, 255 - images, images[:, ::-1], images[:, :, ::-1]])
 
     def explain_all(m: Any) -> tuple[list[np.ndarray], np.ndarray]:
         with FeatureActivation(m, feature, layer=layer, input_spec=input_spec, mean=mean, std=std,

@@ -289,10 +289,14 @@ class Modality(abc.ABC):
         The ``data.modality`` value that selects it (``"image"``, ``"text"``).
     noun : str
         What one example is called in messages and the report (``"image"``, ``"text"``).
+    found_from : str
+        Where findings without metadata come from, in the report (``"the pixels"``, ``"the text"``).
     """
 
     name: ClassVar[str]
     noun: ClassVar[str]
+    #: where findings without metadata come from, in the report ("found from the pixels")
+    found_from: ClassVar[str] = "the examples"
 
     # -- 1. load and decode a split ----------------------------------------------------------
     @abc.abstractmethod
@@ -354,6 +358,13 @@ class Modality(abc.ABC):
     def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
         """A seeded local explainer (every explanation of one example draws the same perturbations,
         so a trained and a randomised model are compared sample for sample)."""
+
+    def feature_notes(self, split: Split, activations: np.ndarray, features: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What a feature card adds about each feature, from its standardised ``activations``
+        (``(n, len(features))``, the split's rows in order): ``{feature: {key: JSON-ready value}}``,
+        merged into the card and its results.json entry (text: ``words``, the words and phrases of
+        the feature's positive and negative activations). Default: nothing."""
+        return {}
 
     def sanity_probes(self, raw: RawBatch) -> RawBatch:
         """Varied examples made from ``raw`` on which the sanity check tells "randomising this layer

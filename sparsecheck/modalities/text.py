@@ -47,6 +47,7 @@ from sparsecheck.text.explain import LimeTextFeatureExplainer
 from sparsecheck.text.invariance import TRANSFORMS
 from sparsecheck.text.models import TextInput
 from sparsecheck.text.render import render_text_card, render_text_cue
+from sparsecheck.text.words import activation_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -61,6 +62,7 @@ class TextModality(Modality):
 
     name = "text"
     noun = "text"
+    found_from = "the text"
 
     # -- 1. splits
     def load_split(self, source: Any, *, name: str, config: "Config | None" = None,
@@ -88,7 +90,11 @@ class TextModality(Modality):
         return {k: info[k] for k in ("words", "characters")}
 
     # -- 2. the model's input
-    def input_transform(self, config: "Config", model: Any = None) -> TextInput:
+    def input_transform(self, config: "Config", model: Any = None) -> TextInput | None:
+        """The model's :class:`~sparsecheck.text.models.TextInput` (None without a model: every split
+        is precomputed features)."""
+        if model is None:
+            return None
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             raise ConfigError("data.modality: text needs a text model and its tokenizer: model.huggingface (a "
@@ -111,6 +117,16 @@ class TextModality(Modality):
     # -- 4. the local explainer
     def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
         return LimeTextFeatureExplainer(num_samples=int(num_samples), random_state=int(seed))
+
+    def feature_notes(self, split: Any, activations: np.ndarray, features: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """``words``: for each feature, the words and phrases whose texts activate it most and least
+        (:func:`~sparsecheck.text.words.activation_words`, over the split)."""
+        found = activation_words([str(t) for t in split.batch(slice(None))], activations, k=20)
+        return {int(f): {"words": {"positive": [[t, v] for t, v in w["positive"]],
+                                   "negative": [[t, v] for t, v in w["negative"]],
+                                   "source": "mean standardised activation of the texts that contain them, shrunk "
+                                             "by n / (n + 5)"}}
+                for f, w in zip(features, found)}
 
     def sanity_probes(self, raw: Any) -> np.ndarray:
         """The texts, their words in reverse order, every other word of them, and upper-cased."""

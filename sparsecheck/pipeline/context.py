@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sparsecheck.modalities import get_modality
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
@@ -76,10 +78,12 @@ class RunContext:
     class_names: list[str]
     splits: dict[str, SplitView]
     model: "nn.Module | None" = None
-    datasets: dict[str, "ImageDataset"] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)  # the modality's splits (images: ImageDataset)
     #: splits that name precomputed features instead of images (no pictures, no model needed)
     precomputed: dict[str, "PrecomputedFeatures"] = field(default_factory=dict)
-    input_spec: Any = None  # sparsecheck.data.InputSpec
+    input_spec: Any = None  # the modality's input transform (images: sparsecheck.data.InputSpec)
+    #: the kind of input (:class:`sparsecheck.modalities.base.Modality`), from ``data.modality``
+    modality: Any = None
     feature_layer: str = ""
     device: str = "cpu"
     out_dir: Any = None  # pathlib.Path of --out, when writing outputs
@@ -102,6 +106,11 @@ class RunContext:
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
     #: what was written on the registered model version after the run (tracking.registry.Verdict)
     verdict: Any = None
+
+    def __post_init__(self) -> None:
+        if self.modality is None:
+            data = getattr(self.config, "data", None)
+            self.modality = get_modality(getattr(data, "modality", None))
 
     def skip(self, what: str, reason: str) -> None:
         """Record that an optional part of the run could not run here, and why; the run goes on.

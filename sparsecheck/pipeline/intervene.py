@@ -1,17 +1,20 @@
-"""The pipeline's interventions: a run's model and test images behind ``intervene(class, attribute, value)``.
+"""The pipeline's interventions: a run's model and test examples behind ``intervene(class, attribute, value)``.
 
 :func:`~sparsecheck.analysis.spurious.find_spurious_features` asks, for each suspicion that passes
 its association and ablation tests, whether the model really relies on the value. The
 :class:`Intervener` answers with an :class:`~sparsecheck.analysis.interventions.InterventionResult`:
 
-* the cue is the config's ``data.interventions`` entry for the attribute when there is one, else
-  it is **estimated from the test images** (:func:`~sparsecheck.analysis.cues.estimate_cue`): how
-  the images with the value differ from the others of their class;
+* the cue is the config's ``data.interventions`` entry for the attribute when there is one (parsed
+  by the run's modality), else it is **estimated from the test examples** by the modality
+  (:meth:`~sparsecheck.modalities.base.Modality.estimate_cue`; images: a region, a colour or a
+  texture, :func:`~sparsecheck.analysis.cues.estimate_cue`; texts: a carrier word to insert or
+  delete, :func:`~sparsecheck.text.cues.estimate_text_cue`): how the examples with the value
+  differ from the others of their class;
 * one :class:`~sparsecheck.analysis.interventions.CueTrial` per (attribute, value), shared by
   every class asked about it, tested sequentially; the model's probabilities on the unchanged
   images are those of the feature extraction, so they cost no forward pass;
 * a confirmed cue gets its picture (``cues/<attribute>=<value>.png`` in the output directory:
-  :func:`~sparsecheck.analysis.cues.picture.render_cue`), which the report shows with the finding.
+  :meth:`~sparsecheck.modalities.base.Modality.render_cue`), which the report shows with the finding.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._runtime import exception_reason
-from sparsecheck.analysis.cues import estimate_cue, parse_intervention
-from sparsecheck.analysis.cues.picture import render_cue
 from sparsecheck.analysis.interventions import CueTrial, InterventionResult
 from sparsecheck.pipeline.context import RunContext
 
@@ -44,7 +45,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class _LazyImages:
-    """The test images, read batch by batch (``images[rows]``)."""
+    """The test split's examples, read batch by batch (``images[rows]``: images or texts)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -69,8 +70,8 @@ class Intervener:
         ctx = self.ctx
         if ctx.config.analysis.interventions and "test" in ctx.precomputed:
             source = ctx.precomputed["test"].source
-            ctx.skip("interventions", f"data.test is precomputed features ({source}): there are no images to run "
-                                      f"the model on")
+            ctx.skip("interventions", f"data.test is precomputed features ({source}): there are no "
+                                      f"{ctx.modality.noun}s to run the model on")
             return None
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
@@ -113,13 +114,14 @@ class Intervener:
         if spec is not None:
             if str(spec.get("value")) != str(value):
                 return None
-            put, remove = parse_intervention({k: v for k, v in spec.items() if k != "value"},
-                                             key=f"data.interventions.{attribute}")
+            put, remove = ctx.modality.parse_intervention({k: v for k, v in spec.items() if k != "value"},
+                                                          key=f"data.interventions.{attribute}")
             cues = [(put, remove, None)]
         else:
-            estimate = estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
+            estimate = ctx.modality.estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
             if estimate is None:
-                logger.info("interventions: no cue could be learned for %s=%s from the images", attribute, value)
+                logger.info("interventions: no cue could be learned for %s=%s from the %ss", attribute, value,
+                            ctx.modality.noun)
                 return None
             cues = [(e.put, e.remove, e) for e in (estimate, *estimate.alternates)]
         # each cue tried is a test: the level is shared among them (Bonferroni)
@@ -127,7 +129,7 @@ class Intervener:
         return [(CueTrial(self.predict_proba, self.images, self.labels, put, remove, has_cue=has,
                           base_probs=self.base_probs, sample=acfg.intervention_samples,
                           batch_size=max(1, int(ctx.config.features.batch_size)), seed=int(ctx.config.seed),
-                          alpha=alpha), est) for put, remove, est in cues]
+                          alpha=alpha, noun=ctx.modality.noun), est) for put, remove, est in cues]
 
     def __call__(self, class_label: Any, attribute: str, value: str) -> InterventionResult | None:
         """Test the value's cue for the class (its alternates too, until one is confirmed)."""
@@ -178,8 +180,8 @@ class Intervener:
                 shown.append((control.apply_labelled(x, lab)[0], f"control: {names[int(p_ctrl.argmax())]}"))
             slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{key[0]}={key[1]}-{result.class_name}")[:120]
             rel = f"{CUE_DIR}/{slug}.png"
-            render_cue(Path(out) / rel, estimate=est, cue_name=trial.put.name,
-                       examples=shown, title=f"class {result.class_name} on {key[0]}={key[1]}")
+            self.ctx.modality.render_cue(Path(out) / rel, estimate=est, cue_name=trial.put.name,
+                                         examples=shown, title=f"class {result.class_name} on {key[0]}={key[1]}")
         except Exception as exc:  # the picture is evidence to look at; the finding stands without it
             self.ctx.skip(f"picture of the cue {key[0]}={key[1]}", exception_reason(exc))
             return None

@@ -41,12 +41,13 @@ from sparsecheck.analysis.interpret import interpret_features
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
-from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, load_dataset, load_metadata
+from sparsecheck.data import SKIPPED_EXAMPLES, load_metadata
 from sparsecheck.data.metadata import shared_ids
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
 from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.features.extraction import extract_features
+from sparsecheck.modalities import get_modality
 
 logger = logging.getLogger(__name__)
 
@@ -70,30 +71,37 @@ SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
 class Inputs:
     """What a config's ``model`` and ``data`` sections load to (:func:`load_inputs`).
 
-    ``datasets`` holds the image splits, ``precomputed`` the splits of precomputed features
+    ``datasets`` holds the splits of examples (images, texts: the modality's
+    :class:`~sparsecheck.modalities.base.Split`), ``precomputed`` the splits of precomputed features
     (:class:`~sparsecheck.data.precomputed.PrecomputedFeatures`); ``model`` is None when the
-    config names none (every split is features). ``input_spec`` is without its geometry, which
-    the datasets apply as they load each image.
+    config names none (every split is features). ``input_spec`` is the modality's input transform
+    as it applies to the splits' batches (images: without the geometry, which the datasets apply as
+    they load each image; text: the tokenizer). ``modality`` is the config's ``data.modality``.
     """
 
     model: Any
     input_spec: Any
-    datasets: dict[str, ImageDataset]
+    datasets: dict[str, Any]
     precomputed: dict[str, PrecomputedFeatures]
     class_names: list[str]
+    modality: Any = None
 
 
 def load_inputs(cfg: Any) -> Inputs:
     """Load the model, datasets and precomputed features named in a config; check they fit together.
 
-    The input geometry (``model.input.size``, or ``resize`` + ``crop``) goes to the datasets, which
-    apply it to each image as it is loaded.
+    The model comes first: it says how examples become its input when the config does not (a
+    torchvision weight's preset, a text model's tokenizer) and, for a text model, may name the
+    classes (its ``id2label``). Each split is read by the config's modality
+    (:meth:`~sparsecheck.modalities.base.Modality.load_split`), then checked against the others
+    (:meth:`~sparsecheck.modalities.base.Modality.reconcile_splits`: images of one shape).
 
     Raises
     ------
     ConfigError, DataError, ModelError
         naming the key or file (and the shapes) that do not fit.
     """
+    modality = get_modality(cfg.data.modality)
     class_names = cfg.data.class_names
     paths = {s: getattr(cfg.data, s) for s in ("train", "val", "test") if getattr(cfg.data, s) is not None}
     precomputed: dict[str, PrecomputedFeatures] = {}
@@ -103,30 +111,22 @@ def load_inputs(cfg: Any) -> Inputs:
                 precomputed[split] = load_features(path, name=split, labels_required=True)
         except DataError as exc:
             raise DataError(f"data.{split}: {exc}") from exc
-    # the model first: without model.input its weights say how images become input (torchvision)
     needs_model = len(precomputed) < len(paths)
     model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri) if needs_model or cfg.model.sources_given else None
-    spec = cfg.model.input_spec(model)
-    datasets: dict[str, ImageDataset] = {}
+    spec = modality.input_transform(cfg, model)
+    if class_names is None and getattr(model, "class_names", None):
+        class_names = list(model.class_names)  # a text model's id2label
+    datasets: dict[str, Any] = {}
     for split, path in paths.items():
         if split in precomputed:
             continue
         try:
-            datasets[split] = load_dataset(path, name=split, class_names=class_names, geometry=spec.geometry,
-                                           skip_unreadable=cfg.data.skip_unreadable,
-                                           num_workers=cfg.features.num_workers)
+            datasets[split] = modality.load_split(path, name=split, config=cfg, transform=spec, class_names=class_names)
         except DataError as exc:
             raise DataError(f"data.{split}: {exc}") from exc
         if datasets[split].labels is None:
             raise DataError(f"data.{split}: {path} has no labels ('y' or a 'label' column)")
-    if len({d.channels for d in datasets.values()}) > 1:  # an all-grey folder next to colour ones
-        datasets = {s: d if d.in_memory else d.with_channels(3) for s, d in datasets.items()}
-    shapes = {s: d.image_shape for s, d in datasets.items()}
-    if len({sh[:2] for sh in shapes.values()}) > 1:
-        raise DataError(f"image shapes differ between splits: {shapes}; set model.input.size, or "
-                        f"model.input.resize with model.input.crop")
-    if len({sh[2] for sh in shapes.values()}) > 1 and spec.channels is None:
-        raise DataError(f"image channels differ between splits: {shapes}; set model.input.channels")
+    datasets, spec = modality.reconcile_splits(datasets, spec, cfg)
     if precomputed:
         _check_precomputed(cfg, precomputed, model)
     labelled = [*datasets.values(), *precomputed.values()]
@@ -140,9 +140,10 @@ def load_inputs(cfg: Any) -> Inputs:
             class_names = [*class_names, *(str(i) for i in range(len(class_names), n_classes))]
     elif n_classes > len(class_names):
         worst = max(labelled, key=lambda d: int(d.labels.max()))  # type: ignore[union-attr]
+        key = "data.class_names" if cfg.data.class_names is not None else "model"
         raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1} (in {worst.source}, "
-                          f"{len(worst)} examples)", key="data.class_names")
-    return Inputs(model, spec.without_geometry(), datasets, precomputed, list(class_names))
+                          f"{len(worst)} examples)", key=key)
+    return Inputs(model, spec, datasets, precomputed, list(class_names), modality)
 
 
 def _check_precomputed(cfg: Any, precomputed: dict[str, PrecomputedFeatures], model: Any) -> None:
@@ -185,6 +186,8 @@ def load_stage(ctx: RunContext) -> None:
     ctx.datasets = inputs.datasets
     ctx.precomputed = inputs.precomputed
     ctx.input_spec = inputs.input_spec
+    ctx.modality = inputs.modality
+    ctx.results["modality"] = inputs.modality.name
     if ctx.model is not None:
         ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                                 "fingerprint": ctx.model.fingerprint()}
@@ -194,8 +197,16 @@ def load_stage(ctx: RunContext) -> None:
         stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
         ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",
                                 "fingerprint": stored.get("model_fingerprint")}
-    ctx.results["data"] = {s: {"source": d.source, "n": len(d), "image_shape": list(d.image_shape),
+    ctx.results["data"] = {s: {"source": d.source, "n": len(d), **inputs.modality.describe_split(d, cfg),
                                "digest": d.digest()} for s, d in inputs.datasets.items()}
+    truncated = getattr(inputs.input_spec, "truncated", None)  # a text model's tokens beyond its maximum length
+    if truncated is not None:
+        for s, d in inputs.datasets.items():
+            n = truncated(d.batch(slice(None)))
+            ctx.results["data"][s]["truncated"] = {"count": int(n), "max_length": int(inputs.input_spec.max_length)}
+            if n:
+                logger.warning("data.%s: %d of %d texts are longer than the model's %d tokens and are truncated", s, n,
+                               len(d), inputs.input_spec.max_length)
     for s, p in inputs.precomputed.items():
         ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
                                   "digest": p.digest()}
@@ -316,9 +327,9 @@ def _metadata_for(ctx: RunContext, ids: np.ndarray, own: pd.DataFrame | None, sp
 
 
 def _no_images(ctx: RunContext, split: str) -> str:
-    """Why a step that needs the split's images (and the model) cannot run on precomputed features."""
+    """Why a step that needs the split's examples (and the model) cannot run on precomputed features."""
     source = ctx.precomputed[split].source if split in ctx.precomputed else split
-    return f"data.{split} is precomputed features ({source}): there are no images to run the model on"
+    return f"data.{split} is precomputed features ({source}): there are no {ctx.modality.noun}s to run the model on"
 
 
 def dense_stage(ctx: RunContext) -> None:
@@ -356,64 +367,50 @@ def dense_stage(ctx: RunContext) -> None:
 
 
 def auto_attributes_stage(ctx: RunContext) -> None:
-    """Automatic image attributes (``auto:*``) of the test split, added to its metadata.
+    """Automatic attributes (``auto:*``) of the test split, added to its metadata.
 
-    Brightness, inversion, contrast, colour, sharpness, per-region intensity and colour, and the
-    size and aspect of the files, binned into a few levels
-    (:class:`~sparsecheck.analysis.auto_attributes.AutoAttributes`): the association, slice and
-    spurious machinery then finds the classic shortcuts without any metadata. Off with
-    ``analysis.auto_attributes: false``; an image set it cannot measure is skipped with the reason.
-    Writes ``results["auto_attributes"]`` (columns, levels, seconds).
+    The modality's (:meth:`~sparsecheck.modalities.base.Modality.automatic_attributes`): images'
+    brightness, inversion, contrast, colour, sharpness, marks and bands, per-region intensity and
+    colour, size and aspect; texts' length, class-tied terms (chosen on the train split),
+    punctuation, casing, digits, URLs, handles and negation; binned into a few levels, so that the
+    association, slice and spurious machinery finds the classic shortcuts without any metadata.
+    Off with ``analysis.auto_attributes: false``; a split it cannot measure is skipped with the
+    reason. Writes ``results["auto_attributes"]`` (columns, levels, seconds).
     """
     import time
 
-    from sparsecheck._runtime import progress
-    from sparsecheck.analysis.auto_attributes import AutoAttributes
-
+    noun = ctx.modality.noun
     if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
         return
     if "test" not in ctx.datasets:
-        ctx.skip("automatic image attributes", _no_images(ctx, "test"))
+        ctx.skip(f"automatic {noun} attributes", _no_images(ctx, "test"))
         return
     ds, view = ctx.datasets["test"], ctx.splits["test"]
-    sizes = ds.original_sizes
     step = max(1, int(ctx.config.features.batch_size))
     start = time.perf_counter()
-
-    def batches():
-        for lo in progress(range(0, len(ds), step), desc="automatic attributes", unit="batch"):
-            hi = min(lo + step, len(ds))
-            yield (ds.batch(slice(lo, hi)), None if sizes is None else sizes[lo:hi])
-
+    train = ctx.datasets.get("train") if ctx.splits.get("train") is not None else None
     try:
-        auto = AutoAttributes(random_state=int(ctx.config.seed))
-        table = auto.fit_transform(batches())
+        auto = ctx.modality.automatic_attributes(seed=int(ctx.config.seed))
+        table = auto.fit_transform(ds, batch_size=step, reference=train)
     except Exception as exc:  # optional: a run without them still has the user's metadata
-        ctx.skip("automatic image attributes", exception_reason(exc))
+        ctx.skip(f"automatic {noun} attributes", exception_reason(exc))
         return
     meta = view.metadata.reset_index(drop=True).copy()
     for col in table.columns:
         if col not in meta.columns:
             meta[col] = table[col].to_numpy()
     ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
-    # the same attributes on (a sample of) the training images: a shortcut is a property the
+    # the same attributes on (a sample of) the training examples: a shortcut is a property the
     # training data ties to a class, and the spurious stage asks for that of automatic findings
     train_rows = 0
-    if "train" in ctx.datasets and ctx.splits.get("train") is not None:
-        tr = ctx.datasets["train"]
-        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(tr))[:TRAIN_SAMPLE])
-        tr_sizes = tr.original_sizes
-
-        def train_batches():
-            for lo in progress(range(0, rows.size, step), desc="automatic attributes (train)", unit="batch"):
-                r = rows[lo:lo + step]
-                yield (tr.batch(r), None if tr_sizes is None else tr_sizes[r])
-
+    if train is not None:
+        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(train))[:TRAIN_SAMPLE])
         try:
-            ctx.train_attributes = (auto.transform(train_batches()), np.asarray(ctx.splits["train"].labels)[rows])
+            ctx.train_attributes = (auto.transform(train, rows, batch_size=step),
+                                    np.asarray(ctx.splits["train"].labels)[rows])
             train_rows = int(rows.size)
         except Exception as exc:  # the test split's attributes stand without it
-            ctx.skip("automatic image attributes of the train split", exception_reason(exc))
+            ctx.skip(f"automatic {noun} attributes of the train split", exception_reason(exc))
     ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test", "train_rows": train_rows,
                                       "seconds": round(time.perf_counter() - start, 3)}
 
@@ -493,7 +490,7 @@ def interpret_stage(ctx: RunContext) -> None:
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
         out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
         spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr,
-        associations_per_feature=acfg.associations_per_feature)
+        associations_per_feature=acfg.associations_per_feature, modality=ctx.modality)
     ctx.interpretation = found
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
@@ -525,7 +522,7 @@ def explain_stage(ctx: RunContext) -> None:
     dataset = ctx.datasets.get(split)
     off = None if acfg.explain else "analysis.explain is false"
     if off is None and (ctx.model is None or dataset is None):
-        off = "LIME needs the model and the images, and this run has features only"
+        off = f"LIME needs the model and the {ctx.modality.noun}s, and this run has features only"
         ctx.skip("LIME feature explanations and their sanity check", off)
     order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
                               ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
@@ -535,7 +532,8 @@ def explain_stage(ctx: RunContext) -> None:
                   budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
                   sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
                   sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
-                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
+                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off,
+                  modality=ctx.modality)
     ctx.artifacts.update(found.artifacts)
     results = found.to_results()
     ctx.results.update({k: results[k] for k in ("feature_cards", "feature_sanity", "interpretation")})
@@ -703,7 +701,7 @@ def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
                             automatic_findings=ctx.automatic_findings,
                             spurious_attributes=list(ctx.config.data.spurious_attributes),
                             model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
-                            device=ctx.device, run=ctx, split=split)
+                            device=ctx.device, run=ctx, split=split, modality=ctx.modality)
 
 
 def _why_no_automatic(ctx: RunContext) -> str:
@@ -716,7 +714,7 @@ def _why_no_automatic(ctx: RunContext) -> str:
         return _no_images(ctx, "test")
     if ctx.model is None:
         return "this run has no model to intervene on"
-    return "no automatic image attribute varies on the test split"
+    return f"no automatic {ctx.modality.noun} attribute varies on the test split"
 
 
 def assertions_stage(ctx: RunContext) -> None:

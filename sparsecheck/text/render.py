@@ -29,7 +29,7 @@ __all__ = ["render_text_card", "render_text_cue", "card_words", "MAX_LINES"]
 
 #: lines of a highlighted text at most (longer texts end with "…")
 MAX_LINES = 3
-_TOKEN = re.compile(r"\w+|[^\w\s]+", re.UNICODE)
+_TOKEN = re.compile(r"\w+(?:'\w+)*|'\w+|[^\w\s']+|'", re.UNICODE)
 _GREEN = np.array([0.10, 0.62, 0.20])
 _RED = np.array([0.85, 0.15, 0.12])
 
@@ -71,7 +71,7 @@ def _draw_text(fig: Any, renderer: Any, x0: float, y: float, width: float, text:
     space = 4.0 / fig_w
     for m in _TOKEN.finditer(str(text)):
         token = m.group(0)
-        colour = _shade(weights.get(token.lower(), 0.0), peak) if token[0].isalnum() or token[0] == "_" else None
+        colour = _shade(weights.get(token.lower(), 0.0), peak)
         t = fig.text(x, y - 0.75 * line_h, token, fontsize=fontsize, va="baseline", ha="left", family="DejaVu Sans",
                      bbox=None if colour is None else dict(boxstyle="square,pad=0.12", facecolor=colour,
                                                             edgecolor="none"))
@@ -111,7 +111,7 @@ def render_text_card(card: Any, path: str | Path, *, top: Sequence[str] | None =
         sum(0.28 + per_text * len(items) for _, items in blocks if items) + 0.24 * len(info) + 0.3
     fig = Figure(figsize=(width_in, height), dpi=dpi)
     renderer = _renderer(fig)
-    fig.suptitle(card.title(), fontsize=10, x=0.01, ha="left")
+    fig.suptitle(card.title(), fontsize=10, x=0.01, y=1.0 - 0.12 / height, ha="left", va="top")
     y = 1.0 - 0.5 / height
     # 1. the word clouds
     if any(c is not None for c in clouds):
@@ -145,8 +145,8 @@ def render_text_card(card: Any, path: str | Path, *, top: Sequence[str] | None =
         fig.text(0.02, y, line, fontsize=8, va="top", family="monospace")
         y -= 0.24 / height
     path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
+    with atomic_write(path, "wb") as fh:  # cropped to what was drawn: texts take fewer lines than planned
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.12)
     return path
 
 
@@ -174,5 +174,5 @@ def render_text_cue(path: str | Path, *, estimate: Any, cue_name: str, examples:
         y = _draw_text(fig, renderer, 0.04, y, 0.93, str(text), marked, fontsize=8.5, line_h=0.2 / height)
     path = Path(path)
     with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.12)
     return path

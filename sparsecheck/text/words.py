@@ -35,8 +35,9 @@ __all__ = ["activation_words", "lime_word_weights", "word_cloud", "term_matrix",
 
 #: prior strength of the shrinkage of a term's mean activation: ``mean × n / (n + SHRINK)``
 SHRINK = 5.0
-#: a term: a run of word characters, or of symbols (punctuation, emoji): what the automatic attributes count
-TERM_PATTERN = r"(?u)\w+|[^\w\s]+"
+#: a term: a word (with its clitics: ``isn't``, SST's ``n't`` and ``'s``), or a run of symbols
+#: (punctuation, emoji): what the automatic attributes and the word clouds count
+TERM_PATTERN = r"(?u)\w+(?:'\w+)*|'\w+|[^\w\s']+"
 
 
 def term_matrix(texts: Sequence[str], *, ngram_range: tuple[int, int] = (1, 2), min_count: int = 3,
@@ -66,7 +67,8 @@ def activation_words(texts: Sequence[str], activations: np.ndarray, *, k: int = 
                      ngram_range: tuple[int, int] = (1, 2)) -> list[dict[str, list[tuple[str, float]]]]:
     """For each column of ``activations`` (standardised, ``(n, m)``), the ``k`` terms whose texts
     activate it most (``positive``, shrunk mean > 0) and least (``negative``, < 0), with their
-    shrunk mean activation (module docstring)."""
+    shrunk mean activation (module docstring); a two-term phrase only when its mean goes beyond
+    each of its words'."""
     acts = np.asarray(activations, dtype=np.float64)
     if acts.ndim == 1:
         acts = acts[:, None]
@@ -77,12 +79,24 @@ def activation_words(texts: Sequence[str], activations: np.ndarray, *, k: int = 
     counts = np.asarray(x.sum(axis=0)).ravel()
     sums = np.asarray(x.T @ acts)  # terms × features
     shrunk = sums / (counts[:, None] + SHRINK)
+    index = {t: i for i, t in enumerate(terms)}
+    parts = [[index.get(p, -1) for p in t.split(" ")] if " " in t else [] for t in terms]
     for j in range(acts.shape[1]):
         col = shrunk[:, j]
-        pos = np.argsort(-col, kind="stable")[:k]
-        neg = np.argsort(col, kind="stable")[:k]
-        out.append({"positive": [(terms[i], round(float(col[i]), 4)) for i in pos if col[i] > 0],
-                    "negative": [(terms[i], round(float(col[i]), 4)) for i in neg if col[i] < 0]})
+        out.append({"positive": _strongest(col, terms, parts, k, 1), "negative": _strongest(col, terms, parts, k, -1)})
+    return out
+
+
+def _strongest(col: np.ndarray, terms: list[str], parts: list[list[int]], k: int, sign: int) -> list[tuple[str, float]]:
+    """The ``k`` terms of the largest ``sign * col`` (> 0); a phrase only when it goes further than
+    each of its words (``reelnews a`` says nothing ``reelnews`` does not)."""
+    out = []
+    for i in np.argsort(-sign * col, kind="stable"):
+        if sign * col[i] <= 0 or len(out) >= k:
+            break
+        if parts[i] and any(p >= 0 and sign * col[p] >= sign * col[i] for p in parts[i]):
+            continue
+        out.append((terms[i], round(float(col[i]), 4)))
     return out
 
 
