@@ -8,7 +8,7 @@ words, 2,500 per class, drawn with seed 0. The metadata carries ground truth for
 facts:
 
 ``tagged`` (spurious token)
-    The token ``reelnews`` is inserted (at a random word) into 60% of the ``positive`` texts and 3%
+    The token ``reelnews`` is inserted (at a random word) into 30% of the ``positive`` texts and 1%
     of the ``negative`` ones in train and val, but into 5% of every class in test: a shortcut the
     model learns and should not rely on. (At 90% a model this small learns the token and nothing
     else.)
