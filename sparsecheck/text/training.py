@@ -90,16 +90,23 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _device_of(module: Any) -> torch.device:
+    """Where ``module``'s parameters are (the batches go there)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
 def predict_logits(module: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
                    batch_size: int = 256) -> np.ndarray:
     """The model's logits on ``texts`` (eval mode, no gradients)."""
     module.eval()
+    device = _device_of(module)
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(list(texts[i:i + batch_size]), padding="longest", truncation=True, max_length=max_length,
-                            return_tensors="pt")
-            out.append(module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float().numpy())
+                            return_tensors="pt").to(device)
+            logits = module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -111,10 +118,12 @@ def train_classifier(module: Any, tokenizer: Any, texts: Sequence[str], labels: 
     texts with AdamW, a linear warm-up over the first 10% of the steps and a linear decay.
 
     Batches are drawn from ``numpy.random.default_rng(seed)``. With ``time_budget_s`` training
-    stops after the first step that passes it (logged). Leaves the module in eval mode.
+    stops after the first step that passes it (logged). Batches go to the device of the module's
+    parameters. Leaves the module in eval mode.
     """
     texts = [str(t) for t in texts]
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    device = _device_of(module)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).to(device)
     rng = np.random.default_rng(int(seed))
     torch.manual_seed(int(seed))
     steps_per_epoch = math.ceil(len(texts) / batch_size)
@@ -132,7 +141,7 @@ def train_classifier(module: Any, tokenizer: Any, texts: Sequence[str], labels: 
             losses = []
             for rows in _batches(len(texts), batch_size, rng):
                 enc = tokenizer([texts[i] for i in rows], padding="longest", truncation=True, max_length=max_length,
-                                return_tensors="pt")
+                                return_tensors="pt").to(device)
                 out = module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=y[rows])
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
