@@ -41,13 +41,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -305,13 +306,28 @@ def load_text_huggingface(directory: Path, *, tokenizer: str | Path | None = Non
                          "tokenizer.save_pretrained(DIR), or name it as model.tokenizer", path=directory)
     tok = load_tokenizer(tok_source)
     try:
-        module = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(directory), local_files_only=True, trust_remote_code=False)
+        with _no_progress_bars():  # transformers' "Loading weights" bar is noise on the user's stderr
+            module = transformers.AutoModelForSequenceClassification.from_pretrained(
+                str(directory), local_files_only=True, trust_remote_code=False)
     except Exception as exc:
         raise ModelError(f"transformers cannot load a sequence classifier from it: {one_line(exc)}",
                          path=directory) from exc
     module.eval()
     return module, tok, text_class_names(module)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off for the ``with`` block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def find_transformers_dirs(local: Path, flavor: Mapping[str, Any]) -> tuple[Path, Path | None]:
