@@ -95,8 +95,8 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
                 m = (areas_a >= lo) & (areas_a < hi + 1e-9)
                 by.append(f"{hits_a[m].mean():.2f} ({m.sum()})" if m.any() and fam in WATCH and WATCH[fam] == LOCAL
                           else "  -")
-            split = "tuning" if fam in TUNING_FAMILIES else "held-out"
-            print(f"{source:<7} {fam:<10} {split:<8} {hits_a.mean():7.2f}   {' / '.join(by)}", flush=True)
+            kind = "tuning" if fam in TUNING_FAMILIES else "held-out"
+            print(f"{source:<7} {fam:<10} {kind:<8} {hits_a.mean():7.2f}   {' / '.join(by)}", flush=True)
         t_clean = AutoAttributes().fit(clean_props)._bin(clean_props)
         flags = {k: float((t_clean[[c for c in t_clean.columns if c.startswith(k)]].astype(str) != "none")
                           .any(axis=1).mean()) for k in LOCAL}

@@ -150,6 +150,21 @@ def bench_demo(args: argparse.Namespace) -> dict[str, Any]:
                                         "region_area_share": round(float(region.mean()), 4)}
         out["lime_demo"] = {k: round(v, 3) for k, v in timing(exps).items()}
 
+        # adaptive sample size (analysis.lime_convergence) against every sample: the same maps?
+        adaptive = LimeFeatureExplainer(num_samples=args.samples, convergence=args.convergence, random_state=0)
+        short = explain_features(ctx.model, {j: ctx.datasets["test"].batch(top)}, explainer=adaptive,
+                                 layer=ctx.config.model.feature_layer, input_spec=ctx.input_spec,
+                                 mean=layer.mean_, std=layer.std_, device=args.device)[j]
+        agree = [float(np.corrcoef(a.weights, b.weights)[0, 1]) for a, b in zip(short, exps)]
+        short_shares = [positive_share_inside(e, region) for e in short]
+        out["lime_adaptive"] = {"convergence": args.convergence, "samples_full": args.samples,
+                                "samples_drawn": [int(e.num_samples) for e in short],
+                                "forward_images_full": len(exps) * args.samples,
+                                "forward_images_adaptive": int(sum(e.num_samples for e in short)),
+                                "weights_pearson_vs_full": [round(a, 3) for a in agree],
+                                "cue_region_share_mean": round(float(np.mean(short_shares)), 3),
+                                "cue_region_share_mean_full": round(float(np.mean(shares)), 3)}
+
         # sanity: the cue feature and the two heaviest other features
         checked = [j] + [f for f in features_by_weight(layer) if f != j][:2]
         sanity = {}
@@ -158,9 +173,13 @@ def bench_demo(args: argparse.Namespace) -> dict[str, Any]:
             images = ctx.datasets["test"].batch(top_f)
             common = dict(layer=ctx.config.model.feature_layer, input_spec=ctx.input_spec, mean=layer.mean_,
                           std=layer.std_, device=args.device, cascade=args.cascade)
-            lime = model_randomisation_test(ctx.model, f, images, explainer=explainer, **common)
-            edge = model_randomisation_test(ctx.model, f, images, explainer=EdgeAttributor(), **common)
+            probes = ctx.modality.sanity_probes(images)
+            lime = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=explainer, **common)
+            quick = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=adaptive, **common)
+            edge = model_randomisation_test(ctx.model, f, images, probes=probes, explainer=EdgeAttributor(), **common)
             sanity[f] = {"lime_spearman": round(lime.spearman, 3), "lime_trustworthy": lime.trustworthy,
+                         "adaptive_lime_spearman": round(quick.spearman, 3),
+                         "adaptive_lime_trustworthy": quick.trustworthy,
                          "edge_spearman": round(edge.spearman, 3), "edge_trustworthy": edge.trustworthy}
             if args.cascade:
                 sanity[f]["lime_cascade"] = [(s.layer, round(s.spearman, 3)) for s in lime.cascade]
@@ -203,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layer", type=Path, help="a saved sparse layer (default: fit one here)")
     p.add_argument("--examples", type=int, default=8, help="top examples of the cue feature to explain")
     p.add_argument("--samples", type=int, default=1000, help="LIME samples per example (demo)")
+    p.add_argument("--convergence", type=float, default=0.95,
+                   help="the adaptive run's analysis.lime_convergence, compared with every sample")
     p.add_argument("--sanity-examples", type=int, default=2)
     p.add_argument("--cascade", action="store_true", help="report the sanity check layer by layer")
     p.add_argument("--resnet-examples", type=int, default=2)
@@ -239,9 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         t = d["lime_demo"]
         print(f"LIME throughput (demo CNN, 32 px, {args.samples} samples): {t['examples_per_second']:.2f} examples/s; "
               f"outside forward calls {t['outside_share']:.1%} (target < {OUTSIDE_TARGET:.0%})")
+        a = d["lime_adaptive"]
+        print(f"adaptive LIME (convergence {a['convergence']}) vs every sample: {a['forward_images_adaptive']:,} vs "
+              f"{a['forward_images_full']:,} perturbed images ({a['forward_images_full'] / a['forward_images_adaptive']:.1f}x "
+              f"fewer; drawn per example {a['samples_drawn']}); weights' Pearson with the full run "
+              f"{a['weights_pearson_vs_full']}; positive weight inside the cue region {a['cue_region_share_mean']:.3f} vs "
+              f"{a['cue_region_share_mean_full']:.3f}")
         for f, r in d["sanity"].items():
             print(f"sanity feature {f}: LIME spearman {r['lime_spearman']:+.3f} "
-                  f"({'trustworthy' if r['lime_trustworthy'] else 'NOT trustworthy'}), "
+                  f"({'trustworthy' if r['lime_trustworthy'] else 'NOT trustworthy'}; adaptive "
+                  f"{r['adaptive_lime_spearman']:+.3f}, "
+                  f"{'trustworthy' if r['adaptive_lime_trustworthy'] else 'NOT trustworthy'}), "
                   f"edge detector {r['edge_spearman']:+.3f}" + (f"; cascade {r['lime_cascade']}" if "lime_cascade" in r
                                                                 else ""))
     if "resnet18_224" in report:

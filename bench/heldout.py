@@ -23,6 +23,7 @@ held-out families were fixed before any tuning (``tests/planted/families.py``).
     python bench/heldout.py --sources digits --seeds 2 --json out.json
     python bench/heldout.py --count-forward --explain   # forward passes per stage, LIME on
     python bench/heldout.py --seeds 3 --count-forward --explain --compare old.json   # before/after
+    python bench/heldout.py --from-json digits.json photos.json --seeds 10          # summarise seeds 0-9
 
 ``--count-forward`` counts the images each stage sends through the model (the extraction stage
 excluded). This script also runs on an older checkout (``python OLD/bench/heldout.py`` with this
@@ -290,7 +291,17 @@ def main() -> int:
                         help="a --json file of the same tasks from another checkout: print both runs' forward passes")
     parser.add_argument("--split", choices=("mixed", "tuning"), default="mixed",
                         help="draw cues from both family splits (the benchmark) or the tuning ones only (development)")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="summarise the runs of these --json files (e.g. one per source, run side by side)")
     args = parser.parse_args()
+    if args.from_json:
+        rows = [row for path in args.from_json for row in json.loads(path.read_text())["runs"]]
+        rows = [r for r in rows if args.first <= r["seed"] < args.first + args.seeds]
+        print(summarise(rows))
+        if args.compare is not None:
+            print("\nforward passes (images the model ran on), these runs against " + str(args.compare))
+            print(compare_forward(json.loads(args.compare.read_text())["runs"], rows))
+        return 0
     sources = [s for s in args.sources.split(",") if s]
     if "photos" in sources and photos_root() is None:
         print("photos: ../shared/data/photos/ants-bees is not here; running digits only")

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.errors import ConfigError, TrackingError
-from sparsecheck.tracking.registry import (ModelOrigin, find_check_run, is_model_uri,
-                                                   resolve_model_uri)
+from sparsecheck.pipeline import run_pipeline
+from sparsecheck.reports.compare import compare_runs
+from sparsecheck.tracking.registry import ModelOrigin, find_check_run, is_model_uri, resolve_model_uri
 from sparsecheck.tracking.store import resolve_tracking_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,8 +113,6 @@ def resolve_target(target: str, *, tracking_uri: str | None = None, run_missing:
 def _run_check(origin: ModelOrigin, config: "Config", uri: str, out_dir: str | Path | None, device: str,
                force: bool) -> str:
     """Run the pipeline on ``origin`` as ``sparsecheck run CONFIG --model URI`` does; return its run id."""
-    from sparsecheck.pipeline import run_pipeline
-
     if not config.mlflow.enabled:
         raise ConfigError("--run-missing needs a config that logs to MLflow (the comparison reads the check "
                           "back from there)", key="mlflow.enabled", value=False)
@@ -147,8 +146,6 @@ def compare_targets(target_a: str, target_b: str, *, tracking_uri: str | None = 
     (``min_correlation``, ``slice_fdr``). The comparison's ``model_a`` / ``model_b`` name the
     model versions and the runs that checked them.
     """
-    from sparsecheck.reports.compare import compare_runs
-
     if tracking_uri is None and run_missing is not None:
         tracking_uri = run_missing.mlflow.tracking_uri
     uri = resolve_tracking_uri(tracking_uri)

@@ -41,9 +41,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sparsecheck.assertions.spec import parse_assertions
+from sparsecheck.data import InputSpec
+from sparsecheck.data.precomputed import is_features
 from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
 from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
+from sparsecheck.models import load_model
+from sparsecheck.tracking.registry import check_alias_name, parse_model_uri
 
 __all__ = [
     "Config",
@@ -104,8 +108,6 @@ class InputConfig(_Strict):
         return v
 
     def to_spec(self) -> Any:
-        from sparsecheck.data import InputSpec
-
         return InputSpec(scale=self.scale, mean=None if self.mean is None else tuple(self.mean),
                          std=None if self.std is None else tuple(self.std),
                          size=self.size, channels=self.channels, channel_order=self.channel_order,
@@ -161,8 +163,6 @@ class ModelConfig(_Strict):
     def _model_uri(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.tracking.registry import parse_model_uri
-
         return parse_model_uri(v).uri  # ValueError names the URI and the accepted forms
 
     @model_validator(mode="after")
@@ -195,8 +195,6 @@ class ModelConfig(_Strict):
         ConfigError
             when it names none.
         """
-        from sparsecheck.models import load_model
-
         if not self.sources_given:
             raise ConfigError("required key is missing: give one of " + ", ".join(f"model.{k}" for k in MODEL_SOURCES)
                               + " (only splits of precomputed features can do without a model)", key="model")
@@ -307,6 +305,7 @@ class AnalysisConfig(_Strict):
     explain_features: int | None = Field(ANALYSIS["explain_features"], ge=1)  # LIME'd features, reader's need first
     explain_budget_s: float | None = Field(ANALYSIS["explain_budget_s"], gt=0)  # LIME + sanity time budget
     lime_samples: int = Field(ANALYSIS["lime_samples"], ge=10)
+    lime_convergence: float | None = Field(ANALYSIS["lime_convergence"], gt=0, le=1)  # adaptive LIME sample size
     card_images: int | None = Field(ANALYSIS["card_images"], ge=0)  # card pictures, reader's need first
     # significant associations results.json lists per feature; the whole table: feature_attributes.parquet
     associations_per_feature: int | None = Field(ANALYSIS["associations_per_feature"], ge=0)
@@ -356,8 +355,6 @@ class MlflowConfig(_Strict):
     def _alias(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from sparsecheck.tracking.registry import check_alias_name
-
         return check_alias_name(v)
 
 
@@ -443,8 +440,6 @@ class Config(_Strict):
         alias = self.mlflow.promote_alias
         if alias is None:
             return
-        from sparsecheck.tracking.registry import parse_model_uri
-
         if self.model.uri is None or not parse_model_uri(self.model.uri).registered:
             raise ConfigError(f"alias {alias!r} can only be set on a registered model version: give the model as "
                               "models:/NAME/VERSION or models:/NAME@ALIAS (model.uri or --model)",
@@ -569,8 +564,6 @@ def _check_model_needed(cfg: Config) -> None:
     """Without a model source, every split must be precomputed features."""
     if cfg.model.sources_given:
         return
-    from sparsecheck.data.precomputed import is_features
-
     for split in ("train", "val", "test"):
         path = getattr(cfg.data, split)
         if path is not None and not is_features(path):

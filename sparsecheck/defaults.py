@@ -35,7 +35,8 @@ ANALYSIS = {
     "explain": True,
     "explain_features": 12,  # features explained with LIME: those the results name first, then by total |weight|
     "explain_budget_s": None,  # seconds LIME and its sanity check may take in all (None: no limit)
-    "lime_samples": 1000,
+    "lime_samples": 1000,  # the most perturbed images per explanation
+    "lime_convergence": 0.95,  # stop sampling once LIME's weights stop changing this much (None: every sample)
     "card_images": 100,  # feature card pictures, in LIME's order (None: every used feature)
     # results.json lists the significant associations (q <= fdr), the strongest this many per feature
     # (None: every significant one); the whole table is the run's feature_attributes.parquet

@@ -46,8 +46,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from sparsecheck.outputs import atomic_write, write_json_atomic
 from sparsecheck._runtime import progress, torch_threads
+from sparsecheck.data import InputSpec
+from sparsecheck.outputs import atomic_write, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +204,6 @@ class DemoNet(nn.Module):
 def train_demo_model(train: DemoSplit, *, seed: int = 0, epochs: int = 8, batch_size: int = 64,
                      lr: float = 4e-3) -> DemoNet:
     """Train :class:`DemoNet` on a split with Adam (CPU, seeded)."""
-    from sparsecheck.data import InputSpec
-
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = DemoNet()

@@ -56,6 +56,8 @@ import torch.nn as nn
 
 from sparsecheck._runtime import one_line as _one_line
 from sparsecheck.errors import ModelError
+from sparsecheck.model_archives import check_pt2_archive, check_torchscript_archive, warn_unpickling
+from sparsecheck.tracking.registry import download_model, resolve_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +266,6 @@ def _load_file(path: Path, *, trust_pickle: bool = False) -> Model:
 
 
 def _load_checked_file(path: Path, fh: Any, trust_pickle: bool) -> Model:
-    from sparsecheck.model_archives import check_pt2_archive, check_torchscript_archive
-
     if path.suffix == ".pt2":
         check_pt2_archive(fh, trust_pickle=trust_pickle, name=path)
         fh.seek(0)
@@ -316,7 +316,6 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
     import shutil
     import tempfile
 
-    from sparsecheck.tracking.registry import download_model, resolve_model_uri
 
     origin = resolve_model_uri(uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="sparsecheck-mlflow-model-"))
@@ -337,12 +336,8 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
                              "mlflow.transformers; log it with mlflow.pytorch.log_model", path=uri)
         data = local / str(flavors["pytorch"].get("model_data", "data"))
         if (data / "model.pt2").is_file():
-            from sparsecheck.model_archives import check_pt2_archive
-
             check_pt2_archive(data / "model.pt2", trust_pickle=trust_pickle, name=f"{uri} (model.pt2)")
         else:
-            from sparsecheck.model_archives import warn_unpickling
-
             warn_unpickling(uri, "the whole model (mlflow.pytorch's pickle format)")
         with _quiet_loading(f"loading {uri}"):
             try:

@@ -61,18 +61,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck.modalities import get_modality
-from sparsecheck._runtime import ACTIVITY
-from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_json_atomic
+from sparsecheck._runtime import ACTIVITY, resolve_device
+from sparsecheck._version import __version__
 from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_drift, feature_drift
+from sparsecheck.assertions import DEFAULT_CHANCE, AssertionContext, run_assertions
+from sparsecheck.data import ImageDataset, load_dataset
+from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
+from sparsecheck.features.extraction import extract_features
+from sparsecheck.modalities import get_modality
+from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_csv, write_json_atomic
 from sparsecheck.pipeline.batch import batch_metadata
+from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.reports.compare import RunActivations
+from sparsecheck.reports.monitor_render import to_html
 from sparsecheck.results import FAILING_STATUSES, failing_assertions
-from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE, start_run
+from sparsecheck.sparse import SparseDecisionLayer
+from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.reading import download_run_artifact, load_run_results
-from sparsecheck.tracking.store import resolve_tracking_uri
+from sparsecheck.tracking.registry import find_check_run, resolve_model_uri
+from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE, start_run
+from sparsecheck.tracking.store import _check_reachable, resolve_tracking_uri
+from sparsecheck.weak_labels import CORRECTIONS_FILE, batch_corrections
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -215,8 +226,6 @@ def load_reference(run_id: str, tracking_uri: str | None = None) -> MonitorRefer
     TrackingError
         when the run does not exist or lacks one of those artifacts.
     """
-    from sparsecheck.sparse import SparseDecisionLayer
-
     uri = resolve_tracking_uri(tracking_uri)
     results = load_run_results(run_id, uri)
     with tempfile.TemporaryDirectory(prefix="sparsecheck-reference-") as tmp:
@@ -340,8 +349,6 @@ class MonitorReport:
 
 
 def _corrections_summary(corrections: pd.DataFrame) -> dict[str, Any]:
-    from sparsecheck.weak_labels import CORRECTIONS_FILE
-
     changed = corrections.loc[corrections["rule"] != "", "rule"]
     return {"file": CORRECTIONS_FILE, "n": len(corrections), "n_corrected": int(changed.size),
             "by_rule": {str(k): int(v) for k, v in changed.value_counts().items()}}
@@ -505,10 +512,6 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
     ConfigError, DataError
         bad config or batch, or a model that is not the reference's.
     """
-    from sparsecheck.data import ImageDataset, load_dataset
-    from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
-    from sparsecheck.tracking.store import _check_reachable
-
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
     modality = get_modality(config.data.modality)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
@@ -637,10 +640,6 @@ def prepare_monitor_out_dir(out_dir: str | Path, *, force: bool = False) -> Path
     ``monitor.html`` there that sparsecheck did not write is refused either way. An earlier batch's
     ``monitor.json`` and ``monitor.html`` are removed first, so an interrupted job leaves none.
     """
-    from sparsecheck._version import __version__
-
-    from sparsecheck.weak_labels import CORRECTIONS_FILE
-
     outputs = (*MONITOR_OUTPUTS, CORRECTIONS_FILE)  # monitor.json first: it marks a finished batch
     out = claim_out_dir(out_dir, force=force, note=f"written by sparsecheck monitor {__version__}",
                         outputs=outputs)
@@ -656,11 +655,6 @@ def write_monitor_outputs(result: MonitorRun, out_dir: str | Path) -> dict[str, 
     is then read from that run's ``monitor.json`` artifact). Call :func:`prepare_monitor_out_dir`
     first.
     """
-    from sparsecheck.reports.monitor_render import to_html
-
-    from sparsecheck.outputs import write_csv
-    from sparsecheck.weak_labels import CORRECTIONS_FILE
-
     out = Path(out_dir)
     if result.report is not None:
         report = result.report.to_dict()
@@ -688,8 +682,6 @@ def _model_check(config: "Config", uri: str) -> str | None:
     registered model is monitored against, when no ``--reference`` is given."""
     if config.model.uri is None:
         return None
-    from sparsecheck.tracking.registry import find_check_run, resolve_model_uri
-
     origin = resolve_model_uri(config.model.uri, uri)
     run_id = find_check_run(origin)
     if run_id is None:
@@ -703,11 +695,6 @@ def _model_check(config: "Config", uri: str) -> str | None:
 def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: MonitorReference, *,
            model: "Model | None", metadata: str | Path | None, alpha: float, psi_threshold: float, bins: int,
            device: str, correct: bool = False) -> MonitorReport:
-    from sparsecheck._runtime import resolve_device
-    from sparsecheck.data.precomputed import PrecomputedFeatures
-    from sparsecheck.pipeline.context import RunContext, SplitView
-    from sparsecheck.features.extraction import extract_features
-
     dev = resolve_device(device)
     spec = None
     ref_layer = (ref.results.get("model") or {}).get("feature_layer")
@@ -763,8 +750,6 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
     for a in failing_assertions(report.assertions):
         report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
     if correct:
-        from sparsecheck.weak_labels import batch_corrections
-
         report.corrections, notes = batch_corrections(config, table, class_names=list(class_names))
         report.notes += notes
     return report
@@ -816,8 +801,6 @@ def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, no
     batch: a model at chance on new data (a changed class order upstream, a broken preprocessing)
     is an alarm.
     """
-    from sparsecheck.assertions import DEFAULT_CHANCE, AssertionContext, run_assertions
-
     class_names = extras.pop("class_names", None)
     assertions = [a for a in config.parsed_assertions if not a.implied or (a.name == DEFAULT_CHANCE and labelled)]
     if not any(a.enabled for a in assertions):
@@ -872,7 +855,6 @@ def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | Precompute
     run's dataset input, and the alert tag; ``sparsecheck.status`` becomes alert or ok."""
     from mlflow.entities import Metric, Param
 
-    from sparsecheck.tracking.datasets import dataset_inputs
 
     fd, cm = report.feature_drift, report.class_mix
     values: dict[str, float] = {
@@ -900,9 +882,6 @@ def _log_results(run: Any, report: MonitorReport, ds: "ImageDataset | Precompute
             write_json_atomic(path, report.to_dict())
             run.client.log_artifact(run_id, str(path))
             if report.corrections is not None:
-                from sparsecheck.outputs import write_csv
-                from sparsecheck.weak_labels import CORRECTIONS_FILE
-
                 run.client.log_artifact(run_id, str(write_csv(report.corrections, Path(tmp) / CORRECTIONS_FILE)))
         run.client.set_tag(run_id, TAG_ALERT, "true" if report.alert else "false")
     except Exception as exc:

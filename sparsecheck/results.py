@@ -42,6 +42,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sparsecheck.analysis.association import ASSOCIATION_COLUMNS
+from sparsecheck.errors import DataError
+from sparsecheck.outputs import write_json_atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -345,8 +349,6 @@ class RunResults(BaseModel):
             naming ``source`` and what does not fit: a newer major version, a missing or
             malformed contract section, or a status that disagrees with the assertions.
         """
-        from sparsecheck.errors import DataError
-
         if not isinstance(data, Mapping):
             raise DataError(f"{source}: results must be a JSON object, got {type(data).__name__}")
         version = str(data.get("schema_version") or "0")
@@ -370,8 +372,6 @@ class RunResults(BaseModel):
     @classmethod
     def from_json(cls, path: str | Path) -> "RunResults":
         """Read a ``results.json`` file (see :meth:`from_dict`)."""
-        from sparsecheck.errors import DataError
-
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -381,8 +381,6 @@ class RunResults(BaseModel):
 
     def to_json(self, path: str | Path) -> None:
         """Write results.json atomically (see :func:`sparsecheck.outputs.write_json_atomic`)."""
-        from sparsecheck.outputs import write_json_atomic
-
         write_json_atomic(path, self.to_dict())
 
     @classmethod
@@ -411,8 +409,6 @@ def load_feature_attributes(results: str | Path) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    from sparsecheck.analysis.association import ASSOCIATION_COLUMNS
-    from sparsecheck.errors import DataError
 
     path = Path(results)
     if path.is_dir():

@@ -63,10 +63,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from sparsecheck.outputs import write_json_atomic
+from sparsecheck._runtime import resolve_device
+from sparsecheck.assertions import AssertionContext, run_assertions
 from sparsecheck.config import pool_assertions
+from sparsecheck.data import load_dataset
+from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, ParameterError, TrackingError
+from sparsecheck.features.extraction import extract_features
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.pipeline.batch import batch_metadata
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.tracking.run_logging import start_run
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.config import Config
@@ -78,7 +85,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["STRATEGIES", "SELECTION_COLUMNS", "PoolScores", "Selection", "load_pool",
            "score_pool", "select_examples", "load_labelled", "select_experiment_name", "log_to_mlflow",
-           "check_out_file", "write_csv", "failures_table", "parse_strategy", "check_pool",
+           "failures_table", "parse_strategy", "check_pool",
            "check_budget"]
 
 STRATEGIES = ("bal", "uncertainty", "random")
@@ -122,9 +129,6 @@ def load_pool(config: "Config", pool: str | Path) -> "ImageDataset | Precomputed
         a missing or unreadable file, or a pool without ids (a selection must name examples a
         labelling tool can find).
     """
-    from sparsecheck.data import load_dataset
-    from sparsecheck.data.precomputed import is_features, load_features
-
     name = str(pool)
     if name in SPLITS:
         path = getattr(config.data, name)
@@ -234,11 +238,6 @@ def score_pool(config: "Config", pool: "str | Path | ImageDataset | PrecomputedF
     -------
     PoolScores
     """
-    from sparsecheck._runtime import resolve_device
-    from sparsecheck.data.precomputed import PrecomputedFeatures
-    from sparsecheck.pipeline.context import RunContext, SplitView
-    from sparsecheck.features.extraction import extract_features
-
     pool_assertions(config)  # a malformed select.assertions fails before the model runs
     ds = pool if hasattr(pool, "ids") and not isinstance(pool, (str, Path)) else load_pool(config, pool)
     dev = resolve_device(device)
@@ -287,8 +286,6 @@ def check_pool(config: "Config", table: pd.DataFrame, **context: Any) -> tuple[l
     (list of Assertion, SuiteResult, list of str)
         What was checked, the results, and notes on what was skipped or could not run.
     """
-    from sparsecheck.assertions import AssertionContext, run_assertions
-
     assertions = pool_assertions(config)
     data = AssertionContext(table, split="pool", **context)
     suite = run_assertions(assertions, data, needs_labels=False, skip_unavailable=True, max_examples=None)
@@ -646,7 +643,6 @@ def log_to_mlflow(config: "Config", scores: PoolScores, kind: str, files: dict[s
     """
     from mlflow.entities import Metric, Param
 
-    from sparsecheck.tracking.run_logging import start_run
 
     cfg = config.mlflow.model_copy(update={
         "experiment": select_experiment_name(config.mlflow.experiment),

@@ -38,6 +38,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from sparsecheck.assertions import AssertionContext, run_assertions
+from sparsecheck.assertions.model_assertions import flicker_clock
+from sparsecheck.config import pool_assertions
+
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.assertions import Assertion, SuiteResult
     from sparsecheck.config import Config
@@ -78,9 +82,6 @@ def _vote(table: pd.DataFrame, assertion: "Assertion", failing: pd.DataFrame) ->
 
 def _smooth(table: pd.DataFrame, assertion: "Assertion", failing: pd.DataFrame) -> pd.DataFrame:
     """Flicker: the prediction around the flicker, for each flickering example."""
-    from sparsecheck.assertions import AssertionContext
-    from sparsecheck.assertions.model_assertions import flicker_clock
-
     p = assertion.params
     pred_col = "prediction" if p.head == "dense" else "sparse_prediction"
     failing = failing[failing["around"].astype(np.int64) >= 0] if "around" in failing.columns else failing.iloc[:0]
@@ -191,9 +192,6 @@ def batch_corrections(config: "Config", table: pd.DataFrame, *,
     (DataFrame, list of str)
         :func:`correct_predictions`' table, and notes (no rule to apply, a rule skipped).
     """
-    from sparsecheck.assertions import run_assertions
-    from sparsecheck.config import pool_assertions
-
     rules = [a for a in pool_assertions(config) if a.type in RULES]
     notes = []
     if not rules:

@@ -18,6 +18,7 @@ from sparsecheck.analysis.sanity import model_randomisation_test
 from sparsecheck.data import ImageDataset, InputSpec
 from sparsecheck.sparse import SparseDecisionLayer
 from sparsecheck.features.extraction import extract_features
+from sparsecheck.modalities import get_modality
 from tests.helpers import make_tiny_net
 from tests.sparse.test_layer import assert_same_selection, fit_in_precision, planted
 
@@ -93,7 +94,7 @@ def test_sanity_check_on_cuda_agrees_with_the_cpu(images):
     result = {}
     for device in ("cpu", cuda):
         result[device] = model_randomisation_test(
-            make_tiny_net(), 1, chosen, explainer=LimeFeatureExplainer(num_samples=150, random_state=0),
+            make_tiny_net(), 1, chosen, probes=get_modality("image").sanity_probes(chosen), explainer=LimeFeatureExplainer(num_samples=150, random_state=0),
             cascade=False, random_state=0, device=device, channels=1)
     assert np.isfinite(result[cuda].spearman)
     assert abs(result[cuda].spearman - result["cpu"].spearman) <= 0.05

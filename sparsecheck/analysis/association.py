@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from sparsecheck.analysis.auto_attributes import is_auto
 from sparsecheck.analysis.stats import benjamini_hochberg, point_biserial
 from sparsecheck.errors import DataError, ParameterError
 
@@ -265,8 +266,6 @@ def _adjust(table: pd.DataFrame) -> None:
         table["attribute_q"] = pd.Series(dtype=np.float64)
         table.drop(columns="_hypothesis", inplace=True, errors="ignore")
         return
-    from sparsecheck.analysis.auto_attributes import is_auto
-
     hyp = table["_hypothesis"].to_numpy()
     first = ~pd.Series(hyp).duplicated().to_numpy()
     p = table["p_value"].to_numpy(dtype=np.float64)

@@ -24,7 +24,7 @@ the test stops. A side is:
 * **confirmed** when the share of images the cue turns into the class (a Wilson lower bound),
   less the share it turns away from it, exceeds ``margin``, and the paired exact McNemar test of
   those flips is significant; or when the lower bound of the mean probability rise exceeds
-  ``min_rise`` (put on); when the recall falls by at least ``min_fall`` with a significant
+  ``min_rise`` (put on; 5 points by default); when the recall falls by at least ``min_fall`` with a significant
   McNemar test, or the mean probability fall's lower bound exceeds ``min_rise`` (take off);
 * **ruled out** when the upper bounds of both measures are below those thresholds. Stopping for
   futility cannot confirm anything, so these bounds are one-sided 95% ones, not split over the looks.
@@ -55,7 +55,7 @@ A toy model that says class 1 whenever the top-left corner is bright:
 (1.0, 0.0, True, 32)
 >>> print(result.describe())
 putting patch(top-left, 0.2, (255, 255, 255)) on 32 images of other classes turns 100% (86–100%) into
-'one' (0.0% in the control): confirmed at the first look
+'one' (0.0% in the control) and moves its probability by +90 points (+90 to +90): confirmed at the first look
 """
 
 from __future__ import annotations
@@ -146,6 +146,8 @@ class InterventionResult:
     cue_estimate : dict or None
         How the cue was learned from the data (:meth:`~sparsecheck.analysis.cues.CueEstimate.to_dict`,
         with ``image``: its picture, relative to the run's output directory); None for a declared cue.
+    noun : str
+        What one example is called in :meth:`describe` (``"image"``, ``"text"``: the run's modality).
     """
 
     cue: str
@@ -202,14 +204,16 @@ class InterventionResult:
         if self.n_put:
             parts.append(f"putting {self.cue} on {self.n_put:,} {self.noun}s of other classes turns {_pct(self.flip_rate)} "
                          f"({_pct(self.flip_ci_low, False)}–{_pct(self.flip_ci_high)}) into '{self.class_name}' "
-                         f"({_pct(self.baseline_rate)} in the control)")
+                         f"({_pct(self.baseline_rate)} in the control) and moves its probability by "
+                         f"{_points(self.prob_rise, self.prob_rise_ci_low, self.prob_rise_ci_high)}")
         if self.n_remove:
             verb = ("lowers" if self.recall_after < self.recall_before else
                     "raises" if self.recall_after > self.recall_before else "leaves")
             change = (f"{verb} recall from {_pct(self.recall_before)} to {_pct(self.recall_after)}" if verb != "leaves"
                       else f"leaves recall at {_pct(self.recall_before)}")
             parts.append(f"taking it off {self.n_remove:,} '{self.class_name}' {self.noun}s {change} "
-                         f"({_p(self.remove_p_value)})")
+                         f"({_p(self.remove_p_value)}) and moves its probability by "
+                         f"{_points(-self.prob_fall, -self.prob_fall_ci_high, -self.prob_fall_ci_low)}")
         verdict = "confirmed" if self.confirmed else "not confirmed"
         if self.looks > 1:
             verdict += (" at the first look" if self.stopped_at == 1 else
@@ -224,6 +228,13 @@ def _pct(v: float, sign: bool = True) -> str:
         return "n/a"
     p = 100 * v
     return (f"{p:.1f}" if p < 10 else f"{p:.0f}") + ("%" if sign else "")
+
+
+def _points(mean: float, lo: float, hi: float) -> str:
+    """A mean probability change and its interval, in percentage points: "+12 points (6 to 18)"."""
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:+.0f} points ({100 * lo:+.0f} to {100 * hi:+.0f})"
 
 
 def _p(p: float) -> str:
@@ -280,7 +291,7 @@ class CueTrial:
                  put: Cue | Mapping[str, Any], remove: Cue | Mapping[str, Any] | None = None, *,
                  has_cue: np.ndarray | None = None, base_probs: np.ndarray | None = None, sample: int = 2000,
                  batch_size: int = 256, seed: int = 0, alpha: float = 0.05, margin: float = 0.02,
-                 min_fall: float = 0.05, min_rise: float = 0.02, noun: str = "image") -> None:
+                 min_fall: float = 0.05, min_rise: float = 0.05, noun: str = "image") -> None:
         self.predict_proba = predict_proba
         self.noun = str(noun)
         self.images = images
@@ -489,7 +500,7 @@ def measure_intervention(
     alpha: float = 0.05,
     margin: float = 0.02,
     min_fall: float = 0.05,
-    min_rise: float = 0.02,
+    min_rise: float = 0.05,
     class_name: str | None = None,
 ) -> InterventionResult:
     """Put a cue on other classes' images and take it off the class's own; measure the model

@@ -41,7 +41,9 @@ import torch
 import torch.nn as nn
 
 from sparsecheck._runtime import resolve_device
+from sparsecheck.data import InputSpec
 from sparsecheck.errors import DataError, ModelError, ParameterError
+from sparsecheck.features.taps import FeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,6 @@ class FeatureActivation:
                                  f"sequence of ints. Got {feature!r} instead.", parameter="feature")
         self.layer = layer
         if input_spec is None:
-            from sparsecheck.data import InputSpec
-
             input_spec = InputSpec()
         self.input_spec = input_spec
         self.mean = _pick(mean, self.features, "mean")
@@ -143,8 +143,6 @@ class FeatureActivation:
         """Attach to the model (idempotent)."""
         if self._extractor is not None:
             return
-        from sparsecheck.features.taps import FeatureExtractor
-
         module = getattr(self.model, "module", self.model)
         if getattr(self.model, "program", None) is None and isinstance(module, nn.Module):
             module.eval()
@@ -346,6 +344,7 @@ class FeatureExplanation:
     ----------
     feature : int
     image : ndarray (H, W, 3) uint8 — the explained image (RGB)
+    example : ndarray (H, W, C) uint8 — the same as it was given (C = 1 for a grey dataset)
     segments : ndarray (H, W) int — superpixel labels 0..K-1
     weights : ndarray (K,) — LIME coefficient of each superpixel (activation gained by showing it)
     intercept, score : float — the local model's intercept and weighted R²
@@ -365,15 +364,16 @@ class FeatureExplanation:
     num_samples: int = 0
     seconds: float = 0.0
     forward_seconds: float = 0.0
+    #: the explained example as it was given (H×W×C, as the dataset stores it; ``image`` is its RGB)
+    example: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.example is None:
+            self.example = self.image
 
     @property
     def n_segments(self) -> int:
         return int(self.weights.size)
-
-    @property
-    def example(self) -> np.ndarray:
-        """The explained raw example (:class:`~sparsecheck.modalities.base.Explanation`): the image."""
-        return self.image
 
     def attribution_map(self) -> np.ndarray:
         """Per-pixel attribution: each pixel carries its superpixel's weight, shape (H, W)."""
@@ -410,6 +410,10 @@ def _lime_explainer_class() -> type:
         """
 
         last_labels_: np.ndarray | None = None
+        #: stop drawing samples once the weights of the ``columns_`` agree this well (Pearson) between
+        #: two checkpoints of doubling size (None: draw every sample)
+        convergence_: float | None = None
+        columns_: tuple[int, ...] = (0,)
 
         def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples, batch_size=10):
             n_features = np.unique(segments).shape[0]
@@ -417,14 +421,67 @@ def _lime_explainer_class() -> type:
             data[0, :] = 1
             out = []
             step = max(1, int(batch_size))
-            for lo in range(0, num_samples, step):
-                keep = data[lo:lo + step][:, segments].astype(bool)[..., None]
-                out.append(np.asarray(classifier_fn(np.where(keep, image[None], fudged_image[None]))))
+            done, previous = 0, None
+            for stop in _checkpoints(num_samples, n_features, self.convergence_ is not None):
+                for lo in range(done, stop, step):
+                    keep = data[lo:min(lo + step, stop)][:, segments].astype(bool)[..., None]
+                    out.append(np.asarray(classifier_fn(np.where(keep, image[None], fudged_image[None]))))
+                done = stop
+                if stop == num_samples:
+                    break
+                weights = self._weights(data[:stop], np.concatenate(out, axis=0), n_features)
+                if previous is not None and _agree(previous, weights) >= self.convergence_:
+                    break
+                previous = weights
             labels = np.concatenate(out, axis=0)
             self.last_labels_ = labels
-            return data, labels
+            return data[:done], labels
+
+        def _weights(self, data: np.ndarray, labels: np.ndarray, n_features: int) -> np.ndarray:
+            """LIME's weights of every column of interest on the samples so far, as it fits them."""
+            import sklearn.metrics
+
+            distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+            rows = []
+            for col in self.columns_:
+                _, exp, _, _ = self.base.explain_instance_with_data(data, labels, distances, col, n_features,
+                                                                    feature_selection=self.feature_selection)
+                w = np.zeros(n_features)
+                for seg, v in exp:
+                    w[int(seg)] = v
+                rows.append(w)
+            return np.stack(rows)
 
     return _BatchedLimeImageExplainer
+
+
+#: the first checkpoint of an adaptive LIME run: samples per superpixel (and at least this many)
+_FIRST_PER_SEGMENT, _FIRST_MIN = 4, 128
+
+
+def _checkpoints(num_samples: int, n_features: int, adaptive: bool) -> list[int]:
+    """Sample counts at which an adaptive run compares its weights: doubling from a few samples per
+    superpixel up to ``num_samples`` (only ``num_samples`` when not adaptive)."""
+    if not adaptive:
+        return [num_samples]
+    marks, m = [], max(_FIRST_MIN, _FIRST_PER_SEGMENT * n_features)
+    while m < num_samples:
+        marks.append(m)
+        m *= 2
+    return [*marks, num_samples]
+
+
+def _agree(a: np.ndarray, b: np.ndarray) -> float:
+    """The least Pearson correlation between matching rows of two weight matrices (1 for two rows
+    that are both flat: nothing to explain either way)."""
+    worst = 1.0
+    for x, y in zip(a, b):
+        if np.ptp(x) == 0 and np.ptp(y) == 0:
+            continue
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            return 0.0
+        worst = min(worst, float(np.corrcoef(x, y)[0, 1]))
+    return worst
 
 
 @dataclass
@@ -447,6 +504,13 @@ class LimeFeatureExplainer:
     random_state : int
         Seeds LIME's perturbations; every explanation of the same image draws the same samples,
         so two models can be compared sample for sample.
+    convergence : float or None
+        Adaptive sample size: draw the samples in doubling rounds (from 4 per superpixel, at
+        least 128) and stop as soon as LIME's weights at the end of a round correlate at least
+        this well (Pearson, every explained column) with those at the end of the round before;
+        ``num_samples`` is the most it draws. The first samples are the ones a full run draws, so
+        a stopped explanation is the full run's, cut short once more samples stopped changing it.
+        None: always ``num_samples``.
     batch_size : int, optional
         Perturbed images drawn and handed to the target per call. Default: what the target says
         one forward call on its device takes (``target.batch_size_for(image)``, as
@@ -461,6 +525,7 @@ class LimeFeatureExplainer:
     """
 
     num_samples: int = 1000
+    convergence: float | None = None
     segmenter: Callable[[np.ndarray], np.ndarray] | None = None
     hide_color: Any = "median"
     kernel_width: float = 0.25
@@ -473,6 +538,9 @@ class LimeFeatureExplainer:
         if int(self.num_samples) < 2:
             raise ParameterError(f"The 'num_samples' parameter of LimeFeatureExplainer must be an int >= 2. "
                                  f"Got {self.num_samples!r} instead.", parameter="num_samples")
+        if self.convergence is not None and not 0.0 < float(self.convergence) <= 1.0:
+            raise ParameterError(f"The 'convergence' parameter of LimeFeatureExplainer must be a float in (0, 1] "
+                                 f"or None. Got {self.convergence!r} instead.", parameter="convergence")
         if self.segmenter is None:
             self.segmenter = Segmenter(random_state=self.random_state)
         if isinstance(self.hide_color, str) and self.hide_color not in ("median", "mean", "lime"):
@@ -493,37 +561,7 @@ class LimeFeatureExplainer:
         example_id : str, optional
             Recorded in the explanation.
         """
-        if self._cls is None:
-            self._cls = _lime_explainer_class()
-        rgb = _as_rgb(image)
-        start = time.perf_counter()
-        fwd0 = getattr(target, "forward_seconds", 0.0)
-        segments = np.asarray(self.segmenter(rgb))  # type: ignore[misc]
-        if segments.shape != rgb.shape[:2]:
-            raise DataError(f"segmenter returned shape {segments.shape} for an image of shape {rgb.shape[:2]}")
-        k = int(segments.max()) + 1
-        lime = self._cls(kernel_width=self.kernel_width, feature_selection="none",
-                         random_state=self.random_state)
-        n = int(self.num_samples)
-        step = self.batch_size
-        if step is None and hasattr(target, "batch_size_for"):
-            step = target.batch_size_for(rgb)
-        step = max(1, min(n, int(step or n)))
-        self.last_batch_size_ = step
-        result = lime.explain_instance(
-            rgb, _two_columns(target), labels=(0,), hide_color=self._hide(rgb), top_labels=None,
-            num_features=k, num_samples=n, batch_size=step,
-            segmentation_fn=lambda _img: segments, random_seed=self.random_state)
-        weights = np.zeros(k, dtype=np.float64)
-        for seg, w in result.local_exp[0]:
-            weights[int(seg)] = float(w)
-        activation = float(lime.last_labels_[0, 0]) if lime.last_labels_ is not None else float("nan")
-        return FeatureExplanation(
-            feature=int(feature), image=rgb, segments=segments, weights=weights,
-            intercept=float(np.ravel(result.intercept[0])[0]), score=float(result.score),
-            activation=activation, example_id=example_id, num_samples=n,
-            seconds=time.perf_counter() - start,
-            forward_seconds=getattr(target, "forward_seconds", 0.0) - fwd0)
+        return self.explain_many(image, target, columns=[0], features=[feature], example_id=example_id)[0]
 
     def explain_many(self, image: np.ndarray, target: Callable[[np.ndarray], np.ndarray], *,
                      columns: Sequence[int], features: Sequence[int],
@@ -555,6 +593,7 @@ class LimeFeatureExplainer:
         if len(columns) != len(features) or not columns:
             raise ParameterError("explain_many needs one column per feature, at least one", parameter="columns")
         rgb = _as_rgb(image)
+        target = _in_channels_of(image, target)
         start = time.perf_counter()
         fwd0 = getattr(target, "forward_seconds", 0.0)
         segments = np.asarray(self.segmenter(rgb))  # type: ignore[misc]
@@ -562,6 +601,7 @@ class LimeFeatureExplainer:
             raise DataError(f"segmenter returned shape {segments.shape} for an image of shape {rgb.shape[:2]}")
         k = int(segments.max()) + 1
         lime = self._cls(kernel_width=self.kernel_width, feature_selection="none", random_state=self.random_state)
+        lime.convergence_, lime.columns_ = self.convergence, tuple(columns)
         n = int(self.num_samples)
         step = self.batch_size
         if step is None and hasattr(target, "batch_size_for"):
@@ -584,7 +624,8 @@ class LimeFeatureExplainer:
                 feature=feat, image=rgb, segments=segments, weights=weights,
                 intercept=float(np.ravel(result.intercept[col])[0]), score=float(result.score[col])
                 if isinstance(result.score, dict) else float(result.score), activation=activation,
-                example_id=example_id, num_samples=n, seconds=seconds, forward_seconds=forward))
+                example_id=example_id, num_samples=len(lime.last_labels_), seconds=seconds,
+                forward_seconds=forward, example=np.asarray(image)))
         return out
 
     def attribute(self, image: np.ndarray, target: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -598,6 +639,36 @@ class LimeFeatureExplainer:
             stat = np.median if self.hide_color == "median" else np.mean
             return stat(rgb.reshape(-1, 3), axis=0).round().astype(np.uint8)
         return self.hide_color
+
+
+class _GreyTarget:
+    """A target over grey images, fed LIME's RGB perturbations: each is turned back into the
+    dataset's one channel (the first; LIME's RGB of a grey image repeats it) before the model."""
+
+    def __init__(self, target: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.target = target
+
+    @property
+    def forward_seconds(self) -> float:
+        return float(getattr(self.target, "forward_seconds", 0.0))
+
+    def batch_size_for(self, image: np.ndarray) -> int:
+        return self.target.batch_size_for(image)  # type: ignore[attr-defined]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        return self.target(images[..., :1] if images.shape[-1] == 3 else images)
+
+
+def _in_channels_of(image: np.ndarray, target: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``target`` as LIME must call it for ``image``: wrapped for a one-channel image, else as it is."""
+    image = np.asarray(image)
+    grey = image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 1)
+    if not grey or isinstance(target, _GreyTarget):
+        return target
+    if not hasattr(target, "batch_size_for"):
+        return lambda x: target(np.asarray(x)[..., :1])
+    return _GreyTarget(target)
 
 
 def _two_columns(target: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:

@@ -40,6 +40,7 @@ from scipy import stats as _st
 
 from sparsecheck.analysis.lime_features import Attributor, FeatureActivation, LimeFeatureExplainer
 from sparsecheck.errors import ModelError, ParameterError
+from sparsecheck.models import Model
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,6 @@ def randomised_models(model: Any, *, random_state: int = 0, cascade: bool = True
     (layer, model) : the module path re-initialised at this step, and a model of the same kind.
         Each yielded copy is final until the next one is requested.
     """
-    from sparsecheck.models import Model
-
     generator = torch.Generator().manual_seed(int(random_state))
     program = getattr(model, "program", None)
     if program is not None:
@@ -220,8 +219,9 @@ class EdgeAttributor:
 def model_randomisation_test(
     model: Any,
     feature: int,
-    images: np.ndarray,
+    images: Any,
     *,
+    probes: Any = None,
     layer: str | None = None,
     input_spec: Any = None,
     mean: Any = 0.0,
@@ -235,7 +235,6 @@ def model_randomisation_test(
     channels: int | None = None,
     example_ids: Sequence[str] | None = None,
     on_explained: Callable[[], None] | None = None,
-    probes: Any = None,
 ) -> SanityResult:
     """Run the model-randomisation test for one feature on a few images.
 
@@ -244,8 +243,13 @@ def model_randomisation_test(
     model : Model or nn.Module
     feature : int
         Feature index at ``layer``.
-    images : ndarray (n, H, W, C) uint8
-        Examples to explain (typically the feature's top-activating ones).
+    images : raw batch
+        Examples to explain (typically the feature's top-activating ones): for images a uint8
+        ``(n, H, W, C)`` batch; any modality's raw batch.
+    probes : raw batch, optional
+        Varied examples on which a randomised layer's effect on the feature is measured
+        (:meth:`~sparsecheck.modalities.base.Modality.sanity_probes`; images: the images, their
+        negatives and mirrors). Default: ``images``.
     layer, input_spec, mean, std, device, channels
         As for :class:`~sparsecheck.analysis.lime_features.FeatureActivation`.
     explainer : Attributor, optional
@@ -262,34 +266,21 @@ def model_randomisation_test(
         Seeds the randomised weights.
     on_explained : callable, optional
         Called after each explanation (to advance a progress bar).
-    probes : raw batch, optional
-        Varied examples on which a layer's randomisation is seen to change the feature
-        (:meth:`~sparsecheck.modalities.base.Modality.sanity_probes`); given, ``images`` may be any
-        modality's raw batch (texts) and the explainer's maps any shape. Default: the images, their
-        negatives and mirrors.
 
     Returns
     -------
     SanityResult
     """
-    if probes is None:  # images: an (n, H, W, C) batch
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4 or len(images) == 0:
-            raise ParameterError(f"The 'images' parameter of model_randomisation_test must be a non-empty "
-                                 f"(n, H, W, C) batch. Got shape {images.shape} instead.", parameter="images")
-    elif len(images) == 0:
-        raise ParameterError("The 'images' parameter of model_randomisation_test must hold at least one example.",
-                             parameter="images")
+    if len(images) == 0:
+        raise ParameterError("The 'images' parameter of model_randomisation_test must be a non-empty batch of "
+                             "examples. Got an empty one instead.", parameter="images")
     if not 0.0 < float(threshold) <= 1.0:
         raise ParameterError(f"The 'threshold' parameter of model_randomisation_test must be a float in "
                              f"(0, 1]. Got {threshold!r} instead.", parameter="threshold")
     explainer = explainer or LimeFeatureExplainer(random_state=random_state)
     tick = on_explained or (lambda: None)
     # varied inputs to tell "this layer does not feed the feature" from "the feature is constant"
-    if probes is None:
-        probes = np.concatenate([images, 255 - images, images[:, ::-1], images[:, :, ::-1]])
+    probes = images if probes is None else probes
 
     def explain_all(m: Any) -> tuple[list[np.ndarray], np.ndarray]:
         with FeatureActivation(m, feature, layer=layer, input_spec=input_spec, mean=mean, std=std,

@@ -101,7 +101,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from sparsecheck.analysis.breakdown import encode_categories
-from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue
+from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, softmax
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
 
@@ -441,7 +441,7 @@ def find_spurious_features(
             ablated = scores.copy()
             ablated[:, c_row] -= w * z[:, column_of[int(f)]]
             ablated_correct = classes[ablated.argmax(axis=1)] == labels
-            prob_drop = _softmax(scores[in_c])[:, c_row] - _softmax(ablated[in_c])[:, c_row]
+            prob_drop = softmax(scores[in_c])[:, c_row] - softmax(ablated[in_c])[:, c_row]
             for a in attributes:
                 codes, values = encoded[a]
                 for code, value in enumerate(values):
@@ -545,12 +545,6 @@ def _group_stats(in_c: np.ndarray, has: np.ndarray, dense_correct: np.ndarray,
             "class_specific_gap": gap - others_gap, "gap_p_value": float(p_gap),
             "class_specific_gap_p_value": _did_pvalue(k, n),
             "sparse_recall_with": _rate(ks[0], n[0]), "sparse_recall_without": _rate(ks[1], n[1])}
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _change(drop: float) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = [
+    "softmax",
     "wilson_interval",
     "benjamini_hochberg",
     "two_proportion_pvalue",
@@ -27,6 +28,17 @@ __all__ = [
     "point_biserial",
     "mcnemar_exact",
 ]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(n, k)`` scores, shifted by each row's maximum (no overflow).
+
+    >>> softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])).round(3).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def wilson_interval(

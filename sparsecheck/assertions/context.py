@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sparsecheck.analysis.breakdown import encode_categories
 from sparsecheck.errors import DataError
 
 __all__ = ["AssertionContext"]
@@ -220,8 +221,6 @@ class AssertionContext:
         key = ("codes", attrs)
         if key in self._cache:
             return self._cache[key]
-        from sparsecheck.analysis.breakdown import encode_categories
-
         if len(attrs) == 1:
             codes, labels = encode_categories(self.table[self._attr(attrs[0])])
         else:

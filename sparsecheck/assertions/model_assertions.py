@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sparsecheck._runtime import note_forward, progress
 from sparsecheck.assertions.builtins.common import examples_frame
@@ -225,12 +225,19 @@ class InvarianceParams(PerExampleParams):
     #: ``{from: ..., to: ...}``
     rules: list[Any] | None = None
 
+    @field_validator("transform")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        known = sorted(_invariance_transforms())
+        if v not in known:
+            names = [repr(k) for k in known]
+            raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]} (the invariance transforms "
+                             f"of {', '.join(modality_names())}), got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _magnitude(self) -> "InvarianceParams":
-        known = _invariance_transforms()
-        if self.transform not in known:
-            raise ValueError(f"transform must be one of {sorted(known)}, got {self.transform!r}")
-        known[self.transform].check_magnitude(self.magnitude)
+        _invariance_transforms()[self.transform].check_magnitude(self.magnitude)
         if (self.transform == "rules") != bool(self.rules):
             raise ValueError("transform: rules needs 'rules' (a list of 'FROM -> TO'), and only it takes them")
         parse_rules(self.rules)

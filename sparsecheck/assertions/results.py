@@ -27,6 +27,8 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import numpy as np
 import pandas as pd
 
+from sparsecheck.results import is_failing
+
 __all__ = ["Outcome", "AssertionResult", "SuiteResult", "render_table", "STATUSES", "SEVERITIES",
            "EXAMPLES_IN_JSON"]
 
@@ -119,8 +121,6 @@ class AssertionResult:
     def fails_run(self, fail_on: str = "error") -> bool:
         """True when this result fails a run gated at ``fail_on`` severity (the rule:
         :func:`sparsecheck.results.is_failing`; errors count as failures)."""
-        from sparsecheck.results import is_failing
-
         return is_failing(self, fail_on)  # type: ignore[arg-type]
 
     def to_dict(self, max_examples: int | None = EXAMPLES_IN_JSON) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sparsecheck._runtime import progress
 from sparsecheck.data.images import (
     GREY_MODES,
     IMAGE_SUFFIXES,
@@ -360,8 +361,6 @@ class ImageDataset(torch.utils.data.Dataset):
         knowing every bad file before features are extracted. Files that fail are listed in
         :attr:`skipped_unreadable`; in-memory data is returned as is.
         """
-        from sparsecheck._runtime import progress
-
         if self._files is None:
             return self
         workers = resolve_num_workers(num_workers, self)

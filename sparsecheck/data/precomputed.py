@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from sparsecheck.errors import DataError
+from sparsecheck.outputs import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -378,8 +379,6 @@ def write_features(directory: str | Path, features: np.ndarray, labels: np.ndarr
 
 def finish_directory(tmp: Path, directory: Path, meta: dict[str, Any]) -> None:
     """Write ``meta.json`` into ``tmp`` (atomically) and rename ``tmp`` to ``directory``, replacing it."""
-    from sparsecheck.outputs import write_json_atomic
-
     write_json_atomic(tmp / META_FILE, {"format": FEATURES_FORMAT, "version": FORMAT_VERSION, **meta})
     if directory.exists():
         # the old one stops looking complete first, then goes

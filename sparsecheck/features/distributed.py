@@ -30,7 +30,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from sparsecheck.errors import RankError, SparsecheckError
+from sparsecheck._runtime import exception_reason, one_line, resolve_device
+from sparsecheck.errors import ConfigError, RankError, SparsecheckError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -129,7 +130,6 @@ class Ranks:
         """The device this rank runs on: with CUDA, GPU ``local_rank`` (modulo the GPUs there are)."""
         import torch
 
-        from sparsecheck._runtime import resolve_device
 
         dev = resolve_device(device)
         if dev.type == "cuda" and self.world_size > 1 and dev.index is None:
@@ -139,8 +139,6 @@ class Ranks:
 
 
 def _reason(exc: BaseException) -> str:
-    from sparsecheck._runtime import exception_reason, one_line
-
     if isinstance(exc, RankError):
         return exc.reason
     if isinstance(exc, SparsecheckError):
@@ -162,7 +160,6 @@ def ranks_from_env(device: "str | torch.device" = "auto") -> Iterator[Ranks]:
     import torch
     import torch.distributed as dist
 
-    from sparsecheck.errors import ConfigError
 
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:

@@ -148,6 +148,7 @@ class Explanation(Protocol):
     """
 
     feature: int
+    example: Any
     example_id: str | None
     num_samples: int
     seconds: float
@@ -344,7 +345,8 @@ class Modality(abc.ABC):
         associations, explanations and sanity verdict) with its top and bottom examples (raw
         batches, or None without examples) to ``path``, atomically; return the path written.
 
-        The report inlines the file as an image, so write an image format (PNG, SVG).
+        The report inlines the file as an image, so write an image format (PNG, SVG). It may record
+        layout hints on the card (images: ``card.thumb``, the thumbnails' edge in pixels).
         """
 
     @abc.abstractmethod
@@ -355,9 +357,14 @@ class Modality(abc.ABC):
 
     # -- 4. the local explainer --------------------------------------------------------------
     @abc.abstractmethod
-    def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
+    def explainer(self, *, num_samples: int, seed: int, convergence: float | None = None) -> LocalExplainer:
         """A seeded local explainer (every explanation of one example draws the same perturbations,
-        so a trained and a randomised model are compared sample for sample)."""
+        so a trained and a randomised model are compared sample for sample).
+
+        ``num_samples`` is the most perturbed examples one explanation draws; with ``convergence``
+        (``analysis.lime_convergence``) it may stop earlier, once its weights stop changing (an
+        explainer without an adaptive sample size ignores it). Each explanation's ``num_samples``
+        says how many it drew."""
 
     def feature_notes(self, split: Split, activations: np.ndarray, features: Sequence[int]) -> dict[int, dict[str, Any]]:
         """What a feature card adds about each feature, from its standardised ``activations``

@@ -39,9 +39,9 @@ from sparsecheck._runtime import note_forward, progress
 from sparsecheck.analysis.auto_attributes import AutoAttributes
 from sparsecheck.analysis.cues import estimate_cue, parse_intervention
 from sparsecheck.analysis.cues.picture import render_cue
-from sparsecheck.analysis.interpret import render_card
+from sparsecheck.analysis.cards import CARD_THUMB, render_card
 from sparsecheck.analysis.lime_features import LimeFeatureExplainer, Segmenter
-from sparsecheck.data import ImageDataset, InputSpec, load_dataset
+from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, InputSpec, load_dataset
 from sparsecheck.errors import ConfigError, DataError
 from sparsecheck.modalities.base import (
     AttributeMeasurer,
@@ -176,7 +176,13 @@ class ImageModality(Modality):
         return splits, transform.without_geometry() if isinstance(transform, InputSpec) else transform
 
     def describe_split(self, split: Any, config: "Config | None" = None) -> dict[str, Any]:
-        return {"image_shape": list(split.image_shape)}
+        """``image_shape``; with ``data.skip_unreadable``, the files left out (a count and the first few)."""
+        out: dict[str, Any] = {"image_shape": list(split.image_shape)}
+        if config is not None and config.data.skip_unreadable:
+            out["skipped_unreadable"] = {
+                "count": len(split.skipped_unreadable),
+                "examples": [f"{f}: {why}" for f, why in split.skipped_unreadable[:SKIPPED_EXAMPLES]]}
+        return out
 
     # -- 2. the model's input
     def input_transform(self, config: "Config", model: Any = None) -> InputSpec:
@@ -187,15 +193,19 @@ class ImageModality(Modality):
 
     # -- 3. rendering
     def render_card(self, card: Any, path: Path, *, top: Any = None, bottom: Any = None) -> Path:
-        return render_card(card, path, top_images=top, bottom_images=bottom)
+        """Thumbnails of the top and bottom images, LIME overlays, then the card's words (PNG); the
+        card records the thumbnails' edge (``card.thumb``), which the report lays out by."""
+        written = render_card(card, path, top_images=top, bottom_images=bottom, thumb=CARD_THUMB)
+        card.thumb = CARD_THUMB
+        return written
 
     def render_cue(self, path: Path, *, estimate: CueEstimate | None, cue_name: str,
                    examples: Sequence[tuple[Any, str]], title: str) -> Path:
         return render_cue(path, estimate=estimate, cue_name=cue_name, examples=examples, title=title)
 
     # -- 4. the local explainer
-    def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
-        return LimeFeatureExplainer(num_samples=int(num_samples), random_state=int(seed),
+    def explainer(self, *, num_samples: int, seed: int, convergence: float | None = None) -> LocalExplainer:
+        return LimeFeatureExplainer(num_samples=int(num_samples), convergence=convergence, random_state=int(seed),
                                     segmenter=Segmenter(random_state=int(seed)))
 
     def sanity_probes(self, raw: Any) -> np.ndarray:

@@ -115,7 +115,9 @@ class TextModality(Modality):
         return render_text_cue(path, estimate=estimate, cue_name=cue_name, examples=examples, title=title)
 
     # -- 4. the local explainer
-    def explainer(self, *, num_samples: int, seed: int) -> LocalExplainer:
+    def explainer(self, *, num_samples: int, seed: int, convergence: float | None = None) -> LocalExplainer:
+        """LIME text on the feature's activation, ``num_samples`` perturbed texts per explanation
+        (no adaptive sample size: ``convergence`` is not used; each explanation records what it drew)."""
         return LimeTextFeatureExplainer(num_samples=int(num_samples), random_state=int(seed))
 
     def feature_notes(self, split: Any, activations: np.ndarray, features: Sequence[int]) -> dict[int, dict[str, Any]]:

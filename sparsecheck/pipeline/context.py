@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsecheck.modalities import get_modality
+from sparsecheck.analysis.stats import softmax
+from sparsecheck.modalities import Modality, get_modality
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
     from sparsecheck.config import Config
-    from sparsecheck.data import ImageDataset
     from sparsecheck.data.precomputed import PrecomputedFeatures
+    from sparsecheck.modalities import Split
 
 __all__ = ["SplitView", "RunContext"]
 
@@ -78,12 +79,13 @@ class RunContext:
     class_names: list[str]
     splits: dict[str, SplitView]
     model: "nn.Module | None" = None
-    datasets: dict[str, Any] = field(default_factory=dict)  # the modality's splits (images: ImageDataset)
+    #: the splits of examples (:class:`~sparsecheck.modalities.base.Split`), by name
+    datasets: dict[str, "Split"] = field(default_factory=dict)
+    #: the kind of input (``data.modality``): everything that depends on it goes through this
+    modality: "Modality" = field(default_factory=get_modality)
     #: splits that name precomputed features instead of images (no pictures, no model needed)
     precomputed: dict[str, "PrecomputedFeatures"] = field(default_factory=dict)
-    input_spec: Any = None  # the modality's input transform (images: sparsecheck.data.InputSpec)
-    #: the kind of input (:class:`sparsecheck.modalities.base.Modality`), from ``data.modality``
-    modality: Any = None
+    input_spec: Any = None  # the modality's InputTransform (images: sparsecheck.data.InputSpec)
     feature_layer: str = ""
     device: str = "cpu"
     out_dir: Any = None  # pathlib.Path of --out, when writing outputs
@@ -129,10 +131,7 @@ class RunContext:
     def prediction_table(self, split: str = "test") -> pd.DataFrame:
         """The per-example prediction table of ``split`` (see the module docstring for columns)."""
         view = self.splits[split]
-        logits = np.asarray(view.logits, dtype=np.float64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        prob = np.exp(z)
-        prob /= prob.sum(axis=1, keepdims=True)
+        prob = softmax(np.asarray(view.logits, dtype=np.float64))
         pred = prob.argmax(axis=1)
         table: dict[str, Any] = {"id": view.ids.astype(str)}
         if view.labels is not None:

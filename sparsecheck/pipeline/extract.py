@@ -27,8 +27,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparsecheck.config import load_config
 from sparsecheck.errors import ConfigError
 from sparsecheck.features.distributed import Ranks, ranks_from_env
+from sparsecheck.features.extraction import extract_features, extract_to
+from sparsecheck.outputs import claim_out_dir
+from sparsecheck.pipeline.stages import load_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +103,6 @@ def run_extract(config: str | Path, *, out: str | Path | None = None, device: st
     RankError
         on the ranks that did not fail themselves, when another rank failed.
     """
-    from sparsecheck.outputs import claim_out_dir
-    from sparsecheck.config import load_config
-    from sparsecheck.pipeline.stages import load_inputs
-    from sparsecheck.features.extraction import extract_features, extract_to
-
     with ranks_from_env(device) as ranks:
         with ranks.together("reading the config and loading the model and data"):
             cfg = load_config(config)

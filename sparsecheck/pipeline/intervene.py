@@ -28,6 +28,8 @@ import numpy as np
 
 from sparsecheck._runtime import exception_reason
 from sparsecheck.analysis.interventions import CueTrial, InterventionResult
+from sparsecheck.analysis.stats import softmax
+from sparsecheck.features.taps import FeatureExtractor
 from sparsecheck.pipeline.context import RunContext
 
 logger = logging.getLogger(__name__)
@@ -36,12 +38,6 @@ __all__ = ["Intervener", "CUE_DIR"]
 
 #: where the pictures of confirmed cues go, in the output directory
 CUE_DIR = "cues"
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class _LazyImages:
@@ -76,8 +72,6 @@ class Intervener:
         if (not ctx.config.analysis.interventions or ctx.model is None or "test" not in ctx.datasets
                 or ctx.input_spec is None):
             return None
-        from sparsecheck.features.taps import FeatureExtractor
-
         try:
             self._extractor = FeatureExtractor(ctx.model, ctx.config.model.feature_layer, device=ctx.device)
             self._extractor.open()
@@ -88,7 +82,7 @@ class Intervener:
         self.images = _LazyImages(ctx.datasets["test"])
         self.labels = np.asarray(view.labels)
         self.metadata = view.metadata.reset_index(drop=True)
-        self.base_probs = _softmax(np.asarray(view.logits, np.float64)[:, :len(ctx.class_names)])
+        self.base_probs = softmax(np.asarray(view.logits, np.float64)[:, :len(ctx.class_names)])
         self.specs = dict(ctx.config.data.interventions)
         return self
 
@@ -102,7 +96,7 @@ class Intervener:
         with torch.inference_mode():
             x = self.ctx.input_spec.transform(images, device=self.ctx.device)
             logits, _ = self._extractor(x)
-        return _softmax(logits.float().cpu().numpy().astype(np.float64)[:, :len(self.ctx.class_names)])
+        return softmax(logits.float().cpu().numpy().astype(np.float64)[:, :len(self.ctx.class_names)])
 
     # ------------------------------------------------------------------ the trial of one value
     def _trials(self, attribute: str, value: str) -> list[tuple[CueTrial, Any]] | None:

@@ -22,14 +22,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_json_atomic
 from sparsecheck._runtime import count_forward, doing, resolve_device
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
+from sparsecheck.errors import TrackingError
+from sparsecheck.outputs import atomic_write, claim_out_dir, jsonable, remove_outputs, write_json_atomic
 from sparsecheck.pipeline.context import RunContext
 from sparsecheck.pipeline.intervene import CUE_DIR
 from sparsecheck.pipeline.stages import STAGES, Stage
-from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, gate_status
+from sparsecheck.reports.html import write_report
+from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, failing_assertions, gate_status
+from sparsecheck.tracking.registry import record_verdict
+from sparsecheck.tracking.run_logging import (
+    ACTIVATIONS_FILE,
+    TEST_FEATURES_FILE,
+    attach_run,
+    start_run,
+    write_activations,
+    write_test_features,
+)
+from sparsecheck.tracking.store import prefetch
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +101,6 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
     (exit code 3) is raised naming the URI. ``kind`` ("run" or "monitor") becomes the
     ``sparsecheck.kind`` tag.
     """
-    from sparsecheck.errors import TrackingError
-    from sparsecheck.reports.html import write_report
-    from sparsecheck.tracking.run_logging import (ACTIVATIONS_FILE, TEST_FEATURES_FILE, attach_run, start_run,
-                                                  write_activations, write_test_features)
-
     if ctx.out_dir is None:
         return
     out = Path(ctx.out_dir)
@@ -195,8 +202,6 @@ def write_feature_attributes(ctx: RunContext, path: str | Path) -> Path | None:
 def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
     """results.json's content, in contract order, and the same checked against the typed contract:
     a run never writes a results.json that its own readers (compare, monitor) would refuse."""
-    from sparsecheck.outputs import jsonable
-
     plain = jsonable(_ordered(results))
     return plain, RunResults.from_dict(plain, source="this run's results")
 
@@ -219,9 +224,6 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
     (exit 3) costs neither. Does nothing for a model that does not come from MLflow, or a run
     that was not logged. Returns the :class:`~sparsecheck.tracking.registry.Verdict` or None.
     """
-    from sparsecheck.tracking.registry import record_verdict
-    from sparsecheck.results import failing_assertions
-
     origin = getattr(ctx.model, "origin", None)
     if origin is None:
         return None
@@ -229,8 +231,6 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
     if not logged:
         logger.info("the run was not logged to MLflow: no verdict written on %s", origin.label)
         return None
-    from sparsecheck.errors import TrackingError
-
     assertions = ctx.results.get("assertions")
     try:
         return record_verdict(origin, status=gate_status(assertions, fail_on),  # type: ignore[arg-type]
@@ -280,8 +280,6 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     if out_dir is not None:
         ctx.out_dir = prepare_out_dir(out_dir, force=force)
         if config.mlflow.enabled:  # import MLflow and open its store while the model runs
-            from sparsecheck.tracking.store import prefetch
-
             prefetch(config.mlflow.tracking_uri)
     ctx.results.update({"sparsecheck_version": __version__,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

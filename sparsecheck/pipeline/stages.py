@@ -8,7 +8,7 @@ This is the only code that knows both the run context and the libraries (``spars
 ``load_stage``            the model, datasets, precomputed features and metadata the config names
 ``extract_stage``         deep features and logits of every split (cached on disk, or precomputed)
 ``dense_stage``           the model's own accuracy, overall and by metadata value
-``auto_attributes_stage`` automatic image attributes (``auto:*``) of the test split
+``auto_attributes_stage`` automatic attributes (``auto:*``) of the test split (the modality's)
 ``sparse_stage``          the sparse decision layer (:class:`~sparsecheck.sparse.SparseDecisionLayer`)
 ``interpret_stage``       feature cards (:func:`~sparsecheck.analysis.interpret.interpret_features`)
 ``slices_stage``          slices and error breakdowns (:func:`~sparsecheck.analysis.slices.analyse_errors`)
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,19 +36,27 @@ import pandas as pd
 
 from sparsecheck._runtime import exception_reason, torch_threads
 from sparsecheck.analysis.association import association_records, feature_associations, strongest_significant
+from sparsecheck.analysis.auto_attributes import is_auto
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.chance import chance_test, diagnose_class_order
-from sparsecheck.analysis.interpret import interpret_features
+from sparsecheck.analysis.error_clusters import find_error_clusters
+from sparsecheck.analysis.interpret import explain_cards, explanation_order, interpret_features
+from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
-from sparsecheck.data import SKIPPED_EXAMPLES, load_metadata
+from sparsecheck.data import load_metadata
 from sparsecheck.data.metadata import shared_ids
 from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_features
 from sparsecheck.errors import ConfigError, DataError, SparsecheckError
-from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.features.extraction import extract_features
-from sparsecheck.modalities import get_modality
+from sparsecheck.modalities import Modality, Split, get_modality
+from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.pipeline.intervene import Intervener
+from sparsecheck.reports.evidence import featured_features
+from sparsecheck.reports.junit import write_junit
+from sparsecheck.sparse import SparseDecisionLayer
+from sparsecheck.sparse.dense import DenseHead
 
 logger = logging.getLogger(__name__)
 
@@ -71,30 +80,29 @@ SPURIOUS_PARAMS = ("min_auc", "min_gap", "min_ablation", "min_group")
 class Inputs:
     """What a config's ``model`` and ``data`` sections load to (:func:`load_inputs`).
 
-    ``datasets`` holds the splits of examples (images, texts: the modality's
-    :class:`~sparsecheck.modalities.base.Split`), ``precomputed`` the splits of precomputed features
+    ``datasets`` holds the splits of examples (:class:`~sparsecheck.modalities.base.Split`: images,
+    texts, ...), ``precomputed`` the splits of precomputed features
     (:class:`~sparsecheck.data.precomputed.PrecomputedFeatures`); ``model`` is None when the
     config names none (every split is features). ``input_spec`` is the modality's input transform
-    as it applies to the splits' batches (images: without the geometry, which the datasets apply as
-    they load each image; text: the tokenizer). ``modality`` is the config's ``data.modality``.
+    as the splits' batches need it (for images without the geometry, which the datasets apply as
+    they load each image); ``modality`` the kind of input (``data.modality``).
     """
 
     model: Any
     input_spec: Any
-    datasets: dict[str, Any]
+    datasets: dict[str, Split]
     precomputed: dict[str, PrecomputedFeatures]
     class_names: list[str]
-    modality: Any = None
+    modality: Modality
 
 
 def load_inputs(cfg: Any) -> Inputs:
     """Load the model, datasets and precomputed features named in a config; check they fit together.
 
-    The model comes first: it says how examples become its input when the config does not (a
-    torchvision weight's preset, a text model's tokenizer) and, for a text model, may name the
-    classes (its ``id2label``). Each split is read by the config's modality
-    (:meth:`~sparsecheck.modalities.base.Modality.load_split`), then checked against the others
-    (:meth:`~sparsecheck.modalities.base.Modality.reconcile_splits`: images of one shape).
+    The splits are read by the config's modality (``data.modality``:
+    :meth:`~sparsecheck.modalities.base.Modality.load_split`), with what of the input transform
+    applies as each example is read (images: ``model.input.size``, or ``resize`` + ``crop``), and
+    checked together (:meth:`~sparsecheck.modalities.base.Modality.reconcile_splits`).
 
     Raises
     ------
@@ -111,17 +119,19 @@ def load_inputs(cfg: Any) -> Inputs:
                 precomputed[split] = load_features(path, name=split, labels_required=True)
         except DataError as exc:
             raise DataError(f"data.{split}: {exc}") from exc
+    # the model first: it may say how examples become its input (a torchvision preset, a tokenizer)
     needs_model = len(precomputed) < len(paths)
     model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri) if needs_model or cfg.model.sources_given else None
     spec = modality.input_transform(cfg, model)
     if class_names is None and getattr(model, "class_names", None):
         class_names = list(model.class_names)  # a text model's id2label
-    datasets: dict[str, Any] = {}
+    datasets: dict[str, Split] = {}
     for split, path in paths.items():
         if split in precomputed:
             continue
         try:
-            datasets[split] = modality.load_split(path, name=split, config=cfg, transform=spec, class_names=class_names)
+            datasets[split] = modality.load_split(path, name=split, config=cfg, transform=spec,
+                                                  class_names=class_names)
         except DataError as exc:
             raise DataError(f"data.{split}: {exc}") from exc
         if datasets[split].labels is None:
@@ -216,11 +226,6 @@ def load_stage(ctx: RunContext) -> None:
         logger.warning("%d ids are in both the %s and the %s split (e.g. %s): each is one example twice (a leak "
                        "between the splits) or two examples sharing one id%s", n, a, b, ", ".join(first),
                        " and one metadata row" if cfg.data.metadata is not None else "")
-    if cfg.data.skip_unreadable:
-        for s, d in inputs.datasets.items():
-            ctx.results["data"][s]["skipped_unreadable"] = {
-                "count": len(d.skipped_unreadable),
-                "examples": [f"{f}: {why}" for f, why in d.skipped_unreadable[:SKIPPED_EXAMPLES]]}
 
 
 @dataclass
@@ -289,8 +294,6 @@ def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, 
     missing = [s for s in found if s not in out]
     if not missing:
         return out  # type: ignore[return-value]
-    from sparsecheck.sparse.dense import DenseHead
-
     train = found["train"]
     head = DenseHead(n_classes=len(ctx.class_names), random_state=int(ctx.config.seed)).fit(train.features,
                                                                                             train.labels)
@@ -326,7 +329,7 @@ def _metadata_for(ctx: RunContext, ids: np.ndarray, own: pd.DataFrame | None, sp
     return pd.concat([table.reset_index(drop=True), own[extra].reset_index(drop=True)], axis=1)
 
 
-def _no_images(ctx: RunContext, split: str) -> str:
+def _no_examples(ctx: RunContext, split: str) -> str:
     """Why a step that needs the split's examples (and the model) cannot run on precomputed features."""
     source = ctx.precomputed[split].source if split in ctx.precomputed else split
     return f"data.{split} is precomputed features ({source}): there are no {ctx.modality.noun}s to run the model on"
@@ -369,21 +372,19 @@ def dense_stage(ctx: RunContext) -> None:
 def auto_attributes_stage(ctx: RunContext) -> None:
     """Automatic attributes (``auto:*``) of the test split, added to its metadata.
 
-    The modality's (:meth:`~sparsecheck.modalities.base.Modality.automatic_attributes`): images'
-    brightness, inversion, contrast, colour, sharpness, marks and bands, per-region intensity and
-    colour, size and aspect; texts' length, class-tied terms (chosen on the train split),
-    punctuation, casing, digits, URLs, handles and negation; binned into a few levels, so that the
-    association, slice and spurious machinery finds the classic shortcuts without any metadata.
-    Off with ``analysis.auto_attributes: false``; a split it cannot measure is skipped with the
-    reason. Writes ``results["auto_attributes"]`` (columns, levels, seconds).
+    Properties the modality measures from the examples themselves, binned into a few levels
+    (:meth:`~sparsecheck.modalities.base.Modality.automatic_attributes`; images: brightness,
+    inversion, contrast, colour, sharpness, marks and bands, per-region intensity and colour, the
+    size and aspect of the files): the association, slice and spurious machinery then finds the
+    classic shortcuts without any metadata. Off with ``analysis.auto_attributes: false``; a split
+    it cannot measure is skipped with the reason. Writes ``results["auto_attributes"]`` (columns,
+    levels, seconds).
     """
-    import time
-
-    noun = ctx.modality.noun
     if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
         return
+    what = f"automatic {ctx.modality.noun} attributes"
     if "test" not in ctx.datasets:
-        ctx.skip(f"automatic {noun} attributes", _no_images(ctx, "test"))
+        ctx.skip(what, _no_examples(ctx, "test"))
         return
     ds, view = ctx.datasets["test"], ctx.splits["test"]
     step = max(1, int(ctx.config.features.batch_size))
@@ -393,7 +394,7 @@ def auto_attributes_stage(ctx: RunContext) -> None:
         auto = ctx.modality.automatic_attributes(seed=int(ctx.config.seed))
         table = auto.fit_transform(ds, batch_size=step, reference=train)
     except Exception as exc:  # optional: a run without them still has the user's metadata
-        ctx.skip(f"automatic {noun} attributes", exception_reason(exc))
+        ctx.skip(what, exception_reason(exc))
         return
     meta = view.metadata.reset_index(drop=True).copy()
     for col in table.columns:
@@ -410,7 +411,7 @@ def auto_attributes_stage(ctx: RunContext) -> None:
                                     np.asarray(ctx.splits["train"].labels)[rows])
             train_rows = int(rows.size)
         except Exception as exc:  # the test split's attributes stand without it
-            ctx.skip(f"automatic {noun} attributes of the train split", exception_reason(exc))
+            ctx.skip(f"{what} of the train split", exception_reason(exc))
     ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test", "train_rows": train_rows,
                                       "seconds": round(time.perf_counter() - start, 3)}
 
@@ -421,8 +422,6 @@ def sparse_stage(ctx: RunContext) -> None:
     Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
     saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
     """
-    from sparsecheck.sparse import SparseDecisionLayer
-
     sc = ctx.config.sparse
     layer = SparseDecisionLayer(alpha=sc.alpha, n_lambdas=sc.n_lambdas, lambda_min_ratio=sc.lambda_min_ratio,
                                 tolerance=sc.tolerance, features_per_class=sc.features_per_class,
@@ -483,14 +482,14 @@ def interpret_stage(ctx: RunContext) -> None:
     split = _interpreted_split(ctx)
     view = ctx.splits[split]
     if split not in ctx.datasets:  # precomputed features: the cards show activations, no pictures
-        ctx.skip("top-example thumbnails", _no_images(ctx, split))  # LIME's skip: explain_stage
+        ctx.skip("top-example thumbnails", _no_examples(ctx, split))  # LIME's skip: explain_stage
     found = interpret_features(
         ctx.sparse_layer, view.features, view.ids, view.metadata, view.labels, class_names=ctx.class_names,
-        model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
+        model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec, modality=ctx.modality,
         feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(getattr(ctx.config, "seed", 0)),
         out_dir=None, on_skip=ctx.skip, split=split, top_k=acfg.top_k, explain=False,  # pictures: explain_stage
         spurious_attributes=ctx.config.data.spurious_attributes, fdr=acfg.fdr,
-        associations_per_feature=acfg.associations_per_feature, modality=ctx.modality)
+        associations_per_feature=acfg.associations_per_feature)
     ctx.interpretation = found
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
@@ -511,9 +510,6 @@ def explain_stage(ctx: RunContext) -> None:
     ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
     and why any the results name was not; those are also listed under ``skipped``).
     """
-    from sparsecheck.analysis.interpret import explain_cards, explanation_order
-    from sparsecheck.reports.evidence import featured_features
-
     found = ctx.interpretation
     if found is None or ctx.sparse_layer is None:
         return
@@ -527,13 +523,13 @@ def explain_stage(ctx: RunContext) -> None:
     order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
                               ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
     explain_cards(found, ctx.sparse_layer, model=ctx.model, dataset=dataset, input_spec=ctx.input_spec,
+                  modality=ctx.modality,
                   feature_layer=ctx.config.model.feature_layer, device=ctx.device, seed=int(ctx.config.seed),
                   out_dir=ctx.out_dir, on_skip=ctx.skip, order=order, limit=acfg.explain_features,
                   budget_s=acfg.explain_budget_s, lime_examples=acfg.lime_examples, lime_samples=acfg.lime_samples,
-                  sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
+                  lime_convergence=acfg.lime_convergence, sanity_check=acfg.sanity_check, sanity_features=acfg.sanity_features,
                   sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
-                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off,
-                  modality=ctx.modality)
+                  sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
     ctx.artifacts.update(found.artifacts)
     results = found.to_results()
     ctx.results.update({k: results[k] for k in ("feature_cards", "feature_sanity", "interpretation")})
@@ -563,8 +559,6 @@ def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
     """Unnamed slices: clusters of the model's errors in the sparse feature space, each described
     by the features that define it (:func:`~sparsecheck.analysis.error_clusters.find_error_clusters`),
     so a failure mode that no attribute names still gets a row."""
-    from sparsecheck.analysis.error_clusters import find_error_clusters
-
     view, layer = ctx.splits["test"], ctx.sparse_layer
     if layer is None or view.labels is None:
         return []
@@ -608,10 +602,6 @@ def spurious_stage(ctx: RunContext) -> None:
     (the same for the metadata attributes *not* declared spurious, at most
     :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
     """
-    from sparsecheck.analysis.auto_attributes import is_auto
-    from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
-    from sparsecheck.pipeline.intervene import Intervener
-
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
                           "spurious_stage", key="stages")
@@ -701,7 +691,7 @@ def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
                             automatic_findings=ctx.automatic_findings,
                             spurious_attributes=list(ctx.config.data.spurious_attributes),
                             model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
-                            device=ctx.device, run=ctx, split=split, modality=ctx.modality)
+                            device=ctx.device, modality=ctx.modality, run=ctx, split=split)
 
 
 def _why_no_automatic(ctx: RunContext) -> str:
@@ -711,7 +701,7 @@ def _why_no_automatic(ctx: RunContext) -> str:
     if not acfg.interventions:
         return "analysis.interventions is false: an automatic finding needs one to be confirmed"
     if "test" in ctx.precomputed:
-        return _no_images(ctx, "test")
+        return _no_examples(ctx, "test")
     if ctx.model is None:
         return "this run has no model to intervene on"
     return f"no automatic {ctx.modality.noun} attribute varies on the test split"
@@ -725,8 +715,6 @@ def assertions_stage(ctx: RunContext) -> None:
     with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
     writes ``junit.xml`` into ``ctx.out_dir``.
     """
-    from sparsecheck.reports.junit import write_junit
-
     suite = ctx.config.parsed_assertions
     if ctx.automatic_findings is None:  # nothing was looked for from the pixels: the implied check has no evidence
         implied = [a for a in suite if a.implied and a.name == DEFAULT_AUTOMATIC and a.enabled]

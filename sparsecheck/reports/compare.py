@@ -55,14 +55,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sparsecheck.analysis.matching import (DEFAULT_MIN_CORRELATION, FeatureMatch, FeatureMatching, RunActivations,
-                                           identity_matching, match_features)
+from sparsecheck.analysis.matching import (
+    DEFAULT_MIN_CORRELATION,
+    FeatureMatch,
+    FeatureMatching,
+    RunActivations,
+    identity_matching,
+    match_features,
+)
 from sparsecheck.analysis.representation import FeatureSample, RepresentationSimilarity, compare_representations
+from sparsecheck.errors import DataError, ParameterError, TrackingError
+from sparsecheck.outputs import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.reports import format as fmt
 from sparsecheck.reports.compare_render import to_html, to_markdown
 from sparsecheck.results import is_failing
-from sparsecheck.outputs import atomic_write, claim_out_dir, write_json_atomic
-from sparsecheck.errors import DataError, ParameterError, TrackingError
+from sparsecheck.tracking.reading import download_run_artifact, load_run_results
+from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE, TEST_FEATURES_FILE
+from sparsecheck.tracking.store import resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -692,8 +701,6 @@ def load_run_activations(run_id: str, tracking_uri: str | None = None) -> RunAct
     TrackingError
         when the run does not exist or has no ``activations.npz``.
     """
-    from sparsecheck.tracking.run_logging import ACTIVATIONS_FILE
-
     return _load_run_artifact(run_id, ACTIVATIONS_FILE, RunActivations.load, tracking_uri)
 
 
@@ -705,15 +712,11 @@ def load_run_test_features(run_id: str, tracking_uri: str | None = None) -> Feat
     TrackingError
         when the run does not exist or has no ``test_features.npz``.
     """
-    from sparsecheck.tracking.run_logging import TEST_FEATURES_FILE
-
     return _load_run_artifact(run_id, TEST_FEATURES_FILE, FeatureSample.load, tracking_uri)
 
 
 def _load_run_artifact(run_id: str, name: str, load: Any, tracking_uri: str | None) -> Any:
     """``load(path)`` of the run's artifact ``name``, downloaded into a temporary directory."""
-    from sparsecheck.tracking.reading import download_run_artifact
-
     with tempfile.TemporaryDirectory(prefix="sparsecheck-artifact-") as tmp:
         return load(download_run_artifact(run_id, name, tracking_uri, dst_dir=tmp))
 
@@ -737,9 +740,6 @@ def compare_runs(run_a: str, run_b: str, *, tracking_uri: str | None = None,
     TrackingError
         when a run does not exist or has no results.json.
     """
-    from sparsecheck.tracking.reading import load_run_results
-    from sparsecheck.tracking.store import resolve_tracking_uri
-
     uri = resolve_tracking_uri(tracking_uri)
     results_a = load_run_results(run_a, uri)
     results_b = load_run_results(run_b, uri)

@@ -54,7 +54,11 @@ from typing import Any, Mapping
 import numpy as np
 from mlflow.models.evaluation import ModelEvaluator
 
+from sparsecheck.config import load_config
+from sparsecheck.data import load_dataset
 from sparsecheck.errors import ConfigError, DataError
+from sparsecheck.pipeline import exit_code_for, run_pipeline
+from sparsecheck.tracking.run_logging import metrics_from_results
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +87,6 @@ class SparsecheckEvaluator(ModelEvaluator):
 
         ctx, artifact_uri = evaluate_gate(dataset.features_data, dataset.labels_data, model=model, run_id=run_id,
                                           evaluator_config=dict(evaluator_config or {}))
-        from sparsecheck.pipeline import exit_code_for
-        from sparsecheck.tracking.run_logging import metrics_from_results
-
         metrics = metrics_from_results(ctx.results)
         metrics["sparsecheck_pass"] = float(exit_code_for(ctx, str(evaluator_config.get("fail_on", "error"))) == 0)
         artifacts = {"results.json": JsonEvaluationArtifact(uri=f"{artifact_uri}/results.json", content=ctx.results),
@@ -105,8 +106,6 @@ def evaluate_gate(features: Any, labels: Any, *, model: Any, run_id: str,
     """
     import mlflow
 
-    from sparsecheck.config import load_config
-    from sparsecheck.pipeline import run_pipeline
 
     unknown = sorted(set(evaluator_config) - set(CONFIG_KEYS))
     if unknown:
@@ -149,8 +148,6 @@ def _model_uri(model: Any) -> str:
 
 def _write_test_split(path: Path, features: Any, labels: Any, cfg: Any, evaluator_config: dict[str, Any]) -> Path:
     """The evaluated data as the test split's ``.npz``: uint8 images, labels and ids."""
-    from sparsecheck.data import load_dataset
-
     x = np.asarray(features)
     if x.ndim == 2:
         shape = evaluator_config.get("image_shape")

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sparsecheck.errors import TrackingError
+from sparsecheck.errors import DataError, TrackingError
+from sparsecheck.results import RunResults, load_feature_attributes
 from sparsecheck.tracking.store import (
     _check_reachable,
     _client,
@@ -96,9 +97,6 @@ def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, 
             data = json.loads(local.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise TrackingError(f"results.json of MLflow run {run_id} is not valid JSON: {exc}") from exc
-    from sparsecheck.errors import DataError
-    from sparsecheck.results import RunResults
-
     try:  # this contract or the previous one; anything else is refused with the reason
         RunResults.from_dict(data, source=f"results.json of MLflow run {run_id}")
     except DataError as exc:
@@ -118,9 +116,6 @@ def load_run_feature_attributes(run_id: str, tracking_uri: str | None = None) ->
     TrackingError
         MLflow is unreachable, the run does not exist, or its results or table cannot be read.
     """
-    from sparsecheck.errors import DataError
-    from sparsecheck.results import RunResults, load_feature_attributes
-
     with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
         local = download_run_artifact(run_id, "results.json", tracking_uri, dst_dir=tmp)
         try:

@@ -4,7 +4,6 @@ the :class:`MlflowRun` that creates, fills and terminates the run (see :mod:`spa
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import re
@@ -19,11 +18,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from sparsecheck._runtime import ACTIVITY
-from sparsecheck.outputs import atomic_write, write_json_atomic
 from sparsecheck._version import __version__
 from sparsecheck.errors import Interrupted, ParameterError, TrackingError
+from sparsecheck.outputs import atomic_write, write_json_atomic
+from sparsecheck.results import failing_assertions
+from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
 from sparsecheck.tracking.registry import link_model_input, run_tags
+from sparsecheck.tracking.sparse_model import log_sparse_models
 from sparsecheck.tracking.store import (
     _await_prefetch,
     _check_reachable,
@@ -188,8 +190,6 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     ``assertions_failing`` (failures that fail the run); ``n_spurious_findings`` (declared attributes),
     ``n_automatic_findings`` (found from the pixels), ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
     """
-    from sparsecheck.results import failing_assertions
-
     metrics: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
@@ -430,8 +430,6 @@ class MlflowRun:
         TrackingError
             MLflow refused or could not be reached.
         """
-        from sparsecheck.tracking.datasets import dataset_inputs
-
         splits = {s: d for s in ("train", "val", "test")
                   if (d := ctx.datasets.get(s) or ctx.precomputed.get(s)) is not None}
         if not splits:
@@ -448,8 +446,6 @@ class MlflowRun:
     def log_sparse_model(self, ctx: "RunContext") -> dict[str, Any] | None:
         """Log the sparse layer as MLflow models (see :mod:`.sparse_model`) when
         ``mlflow.log_sparse_model`` is on; return what ``results["sparse_model"]`` records."""
-        from sparsecheck.tracking.sparse_model import log_sparse_models
-
         if not ctx.config.mlflow.log_sparse_model:
             return None
         return log_sparse_models(ctx, self)

@@ -37,6 +37,7 @@ import torch
 from sparsecheck._runtime import exception_reason
 from sparsecheck._version import __version__
 from sparsecheck.errors import TrackingError
+from sparsecheck.sparse.classifier import build_sparse_classifier
 from sparsecheck.tracking.store import _global_tracking_uri, _one_line, _quiet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,8 +115,6 @@ def log_sparse_models(ctx: "RunContext", run: "MlflowRun") -> dict[str, Any] | N
     TrackingError
         MLflow refused the head (the classifier's failure is a skip, not an error).
     """
-    from sparsecheck.sparse.classifier import build_sparse_classifier
-
     layer, view = ctx.sparse_layer, ctx.splits.get("test")
     if layer is None or view is None:
         return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import json
 import logging
 import os
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from sparsecheck._runtime import one_line as _one_line
-from sparsecheck.errors import TrackingError
+from sparsecheck.errors import ConfigError, TrackingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -95,8 +94,6 @@ def retry_policy() -> tuple[int, float]:
     ConfigError
         naming the variable, for a value that is not a number in range.
     """
-    from sparsecheck.errors import ConfigError
-
     def read(name: str, default: float, kind: type, low: float, high: float) -> Any:
         raw = os.environ.get(name, "").strip()
         if not raw:

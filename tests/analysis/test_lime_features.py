@@ -117,6 +117,30 @@ def test_lime_samples_go_through_the_model_in_one_batched_call(net):
         assert target.forward_calls == 3
 
 
+def test_adaptive_sample_size_stops_once_the_weights_settle_and_keeps_the_full_runs_answer(net):
+    """analysis.lime_convergence: fewer perturbed images, the same map as every sample gives."""
+    x = images(2)
+    full = LimeFeatureExplainer(num_samples=2000, random_state=0)
+    quick = LimeFeatureExplainer(num_samples=2000, convergence=0.95, random_state=0)
+    with FeatureActivation(net, [0, 1]) as target:
+        slow = [full.explain(img, target.column(0), feature=0) for img in x]
+        seen = target.images_seen
+        fast = [quick.explain(img, target.column(0), feature=0) for img in x]
+        fast_seen = target.images_seen - seen
+        many = quick.explain_many(x[0], target, columns=[0, 1], features=[0, 1])
+    assert [e.num_samples for e in slow] == [2000, 2000]
+    assert all(e.num_samples < 2000 for e in fast) and fast_seen == sum(e.num_samples for e in fast)
+    assert fast_seen * 3 <= seen
+    for a, b in zip(fast, slow):
+        assert np.corrcoef(a.weights, b.weights)[0, 1] > 0.95
+        assert positive_share_inside(a, region(CORNER)) > 0.8
+    # several columns stop together, once every one of them has settled
+    assert many[0].num_samples == many[1].num_samples < 2000
+    assert positive_share_inside(many[1], region(OPPOSITE)) > 0.8
+    with pytest.raises(ParameterError, match="convergence"):
+        LimeFeatureExplainer(convergence=1.5)
+
+
 def test_out_of_memory_halves_the_batch_and_gives_the_same_values():
     x = np.repeat(images(1), 200, axis=0)
     with FeatureActivation(RegionNet().eval(), [0, 1]) as target:

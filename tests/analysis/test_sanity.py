@@ -14,8 +14,9 @@ from sparsecheck.analysis.sanity import (
     model_randomisation_test,
     randomised_models,
 )
-from sparsecheck.models import Model, fingerprint_module
 from sparsecheck.errors import ModelError, ParameterError
+from sparsecheck.modalities import get_modality
+from sparsecheck.models import Model, fingerprint_module
 
 SIZE = 16
 
@@ -46,6 +47,11 @@ def images(n: int = 2, seed: int = 0) -> np.ndarray:
     return x
 
 
+def probes(x: np.ndarray) -> np.ndarray:
+    """The image modality's probes: the images, their negatives and mirrors."""
+    return get_modality("image").sanity_probes(x)
+
+
 class Counting:
     """Wraps an attributor and counts its calls."""
 
@@ -60,7 +66,7 @@ class Counting:
 
 def test_an_explainer_that_ignores_the_model_is_caught():
     edge = Counting(EdgeAttributor())
-    result = model_randomisation_test(corner_net(), 0, images(), explainer=edge)
+    result = model_randomisation_test(corner_net(), 0, images(), probes=probes(images()), explainer=edge)
     assert result.spearman == pytest.approx(1.0) and not result.trustworthy
     card = result.card()
     assert card["spearman"] == pytest.approx(1.0) and card["trustworthy"] is False
@@ -72,7 +78,7 @@ def test_an_explainer_that_ignores_the_model_is_caught():
 
 def test_lime_on_the_feature_changes_when_the_model_is_randomised():
     lime = Counting(LimeFeatureExplainer(num_samples=300, random_state=0))
-    result = model_randomisation_test(corner_net(), 0, images(), explainer=lime, cascade=True)
+    result = model_randomisation_test(corner_net(), 0, images(), probes=probes(images()), explainer=lime, cascade=True)
     assert result.spearman < 0.3 and result.trustworthy, result.to_dict()
     assert [s.layer for s in result.cascade] == ["3", "1"]
     head, hidden = result.cascade
@@ -90,8 +96,8 @@ def test_original_maps_can_be_reused_and_give_the_same_answer():
     x = images()
     with FeatureActivation(corner_net(), 0) as target:
         maps = [explainer.attribute(img, target) for img in x]
-    fresh = model_randomisation_test(corner_net(), 0, x, explainer=explainer, cascade=False)
-    reused = model_randomisation_test(corner_net(), 0, x, explainer=explainer, cascade=False, original_maps=maps)
+    fresh = model_randomisation_test(corner_net(), 0, x, probes=probes(x), explainer=explainer, cascade=False)
+    reused = model_randomisation_test(corner_net(), 0, x, probes=probes(x), explainer=explainer, cascade=False, original_maps=maps)
     assert reused.spearman == pytest.approx(fresh.spearman)
     assert [s.layer for s in reused.cascade] == ["all"]
 
@@ -152,7 +158,7 @@ def test_map_correlation_edge_cases():
 
 def test_bad_input_is_refused():
     with pytest.raises(ParameterError, match="'threshold'"):
-        model_randomisation_test(corner_net(), 0, images(), explainer=EdgeAttributor(), threshold=1.5)
+        model_randomisation_test(corner_net(), 0, images(), probes=probes(images()), explainer=EdgeAttributor(), threshold=1.5)
     with pytest.raises(ParameterError, match="'images'"):
         model_randomisation_test(corner_net(), 0, np.zeros((0, 4, 4, 3), np.uint8), explainer=EdgeAttributor())
     with pytest.raises(ModelError, match="no parameters"):
@@ -170,6 +176,6 @@ def test_torchscript_models_are_randomised_in_a_copy(tmp_path, save):
     assert [name for name, _ in steps] == ["3", "1"]  # its own layer names, from the top
     assert len({fp for _, fp in steps} | {before}) == 3 and fingerprint_module(model.module) == before
     # and the LIME sanity check runs on it: the corner feature's explanation does not survive
-    result = model_randomisation_test(model, 0, images(1), layer="2",
+    result = model_randomisation_test(model, 0, images(1), probes=probes(images(1)), layer="2",
                                       explainer=LimeFeatureExplainer(num_samples=200, random_state=0))
     assert result.trustworthy and result.spearman < 0.5, result

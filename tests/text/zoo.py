@@ -18,7 +18,7 @@ CLASSES = ["negative", "positive"]
 #: the text run settings the tests use: small and quick
 FAST_TEXT = {
     "features": {"batch_size": 64, "cache_dir": "cache"},
-    "sparse": {"n_lambdas": 12, "lambda_min_ratio": 0.01, "features_per_class": 6},
+    "sparse": {"n_lambdas": 30, "lambda_min_ratio": 0.01, "features_per_class": 8},  # a fine grid: never empty
     "analysis": {"top_k": 3, "explain_features": 1, "lime_examples": 1, "lime_samples": 40,
                  "sanity_features": 1, "sanity_examples": 1, "intervention_samples": 64},
     "assertions": [{"name": "features-per-class", "type": "max_features_per_class", "max": 30}],

@@ -247,7 +247,7 @@ def test_unusable_sqlite_store_is_a_tracking_error(run_ctx: Any, tmp_path: Path)
 
 def test_failure_midway_marks_the_run_failed(run_ctx: Any, sqlite_dir: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import sparsecheck.reports.html as html
+    import sparsecheck.pipeline.run as pipeline_run
 
     uri = f"sqlite:///{sqlite_dir / 'mlflow.db'}"
     run_ctx.config.mlflow.tracking_uri = uri
@@ -255,7 +255,7 @@ def test_failure_midway_marks_the_run_failed(run_ctx: Any, sqlite_dir: Path,
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(html, "write_report", broken)
+    monkeypatch.setattr(pipeline_run, "write_report", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_outputs(run_ctx)
     assert not (Path(run_ctx.out_dir) / "results.json").exists(), "no complete-looking result"

@@ -11,7 +11,7 @@ from sparsecheck.assertions.builtins.common import _list, _make, examples_frame
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.results import Outcome
 from sparsecheck.assertions.spec import Assertion, Params, register_assertion
-from sparsecheck.assertions.tables import CheckName, ColumnCheck
+from sparsecheck.assertions.tables import CheckName, ColumnCheck, prediction_table_schema, validate_prediction_table
 from sparsecheck.errors import ParameterError
 
 
@@ -49,8 +49,6 @@ class SchemaParams(Params):
 @register_assertion("prediction_schema", family="table", params=SchemaParams)
 def _prediction_schema(data: AssertionContext, p: SchemaParams) -> Outcome:
     """Validate the prediction table with pandera (lazy: every failure collected)."""
-    from sparsecheck.assertions.tables import prediction_table_schema, validate_prediction_table
-
     probs = data.prob_columns
     schema = prediction_table_schema(
         max(data.n_classes, 1), has_labels=data.has_labels, sparse="sparse_prediction" in data.table.columns,
