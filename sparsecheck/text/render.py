@@ -3,8 +3,9 @@
 A text feature card (:func:`render_text_card`) shows, top to bottom:
 
 1. two word clouds, the words and phrases that raise the feature (green) and those that lower it
-   (red): from LIME on the feature's activation when it was explained, else from the activation
-   of the texts that contain them (:mod:`sparsecheck.text.words`); the caption says which;
+   (red), as in the paper's SST figure: from the activation of the split's texts that contain
+   them (:mod:`sparsecheck.text.words`), else, when the card carries no such words, from LIME on
+   the feature's activation; the caption says which;
 2. the top-activating texts, then the bottom-activating ones, each word that drives the feature
    (a word of the clouds) highlighted, green or red, in proportion to its weight;
 3. the texts LIME explained, each word shaded by its own LIME weight;
@@ -35,13 +36,17 @@ _RED = np.array([0.85, 0.15, 0.12])
 
 
 def card_words(card: Any) -> tuple[dict[str, float], str]:
-    """``(term → weight, source)``: the feature's drivers, from LIME when it was explained, else
-    from the activation words the card carries (``card.notes["words"]``)."""
-    if getattr(card, "explanations", None):
-        return lime_word_weights(card.explanations), f"LIME on the feature's activation ({len(card.explanations)} text{'s' if len(card.explanations) != 1 else ''})"
+    """``(term → weight, source)``: the feature's drivers over the whole split, the activation
+    words the card carries (``card.notes["words"]``), else, without them, LIME's words on the
+    texts it explained."""
     words = (getattr(card, "notes", None) or {}).get("words") or {}
     weights = {str(t): float(v) for t, v in [*words.get("positive", []), *words.get("negative", [])]}
-    return weights, "mean activation of the texts that contain them" if weights else "no words"
+    if weights:
+        return weights, "mean activation of the texts that contain them"
+    if getattr(card, "explanations", None):
+        n = len(card.explanations)
+        return lime_word_weights(card.explanations), f"LIME on the feature's activation ({n} text{'s' if n != 1 else ''})"
+    return {}, "no words"
 
 
 def _renderer(fig: Any) -> Any:

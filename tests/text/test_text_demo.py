@@ -5,7 +5,8 @@ token, a mislabelled source, a harmless site). One demo run is shared by the che
 planted token is a confirmed finding with metadata (and also seen from the text's automatic
 attributes), and without metadata (the same config, its metadata dropped); the mislabelled source
 is the top slice; the harmless site is flagged nowhere; exit 1 with the same counts in the verdict
-and the assertions; the printed monitoring commands alert on the drifted batch only.
+and the assertions; the documented monitoring commands (the ones the demo prints) alert on the
+drifted batch only. The demo and monitoring lines are docs/text.md's, run verbatim.
 """
 
 from __future__ import annotations
@@ -27,11 +28,26 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
+def documented_text_demo_commands() -> list[str]:
+    """The documentation's ``sparsecheck demo --text`` line and its monitoring lines (docs/text.md),
+    run verbatim below (tests/test_readme.py checks that no other text demo line is documented)."""
+    from tests.test_readme import TEXT_DEMO, doc_text
+
+    blocks = re.findall(r"```bash\n(.*?)```", doc_text(), flags=re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(TEXT_DEMO)]
+
+
+def _run_line(line: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """A documented ``sparsecheck ...`` line as it is written, from ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "sparsecheck", *shlex.split(line)[1:]], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("text-demo-cwd")
-    run = subprocess.run([sys.executable, "-m", "sparsecheck", "demo", "--text", "--device", "cpu"], cwd=work,
-                         env=_env(), capture_output=True, text=True, timeout=900)
+    (line,) = [ln for ln in documented_text_demo_commands() if ln.startswith("sparsecheck demo --text")]
+    run = _run_line(line, work, 900)
     out = work / "sparsecheck-text-demo"
     assert (out / "results.json").is_file(), run.stderr[-3000:]
     return {"work": work, "out": out, "run": run, "results": json.loads((out / "results.json").read_text()),
@@ -125,13 +141,13 @@ def test_exit_1_with_the_same_counts_in_the_verdict_and_the_assertions(demo):
            f"{len(r['automatic_findings'])} from the text" in html
 
 
-def test_the_printed_monitoring_commands_alert_on_the_drifted_batch_only(demo):
-    lines = [ln.strip() for ln in demo["run"].stderr.splitlines() if ln.strip().startswith("sparsecheck monitor ")]
-    assert len(lines) == 2, demo["run"].stderr[-2000:]
+def test_the_documented_monitoring_commands_alert_on_the_drifted_batch_only(demo):
+    printed = [ln.strip() for ln in demo["run"].stderr.splitlines() if ln.strip().startswith("sparsecheck monitor ")]
+    lines = [ln for ln in documented_text_demo_commands() if ln.startswith("sparsecheck monitor ")]
+    assert lines == printed and len(lines) == 2, demo["run"].stderr[-2000:]  # the demo prints what the docs say
     codes = {}
     for line in lines:
-        proc = subprocess.run([sys.executable, "-m", "sparsecheck", *shlex.split(line)[1:]], cwd=demo["work"],
-                              env=_env(), capture_output=True, text=True, timeout=600)
+        proc = _run_line(line, demo["work"], 600)
         codes["drifted" if "drifted" in line else "like-test"] = (proc.returncode, proc.stdout + proc.stderr)
     assert codes["like-test"][0] == 0, codes["like-test"][1][-2000:]
     assert codes["drifted"][0] == 1, codes["drifted"][1][-2000:]
