@@ -37,7 +37,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sparsecheck.assertions.spec import parse_assertions
@@ -48,6 +47,8 @@ from sparsecheck.errors import ConfigError, brief
 from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
 from sparsecheck.models import load_model
 from sparsecheck.tracking.registry import check_alias_name, parse_model_uri
+from sparsecheck.yaml_input import read_yaml
+from sparsecheck.assertions.pool import pool_assertions
 
 __all__ = [
     "Config",
@@ -466,36 +467,6 @@ class Config(_Strict):
         return out
 
 
-#: what assertions about the sparse layer need: a pool has none of it (``sparsecheck run`` checks them)
-MODEL_LEVEL = frozenset({"sparse_layer", "sparse_predictions", "feature_attributes", "spurious_findings"})
-
-
-def pool_assertions(config: Config) -> list[Any]:
-    """The assertions checked on an unlabelled pool (``sparsecheck select``, ``weak-labels``): the
-    config's enabled label-free ones, then ``select.assertions``. Left out: the implied ones and
-    those about the sparse layer (they judge the model, which ``sparsecheck run`` checks, not
-    examples).
-
-    Raises
-    ------
-    ConfigError
-        naming ``select.assertions`` when one of them is malformed, needs labels, or reuses the
-        name of an assertion under ``assertions:``.
-    """
-    own = [a for a in config.parsed_assertions if not a.implied]
-    extra = parse_assertions(config.select.assertions, class_names=config.data.class_names)
-    names = {a.name for a in own}
-    for a in extra:
-        if a.name in names:
-            raise ConfigError(f"assertion name {a.name!r} is already used under assertions:",
-                              key="select.assertions", value=a.name)
-        if a.needs_labels or set(a.requires) & MODEL_LEVEL:
-            raise ConfigError(f"assertion {a.name!r} ({a.type}) needs "
-                              f"{'labels' if a.needs_labels else 'the sparse layer'}, which a pool does not have",
-                              key="select.assertions", value=a.name)
-    return [a for a in [*own, *extra] if a.enabled and not a.needs_labels and not set(a.requires) & MODEL_LEVEL]
-
-
 def _format_loc(loc: tuple) -> str:
     parts: list[str] = []
     for p in loc:
@@ -599,56 +570,12 @@ def check_paths(cfg: Config) -> None:
             raise ConfigError(f"file not found: {tried}", key=key, value=tried)
 
 
-#: the largest config file read: a config is a page of settings, not data
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-#: the most YAML values (scalars, lists, mappings) a config may hold once its aliases are followed
-MAX_CONFIG_VALUES = 200_000
-
-
-class _ConfigTooLarge(Exception):
-    """A config whose aliases expand past :data:`MAX_CONFIG_VALUES`, or that refers to itself."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that refuses a document whose anchors and aliases expand past
-    :data:`MAX_CONFIG_VALUES` values (a "billion laughs" bomb) before anything walks it."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _expanded_size(node, MAX_CONFIG_VALUES)
-        return super().construct_document(node)
-
-
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """How many values ``root`` holds with every alias expanded; counted once per node, so linear
-    in the document, and stopped as soon as it passes ``limit``."""
-    sizes: dict[int, int | None] = {}
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            known = sizes[key]
-            if known is None:
-                raise _ConfigTooLarge("an alias refers to the anchor that holds it (a recursive structure)")
-            return known
-        sizes[key] = None
-        total = 1
-        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
-                    else node.value if isinstance(node, yaml.SequenceNode) else [])
-        for child in children:
-            total += size(child)
-            if total > limit:
-                raise _ConfigTooLarge(f"its anchors and aliases expand to more than {limit:,} values")
-        sizes[key] = total
-        return total
-
-    return size(root)
-
-
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     """Read and validate a YAML config file.
 
     The file must be UTF-8, at most :data:`MAX_CONFIG_BYTES`, and expand to at most
-    :data:`MAX_CONFIG_VALUES` values once its YAML aliases are followed.
+    :data:`MAX_CONFIG_VALUES` values once its YAML aliases are followed
+    (:func:`sparsecheck.yaml_input.read_yaml`).
 
     Raises
     ------
@@ -657,42 +584,4 @@ def load_config(path: str | Path, *, check_files: bool = True) -> Config:
         types or missing files.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found", value=str(path)) from None
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config file is {size / 2**20:.1f} MiB, more than the {MAX_CONFIG_BYTES // 2**20} "
-                          f"MiB a config may be; keep data (class lists, tables) in files the config names")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        guess = _guess_encoding(data)
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}"
-                          f"{f'; it reads as {guess}' if guess else ''}); save the config as UTF-8") from None
-    try:
-        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with a size bound
-    except _ConfigTooLarge as exc:
-        raise ConfigError(f"{path}: refused: {exc}; a config's aliases may expand to at most "
-                          f"{MAX_CONFIG_VALUES:,} values") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(raw, base_dir=path.parent, check_files=check_files)
-
-
-def _guess_encoding(data: bytes) -> str | None:
-    """The legacy encoding a non-UTF-8 config most likely is (Windows-1252 is Latin-1's superset)."""
-    for name, label in (("utf-16", "UTF-16"), ("cp1252", "Latin-1 (Windows-1252)"), ("latin-1", "Latin-1")):
-        if name == "utf-16" and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-            continue
-        try:
-            data.decode(name)
-        except UnicodeDecodeError:
-            continue
-        return label
-    return None
+    return parse_config(read_yaml(path), base_dir=path.parent, check_files=check_files)

@@ -191,6 +191,15 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
         fh.write(text + "\n")
 
 
+def native(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else as it is.
+
+    >>> native(np.int64(3)), native("a")
+    (3, 'a')
+    """
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` with numpy values, paths and tuples made JSON-ready (non-finite floats become None)."""
     if isinstance(obj, dict):
@@ -199,8 +208,7 @@ def jsonable(obj: Any) -> Any:
         return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
+    obj = native(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):

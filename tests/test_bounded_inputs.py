@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sparsecheck.cli import main
-from sparsecheck.config import MAX_CONFIG_BYTES, Config, load_config
+from sparsecheck.config import Config, load_config
+from sparsecheck.yaml_input import MAX_CONFIG_BYTES
 from sparsecheck.errors import ConfigError, brief
 from sparsecheck.tracking.run_logging import MAX_PARAMS, _tags, params_from_config
 from tests.helpers import write_project

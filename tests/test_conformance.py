@@ -204,12 +204,12 @@ def test_internal_errors_exit_3_and_name_the_traceback_file(tmp_path, capsys, mo
 
 
 def test_a_failing_optional_stage_is_skipped_with_its_reason(tmp_path, capsys, monkeypatch):
-    from sparsecheck.analysis import interpret
+    from sparsecheck.analysis import explain
 
     def no_sanity(*args, **kwargs):
         raise RuntimeError("this model cannot be randomised")
 
-    monkeypatch.setattr(interpret, "model_randomisation_test", no_sanity)
+    monkeypatch.setattr(explain, "model_randomisation_test", no_sanity)
     code, results, err = run(tmp_path, fast_config(save_model("resnet18", "traced", tmp_path),
                                                    write_images(tmp_path)), capsys)
     assert code in (0, 1), err

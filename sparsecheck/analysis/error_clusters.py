@@ -60,7 +60,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, wilson_interval
+from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
+from sparsecheck.outputs import native
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class ErrorCluster:
                 "ci_low": float(self.ci_low), "ci_high": float(self.ci_high),
                 "rest_error_rate": float(self.rest_error_rate), "p_value": float(self.p_value),
                 "q_value": float(self.q_value), "members": int(self.members),
-                "examples": [_py(e) for e in self.examples], "parts": list(self.parts)}
+                "examples": [native(e) for e in self.examples], "parts": list(self.parts)}
 
     def describe(self) -> str:
         """One line: "cluster 4 (features 44 +2.1, 7 -1.3): 62% errors (55–69%) vs 9% elsewhere"."""
@@ -130,8 +132,6 @@ class ErrorCluster:
                 f"vs {100 * self.rest_error_rate:.0f}% elsewhere (q = {self.q_value:.2g})")
 
 
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def find_error_clusters(
@@ -142,7 +142,7 @@ def find_error_clusters(
     feature_ids: Sequence[int] | None = None,
     k_max: int = 20,
     min_size: int = 20,
-    fdr: float = 0.05,
+    fdr: float = ANALYSIS["fdr"],
     n_features: int = 3,
     n_examples: int = 8,
     merge_similarity: float | None = 0.7,

@@ -26,7 +26,7 @@ import numpy as np
 
 from sparsecheck._runtime import exception_reason, progress
 from sparsecheck.analysis.cards import CARD_DIR, FeatureCard
-from sparsecheck.analysis.lime_features import FeatureActivation
+from sparsecheck.analysis.activation import FeatureActivation
 from sparsecheck.analysis.sanity import SanityResult, model_randomisation_test
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.modalities import Explanation, LocalExplainer, Modality, get_modality

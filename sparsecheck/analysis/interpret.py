@@ -149,7 +149,7 @@ def _tied_to_spurious(layer: Any, associations: pd.DataFrame, spurious_attribute
 
 
 def lime_order(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequence[str], limit: int | None, *,
-               fdr: float = 0.05, min_effect: float = 0.2) -> list[int]:
+               fdr: float = ANALYSIS["fdr"], min_effect: float = 0.2) -> list[int]:
     """Features to explain with LIME: those tied to a declared spurious attribute first, then by weight.
 
     The spurious findings (computed later in a run) name positively weighted features that fire on
@@ -168,7 +168,7 @@ def lime_order(layer: Any, associations: pd.DataFrame, spurious_attributes: Sequ
 
 def explanation_order(layer: Any, needed: Mapping[int, Sequence[str]] | None = None,
                       associations: pd.DataFrame | None = None, spurious_attributes: Sequence[str] = (),
-                      limit: int | None = None, *, fdr: float = 0.05, min_effect: float = 0.2) -> list[tuple[int, str]]:
+                      limit: int | None = None, *, fdr: float = ANALYSIS["fdr"], min_effect: float = 0.2) -> list[tuple[int, str]]:
     """Every used feature in the order LIME explains them, each with why it comes there.
 
     What a reader needs first: the features ``needed`` names (a run passes

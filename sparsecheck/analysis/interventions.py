@@ -71,6 +71,7 @@ from scipy import stats as _st
 from sparsecheck.analysis.cues import Cue, parse_cue
 from sparsecheck.analysis.stats import mcnemar_exact, wilson_interval
 from sparsecheck.errors import DataError, ModelError, ParameterError
+from sparsecheck.reports import format as fmt
 
 logger = logging.getLogger(__name__)
 
@@ -237,8 +238,7 @@ def _points(mean: float, lo: float, hi: float) -> str:
     return f"{100 * mean:+.0f} points ({100 * lo:+.0f} to {100 * hi:+.0f})"
 
 
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+_p = fmt.p_clause
 
 
 def _check(predict: np.ndarray, n: int) -> np.ndarray:
@@ -304,8 +304,10 @@ class CueTrial:
             if not ok:
                 raise ParameterError(f"The {name!r} parameter of CueTrial is out of range. Got {v!r} instead.",
                                      parameter=name)
-        self.put = parse_cue(put, key="put")
-        self.remove = None if remove is None else parse_cue(remove, key="remove")
+        # a cue object of any modality passes as it is; a mapping is an image cue's config form
+        self.put = put if hasattr(put, "apply_labelled") else parse_cue(put, key="put")
+        self.remove = (None if remove is None else remove if hasattr(remove, "apply_labelled")
+                       else parse_cue(remove, key="remove"))
         self.has = (np.zeros(n, bool) if has_cue is None else np.asarray(has_cue, bool))
         if self.has.shape != (n,):
             raise DataError(f"has_cue must have shape ({n},), got {self.has.shape}")

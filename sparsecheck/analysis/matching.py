@@ -41,7 +41,7 @@ DEFAULT_MIN_CORRELATION = 0.5
 class RunActivations:
     """A run's raw activations of its used sparse features on its evaluation (test) split.
 
-    The content of the ``activations.npz`` artifact (:func:`sparsecheck.tracking.write_activations`):
+    The content of the ``activations.npz`` artifact (:func:`sparsecheck.tracking.outputs.write_activations`):
     ``ids`` (str, n), ``feature_ids`` (int, k: the used feature ids; ``features`` is read too) and
     ``activations`` (float32, n × k, raw deep features).
     """

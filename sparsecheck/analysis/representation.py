@@ -115,7 +115,7 @@ class FeatureSample:
     """A run's deep features on (a sample of) its test split: ``ids`` (str, n) and ``features`` (n × d).
 
     The content of the ``test_features.npz`` artifact
-    (:func:`sparsecheck.tracking.write_test_features`).
+    (:func:`sparsecheck.tracking.outputs.write_test_features`).
     """
 
     ids: np.ndarray

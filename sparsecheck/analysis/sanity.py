@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 from scipy import stats as _st
 
-from sparsecheck.analysis.lime_features import Attributor, FeatureActivation, LimeFeatureExplainer
+from sparsecheck.analysis.activation import FeatureActivation
+from sparsecheck.analysis.lime_features import Attributor, LimeFeatureExplainer
 from sparsecheck.errors import ModelError, ParameterError
 from sparsecheck.models import Model
 

@@ -70,21 +70,26 @@ def wilson_interval(
     return low, high
 
 
-def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (q-values), same order as the input. NaN stays NaN."""
+def benjamini_hochberg(p_values: np.ndarray, n_tests: int | None = None) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values), same order as the input. NaN stays NaN.
+
+    With ``n_tests``, the p-values are members of a family of that many hypotheses whose other
+    members count as p = 1 (which can only raise q): a search that tested more than it kept.
+
+    >>> benjamini_hochberg(np.array([0.01, 0.04, np.nan])).round(3).tolist()
+    [0.02, 0.04, nan]
+    >>> benjamini_hochberg(np.array([0.01, 0.04]), n_tests=4).round(3).tolist()
+    [0.04, 0.08]
+    """
     p = np.asarray(p_values, dtype=np.float64)
-    q = np.full_like(p, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
         return q
-    pv = p[ok]
-    order = np.argsort(pv)
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.clip(ranked, 0.0, 1.0)
-    q[ok] = out
+    m = max(int(n_tests or 0), ok.size)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ranked = p[order] * m / np.arange(1, ok.size + 1)
+    q[order] = np.clip(np.minimum.accumulate(ranked[::-1])[::-1], 0.0, 1.0)
     return q
 
 

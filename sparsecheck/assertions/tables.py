@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sparsecheck.errors import ParameterError
+from sparsecheck.outputs import native
 
 __all__ = ["ColumnCheck", "prediction_table_schema", "validate_prediction_table", "TableValidation",
            "ALLOWED_CHECKS", "PROB_SUM_COLUMN"]
@@ -211,10 +212,8 @@ def validate_prediction_table(table: pd.DataFrame, schema: Any, *, prob_columns:
     fc["column"] = fc["column"].astype(str)
     summary = (fc.groupby(["column", "check"], sort=False)
                .agg(n_failures=("check", "size"),
-                    examples=("failure_case", lambda s: [_plain(v) for v in s.head(3)]))
+                    examples=("failure_case", lambda s: [native(v) for v in s.head(3)]))
                .reset_index())
     return TableValidation(False, fc, failing_rows, per_row, summary, table_errors)
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v

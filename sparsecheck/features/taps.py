@@ -32,7 +32,7 @@ from sparsecheck.models import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureExtractor", "split_layer", "script_module_path"]
+__all__ = ["FeatureExtractor", "capture", "split_layer", "script_module_path"]
 
 
 class FeatureExtractor:
@@ -114,10 +114,7 @@ class FeatureExtractor:
                 raise _no_such_layer(self.layer, [n for n in named if n], self.model.source)
         self.layer_name = f"{target}:input" if take_input else target
 
-        def hook(_mod: nn.Module, inputs: tuple, output: Any) -> None:
-            self._captured.append(inputs[0] if take_input else output_tensor(output))
-
-        self._handles.append(named[target].register_forward_hook(hook))
+        self._handles.append(capture(named[target], take_input, self._captured))
         if self.device is not None:
             module.to(self.device)
 
@@ -222,6 +219,17 @@ class FeatureExtractor:
             return logits, feats
 
         return checked_run
+
+
+def capture(module: nn.Module, take_input: bool, into: list[torch.Tensor]) -> Any:
+    """The one forward hook: on every call of ``module``, append what it receives (its first
+    input, ``take_input``) or what it returns (the output's tensor) to ``into``. Returns the
+    handle; ``handle.remove()`` detaches it."""
+
+    def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
+        into.append(inputs[0] if take_input else output_tensor(output))
+
+    return module.register_forward_hook(hook)
 
 
 def split_layer(layer: str) -> tuple[str, bool]:

@@ -1,7 +1,7 @@
 """``sparsecheck extract CONFIG``: extract the deep features of every split once, for many runs.
 
 Without ``--out`` the features go into the feature cache (``features.cache_dir``), under the
-same keys :func:`~sparsecheck.pipeline.stages.extract_stage` looks up, so a later
+same keys :func:`~sparsecheck.pipeline.loading.extract_stage` looks up, so a later
 ``sparsecheck run CONFIG`` reads them instead of running the model. With ``--out DIR`` they are
 written as portable feature directories ``DIR/train``, ``DIR/val``, ``DIR/test`` (the layout of
 :mod:`sparsecheck.data.precomputed`), which a config's ``data.train|val|test`` can name directly,
@@ -32,7 +32,7 @@ from sparsecheck.errors import ConfigError
 from sparsecheck.features.distributed import Ranks, ranks_from_env
 from sparsecheck.features.extraction import extract_features, extract_to
 from sparsecheck.outputs import claim_out_dir
-from sparsecheck.pipeline.stages import load_inputs
+from sparsecheck.pipeline.loading import load_inputs
 
 logger = logging.getLogger(__name__)
 

@@ -33,14 +33,8 @@ from sparsecheck.pipeline.stages import STAGES, Stage
 from sparsecheck.reports.html import write_report
 from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, failing_assertions, gate_status
 from sparsecheck.tracking.registry import record_verdict
-from sparsecheck.tracking.run_logging import (
-    ACTIVATIONS_FILE,
-    TEST_FEATURES_FILE,
-    attach_run,
-    start_run,
-    write_activations,
-    write_test_features,
-)
+from sparsecheck.tracking.outputs import ACTIVATIONS_FILE, TEST_FEATURES_FILE, write_activations, write_test_features
+from sparsecheck.tracking.run_logging import attach_run, start_run
 from sparsecheck.tracking.store import prefetch
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sparsecheck.reports import format as fmt
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sparsecheck.reports.compare import ClassFeature, FeatureMatching, RunComparison
+    from sparsecheck.analysis.matching import FeatureMatching
+    from sparsecheck.reports.comparison import ClassFeature, RunComparison
 
 __all__ = ["verdict", "what_changed", "model_lines", "to_markdown", "to_html"]
 

@@ -29,11 +29,13 @@ Examples
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from sparsecheck.reports import format as fmt
+from sparsecheck.reports.format import finite as finite_number
+from sparsecheck.reports.format import weight as fmt_weight
 from sparsecheck.results import failing_assertions
 
 __all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_weight", "finite_number"]
@@ -41,30 +43,9 @@ __all__ = ["featured_features", "assertion_features", "finding_evidence", "fmt_w
 _FEAT_COLUMN = re.compile(r"^feat(?:ure)?_(\d+)$")
 
 
-def finite_number(x: Any) -> float | None:
-    """``x`` as a finite float, or None (booleans, None, text and NaN/inf are not numbers here)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _int(x: Any) -> int | None:
     v = finite_number(x)
     return int(v) if v is not None and v == int(v) else None
-
-
-def fmt_weight(x: Any) -> str:
-    """A signed weight that never reads ``+0.00``: two decimals, or two significant digits when small."""
-    v = finite_number(x)
-    if v is None:
-        return "—"
-    if v != 0 and abs(v) < 0.005:  # two significant digits, never in e-notation
-        return f"{v:+.{1 - math.floor(math.log10(abs(v)))}f}"
-    return f"{v:+.2f}"
 
 
 def assertion_features(assertion: Mapping[str, Any], limit: int = 6) -> list[int]:
@@ -150,20 +131,10 @@ def featured_features(results: Mapping[str, Any], *, top_slices: int = 3,
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return fmt.percent(x, 0)
 
 
-def _points(x: float) -> str:
-    p = 100 * x
-    return f"{p:+.0f} point{'s' if round(abs(p)) != 1 else ''}"
-
-
-def _change(drop: float) -> str:
-    points = abs(100 * drop)
-    if round(points) < 1:
-        return "stays within a point"
-    unit = "point" if round(points) == 1 else "points"
-    return f"falls by {points:.0f} {unit}" if drop >= 0 else f"rises by {points:.0f} {unit}"
+_points, _change = fmt.points, fmt.change
 
 
 def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:

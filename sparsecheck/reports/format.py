@@ -128,6 +128,19 @@ def points(x: Any) -> str:
     return f"{p:+.0f} point{'s' if round(abs(p)) != 1 else ''}"
 
 
+def change(drop: Any) -> str:
+    """How a probability moves, from its drop: ``falls by 7 points``, ``rises by 1 point``,
+    ``stays within a point``, or ``is unknown``."""
+    v = finite(drop)
+    if v is None:
+        return "is unknown"
+    p = abs(100 * v)
+    if round(p) < 1:  # what would read "0 points"
+        return "stays within a point"
+    unit = "point" if round(p) == 1 else "points"
+    return f"falls by {p:.0f} {unit}" if v >= 0 else f"rises by {p:.0f} {unit}"
+
+
 def p_value(p: Any) -> str:
     """A p- or q-value: ``< 0.001`` below a thousandth, else three decimals."""
     v = finite(p)

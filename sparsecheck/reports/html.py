@@ -41,8 +41,10 @@ import jinja2
 
 from sparsecheck.outputs import atomic_write
 from sparsecheck._version import __version__
+from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import ConfigError, ParameterError
 from sparsecheck.modalities import get_modality
+from sparsecheck.reports import format as fmt
 from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,
                                           fmt_weight)
 from sparsecheck.results import is_failing
@@ -71,50 +73,22 @@ def _finite(x: Any) -> float | None:
     return None if isinstance(x, jinja2.Undefined) else finite_number(x)
 
 
-def _fmt_pct(x: Any, digits: int = 1) -> str:
-    v = _finite(x)
-    return "—" if v is None else f"{100 * v:.{digits}f}%"
+def _defined(format_: Any) -> Any:
+    """A :mod:`~sparsecheck.reports.format` function as a template filter: a template's undefined
+    value is missing."""
+    return lambda x, *args, **kwargs: format_(None if isinstance(x, jinja2.Undefined) else x, *args, **kwargs)
 
 
 def _fmt_num(x: Any, digits: int = 3) -> str:
-    """Numbers compactly; other values as short text (lists and dicts as JSON)."""
+    """Numbers as :func:`~sparsecheck.reports.format.number` writes them; other values as short
+    text (lists and dicts as JSON); a template's undefined value as missing."""
     if x is None or isinstance(x, jinja2.Undefined):
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    v = _finite(x)
-    if v is not None:
-        if v != 0 and (abs(v) < 10 ** -digits or abs(v) >= 1e6):
-            return f"{v:.2e}"
-        text = f"{v:.{digits}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    if isinstance(x, float):
-        return "—"
+        return fmt.MISSING
+    if isinstance(x, (bool, int, float)) or _finite(x) is not None:
+        return fmt.number(x, digits)
     if isinstance(x, (Mapping, list, tuple)):
-        text = json.dumps(x, default=str, ensure_ascii=False)
-        return text if len(text) <= 160 else text[:157] + "…"
+        return fmt.truncate(json.dumps(x, default=str, ensure_ascii=False))
     return str(x)
-
-
-def _fmt_p(x: Any) -> str:
-    v = _finite(x)
-    if v is None:
-        return "—"
-    return f"{v:.1e}" if v < 1e-3 else f"{v:.3f}"
-
-
-def _fmt_signed(x: Any, digits: int = 2) -> str:
-    v = _finite(x)
-    return "—" if v is None else f"{v:+.{digits}f}"
-
-
-def _fmt_secs(x: Any) -> str:
-    v = _finite(x)
-    if v is None:
-        return "—"
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
 def _clip01(x: Any) -> float | None:
@@ -438,14 +412,15 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("sparsecheck.reports", "templates"),
                              autoescape=True, undefined=jinja2.ChainableUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=_fmt_pct, num=_fmt_num, pval=_fmt_p, signed=_fmt_signed, weight=fmt_weight,
-                       secs=_fmt_secs, clip01=_clip01, finite=_finite)
+    env.filters.update(pct=_defined(fmt.percent), num=_fmt_num, pval=_defined(fmt.p_value),
+                       signed=_defined(fmt.signed), weight=_defined(fmt_weight),
+                       secs=_defined(fmt.seconds), clip01=_clip01, finite=_finite)
     return env
 
 
 def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = None,
                   path_png: bytes | None = None, max_cards: int = 6, max_rows: int = 25,
-                  fdr: float = 0.05) -> str:
+                  fdr: float = ANALYSIS["fdr"]) -> str:
     """Render a run's results (the results.json dict) as a self-contained HTML page.
 
     Parameters

@@ -22,6 +22,7 @@ import html
 import math
 from typing import Any, Mapping
 
+from sparsecheck.reports import format as fmt
 from sparsecheck.reports.compare_render import _CSS, paged_table
 
 __all__ = ["to_html"]
@@ -44,11 +45,7 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{f:.2g}" if 0 < abs(f) < 10 ** -digits else f"{f:.{digits}f}"
 
 
-def _pct(value: Any) -> str:
-    try:
-        return f"{100 * float(value):.1f}%"
-    except (TypeError, ValueError):
-        return "—"
+_pct = fmt.percent
 
 
 def _table(header: list[str], rows: list[tuple[list[str], str]]) -> str:

@@ -25,15 +25,14 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from sparsecheck.errors import ModelError
 from sparsecheck.models import Model
-from sparsecheck.features.model_input import output_tensor
-from sparsecheck.features.taps import split_layer
+from sparsecheck.features.taps import capture, split_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.sparse.layer import SparseDecisionLayer
@@ -64,11 +63,7 @@ class SparseClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         captured: list[torch.Tensor] = []
-
-        def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
-            captured.append(inputs[0] if self.take_input else output_tensor(output))
-
-        handle = self.body.get_submodule(self.target).register_forward_hook(hook)
+        handle = capture(self.body.get_submodule(self.target), self.take_input, captured)
         try:
             self.body(x)
         finally:

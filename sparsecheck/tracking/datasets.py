@@ -31,6 +31,8 @@ import numpy as np
 from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source import DatasetSource
 
+from sparsecheck.tracking.tags import TAG_SOURCE, TAG_SPLIT
+
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.entities import DatasetInput
 
@@ -108,7 +110,7 @@ def _source(where: str, split: str) -> DatasetSource:
         # ambiguous: take the local source directly
         local = next(s for s in get_registered_sources() if s._get_source_type() == "local")
         return local(str(path.resolve()))
-    return CodeDatasetSource({"sparsecheck.split": split, "sparsecheck.source": where})
+    return CodeDatasetSource({TAG_SPLIT: split, TAG_SOURCE: where})
 
 
 def split_dataset(ds: "ImageDataset | PrecomputedFeatures", split: str, class_names: list[str] | None = None

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sparsecheck.tracking.tags import TAG_CLOSED, TAG_HEARTBEAT, TAG_STATUS
+
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
 
@@ -43,8 +45,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["TAG_HEARTBEAT", "TAG_CLOSED", "Heartbeat", "Beat", "heartbeat_value", "parse_heartbeat",
            "process_alive", "abandoned_reason", "close_abandoned_runs", "heartbeat_interval", "stale_after"]
 
-TAG_HEARTBEAT = "sparsecheck.heartbeat"
-TAG_CLOSED = "sparsecheck.closed"
 #: environment variables that set the beat and the staleness margin (seconds)
 HEARTBEAT_ENV, STALE_ENV = "SPARSECHECK_HEARTBEAT_S", "SPARSECHECK_HEARTBEAT_STALE_S"
 
@@ -166,7 +166,7 @@ def close_abandoned_runs(client: "MlflowClient", experiment_id: str) -> list[str
             continue
         try:
             client.set_tag(run.info.run_id, TAG_CLOSED, f"KILLED by a later sparsecheck run: {reason}")
-            client.set_tag(run.info.run_id, "sparsecheck.status", "error")
+            client.set_tag(run.info.run_id, TAG_STATUS, "error")
             client.set_terminated(run.info.run_id, status="KILLED")
         except Exception as exc:
             logger.debug("cannot close abandoned run %s: %s", run.info.run_id, exc)

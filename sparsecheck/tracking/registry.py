@@ -53,6 +53,19 @@ from sparsecheck.tracking.store import (
     _redact,
     resolve_tracking_uri,
 )
+from sparsecheck.tracking.tags import (
+    TAG_CHECKED_AT,
+    TAG_FAILED_ASSERTIONS,
+    TAG_KIND,
+    TAG_MODEL_ID,
+    TAG_MODEL_NAME,
+    TAG_MODEL_RUN_ID,
+    TAG_MODEL_URI,
+    TAG_MODEL_VERSION,
+    TAG_RUN_ID,
+    TAG_SPURIOUS_FINDINGS,
+    TAG_STATUS,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -64,15 +77,10 @@ __all__ = ["ModelUri", "ModelOrigin", "Verdict", "parse_model_uri", "is_model_ur
            "run_tags", "RUN_TAGS", "VERDICT_TAGS"]
 
 #: tags on a sparsecheck run saying which model it checked (shared with the MLflow data logging)
-TAG_MODEL_URI = "sparsecheck.model_uri"
-TAG_MODEL_NAME = "sparsecheck.model_name"
-TAG_MODEL_VERSION = "sparsecheck.model_version"
-TAG_MODEL_RUN_ID = "sparsecheck.model_run_id"
-TAG_MODEL_ID = "sparsecheck.model_id"
 RUN_TAGS = (TAG_MODEL_URI, TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_MODEL_RUN_ID, TAG_MODEL_ID)
 #: tags the verdict writes on the model version (and on the MLflow 3 logged model)
-VERDICT_TAGS = ("sparsecheck.status", "sparsecheck.run_id", "sparsecheck.failed_assertions",
-                "sparsecheck.spurious_findings", "sparsecheck.checked_at")
+VERDICT_TAGS = (TAG_STATUS, TAG_RUN_ID, TAG_FAILED_ASSERTIONS,
+                TAG_SPURIOUS_FINDINGS, TAG_CHECKED_AT)
 
 _FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or models:/m-<logged model id>"
 _LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]{8,}$")
@@ -443,10 +451,10 @@ def record_verdict(origin: ModelOrigin, *, status: str, run_id: str, failed_asse
     """
     if status not in ("pass", "fail"):
         raise ValueError(f"status must be 'pass' or 'fail', got {status!r}")
-    tags = {"sparsecheck.status": status, "sparsecheck.run_id": run_id,
-            "sparsecheck.failed_assertions": str(int(failed_assertions)),
-            "sparsecheck.spurious_findings": str(int(spurious_findings)),
-            "sparsecheck.checked_at": checked_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    tags = {TAG_STATUS: status, TAG_RUN_ID: run_id,
+            TAG_FAILED_ASSERTIONS: str(int(failed_assertions)),
+            TAG_SPURIOUS_FINDINGS: str(int(spurious_findings)),
+            TAG_CHECKED_AT: checked_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     start = time.perf_counter()
     verdict = Verdict(origin, tags, alias=promote_alias)
     if not origin.registered and not origin.model_id:
@@ -512,9 +520,9 @@ def find_check_run(origin: ModelOrigin) -> str | None:
             tagged = None
             if origin.registered:
                 mv = client.get_model_version(str(origin.name), str(origin.version))
-                tagged = (mv.tags or {}).get("sparsecheck.run_id")
+                tagged = (mv.tags or {}).get(TAG_RUN_ID)
             elif origin.model_id:
-                tagged = (client.get_logged_model(origin.model_id).tags or {}).get("sparsecheck.run_id")
+                tagged = (client.get_logged_model(origin.model_id).tags or {}).get(TAG_RUN_ID)
             if tagged and _is_finished_check(client, tagged):
                 return str(tagged)
             if origin.registered:
@@ -549,4 +557,4 @@ def _is_finished_check(client: "MlflowClient", run_id: str) -> bool:
             return False
         raise
     return (run.info.status == "FINISHED" and run.info.lifecycle_stage != "deleted"
-            and run.data.tags.get("sparsecheck.kind") == "run")
+            and run.data.tags.get(TAG_KIND) == "run")

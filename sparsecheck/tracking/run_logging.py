@@ -20,7 +20,7 @@ import numpy as np
 from sparsecheck._runtime import ACTIVITY
 from sparsecheck._version import __version__
 from sparsecheck.errors import Interrupted, ParameterError, TrackingError
-from sparsecheck.outputs import atomic_write, write_json_atomic
+from sparsecheck.outputs import write_json_atomic
 from sparsecheck.results import failing_assertions
 from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
@@ -36,6 +36,8 @@ from sparsecheck.tracking.store import (
     _sqlite_path,
     resolve_tracking_uri,
 )
+from sparsecheck.tracking.outputs import RESULTS_FILE, _output_artifacts
+from sparsecheck.tracking.tags import TAG_KIND, TAG_MODEL_FINGERPRINT, TAG_PARAMS_DROPPED, TAG_STATUS, TAG_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -45,16 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: activations of the used sparse features on the test split (see :func:`write_activations`)
-ACTIVATIONS_FILE = "activations.npz"
-#: the whole feature layer on (at most TEST_FEATURES_MAX_EXAMPLES of) the test split, float16
-#: (see :func:`write_test_features`): what ``compare`` measures CKA on
-TEST_FEATURES_FILE = "test_features.npz"
-TEST_FEATURES_MAX_EXAMPLES = 2000
-RESULTS_FILE = "results.json"
-#: output files and folders logged as artifacts when present (besides ``ctx.artifacts``)
-OUTPUT_ARTIFACTS = ("report.html", RESULTS_FILE, "junit.xml", ACTIVATIONS_FILE, TEST_FEATURES_FILE,
-                    "sparse_layer", "features")
 KINDS = ("run", "monitor", "select", "weak-labels")
 #: slices whose error rate becomes a metric (``slice_1_error_rate`` is the best slice)
 TOP_SLICE_METRICS = 5
@@ -150,7 +142,7 @@ def params_from_config(config: "Config", *, max_length: int | None = None,
     out: dict[str, str] = {}
     for key, value in flat.items():
         if len(out) == max_params - 1 and len(flat) > max_params:
-            out["sparsecheck.params_dropped"] = str(len(flat) - len(out))
+            out[TAG_PARAMS_DROPPED] = str(len(flat) - len(out))
             break
         out[re.sub(r"[^\w.\-/ :]", "_", key)[:_KEY_LENGTH]] = _cut(value, limit)
     return out
@@ -226,111 +218,16 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
 
 
 def _tags(results: Mapping[str, Any], kind: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    tags = {"sparsecheck.version": __version__, "sparsecheck.kind": kind}
+    tags = {TAG_VERSION: __version__, TAG_KIND: kind}
     fingerprint = (results.get("model") or {}).get("fingerprint")
     if fingerprint:
-        tags["sparsecheck.model_fingerprint"] = str(fingerprint)
+        tags[TAG_MODEL_FINGERPRINT] = str(fingerprint)
     tags.update(run_tags(results.get("mlflow_model")))  # the model's registry name, version, run, id
     user = list((extra or {}).items())
     if len(user) > MAX_USER_TAGS:
         logger.warning("mlflow.tags has %d tags; the first %d are set", len(user), MAX_USER_TAGS)
     tags.update({_cut(str(k), _KEY_LENGTH): _cut(str(v), _TAG_LENGTH) for k, v in user[:MAX_USER_TAGS]})
     return tags
-
-
-def write_activations(ctx: "RunContext", path: str | Path) -> Path | None:
-    """Write the used sparse features' activations on the test split to ``path`` (``.npz``).
-
-    The file holds ``ids`` (str, n), ``feature_ids`` (int64, k: the features the sparse layer
-    uses, sorted), ``activations`` (float32, n × k: raw deep features, not standardised) and
-    ``labels`` (int64, n) when the split is labelled. The compare and monitor commands match
-    features across runs and measure drift with it.
-
-    Without a sparse layer or a test split there is nothing to write: a file left at ``path`` by
-    an earlier run in the same output directory is removed (it would be logged as this run's) and
-    None is returned.
-    """
-    path = Path(path)
-    layer = ctx.sparse_layer
-    view = ctx.splits.get("test")
-    if layer is None or view is None:
-        path.unlink(missing_ok=True)
-        return None
-    used = np.asarray(layer.used_features(), dtype=np.int64)
-    arrays: dict[str, np.ndarray] = {
-        "ids": np.asarray(view.ids).astype(str),
-        "feature_ids": used,
-        "activations": np.ascontiguousarray(np.asarray(view.features)[:, used], dtype=np.float32),
-    }
-    if view.labels is not None:
-        arrays["labels"] = np.asarray(view.labels, dtype=np.int64)
-    with atomic_write(path, "wb") as fh:
-        np.savez(fh, **arrays)
-    ctx.artifacts[path.name] = str(path)
-    return path
-
-
-def write_test_features(ctx: "RunContext", path: str | Path, *,
-                        max_examples: int = TEST_FEATURES_MAX_EXAMPLES) -> Path | None:
-    """Write the test split's whole feature layer, for at most ``max_examples`` examples, to ``path``.
-
-    The file holds ``ids`` (str, m) and ``features`` (float16, m × d: raw deep features, clipped
-    to float16's range), with ``m = min(n, max_examples)``: 2,000 examples of a 2,048-wide layer
-    is 8 MB. When the split is larger, the examples kept are those whose ids hash lowest (SHA-1),
-    so two runs over the same test data keep the same examples, and ``compare`` can measure the
-    similarity of their representations (linear CKA) on them. Without a test split, a file left
-    at ``path`` by an earlier run is removed and None is returned.
-    """
-    import hashlib
-
-    path = Path(path)
-    view = ctx.splits.get("test")
-    if view is None:
-        path.unlink(missing_ok=True)
-        return None
-    ids = np.asarray(view.ids).astype(str)
-    if ids.size > max_examples:
-        keys = np.array([hashlib.sha1(i.encode()).hexdigest() for i in ids])
-        rows = np.sort(np.argsort(keys, kind="stable")[:max_examples])
-    else:
-        rows = np.arange(ids.size)
-    features = np.asarray(view.features[rows], dtype=np.float32)
-    limit = float(np.finfo(np.float16).max)
-    features = np.clip(features, -limit, limit).astype(np.float16)
-    with atomic_write(path, "wb") as fh:
-        np.savez(fh, ids=ids[rows], features=features)
-    ctx.artifacts[path.name] = str(path)
-    return path
-
-
-def _output_artifacts(ctx: "RunContext") -> list[Path]:
-    """Files and folders under the output directory that belong to this run."""
-    out = Path(ctx.out_dir)
-    results = ctx.results
-    wanted: list[Path] = []
-    for name in OUTPUT_ARTIFACTS:
-        if name == RESULTS_FILE:
-            continue  # logged from memory by log_outputs, before the local file is written
-        if name == "sparse_layer" and ctx.sparse_layer is None:
-            continue  # a folder from an earlier run in the same --out is not this run's
-        if name == "features" and not results.get("feature_cards"):
-            continue
-        if name == ACTIVATIONS_FILE and ctx.sparse_layer is None:
-            continue
-        wanted.append(out / name)
-    wanted.extend(Path(p) for name, p in ctx.artifacts.items() if name != RESULTS_FILE)
-    seen: set[Path] = set()
-    found: list[Path] = []
-    root = out.resolve()
-    for path in wanted:
-        resolved = path.resolve()
-        if resolved in seen or not resolved.exists() or not resolved.is_relative_to(root) or resolved == root:
-            continue
-        if any(parent in seen for parent in resolved.parents):
-            continue  # already inside a logged folder
-        seen.add(resolved)
-        found.append(resolved)
-    return found
 
 
 # --------------------------------------------------------------------------- the run
@@ -479,7 +376,7 @@ class MlflowRun:
         that belongs to someone else (:func:`attach_run`), such as ``mlflow.models.evaluate``'s."""
         try:
             with _quiet():
-                self.client.set_tag(self.info.run_id, "sparsecheck.status", self.status or "unknown")
+                self.client.set_tag(self.info.run_id, TAG_STATUS, self.status or "unknown")
         except Exception as exc:
             raise TrackingError(f"tagging run {self.info.run_id} at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
@@ -492,7 +389,7 @@ class MlflowRun:
         tag = (self.status or "unknown") if run_status == "FINISHED" else "error"
         try:
             with _quiet():
-                self.client.set_tag(self.info.run_id, "sparsecheck.status", tag)
+                self.client.set_tag(self.info.run_id, TAG_STATUS, tag)
                 self.client.set_terminated(self.info.run_id, status=run_status)
         except Exception as exc:
             raise TrackingError(f"terminating run {self.info.run_id} at {self.info.tracking_uri} failed: "

@@ -148,6 +148,18 @@ def _check_reachable(uri: str, timeout: float = _HEALTH_TIMEOUT_S) -> None:
 
 
 @contextlib.contextmanager
+def mlflow_errors(uri: str, doing: str = "query") -> Iterator[None]:
+    """Inside the block, an MLflow error becomes a :class:`~sparsecheck.errors.TrackingError`:
+    ``cannot <doing> MLflow at <uri>: <message>`` (the one place that wrapping is written)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TrackingError(f"cannot {doing} MLflow at {uri}: {exc.message}") from exc
+
+
+@contextlib.contextmanager
 def _quiet_loggers() -> Iterator[None]:
     """Raise the ``mlflow`` and ``alembic`` loggers to WARNING for the duration (they log schema
     migrations and more on INFO), then restore them. Leaves them alone at DEBUG verbosity."""

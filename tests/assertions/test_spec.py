@@ -111,7 +111,7 @@ def test_all_is_complete_and_importable():
     for name in A.__all__:
         assert hasattr(A, name), name
     public = {n for n in dir(A) if not n.startswith("_") and n not in ("annotations",)}
-    modules = {"spec", "results", "context", "builtins", "model_assertions", "tables", "engine"}
+    modules = {"spec", "registry", "pool", "results", "context", "builtins", "model_assertions", "tables", "engine"}
     assert public - modules - set(A.__all__) == set()
 
 

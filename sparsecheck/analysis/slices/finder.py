@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
@@ -24,13 +23,15 @@ from sparsecheck.analysis.breakdown import MISSING_LABEL, correct_array, encode_
 from sparsecheck.analysis.slices.encoding import _encode_table, _one_hot
 from sparsecheck.analysis.slices.lattice import (
     _MIN_SCORE,
-    _benjamini_hochberg_of_family,
     _Candidates,
     _LatticeSearch,
     _score,
 )
-from sparsecheck.analysis.stats import fisher_exact_pvalue, wilson_interval
+from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, wilson_interval
 from sparsecheck.errors import DataError, ParameterError
+from sparsecheck.analysis.slices.nesting import _membership, _nested_pvalues
+from sparsecheck.analysis.slices.result import Slice
+from sparsecheck.defaults import ANALYSIS
 
 __all__ = ["Slice", "SliceFinder", "find_slices"]
 
@@ -39,74 +40,6 @@ logger = logging.getLogger(__name__)
 _POOL_FACTOR = 5  # prune against the (factor * top_k)-th best score, so grouping has spares
 _MEMBER_CHUNK = 32  # slices whose rows are materialised at once when grouping
 _DEFAULT_EXCLUDED = ("id", "confidence", "correct", "sparse_correct")
-
-
-# ----------------------------------------------------------------------------- result type
-
-
-@dataclass
-class Slice:
-    """One slice of the data and how the model does on it.
-
-    Attributes
-    ----------
-    predicates : dict of str to str
-        ``{attribute: value}``; the slice is the rows where all hold.
-    size, errors : int
-        Rows in the slice, and wrong predictions among them.
-    error_rate : float
-    ci_low, ci_high : float
-        Wilson interval on the error rate.
-    p_value : float
-        One-sided Fisher exact test: is the error rate higher than on the rest of the rows?
-    q_value : float
-        Benjamini–Hochberg adjusted p-value over every slice of its family in the searched lattice
-        (see the module docstring).
-    score : float
-        SliceLine score (higher is worse for the model); the ranking key.
-    significant : bool
-        ``q_value <= fdr``.
-    related : list of dict
-        Predicates of lower-ranked slices grouped under this one (their rows overlap it).
-    family : str or None
-        The multiple-testing family of its columns (``SliceFinder.fit(families=...)``; ``"label"``
-        for slices over the free columns alone), None without families.
-    """
-
-    predicates: dict[str, str]
-    size: int
-    errors: int
-    error_rate: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    q_value: float
-    score: float
-    significant: bool
-    related: list[dict[str, str]] = field(default_factory=list)
-    family: str | None = None
-
-    @property
-    def level(self) -> int:
-        """Number of predicates."""
-        return len(self.predicates)
-
-    def __str__(self) -> str:
-        return " AND ".join(f"{k}={v}" for k, v in self.predicates.items())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: predicates, size, error_rate, ci_low, ci_high, p_value, q_value, then
-        errors, score, significant and related. Non-finite numbers become None."""
-
-        def num(x: float) -> float | None:
-            return float(x) if np.isfinite(x) else None
-
-        return {"predicates": dict(self.predicates), "size": int(self.size),
-                "error_rate": num(self.error_rate), "ci_low": num(self.ci_low),
-                "ci_high": num(self.ci_high), "p_value": num(self.p_value),
-                "q_value": num(self.q_value), "errors": int(self.errors), "score": num(self.score),
-                "significant": bool(self.significant), "related": [dict(r) for r in self.related],
-                "family": self.family}
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -183,7 +116,7 @@ class SliceFinder(BaseEstimator):
         alpha: float = 0.95,
         top_k: int = 10,
         n_bins: int = 4,
-        fdr: float = 0.05,
+        fdr: float = ANALYSIS["fdr"],
         group_overlap: float = 0.5,
         overlap: str = "containment",
         confidence: float = 0.95,
@@ -425,7 +358,7 @@ class SliceFinder(BaseEstimator):
         q = np.full(p.shape, np.nan)
         for code in np.unique(fam):
             rows = fam == code
-            q[rows] = _benjamini_hochberg_of_family(p[rows], n_tests.get(int(code), int(rows.sum())))
+            q[rows] = benjamini_hochberg(p[rows], n_tests=n_tests.get(int(code), int(rows.sum())))
         low, high = wilson_interval(cand.errors, cand.size, float(self.confidence))
         # a predicate that adds nothing is dropped: a refinement that is not significantly worse
         # than its parents is not reported (its parents carry its errors); with significant_only,
@@ -579,113 +512,6 @@ class SliceFinder(BaseEstimator):
                 c, lookup = codes[col]
                 out[:, s_i] &= c == lookup[value]
         return out
-
-
-def _nested_pvalues(cand: _Candidates, x: sparse.csc_matrix, errors: np.ndarray) -> np.ndarray:
-    """For each slice of two or more predicates, the largest one-sided Fisher p-value of "its error
-    rate exceeds that of the rest of a parent" over its parents (the slice with one predicate
-    fewer); 0 for single predicates. Parents missing from the candidates are counted from ``x``.
-
-    Parents are found by integer keys (the value ids as digits), sorted and searched in arrays: at
-    a thousand classes the candidates run into millions, where a Python dictionary of tuples took
-    minutes.
-    """
-    out = np.zeros(cand.level.size)
-    multi = np.flatnonzero(cand.level >= 2)
-    if multi.size == 0:
-        return out
-    width = cand.values.shape[1]
-    base = int(cand.values.max()) + 2  # digit 0 is "no predicate"
-    if width * np.log2(base) >= 62:  # keys would overflow int64: count every parent from x
-        return _nested_pvalues_counted(cand, x, errors)
-    digits = cand.values.astype(np.int64) + 1
-    weights = base ** np.arange(width, dtype=np.int64)
-    keys = digits @ weights
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    child_parts, parent_parts = [], []
-    for level in np.unique(cand.level[multi]):
-        rows = multi[cand.level[multi] == level]
-        for drop in range(int(level)):
-            parent = np.concatenate([np.delete(digits[rows], drop, axis=1),
-                                     np.zeros((rows.size, 1), dtype=np.int64)], axis=1)
-            child_parts.append(rows)
-            parent_parts.append(parent)
-    child_a = np.concatenate(child_parts)
-    parents = np.concatenate(parent_parts)
-    pkeys = parents @ weights
-    at = np.minimum(np.searchsorted(sorted_keys, pkeys), sorted_keys.size - 1)
-    found = sorted_keys[at] == pkeys
-    p_size = np.zeros(child_a.size, dtype=np.int64)
-    p_err = np.zeros(child_a.size, dtype=np.int64)
-    p_size[found] = cand.size[order[at[found]]]
-    p_err[found] = cand.errors[order[at[found]]]
-    counted: dict[tuple[int, ...], tuple[int, int]] = {}
-    for i in np.flatnonzero(~found):  # pruned by the search: count it
-        parent = tuple(int(v) - 1 for v in parents[i] if v > 0)
-        if parent not in counted:
-            counted[parent] = _count_rows(x, parent, errors)
-        p_size[i], p_err[i] = counted[parent]
-    return _max_parent_pvalue(out, cand, child_a, p_size, p_err)
-
-
-def _count_rows(x: sparse.csc_matrix, values: tuple[int, ...], errors: np.ndarray) -> tuple[int, int]:
-    rows = np.ones(x.shape[0], dtype=bool)
-    for v in values:
-        rows &= x[:, v].toarray().ravel().astype(bool)
-    return int(rows.sum()), int(errors[rows].sum())
-
-
-def _max_parent_pvalue(out: np.ndarray, cand: _Candidates, child_a: np.ndarray, p_size: np.ndarray,
-                       p_err: np.ndarray) -> np.ndarray:
-    rest_n = np.asarray(p_size) - cand.size[child_a]
-    rest_e = np.asarray(p_err) - cand.errors[child_a]
-    pv = np.ones(child_a.size)
-    ok = rest_n > 0  # a predicate that removes no row from a parent adds nothing: p = 1
-    if ok.any():
-        pv[ok] = fisher_exact_pvalue(cand.errors[child_a[ok]], cand.size[child_a[ok]], rest_e[ok], rest_n[ok],
-                                     alternative="greater")
-    np.maximum.at(out, child_a, pv)
-    return out
-
-
-def _nested_pvalues_counted(cand: _Candidates, x: sparse.csc_matrix, errors: np.ndarray) -> np.ndarray:
-    """:func:`_nested_pvalues` through a dictionary of value tuples (any number of values)."""
-    out = np.zeros(cand.level.size)
-    multi = np.flatnonzero(cand.level >= 2)
-    index = {tuple(int(v) for v in cand.values[i, :cand.level[i]]): i for i in range(cand.level.size)}
-    counted: dict[tuple[int, ...], tuple[int, int]] = {}
-    child, p_size, p_err = [], [], []
-    for i in multi:
-        vals = tuple(int(v) for v in cand.values[i, :cand.level[i]])
-        for drop in range(len(vals)):
-            parent = vals[:drop] + vals[drop + 1:]
-            j = index.get(parent)
-            if j is not None:
-                size, err = int(cand.size[j]), int(cand.errors[j])
-            else:
-                if parent not in counted:
-                    counted[parent] = _count_rows(x, parent, errors)
-                size, err = counted[parent]
-            child.append(i)
-            p_size.append(size)
-            p_err.append(err)
-    return _max_parent_pvalue(out, cand, np.asarray(child), np.asarray(p_size), np.asarray(p_err))
-
-
-def _membership(x: sparse.csc_matrix, values: np.ndarray, level: np.ndarray) -> sparse.csc_matrix:
-    """Rows of each slice: those where ``X @ s`` (matched predicates) equals the slice's level.
-    Only the columns of X the slices use take part in the product."""
-    c = values.shape[0]
-    has = values >= 0
-    used, pos = np.unique(values[has], return_inverse=True)
-    rows = np.repeat(np.arange(c), has.sum(axis=1))
-    s = sparse.csr_matrix((np.ones(rows.size, dtype=np.int16), (rows, pos.ravel())),
-                          shape=(c, used.size))
-    matched = (x[:, used].tocsr() @ s.T).tocsr()
-    matched.data = (matched.data == level[matched.indices])
-    matched.eliminate_zeros()
-    return matched.tocsc().astype(bool)
 
 
 def _empty_candidates() -> pd.DataFrame:

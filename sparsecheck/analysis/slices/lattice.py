@@ -76,20 +76,6 @@ def _family_size(supported: np.ndarray, max_level: int, cap: int) -> int:
     return int(min(total, 2 ** 62))
 
 
-def _benjamini_hochberg_of_family(p: np.ndarray, n_tests: int) -> np.ndarray:
-    """Benjamini–Hochberg q-values of ``p`` as members of a family of ``n_tests`` hypotheses
-    whose other members count as p = 1 (which can only raise q). NaN stays NaN."""
-    q = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return q
-    m = max(int(n_tests), ok.size)
-    order = ok[np.argsort(p[ok], kind="stable")]
-    ranked = p[order] * m / np.arange(1, ok.size + 1)
-    q[order] = np.clip(np.minimum.accumulate(ranked[::-1])[::-1], 0.0, 1.0)
-    return q
-
-
 def _kth_largest(values: np.ndarray, k: int) -> float:
     """k-th largest of ``values``, or 0.0 when there are fewer than k (no pruning by rank yet)."""
     if values.size < k:

@@ -14,6 +14,7 @@ from sparsecheck.assertions.builtins.common import ClassRef, _fmt, _list, _make,
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.results import Outcome
 from sparsecheck.assertions.spec import Assertion, Params, check_class, register_assertion
+from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError
 
 
@@ -329,7 +330,7 @@ def sparse_agreement(*, min: float, confidence: float | None = None, name: str |
 
 
 def no_reliance(*, attribute: str | Sequence[str], class_: ClassRef = "*", value: str | Sequence[str] | None = None,
-                fdr: float = 0.05, min_effect: float = 0.2, min_weight: float = 0.0, name: str | None = None,
+                fdr: float = ANALYSIS["fdr"], min_effect: float = 0.2, min_weight: float = 0.0, name: str | None = None,
                 severity: str = "error", description: str = "") -> Assertion:
     """Class ``class_`` (``"*"``: every class) must not rely on ``attribute``.
 
@@ -348,7 +349,7 @@ def no_reliance(*, attribute: str | Sequence[str], class_: ClassRef = "*", value
 
 
 def spurious_weight_share(*, max: float, attribute: str | Sequence[str] | None = None, class_: ClassRef = "*",
-                          fdr: float = 0.05, min_effect: float = 0.2, name: str | None = None,
+                          fdr: float = ANALYSIS["fdr"], min_effect: float = 0.2, name: str | None = None,
                           severity: str = "error", description: str = "") -> Assertion:
     """Features associated with spurious attributes carry at most ``max`` of the absolute weight."""
     return _make("spurious_weight_share", name, severity, description, max=max, attribute=attribute,
