@@ -12,12 +12,14 @@ other side (a class relying on the *absence* of the cue). Here they become one f
 * :func:`fold_other_sides` — a finding on a value's absence is folded under the finding on it;
 * :func:`training_prevalence` — how often each value came with each class in training: evidence
   for every finding, and for an automatic one a condition (a model learns a shortcut only from
-  what its training data ties to a class).
+  what its training data ties to a class);
+* :func:`untied_attributes` — declared attributes that training ties to no class: a model cannot
+  have learned a shortcut from them, so they are reviewed as associations, not tested as shortcuts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +28,7 @@ import pandas as pd
 
 from sparsecheck.analysis.spurious import SpuriousFinding
 
-__all__ = ["training_prevalence", "fold_other_sides", "pool_findings", "MIN_AGREEMENT", "MIN_OVERLAP",
+__all__ = ["training_prevalence", "untied_attributes", "fold_other_sides", "pool_findings", "MIN_AGREEMENT", "MIN_OVERLAP",
            "MIN_SHARED", "MIN_DISJOINT"]
 
 
@@ -57,14 +59,41 @@ def training_prevalence(table: pd.DataFrame, labels: Any, attributes: Sequence[s
     return out
 
 
+def untied_attributes(prevalence: Mapping[tuple[Any, str, str], tuple[float, float]], attributes: Sequence[str],
+                      min_enrichment: float) -> dict[str, float]:
+    """The attributes of which no value is more (or less) frequent in some class's training images
+    than in the other classes' by ``min_enrichment``, each with its largest difference.
+
+    A model learns a shortcut from what its training data ties to a class: a stamp on half of every
+    class's images can move predictions (the model is not robust to it), but no class can have
+    learned to rely on it. The absence side counts too (a class whose images never have snow, while
+    the dogs' have it), so an attribute is tied when any of its values is, in either direction.
+    Attributes with no training shares (metadata only for the test split) are not listed.
+
+    Examples
+    --------
+    >>> stamp = training_prevalence(pd.DataFrame({"stamp": ["yes", "no"] * 4}), np.repeat([0, 1], 4), ["stamp"])
+    >>> untied_attributes(stamp, ["stamp"], 0.15)
+    {'stamp': 0.0}
+    >>> snow = training_prevalence(pd.DataFrame({"snow": ["yes"] * 3 + ["no"] * 5}), np.repeat([0, 1], 4), ["snow"])
+    >>> untied_attributes(snow, ["snow"], 0.15)
+    {}
+    """
+    largest: dict[str, float] = {}
+    for (_, attribute, _), (in_class, others) in prevalence.items():
+        if attribute in attributes and np.isfinite(in_class) and np.isfinite(others):
+            largest[attribute] = max(largest.get(attribute, 0.0), abs(in_class - others))
+    return {a: d for a, d in largest.items() if d < float(min_enrichment)}
+
+
 #: the least Jaccard agreement of an automatic attribute value's images with a metadata value's for
 #: the automatic finding to be reported under the metadata's name
 MIN_AGREEMENT = 0.6
 #: two findings of one class are one shortcut when this share of the smaller one's images is in the
 #: larger one's (a broad automatic attribute, "colourful", can hold a cue's images and more)
 MIN_OVERLAP = 0.7
-#: two findings led by the same feature are one shortcut when this share of the smaller one's images
-#: is in the other's
+#: two findings that share a feature (a lead, or one listed as carrying the same shortcut) are one
+#: shortcut when this share of the smaller one's images is in the other's
 MIN_SHARED = 0.3
 #: a value whose images are (at least this share) outside another finding's value is its absence
 MIN_DISJOINT = 0.9
@@ -233,9 +262,10 @@ def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[Spurious
                    metadata: pd.DataFrame) -> tuple[SpuriousFinding, float] | None:
     """The finding in ``pool`` that is ``f``'s shortcut: the same class, both values held by a
     minority of the images (a majority value is the absence of a cue: :func:`fold_other_sides`),
-    and either the same lead feature with some of the smaller one's images in the other's
-    (:data:`MIN_SHARED`: the class relies on that feature, whatever the attributes it is seen
-    through) or most of them (:data:`MIN_OVERLAP`); the best such, with its overlap."""
+    and either a feature in common (any of the features each finding lists as carrying its
+    shortcut) with some of the smaller one's images in the other's (:data:`MIN_SHARED`: the class
+    relies on that feature, whatever the attributes it is seen through) or most of them
+    (:data:`MIN_OVERLAP`); the best such, with its overlap."""
     best = None
     if mine.mean() >= 0.5:  # a value most images have is an absence (fold_other_sides), not a cue to merge
         return None
@@ -244,10 +274,12 @@ def _same_shortcut(f: SpuriousFinding, mine: np.ndarray, pool: Sequence[Spurious
         if d.class_name != f.class_name or theirs.mean() >= 0.5:
             continue
         overlap = _overlap(mine, theirs)
-        # the same feature carries it, on images that overlap (with two classes, one feature can
-        # carry both classes' shortcuts: it fires on one cue and goes quiet on the other)
-        if (d.feature == f.feature and overlap >= MIN_SHARED) or overlap >= MIN_OVERLAP:
-            key = (d.feature == f.feature, overlap)
+        # a feature that carries the other finding carries this one, on images that overlap (with
+        # two classes, one feature can carry both classes' shortcuts: it fires on one cue and goes
+        # quiet on the other, so the images must overlap too)
+        shared = bool(set(f.features or [f.feature]) & set(d.features or [d.feature]))
+        if (shared and overlap >= MIN_SHARED) or overlap >= MIN_OVERLAP:
+            key = (shared, overlap)
             if best is None or key > best[0]:
                 best = (key, d, overlap)
     return None if best is None else (best[1], best[2])

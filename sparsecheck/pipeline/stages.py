@@ -42,7 +42,7 @@ from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.chance import chance_test, diagnose_class_order
 from sparsecheck.analysis.error_clusters import find_error_clusters
 from sparsecheck.analysis.interpret import explain_cards, explanation_order, interpret_features
-from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence
+from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence, untied_attributes
 from sparsecheck.analysis.slices import analyse_errors
 from sparsecheck.analysis.spurious import MAX_REVIEW, find_spurious_features
 from sparsecheck.assertions import DEFAULT_AUTOMATIC, AssertionContext, run_assertions
@@ -365,6 +365,16 @@ def spurious_stage(ctx: RunContext) -> None:
                            if train is not None and train.labels is not None and declared else None)
     auto_prevalence = (training_prevalence(ctx.train_attributes[0], ctx.train_attributes[1], automatic)
                        if ctx.train_attributes is not None else None)
+    # a declared attribute that training ties to no class cannot be a learned shortcut: reviewed
+    untied = (untied_attributes(declared_prevalence, declared, acfg.spurious_min_enrichment)
+              if declared_prevalence is not None else {})
+    for a, d in untied.items():
+        logger.info("spurious features: %s is declared spurious, but in training no value of it is more frequent in "
+                    "one class than in the others by %s or more (largest: %.3f): a model cannot have learned a "
+                    "shortcut from it; its associations are listed for review", a,
+                    acfg.spurious_min_enrichment, d)
+    declared = [a for a in declared if a not in untied]
+    others = [*others, *untied]
     with Intervener(ctx) as intervene:
         found = (find_spurious_features(*args, declared, intervene=intervene, prevalence=declared_prevalence,
                                         **kwargs) if declared else None)
@@ -392,6 +402,8 @@ def spurious_stage(ctx: RunContext) -> None:
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
         "n_automatic_candidates": 0 if auto is None else int(len(auto.candidates)),
         "interventions": tested, "cues_estimated": estimated,
+        # declared, but tied to no class in training (largest difference in share): reviewed instead
+        "untied_attributes": {a: round(float(d), 4) for a, d in untied.items()},
         "params": {"fdr": float(acfg.fdr), **params},
     }
     if not declared:

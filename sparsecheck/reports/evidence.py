@@ -194,7 +194,10 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
                      f"{', '.join(map(str, features))} of {cls} too: one finding, {len(features) + 1} features.")
     iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else None
     cue = iv.get("cue_estimate") if iv is not None and isinstance(iv.get("cue_estimate"), Mapping) else None
-    if cue is not None:
+    if cue is not None and not cue.get("description") and iv is not None and iv.get("cue"):
+        # a cue given in data.interventions: only its picture was drawn
+        words.append(f"The cue, as given in data.interventions: {iv.get('cue')}.")
+    elif cue is not None:
         explained = finite_number(cue.get("explained"))
         noun = str((iv or {}).get("noun") or "image")
         words.append(f"The cue, learned from the {noun}s: {cue.get('description')}"

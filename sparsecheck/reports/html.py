@@ -238,6 +238,7 @@ def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_di
     cue = iv.get("cue_estimate") if isinstance(iv.get("cue_estimate"), Mapping) else {}
     finding["cue_uri"] = _inline_image(cue.get("image"), out_dir)
     finding["cue_text"] = cue.get("description")
+    finding["cue_learned"] = bool(cue.get("description"))  # else given in data.interventions
     return finding
 
 

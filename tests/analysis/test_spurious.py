@@ -303,3 +303,19 @@ def test_numeric_attributes_are_not_scanned(shortcut: Case) -> None:
     result = find_spurious_features(shortcut.layer, shortcut.X, shortcut.y, shortcut.pred, meta, assoc,
                                     ["age", "background"], class_names=NAMES)
     assert "age" not in set(result.candidates["attribute"]) and result.findings
+
+
+def test_a_declared_attribute_training_ties_to_no_class_is_reviewed_not_tested(hospital: Case, caplog) -> None:
+    # with a training split: `site` comes with every class alike, so no class can have learned to rely
+    # on it; it is listed for review with its largest difference in share, and only `background` is tested
+    ctx = make_context(hospital, ["background", "site"])
+    test = ctx.splits["test"]
+    ctx.splits["train"] = SplitView("train", test.ids, test.labels, test.features, test.logits, test.metadata)
+    with caplog.at_level(logging.INFO, logger="sparsecheck"):
+        spurious_stage(ctx)
+    meta = ctx.results["spurious_analysis"]
+    assert meta["attributes"] == ["background"] and "site" in meta["review_attributes"]
+    assert set(meta["untied_attributes"]) == {"site"} and meta["untied_attributes"]["site"] < 0.15
+    found = ctx.results["spurious_findings"]
+    assert found and found[0]["attribute"] == "background" and found[0]["class"] == "wolf"
+    assert "a model cannot have learned a shortcut from it" in caplog.text

@@ -469,3 +469,16 @@ def test_report_reads_as_an_investigation_in_chromium(browser: Any, tmp_path: Pa
     severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert not severe, severe
     browser.save_screenshot(str(tmp_path / "investigation.png"))
+
+
+def test_a_declared_cue_is_not_called_learned() -> None:
+    # data.interventions gave the cue: only its picture was drawn, so the words name the given cue
+    iv = {"cue": "patch(top-left, 0.22, (255, 140, 0), margin=0.03)", "n_put": 32, "flip_rate": 0.125,
+          "flip_ci_low": 0.04, "flip_ci_high": 0.33, "baseline_rate": 0.0, "cue_estimate": {"image": "cues/x.png"}}
+    given = " ".join(finding_evidence({"class": "seven", "feature": 44, "attribute": "corner_mark", "value": "yes",
+                                       "evidence": {**EVIDENCE, "intervention": iv}})["words"])
+    assert "The cue, as given in data.interventions: patch(top-left" in given and "learned" not in given
+    learned = {**iv, "cue_estimate": {"image": "cues/x.png", "description": "a region of 4.8% of the image (top-left)"}}
+    words = " ".join(finding_evidence({"class": "seven", "feature": 44, "attribute": "corner_mark", "value": "yes",
+                                       "evidence": {**EVIDENCE, "intervention": learned}})["words"])
+    assert "The cue, learned from the images: a region of 4.8% of the image (top-left)" in words
