@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sparsecheck", "sparsecheck.*"]),
     include_package_data=True,
-    package_data={"sparsecheck": ["py.typed", "reports/templates/*", "schema/*.json"]},
+    package_data={"sparsecheck": ["py.typed", "reports/templates/*", "schema/*.json", "text/demo_data/*"]},
     install_requires=[
         "torch>=2.2",
         "torchvision>=0.17",
@@ -41,12 +41,16 @@ setup(
     extras_require={
         "timm": ["timm>=0.9"],
         "huggingface": ["transformers>=4.40", "safetensors>=0.4"],
+        # text classifiers (data.modality: text, sparsecheck demo --text): models and tokenisers,
+        # datasets directories, word clouds
+        "text": ["transformers>=4.40", "tokenizers>=0.15", "safetensors>=0.4", "datasets>=2.14", "wordcloud>=1.9"],
         # the conformance suite loads a timm model and a Hugging Face directory, so tests need both
         # bench/scaling.py's reference: glmnet's multinomial path (Fortran coordinate descent)
         "bench": ["python-glmnet>=2.6"],
         # the documentation site is built (mkdocs build --strict) by tests/test_docs.py
         "test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "sliceline>=0.2", "jsonschema>=4", "timm>=0.9",
-                 "transformers>=4.40", "safetensors>=0.4", "mkdocs>=1.6", "mkdocs-material>=9.5",
+                 "transformers>=4.40", "tokenizers>=0.15", "safetensors>=0.4", "datasets>=2.14", "wordcloud>=1.9",
+                 "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocstrings[python]>=0.26"],
     },
     entry_points={"console_scripts": ["sparsecheck=sparsecheck.cli:main"],

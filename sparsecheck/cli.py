@@ -145,44 +145,62 @@ def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
 
 @_command()
 def demo(
-    out: Path = typer.Option(Path("sparsecheck-demo"), "--out", help="Output directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default sparsecheck-demo, "
+                                       "sparsecheck-text-demo with --text)."),
     tracking_uri: Optional[str] = TrackingOpt,
     device: Device = DeviceOpt,
     seed: int = typer.Option(0, "--seed", help="Seed for the demo data and model."),
     no_spurious: bool = typer.Option(False, "--no-spurious",
                                      help="Train the demo model without the planted shortcut."),
+    text: bool = typer.Option(False, "--text", help="The language half: a small BERT trained on the spot on "
+                              "SST-2 sentences with a planted token, a mislabelled source and a harmless attribute."),
     fail_on: FailOn = FailOnOpt,
     force: bool = ForceOpt,
     verbose: int = VerboseOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN)."""
+    """Run the whole pipeline on the embedded demo (digits with planted problems, a small CNN; with
+    --text, SST-2 sentences and a small BERT)."""
     setup_logging(verbose, quiet)
     _one_process("demo")
     from sparsecheck.config import load_config
-    from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import prepare_out_dir, run_pipeline
 
     from sparsecheck.pipeline.run import RUN_OUTPUTS
 
+    out = out if out is not None else Path("sparsecheck-text-demo" if text else "sparsecheck-demo")
     with _release_out_dir_on_failure(out, RUN_OUTPUTS + ("data",), "results.json"):
         out = prepare_out_dir(out, force=force, also=("data",))
-        config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
+        if text:
+            from sparsecheck.text.demo import build_text_demo
+
+            config_path = build_text_demo(out / "data", seed=seed, spurious=not no_spurious)
+        else:
+            from sparsecheck.demo import build_demo
+
+            config_path = build_demo(out / "data", seed=seed, spurious=not no_spurious)
         logger.info("demo config: %s (run it yourself with `sparsecheck run %s`)", config_path, config_path)
         ctx = run_pipeline(load_config(config_path), out, device=device.value, tracking_uri=tracking_uri)
-    _finish(ctx, fail_on, _demo_monitor_hint(config_path, tracking_uri))
+    _finish(ctx, fail_on, _demo_monitor_hint(config_path, tracking_uri, text=text))
 
 
-def _demo_monitor_hint(config_path: Path, tracking_uri: str | None) -> str:
+def _demo_monitor_hint(config_path: Path, tracking_uri: str | None, *, text: bool = False) -> str:
     """The monitoring commands to try next, against the run the demo just logged."""
     from shlex import quote
 
-    from sparsecheck.demo import DEMO_BATCHES
+    if text:
+        from sparsecheck.text.demo import TEXT_DEMO_BATCHES as batch_names
 
+        suffix = "csv"
+    else:
+        from sparsecheck.demo import DEMO_BATCHES as batch_names
+
+        suffix = "npz"
     uri = f" --tracking-uri {quote(tracking_uri)}" if tracking_uri else ""
     batches = config_path.parent / "batches"
-    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.npz'))} "
-             f"--out monitor-{name}{uri}" for name in DEMO_BATCHES]
+    prefix = "monitor-text-" if text else "monitor-"
+    lines = [f"  sparsecheck monitor {quote(str(config_path))} --batch {quote(str(batches / f'{name}.{suffix}'))} "
+             f"--out {prefix}{name}{uri}" for name in batch_names]
     return ("monitor new batches against this run (like-test: no alert; drifted: exit 1 on the drift; each writes "
             "monitor.html and monitor.json into its --out):\n" + "\n".join(lines))
 

@@ -149,6 +149,11 @@ class ModelConfig(_Strict):
     torchvision_weights: str = "DEFAULT"
     timm: str | None = None
     huggingface: Path | None = None
+    #: a text model's tokenizer (a save_pretrained directory or a tokenizer.json): for model.factory
+    #: and MLflow pytorch models, or instead of the one saved with model.huggingface
+    tokenizer: Path | None = None
+    #: tokens per text at most (default: the tokenizer's and the model's own limit, else 512)
+    max_length: int | None = Field(None, ge=2)
     uri: str | None = None
     feature_layer: str | None = None
     input: InputConfig = Field(default_factory=InputConfig)
@@ -171,6 +176,8 @@ class ModelConfig(_Strict):
                              + f" (got {given or 'none'})")
         if self.weights is not None and self.factory is None and self.timm is None:
             raise ValueError("model.weights goes with model.factory or model.timm")
+        if self.tokenizer is not None and not (self.factory or self.huggingface or self.uri):
+            raise ValueError("model.tokenizer goes with a text model: model.huggingface, model.factory or model.uri")
         if self.path is not None and self.path.suffix not in (".pt2", ".pt", ".pth", ".ts"):
             raise ValueError(f"model.path must be a .pt2 exported program or a TorchScript .pt, got {self.path}")
         return self
@@ -197,7 +204,7 @@ class ModelConfig(_Strict):
                           factory_kwargs=self.factory_kwargs, torchvision=self.torchvision,
                           torchvision_weights=self.torchvision_weights, timm=self.timm,
                           huggingface=self.huggingface, uri=self.uri, tracking_uri=tracking_uri,
-                          trust_pickle=self.trust_pickle)
+                          trust_pickle=self.trust_pickle, tokenizer=self.tokenizer)
 
     def input_spec(self, model: Any = None) -> Any:
         """The :class:`~sparsecheck.data.InputSpec`: ``model.input`` when the config gives it, else
@@ -226,6 +233,8 @@ class DataConfig(_Strict):
     test: Path
     #: the kind of input (:mod:`sparsecheck.modalities`): how splits are read, explained and intervened on
     modality: str = DEFAULT_MODALITY
+    #: the column of a text manifest that holds the texts (``data.modality: text``; default ``text``)
+    text_column: str | None = None
     metadata: Path | None = None
     id_column: str = "id"
     class_names: list[str] | None = None
@@ -244,6 +253,8 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_interventions(self) -> "DataConfig":
+        if self.text_column is not None and self.modality != "text":
+            raise ValueError(f"data.text_column goes with data.modality: text (got data.modality: {self.modality})")
         modality = get_modality(self.modality)
         for attribute, spec in self.interventions.items():
             if not isinstance(spec, dict) or "value" not in spec:
@@ -411,7 +422,8 @@ class Config(_Strict):
         ConfigError
             naming ``key`` when ``uri`` is not an MLflow model URI.
         """
-        kept = self.model.model_dump(include={"feature_layer", "input", "trust_pickle"}, exclude_unset=True)
+        kept = self.model.model_dump(include={"feature_layer", "input", "trust_pickle", "tokenizer", "max_length"},
+                                     exclude_unset=True)
         try:
             self.model = ModelConfig.model_validate({**kept, "uri": uri})
         except ValidationError as exc:
@@ -540,6 +552,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     cfg.model.path = fix(cfg.model.path)
     cfg.model.weights = fix(cfg.model.weights)
     cfg.model.huggingface = fix(cfg.model.huggingface)
+    cfg.model.tokenizer = fix(cfg.model.tokenizer)
     for k in ("train", "val", "test", "metadata"):
         setattr(cfg.data, k, fix(getattr(cfg.data, k)))
     cfg.features.cache_dir = fix(cfg.features.cache_dir)
@@ -548,7 +561,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 def check_paths(cfg: Config) -> None:
     """Every file the config names must exist."""
     checks = [("model.path", cfg.model.path), ("model.weights", cfg.model.weights),
-              ("model.huggingface", cfg.model.huggingface),
+              ("model.huggingface", cfg.model.huggingface), ("model.tokenizer", cfg.model.tokenizer),
               ("data.train", cfg.data.train), ("data.val", cfg.data.val), ("data.test", cfg.data.test),
               ("data.metadata", cfg.data.metadata)]
     for key, p in checks:

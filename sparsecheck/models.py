@@ -89,6 +89,11 @@ class Model:
     origin : ModelOrigin or None
         Where an MLflow model came from (registered name, version, alias, run, logged model id);
         see :class:`sparsecheck.tracking.registry.ModelOrigin`.
+    tokenizer : transformers tokenizer or None
+        A text model's tokenizer (:mod:`sparsecheck.text.models`); None for an image model.
+    class_names : list of str or None
+        The class names the model declares (a Hugging Face ``id2label`` that is not the
+        ``LABEL_k`` placeholder), used when the config gives none.
     """
 
     module: nn.Module
@@ -97,6 +102,8 @@ class Model:
     program: Any = None
     preprocessing: dict[str, Any] | None = None
     origin: Any = None
+    tokenizer: Any = None
+    class_names: list[str] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
@@ -179,7 +186,8 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
                weights: str | Path | None = None, factory_kwargs: dict | None = None,
                torchvision: str | None = None, torchvision_weights: str = "DEFAULT",
                timm: str | None = None, huggingface: str | Path | None = None, uri: str | None = None,
-               tracking_uri: str | None = None, trust_pickle: bool = False) -> Model:
+               tracking_uri: str | None = None, trust_pickle: bool = False,
+               tokenizer: str | Path | None = None) -> Model:
     """Load a classifier from exactly one source (see the module docstring).
 
     Parameters
@@ -192,7 +200,8 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     timm : a timm model name; ``weights`` is its state_dict, ``factory_kwargs`` go to
         ``timm.create_model`` (e.g. ``num_classes``).
     huggingface : a local directory saved by ``save_pretrained`` of a ``transformers`` image
-        classifier.
+        classifier, or of a text classifier (``AutoModelForSequenceClassification``) with its
+        tokenizer (:mod:`sparsecheck.text.models`).
     uri : an MLflow model URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
         ``runs:/RUN_ID/PATH``, ``models:/m-...``) of a model logged with ``mlflow.pytorch``,
         resolved and downloaded against ``tracking_uri`` (see
@@ -201,6 +210,10 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     trust_pickle : load a ``path`` whose archive holds pickles (``use_pickle`` weights or constants,
         sample inputs beyond tensors, pickled extra files, AOTInductor code), which loading runs as
         code; refused without it (:mod:`sparsecheck.model_archives`). Logs a warning when used.
+        For a text model: load ``.bin`` weights that torch's ``weights_only`` unpickler refuses.
+    tokenizer : a text model's tokenizer (a ``save_pretrained`` directory or a ``tokenizer.json``)
+        for a ``factory`` or an MLflow ``pytorch`` model (token ids in, logits out), or instead of
+        the one saved in a ``huggingface`` directory.
 
     Raises
     ------
@@ -214,18 +227,31 @@ def load_model(*, path: str | Path | None = None, factory: str | None = None,
     if len(given) != 1:
         raise ModelError("give exactly one of a model file, a factory, a torchvision name, a timm name, a "
                          "Hugging Face directory or an MLflow model URI")
+    if tokenizer is not None and (path or torchvision or timm):
+        raise ModelError("model.tokenizer goes with a text model: model.huggingface, model.factory or model.uri")
     if uri is not None:
-        return _load_mlflow(str(uri), tracking_uri, trust_pickle=trust_pickle)
+        return _load_mlflow(str(uri), tracking_uri, trust_pickle=trust_pickle, tokenizer=tokenizer)
     with _quiet_loading():
         if path is not None:
             return _load_file(Path(path), trust_pickle=trust_pickle)
         if factory is not None:
-            return _load_factory(factory, weights, factory_kwargs or {})
+            return _with_tokenizer(_load_factory(factory, weights, factory_kwargs or {}), tokenizer)
         if torchvision is not None:
             return _load_torchvision(str(torchvision), torchvision_weights)
         if timm is not None:
             return _load_timm(str(timm), weights, factory_kwargs or {})
-        return _load_huggingface(Path(str(huggingface)))
+        return _load_huggingface(Path(str(huggingface)), tokenizer=tokenizer, trust_pickle=trust_pickle)
+
+
+def _with_tokenizer(model: Model, tokenizer: str | Path | None) -> Model:
+    """A factory (or MLflow ``pytorch``) model with the text tokenizer the config names."""
+    if tokenizer is None:
+        return model
+    from sparsecheck.text.models import load_tokenizer, text_class_names
+
+    model.tokenizer = load_tokenizer(tokenizer)
+    model.class_names = text_class_names(model.module)
+    return model
 
 
 # --------------------------------------------------------------------------- files
@@ -277,7 +303,8 @@ def _not_torchscript_reason(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- MLflow
-def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = False) -> Model:
+def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = False,
+                 tokenizer: str | Path | None = None) -> Model:
     """Resolve the URI, download the model and load it with MLflow's own ``mlflow.pytorch`` loader.
 
     A model saved in MLflow's ``pt2`` format (a ``torch.export`` program, MLflow 3's default) is
@@ -301,9 +328,12 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
             flavors = MlflowModel.load(str(local)).flavors
         except Exception as exc:
             raise ModelError(f"not an MLflow model (no readable MLmodel file: {_one_line(exc)})", path=uri) from exc
+        if "transformers" in flavors and "pytorch" not in flavors:  # a text model: its saved directories
+            return _load_mlflow_transformers(uri, local, flavors["transformers"], origin, tokenizer=tokenizer,
+                                             trust_pickle=trust_pickle, download=tmp)
         if "pytorch" not in flavors:
-            raise ModelError(f"logged with the {', '.join(sorted(flavors)) or 'no'} flavour, not mlflow.pytorch; "
-                             "log it with mlflow.pytorch.log_model", path=uri)
+            raise ModelError(f"logged with the {', '.join(sorted(flavors)) or 'no'} flavour, not mlflow.pytorch or "
+                             "mlflow.transformers; log it with mlflow.pytorch.log_model", path=uri)
         data = local / str(flavors["pytorch"].get("model_data", "data"))
         if (data / "model.pt2").is_file():
             check_pt2_archive(data / "model.pt2", trust_pickle=trust_pickle, name=f"{uri} (model.pt2)")
@@ -328,7 +358,29 @@ def _load_mlflow(uri: str, tracking_uri: str | None, *, trust_pickle: bool = Fal
     if program is None:
         module.eval()
     logger.info("loaded %s from %s (%s)", uri, origin.tracking_uri, origin.label)
-    return Model(module, "mlflow", uri, program, origin=origin)
+    return _with_tokenizer(Model(module, "mlflow", uri, program, origin=origin), tokenizer)
+
+
+def _load_mlflow_transformers(uri: str, local: Path, flavor: Any, origin: Any, *, tokenizer: str | Path | None,
+                              trust_pickle: bool, download: Path) -> Model:
+    """A text model logged with ``mlflow.transformers``: its model and tokenizer directories read
+    as a ``model.huggingface`` directory is (no custom code, no pickles); the download is removed
+    once they are loaded."""
+    import shutil
+
+    from sparsecheck.text.models import find_transformers_dirs, load_text_huggingface
+
+    try:
+        model_dir, tok_dir = find_transformers_dirs(local, flavor)
+        with _quiet_loading(f"loading {uri}"):
+            module, tok, names = load_text_huggingface(model_dir, tokenizer=tokenizer or tok_dir,
+                                                       trust_pickle=trust_pickle)
+    except ModelError as exc:
+        raise ModelError(f"{uri}: {exc}") from exc
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    logger.info("loaded %s from %s (%s, transformers flavour)", uri, origin.tracking_uri, origin.label)
+    return Model(module, "mlflow", uri, origin=origin, tokenizer=tok, class_names=names)
 
 
 def _import_mlflow_pytorch() -> Any:
@@ -472,9 +524,14 @@ def _load_timm(name: str, weights: str | Path | None, kwargs: dict) -> Model:
 
 
 # --------------------------------------------------------------------------- Hugging Face
-def _load_huggingface(directory: Path) -> Model:
+def _load_huggingface(directory: Path, *, tokenizer: str | Path | None = None, trust_pickle: bool = False) -> Model:
     if not directory.is_dir() or not (directory / "config.json").is_file():
         raise ModelError("not a Hugging Face model directory (no config.json)", path=directory)
+    from sparsecheck.text.models import is_text_model_dir, load_text_huggingface
+
+    if tokenizer is not None or is_text_model_dir(directory):
+        module, tok, names = load_text_huggingface(directory, tokenizer=tokenizer, trust_pickle=trust_pickle)
+        return Model(module, "huggingface", str(directory), tokenizer=tok, class_names=names)
     try:
         import transformers
     except ImportError as exc:

@@ -69,6 +69,7 @@ from sparsecheck.data.precomputed import PrecomputedFeatures, is_features, load_
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import ConfigError, DataError, TrackingError
 from sparsecheck.features.extraction import extract_features
+from sparsecheck.modalities import get_modality
 from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, write_csv, write_json_atomic
 from sparsecheck.pipeline.batch import batch_metadata
 from sparsecheck.pipeline.context import RunContext, SplitView
@@ -229,17 +230,20 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         bad config or batch, or a model that is not the reference's.
     """
     uri = resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
+    modality = get_modality(config.data.modality)
     geometry = config.model.input.to_spec().geometry  # applied per image, before the fingerprint
-    ds: ImageDataset | PrecomputedFeatures
+    ds: Any
     ACTIVITY.step = "loading the batch"
     try:
         if isinstance(batch, (ImageDataset, PrecomputedFeatures)):
             ds = batch if isinstance(batch, PrecomputedFeatures) else load_dataset(batch, geometry=geometry)
+        elif not isinstance(batch, (str, Path)):  # a split of the config's modality, in memory
+            ds = batch
         elif is_features(batch):
             ds = load_features(batch, name=Path(batch).stem)
-        else:
-            ds = load_dataset(batch, name=Path(batch).stem, class_names=config.data.class_names, geometry=geometry,
-                              skip_unreadable=config.data.skip_unreadable, num_workers=config.features.num_workers)
+        else:  # read by the config's modality (images: with the geometry applied per image)
+            ds = modality.load_split(batch, name=Path(batch).stem, config=config, transform=config.model.input.to_spec(),
+                                     class_names=config.data.class_names)
     except DataError as exc:
         raise DataError(f"--batch: {exc}") from exc
     fingerprint = ds.fingerprint()
@@ -414,10 +418,11 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
             raise DataError(f"--batch: features have shape {tuple(ds.features.shape)} but reference run {ref.run_id}'s "
                             f"sparse layer expects (n, {ref.layer.n_features_in_})", path=ds.source)
     else:
-        spec = config.model.input_spec(model)
-        if ds.geometry is not None:  # the dataset already brings each image to the spec's geometry
+        spec = get_modality(config.data.modality).input_transform(config, model)
+        if getattr(ds, "geometry", None) is not None:  # the dataset already brings each image to the spec's geometry
             spec = spec.without_geometry()
         _check_same_model(ref, model)
+        ds = _aligned_labels(ds, config.data.class_names or getattr(model, "class_names", None))
         # no feature cache: a scheduled job sees each batch once, and re-runs are de-duplicated above
         fs = extract_features(model, ds, spec, layer=config.model.feature_layer,
                               batch_size=config.features.batch_size, device=dev,
@@ -431,7 +436,7 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
     if ds.labels is not None and ds.labels.size and int(ds.labels.max()) >= n_classes:
         raise DataError(f"--batch: label {int(ds.labels.max())} is out of range for {n_classes} classes",
                         path=ds.source)
-    class_names = config.data.class_names or [str(c) for c in ref.layer.classes_]
+    class_names = config.data.class_names or getattr(model, "class_names", None) or [str(c) for c in ref.layer.classes_]
     if logits is None:  # features stored without the model's head: the reference's sparse layer stands in
         logits = ref.layer.decision_function(features)
         report_note = "the batch's features carry no logits: predictions are the reference's sparse layer's"
@@ -453,13 +458,30 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
     report.assertions = _run_assertions(config, table, labelled=ds.labels is not None, notes=report.notes,
                                         class_names=list(class_names), sparse_layer=ref.layer,
                                         model=model if images is not None else None, dataset=images,
-                                        input_spec=spec, device=str(dev))
+                                        input_spec=spec, device=str(dev),
+                                        modality=get_modality(config.data.modality))
     for a in failing_assertions(report.assertions):
         report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
     if correct:
         report.corrections, notes = batch_corrections(config, table, class_names=list(class_names))
         report.notes += notes
     return report
+
+
+def _aligned_labels(ds: Any, names: list[str] | None) -> Any:
+    """A batch whose label names were read in sorted order (no ``data.class_names``) relabelled in
+    the model's class order (a text model's ``id2label``)."""
+    own = getattr(ds, "class_names", None)
+    if ds.labels is None or not names or not own or list(own) == list(names):
+        return ds
+    missing = sorted(set(own) - set(names))
+    if missing:
+        raise DataError(f"--batch: labels {missing[:5]} are not among the model's classes {list(names)}",
+                        path=ds.source)
+    index = {n: i for i, n in enumerate(names)}
+    ds.labels = np.array([index[own[int(v)]] for v in ds.labels], dtype=np.int64)
+    ds.class_names = list(names)
+    return ds
 
 
 def _check_same_fingerprint(ref: MonitorReference, fingerprint: str | None, what: str) -> None:

@@ -63,3 +63,30 @@ def test_pair_working_set_bench_compares_both_working_sets_on_the_same_path():
     assert nnz["features"] > 0 and abs(nnz["features"] - nnz["(class,"]) <= 2  # the same layers
     gap = float(lines[-1].rsplit(" ", 1)[1])
     assert gap < 1e-4, lines[-1]
+
+
+def test_sst2_bench_runs_on_a_slice_of_the_real_sst2(tmp_path):
+    """``bench/sst2.py`` on 1,000 of SST-2's training phrases (read from ../shared/data, as the full run
+    reads them): a model trained and saved, the pipeline run on it, the figures printed and written."""
+    from tests.conftest import require
+
+    data = ROOT.parent / "shared" / "data" / "text" / "sst2"
+    require((data / "train.tsv").is_file(), f"SST-2 in {data}")
+    out = tmp_path / "figures.json"
+    proc = bench("bench/sst2.py", "--data", str(data), "--out", str(tmp_path / "run"), "--limit", "1000", "--epochs",
+                 "2", "--lr", "3e-3", "--batch-size", "32", "--vocab", "800", "--hidden", "32", "--top", "2",
+                 "--device", "cpu", "--json", str(out))
+    record = json.loads(out.read_text())
+    assert record["train"] == 1000 and record["dev"] == 6735 and record["test"] == 872 and record["deep_features"] == 32
+    assert 0 < record["dense_accuracy"] <= 1 and 0 < record["sparse_accuracy"] <= 1
+    assert set(record["features_per_class"]) == {"negative", "positive"}
+    assert record["top_features"] and all(Path(t["card"]).stat().st_size > 10_000 for t in record["top_features"])
+    assert "dense (all features)" in proc.stdout and "paper (Wong et al. 2021, SST)" in proc.stdout
+    assert (tmp_path / "run" / "model" / "config.json").is_file()  # save_pretrained, read as model.huggingface
+
+
+def test_sst2_bench_names_missing_data(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "bench/sst2.py", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and f"SST-2 not found: {tmp_path / 'train.tsv'}" in proc.stderr

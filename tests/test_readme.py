@@ -36,6 +36,8 @@ def doc_text() -> str:
 README_SERVER = "http://mlflow:5000"
 #: the demo's monitoring recipe, which tests/test_demo.py runs verbatim where the demo ran
 DEMO_MONITOR = "sparsecheck monitor sparsecheck-demo/data/config.yaml --batch "
+#: the text demo and its monitoring recipe (docs/text.md), which tests/text/test_text_demo.py runs verbatim
+TEXT_DEMO = ("sparsecheck demo --text", "sparsecheck monitor sparsecheck-text-demo/data/config.yaml --batch ")
 #: the demo's selection recipe (choosing what to label), which tests/test_demo.py runs verbatim where the demo ran
 DEMO_SELECT = ("sparsecheck select sparsecheck-demo/data/config.yaml ",
                "sparsecheck weak-labels sparsecheck-demo/data/config.yaml ")
@@ -80,6 +82,7 @@ def test_other_readme_shell_commands_are_run_by_tests():
     tests/test_demo.py runs verbatim on the demo's batches (exactly the commands the demo prints);
     the extract recipe, which tests/test_extract.py runs verbatim in a small project (each of its
     lines, and only those); the selection recipe on the demo's pool, which tests/test_demo.py runs
+    verbatim; the text demo and its monitoring recipe, which tests/text/test_text_demo.py runs
     verbatim; and the registry workflow, which tests/test_registry_workflow.py runs verbatim against
     a real tracking server."""
     from sparsecheck.cli import _demo_monitor_hint
@@ -95,7 +98,12 @@ def test_other_readme_shell_commands_are_run_by_tests():
 
     selecting = [line for line in lines if line.startswith(DEMO_SELECT)]
     assert selecting == readme_select_commands() and len(selecting) == 2  # tests/test_demo.py runs them
-    monitor = [line for line in lines if line not in extract and line not in workflow and line not in selecting]
+    from tests.text.test_text_demo import documented_text_demo_commands
+
+    text = [line for line in lines if line.startswith(TEXT_DEMO)]
+    assert text == documented_text_demo_commands() and len(text) == 3  # tests/text/test_text_demo.py runs them
+    monitor = [line for line in lines if line not in extract and line not in workflow and line not in selecting
+               and line not in text]
     for line in monitor:
         assert line.startswith(DEMO_MONITOR), line
     printed = _demo_monitor_hint(Path("sparsecheck-demo/data/config.yaml"), None).splitlines()[1:]

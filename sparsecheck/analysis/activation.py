@@ -29,6 +29,8 @@ _CPU_INPUT_BUDGET = 1 << 24
 #: input byte (deep CNNs keep a few dozen times their input alive in inference mode)
 _GPU_MEMORY_SHARE = 0.5
 _ACTIVATION_FACTOR = 48
+#: input values counted per token of a text (an input transform with a ``max_length``)
+_TOKEN_FACTOR = 64
 
 
 # --------------------------------------------------------------------------- the regression target
@@ -184,9 +186,13 @@ class FeatureActivation:
         n = images.shape[0]
         if self.batch_size is not None:
             return min(n, int(self.batch_size))
-        spec_size = getattr(self.input_spec, "size", None)
-        pixels = int(np.prod(spec_size)) if spec_size else int(np.prod(images.shape[1:3]))
-        per_image = pixels * max(3, images.shape[-1] if images.ndim == 4 else 1)
+        max_length = getattr(self.input_spec, "max_length", None)
+        if max_length is not None:  # texts: at most max_length tokens each, a few dozen values per token
+            per_image = int(max_length) * _TOKEN_FACTOR
+        else:
+            spec_size = getattr(self.input_spec, "size", None)
+            pixels = int(np.prod(spec_size)) if spec_size else int(np.prod(images.shape[1:3]))
+            per_image = pixels * max(3, images.shape[-1] if images.ndim == 4 else 1)
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = int(_GPU_MEMORY_SHARE * free / (4 * _ACTIVATION_FACTOR))

@@ -64,6 +64,17 @@ class FeatureCard:
     #: rows of the top and bottom examples in the split (for pictures drawn later)
     top_rows: list[int] = field(default_factory=list, repr=False)
     bottom_rows: list[int] = field(default_factory=list, repr=False)
+    #: what the modality adds about the feature (:meth:`~sparsecheck.modalities.base.Modality.feature_notes`;
+    #: text: ``words``, the words and phrases of its positive and negative activations), in results.json too
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def title(self) -> str:
+        """"feature 12 — used by seven (+0.81), ..." (a card picture's title)."""
+        return card_title(self)
+
+    def info_lines(self) -> list[str]:
+        """The card's associations and sanity verdict, one line each (under a card picture)."""
+        return card_lines(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +88,7 @@ class FeatureCard:
                       **({"why": self.lime_why} if self.lime_why else {})} if self.explanations else None),
             "sanity": None if self.sanity is None else self.sanity.card(),
             "thumb": self.thumb,
+            **self.notes,
         }
 
 

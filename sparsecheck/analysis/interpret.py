@@ -282,7 +282,9 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
         ``model`` and ``dataset`` are given.
     modality : Modality, optional
         The kind of input ``dataset`` holds (:mod:`sparsecheck.modalities`: its explainer, its
-        sanity probes, how its cards are drawn); default images.
+        sanity probes, how its cards are drawn, and
+        :meth:`~sparsecheck.modalities.base.Modality.feature_notes`: text, the words of each
+        feature's activations over ``dataset``); default images.
     seed : int
         Seeds LIME, its segmenter and the sanity check.
     out_dir : path, optional
@@ -334,6 +336,10 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
             bottom_examples=ids[bottom[:, j]].tolist(), top_activations=acts[top[:, j], j].tolist(),
             bottom_activations=acts[bottom[:, j], j].tolist(), associations=top_associations(table, f, 5),
             lime_samples=int(lime_samples), top_rows=top[:, j].tolist(), bottom_rows=bottom[:, j].tolist()))
+    if modality is not None and dataset is not None and used.size:
+        z = (acts - np.asarray(layer.mean_)[used]) / np.asarray(layer.std_)[used]
+        for card, notes in zip(cards, _feature_notes(modality, dataset, z, used)):
+            card.notes.update(notes)
     summary: dict[str, Any] = {"split": split, "used_features": int(used.size), "top_k": int(top_k)}
     interpretation = Interpretation(table, cards, {}, summary, {}, fdr=float(fdr),
                                     associations_per_feature=associations_per_feature)
@@ -351,3 +357,9 @@ def interpret_features(layer: Any, features: Any, ids: Sequence[str], metadata: 
                 used.size, summary["explained_features"], summary["explained_examples"],
                 summary["sanity_checked"], time.perf_counter() - start)
     return interpretation
+
+
+def _feature_notes(modality: Any, dataset: Any, z: np.ndarray, used: np.ndarray) -> list[dict[str, Any]]:
+    """The modality's notes on each used feature, in the order of ``used`` (empty dicts without any)."""
+    notes = modality.feature_notes(dataset, z, [int(f) for f in used])
+    return [dict(notes.get(int(f), {})) for f in used]

@@ -147,6 +147,8 @@ class InterventionResult:
     cue_estimate : dict or None
         How the cue was learned from the data (:meth:`~sparsecheck.analysis.cues.CueEstimate.to_dict`,
         with ``image``: its picture, relative to the run's output directory); None for a declared cue.
+    noun : str
+        What one example is called in :meth:`describe` (``"image"``, ``"text"``: the run's modality).
     """
 
     cue: str
@@ -189,6 +191,8 @@ class InterventionResult:
     stopped_at: int
     images: int
     cue_estimate: dict[str, Any] | None = None
+    #: what one example is called in :meth:`describe` ("image", "text")
+    noun: str = "image"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready evidence for a finding (NaN becomes None)."""
@@ -199,7 +203,7 @@ class InterventionResult:
         (0.4% in the control); taking it off ... lowers recall from ... to ...: confirmed"."""
         parts = []
         if self.n_put:
-            parts.append(f"putting {self.cue} on {self.n_put:,} images of other classes turns {_pct(self.flip_rate)} "
+            parts.append(f"putting {self.cue} on {self.n_put:,} {self.noun}s of other classes turns {_pct(self.flip_rate)} "
                          f"({_pct(self.flip_ci_low, False)}–{_pct(self.flip_ci_high)}) into '{self.class_name}' "
                          f"({_pct(self.baseline_rate)} in the control) and moves its probability by "
                          f"{_points(self.prob_rise, self.prob_rise_ci_low, self.prob_rise_ci_high)}")
@@ -208,7 +212,7 @@ class InterventionResult:
                     "raises" if self.recall_after > self.recall_before else "leaves")
             change = (f"{verb} recall from {_pct(self.recall_before)} to {_pct(self.recall_after)}" if verb != "leaves"
                       else f"leaves recall at {_pct(self.recall_before)}")
-            parts.append(f"taking it off {self.n_remove:,} '{self.class_name}' images {change} "
+            parts.append(f"taking it off {self.n_remove:,} '{self.class_name}' {self.noun}s {change} "
                          f"({_p(self.remove_p_value)}) and moves its probability by "
                          f"{_points(-self.prob_fall, -self.prob_fall_ci_high, -self.prob_fall_ci_low)}")
         verdict = "confirmed" if self.confirmed else "not confirmed"
@@ -217,7 +221,7 @@ class InterventionResult:
                         f" after {self.stopped_at} of {self.looks} looks")
         elif self.confirmed:
             verdict += " at the first look"
-        return "; ".join(parts) + f": {verdict}" if parts else f"no images to intervene on: {verdict}"
+        return "; ".join(parts) + f": {verdict}" if parts else f"no {self.noun}s to intervene on: {verdict}"
 
 
 def _pct(v: float, sign: bool = True) -> str:
@@ -278,14 +282,18 @@ class CueTrial:
         At most this many images on each side.
     batch_size, seed, alpha, margin, min_fall, min_rise
         See the module docstring.
+    noun : str
+        What one example is called in the result's sentence (``"image"``; ``"text"``). ``images``
+        may be any indexable batch of examples the cues apply to (texts: an object array of ``str``).
     """
 
     def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray], images: Any, labels: np.ndarray,
                  put: Cue | Mapping[str, Any], remove: Cue | Mapping[str, Any] | None = None, *,
                  has_cue: np.ndarray | None = None, base_probs: np.ndarray | None = None, sample: int = 2000,
                  batch_size: int = 256, seed: int = 0, alpha: float = 0.05, margin: float = 0.02,
-                 min_fall: float = 0.05, min_rise: float = 0.05) -> None:
+                 min_fall: float = 0.05, min_rise: float = 0.05, noun: str = "image") -> None:
         self.predict_proba = predict_proba
+        self.noun = str(noun)
         self.images = images
         self.labels = np.asarray(labels)
         n = len(self.labels)
@@ -423,7 +431,7 @@ class CueTrial:
             lost=int(rs["lost"]), regained=int(rs["regained"]), remove_p_value=float(rs["p"]), prob_fall=rs["fall"][0],
             prob_fall_ci_low=rs["fall"][1], prob_fall_ci_high=rs["fall"][2], confirmed=bool(by), confirmed_by=by,
             margin=self.margin, min_fall=self.min_fall, min_rise=self.min_rise, alpha=self.alpha, confidence=conf,
-            looks=looks, stopped_at=stopped, images=self.images_used - used_before)
+            looks=looks, stopped_at=stopped, images=self.images_used - used_before, noun=self.noun)
         logger.info("intervention %s on class %s: %s", self.put.name, result.class_name, result.describe())
         return result
 

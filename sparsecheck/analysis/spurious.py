@@ -476,7 +476,7 @@ def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFi
                 f"{_change(d['ablation_drop_with'])} with {av} and {_change(d['ablation_drop_without'])} without")
     share_c, share_o = d.get("train_share_in_class"), d.get("train_share_others")
     if share_c is not None and share_o is not None and np.isfinite(share_c) and np.isfinite(share_o):
-        sentence += (f"; in training, {_pct(share_c)} of '{d['class_name']}' images have {av}, "
+        sentence += (f"; in training, {_pct(share_c)} of '{d['class_name']}' examples have {av}, "
                      f"{_pct(share_o)} of the others")
     if intervention is not None and getattr(intervention, "confirmed", False):
         sentence += f"; confirmed by intervention: {intervention.describe()}"

@@ -53,6 +53,7 @@ from sparsecheck.assertions.results import Outcome
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, register_assertion
 from sparsecheck.errors import DataError, ModelError
 from sparsecheck.modalities import Perturbation, call_model, get_modality, modality_names, output_tensor
+from sparsecheck.text.invariance import parse_rules
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,9 @@ class InvarianceParams(PerExampleParams):
     sample: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
     random_state: int = 0
+    #: semantically equivalent rewrite rules for ``transform: rules`` (text): ``"FROM -> TO"`` or
+    #: ``{from: ..., to: ...}``
+    rules: list[Any] | None = None
 
     @field_validator("transform")
     @classmethod
@@ -234,6 +238,9 @@ class InvarianceParams(PerExampleParams):
     @model_validator(mode="after")
     def _magnitude(self) -> "InvarianceParams":
         _invariance_transforms()[self.transform].check_magnitude(self.magnitude)
+        if (self.transform == "rules") != bool(self.rules):
+            raise ValueError("transform: rules needs 'rules' (a list of 'FROM -> TO'), and only it takes them")
+        parse_rules(self.rules)
         return self
 
 
@@ -277,6 +284,8 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
     # the clean pass is the prediction table's own (same model, same inputs); a transform that
     # follows the gradient (FGSM) needs its own forward pass for it anyway
     table_probs = data.probabilities() if data.prob_columns and not change.uses_gradient else None
+    rules = parse_rules(p.rules)
+    kept = np.ones(idx.size, dtype=bool)  # the examples the transform changed (all, unless it says)
     before_p = np.empty(idx.size)
     after_p = np.empty(idx.size)
     before = np.empty(idx.size, dtype=np.int64)
@@ -295,7 +304,9 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
                                            dim=1).cpu()
             cls0 = probs0.argmax(dim=1)
             moved = change.apply(raw, Perturbation(magnitude=p.magnitude, generator=gen, module=module,
-                                                   transform=spec, device=device, predicted=cls0))
+                                                   transform=spec, device=device, predicted=cls0, rules=rules))
+            if hasattr(change, "changed"):
+                kept[start:start + chunk.size] = change.changed(raw, moved)
             note_forward(len(chunk))
             with torch.inference_mode():
                 probs1 = torch.softmax(output_tensor(call_model(module, spec.transform(moved, device=device))).float(),
@@ -313,10 +324,17 @@ def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
     severity = np.clip(before_p - after_p, 0.0, None)
     flipped = before != after
     severity = np.where(flipped, np.maximum(severity, 1e-9), severity)
+    if not kept.all():  # only the examples the transform changed are evidence
+        logger.info("invariance %s: %d of %d %ss changed by the transform are checked", p.transform,
+                    int(kept.sum()), idx.size, modality.noun)
+        idx, severity, flipped, before, after = idx[kept], severity[kept], flipped[kept], before[kept], after[kept]
+    subject = f"{p.transform}({p.magnitude:g}): " if not rules else \
+        f"{len(rules)} rewrite rule{'s' if len(rules) != 1 else ''} ({'; '.join(f'{a} -> {b}' for a, b in rules[:3])}): "
     out = per_example_outcome(data, severity, p, failing=flipped, positions=idx, what="predictions",
-                              subject=f"{p.transform}({p.magnitude:g}): ", before=before, after=after)
+                              subject=subject, before=before, after=after)
     out.details.update({"transform": p.transform, "magnitude": p.magnitude, "n_checked": int(idx.size),
-                        "mean_probability_drop": float(severity.mean()) if idx.size else 0.0})
+                        "mean_probability_drop": float(severity.mean()) if idx.size else 0.0,
+                        **({"rules": [f"{a} -> {b}" for a, b in rules]} if rules else {})})
     return out
 
 

@@ -527,8 +527,9 @@ def _default_automatic(implied: bool, override: Mapping[str, Any] | None,
         return None
     raw: dict[str, Any] = {"name": DEFAULT_AUTOMATIC, "type": "no_spurious_findings", "class": "*",
                            "source": "automatic", "severity": "warning",
-                           "description": "no shortcut found from the pixels alone: no confirmed finding on an "
-                                          "automatic image attribute (the same rule and count as the report's)"}
+                           "description": "no shortcut found without metadata: no confirmed finding on an "
+                                          "automatic attribute of the images or texts (the same rule and count as the "
+                                          "report's)"}
     raw.update(override or {})
     return parse_assertion(raw, class_names=class_names).replace(implied=True)
 

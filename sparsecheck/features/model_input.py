@@ -33,8 +33,11 @@ ModelInput = "torch.Tensor | Mapping[str, torch.Tensor]"
 
 def call_model(module: Callable[..., Any], x: Any) -> Any:
     """Run ``module`` on model input ``x``: ``module(**x)`` for a mapping of named tensors (a
-    tokenised text batch), else ``module(x)``."""
+    tokenised text batch; its ``input_ids`` alone, positionally, when the mapping says
+    ``positional``: a text model whose ``forward`` takes no ``input_ids`` keyword), else ``module(x)``."""
     if isinstance(x, Mapping):
+        if getattr(x, "positional", False):
+            return module(x["input_ids"])
         return module(**x)
     return module(x)
 

@@ -2,7 +2,8 @@
 
 * :mod:`~sparsecheck.modalities.base`: the interface (what a kind of input must answer) and the
   protocols of what it hands out (splits, input transforms, explainers, cues, ...);
-* :mod:`~sparsecheck.modalities.image`: images, the first implementation.
+* :mod:`~sparsecheck.modalities.image`: images, the first implementation;
+* :mod:`~sparsecheck.modalities.text`: texts (``data.modality: text``).
 
 A config picks one with ``data.modality`` (default ``image``); :func:`get_modality` looks it up,
 :func:`register_modality` adds one (a test's stand-in, a plug-in).
@@ -38,10 +39,11 @@ from sparsecheck.modalities.base import (
     output_tensor,
 )
 from sparsecheck.modalities.image import ImageModality
+from sparsecheck.modalities.text import TextModality
 
 __all__ = ["Modality", "Split", "InputTransform", "RawBatch", "Explanation", "LocalExplainer", "Cue", "CueEstimate",
            "AttributeMeasurer", "InvarianceTransform", "Perturbation", "call_model", "batch_length", "output_tensor",
-           "ImageModality", "DEFAULT_MODALITY", "get_modality", "register_modality", "modality_names"]
+           "ImageModality", "TextModality", "DEFAULT_MODALITY", "get_modality", "register_modality", "modality_names"]
 
 #: the modality of a config that names none
 DEFAULT_MODALITY = "image"
@@ -90,3 +92,4 @@ def get_modality(name: str | None = None) -> Modality:
 
 
 register_modality(ImageModality())
+register_modality(TextModality())

@@ -246,7 +246,8 @@ class Perturbation:
 
     ``generator`` seeds its randomness; ``module`` and ``transform`` are the model and its input
     transform on ``device`` and ``predicted`` the model's classes on the batch, for a transform
-    that follows the model's gradient (FGSM).
+    that follows the model's gradient (FGSM). ``rules`` are an assertion's semantically equivalent
+    rewrite rules, ``(from, to)`` pairs (text's ``rules`` transform).
     """
 
     magnitude: float
@@ -255,6 +256,7 @@ class Perturbation:
     transform: InputTransform | None = None
     device: Any = "cpu"
     predicted: torch.Tensor | None = None
+    rules: tuple[tuple[str, str], ...] = ()
 
 
 @runtime_checkable
@@ -264,7 +266,9 @@ class InvarianceTransform(Protocol):
 
     ``check_magnitude`` raises ValueError (with the reason) for a magnitude the transform cannot
     use; ``apply`` returns the changed raw batch (same length). ``uses_gradient`` is True when
-    ``apply`` runs the model itself (the check then needs its own clean forward pass).
+    ``apply`` runs the model itself (the check then needs its own clean forward pass). A
+    transform that leaves some examples as they are (text: ``names`` on a text without a name)
+    may have ``changed(raw, moved) -> bool array``: only the changed examples are then checked.
     """
 
     name: str
@@ -286,10 +290,14 @@ class Modality(abc.ABC):
         The ``data.modality`` value that selects it (``"image"``, ``"text"``).
     noun : str
         What one example is called in messages and the report (``"image"``, ``"text"``).
+    found_from : str
+        Where findings without metadata come from, in the report (``"the pixels"``, ``"the text"``).
     """
 
     name: ClassVar[str]
     noun: ClassVar[str]
+    #: where findings without metadata come from, in the report ("found from the pixels")
+    found_from: ClassVar[str] = "the examples"
 
     # -- 1. load and decode a split ----------------------------------------------------------
     @abc.abstractmethod
@@ -357,6 +365,13 @@ class Modality(abc.ABC):
         (``analysis.lime_convergence``) it may stop earlier, once its weights stop changing (an
         explainer without an adaptive sample size ignores it). Each explanation's ``num_samples``
         says how many it drew."""
+
+    def feature_notes(self, split: Split, activations: np.ndarray, features: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What a feature card adds about each feature, from its standardised ``activations``
+        (``(n, len(features))``, the split's rows in order): ``{feature: {key: JSON-ready value}}``,
+        merged into the card and its results.json entry (text: ``words``, the words and phrases of
+        the feature's positive and negative activations). Default: nothing."""
+        return {}
 
     def sanity_probes(self, raw: RawBatch) -> RawBatch:
         """Varied examples made from ``raw`` on which the sanity check tells "randomising this layer

@@ -42,7 +42,7 @@ from sparsecheck.analysis.cues.picture import render_cue
 from sparsecheck.analysis.cards import CARD_THUMB, render_card
 from sparsecheck.analysis.lime_features import LimeFeatureExplainer, Segmenter
 from sparsecheck.data import SKIPPED_EXAMPLES, ImageDataset, InputSpec, load_dataset
-from sparsecheck.errors import DataError
+from sparsecheck.errors import ConfigError, DataError
 from sparsecheck.modalities.base import (
     AttributeMeasurer,
     Cue,
@@ -149,6 +149,7 @@ class ImageModality(Modality):
 
     name = "image"
     noun = "image"
+    found_from = "the pixels"
 
     # -- 1. splits
     def load_split(self, source: Any, *, name: str, config: "Config | None" = None,
@@ -185,6 +186,9 @@ class ImageModality(Modality):
 
     # -- 2. the model's input
     def input_transform(self, config: "Config", model: Any = None) -> InputSpec:
+        if getattr(model, "tokenizer", None) is not None:
+            raise ConfigError(f"{model.source} is a text model (it comes with a tokenizer): set data.modality: text",
+                              key="data.modality", value=config.data.modality)
         return config.model.input_spec(model)
 
     # -- 3. rendering

@@ -109,6 +109,11 @@ class RunContext:
     #: what was written on the registered model version after the run (tracking.registry.Verdict)
     verdict: Any = None
 
+    def __post_init__(self) -> None:
+        if self.modality is None:
+            data = getattr(self.config, "data", None)
+            self.modality = get_modality(getattr(data, "modality", None))
+
     def skip(self, what: str, reason: str) -> None:
         """Record that an optional part of the run could not run here, and why; the run goes on.
 

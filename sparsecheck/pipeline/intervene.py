@@ -4,11 +4,12 @@
 its association and ablation tests, whether the model really relies on the value. The
 :class:`Intervener` answers with an :class:`~sparsecheck.analysis.interventions.InterventionResult`:
 
-* the cue is the config's ``data.interventions`` entry for the attribute when there is one, else
-  it is **estimated from the test examples** by the run's modality
-  (:meth:`~sparsecheck.modalities.base.Modality.estimate_cue`; images:
-  :func:`~sparsecheck.analysis.cues.estimate_cue`): how the examples with the value differ from
-  the others of their class;
+* the cue is the config's ``data.interventions`` entry for the attribute when there is one (parsed
+  by the run's modality), else it is **estimated from the test examples** by the modality
+  (:meth:`~sparsecheck.modalities.base.Modality.estimate_cue`; images: a region, a colour or a
+  texture, :func:`~sparsecheck.analysis.cues.estimate_cue`; texts: a carrier word to insert or
+  delete, :func:`~sparsecheck.text.cues.estimate_text_cue`): how the examples with the value
+  differ from the others of their class;
 * one :class:`~sparsecheck.analysis.interventions.CueTrial` per (attribute, value), shared by
   every class asked about it, tested sequentially; the model's probabilities on the unchanged
   images are those of the feature extraction, so they cost no forward pass;
@@ -40,7 +41,7 @@ CUE_DIR = "cues"
 
 
 class _LazyImages:
-    """The test images, read batch by batch (``images[rows]``)."""
+    """The test split's examples, read batch by batch (``images[rows]``: images or texts)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -113,7 +114,8 @@ class Intervener:
         else:
             estimate = ctx.modality.estimate_cue(self.images, has, self.labels, seed=int(ctx.config.seed))
             if estimate is None:
-                logger.info("interventions: no cue could be learned for %s=%s from the images", attribute, value)
+                logger.info("interventions: no cue could be learned for %s=%s from the %ss", attribute, value,
+                            ctx.modality.noun)
                 return None
             cues = [(e.put, e.remove, e) for e in (estimate, *estimate.alternates)]
         # each cue tried is a test: the level is shared among them (Bonferroni)
@@ -121,7 +123,7 @@ class Intervener:
         return [(CueTrial(self.predict_proba, self.images, self.labels, put, remove, has_cue=has,
                           base_probs=self.base_probs, sample=acfg.intervention_samples,
                           batch_size=max(1, int(ctx.config.features.batch_size)), seed=int(ctx.config.seed),
-                          alpha=alpha), est) for put, remove, est in cues]
+                          alpha=alpha, noun=ctx.modality.noun), est) for put, remove, est in cues]
 
     def __call__(self, class_label: Any, attribute: str, value: str) -> InterventionResult | None:
         """Test the value's cue for the class (its alternates too, until one is confirmed)."""

@@ -57,6 +57,7 @@ def load_inputs(cfg: Any) -> Inputs:
     ConfigError, DataError, ModelError
         naming the key or file (and the shapes) that do not fit.
     """
+    modality = get_modality(cfg.data.modality)
     class_names = cfg.data.class_names
     paths = {s: getattr(cfg.data, s) for s in ("train", "val", "test") if getattr(cfg.data, s) is not None}
     precomputed: dict[str, PrecomputedFeatures] = {}
@@ -69,8 +70,9 @@ def load_inputs(cfg: Any) -> Inputs:
     # the model first: it may say how examples become its input (a torchvision preset, a tokenizer)
     needs_model = len(precomputed) < len(paths)
     model = cfg.model.load(tracking_uri=cfg.mlflow.tracking_uri) if needs_model or cfg.model.sources_given else None
-    modality = get_modality(cfg.data.modality)
     spec = modality.input_transform(cfg, model)
+    if class_names is None and getattr(model, "class_names", None):
+        class_names = list(model.class_names)  # a text model's id2label
     datasets: dict[str, Split] = {}
     for split, path in paths.items():
         if split in precomputed:
@@ -96,8 +98,9 @@ def load_inputs(cfg: Any) -> Inputs:
             class_names = [*class_names, *(str(i) for i in range(len(class_names), n_classes))]
     elif n_classes > len(class_names):
         worst = max(labelled, key=lambda d: int(d.labels.max()))  # type: ignore[union-attr]
+        key = "data.class_names" if cfg.data.class_names is not None else "model"
         raise ConfigError(f"{len(class_names)} names but labels go up to {n_classes - 1} (in {worst.source}, "
-                          f"{len(worst)} examples)", key="data.class_names")
+                          f"{len(worst)} examples)", key=key)
     return Inputs(model, spec, datasets, precomputed, list(class_names), modality)
 
 
@@ -142,6 +145,7 @@ def load_stage(ctx: RunContext) -> None:
     ctx.precomputed = inputs.precomputed
     ctx.input_spec = inputs.input_spec
     ctx.modality = inputs.modality
+    ctx.results["modality"] = inputs.modality.name
     if ctx.model is not None:
         ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
                                 "fingerprint": ctx.model.fingerprint()}
@@ -153,6 +157,14 @@ def load_stage(ctx: RunContext) -> None:
                                 "fingerprint": stored.get("model_fingerprint")}
     ctx.results["data"] = {s: {"source": d.source, "n": len(d), **inputs.modality.describe_split(d, cfg),
                                "digest": d.digest()} for s, d in inputs.datasets.items()}
+    truncated = getattr(inputs.input_spec, "truncated", None)  # a text model's tokens beyond its maximum length
+    if truncated is not None:
+        for s, d in inputs.datasets.items():
+            n = truncated(d.batch(slice(None)))
+            ctx.results["data"][s]["truncated"] = {"count": int(n), "max_length": int(inputs.input_spec.max_length)}
+            if n:
+                logger.warning("data.%s: %d of %d texts are longer than the model's %d tokens and are truncated", s, n,
+                               len(d), inputs.input_spec.max_length)
     for s, p in inputs.precomputed.items():
         ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
                                   "digest": p.digest()}

@@ -199,20 +199,21 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
         words.append(f"The cue, as given in data.interventions: {iv.get('cue')}.")
     elif cue is not None:
         explained = finite_number(cue.get("explained"))
-        words.append(f"The cue, learned from the images: {cue.get('description')}"
-                     + (f" (it reproduces {_pct(explained)} of how the images with {av} differ from the other "
-                        f"images of their class)" if explained is not None else "") + ".")
+        noun = str((iv or {}).get("noun") or "image")
+        words.append(f"The cue, learned from the {noun}s: {cue.get('description')}"
+                     + (f" (it reproduces {_pct(explained)} of how the {noun}s with {av} differ from the other "
+                        f"{noun}s of their class)" if explained is not None else "") + ".")
     if iv is not None and (iv.get("n_put") or iv.get("n_remove")):
         control = "in the control" if iv.get("control") else "without the cue"
         parts = []
         if iv.get("n_put"):
-            parts.append(f"with the cue put on {iv['n_put']:,} images of other classes, the model takes "
+            parts.append(f"with the cue put on {iv['n_put']:,} {iv.get('noun') or 'image'}s of other classes, the model takes "
                          f"{_pct(iv.get('flip_rate'))} of them for {cls} ({_pct(iv.get('flip_ci_low'))}–"
                          f"{_pct(iv.get('flip_ci_high'))}; {_pct(iv.get('baseline_rate'))} {control})")
         if iv.get("n_remove"):
             before, after = finite_number(iv.get("recall_before")), finite_number(iv.get("recall_after"))
             verb = "lowers" if (before or 0) > (after or 0) else "raises" if (before or 0) < (after or 0) else "leaves"
-            parts.append(f"taking it off {iv['n_remove']:,} {cls} images {verb} their recall "
+            parts.append(f"taking it off {iv['n_remove']:,} {cls} {iv.get('noun') or 'image'}s {verb} their recall "
                          + (f"from {_pct(before)} to {_pct(after)}" if verb != "leaves" else f"at {_pct(before)}"))
         text = "Intervention: " + "; ".join(parts)
         text += " — confirmed." if iv.get("confirmed") else " — not confirmed."

@@ -42,7 +42,8 @@ import jinja2
 from sparsecheck.outputs import atomic_write
 from sparsecheck._version import __version__
 from sparsecheck.defaults import ANALYSIS
-from sparsecheck.errors import ParameterError
+from sparsecheck.errors import ConfigError, ParameterError
+from sparsecheck.modalities import get_modality
 from sparsecheck.reports import format as fmt
 from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,
                                           fmt_weight)
@@ -212,13 +213,15 @@ def _card(raw: Mapping[str, Any], out_dir: Path | None, with_images: bool, fdr: 
             else:
                 card["lime_items"].append((key, value))
     card["has_lime"] = lime is not None
+    card["words"] = raw.get("words") if isinstance(raw.get("words"), Mapping) else None
     card["weight"] = sum(abs(_finite(c.get("weight")) or 0.0) for c in card["classes"])
     return card
 
 
-def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_dir: Path | None) -> dict[str, Any]:
+def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_dir: Path | None, *,
+             noun: str = "image") -> dict[str, Any]:
     """A spurious finding with its evidence in words and chart rows, its feature's card and the
-    picture of its cue (when the cue was learned from the images)."""
+    picture of its cue (when the cue was learned from the examples)."""
     finding = dict(raw)
     finding.update(finding_evidence(raw))
     feature = _finite(raw.get("feature"))
@@ -228,7 +231,7 @@ def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_di
     finding["headline"] = (f"Class {raw.get('class')} relies on feature {raw.get('feature')}"
                            + (f" (weight {weight:.2f})" if weight is not None else "")
                            + f", which fires on {raw.get('attribute')} = {raw.get('value')}"
-                           + (" (an automatic image attribute; confirmed by intervention)" if raw.get("automatic")
+                           + (f" (an automatic {noun} attribute; confirmed by intervention)" if raw.get("automatic")
                               else ""))
     finding["kind"] = "automatic" if raw.get("automatic") else "declared"
     iv = evidence.get("intervention") if isinstance(evidence.get("intervention"), Mapping) else {}
@@ -301,7 +304,7 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
     rest = [_card(c, out_dir, False, fdr) for c in sorted(cards_raw, key=lambda c: -weight[int(c["feature"])])
             if int(c["feature"]) not in full]
     # declared attributes' findings first, then those found from the pixels (automatic attributes)
-    findings = [_finding(f, full, out_dir) for f in
+    findings = [_finding(f, full, out_dir, noun=_modality_words(results.get("modality"))["noun"]) for f in
                 _rows(results.get("spurious_findings")) + _rows(results.get("automatic_findings"))]
     failing_view = [_failing(a, full, findings) for a in failing + warnings_]
     uncarded = [f for f in featured if f not in by_id]
@@ -377,7 +380,17 @@ def _view(results: Mapping[str, Any], out_dir: Path | None, path_png: bytes | No
         "mlflow": mlflow,
         "max_rows": max_rows,
         "fdr": fdr,
+        **_modality_words(results.get("modality")),
     }
+
+
+def _modality_words(name: Any) -> dict[str, str]:
+    """How the report speaks of the run's examples (results.json's ``modality``; images before it was recorded)."""
+    try:
+        modality = get_modality(str(name) if name else None)
+    except ConfigError:  # a run of a modality this install does not know
+        return {"noun": "example", "found_from": "the examples"}
+    return {"noun": modality.noun, "found_from": modality.found_from}
 
 
 def _explain_view(interpretation: Any) -> dict[str, Any] | None:

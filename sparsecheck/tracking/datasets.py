@@ -8,9 +8,10 @@ Each split (and a monitoring batch) becomes an MLflow dataset with
 * **digest**: :meth:`sparsecheck.data.ImageDataset.digest`, the content hash that the feature
   cache key is built from (ids, labels, pixels or files), so two runs over the same data get the
   same digest whatever their model's input size;
-* **schema**: the images served (uint8 ``N×H×W×C``) and labels (int64), as tensor specs;
+* **schema**: the images served (uint8 ``N×H×W×C``) and labels (int64), as tensor specs; for
+  texts, a ``text`` string column and the labels;
 * **profile**: ``num_examples``, ``num_classes``, ``class_counts`` (class name → examples),
-  ``split`` and ``image_shape``;
+  ``split`` and ``image_shape`` (texts: ``modality`` and ``words``, their mean and longest length);
 
 and the input tag ``mlflow.data.context`` (:data:`CONTEXTS`: ``training``, ``validation``,
 ``testing``, ``monitoring``). Nothing is loaded to log a dataset: the digest and label counts
@@ -63,11 +64,12 @@ class SplitDataset(Dataset):
     """
 
     def __init__(self, source: DatasetSource, name: str, digest: str, profile: dict[str, Any],
-                 image_shape: tuple[int, ...], labelled: bool, *, features: bool = False) -> None:
+                 image_shape: tuple[int, ...], labelled: bool, *, features: bool = False, text: bool = False) -> None:
         self._profile = profile
         self._image_shape = tuple(int(v) for v in image_shape)
         self._labelled = labelled
         self._features = features
+        self._text = text
         super().__init__(source=source, name=name, digest=digest)
 
     def _compute_digest(self) -> str:  # pragma: no cover - the digest is always given
@@ -82,6 +84,11 @@ class SplitDataset(Dataset):
         from mlflow.data.schema import TensorDatasetSchema
         from mlflow.types.schema import Schema, TensorSpec
 
+        if self._text:  # one string per example
+            from mlflow.types.schema import ColSpec
+
+            labels = Schema([ColSpec("long", "y")]) if self._labelled else None
+            return TensorDatasetSchema(features=Schema([ColSpec("string", "text")]), targets=labels)
         images = Schema([TensorSpec(np.dtype("float32"), (-1, *self._image_shape), "features")] if self._features
                         else [TensorSpec(np.dtype("uint8"), (-1, *self._image_shape), "x")])
         labels = Schema([TensorSpec(np.dtype("int64"), (-1,), "y")]) if self._labelled else None
@@ -113,17 +120,23 @@ def split_dataset(ds: "ImageDataset | PrecomputedFeatures", split: str, class_na
     counts = ds.class_counts()
     names = list(class_names or [])
     by_name = {(names[k] if 0 <= k < len(names) else str(k)): n for k, n in counts.items()}
-    features = not hasattr(ds, "image_shape")
-    shape = (int(ds.dim),) if features else tuple(int(v) for v in ds.image_shape)  # type: ignore[union-attr]
-    profile: dict[str, Any] = {"num_examples": len(ds), "split": split,
-                               **({"dim": shape[0]} if features else {"image_shape": list(shape)})}
+    text = getattr(ds, "modality", None) == "text"
+    features = not text and not hasattr(ds, "image_shape")
+    if text:
+        shape: tuple[int, ...] = ()
+        described = ds.describe()  # type: ignore[union-attr]
+        extra: dict[str, Any] = {"modality": "text", "words": described["words"]}
+    else:
+        shape = (int(ds.dim),) if features else tuple(int(v) for v in ds.image_shape)  # type: ignore[union-attr]
+        extra = {"dim": shape[0]} if features else {"image_shape": list(shape)}
+    profile: dict[str, Any] = {"num_examples": len(ds), "split": split, **extra}
     if ds.labels is not None:
         profile.update({"num_classes": len(counts), "class_counts": by_name})
     source = str(ds.source)
     path = Path(source)
     name = (path.stem or path.name) if source and not source.startswith("<") else (ds.name or split)
     return SplitDataset(_source(source, split), name=name, digest=ds.digest(), profile=profile,
-                        image_shape=shape, labelled=ds.labels is not None, features=features)
+                        image_shape=shape, labelled=ds.labels is not None, features=features, text=text)
 
 
 def dataset_inputs(datasets: Mapping[str, "ImageDataset | PrecomputedFeatures"], class_names: list[str] | None = None

@@ -28,6 +28,7 @@ import contextlib
 import io
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,15 +126,19 @@ def log_sparse_models(ctx: "RunContext", run: "MlflowRun") -> dict[str, Any] | N
                 "used_features": [int(f) for f in layer.used_features()]}
     out: dict[str, Any] = {"classifier": None, "head": None, "registered": None}
     classifier_example = None
+    why_not = f"the run has no model or test {ctx.modality.noun}s to build it from"
     dataset = ctx.datasets.get("test")
     if dataset is not None and ctx.model is not None and ctx.input_spec is not None:
-        images = dataset.batch(_rows(len(dataset)))
-        classifier_example = ctx.input_spec.transform(images, device="cpu").numpy()
+        example = ctx.input_spec.transform(dataset.batch(_rows(len(dataset))), device="cpu")
+        if isinstance(example, Mapping):  # named token tensors: the pytorch flavour's example is one array
+            why_not = (f"a {ctx.modality.noun} model takes named tensors ({', '.join(example)}), which the "
+                       f"mlflow.pytorch flavour cannot take as its input example; the sparse head is logged alone")
+        else:
+            classifier_example = example.numpy()
     head_example = np.ascontiguousarray(np.asarray(view.features)[_rows(len(view))], dtype=np.float32)
     with _quiet():
         if classifier_example is None:
-            ctx.skip("sparse classifier model (body + sparse head) in MLflow",
-                     "the run has no model or test images to build it from")
+            ctx.skip("sparse classifier model (body + sparse head) in MLflow", why_not)
         else:
             model = ctx.model
             device = next((p.device for p in model.module.parameters()), torch.device("cpu"))

@@ -256,7 +256,8 @@ def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
             and float(f.get("score") or 0.0) >= p.min_score]
     hits.sort(key=lambda f: -float(f.get("score") or 0.0))
     scope = (f"class {wanted}" if wanted else "any class") + (f" on {', '.join(p.attribute)}" if p.attribute else "")
-    kind = "shortcut found from the pixels" if p.source == "automatic" else "spurious finding"
+    found_from = getattr(data.modality, "found_from", "the pixels")
+    kind = f"shortcut found from {found_from}" if p.source == "automatic" else "spurious finding"
     if hits:
         msg = f"{len(hits)} {kind}{'s' if len(hits) > 1 else ''} for {scope}: " + _list(
             [f"{f.get('class')} <- feature {f.get('feature')} on {f.get('attribute')}={f.get('value')} (score "

@@ -1,0 +1,167 @@
+"""Small text classifiers trained on the spot: a WordPiece vocabulary and a BERT of a few layers.
+
+No weights or vocabularies are downloaded: :func:`train_wordpiece` learns a vocabulary from the
+corpus with the ``tokenizers`` library, :func:`small_bert` builds a randomly initialised
+``BertForSequenceClassification`` from a config, and :func:`train_classifier` fits it with AdamW.
+The text demo, ``bench/sst2.py`` and the tests use them; the result is saved with
+``save_pretrained`` (model and tokenizer), so it is read back through ``model.huggingface``.
+
+Examples
+--------
+>>> tok = train_wordpiece(["a fine film", "a dull film"] * 3, vocab_size=60)
+>>> tok.tokenize("A DULL film?"), tok.pad_token
+(['a', 'dull', 'film', '[UNK]'], '[PAD]')
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from sparsecheck._runtime import progress
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train_wordpiece", "small_bert", "train_classifier", "TrainReport", "predict_logits"]
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4000, min_frequency: int = 2,
+                    lowercase: bool = True) -> Any:
+    """A BERT-style WordPiece tokenizer (``BertTokenizerFast``) learned on ``texts``.
+
+    Whitespace and punctuation pre-tokenisation, optional lower-casing, ``[CLS] ... [SEP]``
+    around each text.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, handle_chinese_chars=True,
+                                                strip_accents=None)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
+                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator((str(t) for t in texts), trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok.decoder = decoders.WordPiece()
+    return BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", pad_token="[PAD]",
+                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+
+
+def small_bert(tokenizer: Any, class_names: Sequence[str], *, layers: int = 2, hidden: int = 128, heads: int = 2,
+               intermediate: int = 256, max_length: int = 128, seed: int = 0) -> Any:
+    """A randomly initialised ``BertForSequenceClassification`` of ``layers`` layers over
+    ``tokenizer``'s vocabulary, with ``class_names`` as its ``id2label``."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=int(hidden), num_hidden_layers=int(layers),
+                        num_attention_heads=int(heads), intermediate_size=int(intermediate),
+                        max_position_embeddings=int(max_length), pad_token_id=tokenizer.pad_token_id,
+                        num_labels=len(class_names), id2label=dict(enumerate(map(str, class_names))),
+                        label2id={str(c): i for i, c in enumerate(class_names)})
+    torch.manual_seed(int(seed))
+    return BertForSequenceClassification(config)
+
+
+@dataclass
+class TrainReport:
+    """How training went: epochs, steps, seconds, the last epoch's mean loss, and the validation
+    accuracy after each epoch (when a validation set was given)."""
+
+    epochs: int
+    steps: int
+    seconds: float
+    loss: float
+    val_accuracy: list[float]
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _device_of(module: Any) -> torch.device:
+    """Where ``module``'s parameters are (the batches go there)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def predict_logits(module: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
+                   batch_size: int = 256) -> np.ndarray:
+    """The model's logits on ``texts`` (eval mode, no gradients)."""
+    module.eval()
+    device = _device_of(module)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(list(texts[i:i + batch_size]), padding="longest", truncation=True, max_length=max_length,
+                            return_tensors="pt").to(device)
+            logits = module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            out.append(logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def train_classifier(module: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *,
+                     epochs: int = 3, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01,
+                     max_length: int = 128, seed: int = 0, val: tuple[Sequence[str], Sequence[int]] | None = None,
+                     time_budget_s: float | None = None, desc: str = "training") -> TrainReport:
+    """Fit ``module`` (a sequence classifier taking ``input_ids`` and ``attention_mask``) on the
+    texts with AdamW, a linear warm-up over the first 10% of the steps and a linear decay.
+
+    Batches are drawn from ``numpy.random.default_rng(seed)``. With ``time_budget_s`` training
+    stops after the first step that passes it (logged). Batches go to the device of the module's
+    parameters. Leaves the module in eval mode.
+    """
+    texts = [str(t) for t in texts]
+    device = _device_of(module)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).to(device)
+    rng = np.random.default_rng(int(seed))
+    torch.manual_seed(int(seed))
+    steps_per_epoch = math.ceil(len(texts) / batch_size)
+    total = max(1, steps_per_epoch * int(epochs))
+    warm = max(1, total // 10)
+    opt = torch.optim.AdamW(module.parameters(), lr=float(lr), weight_decay=float(weight_decay))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    start = time.perf_counter()
+    step, losses, accs = 0, [], []
+    stop = False
+    with progress(total=total, desc=desc, unit="step") as bar:
+        for epoch in range(int(epochs)):
+            module.train()
+            losses = []
+            for rows in _batches(len(texts), batch_size, rng):
+                enc = tokenizer([texts[i] for i in rows], padding="longest", truncation=True, max_length=max_length,
+                                return_tensors="pt").to(device)
+                out = module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=y[rows])
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                losses.append(float(out.loss.detach()))
+                step += 1
+                bar.update(1)
+                if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+                    logger.info("%s: stopped after %d steps, the time budget of %.0f s", desc, step, time_budget_s)
+                    stop = True
+                    break
+            if val is not None:
+                logits = predict_logits(module, tokenizer, list(val[0]), max_length=max_length)
+                accs.append(float(np.mean(logits.argmax(1) == np.asarray(val[1]))))
+                logger.info("%s: epoch %d, loss %.3f, validation accuracy %.3f", desc, epoch + 1,
+                            float(np.mean(losses)), accs[-1])
+            if stop:
+                break
+    module.eval()
+    return TrainReport(epoch + 1, step, round(time.perf_counter() - start, 2),
+                       float(np.mean(losses)) if losses else float("nan"), accs)
