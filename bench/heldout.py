@@ -66,7 +66,10 @@ class _Counter:
     def __init__(self) -> None:
         self.stage = "?"
         self.counts: dict[str, int] = defaultdict(int)
-        from sparsecheck.sparse import features as feats
+        try:
+            from sparsecheck.features import taps as feats
+        except ImportError:  # an older checkout: extraction lived in sparsecheck/sparse/features.py
+            from sparsecheck.sparse import features as feats  # type: ignore[no-redef]
 
         self._cls = feats.FeatureExtractor
         self._orig = self._cls.__call__

@@ -90,3 +90,26 @@ def test_sst2_bench_names_missing_data(tmp_path):
     proc = subprocess.run([sys.executable, "bench/sst2.py", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and f"SST-2 not found: {tmp_path / 'train.tsv'}" in proc.stderr
+
+
+def test_heldout_counts_the_forward_passes_of_the_extractor_the_stages_use():
+    """``bench/heldout.py --count-forward`` patches the FeatureExtractor the interventions and LIME
+    run through; a move of that class must not leave the counter counting nothing."""
+    import importlib.util
+
+    import torch
+
+    from sparsecheck.features.taps import FeatureExtractor
+    from tests.helpers import make_tiny_net
+
+    spec = importlib.util.spec_from_file_location("heldout_bench", Path(__file__).resolve().parents[1] / "bench" / "heldout.py")
+    heldout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heldout)
+    counter = heldout._Counter()
+    try:
+        counter.stage = "spurious"
+        with FeatureExtractor(make_tiny_net(), device="cpu") as extractor:
+            extractor(torch.zeros(5, 1, 8, 8))
+        assert counter.counts == {"spurious": 5}
+    finally:
+        counter._cls.__call__ = counter._orig
