@@ -44,8 +44,8 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {f'[{rank}] ' if rank else ''}%(message)s",
                                            "%H:%M:%S"))
     root.setLevel(level)
-    # one line per record: MLflow (and anything calling logging.basicConfig) puts a handler on the
-    # root logger, which would print every line again if ours propagated to it
+    # one line per record: MLflow (and anything else that configures the root logger) puts a
+    # handler on the root logger, which would print every line again if ours propagated to it
     root.propagate = False
     if not verbose:
         # MLflow draws a progress bar for every artifact download; the CLI keeps stderr to our lines
