@@ -14,16 +14,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from sparsecheck._version import __version__
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import Interrupted, SparsecheckError
+from sparsecheck.cli_options import (
+    EXIT_CODES_HELP,
+    Device,
+    DeviceOpt,
+    FailOn,
+    FailOnOpt,
+    ForceOpt,
+    ModelOpt,
+    QuietOpt,
+    TrackingOpt,
+    TrustPickleOpt,
+    VerboseOpt,
+    _Command,
+    _Group,
+)
 from sparsecheck.logs import setup_logging
 from sparsecheck.cli_process import (
     INTERNAL_ERROR,
@@ -34,36 +47,6 @@ from sparsecheck.cli_process import (
     _write_traceback,
     interrupt_line,
 )
-
-EXIT_CODES_HELP = """Exit codes:
-0 all error-severity assertions pass;
-1 an assertion failed, a regression was found or a monitoring alert fired;
-2 bad input or usage (the offending key, file or value is named on stderr);
-3 the run could not finish for a reason that is not the user's input (an internal error, whose traceback file is named; an unreachable or refusing tracking server)."""
-
-
-class _FlagHelp:
-    """Rich help without a value type for flags and counters.
-
-    Typer 0.29's Rich help panel prints every option's type, so ``--force``, ``-v`` and ``--help``
-    read ``--force <bool>`` and ``-v <int>`` though they take no value (its plain help leaves the
-    type out). An empty metavar is what that panel prints instead; parsing never uses it.
-    """
-
-    def format_help(self, ctx, formatter) -> None:
-        for param in self.get_params(ctx):  # type: ignore[attr-defined]
-            if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
-                param.metavar = ""
-        super().format_help(ctx, formatter)  # type: ignore[misc]
-
-
-class _Command(_FlagHelp, TyperCommand):
-    pass
-
-
-class _Group(_FlagHelp, TyperGroup):
-    pass
-
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Debug PyTorch classifiers through a sparse decision layer.", epilog=EXIT_CODES_HELP)
@@ -87,32 +70,6 @@ def _main_options(
                                  help="Print the version and exit."),
 ) -> None:
     """Debug PyTorch classifiers through a sparse decision layer."""
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class FailOn(str, Enum):
-    error = "error"
-    warning = "warning"
-
-
-VerboseOpt = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v: debug).")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")
-DeviceOpt = typer.Option(Device.auto, "--device", help="Where to run the model and solvers.")
-TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
-                           "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).")
-FailOnOpt = typer.Option(FailOn.error, "--fail-on", help="Lowest assertion severity that fails the run.")
-ForceOpt = typer.Option(False, "--force", help="Write into a non-empty --out not created by sparsecheck.")
-TrustPickleOpt = typer.Option(False, "--trust-pickle", help="Load a .pt2 or TorchScript model file (or an MLflow pt2 "
-                              "model) whose archive holds pickles, which loading runs as code; refused without it. "
-                              "Same as model.trust_pickle: true. Only for files you trust.")
-ModelOpt = typer.Option(None, "--model", metavar="URI", help="An MLflow model instead of the config's model source: "
-                        "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or models:/m-ID (mlflow.pytorch "
-                        "flavour, loaded from the tracking server: only load models from your own server).")
 
 
 def _one_process(command: str) -> None:
