@@ -5,8 +5,8 @@ rule that turns it into a verdict.
 JUnit, MLflow params/metrics/tags, ``compare`` and ``monitor``. Its JSON Schema ships with the
 package (``sparsecheck/schema/results.schema.json``, regenerated from these models by
 ``python -m sparsecheck.results``); ``schema_version`` says which contract a file follows, and
-:meth:`RunResults.from_json` reads this version and the previous, unversioned one, or refuses a
-file with a message that says why.
+:meth:`RunResults.from_json` reads this version, the older 1.x ones and the unversioned one, or
+refuses a file with a message that says why.
 
 Tables that grow with the features × the metadata values are files next to ``results.json`` that
 it points to: the whole feature × metadata-value association table is ``feature_attributes.parquet``
@@ -30,7 +30,7 @@ Examples
 ['recall']
 >>> r = RunResults.from_dict({"status": "pass", "assertions": checks})
 >>> r.status, r.schema_version, r.gate("warning"), r.assertions[1].severity
-('pass', '1.2', 'fail', 'warning')
+('pass', '1.3', 'fail', 'warning')
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparsecheck.analysis.association import ASSOCIATION_COLUMNS
 from sparsecheck.errors import DataError
-from sparsecheck.outputs import write_json_atomic
+from sparsecheck.outputs import jsonable, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -56,14 +56,18 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
            "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
            "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord",
-           "DenseSummary", "ClassOrderRecord"]
+           "DenseSummary", "ClassOrderRecord", "ModelRecord", "FeatureExtractionRecord", "AttributeAccuracyRecord",
+           "FeatureCardRecord", "FeatureSanityRecord", "InterpretationSummary", "SliceSearchSummary",
+           "ErrorBreakdowns", "ErrorClusterRecord", "AutoAttributesSummary", "SpuriousAnalysisSummary",
+           "DenseHeadRecord"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread.
 #: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
 #: artifact ``feature_attributes_table`` points to. 1.2: one spurious finding per shortcut (``features``,
 #: ``other_sides``, ``also_seen_as``, ``automatic``), ``forward_passes`` per stage, ``mlflow.status``
-#: (the MLflow run's final status)
-SCHEMA_VERSION = "1.2"
+#: (the MLflow run's final status). 1.3: every section is typed (``model``, ``data``, ``features``,
+#: ``timings``, ``feature_cards``, ...); the content of a file is that of 1.2
+SCHEMA_VERSION = "1.3"
 #: the whole association table, next to results.json (and among the MLflow run's artifacts)
 FEATURE_ATTRIBUTES_FILE = "feature_attributes.parquet"
 #: the JSON Schema of results.json, shipped with the package
@@ -104,9 +108,19 @@ def gate_status(assertions: Iterable[Any] | None, fail_on: FailOn = "error") -> 
 
 # --------------------------------------------------------------------------- the typed contract
 class _Record(BaseModel):
-    """A results.json record: the contract's fields are typed; more fields are allowed (kept)."""
+    """A results.json record: the contract's fields are typed; more fields are allowed (kept).
+
+    What a stage hands in may hold numpy values, tuples and paths: they are made JSON-ready
+    first (:func:`sparsecheck.outputs.jsonable`; a non-finite float becomes None), as results.json
+    holds them.
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_ready(cls, data: Any) -> Any:
+        return jsonable(data) if isinstance(data, Mapping) else data
 
 
 class AssertionRecord(_Record):
@@ -147,6 +161,8 @@ class DenseSummary(_Record):
     """The model's own head: accuracy per split (``<split>_accuracy``), the test split's chance
     rate (share of its most frequent class) and, when found, a class-order mix-up."""
 
+    train_accuracy: float | None = None
+    val_accuracy: float | None = None
     test_accuracy: float | None = None
     test_chance_rate: float | None = None
     class_order: ClassOrderRecord | None = None
@@ -157,8 +173,18 @@ class SparseLayerSummary(_Record):
 
     dense_accuracy: float | None = None
     sparse_accuracy: float | None = None
+    #: share of the test examples on which the sparse layer predicts what the model's head predicts
+    agreement: float | None = None
     features_per_class: dict[str, list[FeatureWeight]] = Field(default_factory=dict)
     path: list[PathPoint] = Field(default_factory=list)
+    sparsity: float | None = None
+    mean_features_per_class: float | None = None
+    max_features_per_class: int | None = None
+    n_used_features: int | None = None
+    selected_lambda: float | None = None
+    selected_index: int | None = None
+    val_accuracy: float | None = None
+    solver: str | None = None
 
 
 class FeatureAttributeRecord(_Record):
@@ -250,6 +276,9 @@ class DataSplitRecord(_Record):
     source: str | None = None
     n: int | None = None
     digest: str | None = None
+    #: ``precomputed features`` for a split that names features instead of examples (then ``dim``)
+    kind: str | None = None
+    dim: int | None = None
 
 
 class LoggedModelRecord(_Record):
@@ -295,35 +324,212 @@ class SkippedRecord(_Record):
     reason: str
 
 
+class ModelRecord(_Record):
+    """The model the run checked: where it came from, its kind, its fingerprint (the digest that
+    ``monitor``, ``compare`` and the MLflow tags tell models apart by) and the layer whose input
+    is the features. A run on precomputed features records what their ``meta.json`` says."""
+
+    source: str | None = None
+    kind: str | None = None
+    fingerprint: str | None = None
+    feature_layer: str | None = None
+
+
+class FeatureExtractionRecord(_Record):
+    """One split's deep features: their shape, whether they came from the cache (or were
+    precomputed), and the seconds the extraction took."""
+
+    n: int
+    dim: int
+    from_cache: bool = False
+    precomputed: bool = False
+    seconds: float | None = None
+
+
+class AttributeAccuracyRecord(_Record):
+    """The model's accuracy on the test examples with one metadata value."""
+
+    attribute: str
+    value: Any = None
+    size: int
+    accuracy: float | None = None
+    error_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class FeatureCardRecord(_Record):
+    """What one used feature of the sparse layer is: the classes that weigh it, its picture
+    (relative to results.json), its top and bottom examples, its strongest associations, and its
+    LIME explanation and sanity check when it got them."""
+
+    feature: int
+    classes: list[dict[str, Any]] = Field(default_factory=list)
+    image: str | None = None
+    top_examples: list[Any] = Field(default_factory=list)
+    bottom_examples: list[Any] = Field(default_factory=list)
+    associations: list[dict[str, Any]] = Field(default_factory=list)
+    lime: Any = None
+    sanity: dict[str, Any] | None = None
+
+
+class FeatureSanityRecord(_Record):
+    """The model-randomisation sanity check of one feature's explanation: the rank correlation
+    between the explanations of the trained and of a randomised model (low: trustworthy)."""
+
+    feature: int
+    spearman: float | None = None
+    trustworthy: bool | None = None
+    threshold: float | None = None
+
+
+class InterpretationSummary(_Record):
+    """How the features were interpreted: on which split, how many, and what LIME explained
+    (``explain``: the order, the limit, and why a feature the results name was not explained)."""
+
+    split: str | None = None
+    used_features: int | None = None
+    top_k: int | None = None
+    explain: dict[str, Any] | None = None
+
+
+class SliceSearchSummary(_Record):
+    """What the slice search looked at: the test rows, their error rate, the tests it ran."""
+
+    n_rows: int | None = None
+    error_rate: float | None = None
+    n_tests: int | None = None
+    min_support: int | None = None
+    columns: list[str] = Field(default_factory=list)
+
+
+class ErrorBreakdowns(_Record):
+    """Accuracy by pairs of values (``by_pair``) and by bins of a used feature's activation within
+    a class (``by_feature_activation``)."""
+
+    by_pair: list[dict[str, Any]] = Field(default_factory=list)
+    by_feature_activation: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ErrorClusterRecord(_Record):
+    """An unnamed slice: a cluster of the model's errors in the sparse feature space, described by
+    the features that define it."""
+
+    kind: str | None = None
+    features: list[dict[str, Any]] = Field(default_factory=list)
+    size: int
+    errors: int | None = None
+    error_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+
+
+class AutoAttributesSummary(_Record):
+    """The automatic attributes (``auto:*``) measured on a split: their columns, how they were
+    binned, how many training examples were measured too, and the seconds it took."""
+
+    columns: list[str] = Field(default_factory=list)
+    split: str | None = None
+    train_rows: int = 0
+    seconds: float | None = None
+
+
+class SpuriousAnalysisSummary(_Record):
+    """What the spurious-finding search looked at: the declared, reviewed and automatic attributes,
+    the candidates each gave, the interventions run, the declared attributes training ties to no
+    class (``untied_attributes``, reviewed instead) and the rule's thresholds (``params``)."""
+
+    split: str | None = None
+    attributes: list[str] = Field(default_factory=list)
+    review_attributes: list[str] = Field(default_factory=list)
+    automatic_attributes: list[str] = Field(default_factory=list)
+    n_candidates: int = 0
+    n_review_candidates: int = 0
+    n_automatic_candidates: int = 0
+    interventions: int = 0
+    cues_estimated: int = 0
+    untied_attributes: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DenseHeadRecord(_Record):
+    """The dense baseline, when the precomputed features of some splits carry no logits: a linear
+    head refitted on the train features gives theirs."""
+
+    kind: str
+    splits: list[str] = Field(default_factory=list)
+    train_accuracy: float | None = None
+    reason: str | None = None
+
+
 class RunResults(BaseModel):
-    """The typed contract of ``results.json``.
+    """The typed contract of ``results.json``, section by section, built as the run goes.
+
+    Each stage sets its sections (``ctx.run_results.dense = DenseSummary(...)``); an assigned
+    section is validated into its model. :meth:`to_dict` writes the sections that were set, so a
+    section a stage did not reach (no ``auto_attributes`` when they are off, no ``dense_head``
+    when every split carries logits) is absent from results.json, as before 1.3.
 
     ``feature_attributes`` lists the significant associations (all of them before 1.1); the
     whole table is the file ``feature_attributes_table`` points to (:func:`load_feature_attributes`).
-    The sections named in the product contract are typed; every other section a run writes
-    (``model``, ``data``, ``features``, ``feature_cards``, ``timings``, ...) is kept as it is.
+    Every section a run writes is typed; a record may carry more fields than it types (kept).
     ``status`` must agree with the gate rule over ``assertions`` (:func:`gate_status`).
     """
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, validate_assignment=True)
 
-    schema_version: str = SCHEMA_VERSION
     status: Literal["pass", "fail"]
+    schema_version: str = SCHEMA_VERSION
+    sparsecheck_version: str | None = None
+    #: when the run started (ISO 8601, UTC)
+    created: str | None = None
+    model: ModelRecord | None = None
+    mlflow_model: MlflowModelRecord | None = None
+    data: dict[str, DataSplitRecord] | None = None
+    #: each split's deep features (extracted, cached or precomputed)
+    features: dict[str, FeatureExtractionRecord] | None = None
     dense: DenseSummary | None = None
+    accuracy_by_attribute: list[AttributeAccuracyRecord] = Field(default_factory=list)
     sparse_layer: SparseLayerSummary | None = None
     feature_attributes: list[FeatureAttributeRecord] = Field(default_factory=list)
     feature_attributes_table: TableArtifactRecord | None = None
     spurious_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
-    automatic_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
     slices: list[SliceRecord] = Field(default_factory=list)
     assertions: list[AssertionRecord] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None
-    mlflow_model: MlflowModelRecord | None = None
-    skipped: list[SkippedRecord] = Field(default_factory=list)
-    data: dict[str, DataSplitRecord] | None = None
-    sparse_model: SparseModelRecord | None = None
+    #: where the model and solvers ran (``cpu``, ``cuda``, ...)
+    device: str | None = None
+    #: the kind of input (``data.modality``: ``image``, ``text``, ...)
+    modality: str | None = None
+    dense_head: DenseHeadRecord | None = None
+    auto_attributes: AutoAttributesSummary | None = None
+    feature_cards: list[FeatureCardRecord] = Field(default_factory=list)
+    feature_sanity: list[FeatureSanityRecord] = Field(default_factory=list)
+    interpretation: InterpretationSummary | None = None
+    slice_search: SliceSearchSummary | None = None
+    feature_slices: list[SliceRecord] = Field(default_factory=list)
+    error_breakdowns: ErrorBreakdowns | None = None
+    error_clusters: list[ErrorClusterRecord] = Field(default_factory=list)
+    automatic_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
+    #: associations of the attributes not declared spurious, to review (as findings, at most MAX_REVIEW)
+    associations_to_review: list[SpuriousFindingRecord] = Field(default_factory=list)
+    spurious_analysis: SpuriousAnalysisSummary | None = None
+    #: seconds each stage took
+    timings: dict[str, float | None] = Field(default_factory=dict)
     #: images each stage ran the model on (stages that ran it); the extraction's are its splits' sizes
     forward_passes: dict[str, int] = Field(default_factory=dict)
+    sparse_model: SparseModelRecord | None = None
+    skipped: list[SkippedRecord] = Field(default_factory=list)
+
+    def recorded(self, section: str) -> bool:
+        """True when the run set ``section`` (a file: the section is in it)."""
+        return section in self.model_fields_set
+
+    def record_skip(self, what: str, reason: str) -> None:
+        """Add ``what`` to ``skipped``: an optional step that could not run here, and why."""
+        self.skipped = [*self.skipped, SkippedRecord(what=what, reason=reason)]
 
     # -- the verdict
     def failing(self, fail_on: FailOn = "error") -> list[AssertionRecord]:
@@ -336,12 +542,13 @@ class RunResults(BaseModel):
 
     # -- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict that results.json holds (aliases such as ``class`` and ``lambda``)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The JSON-ready dict that results.json holds (aliases such as ``class`` and ``lambda``):
+        the sections that were set (read from a file: those it holds), in the contract's order."""
+        return jsonable(self.model_dump(by_alias=True, exclude_unset=True))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "results") -> "RunResults":
-        """Read a results mapping of this contract or of the previous, unversioned one.
+        """Read a results mapping of this contract, of an older 1.x one or of the unversioned one.
 
         Raises
         ------

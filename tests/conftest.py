@@ -286,6 +286,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from sparsecheck.config import parse_config
     from sparsecheck.pipeline import run_pipeline
     from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage
+    from sparsecheck.results import SparseLayerSummary
     from sparsecheck.sparse import SparseDecisionLayer
     from tests.helpers import write_project
 
@@ -311,11 +312,11 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     assert len(layer.used_features()) >= 2, layer.path_
     ctx.sparse_layer = layer
     sparse_pred = layer.predict(np.asarray(test.features))
-    ctx.results["sparse_layer"] = {
+    ctx.run_results.sparse_layer = SparseLayerSummary.model_validate({
         "dense_accuracy": float(np.mean(test.dense_predictions == test.labels)),
         "sparse_accuracy": float(np.mean(sparse_pred == test.labels)),
         **layer.to_dict([ctx.class_names[int(c)] for c in layer.classes_]),
-    }
+    })
     return ctx
 
 
@@ -323,13 +324,14 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def run_ctx(small_run: Any, tmp_path: Path) -> Any:
     """A copy of ``small_run`` with its own output directory, holding what the stages would write:
     the saved sparse layer, feature-card images, slices, findings and assertion results."""
-    import copy
     import dataclasses
 
     from sparsecheck.pipeline import prepare_out_dir
+    from sparsecheck.results import AssertionRecord, FeatureCardRecord, SliceRecord
 
     out = prepare_out_dir(tmp_path / "out")
-    ctx = dataclasses.replace(small_run, out_dir=out, results=copy.deepcopy(small_run.results), artifacts={},
+    ctx = dataclasses.replace(small_run, out_dir=out, run_results=small_run.run_results.model_copy(deep=True),
+                              artifacts={},
                               config=small_run.config.model_copy(deep=True))
     layer = ctx.sparse_layer
     layer.save(out / "sparse_layer")
@@ -347,22 +349,23 @@ def run_ctx(small_run: Any, tmp_path: Path) -> Any:
                       "associations": [{"attribute": "colour", "value": "red", "effect": 0.62, "q_value": 0.2}],
                       "lime": None,
                       "sanity": {"spearman": 0.9, "trustworthy": False} if i == 0 else None})
-    ctx.results["feature_cards"] = cards
-    ctx.results["slices"] = [
+    results = ctx.run_results
+    results.feature_cards = [FeatureCardRecord.model_validate(c) for c in cards]
+    results.slices = [SliceRecord.model_validate(s) for s in [
         {"predicates": {"site": "b"}, "size": 21, "error_rate": 0.81, "ci_low": 0.6, "ci_high": 0.92,
          "p_value": 0.001, "q_value": 0.01, "significant": True},
         {"predicates": {"site": "a", "colour": "red"}, "size": 12, "error_rate": 0.5, "ci_low": 0.25,
          "ci_high": 0.75, "p_value": 0.2, "q_value": 0.4, "significant": False},
-    ]
-    ctx.results["assertions"] = [
+    ]]
+    results.assertions = [AssertionRecord.model_validate(a) for a in [
         {"name": "sparse accuracy", "status": "pass", "severity": "error", "observed": 0.5, "threshold": 0.3,
          "message": "ok"},
         {"name": "wolf must not use colour", "status": "fail", "severity": "error", "observed": 0.62,
          "threshold": 0.6, "message": "class wolf relies on feature 2 (colour = red)"},
         {"name": "few features", "status": "fail", "severity": "warning", "observed": 4, "threshold": 3,
          "message": "more features than wanted"},
-    ]
-    ctx.results["timings"] = {"load": 0.5, "extract": 0.2, "dense": 0.01}
+    ]]
+    results.timings = {"load": 0.5, "extract": 0.2, "dense": 0.01}
     return ctx
 
 

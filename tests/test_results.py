@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from sparsecheck.errors import DataError
-from sparsecheck.results import SCHEMA_PATH, SCHEMA_VERSION, RunResults, gate_status
+from sparsecheck.results import (
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    DenseSummary,
+    FeatureCardRecord,
+    ModelRecord,
+    RunResults,
+    SparseLayerSummary,
+    gate_status,
+)
 from tests.conftest import require
 
 try:
@@ -94,6 +103,12 @@ def test_a_pipeline_run_writes_a_results_json_of_the_contract(tmp_path):
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["schema_version"] == SCHEMA_VERSION and list(data)[:2] == ["status", "schema_version"]
     assert RunResults.from_json(tmp_path / "out" / "results.json").status == ctx.results["status"]
+    # the context held the typed sections as the stages set them; results.json is their dict
+    run = ctx.run_results
+    assert isinstance(run.model, ModelRecord) and run.model.fingerprint and run.model.feature_layer
+    assert isinstance(run.dense, DenseSummary) and isinstance(run.sparse_layer, SparseLayerSummary)
+    assert all(isinstance(c, FeatureCardRecord) for c in run.feature_cards) and run.feature_cards
+    assert ctx.results == data and run.features["train"].n == run.data["train"].n
     require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
 
@@ -111,3 +126,39 @@ def test_the_association_table_pointer_is_a_path_beside_the_results_file():
             RunResults.from_dict(dict(RUN, feature_attributes_table={**pointer, "path": bad}))
     with pytest.raises(DataError, match="feature_attributes_table.rows"):
         RunResults.from_dict(dict(RUN, feature_attributes_table={**pointer, "rows": -1}))
+
+
+#: a results.json written by sparsecheck before 1.3 (the demo, trimmed to two items per list)
+OLD_1_2 = Path(__file__).parent / "data" / "results-1.2.json"
+
+
+def test_a_1_2_file_written_before_the_sections_were_typed_loads_and_keeps_its_content():
+    data = json.loads(OLD_1_2.read_text())
+    old = RunResults.from_json(OLD_1_2)
+    assert old.schema_version == "1.2" and old.status == "fail"
+    assert old.model.fingerprint == data["model"]["fingerprint"]  # what monitor, compare and MLflow tags read
+    assert old.features["train"].n == data["features"]["train"]["n"] and old.timings == data["timings"]
+    assert old.feature_cards[0].feature == data["feature_cards"][0]["feature"]
+    assert old.spurious_analysis.attributes == ["corner_mark"] and old.forward_passes["extract"] == 7000
+    assert old.to_dict() == data and list(old.to_dict()) == list(data)  # nothing added, lost or moved
+    require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_older_1_x_files_load_with_their_version():
+    for version in ("1.0", "1.1", "1.2"):
+        old = RunResults.from_dict(dict(RUN, schema_version=version))
+        assert old.schema_version == version and old.to_dict()["schema_version"] == version
+    unversioned = {k: v for k, v in RUN.items() if k != "schema_version"}
+    assert "schema_version" not in RunResults.from_dict(unversioned).to_dict()  # not claimed for it
+
+
+def test_a_section_is_validated_when_a_stage_sets_it():
+    results = RunResults(status="pass")
+    results.dense = {"test_accuracy": 0.9}  # type: ignore[assignment]
+    assert isinstance(results.dense, DenseSummary)
+    with pytest.raises(ValueError, match="slices"):
+        results.slices = [{"predicates": {}}]  # type: ignore[list-item]  # no size
+    results.record_skip("LIME", "no model")
+    assert results.to_dict() == {"status": "pass", "dense": {"test_accuracy": 0.9},
+                                 "skipped": [{"what": "LIME", "reason": "no model"}]}

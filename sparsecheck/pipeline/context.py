@@ -25,6 +25,7 @@ import pandas as pd
 
 from sparsecheck.analysis.stats import softmax
 from sparsecheck.modalities import Modality, get_modality
+from sparsecheck.results import RunResults
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -73,7 +74,8 @@ class SplitView:
 
 @dataclass
 class RunContext:
-    """State of one run. Stages fill the optional attributes; ``results`` gathers results.json."""
+    """State of one run. Stages fill the optional attributes and their sections of ``run_results``
+    (the typed results.json, :class:`~sparsecheck.results.RunResults`); ``results`` is its dict."""
 
     config: "Config"
     class_names: list[str]
@@ -102,9 +104,9 @@ class RunContext:
     #: the automatic attributes of a sample of the training images, and their labels
     train_attributes: "tuple[pd.DataFrame, np.ndarray] | None" = None
     assertion_results: Any = None
-    results: dict[str, Any] = field(default_factory=dict)
-    #: the typed, checked results (:class:`sparsecheck.results.RunResults`) once the outputs are written
-    run_results: Any = None
+    #: what results.json will hold, typed section by section as the stages set them; ``status`` is
+    #: the gate's verdict once the stages have run (``pass`` until then)
+    run_results: RunResults = field(default_factory=lambda: RunResults(status="pass"))
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files written under --out
     #: what was written on the registered model version after the run (tracking.registry.Verdict)
     verdict: Any = None
@@ -117,10 +119,16 @@ class RunContext:
     def skip(self, what: str, reason: str) -> None:
         """Record that an optional part of the run could not run here, and why; the run goes on.
 
-        The entry lands in ``results["skipped"]`` (and so in results.json and the report).
+        The entry lands in the ``skipped`` section (and so in results.json and the report).
         """
         logger.warning("skipped %s: %s", what, reason)
-        self.results.setdefault("skipped", []).append({"what": what, "reason": reason})
+        self.run_results.record_skip(what, reason)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """What results.json holds, as a JSON-ready dict (a copy of :attr:`run_results`: the
+        stages set their sections there)."""
+        return self.run_results.to_dict()
 
     @property
     def attributes(self) -> list[str]:

@@ -19,6 +19,7 @@ from sparsecheck.errors import ConfigError, DataError
 from sparsecheck.features.extraction import extract_features
 from sparsecheck.modalities import Modality, Split, get_modality
 from sparsecheck.pipeline.context import RunContext, SplitView
+from sparsecheck.results import DataSplitRecord, DenseHeadRecord, FeatureExtractionRecord, MlflowModelRecord, ModelRecord
 from sparsecheck.sparse.dense import DenseHead
 
 logger = logging.getLogger(__name__)
@@ -145,30 +146,29 @@ def load_stage(ctx: RunContext) -> None:
     ctx.precomputed = inputs.precomputed
     ctx.input_spec = inputs.input_spec
     ctx.modality = inputs.modality
-    ctx.results["modality"] = inputs.modality.name
+    results = ctx.run_results
+    results.modality = inputs.modality.name
     if ctx.model is not None:
-        ctx.results["model"] = {"source": ctx.model.source, "kind": ctx.model.kind,
-                                "fingerprint": ctx.model.fingerprint()}
+        results.model = ModelRecord(source=ctx.model.source, kind=ctx.model.kind, fingerprint=ctx.model.fingerprint())
         if ctx.model.origin is not None:  # loaded from MLflow: which version, run and logged model
-            ctx.results["mlflow_model"] = ctx.model.origin.to_dict()
+            results.mlflow_model = MlflowModelRecord.model_validate(ctx.model.origin.to_dict())
     else:  # what the features' meta.json says about the model that computed them
         stored = next((p.meta for p in inputs.precomputed.values() if p.meta.get("model_fingerprint")), {})
-        ctx.results["model"] = {"source": stored.get("model_source"), "kind": "precomputed features",
-                                "fingerprint": stored.get("model_fingerprint")}
-    ctx.results["data"] = {s: {"source": d.source, "n": len(d), **inputs.modality.describe_split(d, cfg),
-                               "digest": d.digest()} for s, d in inputs.datasets.items()}
+        results.model = ModelRecord(source=stored.get("model_source"), kind="precomputed features",
+                                    fingerprint=stored.get("model_fingerprint"))
+    data = {s: {"source": d.source, "n": len(d), **inputs.modality.describe_split(d, cfg), "digest": d.digest()}
+            for s, d in inputs.datasets.items()}
     truncated = getattr(inputs.input_spec, "truncated", None)  # a text model's tokens beyond its maximum length
     if truncated is not None:
         for s, d in inputs.datasets.items():
             n = truncated(d.batch(slice(None)))
-            ctx.results["data"][s]["truncated"] = {"count": int(n), "max_length": int(inputs.input_spec.max_length)}
+            data[s]["truncated"] = {"count": int(n), "max_length": int(inputs.input_spec.max_length)}
             if n:
                 logger.warning("data.%s: %d of %d texts are longer than the model's %d tokens and are truncated", s, n,
                                len(d), inputs.input_spec.max_length)
     for s, p in inputs.precomputed.items():
-        ctx.results["data"][s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim,
-                                  "digest": p.digest()}
-    ctx.results["data"] = {s: ctx.results["data"][s] for s in ("train", "val", "test") if s in ctx.results["data"]}
+        data[s] = {"source": p.source, "n": len(p), "kind": "precomputed features", "dim": p.dim, "digest": p.digest()}
+    results.data = {s: DataSplitRecord.model_validate(data[s]) for s in ("train", "val", "test") if s in data}
     split_ids = {s: d.ids for s, d in {**inputs.datasets, **inputs.precomputed}.items()}
     for a, b, n, first in shared_ids({s: split_ids[s] for s in ("train", "val", "test") if s in split_ids}):
         logger.warning("%d ids are in both the %s and the %s split (e.g. %s): each is one example twice (a leak "
@@ -193,16 +193,19 @@ def extract_stage(ctx: RunContext) -> None:
     precomputed features a split names.
 
     Splits whose features carry no logits get those of a dense linear head refitted on the train
-    features (:class:`~sparsecheck.sparse.dense.DenseHead`), recorded in ``results["dense_head"]``.
+    features (:class:`~sparsecheck.sparse.dense.DenseHead`), recorded as the ``dense_head`` section.
+    Sets the ``features`` section (each split's shape, cache use and seconds) and the model's
+    ``feature_layer``.
     """
     cfg = ctx.config
     found: dict[str, _SplitArrays] = {}
+    extracted: dict[str, FeatureExtractionRecord] = {}
     for split in ("train", "val", "test"):
         if split in ctx.precomputed:
             p = ctx.precomputed[split]
             found[split] = _SplitArrays(p.features, p.logits, p.ids, p.labels, p.metadata, p.layer)
-            ctx.results.setdefault("features", {})[split] = {
-                "n": len(p), "dim": p.dim, "from_cache": False, "precomputed": True, "seconds": 0.0}
+            extracted[split] = FeatureExtractionRecord(n=len(p), dim=p.dim, from_cache=False, precomputed=True,
+                                                       seconds=0.0)
         elif split in ctx.datasets:
             ds = ctx.datasets[split]
             fs = extract_features(ctx.model, ds, ctx.input_spec, layer=cfg.model.feature_layer,
@@ -213,9 +216,10 @@ def extract_stage(ctx: RunContext) -> None:
                 raise DataError(f"the model has {fs.logits.shape[1]} outputs but there are "
                                 f"{len(ctx.class_names)} classes")
             found[split] = _SplitArrays(fs.features, fs.logits, ds.ids, ds.labels, ds.metadata, fs.layer)
-            ctx.results.setdefault("features", {})[split] = {
-                "n": len(fs), "dim": int(fs.features.shape[1]), "from_cache": fs.from_cache,
-                "seconds": round(fs.seconds, 3)}
+            extracted[split] = FeatureExtractionRecord(n=len(fs), dim=int(fs.features.shape[1]),
+                                                       from_cache=fs.from_cache, seconds=round(fs.seconds, 3))
+    if extracted:
+        ctx.run_results.features = extracted
     # precomputed splits next to extracted ones must be the same representation
     if len({a.features.shape[1] for a in found.values()}) > 1:
         raise DataError("feature widths differ between splits: " + "; ".join(
@@ -233,7 +237,7 @@ def extract_stage(ctx: RunContext) -> None:
         meta = _metadata_for(ctx, a.ids, a.own_metadata, split)
         ctx.splits[split] = SplitView(split, a.ids, a.labels, a.features, logits[split], meta)
     ctx.feature_layer = next(iter(layers.values()), "")
-    ctx.results["model"]["feature_layer"] = ctx.feature_layer or None
+    ctx.run_results.model.feature_layer = ctx.feature_layer or None  # type: ignore[union-attr]
 
 
 def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, np.ndarray]:
@@ -249,8 +253,8 @@ def _dense_logits(ctx: RunContext, found: dict[str, _SplitArrays]) -> dict[str, 
         out[s] = head.decision_function(found[s].features)
     logger.warning("no logits stored with the features of %s: the dense baseline is a linear head refitted on "
                    "the train features (train accuracy %.3f)", ", ".join(missing), head.train_accuracy_)
-    ctx.results["dense_head"] = {"kind": "refit", "splits": missing, "train_accuracy": head.train_accuracy_,
-                                 "reason": "the precomputed features carry no logits"}
+    ctx.run_results.dense_head = DenseHeadRecord(kind="refit", splits=missing, train_accuracy=head.train_accuracy_,
+                                                 reason="the precomputed features carry no logits")
     return out  # type: ignore[return-value]
 
 

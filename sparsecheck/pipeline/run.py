@@ -10,7 +10,7 @@ Examples
 --------
 >>> from sparsecheck.pipeline import run_pipeline            # doctest: +SKIP
 >>> ctx = run_pipeline(load_config("config.yaml"), "out/")    # doctest: +SKIP
->>> ctx.results["status"]                                      # doctest: +SKIP
+>>> ctx.run_results.status                                    # doctest: +SKIP
 'pass'
 """
 
@@ -26,12 +26,12 @@ from sparsecheck._runtime import count_forward, doing, resolve_device
 from sparsecheck._version import __version__
 from sparsecheck.config import Config
 from sparsecheck.errors import TrackingError
-from sparsecheck.outputs import atomic_write, claim_out_dir, jsonable, remove_outputs, write_json_atomic
+from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs
 from sparsecheck.pipeline.context import RunContext
 from sparsecheck.pipeline.intervene import CUE_DIR
 from sparsecheck.pipeline.stages import STAGES, Stage
 from sparsecheck.reports.html import write_report
-from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, RunResults, failing_assertions, gate_status
+from sparsecheck.results import FEATURE_ATTRIBUTES_FILE, SCHEMA_VERSION, MlflowRecord, RunResults, TableArtifactRecord
 from sparsecheck.tracking.registry import record_verdict
 from sparsecheck.tracking.outputs import ACTIVATIONS_FILE, TEST_FEATURES_FILE, write_activations, write_test_features
 from sparsecheck.tracking.run_logging import attach_run, start_run
@@ -67,11 +67,11 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool = False, also: tuple[str
 
 def exit_code_for(ctx: RunContext, fail_on: str = "error") -> int:
     """1 when the gate fails at ``fail_on`` severity (see :mod:`sparsecheck.results`), else 0."""
-    return 1 if gate_status(ctx.results.get("assertions"), fail_on) == "fail" else 0  # type: ignore[arg-type]
+    return 1 if ctx.run_results.gate(fail_on) == "fail" else 0  # type: ignore[arg-type]
 
 
-def _status(ctx: RunContext) -> str:
-    return gate_status(ctx.results.get("assertions"))
+#: sections results.json always holds (empty when no stage set them)
+ALWAYS = ("sparse_layer", "feature_attributes", "spurious_findings", "slices", "assertions")
 
 
 def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None = None) -> None:
@@ -98,28 +98,27 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
     if ctx.out_dir is None:
         return
     out = Path(ctx.out_dir)
-    results = ctx.results
-    results.setdefault("sparse_layer", None)
-    results.setdefault("feature_attributes", [])
-    results.setdefault("spurious_findings", [])
-    results.setdefault("slices", [])
-    results.setdefault("assertions", [])
-    results["mlflow"] = None
-    results["status"] = _status(ctx)
-    results["schema_version"] = SCHEMA_VERSION
+    results = ctx.run_results
+    for section in ALWAYS:
+        if not results.recorded(section):
+            setattr(results, section, getattr(results, section))  # its empty value, now recorded
+    results.mlflow = None
+    results.status = results.gate()  # type: ignore[assignment]
+    results.schema_version = SCHEMA_VERSION
     tracking_error, run = None, None
     owned = attach_to is None  # an attached run is its owner's to close
     if attach_to is not None:
-        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=results)
+        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=ctx.results)
     elif ctx.config.mlflow.enabled:
         try:
             with doing("creating the MLflow run"):
-                run = start_run(ctx.config.mlflow, kind=kind, results=results)
+                run = start_run(ctx.config.mlflow, kind=kind, results=ctx.results)
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)
     if run is not None:  # FINISHED is what an owned run becomes if all goes well
-        results["mlflow"] = {**run.info.to_dict(), "status": "FINISHED" if owned else "RUNNING"}
+        results.mlflow = MlflowRecord.model_validate({**run.info.to_dict(),
+                                                      "status": "FINISHED" if owned else "RUNNING"})
     if run is not None and owned:
         run.__enter__()  # its heartbeat beats until it is closed
     try:
@@ -127,16 +126,16 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
             try:
                 with doing("logging the inputs to MLflow"):
                     run.log_inputs(ctx)
-                    results["sparse_model"] = run.log_sparse_model(ctx)
+                    results.sparse_model = run.log_sparse_model(ctx)  # validated into a SparseModelRecord
             except TrackingError as exc:  # MLflow broke after creating the run: the local outputs still count
                 tracking_error = exc
                 logger.warning("%s; writing the local outputs anyway", exc)
         with doing("writing the outputs"):
             write_feature_attributes(ctx, out / FEATURE_ATTRIBUTES_FILE)
             if run is not None and tracking_error is not None:
-                results["mlflow"]["status"] = "FAILED"
-            # from here on every view (report, results.json, JUnit, MLflow) reads the checked contract
-            ctx.results, ctx.run_results = _checked(results)
+                results.mlflow.status = "FAILED"  # type: ignore[union-attr]
+            # a run never writes a results.json that its own readers (compare, monitor) would refuse
+            ctx.run_results = RunResults.from_dict(results.to_dict(), source="this run's results")
             write_activations(ctx, out / ACTIVATIONS_FILE)
             write_test_features(ctx, out / TEST_FEATURES_FILE)
             write_report(ctx, out / "report.html")
@@ -158,9 +157,9 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
                 run.end("FINISHED" if tracking_error is None else "FAILED")
             except TrackingError as exc:  # it stays RUNNING: the next run in its experiment closes it
                 tracking_error = tracking_error or exc
-        ctx.results["mlflow"] = {**ctx.results["mlflow"], "status": run.run_status or "RUNNING"}
+        ctx.run_results.mlflow.status = run.run_status or "RUNNING"  # type: ignore[union-attr]
     with doing("writing results.json"):
-        write_json_atomic(out / "results.json", ctx.results)
+        ctx.run_results.to_json(out / "results.json")
     ctx.artifacts["results.json"] = str(out / "results.json")
     if tracking_error is not None:
         raise tracking_error
@@ -168,46 +167,28 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
 
 def write_feature_attributes(ctx: RunContext, path: str | Path) -> Path | None:
     """Write the whole association table (``ctx.feature_attributes``) to ``path`` as Parquet,
-    atomically, and point ``results["feature_attributes_table"]`` to it.
+    atomically, and point the ``feature_attributes_table`` section to it.
 
-    results.json lists only the significant associations (``results["feature_attributes"]``); the
+    results.json lists only the significant associations (the ``feature_attributes`` section); the
     table grows with the used features × the metadata values (11.9 MB of JSON at 1,000 classes ×
     2,048 features). Without a table (the interpretation stage did not run), a file an earlier run
     left at ``path`` is removed and None is returned.
     """
     path = Path(path)
     table = ctx.feature_attributes
-    if table is None:
+    if table is None:  # the section stays unset: results.json has no pointer
         path.unlink(missing_ok=True)
-        ctx.results.pop("feature_attributes_table", None)
         return None
     with atomic_write(path, "wb") as fh:
         table.reset_index(drop=True).to_parquet(fh, index=False)
     ctx.artifacts[path.name] = str(path)
     acfg = ctx.config.analysis
-    listed = ctx.results.get("feature_attributes") or []
-    ctx.results["feature_attributes_table"] = {
-        "path": path.name, "format": "parquet", "rows": int(len(table)), "columns": [str(c) for c in table.columns],
-        "listed": {"fdr": float(acfg.fdr), "per_feature": acfg.associations_per_feature, "rows": len(listed)}}
+    listed = ctx.run_results.feature_attributes
+    ctx.run_results.feature_attributes_table = TableArtifactRecord(
+        path=path.name, format="parquet", rows=int(len(table)), columns=[str(c) for c in table.columns],
+        listed={"fdr": float(acfg.fdr), "per_feature": acfg.associations_per_feature, "rows": len(listed)})
     logger.info("association table: %d rows in %s, %d listed in results.json", len(table), path.name, len(listed))
     return path
-
-
-def _checked(results: dict[str, Any]) -> tuple[dict[str, Any], RunResults]:
-    """results.json's content, in contract order, and the same checked against the typed contract:
-    a run never writes a results.json that its own readers (compare, monitor) would refuse."""
-    plain = jsonable(_ordered(results))
-    return plain, RunResults.from_dict(plain, source="this run's results")
-
-
-def _ordered(results: dict[str, Any]) -> dict[str, Any]:
-    first = ["status", "schema_version", "sparsecheck_version", "created", "model", "mlflow_model", "data",
-             "features", "dense",
-             "accuracy_by_attribute", "sparse_layer", "feature_attributes", "feature_attributes_table",
-             "spurious_findings",
-             "slices", "assertions", "mlflow"]
-    return {**{k: results[k] for k in first if k in results},
-            **{k: v for k, v in results.items() if k not in first}}
 
 
 def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
@@ -221,20 +202,20 @@ def record_model_verdict(ctx: RunContext, fail_on: str = "error") -> Any:
     origin = getattr(ctx.model, "origin", None)
     if origin is None:
         return None
-    logged = ctx.results.get("mlflow")
+    results = ctx.run_results
+    logged = results.mlflow
     if not logged:
         logger.info("the run was not logged to MLflow: no verdict written on %s", origin.label)
         return None
-    assertions = ctx.results.get("assertions")
     try:
-        return record_verdict(origin, status=gate_status(assertions, fail_on),  # type: ignore[arg-type]
-                              run_id=str(logged["run_id"]),
-                              failed_assertions=len(failing_assertions(assertions, fail_on)),  # type: ignore[arg-type]
-                              spurious_findings=len(ctx.results.get("spurious_findings") or []),
+        return record_verdict(origin, status=results.gate(fail_on),  # type: ignore[arg-type]
+                              run_id=str(logged.run_id),
+                              failed_assertions=len(results.failing(fail_on)),  # type: ignore[arg-type]
+                              spurious_findings=len(results.spurious_findings),
                               promote_alias=ctx.config.mlflow.promote_alias)
     except TrackingError as exc:
-        raise TrackingError(f"{exc}; the check itself finished ({ctx.results.get('status')}): its outputs are in "
-                            f"{ctx.out_dir} and MLflow run {logged['run_id']}") from exc
+        raise TrackingError(f"{exc}; the check itself finished ({results.status}): its outputs are in "
+                            f"{ctx.out_dir} and MLflow run {logged.run_id}") from exc
 
 
 def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: str = "auto",
@@ -264,7 +245,7 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
     Returns
     -------
     RunContext
-        with ``results`` holding what results.json holds.
+        with ``run_results`` holding what results.json holds (``results``: the same as a dict).
     """
     dev = resolve_device(device)
     ctx = RunContext(config=config, class_names=[], splits={}, device=str(dev))
@@ -275,9 +256,9 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         ctx.out_dir = prepare_out_dir(out_dir, force=force)
         if config.mlflow.enabled:  # import MLflow and open its store while the model runs
             prefetch(config.mlflow.tracking_uri)
-    ctx.results.update({"sparsecheck_version": __version__,
-                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        "device": str(dev)})
+    ctx.run_results.sparsecheck_version = __version__
+    ctx.run_results.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    ctx.run_results.device = str(dev)
     timings: dict[str, float] = {}
     forward: dict[str, int] = {}
     for stage in stages if stages is not None else STAGES:
@@ -288,8 +269,9 @@ def run_pipeline(config: Config, out_dir: str | Path | None = None, *, device: s
         timings[name] = round(time.perf_counter() - start, 3)
         if images[0]:
             forward[name] = images[0]
-    ctx.results["timings"] = timings
-    ctx.results["forward_passes"] = forward
+    ctx.run_results.timings = timings
+    ctx.run_results.forward_passes = forward
+    ctx.run_results.status = ctx.run_results.gate()  # type: ignore[assignment]
     write_outputs(ctx, attach_to=mlflow_run_id)
     with doing("writing the verdict on the model version"):
         ctx.verdict = record_model_verdict(ctx, fail_on)

@@ -51,6 +51,23 @@ from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.pipeline.intervene import Intervener
 from sparsecheck.reports.evidence import featured_features
 from sparsecheck.reports.junit import write_junit
+from sparsecheck.results import (
+    AssertionRecord,
+    AttributeAccuracyRecord,
+    AutoAttributesSummary,
+    DenseSummary,
+    ErrorBreakdowns,
+    ErrorClusterRecord,
+    FeatureAttributeRecord,
+    FeatureCardRecord,
+    FeatureSanityRecord,
+    InterpretationSummary,
+    SliceRecord,
+    SliceSearchSummary,
+    SparseLayerSummary,
+    SpuriousAnalysisSummary,
+    SpuriousFindingRecord,
+)
 from sparsecheck.sparse import SparseDecisionLayer
 from sparsecheck.pipeline.loading import Inputs, _no_examples, extract_stage, load_inputs, load_stage
 
@@ -78,7 +95,7 @@ def dense_stage(ctx: RunContext) -> None:
     On the test split it also records the chance rate (the share of the most frequent class) and,
     when the predictions match the labels far better under another order of the classes
     (:func:`~sparsecheck.analysis.chance.diagnose_class_order`), that order as
-    ``results["dense"]["class_order"]``, with a warning: ``data.class_names`` (or an ImageFolder's
+    the ``dense`` section's ``class_order``, with a warning: ``data.class_names`` (or an ImageFolder's
     alphabetical order) is then probably not the model's output order.
     """
     dense: dict[str, Any] = {}
@@ -92,13 +109,11 @@ def dense_stage(ctx: RunContext) -> None:
         if order is not None:
             dense["class_order"] = order.to_dict()
             logger.warning("dense head: test accuracy %.3f; %s", order.accuracy, order.sentence())
-    ctx.results["dense"] = dense
+    ctx.run_results.dense = DenseSummary.model_validate(dense)
     table = ctx.prediction_table("test")
     attrs = [a for a in ctx.attributes]
-    if attrs:
-        ctx.results["accuracy_by_attribute"] = accuracy_by_attribute(table, attrs).to_dict("records")
-    else:
-        ctx.results["accuracy_by_attribute"] = []
+    rows = accuracy_by_attribute(table, attrs).to_dict("records") if attrs else []
+    ctx.run_results.accuracy_by_attribute = [AttributeAccuracyRecord.model_validate(r) for r in rows]
     unknown = sorted(set(ctx.config.data.spurious_attributes) - set(attrs))
     if unknown:
         raise ConfigError(f"not a metadata column (columns: {attrs})", key="data.spurious_attributes",
@@ -114,7 +129,7 @@ def auto_attributes_stage(ctx: RunContext) -> None:
     inversion, contrast, colour, sharpness, marks and bands, per-region intensity and colour, the
     size and aspect of the files): the association, slice and spurious machinery then finds the
     classic shortcuts without any metadata. Off with ``analysis.auto_attributes: false``; a split
-    it cannot measure is skipped with the reason. Writes ``results["auto_attributes"]`` (columns,
+    it cannot measure is skipped with the reason. Sets the ``auto_attributes`` section (columns,
     levels, seconds).
     """
     if not ctx.config.analysis.auto_attributes or "test" not in ctx.splits:
@@ -149,14 +164,14 @@ def auto_attributes_stage(ctx: RunContext) -> None:
             train_rows = int(rows.size)
         except Exception as exc:  # the test split's attributes stand without it
             ctx.skip(f"{what} of the train split", exception_reason(exc))
-    ctx.results["auto_attributes"] = {**auto.to_dict(), "split": "test", "train_rows": train_rows,
-                                      "seconds": round(time.perf_counter() - start, 3)}
+    ctx.run_results.auto_attributes = AutoAttributesSummary.model_validate(
+        {**auto.to_dict(), "split": "test", "train_rows": train_rows, "seconds": round(time.perf_counter() - start, 3)})
 
 
 def sparse_stage(ctx: RunContext) -> None:
     """Fit the sparse decision layer on train features (validation split for selection).
 
-    Writes ``results["sparse_layer"]`` (dense vs sparse accuracy, features per class, the path),
+    Sets the ``sparse_layer`` section (dense vs sparse accuracy, features per class, the path),
     saves the layer under ``out_dir/sparse_layer`` and the path plot as ``sparse_path.png``.
     """
     sc = ctx.config.sparse
@@ -177,22 +192,21 @@ def sparse_stage(ctx: RunContext) -> None:
     dense_pred = test.dense_predictions
     names = [ctx.class_names[int(c)] for c in layer.classes_]
     summary = layer.to_dict(names)
-    ctx.results["sparse_layer"] = {
+    r = SparseLayerSummary.model_validate({
         "dense_accuracy": float(np.mean(dense_pred == test.labels)),
         "sparse_accuracy": float(np.mean(sparse_pred == test.labels)),
         "agreement": float(np.mean(sparse_pred == dense_pred)),
         **summary,
-    }
+    })
+    ctx.run_results.sparse_layer = r
     if ctx.out_dir is not None:
         out = Path(ctx.out_dir)
         layer.save(out / "sparse_layer", overwrite=True)
         layer.plot_path(out / "sparse_path.png")
         ctx.artifacts["sparse_layer"] = str(out / "sparse_layer")
         ctx.artifacts["sparse_path.png"] = str(out / "sparse_path.png")
-    r = ctx.results["sparse_layer"]
     logger.info("sparse layer: %.1f features/class on average (max %d), test accuracy %.3f vs dense %.3f",
-                r["mean_features_per_class"], r["max_features_per_class"], r["sparse_accuracy"],
-                r["dense_accuracy"])
+                r.mean_features_per_class, r.max_features_per_class, r.sparse_accuracy, r.dense_accuracy)
 
 
 def _interpreted_split(ctx: RunContext) -> str:
@@ -207,9 +221,9 @@ def interpret_stage(ctx: RunContext) -> None:
     Reads ``ctx.config.analysis.top_k``, ``fdr``, ``associations_per_feature`` and
     ``ctx.config.seed``. Sets ``ctx.feature_attributes`` (the whole tidy association table; the
     outputs write it to ``feature_attributes.parquet``), ``ctx.feature_cards`` and
-    ``results["feature_attributes"]`` (the significant associations, the strongest of each feature:
-    :func:`~sparsecheck.analysis.association.strongest_significant`), ``["feature_cards"]``,
-    ``["feature_sanity"]``, ``["interpretation"]``. The cards' pictures are drawn by :func:`explain_stage`, once the
+    the sections ``feature_attributes`` (the significant associations, the strongest of each feature:
+    :func:`~sparsecheck.analysis.association.strongest_significant`), ``feature_cards``,
+    ``feature_sanity`` and ``interpretation``. The cards' pictures are drawn by :func:`explain_stage`, once the
     results say which cards a reader needs.
     """
     if ctx.sparse_layer is None:
@@ -231,7 +245,17 @@ def interpret_stage(ctx: RunContext) -> None:
     ctx.feature_attributes = found.associations
     ctx.feature_cards = found.cards
     ctx.artifacts.update(found.artifacts)
-    ctx.results.update(found.to_results())
+    _record_interpretation(ctx, found.to_results(), with_associations=True)
+
+
+def _record_interpretation(ctx: RunContext, found: dict[str, Any], *, with_associations: bool) -> None:
+    """Set the interpretation's sections (:meth:`~sparsecheck.analysis.interpret.Interpretation.to_results`)."""
+    results = ctx.run_results
+    if with_associations:
+        results.feature_attributes = [FeatureAttributeRecord.model_validate(r) for r in found["feature_attributes"]]
+    results.feature_cards = [FeatureCardRecord.model_validate(c) for c in found["feature_cards"]]
+    results.feature_sanity = [FeatureSanityRecord.model_validate(r) for r in found["feature_sanity"]]
+    results.interpretation = InterpretationSummary.model_validate(found["interpretation"])
 
 
 def explain_stage(ctx: RunContext) -> None:
@@ -243,8 +267,8 @@ def explain_stage(ctx: RunContext) -> None:
     then by total ``|weight|``; the first ``analysis.explain_features`` of them, within
     ``analysis.explain_budget_s`` seconds. Perturbed images go to the model in batches sized to
     the device. Draws the card pictures (``features/feature_<id>.png``, for the first
-    ``analysis.card_images`` features in the same order). Updates the cards, ``results["feature_cards"]``,
-    ``["feature_sanity"]`` and ``["interpretation"]`` (its ``explain`` entry: how many were explained
+    ``analysis.card_images`` features in the same order). Updates the cards and the sections
+    ``feature_cards``, ``feature_sanity`` and ``interpretation`` (its ``explain`` entry: how many were explained
     and why any the results name was not; those are also listed under ``skipped``).
     """
     found = ctx.interpretation
@@ -257,7 +281,7 @@ def explain_stage(ctx: RunContext) -> None:
     if off is None and (ctx.model is None or dataset is None):
         off = f"LIME needs the model and the {ctx.modality.noun}s, and this run has features only"
         ctx.skip("LIME feature explanations and their sanity check", off)
-    order = explanation_order(ctx.sparse_layer, featured_features(ctx.results), found.associations,
+    order = explanation_order(ctx.sparse_layer, featured_features(ctx.run_results.to_dict()), found.associations,
                               ctx.config.data.spurious_attributes, acfg.explain_features, fdr=acfg.fdr)
     explain_cards(found, ctx.sparse_layer, model=ctx.model, dataset=dataset, input_spec=ctx.input_spec,
                   modality=ctx.modality,
@@ -268,8 +292,7 @@ def explain_stage(ctx: RunContext) -> None:
                   sanity_examples=acfg.sanity_examples, sanity_threshold=acfg.sanity_threshold,
                   sanity_cascade=acfg.sanity_cascade, card_images=acfg.card_images, off_reason=off)
     ctx.artifacts.update(found.artifacts)
-    results = found.to_results()
-    ctx.results.update({k: results[k] for k in ("feature_cards", "feature_sanity", "interpretation")})
+    _record_interpretation(ctx, found.to_results(), with_associations=False)
 
 
 def slices_stage(ctx: RunContext) -> None:
@@ -277,8 +300,8 @@ def slices_stage(ctx: RunContext) -> None:
 
     :func:`~sparsecheck.analysis.slices.analyse_errors` with ``max_predicates``,
     ``min_support``, ``slices_top_k`` and ``fdr`` from ``ctx.config.analysis``. Sets
-    ``ctx.slices`` and ``results["slices"]`` (best first), ``["slice_search"]``,
-    ``["feature_slices"]`` and ``["error_breakdowns"]`` (``by_pair``, ``by_feature_activation``).
+    ``ctx.slices`` and the sections ``slices`` (best first), ``slice_search``, ``feature_slices``,
+    ``error_breakdowns`` (``by_pair``, ``by_feature_activation``) and ``error_clusters``.
     """
     if "test" not in ctx.splits:
         raise DataError("slices need the test split; run the extract stage first")
@@ -288,8 +311,13 @@ def slices_stage(ctx: RunContext) -> None:
                            min_support=acfg.min_support, top_k=acfg.slices_top_k, fdr=acfg.fdr,
                            feature_slice_features=acfg.feature_slice_features)
     ctx.slices = list(found.slices)
-    ctx.results.update(found.to_results())
-    ctx.results["error_clusters"] = _error_clusters(ctx)
+    sections = found.to_results()
+    results = ctx.run_results
+    results.slices = [SliceRecord.model_validate(s) for s in sections["slices"]]
+    results.slice_search = SliceSearchSummary.model_validate(sections["slice_search"])
+    results.feature_slices = [SliceRecord.model_validate(s) for s in sections["feature_slices"]]
+    results.error_breakdowns = ErrorBreakdowns.model_validate(sections["error_breakdowns"])
+    results.error_clusters = [ErrorClusterRecord.model_validate(c) for c in _error_clusters(ctx)]
 
 
 def _error_clusters(ctx: RunContext) -> list[dict[str, Any]]:
@@ -320,7 +348,7 @@ def spurious_stage(ctx: RunContext) -> None:
     Runs :func:`~sparsecheck.analysis.spurious.find_spurious_features` on the test split with the
     fitted sparse layer, the model's own predictions and the feature × attribute association table
     (``ctx.feature_attributes``, left by the interpretation stage, or, when absent, computed here
-    on the test split, within classes, and its significant rows written to ``results["feature_attributes"]``).
+    on the test split, within classes, and its significant rows set as the ``feature_attributes`` section).
     ``fdr`` and the thresholds (``spurious_<name>`` for each of :data:`SPURIOUS_PARAMS`) come
     from ``ctx.config.analysis``.
 
@@ -334,10 +362,10 @@ def spurious_stage(ctx: RunContext) -> None:
     declared and automatic attributes that mark the same images give one finding, under the declared
     name (:func:`~sparsecheck.analysis.spurious.pool_findings`).
 
-    Writes ``ctx.spurious_findings`` and ``ctx.automatic_findings``, ``results["spurious_findings"]``
-    (highest score first), ``results["automatic_findings"]``, ``results["associations_to_review"]``
-    (the same for the metadata attributes *not* declared spurious, at most
-    :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`) and ``results["spurious_analysis"]``.
+    Sets ``ctx.spurious_findings`` and ``ctx.automatic_findings``, and the sections ``spurious_findings``
+    (highest score first), ``automatic_findings``, ``associations_to_review`` (the same for the
+    metadata attributes *not* declared spurious, at most :data:`~sparsecheck.analysis.spurious.MAX_REVIEW`)
+    and ``spurious_analysis``.
     """
     if ctx.sparse_layer is None:
         raise ConfigError("spurious findings need the sparse decision layer; run sparse_stage before "
@@ -393,10 +421,13 @@ def spurious_stage(ctx: RunContext) -> None:
     automatic_found = [f for f in kept if f.automatic]
     ctx.spurious_findings = sorted(declared_found, key=lambda f: -f.score)
     ctx.automatic_findings = sorted(automatic_found, key=lambda f: -f.score) if auto is not None else None
-    ctx.results["spurious_findings"] = [f.to_dict() for f in ctx.spurious_findings]
-    ctx.results["automatic_findings"] = [f.to_dict() for f in ctx.automatic_findings or []]
-    ctx.results["associations_to_review"] = [f.to_dict() for f in (review.findings if review else [])][:MAX_REVIEW]
-    ctx.results["spurious_analysis"] = {
+    results = ctx.run_results
+    results.spurious_findings = [SpuriousFindingRecord.model_validate(f.to_dict()) for f in ctx.spurious_findings]
+    results.automatic_findings = [SpuriousFindingRecord.model_validate(f.to_dict())
+                                  for f in ctx.automatic_findings or []]
+    results.associations_to_review = [SpuriousFindingRecord.model_validate(f.to_dict())
+                                      for f in (review.findings if review else [])[:MAX_REVIEW]]
+    results.spurious_analysis = SpuriousAnalysisSummary.model_validate({
         "split": "test", "attributes": declared, "review_attributes": others, "automatic_attributes": automatic,
         "n_candidates": 0 if found is None else int(len(found.candidates)),
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
@@ -405,7 +436,7 @@ def spurious_stage(ctx: RunContext) -> None:
         # declared, but tied to no class in training (largest difference in share): reviewed instead
         "untied_attributes": {a: round(float(d), 4) for a, d in untied.items()},
         "params": {"fdr": float(acfg.fdr), **params},
-    }
+    })
     if not declared:
         logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
     for finding in [*ctx.spurious_findings[:3], *(ctx.automatic_findings or [])[:3]]:
@@ -424,10 +455,10 @@ def _association_table(ctx: RunContext) -> pd.DataFrame:
     table = feature_associations(np.asarray(view.features[:, used]), view.metadata, features=used,
                                  attributes=ctx.attributes, strata=view.labels)
     ctx.feature_attributes = table
-    if not ctx.results.get("feature_attributes"):
+    if not ctx.run_results.feature_attributes:
         acfg = ctx.config.analysis
-        ctx.results["feature_attributes"] = association_records(
-            strongest_significant(table, fdr=acfg.fdr, per_feature=acfg.associations_per_feature))
+        ctx.run_results.feature_attributes = [FeatureAttributeRecord.model_validate(r) for r in association_records(
+            strongest_significant(table, fdr=acfg.fdr, per_feature=acfg.associations_per_feature))]
     return table
 
 
@@ -436,7 +467,7 @@ def assertion_context(ctx: RunContext, split: str = "test") -> AssertionContext:
     return AssertionContext(table=ctx.prediction_table(split), class_names=list(ctx.class_names) or None,
                             sparse_layer=ctx.sparse_layer, feature_attributes=ctx.feature_attributes,
                             spurious_findings=(list(ctx.spurious_findings) if ctx.spurious_findings or
-                                               "spurious_findings" in ctx.results else None),
+                                               ctx.run_results.recorded("spurious_findings") else None),
                             automatic_findings=ctx.automatic_findings,
                             spurious_attributes=list(ctx.config.data.spurious_attributes),
                             model=ctx.model, dataset=ctx.datasets.get(split), input_spec=ctx.input_spec,
@@ -460,8 +491,8 @@ def assertions_stage(ctx: RunContext) -> None:
     """Run the config's assertions (and the implied ones) on the test split.
 
     The assertions were parsed with the config (:attr:`sparsecheck.config.Config.parsed_assertions`).
-    Sets ``ctx.assertion_results`` (a SuiteResult) and ``ctx.results["assertions"]`` (list of dicts
-    with name, status, severity, observed, threshold, message, family, failing_examples, ...), and
+    Sets ``ctx.assertion_results`` (a SuiteResult) and the ``assertions`` section (one record each:
+    name, status, severity, observed, threshold, message, family, failing_examples, ...), and
     writes ``junit.xml`` into ``ctx.out_dir``.
     """
     suite = ctx.config.parsed_assertions
@@ -472,7 +503,7 @@ def assertions_stage(ctx: RunContext) -> None:
             suite = [a for a in suite if a not in implied]
     result = run_assertions(suite, assertion_context(ctx, "test"))
     ctx.assertion_results = result
-    ctx.results["assertions"] = result.to_dicts()
+    ctx.run_results.assertions = [AssertionRecord.model_validate(a) for a in result.to_dicts()]
     if ctx.out_dir is not None:
         path = write_junit(result, Path(ctx.out_dir) / "junit.xml")
         ctx.artifacts["junit.xml"] = str(path)

@@ -392,9 +392,10 @@ def test_slices_stage_follows_the_config_and_refuses_unlabelled_data(planted_run
 
     from sparsecheck.pipeline.stages import slices_stage
     from sparsecheck.errors import DataError
+    from sparsecheck.results import RunResults
 
     _, ctx, _ = planted_runs[1]
-    ctx = dataclasses.replace(ctx, config=ctx.config.model_copy(deep=True), results={})
+    ctx = dataclasses.replace(ctx, config=ctx.config.model_copy(deep=True), run_results=RunResults(status="pass"))
     ctx.config.analysis.slices_top_k = 2
     ctx.config.analysis.min_support = 300
     ctx.config.analysis.max_predicates = 1

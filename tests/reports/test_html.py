@@ -281,7 +281,7 @@ def test_only_images_inside_the_output_directory_are_inlined(tmp_path: Path) -> 
 
 
 def test_write_report_from_a_real_run(run_ctx: Any) -> None:
-    run_ctx.results["status"] = "fail"
+    run_ctx.run_results.status = "fail"
     path = write_report(run_ctx)
     assert path == Path(run_ctx.out_dir) / "report.html" and run_ctx.artifacts["report.html"] == str(path)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".report.html")]  # no temp file left
