@@ -339,8 +339,8 @@ class FeatureExtractionRecord(_Record):
     """One split's deep features: their shape, whether they came from the cache (or were
     precomputed), and the seconds the extraction took."""
 
-    n: int
-    dim: int
+    n: int | None = None
+    dim: int | None = None
     from_cache: bool = False
     precomputed: bool = False
     seconds: float | None = None
@@ -349,9 +349,9 @@ class FeatureExtractionRecord(_Record):
 class AttributeAccuracyRecord(_Record):
     """The model's accuracy on the test examples with one metadata value."""
 
-    attribute: str
+    attribute: str | None = None
     value: Any = None
-    size: int
+    size: int | None = None
     accuracy: float | None = None
     error_rate: float | None = None
     ci_low: float | None = None
@@ -417,7 +417,7 @@ class ErrorClusterRecord(_Record):
 
     kind: str | None = None
     features: list[dict[str, Any]] = Field(default_factory=list)
-    size: int
+    size: int | None = None
     errors: int | None = None
     error_rate: float | None = None
     ci_low: float | None = None
@@ -458,7 +458,7 @@ class DenseHeadRecord(_Record):
     """The dense baseline, when the precomputed features of some splits carry no logits: a linear
     head refitted on the train features gives theirs."""
 
-    kind: str
+    kind: str | None = None
     splits: list[str] = Field(default_factory=list)
     train_accuracy: float | None = None
     reason: str | None = None
@@ -471,6 +471,10 @@ class RunResults(BaseModel):
     section is validated into its model. :meth:`to_dict` writes the sections that were set, so a
     section a stage did not reach (no ``auto_attributes`` when they are off, no ``dense_head``
     when every split carries logits) is absent from results.json, as before 1.3.
+
+    The sections typed in 1.3 (``features``, ``accuracy_by_attribute``, ``feature_cards``, ...)
+    went unchecked before: their fields are optional, beyond a card's and a sanity check's
+    ``feature``, so that an older file still loads.
 
     ``feature_attributes`` lists the significant associations (all of them before 1.1); the
     whole table is the file ``feature_attributes_table`` points to (:func:`load_feature_attributes`).
