@@ -104,6 +104,7 @@ def build_context(work: Path, n_lambdas: int) -> Path:
     from sparsecheck.config import load_config
     from sparsecheck.demo import build_demo
     from sparsecheck.pipeline import STAGES, run_pipeline
+    from sparsecheck.results import FeatureCardRecord
 
     config_path = build_demo(work / "data")
     cfg = load_config(config_path)
@@ -128,7 +129,7 @@ def build_context(work: Path, n_lambdas: int) -> Path:
                                   for k, c in enumerate(layer.classes_) if w[k] != 0],
                       "top_examples": [str(test.ids[i]) for i in top], "bottom_examples": [],
                       "associations": [], "lime": None, "sanity": None})
-    ctx.results["feature_cards"] = cards
+    ctx.run_results.feature_cards = [FeatureCardRecord.model_validate(c) for c in cards]
     ctx.model, ctx.datasets = None, {}
     ctx_path = work / "ctx.pkl"
     with open(ctx_path, "wb") as fh:

@@ -239,6 +239,7 @@ def planted_layer_stage(ctx: Any) -> None:
     features per class), so the stages after it can be timed at sizes where the path takes hours here."""
     import pandas as pd
 
+    from sparsecheck.results import SparseLayerSummary
     from sparsecheck.sparse import SparseDecisionLayer
 
     root = Path(ctx.config.data.train).parent
@@ -258,10 +259,11 @@ def planted_layer_stage(ctx: Any) -> None:
     ctx.sparse_layer = layer
     test = ctx.splits["test"]
     pred = layer.predict(np.asarray(test.features))
-    ctx.results["sparse_layer"] = {"dense_accuracy": float(np.mean(test.dense_predictions == test.labels)),
-                                   "sparse_accuracy": float(np.mean(pred == test.labels)),
-                                   "agreement": float(np.mean(pred == test.dense_predictions)),
-                                   **layer.to_dict(list(ctx.class_names))}
+    ctx.run_results.sparse_layer = SparseLayerSummary.model_validate({
+        "dense_accuracy": float(np.mean(test.dense_predictions == test.labels)),
+        "sparse_accuracy": float(np.mean(pred == test.labels)),
+        "agreement": float(np.mean(pred == test.dense_predictions)),
+        **layer.to_dict(list(ctx.class_names))})
     out = Path(ctx.out_dir)
     layer.save(out / "sparse_layer", overwrite=True)
     layer.plot_path(out / "sparse_path.png")

@@ -5,7 +5,7 @@ first use)::
 
     from sparsecheck import load_config, run_pipeline
     ctx = run_pipeline(load_config("config.yaml"), "out/")
-    ctx.results["status"], ctx.sparse_layer.feature_table(), ctx.prediction_table("test")
+    ctx.run_results.status, ctx.sparse_layer.feature_table(), ctx.prediction_table("test")
 
 Examples
 --------

@@ -132,9 +132,12 @@ def _run_check(origin: ModelOrigin, config: "Config", uri: str, out_dir: str | P
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    logged = ctx.results.get("mlflow") or {}
-    logger.info("%s checked by run %s: %s", origin.label, logged.get("run_id"), ctx.results.get("status"))
-    return str(logged["run_id"])
+    logged = ctx.run_results.mlflow
+    if logged is None:  # the check ran with MLflow off: there is no run to compare
+        raise TrackingError(f"{origin.label} was checked, but the check was not logged to MLflow "
+                            f"(mlflow.enabled is false): there is no run to compare")
+    logger.info("%s checked by run %s: %s", origin.label, logged.run_id, ctx.run_results.status)
+    return str(logged.run_id)
 
 
 def compare_targets(target_a: str, target_b: str, *, tracking_uri: str | None = None,

@@ -86,15 +86,15 @@ def _one_process(command: str) -> None:
 def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
     from sparsecheck.pipeline import exit_code_for
 
-    results = ctx.results
+    results = ctx.run_results
     out = ctx.out_dir
-    if results.get("assertions"):
+    if results.assertions:
         import shutil
 
         from sparsecheck.assertions.results import render_table
 
-        typer.echo(render_table(results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
-    typer.echo(f"status: {results.get('status')}" + (f"  (outputs in {out})" if out else ""), err=True)
+        typer.echo(render_table(ctx.results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
+    typer.echo(f"status: {results.status}" + (f"  (outputs in {out})" if out else ""), err=True)
     if next_step:
         typer.echo(next_step, err=True)
     raise typer.Exit(exit_code_for(ctx, fail_on.value))

@@ -162,3 +162,16 @@ def test_a_section_is_validated_when_a_stage_sets_it():
     results.record_skip("LIME", "no model")
     assert results.to_dict() == {"status": "pass", "dense": {"test_accuracy": 0.9},
                                  "skipped": [{"what": "LIME", "reason": "no model"}]}
+
+
+def test_ctx_results_is_a_read_only_view_of_the_typed_results():
+    from sparsecheck.pipeline.context import RunContext
+
+    ctx = RunContext(config=None, class_names=[], splits={})  # type: ignore[arg-type]
+    ctx.skip("LIME", "no model")
+    assert ctx.results == {"status": "pass", "skipped": [{"what": "LIME", "reason": "no model"}]}
+    assert json.loads(json.dumps(ctx.results)) == ctx.results
+    with pytest.raises(TypeError, match=r"set the typed section instead"):
+        ctx.results["sparse_layer"] = {}  # would be lost: refused
+    with pytest.raises(TypeError):
+        ctx.results.update(timings={})

@@ -39,6 +39,18 @@ __all__ = ["SplitView", "RunContext"]
 
 logger = logging.getLogger(__name__)
 
+
+class _ResultsView(dict):  # type: ignore[type-arg]
+    """results.json's content as a dict, for reading: a section is set on ``ctx.run_results``,
+    typed, and a write here would be lost, so it is refused."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ctx.results is read-only (a view of ctx.run_results): set the typed section instead, "
+                        "e.g. ctx.run_results.sparse_layer = SparseLayerSummary(...)")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
+
+
 @dataclass
 class SplitView:
     """One data split after feature extraction.
@@ -126,9 +138,9 @@ class RunContext:
 
     @property
     def results(self) -> dict[str, Any]:
-        """What results.json holds, as a JSON-ready dict (a copy of :attr:`run_results`: the
-        stages set their sections there)."""
-        return self.run_results.to_dict()
+        """What results.json holds, as a JSON-ready dict to read (the stages set their sections on
+        :attr:`run_results`; writing a key here raises TypeError)."""
+        return _ResultsView(self.run_results.to_dict())
 
     @property
     def attributes(self) -> list[str]:

@@ -94,14 +94,13 @@ def write_test_features(ctx: "RunContext", path: str | Path, *,
 def _output_artifacts(ctx: "RunContext") -> list[Path]:
     """Files and folders under the output directory that belong to this run."""
     out = Path(ctx.out_dir)
-    results = ctx.results
     wanted: list[Path] = []
     for name in OUTPUT_ARTIFACTS:
         if name == RESULTS_FILE:
             continue  # logged from memory by log_outputs, before the local file is written
         if name == "sparse_layer" and ctx.sparse_layer is None:
             continue  # a folder from an earlier run in the same --out is not this run's
-        if name == "features" and not results.get("feature_cards"):
+        if name == "features" and not ctx.run_results.feature_cards:
             continue
         if name == ACTIVATIONS_FILE and ctx.sparse_layer is None:
             continue
