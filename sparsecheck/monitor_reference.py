@@ -17,7 +17,7 @@ from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_dr
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.reports.compare import RunActivations
-from sparsecheck.results import FAILING_STATUSES, failing_assertions
+from sparsecheck.results import FAILING_STATUSES, RunResults, failing_assertions
 from sparsecheck.sparse import SparseDecisionLayer
 from sparsecheck.tracking.outputs import ACTIVATIONS_FILE
 from sparsecheck.tracking.reading import download_run_artifact, load_run_results
@@ -38,14 +38,14 @@ class MonitorReference:
     layer : SparseDecisionLayer
     activations : RunActivations
         Raw activations of the layer's used features on the reference's test split.
-    results : dict
-        The reference's results.json.
+    results : RunResults
+        The reference's results.json, typed.
     """
 
     run_id: str
     layer: "SparseDecisionLayer"
     activations: RunActivations
-    results: dict[str, Any]
+    results: RunResults
 
     def __post_init__(self) -> None:
         used = set(int(f) for f in self.layer.used_features())
@@ -119,7 +119,7 @@ def load_reference(run_id: str, tracking_uri: str | None = None) -> MonitorRefer
         when the run does not exist or lacks one of those artifacts.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    results = load_run_results(run_id, uri)
+    results = RunResults.from_dict(load_run_results(run_id, uri), source=f"results.json of reference run {run_id}")
     with tempfile.TemporaryDirectory(prefix="sparsecheck-reference-") as tmp:
         layer_dir = download_run_artifact(run_id, "sparse_layer", uri, dst_dir=tmp)
         try:

@@ -59,7 +59,7 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
            "DenseSummary", "ClassOrderRecord", "ModelRecord", "FeatureExtractionRecord", "AttributeAccuracyRecord",
            "FeatureCardRecord", "FeatureSanityRecord", "InterpretationSummary", "SliceSearchSummary",
            "ErrorBreakdowns", "ErrorClusterRecord", "AutoAttributesSummary", "SpuriousAnalysisSummary",
-           "DenseHeadRecord"]
+           "DenseHeadRecord", "results_mapping"]
 
 #: the contract's version: the major number changes when a reader of the old one would misread.
 #: 1.1: ``feature_attributes`` lists the significant associations; the whole table is the
@@ -602,6 +602,16 @@ class RunResults(BaseModel):
         schema["$id"] = f"https://sparsecheck/results-{SCHEMA_VERSION}.schema.json"
         schema["title"] = "sparsecheck results.json"
         return schema
+
+
+def results_mapping(results: "RunResults | Mapping[str, Any]") -> Mapping[str, Any]:
+    """What a reader of results reads: a :class:`RunResults` as the dict results.json holds, a
+    mapping (a results.json as loaded, perhaps partial) as it is.
+
+    >>> results_mapping(RunResults(status="pass", timings={"load": 0.1}))
+    {'status': 'pass', 'timings': {'load': 0.1}}
+    """
+    return results.to_dict() if isinstance(results, RunResults) else results
 
 
 def load_feature_attributes(results: str | Path) -> "pd.DataFrame":

@@ -108,11 +108,11 @@ def write_outputs(ctx: RunContext, *, kind: str = "run", attach_to: str | None =
     tracking_error, run = None, None
     owned = attach_to is None  # an attached run is its owner's to close
     if attach_to is not None:
-        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=ctx.results)
+        run = attach_run(ctx.config.mlflow, attach_to, kind=kind, results=results)
     elif ctx.config.mlflow.enabled:
         try:
             with doing("creating the MLflow run"):
-                run = start_run(ctx.config.mlflow, kind=kind, results=ctx.results)
+                run = start_run(ctx.config.mlflow, kind=kind, results=results)
         except TrackingError as exc:
             tracking_error = exc
             logger.warning("%s; writing the local outputs anyway", exc)

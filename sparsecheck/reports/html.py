@@ -47,7 +47,7 @@ from sparsecheck.modalities import get_modality
 from sparsecheck.reports import format as fmt
 from sparsecheck.reports.evidence import (assertion_features, featured_features, finding_evidence, finite_number,
                                           fmt_weight)
-from sparsecheck.results import is_failing
+from sparsecheck.results import RunResults, is_failing, results_mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.pipeline.context import RunContext
@@ -419,15 +419,15 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = None,
+def render_report(results: RunResults | Mapping[str, Any], *, out_dir: str | Path | None = None,
                   path_png: bytes | None = None, max_cards: int = 6, max_rows: int = 25,
                   fdr: float = ANALYSIS["fdr"]) -> str:
     """Render a run's results (the results.json dict) as a self-contained HTML page.
 
     Parameters
     ----------
-    results : mapping
-        What results.json holds; every key is optional.
+    results : RunResults or mapping
+        The run's typed results, or what a results.json holds (every key optional).
     out_dir : path, optional
         The run's output directory: feature-card images (``features/feature_<id>.png``) are read
         from it and inlined. Images outside it are never read.
@@ -449,7 +449,7 @@ def render_report(results: Mapping[str, Any], *, out_dir: str | Path | None = No
     str
         The HTML document.
     """
-    view = _view(results, None if out_dir is None else Path(out_dir), path_png,
+    view = _view(results_mapping(results), None if out_dir is None else Path(out_dir), path_png,
                  max_cards=max(0, int(max_cards)), max_rows=max(1, int(max_rows)), fdr=fdr)
     return _environment().get_template(TEMPLATE).render(**view)
 
@@ -488,7 +488,7 @@ def write_report(ctx: "RunContext", path: str | Path | None = None, *, max_cards
         except Exception as exc:  # a plot must not sink the report; the SVG fallback draws the path
             logger.warning("report: could not plot the regularisation path (%s); drawing it as SVG", exc)
     fdr = getattr(getattr(ctx.config, "analysis", None), "fdr", 0.05)
-    html = render_report(ctx.results, out_dir=out_dir, path_png=png, max_cards=max_cards, max_rows=max_rows,
+    html = render_report(ctx.run_results, out_dir=out_dir, path_png=png, max_cards=max_cards, max_rows=max_rows,
                          fdr=fdr)
     with atomic_write(path, "w", encoding="utf-8") as fh:
         fh.write(html)

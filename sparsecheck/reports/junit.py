@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sparsecheck.outputs import atomic_write
-from sparsecheck.results import gate_status
+from sparsecheck.results import AssertionRecord, RunResults, gate_status
 
 __all__ = ["junit_xml", "write_junit"]
 
@@ -50,10 +50,13 @@ def _clean(text: Any) -> str:
 
 
 def _records(results: Any) -> list[dict[str, Any]]:
-    items: Iterable[Any] = getattr(results, "results", results)
+    items: Iterable[Any] = results.assertions if isinstance(results, RunResults) else getattr(results, "results", results)
     out = []
     for r in items:
-        out.append(r.to_dict(EXAMPLES_IN_XML) if hasattr(r, "to_dict") else dict(r))
+        if isinstance(r, AssertionRecord):
+            out.append(r.model_dump(by_alias=True, exclude_unset=True))
+        else:
+            out.append(r.to_dict(EXAMPLES_IN_XML) if hasattr(r, "to_dict") else dict(r))
     return out
 
 
@@ -80,7 +83,8 @@ def _details(r: Mapping[str, Any]) -> str:
 
 
 def junit_xml(results: Any, *, suite_name: str = "sparsecheck", timestamp: str | None = None) -> str:
-    """JUnit XML text for a SuiteResult, a list of AssertionResult, or results.json's ``assertions`` list."""
+    """JUnit XML text for a SuiteResult, a list of AssertionResult, a :class:`~sparsecheck.results.RunResults`
+    (its assertions), or results.json's ``assertions`` list."""
     records = _records(results)
     n_fail = sum(r.get("status") == "fail" for r in records)
     n_err = sum(r.get("status") == "error" for r in records)

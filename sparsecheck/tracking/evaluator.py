@@ -87,7 +87,7 @@ class SparsecheckEvaluator(ModelEvaluator):
 
         ctx, artifact_uri = evaluate_gate(dataset.features_data, dataset.labels_data, model=model, run_id=run_id,
                                           evaluator_config=dict(evaluator_config or {}))
-        metrics = metrics_from_results(ctx.results)
+        metrics = metrics_from_results(ctx.run_results)
         metrics["sparsecheck_pass"] = float(exit_code_for(ctx, str(evaluator_config.get("fail_on", "error"))) == 0)
         artifacts = {"results.json": JsonEvaluationArtifact(uri=f"{artifact_uri}/results.json", content=ctx.results),
                      "report.html": TextEvaluationArtifact(uri=f"{artifact_uri}/report.html")}
@@ -129,7 +129,7 @@ def evaluate_gate(features: Any, labels: Any, *, model: Any, run_id: str,
         artifact_uri = str(mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(run_id).info.artifact_uri)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("sparsecheck gate on %s: %s (MLflow run %s)", uri, ctx.results.get("status"), run_id)
+    logger.info("sparsecheck gate on %s: %s (MLflow run %s)", uri, ctx.run_results.status, run_id)
     return ctx, artifact_uri
 
 

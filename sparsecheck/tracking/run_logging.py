@@ -20,8 +20,7 @@ import numpy as np
 from sparsecheck._runtime import ACTIVITY
 from sparsecheck._version import __version__
 from sparsecheck.errors import Interrupted, ParameterError, TrackingError
-from sparsecheck.outputs import write_json_atomic
-from sparsecheck.results import failing_assertions
+from sparsecheck.results import RunResults, failing_assertions, results_mapping
 from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
 from sparsecheck.tracking.registry import link_model_input, run_tags
@@ -172,8 +171,10 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SLICE_METRICS) -> dict[str, float]:
-    """The headline figures of a results dict as MLflow metrics (missing figures are left out).
+def metrics_from_results(results: RunResults | Mapping[str, Any], *,
+                         top_slices: int = TOP_SLICE_METRICS) -> dict[str, float]:
+    """The headline figures of a run's results (typed, or a results dict) as MLflow metrics
+    (missing figures are left out).
 
     ``dense_<split>_accuracy``; ``dense_accuracy`` and ``sparse_accuracy`` (test split);
     ``sparsity``, ``mean_features_per_class``, ``max_features_per_class``, ``n_used_features``,
@@ -183,6 +184,7 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     ``n_automatic_findings`` (found from the pixels), ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
     """
     metrics: dict[str, float] = {}
+    results = results_mapping(results)
 
     def put(name: str, value: Any) -> None:
         number = _number(value)
@@ -217,8 +219,14 @@ def metrics_from_results(results: Mapping[str, Any], *, top_slices: int = TOP_SL
     return metrics
 
 
-def _tags(results: Mapping[str, Any], kind: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+def _model_id(results: RunResults | Mapping[str, Any] | None) -> str | None:
+    """The MLflow 3 logged model the run's model was loaded from, if any."""
+    return (results_mapping(results or {}).get("mlflow_model") or {}).get("model_id")
+
+
+def _tags(results: RunResults | Mapping[str, Any], kind: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     tags = {TAG_VERSION: __version__, TAG_KIND: kind}
+    results = results_mapping(results)
     fingerprint = (results.get("model") or {}).get("fingerprint")
     if fingerprint:
         tags[TAG_MODEL_FINGERPRINT] = str(fingerprint)
@@ -270,10 +278,10 @@ class MlflowRun:
     def log_outputs(self, ctx: "RunContext") -> LoggedRun:
         """Log the config as params, the results as metrics, and the output files as artifacts.
 
-        ``results.json`` is logged from ``ctx.results`` (its ``mlflow.status`` saying what the run
+        ``results.json`` is logged from ``ctx.run_results`` (its ``mlflow.status`` saying what the run
         is about to become), not from the output directory: the local file is written only after
         the run is terminated (:func:`sparsecheck.pipeline.write_outputs`). Sets :attr:`status`
-        from ``ctx.results["status"]``.
+        from its ``status``.
 
         Raises
         ------
@@ -285,7 +293,7 @@ class MlflowRun:
         start = time.perf_counter()
         run_id = self.info.run_id
         params = params_from_config(ctx.config)
-        metrics = metrics_from_results(ctx.results)
+        metrics = metrics_from_results(ctx.run_results)
         now = int(time.time() * 1000)
         artifacts: list[str] = []
         out = Path(ctx.out_dir).resolve()
@@ -307,13 +315,13 @@ class MlflowRun:
                         self.client.log_artifact(run_id, str(path), artifact_path=dest)
                     artifacts.append(_join(dest, path.name) + ("/" if path.is_dir() else ""))
                 with tempfile.TemporaryDirectory(prefix="sparsecheck-results-") as tmp:
-                    write_json_atomic(Path(tmp) / RESULTS_FILE, ctx.results)
+                    ctx.run_results.to_json(Path(tmp) / RESULTS_FILE)
                     self.client.log_artifact(run_id, str(Path(tmp) / RESULTS_FILE))
                 artifacts.append(RESULTS_FILE)
         except Exception as exc:
             raise TrackingError(f"logging run {run_id} to MLflow at {self.info.tracking_uri} failed: "
                                 f"{_one_line(exc)}") from exc
-        self.status = str(ctx.results.get("status", "unknown"))
+        self.status = str(ctx.run_results.status)
         logged = LoggedRun(self.info, params, metrics, artifacts, time.perf_counter() - start)
         logger.info("logged run %s to MLflow (%s): %d params, %d metrics, %d artifacts in %.1f s",
                     run_id, self.info.tracking_uri, len(params), len(metrics), len(artifacts), logged.seconds)
@@ -416,7 +424,7 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def attach_run(config: "MlflowConfig", run_id: str, *, kind: str = "run",
-               results: Mapping[str, Any] | None = None) -> MlflowRun:
+               results: RunResults | Mapping[str, Any] | None = None) -> MlflowRun:
     """An :class:`MlflowRun` for an existing run that someone else opened and will close (the run of
     ``mlflow.models.evaluate``), with sparsecheck's tags set on it as :func:`start_run` would.
 
@@ -435,14 +443,14 @@ def attach_run(config: "MlflowConfig", run_id: str, *, kind: str = "run",
             experiment = client.get_experiment(run.info.experiment_id)
             for key, value in _tags(results or {}, kind, config.tags).items():
                 client.set_tag(run_id, key, value)
-            link_model_input(client, run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
+            link_model_input(client, run_id, _model_id(results))
     except Exception as exc:
         raise TrackingError(f"cannot log to run {run_id} at the MLflow store {shown}: {_one_line(exc)}") from exc
     info = TrackingInfo(shown, str(run.info.experiment_id), run_id, experiment.name)
     return MlflowRun(client, info, kind=kind)
 
 
-def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str, Any] | None = None,
+def start_run(config: "MlflowConfig", *, kind: str = "run", results: RunResults | Mapping[str, Any] | None = None,
               tracking_uri: str | None = None) -> MlflowRun:
     """Create the MLflow run of a sparsecheck run (the experiment too, if missing).
 
@@ -452,7 +460,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
         ``experiment``, ``run_name``, ``tags`` and ``tracking_uri`` are used.
     kind : {"run", "monitor", "select", "weak-labels"}
         Recorded as the ``sparsecheck.kind`` tag.
-    results : mapping, optional
+    results : RunResults or mapping, optional
         The run's results so far; ``model.fingerprint`` becomes a tag, and a model loaded from
         MLflow (``mlflow_model``) becomes the ``sparsecheck.model_*`` tags and, in MLflow 3, a
         model input of the run.
@@ -495,7 +503,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: Mapping[str
                 close_abandoned_runs(client, experiment_id)  # RUNNING runs whose process is gone
             run = client.create_run(experiment_id, run_name=config.run_name,
                                     tags={**_tags(results or {}, kind, config.tags), TAG_HEARTBEAT: heartbeat_value()})
-            link_model_input(client, run.info.run_id, ((results or {}).get("mlflow_model") or {}).get("model_id"))
+            link_model_input(client, run.info.run_id, _model_id(results))
     except TrackingError:
         raise
     except Exception as exc:

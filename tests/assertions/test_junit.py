@@ -73,3 +73,11 @@ def test_junit_from_results_json_records():
     empty = ET.fromstring(junit_xml([]))
     assert empty.find("testsuite").get("tests") == "0"
     assert {p.get("value") for p in empty.iter("property")} == {"pass"}
+
+
+def test_junit_reads_a_runs_typed_results():
+    from sparsecheck.results import RunResults
+
+    records = [r.to_dict() for r in suite()]
+    typed = RunResults.from_dict({"status": "fail", "assertions": records})
+    assert junit_xml(typed, timestamp="2026-01-01T00:00:00") == junit_xml(records, timestamp="2026-01-01T00:00:00")

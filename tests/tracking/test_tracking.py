@@ -341,6 +341,11 @@ def test_metrics_from_results_handles_partial_results() -> None:
     assert metrics["n_significant_slices"] == 7
     assert (metrics["assertions_errored"], metrics["assertions_failed"], metrics["assertions_failing"]) == (1, 1, 1)
     assert metrics["time_sparse_fit_s"] == 2.0
+    from sparsecheck.results import RunResults
+
+    typed = RunResults.from_dict({"status": "fail", "sparse_layer": {"dense_accuracy": 0.9, "sparsity": 97.5},
+                                  "assertions": [{"name": "a", "status": "fail"}], "timings": {"load": 1.5}})
+    assert metrics_from_results(typed) == metrics_from_results(typed.to_dict())  # a run's typed results, or a dict
 
 
 def test_credentials_never_reach_the_outputs(run_ctx: Any) -> None:
