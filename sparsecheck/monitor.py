@@ -74,7 +74,7 @@ from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, wri
 from sparsecheck.pipeline.batch import batch_metadata
 from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.reports.monitor_render import to_html
-from sparsecheck.results import ModelRecord, failing_assertions
+from sparsecheck.results import failing_assertions
 from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.reading import download_run_artifact
 from sparsecheck.tracking.registry import find_check_run, resolve_model_uri
@@ -269,7 +269,7 @@ def monitor_batch(config: "Config", batch: "str | Path | ImageDataset", *,
         model = config.model.load(tracking_uri=uri)
     origin = getattr(model, "origin", None)
     # the model fingerprint becomes a tag; an MLflow model its sparsecheck.model_* tags and input link
-    model_info = {"model": _reference_model(ref).model_dump(exclude_unset=True),
+    model_info = {"model": ref.checked_model.model_dump(exclude_unset=True),
                   "mlflow_model": None if origin is None else origin.to_dict()}
     # FAILED (never taken as covering the batch) if anything below raises
     with start_run(mlflow_cfg, kind="monitor", results=model_info, tracking_uri=uri) as run:
@@ -410,7 +410,7 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
            device: str, correct: bool = False) -> MonitorReport:
     dev = resolve_device(device)
     spec = None
-    ref_layer = _reference_model(ref).feature_layer
+    ref_layer = ref.checked_model.feature_layer
     if isinstance(ds, PrecomputedFeatures):  # no model needed: the batch's meta.json says where they came from
         features, logits, layer = ds.features, ds.logits, ds.layer
         _check_same_fingerprint(ref, ds.model_fingerprint, f"--batch {ds.source} (meta.json)")
@@ -484,21 +484,16 @@ def _aligned_labels(ds: Any, names: list[str] | None) -> Any:
     return ds
 
 
-def _reference_model(ref: MonitorReference) -> ModelRecord:
-    """The model the reference run checked (an empty record when its results name none)."""
-    return ref.results.model or ModelRecord()
-
-
 def _check_same_fingerprint(ref: MonitorReference, fingerprint: str | None, what: str) -> None:
     """Precomputed batch features must come from the reference's model, when both say which it was."""
-    expected = _reference_model(ref).fingerprint
+    expected = ref.checked_model.fingerprint
     if expected and fingerprint and fingerprint != expected:
         raise DataError(f"{what}: features were extracted with model {fingerprint}, but reference run {ref.run_id} "
                         f"was fitted on model {expected}; extract the batch with the reference's model")
 
 
 def _check_same_model(ref: MonitorReference, model: "Model") -> None:
-    expected = _reference_model(ref).fingerprint
+    expected = ref.checked_model.fingerprint
     if expected is None:
         logger.warning("reference run %s records no model fingerprint; cannot check that the config's model "
                        "is the one it was fitted on", ref.run_id)

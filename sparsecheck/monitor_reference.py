@@ -17,7 +17,7 @@ from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_dr
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.reports.compare import RunActivations
-from sparsecheck.results import FAILING_STATUSES, RunResults, failing_assertions
+from sparsecheck.results import FAILING_STATUSES, ModelRecord, RunResults, failing_assertions
 from sparsecheck.sparse import SparseDecisionLayer
 from sparsecheck.tracking.outputs import ACTIVATIONS_FILE
 from sparsecheck.tracking.reading import download_run_artifact, load_run_results
@@ -46,6 +46,11 @@ class MonitorReference:
     layer: "SparseDecisionLayer"
     activations: RunActivations
     results: RunResults
+
+    @property
+    def checked_model(self) -> ModelRecord:
+        """The model the reference run checked (an empty record when its results name none)."""
+        return self.results.model or ModelRecord()
 
     def __post_init__(self) -> None:
         used = set(int(f) for f in self.layer.used_features())
