@@ -31,7 +31,8 @@ blockiness). The carriers and non-carriers differ on it by ``D = Σ min(z², 100
 statistics with ``z² > 6.63`` (z: the within-class differences of the means, pooled over the
 classes, over their standard errors; the floor leaves out what noise alone makes, the cap keeps
 one statistic from drowning the others). When the pixel means differ, the same is asked of the
-per-pixel map too (how many pixels still differ), and the worse of the two counts. Each candidate change is applied
+per-pixel map too (how many pixels still differ: above the largest z² that random splits of the
+same images show), and the worse of the two counts. Each candidate change is applied
 to the non-carriers, and its score is the share of ``D`` it removes (``explained``). The best
 candidate is the estimate if it explains at least ``MIN_EXPLAINED`` (0.3), with the next ones that
 do as alternates (the intervention says which one the model uses); a region must also cover at
@@ -277,12 +278,11 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     diff_map = pixel_z2(carriers, others)
     z_base = pooled_z(sc, so)
     base = difference(z_base)
-    pixel_base = int(significant_pixels(diff_map, channels).sum())
     # what the same comparison shows between random halves (labels shuffled within each class):
     # near-duplicate images make every z larger than independent images would, and this is the floor
-    null_stats, null_pixels = null_floor(carriers, others, sc, so, channels, rng)
+    null_stats, z2_floor = null_floor(carriers, others, sc, so, channels, rng)
     base -= null_stats
-    pixel_base -= null_pixels
+    pixel_base = int(significant_pixels(diff_map, channels, z2_floor).sum())
     pixel_signal = pixel_base >= max(5, 0.005 * diff_map.size)  # pixels differ, beyond a stray few
     if base <= 0 and not pixel_signal:
         logger.info("cue estimate: the images with the value do not differ from the others in the pixels")
@@ -304,8 +304,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         after = max(difference(z_after) - null_stats, 0.0)
         score = 1.0 - after / base if base > 0 else (1.0 if after == 0 else -1.0)
         if pixel_signal and pixels:
-            left = int(significant_pixels(pixel_z2(carriers, mapped), channels).sum()) - null_pixels
-            score = min(score, 1.0 - max(left, 0) / pixel_base)
+            left = int(significant_pixels(pixel_z2(carriers, mapped), channels, z2_floor).sum())
+            score = min(score, 1.0 - left / pixel_base)
         return score
 
     all_c = np.concatenate(list(carriers.values()))
@@ -314,7 +314,7 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     lab_o = np.concatenate(list(o_lab.values()))
     found: dict[str, tuple[float, Cue, Cue | None, float, np.ndarray | None]] = {}
     # a region: copied from carriers (its control: from non-carriers)
-    mask = _region(diff_map, all_c.shape[1:3], channels)
+    mask = _region(diff_map, all_c.shape[1:3], channels, z2_floor)
     consistency = None if mask is None else _consistency(carriers, others, mask)
     if consistency is not None and consistency < MIN_CONSISTENCY:
         logger.info("cue estimate: the region differs one way in one class and another way in the next "
@@ -385,9 +385,9 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     return est
 
 
-def _region(z2: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray | None:
-    """The mask (full size, 0..1) of the pixels whose means differ, closed and grown by a pixel."""
-    sig = significant_pixels(z2, channels)
+def _region(z2: np.ndarray, size: tuple[int, int], channels: int, floor: float) -> np.ndarray | None:
+    """The mask (full size, 0..1) of the pixels whose means differ (above ``floor``), closed and grown by a pixel."""
+    sig = significant_pixels(z2, channels, floor)
     if sig.sum() < 2:
         return None
     sig = ndimage.binary_closing(sig, iterations=1) | sig
