@@ -288,16 +288,20 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         logger.info("cue estimate: the images with the value do not differ from the others in the pixels")
         return None
 
-    def explained_by(cue: Cue | None, pixels: bool = True, mapped: dict | None = None) -> float:
+    def explained_by(cue: Cue | None, pixels: bool = True, mapped: dict | None = None, ref: dict | None = None
+                     ) -> float:
         """The share of the difference left once ``cue`` is put on the non-carriers (or ``mapped``,
         the non-carriers changed already): on the statistic vector and, when the pixels differ and
         ``pixels``, on the pixel map too (the worse of the two: a colour mapping cannot stand in for
         a region). Texture cues (``pixels=False``) are scored on the texture statistics alone: noise
         or blur moves no pixel's mean, and a value's images may differ in other ways too (blurred
-        *and* dark ones), which a texture need not explain."""
+        *and* dark ones), which a texture need not explain. ``ref`` stands in for the carriers'
+        statistics: a copied region is compared with carriers that had the same region copied in
+        from other carriers, so that the seams of the copy, edges that no image had, count on both
+        sides, and a texture the region does not explain (blur all over) still counts against it."""
         if mapped is None:
             mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}  # type: ignore[union-attr]
-        z_after = pooled_z(sc, {k: image_stats(v) for k, v in mapped.items()})
+        z_after = pooled_z(sc if ref is None else ref, {k: image_stats(v) for k, v in mapped.items()})
         if not pixels:
             before = difference(z_base[-3:])
             return 1.0 - difference(z_after[-3:]) / before if before > 0 else -1.0
@@ -328,7 +332,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         # scored as copies from single carriers of the class (a median is smoother than any image),
         # measured with the medians (a median keeps the cue and drops what a few carriers add)
         copied = {k: _copy_region(o, carriers[k], mask, rng) for k, o in others.items()}
-        found["region"] = (explained_by(None, mapped=copied), put, remove, area, mask)
+        seamed = {k: image_stats(_copy_region(c, c, mask, rng)) for k, c in carriers.items()}
+        found["region"] = (explained_by(None, mapped=copied, ref=seamed), put, remove, area, mask)
     # a colour mapping (and the same after an inversion)
     for invert in (False, True):
         lut = _fit_lut(others, carriers, invert)
