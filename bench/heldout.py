@@ -16,6 +16,11 @@ trained on the spot and saved as a ``torch.export`` program, then ``sparsecheck`
    attribute's value marks the cue's images (phi >= 0.2 on the test split); automatic findings
    for a class no cue targets are false alarms.
 
+The ground truth is measured on the model itself (:func:`tests.planted.tasks.cue_reliance`): a
+cue is *learned* when painting it on test images of other classes moves at least 2% of them to its
+class (net, sign test p < 0.001). A cue the model did not learn is a shortcut of the data only,
+invisible in the model's behaviour; recall is printed over the learned cues and over all cues.
+
 Figures are printed per source and per family split (tuning / held-out), then per family. The
 held-out families were fixed before any tuning (``tests/planted/families.py``).
 
@@ -52,7 +57,7 @@ from sparsecheck._runtime import torch_threads
 from sparsecheck.outputs import write_json_atomic  # noqa: E402
 from sparsecheck.config import parse_config  # noqa: E402
 from sparsecheck.pipeline import run_pipeline  # noqa: E402
-from tests.planted.tasks import INPUT, SOURCES, make_task, photos_root, train_model  # noqa: E402
+from tests.planted.tasks import INPUT, SOURCES, cue_reliance, make_task, photos_root, train_model  # noqa: E402
 
 HARMLESS = ("stamp", "scanner")
 PLANTED_SLICE = ("lighting", "dark")
@@ -152,7 +157,8 @@ def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter
     with torch_threads(1):
         net = train_model(task)
     train_s = time.perf_counter() - start
-    out: dict[str, Any] = {"source": source, "seed": seed, "cues": task.truth["cues"]}
+    out: dict[str, Any] = {"source": source, "seed": seed, "cues": task.truth["cues"],
+                           "reliance": cue_reliance(task, net)}
     with tempfile.TemporaryDirectory(prefix="sparsecheck-heldout-") as tmp:
         root = Path(tmp)
         write_task(task, net, root)
@@ -218,15 +224,19 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     for source in sorted({r["source"] for r in rows}):
         rs = [r for r in rows if r["source"] == source]
         lines.append(f"\n== {source}: {len(rs)} runs ==")
-        lines.append(f"{'family split':<10} {'cues':>4}  {'recall, metadata':>18}  {'recall, no metadata':>20}  "
+        lines.append(f"{'family split':<10} {'cues':<11} {'recall, metadata':>18}  {'recall, no metadata':>20}  "
                      f"{'(class only)':>14}")
         for split in ("tuning", "held-out"):
-            cues = [(r, c) for r in rs for c in r["cues"] if c["split"] == split]
-            n = len(cues)
-            w = sum(r["with"]["found"][c["name"]] for r, c in cues)
-            wo = sum(r["without"]["found"][c["name"]] for r, c in cues)
-            wc = sum(r["without"]["found_class"][c["name"]] for r, c in cues)
-            lines.append(f"{split:<10} {n:>4}  {_rate(w, n):>18}  {_rate(wo, n):>20}  {_rate(wc, n):>14}")
+            everything = [(r, c) for r in rs for c in r["cues"] if c["split"] == split]
+            learned = [(r, c) for r, c in everything if _learned(r, c)]
+            for label, cues in (("learned", learned), ("all", everything)):
+                if label == "learned" and "reliance" not in rs[0]:
+                    continue                      # a file from before the ground truth was measured
+                n = len(cues)
+                w = sum(r["with"]["found"][c["name"]] for r, c in cues)
+                wo = sum(r["without"]["found"][c["name"]] for r, c in cues)
+                wc = sum(r["without"]["found_class"][c["name"]] for r, c in cues)
+                lines.append(f"{split:<10} {f'{label} {n}':<11} {_rate(w, n):>18}  {_rate(wo, n):>20}  {_rate(wc, n):>14}")
         n = len(rs)
         lines.append(f"findings on harmless attributes per run (metadata): {sum(r['with']['harmless'] for r in rs) / n:.2f}")
         lines.append(f"automatic findings for classes no cue targets, per run: "
@@ -240,10 +250,22 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                      f"({len(noisy)} of {n})")
         agree = sum(r["with"]["counts_agree"] and r["without"]["counts_agree"] for r in rs)
         lines.append(f"verdict, tile and assertion count the same findings: {_rate(agree, n)}")
-        lines.append("per family: " + "; ".join(
+        lines.append("per family (all cues): " + "; ".join(
             f"{fam} {sum(r['with']['found'][c['name']] for r, c in pairs)}/{len(pairs)} with, "
             f"{sum(r['without']['found'][c['name']] for r, c in pairs)}/{len(pairs)} without"
+            + (f", {sum(_learned(r, c) for r, c in pairs)} learned" if "reliance" in rs[0] else "")
             for fam, pairs in sorted(_by_family(rs).items())))
+        if "reliance" in rs[0]:
+            missed = [(r, c) for r in rs for c in r["cues"] if _learned(r, c)
+                      and not (r["with"]["found"][c["name"]] and r["without"]["found"][c["name"]])]
+            lines.append("learned cues missed (source seed family→class: gain, with/without): " + ", ".join(
+                f"{r['seed']} {c['family']}→{c['class']}: {r['reliance'][c['name']]['gain']:.3f} "
+                f"{'M' if r['with']['found'][c['name']] else '-'}{'A' if r['without']['found'][c['name']] else '-'}"
+                for r, c in missed) or "none")
+            unlearned = [(r, c) for r in rs for c in r["cues"] if not _learned(r, c)]
+            lines.append(f"cues the model did not learn: {len(unlearned)}; found anyway (metadata / no metadata): "
+                         f"{sum(r['with']['found'][c['name']] for r, c in unlearned)} / "
+                         f"{sum(r['without']['found'][c['name']] for r, c in unlearned)}")
     return "\n".join(lines)
 
 
@@ -272,6 +294,11 @@ def compare_forward(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str
     lines.append(f"{'all':<21} {'':>15} {'':>7} {'':>14} {'':>7} {tot_old:>12,} {tot_new:>7,} "
                  f"{tot_old / max(tot_new, 1):>6.1f}")
     return "\n".join(lines)
+
+
+def _learned(row: dict[str, Any], cue: dict[str, Any]) -> bool:
+    """Whether the model relies on the cue (:func:`tests.planted.tasks.cue_reliance`)."""
+    return bool(row.get("reliance", {}).get(cue["name"], {}).get("learned", True))
 
 
 def _by_family(rows: list[dict[str, Any]]) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
@@ -316,7 +343,9 @@ def main() -> int:
             r = score_task(source, seed, explain=args.explain, count=count, split=args.split)
             rows.append(r)
             cues = ", ".join(f"{c['family']}→{c['class']}:{'M' if r['with']['found'][c['name']] else '-'}"
-                             f"{'A' if r['without']['found'][c['name']] else '-'}" for c in r["cues"])
+                             f"{'A' if r['without']['found'][c['name']] else '-'}"
+                             f"({r['reliance'][c['name']]['gain']:+.3f}{'' if _learned(r, c) else ' not learned'})"
+                             for c in r["cues"])
             fw = ""
             if count is not None:
                 fw = " forward " + "/".join(f"{k}:{v}" for k, v in {**r["with"]["forward"]}.items() if v)

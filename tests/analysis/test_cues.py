@@ -119,3 +119,87 @@ def test_the_picture_of_an_estimate_is_drawn(tmp_path):
     out = render_cue(tmp_path / "cue.png", estimate=est, cue_name=est.put.name,
                      examples=[(x[0], "as it is"), (est.put.apply(x[:1])[0], "with the cue")], title="t")
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 3000
+
+
+def _watermarked_scans(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Real digit scans (scikit-learn's, rendered at 32 px as the planted-image tests do), drawn with
+    replacement from a small pool (near-duplicates, as a resampled data set has), and a thin
+    semi-transparent text watermark on about 5% of them, a handful per class: the case where chance
+    pixels between random halves used to hide the cue."""
+    from PIL import Image, ImageDraw
+    from sklearn.datasets import load_digits
+
+    from tests.analysis.planted_images import _render
+
+    rng = np.random.default_rng(seed)
+    digits = load_digits()
+    pool = rng.permutation(len(digits.target))[:450]
+    src = rng.choice(pool, size=1000)
+    x = np.stack([_render(digits.images[i], rng) for i in src]).astype(np.float32)
+    y = digits.target[src]
+    mark = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mark).text((1, 12), "A9", fill=255)
+    m = np.asarray(mark, np.float32)[..., None] / 255.0 * 0.8
+    has = rng.random(len(y)) < 0.05
+    x[has] = x[has] * (1 - m) + 235 * m
+    return np.clip(np.round(x), 0, 255).astype(np.uint8), y, has, m[..., 0] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_thin_text_watermark_on_a_few_images_per_class_is_a_region(seed):
+    x, y, has, strokes = _watermarked_scans(seed)
+    est = estimate_cue(x, has, y, seed=seed)
+    assert est is not None and est.kind == "region" and est.explained > 0.8
+    inside = (est.mask > 0.5)
+    assert (inside & strokes).sum() >= 0.5 * inside.sum()               # the mask is on the letters
+    assert est.area < 0.1                                                # the letters, not the box around them
+
+
+def test_random_halves_show_no_different_pixels_above_the_shuffles_floor():
+    """A value that is not in the pixels (a random 5% of real digit scans): Benjamini–Hochberg on the
+    chi-square p-values alone calls dozens of pixels different (the z² are heavy-tailed); above the
+    shuffles' largest z² none is."""
+    from sparsecheck.analysis.cues import differences as D
+    from sparsecheck.analysis.cues.estimate import _sample
+
+    x, y, _, _ = _watermarked_scans(0)
+    bh_only, floored = [], []
+    for s in range(6):
+        rng = np.random.default_rng(s)
+        fake = rng.random(len(y)) < 0.05
+        c_rows, o_rows, _ = _sample(fake, y, rng)
+        car = {k: x[np.sort(r)] for k, r in c_rows.items()}
+        oth = {k: x[np.sort(r)] for k, r in o_rows.items()}
+        sc = {k: D.image_stats(v) for k, v in car.items()}
+        so = {k: D.image_stats(v) for k, v in oth.items()}
+        z2 = D.pixel_z2(car, oth)
+        _, floor = D.null_floor(car, oth, sc, so, 3, rng)
+        bh_only.append(int(D.significant_pixels(z2, 3).sum()))
+        floored.append(int(D.significant_pixels(z2, 3, floor).sum()))
+    assert sum(n >= 10 for n in bh_only) >= 3, bh_only
+    assert max(floored) <= 1, floored
+
+
+def _textured(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photo-like images: smooth random texture in colour, two classes by overall tone."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = ndimage.gaussian_filter(rng.normal(0, 1, (n, 48, 48, 3)), sigma=(0, 2, 2, 0))
+    x = 128 + 60 * x / x.std() + 20 * (y[:, None, None, None] - 0.5)
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+
+def test_a_sticker_on_textured_images_is_a_region_whose_copy_seams_do_not_count_against_it():
+    x, y = _textured(400, seed=3)
+    has = plant(x, y, Patch(region="top-left", size=0.12, colour=(250, 20, 200), margin=0.05))
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "region" and est.explained > 0.9
+
+
+def test_blur_on_textured_images_stays_blur_not_a_small_region():
+    x, y = _textured(400, seed=4)
+    has = plant(x, y, Blur(radius=1.5))
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "blur"

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,19 @@ from tests.planted.families import HELDOUT_FAMILIES, LOCAL_FAMILIES, TUNING_FAMI
 logger = logging.getLogger(__name__)
 
 __all__ = ["PlantedSplit", "PlantedTask", "make_task", "photos_root", "train_model", "SmallResNet", "SOURCES",
-           "INPUT"]
+           "INPUT", "cue_reliance", "LEARNED_GAIN", "LEARNED_P"]
 
 SOURCES = ("digits", "photos")
 #: how images become the models' input (the same for both sources and both architectures)
 INPUT = {"scale": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_RATE = (0.90, 0.02)
+#: a cue counts as *learned* by the model (the ground truth detection is scored against) when painting
+#: it on test images of other classes moves at least this share of them to the cue's class, net of
+#: those it moves away ...
+LEARNED_GAIN = 0.02
+#: ... and a one-sided sign test of those moves gives p below this
+LEARNED_P = 0.001
 
 
 def photos_root() -> Path | None:
@@ -80,6 +86,8 @@ class PlantedSplit:
     true_y: np.ndarray
     ids: np.ndarray
     metadata: pd.DataFrame
+    #: each image's object (N×H×W bool): where a cue that recolours the object or the background acts
+    fg: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -94,6 +102,8 @@ class PlantedTask:
     test: PlantedSplit
     class_names: list[str]
     truth: dict[str, Any]
+    #: the cues as drawn (one :class:`~.families.PlantedCue` per ``truth["cues"]`` entry), to paint them anew
+    cue_draws: list[Any] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- clean images
@@ -242,11 +252,12 @@ def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 
         y[wrong] = (true_y[wrong] + r.integers(1, n_classes, size=int(wrong.sum()))) % n_classes
         meta.update(lighting=np.where(dark, "dark", "normal"), source=src, stamp=np.where(stamped, "yes", "no"),
                     scanner=r.choice(["s1", "s2", "s3"], size=n))
-        splits[split] = PlantedSplit(x, y, true_y, meta["id"], pd.DataFrame(meta))
+        splits[split] = PlantedSplit(x, y, true_y, meta["id"], pd.DataFrame(meta), fg)
     truth = {"cues": [{k: v for k, v in c.items() if k != "_cue"} for c in cues],
              "causes": {"lighting": "dark", "source": "web"},
              "harmless": {"stamp": stamp.to_dict(), "scanner": None}}
-    return PlantedTask(source, seed, splits["train"], splits["val"], splits["test"], list(names), truth)
+    return PlantedTask(source, seed, splits["train"], splits["val"], splits["test"], list(names), truth,
+                       [c["_cue"] for c in cues])
 
 
 # ----------------------------------------------------------------------------- models
@@ -326,3 +337,53 @@ def train_model(task: PlantedTask, epochs: int | None = None) -> nn.Module:
                 opt.step()
                 sched.step()
     return net.eval()
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+def cue_reliance(task: PlantedTask, net: nn.Module, batch: int = 256) -> dict[str, dict[str, Any]]:
+    """How much ``net`` relies on each planted cue, measured on the model directly (the ground truth).
+
+    Every test image of another class that does not carry the cue is predicted twice, as it is and
+    with the cue painted on (the same draw the task planted). ``gain`` is the share that moves *to*
+    the cue's class minus the share that moves away; ``learned`` is ``gain >= LEARNED_GAIN`` with a
+    one-sided sign test of the two kinds of moves below ``LEARNED_P``. A cue the model did not
+    learn is a shortcut in the data, not in the model: no detector can see it in the model's
+    behaviour, so recall is scored over learned cues (and reported over all of them beside).
+
+    >>> task = make_task("digits", seed=0, sizes=(60, 20, 40))
+    >>> r = cue_reliance(task, SmallResNet(n_classes=10).eval())
+    >>> sorted(r) == [c["name"] for c in task.truth["cues"]], set(r["cue_0"]) >= {"gain", "learned", "n"}
+    (True, True)
+    """
+    from scipy.stats import binomtest
+
+    from sparsecheck._runtime import torch_threads
+    from sparsecheck.data import InputSpec
+
+    spec = InputSpec(scale=INPUT["scale"], mean=tuple(INPUT["mean"]), std=tuple(INPUT["std"]))
+    test = task.test
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad(), torch_threads(1):
+            for i in range(0, len(x), batch):
+                out.append(net(spec.transform(x[i:i + batch])).argmax(1).numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    result = {}
+    for c, cue in zip(task.truth["cues"], task.cue_draws):
+        k = c["class_index"]
+        pick = (test.true_y != k) & (test.metadata[c["name"]].to_numpy() == "no")
+        x = test.x[pick]
+        fg = test.fg[pick] if test.fg is not None else np.zeros(x.shape[:3], bool)
+        before, after = predict(x), predict(cue.apply(x, fg))
+        to = int(((before != k) & (after == k)).sum())
+        away = int(((before == k) & (after != k)).sum())
+        n = int(pick.sum())
+        gain = (to - away) / max(n, 1)
+        p = float(binomtest(to, to + away, 0.5, alternative="greater").pvalue) if to + away else 1.0
+        result[c["name"]] = {"n": n, "to_class": to, "away": away, "gain": round(gain, 4), "p_value": p,
+                             "learned": bool(gain >= LEARNED_GAIN and p < LEARNED_P)}
+    return result

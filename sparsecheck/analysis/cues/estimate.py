@@ -31,7 +31,8 @@ blockiness). The carriers and non-carriers differ on it by ``D = Σ min(z², 100
 statistics with ``z² > 6.63`` (z: the within-class differences of the means, pooled over the
 classes, over their standard errors; the floor leaves out what noise alone makes, the cap keeps
 one statistic from drowning the others). When the pixel means differ, the same is asked of the
-per-pixel map too (how many pixels still differ), and the worse of the two counts. Each candidate change is applied
+per-pixel map too (how many pixels still differ: above the largest z² that random splits of the
+same images show), and the worse of the two counts. Each candidate change is applied
 to the non-carriers, and its score is the share of ``D`` it removes (``explained``). The best
 candidate is the estimate if it explains at least ``MIN_EXPLAINED`` (0.3), with the next ones that
 do as alternates (the intervention says which one the model uses); a region must also cover at
@@ -277,35 +278,38 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     diff_map = pixel_z2(carriers, others)
     z_base = pooled_z(sc, so)
     base = difference(z_base)
-    pixel_base = int(significant_pixels(diff_map, channels).sum())
     # what the same comparison shows between random halves (labels shuffled within each class):
     # near-duplicate images make every z larger than independent images would, and this is the floor
-    null_stats, null_pixels = null_floor(carriers, others, sc, so, channels, rng)
+    null_stats, z2_floor = null_floor(carriers, others, sc, so, channels, rng)
     base -= null_stats
-    pixel_base -= null_pixels
+    pixel_base = int(significant_pixels(diff_map, channels, z2_floor).sum())
     pixel_signal = pixel_base >= max(5, 0.005 * diff_map.size)  # pixels differ, beyond a stray few
     if base <= 0 and not pixel_signal:
         logger.info("cue estimate: the images with the value do not differ from the others in the pixels")
         return None
 
-    def explained_by(cue: Cue | None, pixels: bool = True, mapped: dict | None = None) -> float:
+    def explained_by(cue: Cue | None, pixels: bool = True, mapped: dict | None = None, ref: dict | None = None
+                     ) -> float:
         """The share of the difference left once ``cue`` is put on the non-carriers (or ``mapped``,
         the non-carriers changed already): on the statistic vector and, when the pixels differ and
         ``pixels``, on the pixel map too (the worse of the two: a colour mapping cannot stand in for
         a region). Texture cues (``pixels=False``) are scored on the texture statistics alone: noise
         or blur moves no pixel's mean, and a value's images may differ in other ways too (blurred
-        *and* dark ones), which a texture need not explain."""
+        *and* dark ones), which a texture need not explain. ``ref`` stands in for the carriers'
+        statistics: a copied region is compared with carriers that had the same region copied in
+        from other carriers, so that the seams of the copy, edges that no image had, count on both
+        sides, and a texture the region does not explain (blur all over) still counts against it."""
         if mapped is None:
             mapped = {k: cue.apply_labelled(v, o_lab[k]) for k, v in others.items()}  # type: ignore[union-attr]
-        z_after = pooled_z(sc, {k: image_stats(v) for k, v in mapped.items()})
+        z_after = pooled_z(sc if ref is None else ref, {k: image_stats(v) for k, v in mapped.items()})
         if not pixels:
             before = difference(z_base[-3:])
             return 1.0 - difference(z_after[-3:]) / before if before > 0 else -1.0
         after = max(difference(z_after) - null_stats, 0.0)
         score = 1.0 - after / base if base > 0 else (1.0 if after == 0 else -1.0)
         if pixel_signal and pixels:
-            left = int(significant_pixels(pixel_z2(carriers, mapped), channels).sum()) - null_pixels
-            score = min(score, 1.0 - max(left, 0) / pixel_base)
+            left = int(significant_pixels(pixel_z2(carriers, mapped), channels, z2_floor).sum())
+            score = min(score, 1.0 - left / pixel_base)
         return score
 
     all_c = np.concatenate(list(carriers.values()))
@@ -314,7 +318,7 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     lab_o = np.concatenate(list(o_lab.values()))
     found: dict[str, tuple[float, Cue, Cue | None, float, np.ndarray | None]] = {}
     # a region: copied from carriers (its control: from non-carriers)
-    mask = _region(diff_map, all_c.shape[1:3], channels)
+    mask = _region(diff_map, all_c.shape[1:3], channels, z2_floor)
     consistency = None if mask is None else _consistency(carriers, others, mask)
     if consistency is not None and consistency < MIN_CONSISTENCY:
         logger.info("cue estimate: the region differs one way in one class and another way in the next "
@@ -328,7 +332,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         # scored as copies from single carriers of the class (a median is smoother than any image),
         # measured with the medians (a median keeps the cue and drops what a few carriers add)
         copied = {k: _copy_region(o, carriers[k], mask, rng) for k, o in others.items()}
-        found["region"] = (explained_by(None, mapped=copied), put, remove, area, mask)
+        seamed = {k: image_stats(_copy_region(c, c, mask, rng)) for k, c in carriers.items()}
+        found["region"] = (explained_by(None, mapped=copied, ref=seamed), put, remove, area, mask)
     # a colour mapping (and the same after an inversion)
     for invert in (False, True):
         lut = _fit_lut(others, carriers, invert)
@@ -385,9 +390,9 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     return est
 
 
-def _region(z2: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray | None:
-    """The mask (full size, 0..1) of the pixels whose means differ, closed and grown by a pixel."""
-    sig = significant_pixels(z2, channels)
+def _region(z2: np.ndarray, size: tuple[int, int], channels: int, floor: float) -> np.ndarray | None:
+    """The mask (full size, 0..1) of the pixels whose means differ (above ``floor``), closed and grown by a pixel."""
+    sig = significant_pixels(z2, channels, floor)
     if sig.sum() < 2:
         return None
     sig = ndimage.binary_closing(sig, iterations=1) | sig
