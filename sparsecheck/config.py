@@ -46,6 +46,7 @@ from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
 from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
 from sparsecheck.models import load_model
+from sparsecheck.sparse.constraints import field_limits
 from sparsecheck.tracking.registry import check_alias_name, parse_model_uri
 from sparsecheck.yaml_input import read_yaml
 from sparsecheck.assertions.pool import pool_assertions
@@ -285,17 +286,17 @@ class SparseConfig(_Strict):
     """Hyper-parameters of the sparse decision layer (see SparseDecisionLayer); defaults in
     :data:`sparsecheck.defaults.SPARSE`."""
 
-    alpha: float = Field(SPARSE["alpha"], ge=0, le=1)
-    n_lambdas: int = Field(SPARSE["n_lambdas"], ge=1)
-    lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], gt=0, lt=1)
-    tolerance: float = Field(SPARSE["tolerance"], ge=0, le=1)
-    features_per_class: int | None = Field(SPARSE["features_per_class"], ge=1)
+    alpha: float = Field(SPARSE["alpha"], **field_limits("alpha"))
+    n_lambdas: int = Field(SPARSE["n_lambdas"], **field_limits("n_lambdas"))
+    lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], **field_limits("lambda_min_ratio"))
+    tolerance: float = Field(SPARSE["tolerance"], **field_limits("tolerance"))
+    features_per_class: int | None = Field(SPARSE["features_per_class"], **field_limits("features_per_class"))
     early_stop: bool = SPARSE["early_stop"]
     solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
     precision: Literal["fp32", "bf16"] = SPARSE["precision"]
-    max_epochs: int | None = Field(SPARSE["max_epochs"], ge=1)
-    tol: float | None = Field(SPARSE["tol"], gt=0)
-    random_state: int = SPARSE["random_state"]
+    max_epochs: int | None = Field(SPARSE["max_epochs"], **field_limits("max_epochs"))
+    tol: float | None = Field(SPARSE["tol"], **field_limits("tol"))
+    random_state: int = Field(SPARSE["random_state"], **field_limits("random_state"))
 
 
 class AnalysisConfig(_Strict):

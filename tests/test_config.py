@@ -61,3 +61,33 @@ def test_flat_params():
 def test_load_config_file(tmp_path):
     (tmp_path / "c.yaml").write_text("model: {path: m.pt2}\ndata: {train: a.npz, test: b.npz}\n")
     assert load_config(tmp_path / "c.yaml", check_files=False).data.test == tmp_path / "b.npz"
+
+
+def test_the_sparse_sections_limits_are_the_layers_declared_constraints(tmp_path):
+    """``sparse.*`` in the config and SparseDecisionLayer's checks read one declaration: a value the
+    layer refuses at a bound is refused by the config too, naming the key, and one it accepts passes."""
+    import numbers
+
+    from sparsecheck.config import SparseConfig
+    from sparsecheck.sparse.constraints import PARAMETER_CONSTRAINTS, Interval, is_valid
+
+    checked = 0
+    for name, constraints in PARAMETER_CONSTRAINTS.items():
+        bounds = [c for c in constraints if isinstance(c, Interval)]
+        if name not in SparseConfig.model_fields or not bounds:
+            continue
+        b = bounds[0]
+        for edge in (b.low, b.high):
+            if edge is None:
+                continue
+            for value in (edge, edge - 1 if edge == b.low else edge + 1, edge - 0.5 if edge == b.low else edge + 0.5):
+                if b.kind is numbers.Integral and value != int(value):
+                    continue
+                raw = {**BASE, "sparse": {name: value}}
+                if is_valid(name, value):
+                    parse_config(raw, base_dir=tmp_path, check_files=False)
+                else:
+                    with pytest.raises(ConfigError, match=f"sparse.{name}"):
+                        parse_config(raw, base_dir=tmp_path, check_files=False)
+                checked += 1
+    assert checked >= 14

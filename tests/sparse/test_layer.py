@@ -325,15 +325,15 @@ def test_validation_holdout_is_seeded(data):
 
 
 @pytest.mark.parametrize("name, value, allowed", [
-    ("alpha", 1.5, "a float in [0, 1]"),
+    ("alpha", 1.5, "a float in the range [0, 1]"),
     ("n_lambdas", 0, "an int in the range [1, inf)"),
-    ("tolerance", -1, "a float in [0, 1]"),
+    ("tolerance", -1, "a float in the range [0, 1]"),
     ("solver", "nope", "a str among {'auto', 'fista', 'glm_saga'}"),
     ("device", "tpu", "'cuda:<index>'"),
     ("lambda_min_ratio", 1.0, "(0, 1)"),
     ("features_per_class", 0, "None or an int in the range [1, inf)"),
     ("max_epochs", 2.5, "None or an int"),
-    ("alpha", True, "a float in [0, 1]"),
+    ("alpha", True, "a float in the range [0, 1]"),
     ("precision", "fp16", "a str among {'fp32', 'bf16'}"),
     ("early_stop", "yes", "a bool"),
 ])
@@ -352,7 +352,7 @@ def test_bad_parameters_raise_parameter_error(data, name, value, allowed):
 
 def test_alpha_message_matches_scikit_learn_wording(data):
     with pytest.raises(ParameterError, match=r"^The 'alpha' parameter of SparseDecisionLayer must be a "
-                                             r"float in \[0, 1\]\. Got 1\.5 instead\.$"):
+                                             r"float in the range \[0, 1\]\. Got 1\.5 instead\.$"):
         SparseDecisionLayer(alpha=1.5).fit(*data)
 
 
