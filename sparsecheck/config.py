@@ -46,7 +46,9 @@ from sparsecheck.defaults import ANALYSIS, SPARSE
 from sparsecheck.errors import ConfigError, brief
 from sparsecheck.modalities import DEFAULT_MODALITY, get_modality, modality_names
 from sparsecheck.models import load_model
-from sparsecheck.sparse.constraints import field_limits
+from sparsecheck.analysis.spurious import PARAMETER_CONSTRAINTS as SPURIOUS
+from sparsecheck.constraints import field_limits
+from sparsecheck.sparse.constraints import PARAMETER_CONSTRAINTS as LAYER
 from sparsecheck.tracking.registry import check_alias_name, parse_model_uri
 from sparsecheck.yaml_input import read_yaml
 from sparsecheck.assertions.pool import pool_assertions
@@ -286,17 +288,17 @@ class SparseConfig(_Strict):
     """Hyper-parameters of the sparse decision layer (see SparseDecisionLayer); defaults in
     :data:`sparsecheck.defaults.SPARSE`."""
 
-    alpha: float = Field(SPARSE["alpha"], **field_limits("alpha"))
-    n_lambdas: int = Field(SPARSE["n_lambdas"], **field_limits("n_lambdas"))
-    lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], **field_limits("lambda_min_ratio"))
-    tolerance: float = Field(SPARSE["tolerance"], **field_limits("tolerance"))
-    features_per_class: int | None = Field(SPARSE["features_per_class"], **field_limits("features_per_class"))
+    alpha: float = Field(SPARSE["alpha"], **field_limits(LAYER, "alpha"))
+    n_lambdas: int = Field(SPARSE["n_lambdas"], **field_limits(LAYER, "n_lambdas"))
+    lambda_min_ratio: float = Field(SPARSE["lambda_min_ratio"], **field_limits(LAYER, "lambda_min_ratio"))
+    tolerance: float = Field(SPARSE["tolerance"], **field_limits(LAYER, "tolerance"))
+    features_per_class: int | None = Field(SPARSE["features_per_class"], **field_limits(LAYER, "features_per_class"))
     early_stop: bool = SPARSE["early_stop"]
     solver: Literal["auto", "fista", "glm_saga"] = SPARSE["solver"]
     precision: Literal["fp32", "bf16"] = SPARSE["precision"]
-    max_epochs: int | None = Field(SPARSE["max_epochs"], **field_limits("max_epochs"))
-    tol: float | None = Field(SPARSE["tol"], **field_limits("tol"))
-    random_state: int = Field(SPARSE["random_state"], **field_limits("random_state"))
+    max_epochs: int | None = Field(SPARSE["max_epochs"], **field_limits(LAYER, "max_epochs"))
+    tol: float | None = Field(SPARSE["tol"], **field_limits(LAYER, "tol"))
+    random_state: int = Field(SPARSE["random_state"], **field_limits(LAYER, "random_state"))
 
 
 class AnalysisConfig(_Strict):
@@ -320,12 +322,12 @@ class AnalysisConfig(_Strict):
     auto_attributes: bool = ANALYSIS["auto_attributes"]
     interventions: bool = ANALYSIS["interventions"]
     intervention_samples: int = Field(ANALYSIS["intervention_samples"], ge=10)
-    spurious_min_auc: float = Field(ANALYSIS["spurious_min_auc"], ge=0.5, le=1)
-    spurious_min_gap: float = Field(ANALYSIS["spurious_min_gap"], ge=0, le=1)
-    spurious_min_ablation: float = Field(ANALYSIS["spurious_min_ablation"], ge=0, le=1)
-    spurious_min_group: int = Field(ANALYSIS["spurious_min_group"], ge=1)
-    spurious_min_enrichment: float = Field(ANALYSIS["spurious_min_enrichment"], ge=0, le=1)
-    fdr: float = Field(ANALYSIS["fdr"], gt=0, lt=1)
+    spurious_min_auc: float = Field(ANALYSIS["spurious_min_auc"], **field_limits(SPURIOUS, "min_auc"))
+    spurious_min_gap: float = Field(ANALYSIS["spurious_min_gap"], **field_limits(SPURIOUS, "min_gap"))
+    spurious_min_ablation: float = Field(ANALYSIS["spurious_min_ablation"], **field_limits(SPURIOUS, "min_ablation"))
+    spurious_min_group: int = Field(ANALYSIS["spurious_min_group"], **field_limits(SPURIOUS, "min_group"))
+    spurious_min_enrichment: float = Field(ANALYSIS["spurious_min_enrichment"], **field_limits(SPURIOUS, "min_enrichment"))
+    fdr: float = Field(ANALYSIS["fdr"], **field_limits(SPURIOUS, "fdr"))
     min_support: int = Field(ANALYSIS["min_support"], ge=1)
     max_predicates: int = Field(ANALYSIS["max_predicates"], ge=1, le=4)
     slices_top_k: int = Field(ANALYSIS["slices_top_k"], ge=1)

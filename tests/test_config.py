@@ -63,31 +63,40 @@ def test_load_config_file(tmp_path):
     assert load_config(tmp_path / "c.yaml", check_files=False).data.test == tmp_path / "b.npz"
 
 
-def test_the_sparse_sections_limits_are_the_layers_declared_constraints(tmp_path):
-    """``sparse.*`` in the config and SparseDecisionLayer's checks read one declaration: a value the
-    layer refuses at a bound is refused by the config too, naming the key, and one it accepts passes."""
+def _config_keys():
+    from sparsecheck.analysis.spurious import PARAMETER_CONSTRAINTS as SPURIOUS
+    from sparsecheck.sparse.constraints import PARAMETER_CONSTRAINTS as LAYER
+
+    yield from ((LAYER, name, "sparse", name) for name in LAYER)
+    yield from ((SPURIOUS, name, "analysis", name if name == "fdr" else f"spurious_{name}") for name in SPURIOUS)
+
+
+def test_config_limits_are_the_owners_declared_constraints(tmp_path):
+    """``sparse.*`` and ``analysis.spurious_*`` in the config read the one declaration their owners
+    (SparseDecisionLayer, find_spurious_features) check with: a value the owner refuses at a bound is
+    refused by the config too, naming the key, and one it accepts passes."""
     import numbers
 
-    from sparsecheck.config import SparseConfig
-    from sparsecheck.sparse.constraints import PARAMETER_CONSTRAINTS, Interval, is_valid
+    from sparsecheck.config import AnalysisConfig, SparseConfig
+    from sparsecheck.constraints import Interval, is_valid
 
+    models = {"sparse": SparseConfig, "analysis": AnalysisConfig}
     checked = 0
-    for name, constraints in PARAMETER_CONSTRAINTS.items():
-        bounds = [c for c in constraints if isinstance(c, Interval)]
-        if name not in SparseConfig.model_fields or not bounds:
+    for rules, name, section, key in _config_keys():
+        bounds = [c for c in rules[name] if isinstance(c, Interval)]
+        if key not in models[section].model_fields or not bounds:
             continue
         b = bounds[0]
         for edge in (b.low, b.high):
             if edge is None:
                 continue
-            for value in (edge, edge - 1 if edge == b.low else edge + 1, edge - 0.5 if edge == b.low else edge + 0.5):
-                if b.kind is numbers.Integral and value != int(value):
-                    continue
-                raw = {**BASE, "sparse": {name: value}}
-                if is_valid(name, value):
+            step = 1 if b.kind is numbers.Integral else 0.01
+            for value in (edge, edge - step if edge == b.low else edge + step):
+                raw = {**BASE, section: {key: value}}
+                if is_valid(rules, name, value):
                     parse_config(raw, base_dir=tmp_path, check_files=False)
                 else:
-                    with pytest.raises(ConfigError, match=f"sparse.{name}"):
+                    with pytest.raises(ConfigError, match=f"{section}.{key}"):
                         parse_config(raw, base_dir=tmp_path, check_files=False)
                 checked += 1
-    assert checked >= 14
+    assert checked >= 20

@@ -101,6 +101,7 @@ from scipy import stats as _st
 
 from sparsecheck.analysis.breakdown import encode_categories
 from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, softmax
+from sparsecheck.constraints import Constraint, Interval, validate
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError
 from sparsecheck.analysis.spurious_findings import SpuriousAnalysis, SpuriousFinding
@@ -132,26 +133,21 @@ _CANDIDATE_COLUMNS = [
 # ----------------------------------------------------------------------------- the analysis
 
 
-def _check_params(fdr: Any, min_auc: Any, min_gap: Any, min_ablation: Any, min_group: Any) -> None:
-    def real(v: Any) -> bool:
-        return isinstance(v, Real) and not isinstance(v, bool) and bool(np.isfinite(v))
+#: what :func:`find_spurious_features`' thresholds accept, stated once: its checks, their messages
+#: and the config's ``analysis.spurious_min_*`` limits come from here
+PARAMETER_CONSTRAINTS: dict[str, list[Constraint]] = {
+    "fdr": [Interval(Real, 0, 1, "neither")],
+    "min_auc": [Interval(Real, 0.5, 1, "both")],
+    "min_gap": [Interval(Real, 0, 1, "both")],
+    "min_ablation": [Interval(Real, 0, 1, "both")],
+    "min_group": [Interval(Integral, 1, None, "left")],
+    "min_enrichment": [None, Interval(Real, 0, 1, "both")],
+}
 
-    where = "find_spurious_features"
-    if not real(fdr) or not 0 < fdr < 1:
-        raise ParameterError(f"The 'fdr' parameter of {where} must be a float in (0, 1). Got {fdr!r} instead.",
-                             parameter="fdr")
-    if not real(min_auc) or not 0.5 <= min_auc <= 1:
-        raise ParameterError(f"The 'min_auc' parameter of {where} must be a float in [0.5, 1]. "
-                             f"Got {min_auc!r} instead.", parameter="min_auc")
-    if not real(min_gap) or not 0 <= min_gap <= 1:
-        raise ParameterError(f"The 'min_gap' parameter of {where} must be a float in [0, 1]. "
-                             f"Got {min_gap!r} instead.", parameter="min_gap")
-    if not real(min_ablation) or not 0 <= min_ablation <= 1:
-        raise ParameterError(f"The 'min_ablation' parameter of {where} must be a float in [0, 1]. "
-                             f"Got {min_ablation!r} instead.", parameter="min_ablation")
-    if not isinstance(min_group, Integral) or isinstance(min_group, bool) or min_group < 1:
-        raise ParameterError(f"The 'min_group' parameter of {where} must be an int >= 1. "
-                             f"Got {min_group!r} instead.", parameter="min_group")
+
+def _check_params(fdr: Any, min_auc: Any, min_gap: Any, min_ablation: Any, min_group: Any) -> None:
+    validate(PARAMETER_CONSTRAINTS, {"fdr": fdr, "min_auc": min_auc, "min_gap": min_gap,
+                                     "min_ablation": min_ablation, "min_group": min_group}, "find_spurious_features")
 
 
 def _association_lookup(associations: pd.DataFrame,

@@ -68,7 +68,8 @@ from sparsecheck.sparse.path import (
     _select,
     _unpack,
 )
-from sparsecheck.sparse.constraints import _CONSTRAINTS
+from sparsecheck.constraints import validate
+from sparsecheck.sparse.constraints import PARAMETER_CONSTRAINTS
 
 logger = logging.getLogger(__name__)
 
@@ -285,11 +286,8 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_params(self) -> None:
-        for name, (allowed, ok) in _CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not ok(value):
-                raise ParameterError(f"The {name!r} parameter of {type(self).__name__} must be {allowed}. "
-                                     f"Got {value!r} instead.", parameter=name)
+        validate(PARAMETER_CONSTRAINTS, {name: getattr(self, name) for name in PARAMETER_CONSTRAINTS},
+                 type(self).__name__)
 
     def _choose_solver(self, X: Any, rows: np.ndarray | None, n: int, d: int, C: int, n_val: int,
                        device: torch.device) -> str:
