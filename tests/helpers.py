@@ -210,3 +210,15 @@ def register_model(tracking_uri: str, name: str, net: nn.Module, *, alias: str |
     if alias is not None:
         client.set_registered_model_alias(name, alias, version)
     return version
+
+
+def mkdocs_config(root: Path) -> dict:
+    """``root/mkdocs.yml``, read safely: its ``!!python/name:`` tags (the Mermaid fence's formatter)
+    stay strings instead of naming Python objects."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/name:", lambda loader, suffix, node: suffix)
+    return yaml.load((root / "mkdocs.yml").read_text(), Loader=Loader)  # noqa: S506 (a SafeLoader)

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import BaseModel
 
 from tests.conftest import require
+from tests.helpers import mkdocs_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,9 @@ def test_the_site_builds_strict_with_every_page(site: Path) -> None:
     gate = _page(site, "gate")
     assert "gh pr comment" in _text(gate)  # the GitHub Actions workflow is included from examples/
     assert "monitor-nightly.sh" in _text(_page(site, "monitor"))
+    # the architecture's diagram is a Mermaid block the theme draws, not code shown as text
+    arch = _page(site, "architecture")
+    assert re.search(r'<pre class="mermaid"><code>\s*(flowchart|graph)', arch), arch[:2000]
 
 
 def test_the_monitor_recipe_is_two_clicks_from_home(site: Path) -> None:
@@ -61,7 +64,7 @@ def test_the_monitor_recipe_is_two_clicks_from_home(site: Path) -> None:
     assert re.search(r'<a [^>]*href="monitor/"', home)
     monitor = _text(_page(site, "monitor"))
     assert "sparsecheck monitor sparsecheck-demo/data/config.yaml --batch" in monitor
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    nav = mkdocs_config(ROOT)["nav"]
     uses = next(item["Uses"] for item in nav if isinstance(item, dict) and "Uses" in item)
     assert {"Monitor": "monitor.md"} in uses
 

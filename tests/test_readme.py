@@ -9,7 +9,7 @@ download from PyTorch's own index, a crontab line).
 import re
 from pathlib import Path
 
-import yaml
+from tests.helpers import mkdocs_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def doc_pages() -> list[Path]:
             return [page for item in node for page in walk(item)]
         return [page for value in node.values() for page in walk(value)]
 
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    nav = mkdocs_config(ROOT)["nav"]
     return [ROOT / "README.md", *(ROOT / "docs" / page for page in walk(nav))]
 
 
