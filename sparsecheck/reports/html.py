@@ -487,7 +487,7 @@ def write_report(ctx: "RunContext", path: str | Path | None = None, *, max_cards
                 png = Path(layer.plot_path(Path(tmp) / "path.png")).read_bytes()
         except Exception as exc:  # a plot must not sink the report; the SVG fallback draws the path
             logger.warning("report: could not plot the regularisation path (%s); drawing it as SVG", exc)
-    fdr = getattr(getattr(ctx.config, "analysis", None), "fdr", 0.05)
+    fdr = getattr(getattr(ctx.config, "analysis", None), "fdr", ANALYSIS["fdr"])
     html = render_report(ctx.run_results, out_dir=out_dir, path_png=png, max_cards=max_cards, max_rows=max_rows,
                          fdr=fdr)
     with atomic_write(path, "w", encoding="utf-8") as fh:

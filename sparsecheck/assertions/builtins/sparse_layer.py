@@ -105,7 +105,7 @@ def _sparse_agreement(data: AssertionContext, p: AgreementParams) -> Outcome:
 class _AssociationParams(Params):
     attribute: list[str] | None = None
     value: list[str] | None = None
-    fdr: float = Field(0.05, gt=0, lt=1)
+    fdr: float = Field(ANALYSIS["fdr"], gt=0, lt=1)
     # |AUC - 0.5| >= 0.2: the feature tells the attribute's values apart at least "acceptably"
     # (AUC >= 0.7, Hosmer & Lemeshow); weaker associations are common side effects, not reliance
     min_effect: float = Field(0.2, ge=0, le=0.5)
