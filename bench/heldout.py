@@ -144,10 +144,13 @@ def _fails(split: Any, predictions: np.ndarray, slice_: tuple[str, str]) -> bool
     return bool(fisher_exact(table, alternative="greater")[1] < 0.01)
 
 
-def _tile_count(html: str) -> int | None:
-    """The number on the report's spurious-findings tile, if the report has one."""
-    m = re.search(r"(\d+)\s*</div>\s*<div[^>]*>\s*spurious finding", html)
-    return int(m.group(1)) if m else None
+def _tile_count(html: str) -> int:
+    """The number on the report's spurious-findings tile (``li#findings-tile``); a report without
+    the tile is an error here, so that a changed template cannot make the check pass unread."""
+    m = re.search(r'id="findings-tile".*?<span class="v">\s*(\d+)\s*</span>', html, flags=re.S)
+    if m is None:
+        raise RuntimeError("report.html has no findings tile (li#findings-tile): update bench/heldout.py")
+    return int(m.group(1))
 
 
 def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter | None = None,
@@ -191,7 +194,7 @@ def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter
                 # darkened photo is not always harder for a model that leans on its shortcuts)
                 r["planted_fails"] = _fails(task.test, ctx.splits["test"].dense_predictions, PLANTED_SLICE)
                 r["noisy_fails"] = _fails(task.test, ctx.splits["test"].dense_predictions, NOISY_SLICE)
-                r["counts_agree"] = (assertion == len(declared)) and (r["tile"] in (None, len(declared) + len(automatic)))
+                r["counts_agree"] = (assertion == len(declared)) and r["tile"] == len(declared) + len(automatic)
             else:
                 meta = ctx.splits["test"].metadata.reset_index(drop=True)
                 truth = task.test.metadata.reset_index(drop=True)
@@ -206,7 +209,7 @@ def score_task(source: str, seed: int, *, explain: bool = False, count: _Counter
                         and _phi(meta[f["attribute"]].astype(str).to_numpy() == str(f["value"]), carriers) >= 0.2
                         for f in mine)
                 r["unplanted"] = sum(f["class"] not in cue_classes for f in automatic)
-                r["counts_agree"] = r["tile"] in (None, len(declared) + len(automatic))
+                r["counts_agree"] = r["tile"] == len(declared) + len(automatic)
                 r["findings"] = [(f["class"], f["attribute"], f["value"]) for f in automatic]
             out[mode] = r
     out["seconds"] = round(time.perf_counter() - start, 1)
