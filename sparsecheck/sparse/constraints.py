@@ -12,9 +12,6 @@ from typing import Any
 import torch
 
 from sparsecheck.constraints import Constraint, Interval, Options
-from sparsecheck.constraints import describe as _describe
-from sparsecheck.constraints import field_limits as _field_limits
-from sparsecheck.constraints import is_valid as _is_valid
 from sparsecheck.sparse.solvers import fista as _fista
 
 #: the path solvers a layer may use
@@ -48,21 +45,3 @@ PARAMETER_CONSTRAINTS: dict[str, list[Constraint]] = {
     "random_state": [None, Interval(numbers.Integral, 0, 2 ** 32 - 1, "both")],
 }
 
-
-def describe(name: str) -> str:
-    """What the layer's ``name`` accepts, in words: "None or an int in the range [1, inf)"."""
-    return _describe(PARAMETER_CONSTRAINTS, name)
-
-
-def is_valid(name: str, value: Any) -> bool:
-    """Whether ``value`` satisfies one of the layer's constraints on ``name``."""
-    return _is_valid(PARAMETER_CONSTRAINTS, name, value)
-
-
-def field_limits(name: str) -> dict[str, float]:
-    """The layer's bounds on ``name`` as pydantic ``Field`` keywords, for the config (``sparse.<name>``).
-
-    >>> field_limits("lambda_min_ratio"), field_limits("features_per_class")
-    ({'gt': 0, 'lt': 1}, {'ge': 1})
-    """
-    return _field_limits(PARAMETER_CONSTRAINTS, name)

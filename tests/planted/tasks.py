@@ -359,18 +359,13 @@ def cue_reliance(task: PlantedTask, net: nn.Module, batch: int = 256) -> dict[st
     """
     from scipy.stats import binomtest
 
-    from sparsecheck._runtime import torch_threads
-    from sparsecheck.data import InputSpec
+    from tests.analysis.planted_images import predictor
 
-    spec = InputSpec(scale=INPUT["scale"], mean=tuple(INPUT["mean"]), std=tuple(INPUT["std"]))
+    proba = predictor(net, batch_size=batch)
     test = task.test
 
     def predict(x: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.no_grad(), torch_threads(1):
-            for i in range(0, len(x), batch):
-                out.append(net(spec.transform(x[i:i + batch])).argmax(1).numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+        return proba(x).argmax(axis=1) if len(x) else np.zeros(0, np.int64)
 
     result = {}
     for c, cue in zip(task.truth["cues"], task.cue_draws):
