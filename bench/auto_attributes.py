@@ -34,11 +34,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsecheck.analysis.auto_attributes import AutoAttributes, image_properties, stream_properties  # noqa: E402
-from tests.planted.families import HELDOUT_FAMILIES, TUNING_FAMILIES, draw_cue  # noqa: E402
+from tests.planted.families import FRESH_FAMILIES, HELDOUT_FAMILIES, TUNING_FAMILIES, draw_cue, family_split  # noqa: E402
 from tests.planted.tasks import _digits, _photos, photos_root  # noqa: E402
 
-LOCAL = ("auto:mark_", "auto:band_", "auto:frame")
-WATCH = {"patch": LOCAL, "sticker": LOCAL, "watermark": LOCAL, "band": LOCAL, "frame": LOCAL,
+LOCAL = ("auto:mark_", "auto:band_", "auto:frame", "auto:pattern_")
+WATCH = {"patch": LOCAL, "sticker": LOCAL, "watermark": LOCAL, "band": LOCAL, "frame": LOCAL, "ruler": LOCAL,
+         "logo": LOCAL, "grid": ("auto:sharpness", "auto:noise", "auto:hue", "auto:contrast"),
+         "vignette": ("auto:brightness", "auto:contrast", "auto:bg_colour") + LOCAL,
+         "gamma": ("auto:brightness", "auto:contrast", "auto:saturation"),
          "fg_colour": ("auto:fg_colour", "auto:hue", "auto:bg_colour"),
          "bg_colour": ("auto:bg_colour", "auto:hue", "auto:fg_colour"),
          "blur": ("auto:sharpness",), "noise": ("auto:noise",), "jpeg": ("auto:blockiness",)}
@@ -72,8 +75,8 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
         x, fg = clean_images(source, n, seed)
         clean_props = image_properties(x)
         third = len(x) // 3
-        families = {"tuning": TUNING_FAMILIES, "held-out": HELDOUT_FAMILIES}.get(split,
-                                                                              [*TUNING_FAMILIES, *HELDOUT_FAMILIES])
+        families = {"tuning": TUNING_FAMILIES, "held-out": HELDOUT_FAMILIES, "fresh": FRESH_FAMILIES}.get(
+            split, [*TUNING_FAMILIES, *HELDOUT_FAMILIES, *FRESH_FAMILIES])
         for fam in families:
             hits, areas = [], []
             for _ in range(draws):
@@ -95,7 +98,7 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
                 m = (areas_a >= lo) & (areas_a < hi + 1e-9)
                 by.append(f"{hits_a[m].mean():.2f} ({m.sum()})" if m.any() and fam in WATCH and WATCH[fam] == LOCAL
                           else "  -")
-            kind = "tuning" if fam in TUNING_FAMILIES else "held-out"
+            kind = family_split(fam)
             print(f"{source:<7} {fam:<10} {kind:<8} {hits_a.mean():7.2f}   {' / '.join(by)}", flush=True)
         t_clean = AutoAttributes().fit(clean_props)._bin(clean_props)
         flags = {k: float((t_clean[[c for c in t_clean.columns if c.startswith(k)]].astype(str) != "none")
@@ -108,7 +111,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="recall and false alarms over generated cues")
     parser.add_argument("--cost", action="store_true", help="milliseconds per 1,000 images")
     parser.add_argument("--draws", type=int, default=20)
-    parser.add_argument("--split", choices=("all", "tuning", "held-out"), default="all",
+    parser.add_argument("--split", choices=("all", "tuning", "held-out", "fresh"), default="all",
                         help="the cue families to draw (tuning ones while choosing the measures)")
     parser.add_argument("--n", type=int, default=300, help="clean test images per source")
     parser.add_argument("--n-small", type=int, default=4000)

@@ -229,7 +229,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
         lines.append(f"\n== {source}: {len(rs)} runs ==")
         lines.append(f"{'family split':<10} {'cues':<11} {'recall, metadata':>18}  {'recall, no metadata':>20}  "
                      f"{'(class only)':>14}")
-        for split in ("tuning", "held-out"):
+        for split in ("tuning", "held-out", "fresh"):
             everything = [(r, c) for r in rs for c in r["cues"] if c["split"] == split]
             learned = [(r, c) for r, c in everything if _learned(r, c)]
             for label, cues in (("learned", learned), ("all", everything)):
@@ -322,8 +322,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--compare", type=Path, default=None,
                         help="a --json file of the same tasks from another checkout: print both runs' forward passes")
-    parser.add_argument("--split", choices=("mixed", "tuning"), default="mixed",
-                        help="draw cues from both family splits (the benchmark) or the tuning ones only (development)")
+    parser.add_argument("--split", choices=("mixed", "tuning", "fresh"), default="mixed",
+                        help="draw cues from the tuning and held-out families (the benchmark), the tuning ones only "
+                             "(development) or the fresh ones (held out from the repeated patterns' design)")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
                         help="summarise the runs of these --json files (e.g. one per source, run side by side)")
     args = parser.parse_args()

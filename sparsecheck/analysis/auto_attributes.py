@@ -84,6 +84,7 @@ import pandas as pd
 
 from sparsecheck.analysis.image_measures import (COLOUR_FAMILIES, MARK_ZONES, SIDES, bands, central_crop,
                                                  colour_names, downsample, fg_bg_colour, luminance, marks, texture)
+from sparsecheck.analysis.repeats import RepeatedPatterns, zone_pixels
 from sparsecheck.errors import DataError, ParameterError
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,10 @@ def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = Non
     cols["height"], cols["width"] = sizes[:, 0], sizes[:, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         cols["aspect"] = np.where(sizes[:, 0] > 0, sizes[:, 1] / sizes[:, 0], np.nan)
-    return pd.DataFrame(cols)
+    table = pd.DataFrame(cols)
+    zones = np.concatenate([p["zones"] for p in parts]) if parts else np.empty((0,), object)
+    table["zones"] = pd.Series(list(zones), dtype=object)   # each image's edge zones, for the repeated patterns
+    return table
 
 
 def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
@@ -235,6 +239,7 @@ def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
         out[f"band_{side}_r"], out[f"band_{side}_g"], out[f"band_{side}_b"] = bcolour[:, j].T
     out["frame"] = frame
     out["frame_r"], out["frame_g"], out["frame_b"] = frame_colour.T
+    out["zones"] = zone_pixels(x)
     return out
 
 
@@ -356,6 +361,9 @@ class AutoAttributes:
         for name in _LEVELLED:
             v = props[name].to_numpy(dtype=np.float64)
             self.levels_[name] = self._edges(v[np.isfinite(v)])
+        self.patterns_ = RepeatedPatterns(random_state=self.random_state)
+        if "zones" in props.columns:
+            self.patterns_.fit(np.stack(props["zones"].to_numpy()))
         self.columns_, self.dropped_ = [], []
         table = self._bin(props)
         for col in table.columns:
@@ -397,6 +405,8 @@ class AutoAttributes:
                 out[AUTO_PREFIX + col] = np.where(props[col].to_numpy(np.float64) >= least, named, "none").astype(object)
         for name in ("height", "width", "aspect"):
             out[AUTO_PREFIX + name] = level(name)
+        if "zones" in props.columns and hasattr(self.patterns_, "templates_") and len(props):
+            out.update(self.patterns_.transform(np.stack(props["zones"].to_numpy())))
         return pd.DataFrame(out, index=props.index)
 
     def transform(self, data: pd.DataFrame | Iterable[Any]) -> pd.DataFrame:
@@ -422,7 +432,8 @@ class AutoAttributes:
         """The fitted bins, JSON-ready (for a run's record of how ``auto:*`` values were made)."""
         return {"binning": self.binning, "levels": int(self.levels), "grey_below": float(self.grey_below),
                 "edges": {k: [float(e) for e in v] for k, v in getattr(self, "levels_", {}).items()},
-                "columns": list(getattr(self, "columns_", [])), "dropped": list(getattr(self, "dropped_", []))}
+                "columns": list(getattr(self, "columns_", [])), "dropped": list(getattr(self, "dropped_", [])),
+                "patterns": self.patterns_.to_dict() if hasattr(self, "patterns_") else {}}
 
 
 def _natural_breaks(v: np.ndarray, k: int, iterations: int = 100) -> np.ndarray:

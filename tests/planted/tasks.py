@@ -51,7 +51,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tests.planted.families import HELDOUT_FAMILIES, LOCAL_FAMILIES, TUNING_FAMILIES, draw_cue
+from tests.planted.families import (FRESH_FAMILIES, HELDOUT_FAMILIES, LOCAL_FAMILIES, TUNING_FAMILIES, draw_cue,
+                                    family_split)
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,10 @@ def _photos(seed: int, side: int = 64, copies: tuple[int, int, int] = (8, 4, 4)
 # ----------------------------------------------------------------------------- the task
 
 
+#: the harmless stamp's families (those of the first benchmark, so its tasks are drawn as they were)
+_STAMPS = ["patch", "sticker", "watermark", "band", "frame"]
+
+
 def _darken(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(255.0 * (x / 255.0) ** 1.8 * 0.45), 0, 255).astype(np.uint8)
 
@@ -202,7 +207,8 @@ def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 
 
     ``sizes`` (train, val, test) applies to ``digits``; ``photos`` has its own counts. ``families``
     overrides the drawn families (one per cue); ``split`` draws them from both family splits
-    (``mixed``, the benchmark's tasks) or from one (``tuning``: what development may look at).
+    (``mixed``, the benchmark's tasks) or from one (``tuning``: what development may look at;
+    ``held-out``; ``fresh``: the families added after the first held-out figures, never tuned on).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; one of {SOURCES}")
@@ -214,7 +220,7 @@ def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 
     if families is None:
         per = 2 if source == "digits" else 1
         pools = {"mixed": (TUNING_FAMILIES, HELDOUT_FAMILIES), "tuning": (TUNING_FAMILIES, TUNING_FAMILIES),
-                 "held-out": (HELDOUT_FAMILIES, HELDOUT_FAMILIES)}[split]
+                 "held-out": (HELDOUT_FAMILIES, HELDOUT_FAMILIES), "fresh": (FRESH_FAMILIES, FRESH_FAMILIES)}[split]
         if pools[0] is pools[1]:
             families = list(rng.choice(pools[0], 2 * per, replace=False))
         else:
@@ -224,11 +230,11 @@ def make_task(source: str, seed: int, sizes: tuple[int, int, int] = (3000, 800, 
     for k, (fam, cls) in enumerate(zip(families, classes)):
         cue = draw_cue(str(fam), rng, (h, w))
         cues.append({"name": f"cue_{k}", "family": str(fam),
-                     "split": "tuning" if fam in TUNING_FAMILIES else "held-out", "class_index": int(cls),
+                     "split": family_split(str(fam)), "class_index": int(cls),
                      "class": names[int(cls)], "area": round(cue.area, 4), "draw": cue.to_dict(),
                      "local": fam in LOCAL_FAMILIES, "test_rate_in": round(float(rng.uniform(0.1, 0.9)), 2),
                      "test_rate_out": round(float(rng.uniform(0.02, 0.15)), 2), "_cue": cue})
-    stamp = draw_cue(str(rng.choice(LOCAL_FAMILIES)), rng, (h, w))
+    stamp = draw_cue(str(rng.choice(_STAMPS)), rng, (h, w))
     splits = {}
     for k, split in enumerate(("train", "val", "test")):
         x, true_y, fg = clean[split]
