@@ -54,6 +54,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from sparsecheck.analysis.image_measures import MARK_ZONES, colour_names
 
@@ -142,8 +144,6 @@ class RepeatedPatterns:
         return self
 
     def _fit_zone(self, d: np.ndarray, backdrop: np.ndarray) -> list[dict[str, Any]]:
-        from sklearn.cluster import KMeans  # scikit-learn is a dependency; imported here for start-up time
-
         n = len(d)
         if n < max(2 * self.k, 20) or np.ptp(d, axis=0).max() < FAR:
             return []
