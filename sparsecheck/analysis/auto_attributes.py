@@ -1,7 +1,8 @@
 """Automatic image attributes: the classic shortcuts, measured on the pixels, no metadata needed.
 
 A model can lean on global brightness (or an inverted background), contrast, a colour cast, blur,
-noise or compression, a mark in a corner or along an edge, a band along one side, a frame, the
+noise or compression, a mark in a corner or along an edge, a band along one side, a frame, a
+watermark or logo repeated at one place, the
 colour of the object or of its background, or the size and shape an image had before it was
 resized. None of these needs a metadata column to be found: each is measured on every image here
 and turned into a few values, handed to the same association, slice and spurious machinery as a
@@ -41,6 +42,11 @@ The categorical columns (pixel values on 0–255; luminance ``Y = 0.299 R + 0.58
                            the side) that differs from the strip inside it, or that a blend
                            flattened; ``none`` without
 ``auto:frame``             the colour of a band along all four sides alike; ``none`` without
+``auto:pattern_<zone>``    the colour of a *repeated* artefact in one of the eight edge zones:
+                           the same content, of any shape or texture (text, a logo, a ruler), at
+                           the same place on many images of the split
+                           (:mod:`~sparsecheck.analysis.repeats`); ``none`` without. Only zones
+                           where the split has one get a column
 ``auto:height``,           the size before resizing (``original_sizes``; else the array's) and
 ``auto:width``,            width / height
 ``auto:aspect``

@@ -66,8 +66,8 @@ __all__ = ["ImageModality", "ImageAttributes", "PixelTransform"]
 # --------------------------------------------------------------------------- automatic attributes
 class ImageAttributes:
     """The image modality's :class:`~sparsecheck.modalities.base.AttributeMeasurer`: brightness,
-    inversion, contrast, colour, sharpness, marks and bands, per-region intensity and colour, and
-    the files' size and aspect, binned into a few levels
+    inversion, contrast, colour, sharpness, marks, bands, repeated artefacts (watermarks, logos),
+    per-region intensity and colour, and the files' size and aspect, binned into a few levels
     (:class:`~sparsecheck.analysis.auto_attributes.AutoAttributes`), read batch by batch."""
 
     def __init__(self, seed: int = 0) -> None:
