@@ -306,6 +306,10 @@ class SliceRecord(_Record):
     ci_high: float | None = None
     p_value: float | None = None
     q_value: float | None = None
+    errors: int | None = None
+    score: float | None = None
+    #: ``q_value <= analysis.fdr``
+    significant: bool | None = None
 
 
 class MlflowRecord(_Record):
