@@ -24,7 +24,7 @@ from MLflow and reports, for B against A:
 
 Feature matching lives in :mod:`sparsecheck.analysis.matching` (re-exported here), rendering
 (Markdown, HTML) in :mod:`sparsecheck.reports.compare_render`. This module is the comparison
-logic and its result types; at ~700 lines it is one concept (five kinds of change and how each
+logic and its result types; at ~550 lines it is one concept (five kinds of change and how each
 becomes a regression) and splitting it further would scatter the regression rule.
 
 A **regression** — exit code 1 of the command — is a newly failing error-severity assertion, a
