@@ -32,8 +32,8 @@ from pydantic import (
 
 from sparsecheck.outputs import jsonable
 
-__all__ = ["AssertionResult", "EXAMPLES_IN_JSON", "FeatureWeight", "PathPoint", "ClassOrderRecord", "DenseSummary", "SparseLayerSummary",
-           "FeatureAttributeRecord", "TableArtifactRecord", "SpuriousFindingRecord", "SliceRecord",
+__all__ = ["AssertionResult", "EXAMPLES_IN_JSON", "FeatureWeight", "PathPoint", "ClassOrderRecord", "DenseSummary",
+           "SparseLayerSummary", "FeatureAttributeRecord", "TableArtifactRecord", "SpuriousFindingRecord", "SliceRecord",
            "MlflowRecord", "DataSplitRecord", "LoggedModelRecord", "RegisteredVersionRecord",
            "SparseModelRecord", "MlflowModelRecord", "SkippedRecord", "ModelRecord",
            "FeatureExtractionRecord", "AttributeAccuracyRecord", "FeatureCardRecord", "FeatureSanityRecord",
