@@ -16,9 +16,9 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, WithJsonSchema
 from pydantic_core import PydanticUndefined
 
 DOCS = Path(__file__).resolve().parent
@@ -40,11 +40,23 @@ def _default(field: Any) -> str:
         value = field.default_factory()
         if isinstance(value, BaseModel):
             return "(section)"
+        if not isinstance(value, (list, dict, tuple, str, int, float, bool, type(None))):  # e.g. a table
+            value = TypeAdapter(Annotated[(field.annotation, *field.metadata)]).dump_python(value, mode="json")
         return f"`{value!r}`"
     value = field.default
     if value is PydanticUndefined:
         return "required"
     return f"`{str(value) if hasattr(value, 'as_posix') else repr(value)}`"
+
+
+def _file_type(field: Any) -> str:
+    """A field's type as the file holds it: by its JSON Schema when it is serialised its own way
+    (an assertion's failing examples: a table in memory, records in the file)."""
+    for meta in field.metadata:
+        if isinstance(meta, WithJsonSchema) and meta.json_schema:
+            items = meta.json_schema.get("items", {}).get("type")
+            return str(meta.json_schema.get("type")) + (f" of {items}" if items else "")
+    return _type(field.annotation)
 
 
 def _first_paragraph(cls: type) -> str:
@@ -89,7 +101,7 @@ def _results_section(cls: type[BaseModel], title: str, out: list[str], seen: set
     out += [f"## {title}", "", _first_paragraph(cls), "", "| field | type | default |", "|---|---|---|"]
     later = []
     for name, field in cls.model_fields.items():
-        out.append(f"| `{field.alias or name}` | {_type(field.annotation)} | {_default(field)} |")
+        out.append(f"| `{field.alias or name}` | {_file_type(field)} | {_default(field)} |")
         for arg in [field.annotation, *typing.get_args(field.annotation)] + [
                 a for t in typing.get_args(field.annotation) for a in typing.get_args(t)]:
             sub = _submodel(arg)

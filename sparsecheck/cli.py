@@ -93,7 +93,7 @@ def _finish(ctx, fail_on: FailOn, next_step: str | None = None) -> None:
 
         from sparsecheck.assertions.results import render_table
 
-        typer.echo(render_table(ctx.results["assertions"], width=max(80, shutil.get_terminal_size((120, 24)).columns)))
+        typer.echo(render_table(results.assertions, width=max(80, shutil.get_terminal_size((120, 24)).columns)))
     typer.echo(f"status: {results.status}" + (f"  (outputs in {out})" if out else ""), err=True)
     if next_step:
         typer.echo(next_step, err=True)

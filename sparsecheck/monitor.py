@@ -74,7 +74,7 @@ from sparsecheck.outputs import atomic_write, claim_out_dir, remove_outputs, wri
 from sparsecheck.pipeline.batch import batch_metadata
 from sparsecheck.pipeline.context import RunContext, SplitView
 from sparsecheck.reports.monitor_render import to_html
-from sparsecheck.results import failing_assertions
+from sparsecheck.results import AssertionResult, failing_assertions
 from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.reading import download_run_artifact
 from sparsecheck.tracking.registry import find_check_run, resolve_model_uri
@@ -461,7 +461,7 @@ def _score(config: "Config", ds: "ImageDataset | PrecomputedFeatures", ref: Moni
                                         input_spec=spec, device=str(dev),
                                         modality=get_modality(config.data.modality))
     for a in failing_assertions(report.assertions):
-        report.alerts.append(f"assertion {a.get('name')!r} failed: {a.get('message') or a.get('observed')}")
+        report.alerts.append(f"assertion {a.name!r} failed: {a.message or a.observed}")
     if correct:
         report.corrections, notes = batch_corrections(config, table, class_names=list(class_names))
         report.notes += notes
@@ -505,7 +505,7 @@ def _check_same_model(ref: MonitorReference, model: "Model") -> None:
 
 
 def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, notes: list[str],
-                    **extras: Any) -> list[dict[str, Any]]:
+                    **extras: Any) -> list[AssertionResult]:
     """Run the config's assertions on the batch's prediction table (only label-free ones when unlabelled).
 
     Assertions about the model itself (feature associations, the implied no-spurious-reliance)
@@ -527,7 +527,7 @@ def _run_assertions(config: "Config", table: pd.DataFrame, *, labelled: bool, no
         need = [a.name for a in assertions if a.enabled and a.needs_labels]
         if need:
             notes.append(f"assertions {need} need labels and were not run (the batch has none)")
-    return suite.to_dicts()
+    return suite.results
 
 
 # --------------------------------------------------------------------------- MLflow

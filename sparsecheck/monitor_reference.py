@@ -17,7 +17,7 @@ from sparsecheck.analysis.drift import ClassMixDrift, FeatureDrift, class_mix_dr
 from sparsecheck.defaults import DRIFT_ALPHA, DRIFT_BINS, DRIFT_PSI_THRESHOLD
 from sparsecheck.errors import DataError, TrackingError
 from sparsecheck.reports.compare import RunActivations
-from sparsecheck.results import FAILING_STATUSES, ModelRecord, RunResults, failing_assertions
+from sparsecheck.results import FAILING_STATUSES, AssertionResult, ModelRecord, RunResults, failing_assertions
 from sparsecheck.sparse import SparseDecisionLayer
 from sparsecheck.tracking.outputs import ACTIVATIONS_FILE
 from sparsecheck.tracking.reading import download_run_artifact, load_run_results
@@ -124,7 +124,7 @@ def load_reference(run_id: str, tracking_uri: str | None = None) -> MonitorRefer
         when the run does not exist or lacks one of those artifacts.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    results = RunResults.from_dict(load_run_results(run_id, uri), source=f"results.json of reference run {run_id}")
+    results = load_run_results(run_id, uri)
     with tempfile.TemporaryDirectory(prefix="sparsecheck-reference-") as tmp:
         layer_dir = download_run_artifact(run_id, "sparse_layer", uri, dst_dir=tmp)
         try:
@@ -156,8 +156,8 @@ class MonitorReport:
         Of the sparse layer's predicted classes.
     accuracy : dict
         ``dense_accuracy`` and ``sparse_accuracy`` when the batch has labels.
-    assertions : list of dict
-        Assertion results (the engine's ``to_dict`` form).
+    assertions : list of AssertionResult
+        The results of the assertions run on the batch.
     alerts : list of str
         One line per reason to alert; empty means quiet.
     notes : list of str
@@ -173,7 +173,7 @@ class MonitorReport:
     feature_drift: FeatureDrift
     class_mix: ClassMixDrift
     accuracy: dict[str, float] = field(default_factory=dict)
-    assertions: list[dict[str, Any]] = field(default_factory=list)
+    assertions: list[AssertionResult] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     corrections: pd.DataFrame | None = None
@@ -189,7 +189,7 @@ class MonitorReport:
                 "batch_fingerprint": self.batch_fingerprint, "n": self.n, "labelled": self.labelled,
                 "reference_run": self.reference_run, "feature_drift": self.feature_drift.to_dict(),
                 "class_mix": self.class_mix.to_dict(), "accuracy": dict(self.accuracy),
-                "assertions": list(self.assertions), "notes": list(self.notes),
+                "assertions": [a.to_dict() for a in self.assertions], "notes": list(self.notes),
                 **({} if self.corrections is None else {"corrections": _corrections_summary(self.corrections)})}
 
     def summary(self, *, max_features: int = 8, max_notes: int = 3) -> str:
@@ -204,7 +204,7 @@ class MonitorReport:
         fd, cm = self.feature_drift, self.class_mix
         drifted = fd.drifted_features
         gate = failing_assertions(self.assertions)
-        failing = [a for a in self.assertions if a.get("status") in FAILING_STATUSES]
+        failing = [a for a in self.assertions if a.status in FAILING_STATUSES]
         reasons = []
         if drifted:
             reasons.append(f"{len(drifted)} of {len(fd.table)} features drifted")

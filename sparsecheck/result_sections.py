@@ -2,20 +2,38 @@
 :class:`~sparsecheck.results.RunResults` assembles (and :mod:`sparsecheck.results` re-exports).
 
 A record types the fields the contract names and keeps any others; what a stage hands in may hold
-numpy values, tuples and paths, made JSON-ready first as results.json holds them.
+numpy values, tuples and paths, made JSON-ready first as results.json holds them. An assertion's
+result (:class:`AssertionResult`) is the engine's own object: it keeps its failing examples as a
+table and is made JSON-ready when written.
+
+Why one module of ~500 lines: it is one list, the sections of the contract, each a short model.
 """
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
+    ValidationInfo,
+    WithJsonSchema,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from sparsecheck.outputs import jsonable
 
-__all__ = ["AssertionRecord", "FeatureWeight", "PathPoint", "ClassOrderRecord", "DenseSummary", "SparseLayerSummary",
-           "FeatureAttributeRecord", "TableArtifactRecord", "SpuriousFindingRecord", "SliceRecord",
+__all__ = ["AssertionResult", "EXAMPLES_IN_JSON", "FeatureWeight", "PathPoint", "ClassOrderRecord", "DenseSummary",
+           "SparseLayerSummary", "FeatureAttributeRecord", "TableArtifactRecord", "SpuriousFindingRecord", "SliceRecord",
            "MlflowRecord", "DataSplitRecord", "LoggedModelRecord", "RegisteredVersionRecord",
            "SparseModelRecord", "MlflowModelRecord", "SkippedRecord", "ModelRecord",
            "FeatureExtractionRecord", "AttributeAccuracyRecord", "FeatureCardRecord", "FeatureSanityRecord",
@@ -39,15 +57,138 @@ class _Record(BaseModel):
         return jsonable(data) if isinstance(data, Mapping) else data
 
 
-class AssertionRecord(_Record):
-    """One assertion's outcome."""
+#: failing examples of an assertion that results.json keeps (the full list stays in memory)
+EXAMPLES_IN_JSON = 20
+
+
+def _examples_table(rows: Any) -> pd.DataFrame:
+    """Failing examples as a table: a DataFrame as it is, records (as results.json holds them) as
+    rows; none: the empty table with the ``id`` and ``severity`` columns."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    table = pd.DataFrame(list(rows or []))
+    if len(table.columns):
+        return table
+    return pd.DataFrame({"id": pd.Series(dtype=str), "severity": pd.Series(dtype=np.float64)})
+
+
+def _examples_records(table: pd.DataFrame, info: SerializationInfo) -> list[dict[str, Any]]:
+    """The worst ``max_examples`` (serialisation context; default :data:`EXAMPLES_IN_JSON`) as records."""
+    limit = (info.context or {}).get("max_examples", EXAMPLES_IN_JSON)
+    return jsonable((table if limit is None else table.head(limit)).to_dict("records"))
+
+
+#: failing examples: a DataFrame in memory, records in results.json
+FailingExamples = Annotated[pd.DataFrame, PlainValidator(_examples_table), PlainSerializer(_examples_records),
+                            WithJsonSchema({"type": "array", "items": {"type": "object"}})]
+
+
+class AssertionResult(BaseModel):
+    """One assertion's result: what an assertion function returns (:meth:`outcome`), what the
+    engine reports, and what results.json lists under ``assertions``, the report, JUnit,
+    ``compare``, ``monitor`` and the MLflow metrics read.
+
+    ``status`` is ``pass``, ``fail`` (the assertion ran and did not hold) or ``error`` (it raised,
+    or what it needs was missing; ``error`` holds the traceback, ``message`` ``"Type: message"``).
+    ``failing_examples`` has the columns ``id``, ``severity`` (higher is worse) and any context,
+    worst first, at most the engine's ``max_examples`` rows (results.json keeps the worst
+    :data:`EXAMPLES_IN_JSON`); ``n_failing`` counts them all (default: the rows given).
+    Whether it fails the run is the gate's rule (:func:`sparsecheck.results.is_failing`).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     name: str
     status: Literal["pass", "fail", "error"]
     severity: Literal["error", "warning"] = "error"
     observed: Any = None
     threshold: Any = None
-    message: str | None = None
+    message: str = ""
+    family: str = "custom"
+    type: str = "custom"
+    #: what the assertion looks at, in words
+    scope: str = ""
+    n_failing: int = 0
+    failing_examples: FailingExamples = Field(default_factory=lambda: _examples_table(None))
+    needs_labels: bool = False
+    seconds: float = 0.0
+    #: the traceback when the status is ``error``
+    error: str | None = None
+    #: the user's description
+    description: str = ""
+    #: JSON-ready extras (e.g. the per-slice table)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("message", "scope", "description", "details", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any, info: ValidationInfo) -> Any:
+        return ({} if info.field_name == "details" else "") if v is None else v
+
+    def model_post_init(self, context: Any, /) -> None:
+        if "n_failing" not in self.model_fields_set:
+            self.n_failing = len(self.failing_examples)
+        # an assertion is written whole: every field counts as set, so that results.json (which
+        # writes the fields that were set) lists the defaults too
+        self.__pydantic_fields_set__.update(type(self).model_fields)
+
+    @field_serializer("seconds")
+    def _rounded(self, v: float) -> float:
+        return round(float(v), 4)
+
+    @classmethod
+    def outcome(cls, passed: bool, observed: Any = None, threshold: Any = None, message: str = "",
+                examples: pd.DataFrame | None = None, n_failing: int | None = None,
+                details: dict[str, Any] | None = None) -> "AssertionResult":
+        """What an assertion function returns: did it hold, what was seen, which examples failed
+        (:data:`sparsecheck.assertions.Outcome` is this, under the name custom assertions have
+        always used). The engine fills in the assertion's name, severity, family, type and timing,
+        and sorts the examples.
+
+        Parameters
+        ----------
+        passed : bool
+        observed : float, int or str, optional
+            The measured value (the worst slice's accuracy, the number of failing examples, ...).
+        threshold : float, int or str, optional
+            What ``observed`` was compared with (default: the assertion's own).
+        message : str
+            One line a person can act on; name the slice, class or feature at fault.
+        examples : DataFrame, optional
+            Failing examples: an ``id`` column, a ``severity`` column (higher is worse) and any
+            context columns. Order does not matter; results sort by severity.
+        n_failing : int, optional
+            How many examples failed when ``examples`` was cut short (default ``len(examples)``).
+        details : dict, optional
+            JSON-ready extras (e.g. the per-slice table).
+
+        Examples
+        --------
+        >>> r = AssertionResult.outcome(False, observed=3, threshold=0, message="3 images unreadable")
+        >>> r.status, r.passed, r.n_failing
+        ('fail', False, 0)
+        """
+        given = {} if n_failing is None else {"n_failing": int(n_failing)}
+        return cls(name="", status="pass" if passed else "fail", observed=observed, threshold=threshold,
+                   message=message, failing_examples=examples, details=details, **given)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def __eq__(self, other: object) -> bool:  # the failing examples are a table: compare the records
+        if not isinstance(other, AssertionResult):
+            return NotImplemented
+        return self.to_dict(None) == other.to_dict(None)
+
+    def to_dict(self, max_examples: int | None = EXAMPLES_IN_JSON) -> dict[str, Any]:
+        """The JSON-ready record results.json holds, with the worst ``max_examples`` failing
+        examples (None: all of them)."""
+        return jsonable(self.model_dump(context={"max_examples": max_examples}))
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "AssertionResult":
+        """A result from its record (:meth:`to_dict`, or one read back from results.json)."""
+        return cls.model_validate(dict(record))
 
 
 class FeatureWeight(_Record):
@@ -169,6 +310,10 @@ class SliceRecord(_Record):
     ci_high: float | None = None
     p_value: float | None = None
     q_value: float | None = None
+    errors: int | None = None
+    score: float | None = None
+    #: ``q_value <= analysis.fdr``
+    significant: bool | None = None
 
 
 class MlflowRecord(_Record):

@@ -47,7 +47,7 @@ from sparsecheck.analysis.association import ASSOCIATION_COLUMNS
 from sparsecheck.errors import DataError
 from sparsecheck.outputs import jsonable, write_json_atomic
 from sparsecheck.result_sections import (  # the sections, typed
-    AssertionRecord,
+    AssertionResult,
     AttributeAccuracyRecord,
     AutoAttributesSummary,
     ClassOrderRecord,
@@ -83,7 +83,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH", "FEATURE_ATTRIBUTES_FILE",
            "write_schema", "is_failing", "load_feature_attributes", "TableArtifactRecord",
-           "failing_assertions", "gate_status", "RunResults", "AssertionRecord", "SpuriousFindingRecord",
+           "failing_assertions", "gate_status", "RunResults", "AssertionResult", "SpuriousFindingRecord",
            "SliceRecord", "FeatureAttributeRecord", "SparseLayerSummary", "MlflowRecord", "MlflowModelRecord",
            "SkippedRecord", "DataSplitRecord", "SparseModelRecord", "LoggedModelRecord", "RegisteredVersionRecord",
            "DenseSummary", "ClassOrderRecord", "ModelRecord", "FeatureExtractionRecord", "AttributeAccuracyRecord",
@@ -118,7 +118,8 @@ def _get(assertion: Any, key: str, default: Any = None) -> Any:
 
 
 def is_failing(assertion: Any, fail_on: FailOn = "error") -> bool:
-    """True when ``assertion`` (a results.json record or an AssertionResult) fails the gate."""
+    """True when ``assertion`` (an :class:`AssertionResult`, or its record as results.json holds it)
+    fails the gate."""
     if fail_on not in SEVERITY_RANK:
         raise ValueError(f"fail_on must be one of {sorted(SEVERITY_RANK)}, got {fail_on!r}")
     severity = _get(assertion, "severity") or "error"
@@ -152,6 +153,8 @@ class RunResults(BaseModel):
     ``feature_attributes`` lists the significant associations (all of them before 1.1); the
     whole table is the file ``feature_attributes_table`` points to (:func:`load_feature_attributes`).
     Every section a run writes is typed; a record may carry more fields than it types (kept).
+    ``assertions`` holds the engine's own :class:`AssertionResult` objects (results.json lists each
+    whole, with its worst failing examples).
     ``status`` must agree with the gate rule over ``assertions`` (:func:`gate_status`).
     """
 
@@ -174,7 +177,7 @@ class RunResults(BaseModel):
     feature_attributes_table: TableArtifactRecord | None = None
     spurious_findings: list[SpuriousFindingRecord] = Field(default_factory=list)
     slices: list[SliceRecord] = Field(default_factory=list)
-    assertions: list[AssertionRecord] = Field(default_factory=list)
+    assertions: list[AssertionResult] = Field(default_factory=list)
     mlflow: MlflowRecord | None = None
     #: where the model and solvers ran (``cpu``, ``cuda``, ...)
     device: str | None = None
@@ -209,7 +212,7 @@ class RunResults(BaseModel):
         self.skipped = [*self.skipped, SkippedRecord(what=what, reason=reason)]
 
     # -- the verdict
-    def failing(self, fail_on: FailOn = "error") -> list[AssertionRecord]:
+    def failing(self, fail_on: FailOn = "error") -> list[AssertionResult]:
         """The assertions that fail the gate at ``fail_on`` severity."""
         return failing_assertions(self.assertions, fail_on)
 

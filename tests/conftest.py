@@ -327,7 +327,7 @@ def run_ctx(small_run: Any, tmp_path: Path) -> Any:
     import dataclasses
 
     from sparsecheck.pipeline import prepare_out_dir
-    from sparsecheck.results import AssertionRecord, FeatureCardRecord, SliceRecord
+    from sparsecheck.results import AssertionResult, FeatureCardRecord, SliceRecord
 
     out = prepare_out_dir(tmp_path / "out")
     ctx = dataclasses.replace(small_run, out_dir=out, run_results=small_run.run_results.model_copy(deep=True),
@@ -357,7 +357,7 @@ def run_ctx(small_run: Any, tmp_path: Path) -> Any:
         {"predicates": {"site": "a", "colour": "red"}, "size": 12, "error_rate": 0.5, "ci_low": 0.25,
          "ci_high": 0.75, "p_value": 0.2, "q_value": 0.4, "significant": False},
     ]]
-    results.assertions = [AssertionRecord.model_validate(a) for a in [
+    results.assertions = [AssertionResult.from_dict(a) for a in [
         {"name": "sparse accuracy", "status": "pass", "severity": "error", "observed": 0.5, "threshold": 0.3,
          "message": "ok"},
         {"name": "wolf must not use colour", "status": "fail", "severity": "error", "observed": 0.62,

@@ -22,6 +22,7 @@ from sparsecheck.monitor import (TAG_ALERT, TAG_FINGERPRINT, TAG_KIND, TAG_REFER
                                  find_reference_run, monitor_batch, monitor_experiment_name)
 from sparsecheck.pipeline import run_pipeline
 from sparsecheck.pipeline.stages import dense_stage, extract_stage, load_stage, sparse_stage
+from sparsecheck.results import AssertionResult
 
 EXPERIMENT = "monitor-tests"
 BATCH = 300
@@ -125,7 +126,7 @@ def test_drifted_batch_alerts_on_the_cue_feature(project: dict[str, Any], tmp_pa
     row = report.feature_drift.table.set_index("feature").loc[project["cue"]]
     assert row.q_value < 0.01 and row.psi >= 0.1
     assert report.labelled and set(report.accuracy) == {"dense_accuracy", "sparse_accuracy"}
-    assert [a["name"] for a in report.assertions] == ["agreement", "accuracy"]
+    assert [a.name for a in report.assertions] == ["agreement", "accuracy"]
     # one MLflow run, tagged and with its metrics and monitor.json
     client = _client(project["uri"])
     logged = client.get_run(run.run_id)
@@ -182,7 +183,7 @@ def test_unlabelled_batch_with_metadata(project: dict[str, Any]) -> None:
     run = monitor_batch(cfg, batches / "unlabelled.npz", metadata=batches / "unlabelled.csv", device="cpu")
     report = run.report
     assert not report.labelled and report.accuracy == {} and not run.alert
-    assert [a["name"] for a in report.assertions] == ["agreement"]  # the label-free one only
+    assert [a.name for a in report.assertions] == ["agreement"]  # the label-free one only
     assert any("['accuracy'] need labels" in n for n in report.notes)
     assert not any("no metadata" in n for n in report.notes)
 
@@ -202,14 +203,14 @@ def test_a_labelled_batch_at_chance_alerts(project: dict[str, Any]) -> None:
     batches = project["batches"]
     run = monitor_batch(load_config(path), batches / "quiet101.npz", device="cpu", force=True)
     assert run.alert and run.report.feature_drift.drifted_features == []
-    assert [a["name"] for a in run.report.assertions] == ["better-than-chance", "agreement", "accuracy"]
+    assert [a.name for a in run.report.assertions] == ["better-than-chance", "agreement", "accuracy"]
     guard = run.report.assertions[0]
-    assert guard["status"] == "fail" and "is not significantly above chance" in guard["message"]
+    assert guard.status == "fail" and "is not significantly above chance" in guard.message
     assert run.report.alerts[0].startswith("assertion 'better-than-chance' failed: accuracy 0.")
     # an unlabelled batch cannot be judged against chance: no alarm, and no note asking for labels
     run = monitor_batch(load_config(path), batches / "unlabelled.npz", metadata=batches / "unlabelled.csv",
                         device="cpu", force=True)
-    assert not run.alert and [a["name"] for a in run.report.assertions] == ["agreement"]
+    assert not run.alert and [a.name for a in run.report.assertions] == ["agreement"]
     assert not any("better-than-chance" in n for n in run.report.notes)
 
 
@@ -230,7 +231,7 @@ def test_sliced_assertions_wait_for_the_batch_metadata(project: dict[str, Any], 
     pd.DataFrame({"id": ids, "background": np.where(np.arange(len(ids)) % 2, "light", "dark"),
                   "site": "north"}).to_csv(meta, index=False)
     run = monitor_batch(load_config(path), batch, metadata=meta, device="cpu", force=True)
-    assert [(a["name"], a["status"]) for a in run.report.assertions] == [("accuracy-by-background", "pass"),
+    assert [(a.name, a.status) for a in run.report.assertions] == [("accuracy-by-background", "pass"),
                                                                        ("ece-by-site", "pass")]
 
 
@@ -305,8 +306,8 @@ def _scored(n_features: int, n_shifted: int, *, failing: bool) -> MonitorReport:
     alerts = [f"feature {f} drifted: KS {rows.loc[f].ks_statistic:.3f} (q {rows.loc[f].q_value:.2g}), "
               f"PSI {rows.loc[f].psi:.3f}" for f in fd.drifted_features]
     alerts.append("predicted-class mix drifted: PSI 0.3 (p 1e-9); largest change c 33.3% -> 40.0%")
-    assertions = [{"name": "accuracy", "status": "fail" if failing else "pass", "severity": "error",
-                   "message": "accuracy 0.61 < 0.8"}]
+    assertions = [AssertionResult(name="accuracy", status="fail" if failing else "pass", severity="error",
+                                  message="accuracy 0.61 < 0.8")]
     if failing:
         alerts.append("assertion 'accuracy' failed: accuracy 0.61 < 0.8")
     return MonitorReport(batch="drifted.npz", batch_fingerprint="abc", n=400, labelled=True, reference_run="r1",

@@ -11,6 +11,7 @@ import pytest
 from sparsecheck.errors import DataError
 from sparsecheck.results import (
     SCHEMA_PATH,
+    AssertionResult,
     SCHEMA_VERSION,
     DenseSummary,
     FeatureCardRecord,
@@ -143,6 +144,22 @@ def test_a_1_2_file_written_before_the_sections_were_typed_loads_and_keeps_its_c
     assert old.to_dict() == data and list(old.to_dict()) == list(data)  # nothing added, lost or moved
     require(jsonschema is not None, "the jsonschema package (pip install -e '.[test]')")
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_an_old_files_assertions_load_as_the_engines_results():
+    data = json.loads(OLD_1_2.read_text())
+    old = RunResults.from_json(OLD_1_2)
+    chance = old.assertions[0]
+    assert isinstance(chance, AssertionResult) and chance.type == "better_than_chance" and chance.needs_labels
+    assert chance.failing_examples.empty and chance.details["n"] == data["assertions"][0]["details"]["n"]
+    assert [a.to_dict() for a in old.assertions] == data["assertions"]
+    # a record of the unversioned format: what the contract named then, and a message left empty
+    bare = RunResults.from_dict({"status": "fail", "assertions": [
+        {"name": "acc", "status": "fail", "message": None, "failing_examples": [{"id": "a", "severity": 1.0}]}]})
+    acc = bare.assertions[0]
+    assert (acc.severity, acc.message, acc.family, acc.n_failing, acc.failing_examples["id"].tolist()) == (
+        "error", "", "custom", 1, ["a"])
+    assert bare.gate() == "fail" and bare.to_dict()["assertions"] == [acc.to_dict()]
 
 
 def test_older_1_x_files_load_with_their_version():

@@ -34,7 +34,7 @@ import pandas as pd
 
 from sparsecheck.assertions.context import AssertionContext
 from sparsecheck.assertions.model_assertions import per_example_outcome
-from sparsecheck.assertions.results import AssertionResult, Outcome, SuiteResult
+from sparsecheck.assertions.results import AssertionResult, SuiteResult
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, parse_assertion, parse_assertions
 from sparsecheck.errors import DataError, ParameterError
 
@@ -110,7 +110,7 @@ def run_assertion(assertion: Assertion, data: AssertionContext) -> AssertionResu
             raise DataError("needs labels, but the prediction table has no 'label' column "
                             "(run it only on labeled data, or filter with needs_labels=False)")
         data.require(*assertion.requires)
-        outcome = _to_outcome(assertion.evaluate(data), assertion, data)
+        result = _to_result(assertion.evaluate(data), assertion, data)
     except Exception as exc:  # every assertion runs: one that raises is reported, and the run goes on
         seconds = time.perf_counter() - start
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -120,16 +120,11 @@ def run_assertion(assertion: Assertion, data: AssertionContext) -> AssertionResu
                                error="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:],
                                **base)
     seconds = time.perf_counter() - start
-    examples = _sorted_examples(outcome.examples, data.max_examples)
-    n_failing = int(outcome.n_failing if outcome.n_failing is not None else
-                    (0 if outcome.examples is None else len(outcome.examples)))
-    status = "pass" if outcome.passed else "fail"
-    log = logger.info if status == "pass" or assertion.severity == "warning" else logger.warning
-    log("assertion %r %s: %s", assertion.name, status, outcome.message)
-    return AssertionResult(status=status, observed=outcome.observed,
-                           threshold=outcome.threshold if outcome.threshold is not None else assertion.threshold,
-                           message=outcome.message, failing_examples=examples, n_failing=n_failing,
-                           details=outcome.details, seconds=seconds, **base)
+    log = logger.info if result.passed or assertion.severity == "warning" else logger.warning
+    log("assertion %r %s: %s", assertion.name, result.status, result.message)
+    return result.model_copy(update=dict(
+        failing_examples=_sorted_examples(result.failing_examples, data.max_examples), seconds=seconds,
+        threshold=result.threshold if result.threshold is not None else assertion.threshold, **base))
 
 
 def run_on_table(specs: Iterable[Assertion | Mapping[str, Any]], table: pd.DataFrame, *,
@@ -167,25 +162,26 @@ def run_on_table(specs: Iterable[Assertion | Mapping[str, Any]], table: pd.DataF
                           skip_unavailable=skip_unavailable)
 
 
-def _sorted_examples(frame: pd.DataFrame | None, limit: int | None) -> pd.DataFrame:
-    if frame is None or len(frame) == 0:
-        return pd.DataFrame({"id": pd.Series(dtype=str), "severity": pd.Series(dtype=np.float64)})
+def _sorted_examples(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    if len(frame) == 0:
+        return frame
     if "id" not in frame.columns or "severity" not in frame.columns:
         raise DataError(f"failing examples need 'id' and 'severity' columns (got {list(frame.columns)})")
     out = frame.sort_values("severity", ascending=False, kind="stable")
     return (out.head(limit) if limit is not None else out).reset_index(drop=True)
 
 
-def _to_outcome(value: Any, assertion: Assertion, data: AssertionContext) -> Outcome:
-    """What an assertion function may return: an Outcome, a bool, or per-example severities."""
-    if isinstance(value, Outcome):
+def _to_result(value: Any, assertion: Assertion, data: AssertionContext) -> AssertionResult:
+    """What an assertion function may return: an AssertionResult (``Outcome(...)``), a bool, or
+    per-example severities."""
+    if isinstance(value, AssertionResult):
         return value
     if isinstance(value, (bool, np.bool_)):
-        return Outcome(bool(value), bool(value), True, f"{assertion.name} returned {bool(value)}")
+        return AssertionResult.outcome(bool(value), bool(value), True, f"{assertion.name} returned {bool(value)}")
     if isinstance(value, (np.ndarray, pd.Series, list, tuple)):
         params = assertion.params if isinstance(assertion.params, PerExampleParams) else PerExampleParams(
             **{k: v for k, v in (assertion.param_dict or {}).items()
                if k in ("severity_threshold", "max_failing", "max_failing_rate")})
         return per_example_outcome(data, value, params)
-    raise DataError(f"the assertion function returned {type(value).__name__}; return an Outcome, a bool, "
+    raise DataError(f"the assertion function returned {type(value).__name__}; return Outcome(...), a bool, "
                     "or per-example severities (an array or a Series indexed by id)")

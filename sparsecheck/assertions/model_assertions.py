@@ -49,7 +49,7 @@ from pydantic import Field, field_validator, model_validator
 from sparsecheck._runtime import note_forward, progress
 from sparsecheck.assertions.builtins.common import examples_frame
 from sparsecheck.assertions.context import AssertionContext
-from sparsecheck.assertions.results import Outcome
+from sparsecheck.assertions.results import AssertionResult
 from sparsecheck.assertions.spec import Assertion, PerExampleParams, register_assertion
 from sparsecheck.errors import DataError, ModelError
 from sparsecheck.modalities import Perturbation, call_model, get_modality, modality_names, output_tensor
@@ -65,8 +65,9 @@ TRANSFORMS = tuple(get_modality("image").invariance_transforms())
 
 def per_example_outcome(data: AssertionContext, severity: Any, params: PerExampleParams | None = None, *,
                         failing: np.ndarray | None = None, what: str = "examples", subject: str = "",
-                        positions: np.ndarray | None = None, **extra: np.ndarray) -> Outcome:
-    """Turn per-example severities into an :class:`Outcome` (the Kang et al. contract).
+                        positions: np.ndarray | None = None, **extra: np.ndarray) -> AssertionResult:
+    """Turn per-example severities into an :class:`~sparsecheck.assertions.AssertionResult` (the Kang
+    et al. contract).
 
     Parameters
     ----------
@@ -106,8 +107,9 @@ def per_example_outcome(data: AssertionContext, severity: Any, params: PerExampl
     examples = examples_frame(data, positions[idx], sev[idx], **{k: np.asarray(v)[idx] for k, v in extra.items()})
     worst = f"; worst: {', '.join(f'{i} ({s:.3g})' for i, s in zip(examples['id'][:3], examples['severity'][:3]))}" \
         if n_fail else ""
-    return Outcome(bool(ok), observed, threshold, f"{subject}{verdict}{worst}", examples, n_fail,
-                   {"n_checked": n, "failing_rate": rate, "mean_severity": float(sev.mean()) if n else 0.0})
+    return AssertionResult.outcome(bool(ok), observed, threshold, f"{subject}{verdict}{worst}", examples, n_fail,
+                                   {"n_checked": n, "failing_rate": rate,
+                                    "mean_severity": float(sev.mean()) if n else 0.0})
 
 
 class _HeadParams(PerExampleParams):
@@ -125,7 +127,7 @@ class ConsistencyParams(_HeadParams):
 
 
 @register_assertion("consistency", family="model", params=ConsistencyParams, requires=_sparse_head)
-def _consistency(data: AssertionContext, p: ConsistencyParams) -> Outcome:
+def _consistency(data: AssertionContext, p: ConsistencyParams) -> AssertionResult:
     """Examples with the same key must get the same prediction."""
     pred = data.predictions(p.head)
     keys = data.column(p.key)
@@ -165,7 +167,7 @@ def flicker_clock(data: AssertionContext, p: FlickerParams) -> tuple[np.ndarray,
 
 
 @register_assertion("flicker", family="model", params=FlickerParams, requires=_sparse_head)
-def _flicker(data: AssertionContext, p: FlickerParams) -> Outcome:
+def _flicker(data: AssertionContext, p: FlickerParams) -> AssertionResult:
     """A prediction that flips and flips back within a time window (Kang et al.'s flicker)."""
     pred = data.predictions(p.head)
     seq, _ = pd.factorize(pd.Series(data.column(p.sequence)), use_na_sentinel=True)
@@ -259,7 +261,7 @@ def _module_of(model: Any) -> Any:
 
 @register_assertion("invariance", family="model", params=InvarianceParams,
                     requires=("model", "dataset", "input_spec"))
-def _invariance(data: AssertionContext, p: InvarianceParams) -> Outcome:
+def _invariance(data: AssertionContext, p: InvarianceParams) -> AssertionResult:
     """The prediction does not change under a declared transformation of the examples."""
     import torch
 

@@ -59,9 +59,10 @@ class AssertionType:
     name : str
         What ``type:`` says in YAML.
     func : callable
-        ``func(data, params)`` when ``params`` is a model, else ``func(data, **kwargs)``. Returns an
-        :class:`~sparsecheck.assertions.results.Outcome`, a bool, or per-example severities (an
-        array aligned with the prediction table's rows, or a Series indexed by example id).
+        ``func(data, params)`` when ``params`` is a model, else ``func(data, **kwargs)``. Returns
+        ``Outcome(...)`` (an :class:`~sparsecheck.assertions.AssertionResult`), a bool, or
+        per-example severities (an array aligned with the prediction table's rows, or a Series
+        indexed by example id).
     family : str
         ``metric``, ``sparse``, ``table``, ``model`` or ``custom``.
     params : pydantic model class or None
@@ -94,8 +95,8 @@ def register_assertion(name: str | None = None, *, family: str = "custom", param
 
     The function gets an :class:`~sparsecheck.assertions.context.AssertionContext` (the prediction
     table plus whatever the run has: sparse layer, feature associations, model, dataset) and its
-    parameters, and returns an :class:`~sparsecheck.assertions.results.Outcome`, a bool, or
-    per-example severities (the Kang et al. form: higher is worse, 0 is fine).
+    parameters, and returns ``Outcome(...)`` (an :class:`~sparsecheck.assertions.AssertionResult`),
+    a bool, or per-example severities (the Kang et al. form: higher is worse, 0 is fine).
 
     Examples
     --------

@@ -1,5 +1,9 @@
-"""What running an assertion gives back: :class:`Outcome` (from an assertion function),
-:class:`AssertionResult` (one assertion, as reported) and :class:`SuiteResult` (all of them).
+"""What running assertions gives back: an :class:`AssertionResult` per assertion (the one
+outcome type, from the assertion function to results.json) and :class:`SuiteResult` (all of them).
+
+An assertion function returns ``Outcome(passed, observed, threshold, message, examples, n_failing,
+details)``: :data:`Outcome` is :meth:`AssertionResult.outcome`, under the name custom assertions
+have always used, and builds an :class:`AssertionResult` that the engine completes.
 
 Statuses are ``pass``, ``fail`` (the assertion ran and did not hold) and ``error`` (it raised, or
 what it needs was missing). Severities are ``error`` (fails the run) and ``warning`` (reported
@@ -12,145 +16,39 @@ Examples
 >>> d = r.to_dict()
 >>> d["name"], d["status"], d["observed"], d["failing_examples"]
 ('accuracy', 'fail', 0.71, [])
+>>> AssertionResult.from_dict(d) == r
+True
 >>> suite = SuiteResult([r])
 >>> suite.status(), suite.exit_code(), suite.counts()
 ('fail', 1, {'pass': 0, 'fail': 1, 'error': 0})
+>>> mine = Outcome(True, observed=0.93, threshold=0.9, message="accuracy 0.930 >= 0.900")
+>>> type(mine).__name__, mine.status, mine.passed
+('AssertionResult', 'pass', True)
 """
 
 from __future__ import annotations
 
 import io
-import math
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
 
+from sparsecheck.reports import format as fmt
+from sparsecheck.result_sections import EXAMPLES_IN_JSON, AssertionResult
 from sparsecheck.results import is_failing
 
 __all__ = ["Outcome", "AssertionResult", "SuiteResult", "render_table", "STATUSES", "SEVERITIES",
            "EXAMPLES_IN_JSON"]
 
-STATUSES = ("pass", "fail", "error")
-SEVERITIES = ("error", "warning")
-#: failing examples kept per assertion in results.json (the full list stays in memory)
-EXAMPLES_IN_JSON = 20
+STATUSES: tuple[str, ...] = typing.get_args(AssertionResult.model_fields["status"].annotation)
+SEVERITIES: tuple[str, ...] = typing.get_args(AssertionResult.model_fields["severity"].annotation)
 
-Status = Literal["pass", "fail", "error"]
-
-
-def _empty_examples() -> pd.DataFrame:
-    return pd.DataFrame({"id": pd.Series(dtype=str), "severity": pd.Series(dtype=np.float64)})
-
-
-@dataclass
-class Outcome:
-    """What an assertion function returns: did it hold, what was seen, which examples failed.
-
-    Parameters
-    ----------
-    passed : bool
-    observed : float, int or str, optional
-        The measured value (the worst slice's accuracy, the number of failing examples, ...).
-    threshold : float, int or str, optional
-        What ``observed`` was compared with.
-    message : str
-        One line a person can act on; name the slice, class or feature at fault.
-    examples : DataFrame, optional
-        Failing examples: an ``id`` column, a ``severity`` column (higher is worse) and any
-        context columns. Order does not matter; results sort by severity.
-    n_failing : int, optional
-        How many examples failed when ``examples`` was cut short (default ``len(examples)``).
-    details : dict
-        JSON-ready extras (e.g. the per-slice table).
-    """
-
-    passed: bool
-    observed: Any = None
-    threshold: Any = None
-    message: str = ""
-    examples: pd.DataFrame | None = None
-    n_failing: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AssertionResult:
-    """The result of one assertion, as reported in results.json, junit.xml and on the terminal.
-
-    Attributes
-    ----------
-    name, status, severity, family, type : str
-    observed, threshold : number, str or None
-    message : str
-    failing_examples : DataFrame
-        Columns ``id``, ``severity`` (+ context), worst first; at most the engine's
-        ``max_examples`` rows (``n_failing`` counts them all).
-    n_failing : int
-    needs_labels : bool
-    details : dict
-    seconds : float
-    error : str or None
-        The traceback when the status is ``error`` (the message holds ``"Type: message"``).
-    scope, description : str
-        What the assertion looks at, in words, and the user's description.
-    """
-
-    name: str
-    status: Status
-    severity: str = "error"
-    observed: Any = None
-    threshold: Any = None
-    message: str = ""
-    family: str = "custom"
-    type: str = "custom"
-    failing_examples: pd.DataFrame = field(default_factory=_empty_examples)
-    n_failing: int = 0
-    needs_labels: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    error: str | None = None
-    scope: str = ""
-    description: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
-
-    def fails_run(self, fail_on: str = "error") -> bool:
-        """True when this result fails a run gated at ``fail_on`` severity (the rule:
-        :func:`sparsecheck.results.is_failing`; errors count as failures)."""
-        return is_failing(self, fail_on)  # type: ignore[arg-type]
-
-    def to_dict(self, max_examples: int | None = EXAMPLES_IN_JSON) -> dict[str, Any]:
-        """JSON-ready dict: name, status, severity, observed, threshold, message, family, type,
-        n_failing, failing_examples (top ``max_examples``), needs_labels, seconds, error, details."""
-        ex = self.failing_examples
-        if max_examples is not None:
-            ex = ex.head(max_examples)
-        return {
-            "name": self.name, "status": self.status, "severity": self.severity,
-            "observed": _plain(self.observed), "threshold": _plain(self.threshold),
-            "message": self.message, "family": self.family, "type": self.type, "scope": self.scope,
-            "n_failing": int(self.n_failing),
-            "failing_examples": [{k: _plain(v) for k, v in row.items()} for row in ex.to_dict("records")],
-            "needs_labels": bool(self.needs_labels), "seconds": round(float(self.seconds), 4),
-            "error": self.error, "description": self.description, "details": self.details,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AssertionResult":
-        """Rebuild a result from :meth:`to_dict` output (e.g. read back from results.json)."""
-        ex = pd.DataFrame(list(d.get("failing_examples") or []))
-        if ex.empty:
-            ex = _empty_examples()
-        return cls(name=d["name"], status=d["status"], severity=d.get("severity", "error"),
-                   observed=d.get("observed"), threshold=d.get("threshold"), message=d.get("message", ""),
-                   family=d.get("family", "custom"), type=d.get("type", "custom"), failing_examples=ex,
-                   n_failing=int(d.get("n_failing") or len(ex)), needs_labels=bool(d.get("needs_labels")),
-                   details=dict(d.get("details") or {}), seconds=float(d.get("seconds") or 0.0),
-                   error=d.get("error"), scope=d.get("scope", ""), description=d.get("description", ""))
+#: What an assertion function returns, by the name custom assertions have always used:
+#: ``Outcome(passed, observed=None, threshold=None, message="", examples=None, n_failing=None,
+#: details=None)`` builds an :class:`AssertionResult` (see :meth:`AssertionResult.outcome`).
+Outcome = AssertionResult.outcome
 
 
 @dataclass
@@ -159,7 +57,8 @@ class SuiteResult:
 
     Examples
     --------
-    >>> s = SuiteResult([AssertionResult("a", "pass"), AssertionResult("b", "fail", severity="warning")])
+    >>> s = SuiteResult([AssertionResult(name="a", status="pass"),
+    ...                  AssertionResult(name="b", status="fail", severity="warning")])
     >>> s.status(), s.status("warning"), [r.name for r in s.failed]
     ('pass', 'fail', ['b'])
     >>> s["b"].severity
@@ -196,7 +95,7 @@ class SuiteResult:
 
     def failing(self, fail_on: str = "error") -> list[AssertionResult]:
         """Results that fail a run gated at ``fail_on`` severity."""
-        return [r for r in self.results if r.fails_run(fail_on)]
+        return [r for r in self.results if is_failing(r, fail_on)]  # type: ignore[arg-type]
 
     def status(self, fail_on: str = "error") -> str:
         """``"fail"`` when an assertion at or above ``fail_on`` severity did not pass, else ``"pass"``."""
@@ -228,33 +127,13 @@ class SuiteResult:
         return render_table(self.results, width=width)
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars to Python, non-finite floats to None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _fmt(v: Any) -> str:
-    v = _plain(v)
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 _MARK = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}
 
 
 def render_table(results: Iterable[AssertionResult | Mapping[str, Any]], *, width: int = 120) -> str:
     """A plain-text table of assertion results (a rich Table rendered without colour).
 
-    Accepts :class:`AssertionResult` objects or their ``to_dict()`` form (as in results.json).
+    Accepts :class:`AssertionResult` objects or their records (as in results.json).
 
     Examples
     --------
@@ -273,19 +152,17 @@ def render_table(results: Iterable[AssertionResult | Mapping[str, Any]], *, widt
     from rich.table import Table
     from rich.text import Text
 
-    rows = [r.to_dict(0) if isinstance(r, AssertionResult) else dict(r) for r in results]
-    counts = {s: sum(r.get("status") == s for r in rows) for s in STATUSES}
+    rows = [r if isinstance(r, AssertionResult) else AssertionResult.from_dict(r) for r in results]
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     table = Table(title=None, show_lines=False, expand=False)
     for col, kw in (("status", {"no_wrap": True}), ("name", {"overflow": "fold"}), ("severity", {"no_wrap": True}),
                     ("observed", {"no_wrap": True}), ("threshold", {"overflow": "fold"}),
                     ("message", {"overflow": "fold", "ratio": 1})):
         table.add_column(col, **kw)
     for r in rows:
-        status = r.get("status", "error")
         # Text, not markup: a message's "[zero, one, ...]" is text, not a rich style tag
-        table.add_row(*map(Text, (_MARK.get(status, status.upper()), str(r.get("name", "")),
-                                  str(r.get("severity", "")), _fmt(r.get("observed")), _fmt(r.get("threshold")),
-                                  str(r.get("message", "")))))
+        table.add_row(*map(Text, (_MARK[r.status], r.name, r.severity, fmt.value(r.observed), fmt.value(r.threshold),
+                                  r.message)))
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, no_color=True,
                       legacy_windows=False, emoji=False)

@@ -74,7 +74,7 @@ from sparsecheck.assertions.registry import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from sparsecheck.assertions.context import AssertionContext
-    from sparsecheck.assertions.results import Outcome
+    from sparsecheck.assertions.results import AssertionResult
 
 __all__ = [
     "Assertion",
@@ -145,8 +145,9 @@ class Assertion:
                needs_labels: bool | None = None, description: str = "", **params: Any) -> "Assertion":
         """An assertion from your own function ``func(data, **params)`` (or ``"package.module:function"``).
 
-        The function returns an Outcome, a bool, or per-example severities; with severities,
-        ``severity_threshold``, ``max_failing`` and ``max_failing_rate`` set when it fails.
+        The function returns ``Outcome(...)`` (an AssertionResult), a bool, or per-example
+        severities; with severities, ``severity_threshold``, ``max_failing`` and ``max_failing_rate``
+        set when it fails.
 
         Examples
         --------
@@ -245,7 +246,7 @@ class Assertion:
             out.update(self.params or {})
         return out
 
-    def evaluate(self, data: "AssertionContext") -> "Outcome | bool | Any":
+    def evaluate(self, data: "AssertionContext") -> "AssertionResult | bool | Any":
         """Call the assertion function on ``data`` (the engine turns the return value into a result)."""
         if self.kind is None:
             raise ParameterError(f"assertion {self.name!r} has no function", parameter="kind")

@@ -52,7 +52,6 @@ from sparsecheck.pipeline.intervene import Intervener
 from sparsecheck.reports.evidence import featured_features
 from sparsecheck.reports.junit import write_junit
 from sparsecheck.results import (
-    AssertionRecord,
     AttributeAccuracyRecord,
     AutoAttributesSummary,
     DenseSummary,
@@ -491,9 +490,9 @@ def assertions_stage(ctx: RunContext) -> None:
     """Run the config's assertions (and the implied ones) on the test split.
 
     The assertions were parsed with the config (:attr:`sparsecheck.config.Config.parsed_assertions`).
-    Sets ``ctx.assertion_results`` (a SuiteResult) and the ``assertions`` section (one record each:
-    name, status, severity, observed, threshold, message, family, failing_examples, ...), and
-    writes ``junit.xml`` into ``ctx.out_dir``.
+    Sets ``ctx.assertion_results`` (a SuiteResult) and the ``assertions`` section (its
+    :class:`~sparsecheck.results.AssertionResult` objects), and writes ``junit.xml`` into
+    ``ctx.out_dir``.
     """
     suite = ctx.config.parsed_assertions
     if ctx.automatic_findings is None:  # nothing was looked for from the pixels: the implied check has no evidence
@@ -503,7 +502,7 @@ def assertions_stage(ctx: RunContext) -> None:
             suite = [a for a in suite if a not in implied]
     result = run_assertions(suite, assertion_context(ctx, "test"))
     ctx.assertion_results = result
-    ctx.run_results.assertions = [AssertionRecord.model_validate(a) for a in result.to_dicts()]
+    ctx.run_results.assertions = result.results
     if ctx.out_dir is not None:
         path = write_junit(result, Path(ctx.out_dir) / "junit.xml")
         ctx.artifacts["junit.xml"] = str(path)

@@ -24,7 +24,7 @@ from MLflow and reports, for B against A:
 
 Feature matching lives in :mod:`sparsecheck.analysis.matching` (re-exported here), rendering
 (Markdown, HTML) in :mod:`sparsecheck.reports.compare_render`. This module is the comparison
-logic and its result types; at ~700 lines it is one concept (five kinds of change and how each
+logic and its result types; at ~550 lines it is one concept (five kinds of change and how each
 becomes a regression) and splitting it further would scatter the regression rule.
 
 A **regression** — exit code 1 of the command — is a newly failing error-severity assertion, a
@@ -50,7 +50,7 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -67,7 +67,13 @@ from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError, ParameterError, TrackingError
 from sparsecheck.outputs import atomic_write, claim_out_dir, write_json_atomic
 from sparsecheck.reports import format as fmt
-from sparsecheck.results import is_failing
+from sparsecheck.results import (
+    DataSplitRecord,
+    ModelRecord,
+    RunResults,
+    SpuriousFindingRecord,
+    is_failing,
+)
 from sparsecheck.tracking.reading import download_run_artifact, load_run_results
 from sparsecheck.tracking.outputs import ACTIVATIONS_FILE, TEST_FEATURES_FILE
 from sparsecheck.tracking.store import resolve_tracking_uri
@@ -115,18 +121,18 @@ COMPARE_OUTPUTS = ("compare.json", "compare.html")
 
 
 # --------------------------------------------------------------------------- comparison logic
-def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
+def compare_results(results_a: RunResults | Mapping[str, Any], results_b: RunResults | Mapping[str, Any],
                     activations_a: RunActivations | None = None, activations_b: RunActivations | None = None,
                     *, run_a: str = "A", run_b: str = "B", min_correlation: float = DEFAULT_MIN_CORRELATION,
                     slice_fdr: float = DEFAULT_SLICE_FDR, features_a: FeatureSample | None = None,
                     features_b: FeatureSample | None = None) -> RunComparison:
-    """Compare two runs' ``results.json`` contents (and their activations, to match features).
+    """Compare two runs' results (and their activations, to match features).
 
     Parameters
     ----------
-    results_a, results_b : dict
-        The two runs' results (schema of DESIGN.md); sections a run lacks are not compared, and a
-        note says so.
+    results_a, results_b : RunResults or mapping
+        The two runs' results, typed, or as their ``results.json`` holds them (read with
+        :meth:`RunResults.from_dict`); sections a run lacks are not compared, and a note says so.
     activations_a, activations_b : RunActivations, optional
         Needed to match features across different models; two runs of the same model (equal
         ``model.fingerprint``) are matched by id without them.
@@ -143,27 +149,29 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
     Returns
     -------
     RunComparison
+
+    Raises
+    ------
+    DataError
+        a mapping that is not a results.json this sparsecheck reads, naming the key at fault.
     """
     if not (isinstance(slice_fdr, (int, float)) and 0 < slice_fdr < 1):
         raise ParameterError(f"The 'slice_fdr' parameter must be a float in (0, 1). Got {slice_fdr!r} instead.",
                              parameter="slice_fdr")
-    for name, res in (("results_a", results_a), ("results_b", results_b)):
-        if not isinstance(res, dict):
-            raise DataError(f"{name} must be a results.json mapping, got {type(res).__name__}")
+    ra, rb = _typed(results_a, "results_a"), _typed(results_b, "results_b")
     notes: list[str] = []
     regressions: list[str] = []
-    status_a, status_b = results_a.get("status"), results_b.get("status")
-    if status_a == "pass" and status_b == "fail":
+    if ra.status == "pass" and rb.status == "fail":
         regressions.append("status went from pass to fail")
 
-    assertions = _compare_assertions(results_a, results_b, notes)
+    assertions = _compare_assertions(ra, rb, notes)
     for a in assertions:
         if a.is_regression:
             regressions.append(f"assertion {a.name!r} ({a.severity}) newly fails"
                                + (f": observed {fmt.value(a.observed_b)}, threshold {fmt.value(a.threshold)}"
                                   if a.observed_b is not None or a.threshold is not None else "")
                                + (f" — {a.message}" if a.message else ""))
-    slices = _compare_slices(results_a, results_b, slice_fdr, notes)
+    slices = _compare_slices(ra, rb, slice_fdr, notes)
     for s in slices:
         if s.change == "worse":
             regressions.append(f"slice {s.label} got worse: error rate {fmt.rate(s.error_rate_a, s.ci_a, s.size_a)} "
@@ -172,39 +180,43 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any],
             regressions.append(f"new significant slice {s.label}: error rate "
                                f"{fmt.rate(s.error_rate_b, s.ci_b, s.size_b)}, q={fmt.value(s.q_value_b)}")
 
-    matching = _matching(results_a, results_b, activations_a, activations_b, min_correlation, notes)
-    spurious = _compare_spurious(results_a, results_b, matching, notes)
-    for s in spurious:
-        if s.is_regression:
-            regressions.append(f"new spurious finding: class {s.class_name} relies on feature {s.feature_b} "
-                               f"associated with {s.attribute}={s.value}"
-                               + (f" (score {s.score_b:.3g})" if s.score_b is not None else ""))
-    metrics = _compare_metrics(results_a, results_b)
-    features = _compare_features(results_a, results_b, matching, notes)
-    test_data = _compare_test_data(results_a, results_b, notes)
+    matching = _matching(ra, rb, activations_a, activations_b, min_correlation, notes)
+    spurious = _compare_spurious(ra, rb, matching, notes)
+    for f in spurious:
+        if f.is_regression:
+            regressions.append(f"new spurious finding: class {f.class_name} relies on feature {f.feature_b} "
+                               f"associated with {f.attribute}={f.value}"
+                               + (f" (score {f.score_b:.3g})" if f.score_b is not None else ""))
+    metrics = _compare_metrics(ra, rb)
+    features = _compare_features(ra, rb, matching, notes)
+    test_data = _compare_test_data(ra, rb, notes)
     representation = compare_representations(features_a, features_b, activations_a, activations_b, notes=notes)
-    comparison = RunComparison(run_a, run_b, status_a, status_b, assertions, slices, metrics, spurious,
+    comparison = RunComparison(run_a, run_b, ra.status, rb.status, assertions, slices, metrics, spurious,
                                features, matching, regressions, notes, representation, test_data)
     logger.info("compare %s -> %s: %d regressions", run_a, run_b, len(regressions))
     return comparison
 
 
-def _section(results: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
-    value = results.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise DataError(f"results.json key {key!r} must be a list, got {type(value).__name__}")
-    return [v for v in value if isinstance(v, dict)]
+def _typed(results: Any, name: str) -> RunResults:
+    if isinstance(results, RunResults):
+        return results
+    if not isinstance(results, Mapping):
+        raise DataError(f"{name} must be a RunResults or a results.json mapping, got {type(results).__name__}")
+    return RunResults.from_dict(results, source=name)
 
 
-def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionChange]:
-    la, lb = _section(ra, "assertions"), _section(rb, "assertions")
-    if la is None or lb is None:
-        notes.append("assertions not compared: " + ("A" if la is None else "B") + " has no assertion results")
+def _missing(ra: RunResults, rb: RunResults, section: str) -> str | None:
+    """Which run (``A``, ``B``) did not record ``section``; None when both did."""
+    return next((run for run, r in (("A", ra), ("B", rb)) if not r.recorded(section)), None)
+
+
+def _compare_assertions(ra: RunResults, rb: RunResults, notes: list[str]) -> list[AssertionChange]:
+    lacking = _missing(ra, rb, "assertions")
+    if lacking:
+        notes.append(f"assertions not compared: {lacking} has no assertion results")
         return []
-    by_a = {str(a.get("name")): a for a in la}
-    by_b = {str(b.get("name")): b for b in lb}
+    by_a = {a.name: a for a in ra.assertions}
+    by_b = {b.name: b for b in rb.assertions}
     out: list[AssertionChange] = []
     for name in list(by_b) + [n for n in by_a if n not in by_b]:
         a, b = by_a.get(name), by_b.get(name)
@@ -221,21 +233,19 @@ def _compare_assertions(ra: dict, rb: dict, notes: list[str]) -> list[AssertionC
             change = "fixed" if fa else "passing"
         src = b if b is not None else a
         assert src is not None
-        out.append(AssertionChange(name=name, severity=str(src.get("severity", "error")),
-                                   status_a=None if a is None else a.get("status"),
-                                   status_b=None if b is None else b.get("status"), change=change,
-                                   observed_a=None if a is None else a.get("observed"),
-                                   observed_b=None if b is None else b.get("observed"),
-                                   threshold=src.get("threshold"), message=str(src.get("message") or "")))
+        out.append(AssertionChange(name=name, severity=src.severity,
+                                   status_a=None if a is None else a.status,
+                                   status_b=None if b is None else b.status, change=change,
+                                   observed_a=None if a is None else a.observed,
+                                   observed_b=None if b is None else b.observed,
+                                   threshold=src.threshold, message=src.message))
     order = {"newly_failing": 0, "fixed": 1, "added_failing": 2, "still_failing": 3, "added": 4, "removed": 5,
              "passing": 6}
     out.sort(key=lambda c: (order[c.change], c.severity != "error"))
     return out
 
 
-def _slice_key(predicates: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(predicates, dict):
-        raise DataError(f"a slice's 'predicates' must be a mapping attribute -> value, got {predicates!r}")
+def _slice_key(predicates: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in predicates.items()))
 
 
@@ -247,30 +257,36 @@ def _float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _ci(s: dict[str, Any]) -> tuple[float, float] | None:
-    lo, hi = _float(s.get("ci_low")), _float(s.get("ci_high"))
-    return None if lo is None or hi is None else (lo, hi)
+def _ci(low: float | None, high: float | None) -> tuple[float, float] | None:
+    return None if low is None or high is None else (low, high)
 
 
-def _compare_slices(ra: dict, rb: dict, fdr: float, notes: list[str]) -> list[SliceChange]:
-    la, lb = _section(ra, "slices"), _section(rb, "slices")
-    if la is None or lb is None:
-        notes.append("slices not compared: " + ("A" if la is None else "B") + " has no slice results")
+class _Rate(NamedTuple):
+    """A slice's error rate as A measured it: a slice of its own, or its accuracy by attribute value."""
+
+    size: int | None
+    error_rate: float | None
+    ci: tuple[float, float] | None
+
+
+def _compare_slices(ra: RunResults, rb: RunResults, fdr: float, notes: list[str]) -> list[SliceChange]:
+    lacking = _missing(ra, rb, "slices")
+    if lacking:
+        notes.append(f"slices not compared: {lacking} has no slice results")
         return []
-    by_a = {_slice_key(s.get("predicates")): s for s in la}
+    by_a = {_slice_key(s.predicates): _Rate(s.size, s.error_rate, _ci(s.ci_low, s.ci_high)) for s in ra.slices}
     breakdown_a = _error_by_value(ra)
     out: list[SliceChange] = []
     seen: set = set()
     from_breakdown = 0
-    for s in lb:
-        key = _slice_key(s.get("predicates"))
+    for s in rb.slices:
+        key = _slice_key(s.predicates)
         seen.add(key)
         a = by_a.get(key)
-        ci_b = _ci(s)
-        q = _float(s.get("q_value"))
-        significant = bool(s["significant"]) if "significant" in s else (q is not None and q <= fdr)
-        common = dict(predicates=dict(key), size_b=s.get("size"), error_rate_b=_float(s.get("error_rate")),
-                      ci_b=ci_b, q_value_b=q, significant_b=significant)
+        ci_b = _ci(s.ci_low, s.ci_high)
+        significant = s.significant if s.significant is not None else (s.q_value is not None and s.q_value <= fdr)
+        common = dict(predicates=dict(key), size_b=s.size, error_rate_b=s.error_rate, ci_b=ci_b,
+                      q_value_b=s.q_value, significant_b=significant)
         if a is None and len(key) == 1 and key[0] in breakdown_a:
             # A did not list this one-predicate slice, but its accuracy by attribute value measured it
             a = breakdown_a[key[0]]
@@ -278,21 +294,19 @@ def _compare_slices(ra: dict, rb: dict, fdr: float, notes: list[str]) -> list[Sl
         if a is None:
             out.append(SliceChange(change="new", **common))
             continue
-        ci_a = _ci(a)
-        if ci_a is None or ci_b is None:
+        if a.ci is None or ci_b is None:
             change = "unchanged"
-        elif ci_b[0] > ci_a[1]:
+        elif ci_b[0] > a.ci[1]:
             change = "worse"
-        elif ci_b[1] < ci_a[0]:
+        elif ci_b[1] < a.ci[0]:
             change = "better"
         else:
             change = "unchanged"
-        out.append(SliceChange(change=change, size_a=a.get("size"), error_rate_a=_float(a.get("error_rate")),
-                               ci_a=ci_a, **common))
+        out.append(SliceChange(change=change, size_a=a.size, error_rate_a=a.error_rate, ci_a=a.ci, **common))
     for key, a in by_a.items():
         if key not in seen:
-            out.append(SliceChange(predicates=dict(key), change="gone", size_a=a.get("size"),
-                                   error_rate_a=_float(a.get("error_rate")), ci_a=_ci(a)))
+            out.append(SliceChange(predicates=dict(key), change="gone", size_a=a.size, error_rate_a=a.error_rate,
+                                   ci_a=a.ci))
     if from_breakdown:
         notes.append(f"{from_breakdown} one-predicate slices listed only by B were compared with A's accuracy by "
                      "attribute value")
@@ -302,101 +316,66 @@ def _compare_slices(ra: dict, rb: dict, fdr: float, notes: list[str]) -> list[Sl
     return out
 
 
-def _error_by_value(results: dict) -> dict[tuple[str, str], dict[str, Any]]:
-    """A run's accuracy by attribute value as slice records (error rate, interval on the error rate)."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in _section(results, "accuracy_by_attribute") or []:
-        acc, lo, hi = _float(r.get("accuracy")), _float(r.get("ci_low")), _float(r.get("ci_high"))
-        if acc is None or lo is None or hi is None:
-            continue
-        out[(str(r.get("attribute")), str(r.get("value")))] = {
-            "size": r.get("size"), "error_rate": 1.0 - acc, "ci_low": 1.0 - hi, "ci_high": 1.0 - lo}
+def _error_by_value(results: RunResults) -> dict[tuple[str, str], _Rate]:
+    """A run's accuracy by attribute value as error rates (the interval on the error rate)."""
+    return {(str(r.attribute), str(r.value)): _Rate(r.size, 1.0 - r.accuracy, (1.0 - r.ci_high, 1.0 - r.ci_low))
+            for r in results.accuracy_by_attribute
+            if r.accuracy is not None and r.ci_low is not None and r.ci_high is not None}
+
+
+def _strongest(findings: list[SpuriousFindingRecord]) -> dict[tuple[str, str, str], SpuriousFindingRecord]:
+    """The strongest finding per class + attribute + value (it represents them)."""
+    out: dict[tuple[str, str, str], SpuriousFindingRecord] = {}
+    for f in findings:
+        k = (str(f.class_), str(f.attribute), str(f.value))
+        if k not in out or (f.score or 0) > (out[k].score or 0):
+            out[k] = f
     return out
 
 
-def _spurious_key(f: dict[str, Any]) -> tuple[str, str, str]:
-    return str(f.get("class")), str(f.get("attribute")), str(f.get("value"))
-
-
-def _compare_spurious(ra: dict, rb: dict, matching: FeatureMatching | None, notes: list[str]) -> list[SpuriousChange]:
-    la, lb = _section(ra, "spurious_findings"), _section(rb, "spurious_findings")
-    if la is None or lb is None:
-        notes.append("spurious findings not compared: " + ("A" if la is None else "B") + " has none recorded")
+def _compare_spurious(ra: RunResults, rb: RunResults, matching: FeatureMatching | None,
+                      notes: list[str]) -> list[SpuriousChange]:
+    lacking = _missing(ra, rb, "spurious_findings")
+    if lacking:
+        notes.append(f"spurious findings not compared: {lacking} has none recorded")
         return []
-    by_a: dict[tuple[str, str, str], dict] = {}
-    for f in la:  # the strongest finding per key represents it
-        k = _spurious_key(f)
-        if k not in by_a or (_float(f.get("score")) or 0) > (_float(by_a[k].get("score")) or 0):
-            by_a[k] = f
-    by_b: dict[tuple[str, str, str], dict] = {}
-    for f in lb:
-        k = _spurious_key(f)
-        if k not in by_b or (_float(f.get("score")) or 0) > (_float(by_b[k].get("score")) or 0):
-            by_b[k] = f
+    by_a, by_b = _strongest(ra.spurious_findings), _strongest(rb.spurious_findings)
     out: list[SpuriousChange] = []
     for key in list(by_b) + [k for k in by_a if k not in by_b]:
         a, b = by_a.get(key), by_b.get(key)
         change = "persisting" if a is not None and b is not None else ("new" if b is not None else "resolved")
-        fa = None if a is None else _int(a.get("feature"))
-        fb = None if b is None else _int(b.get("feature"))
         same = None
-        if change == "persisting" and matching is not None and fa is not None and fb is not None:
-            m = matching.partner_of_a(fa)
-            same = m is not None and m.feature_b == fb
+        if a is not None and b is not None and matching is not None:
+            m = matching.partner_of_a(a.feature)
+            same = m is not None and m.feature_b == b.feature
         out.append(SpuriousChange(class_name=key[0], attribute=key[1], value=key[2], change=change,
-                                  feature_a=fa, feature_b=fb,
-                                  score_a=None if a is None else _float(a.get("score")),
-                                  score_b=None if b is None else _float(b.get("score")),
-                                  sentence=str((b or a or {}).get("sentence") or ""), same_feature=same))
+                                  feature_a=None if a is None else a.feature,
+                                  feature_b=None if b is None else b.feature,
+                                  score_a=None if a is None else a.score, score_b=None if b is None else b.score,
+                                  sentence=(b if b is not None else a).sentence, same_feature=same))
     order = {"new": 0, "resolved": 1, "persisting": 2}
-    out.sort(key=lambda s: order[s.change])
+    out.sort(key=lambda f: order[f.change])
     return out
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+def _per_class(results: RunResults) -> dict[str, list[tuple[int, float | None]]] | None:
+    layer = results.sparse_layer
+    if layer is None:
         return None
+    return {str(cls): [(f.feature, f.weight) for f in feats] for cls, feats in layer.features_per_class.items()}
 
 
-def _dig(results: dict, *path: str) -> Any:
-    cur: Any = results
-    for p in path:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(p)
-    return cur
-
-
-def _per_class(results: dict) -> dict[str, list[tuple[int, float | None]]] | None:
-    fpc = _dig(results, "sparse_layer", "features_per_class")
-    if not isinstance(fpc, dict):
-        return None
-    out: dict[str, list[tuple[int, float | None]]] = {}
-    for cls, feats in fpc.items():
-        rows = []
-        for f in feats or []:
-            if isinstance(f, dict):
-                fid = _int(f.get("feature"))
-                if fid is not None:
-                    rows.append((fid, _float(f.get("weight"))))
-            elif _int(f) is not None:
-                rows.append((int(f), None))
-        out[str(cls)] = rows
-    return out
-
-
-def _compare_metrics(ra: dict, rb: dict) -> list[MetricDelta]:
+def _compare_metrics(ra: RunResults, rb: RunResults) -> list[MetricDelta]:
     out: list[MetricDelta] = []
-    dense_keys = [k for k in (_dig(ra, "dense") or {}) if k in (_dig(rb, "dense") or {})] or ["test_accuracy"]
-    for k in dense_keys:
-        out.append(MetricDelta(f"dense {k.replace('_', ' ')}", _float(_dig(ra, "dense", k)),
-                               _float(_dig(rb, "dense", k))))
+    # every accuracy the dense head records (one per split, and the chance rate), when both runs have it
+    dense_a = {} if ra.dense is None else ra.dense.model_dump(exclude_unset=True)
+    dense_b = {} if rb.dense is None else rb.dense.model_dump(exclude_unset=True)
+    for k in [k for k in dense_a if k in dense_b] or ["test_accuracy"]:
+        out.append(MetricDelta(f"dense {k.replace('_', ' ')}", _float(dense_a.get(k)), _float(dense_b.get(k))))
     for key, label in (("dense_accuracy", "sparse layer: dense accuracy"),
                        ("sparse_accuracy", "sparse layer: sparse accuracy"),
                        ("sparsity", "sparsity (% zero weights)")):
-        out.append(MetricDelta(label, _float(_dig(ra, "sparse_layer", key)), _float(_dig(rb, "sparse_layer", key))))
+        out.append(MetricDelta(label, getattr(ra.sparse_layer, key, None), getattr(rb.sparse_layer, key, None)))
     pa, pb = _per_class(ra), _per_class(rb)
 
     def mean_fpc(p: dict | None) -> float | None:
@@ -411,10 +390,8 @@ def _compare_metrics(ra: dict, rb: dict) -> list[MetricDelta]:
         out.append(MetricDelta(f"features of class {cls}",
                                None if pa is None or cls not in pa else float(len(pa[cls])),
                                None if pb is None or cls not in pb else float(len(pb[cls]))))
-    acc_a = {(str(r.get("attribute")), str(r.get("value"))): _float(r.get("accuracy"))
-             for r in _section(ra, "accuracy_by_attribute") or []}
-    acc_b = {(str(r.get("attribute")), str(r.get("value"))): _float(r.get("accuracy"))
-             for r in _section(rb, "accuracy_by_attribute") or []}
+    acc_a = {(str(r.attribute), str(r.value)): r.accuracy for r in ra.accuracy_by_attribute}
+    acc_b = {(str(r.attribute), str(r.value)): r.accuracy for r in rb.accuracy_by_attribute}
     for key in _ordered_union(list(acc_a), list(acc_b)):
         out.append(MetricDelta(f"accuracy | {key[0]}={key[1]}", acc_a.get(key), acc_b.get(key)))
     return [m for m in out if m.a is not None or m.b is not None]
@@ -426,12 +403,12 @@ def _ordered_union(a: Sequence, b: Sequence) -> list:
     return list(seen)
 
 
-def _matching(ra: dict, rb: dict, acts_a: RunActivations | None, acts_b: RunActivations | None,
+def _matching(ra: RunResults, rb: RunResults, acts_a: RunActivations | None, acts_b: RunActivations | None,
               min_correlation: float, notes: list[str]) -> FeatureMatching | None:
     pa, pb = _per_class(ra), _per_class(rb)
-    fp_a, fp_b = _dig(ra, "model", "fingerprint"), _dig(rb, "model", "fingerprint")
-    layer_a, layer_b = _dig(ra, "model", "feature_layer"), _dig(rb, "model", "feature_layer")
-    if fp_a is not None and fp_a == fp_b and layer_a == layer_b and pa is not None and pb is not None:
+    model_a, model_b = ra.model or ModelRecord(), rb.model or ModelRecord()
+    if (model_a.fingerprint is not None and model_a.fingerprint == model_b.fingerprint
+            and model_a.feature_layer == model_b.feature_layer and pa is not None and pb is not None):
         return identity_matching((f for v in pa.values() for f, _ in v), (f for v in pb.values() for f, _ in v))
     if acts_a is None or acts_b is None:
         notes.append("features not matched across runs: " + ("A" if acts_a is None else "B")
@@ -444,7 +421,7 @@ def _matching(ra: dict, rb: dict, acts_a: RunActivations | None, acts_b: RunActi
         return None
 
 
-def _compare_features(ra: dict, rb: dict, matching: FeatureMatching | None,
+def _compare_features(ra: RunResults, rb: RunResults, matching: FeatureMatching | None,
                       notes: list[str]) -> list[ClassFeatureChange]:
     pa, pb = _per_class(ra), _per_class(rb)
     if pa is None or pb is None:
@@ -473,10 +450,11 @@ def _compare_features(ra: dict, rb: dict, matching: FeatureMatching | None,
     return out
 
 
-def _compare_test_data(ra: dict, rb: dict, notes: list[str]) -> EvaluationDataCheck:
+def _compare_test_data(ra: RunResults, rb: RunResults, notes: list[str]) -> EvaluationDataCheck:
     """Same test data in both runs? Different data is a warning: every comparison above is then
     between different examples (a logged warning and a note, not a regression)."""
-    da, db = _dig(ra, "data", "test", "digest"), _dig(rb, "data", "test", "digest")
+    test_a, test_b = (r.data.get("test") if r.data else None for r in (ra, rb))
+    da, db = (None if t is None else t.digest for t in (test_a, test_b))
     if da is None or db is None:
         missing = " and ".join(r for r, d in (("A", da), ("B", db)) if d is None)
         return EvaluationDataCheck(None, da, db, f"not compared: {missing} records no test-data digest "
@@ -484,15 +462,15 @@ def _compare_test_data(ra: dict, rb: dict, notes: list[str]) -> EvaluationDataCh
     if da == db:
         return EvaluationDataCheck(True, da, db, f"the same in both runs (digest {da})")
 
-    def where(r: dict, digest: str) -> str:
-        n, source = _dig(r, "data", "test", "n"), _dig(r, "data", "test", "source")
-        return f"digest {digest}" + (f", {n} examples" if n is not None else "") + (f" from {source}" if source else "")
+    def where(test: DataSplitRecord) -> str:
+        return (f"digest {test.digest}" + (f", {test.n} examples" if test.n is not None else "")
+                + (f" from {test.source}" if test.source else ""))
 
-    message = (f"different (A: {where(ra, da)}; B: {where(rb, db)}): slices, metrics and CKA compare "
+    message = (f"different (A: {where(test_a)}; B: {where(test_b)}): slices, metrics and CKA compare "
                "different examples")
     notes.append(f"the runs were evaluated on different test data: {message}")
     logger.warning("compare %s -> %s: the runs were evaluated on different test data: %s",
-                   _dig(ra, "mlflow", "run_id") or "A", _dig(rb, "mlflow", "run_id") or "B", message)
+                   ra.mlflow.run_id if ra.mlflow else "A", rb.mlflow.run_id if rb.mlflow else "B", message)
     return EvaluationDataCheck(False, da, db, message)
 
 

@@ -19,7 +19,7 @@ The ``tests``/``failures``/``errors``/``skipped``/``time`` counts are on both ``
 Examples
 --------
 >>> from sparsecheck.assertions import AssertionResult, SuiteResult
->>> xml = junit_xml(SuiteResult([AssertionResult("acc", "fail", message="accuracy 0.61 < 0.80")]))
+>>> xml = junit_xml(SuiteResult([AssertionResult(name="acc", status="fail", message="accuracy 0.61 < 0.80")]))
 >>> import xml.etree.ElementTree as ET
 >>> suite = ET.fromstring(xml).find("testsuite")
 >>> suite.get("tests"), suite.get("failures"), suite.find("testcase/failure").get("message")
@@ -33,10 +33,11 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from sparsecheck.outputs import atomic_write
-from sparsecheck.results import AssertionRecord, RunResults, gate_status
+from sparsecheck.reports import format as fmt
+from sparsecheck.results import AssertionResult, RunResults, gate_status
 
 __all__ = ["junit_xml", "write_junit"]
 
@@ -49,46 +50,37 @@ def _clean(text: Any) -> str:
     return _INVALID_XML.sub("?", "" if text is None else str(text))
 
 
-def _records(results: Any) -> list[dict[str, Any]]:
-    items: Iterable[Any] = results.assertions if isinstance(results, RunResults) else getattr(results, "results", results)
-    out = []
-    for r in items:
-        if isinstance(r, AssertionRecord):
-            out.append(r.model_dump(by_alias=True, exclude_unset=True))
-        else:
-            out.append(r.to_dict(EXAMPLES_IN_XML) if hasattr(r, "to_dict") else dict(r))
-    return out
+def _results(results: Any) -> list[AssertionResult]:
+    """The assertion results of a RunResults, a SuiteResult, or a list of results or their records."""
+    items: Iterable[Any] = (results.assertions if isinstance(results, RunResults)
+                            else getattr(results, "results", results))
+    return [r if isinstance(r, AssertionResult) else AssertionResult.from_dict(r) for r in items]
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "-" if v is None else str(v)
-
-
-def _details(r: Mapping[str, Any]) -> str:
-    lines = [f"severity: {r.get('severity')}", f"observed: {_fmt(r.get('observed'))}",
-             f"threshold: {_fmt(r.get('threshold'))}"]
-    if r.get("scope"):
-        lines.append(f"scope: {r['scope']}")
-    lines.append(f"message: {r.get('message', '')}")
-    examples = r.get("failing_examples") or []
+def _details(r: AssertionResult) -> str:
+    lines = [f"severity: {r.severity}", f"observed: {fmt.value(r.observed)}", f"threshold: {fmt.value(r.threshold)}"]
+    if r.scope:
+        lines.append(f"scope: {r.scope}")
+    lines.append(f"message: {r.message}")
+    examples = r.failing_examples.head(EXAMPLES_IN_XML).to_dict("records")
     if examples:
-        n = r.get("n_failing") or len(examples)
-        lines.append(f"failing examples (worst {min(len(examples), EXAMPLES_IN_XML)} of {n}):")
-        for ex in examples[:EXAMPLES_IN_XML]:
-            extra = ", ".join(f"{k}={_fmt(v)}" for k, v in ex.items() if k not in ("id", "severity"))
-            lines.append(f"  {ex.get('id')}  severity {_fmt(ex.get('severity'))}" + (f"  ({extra})" if extra else ""))
+        n = r.n_failing or len(r.failing_examples)
+        lines.append(f"failing examples (worst {len(examples)} of {n}):")
+        for ex in examples:
+            extra = ", ".join(f"{k}={fmt.value(v)}" for k, v in ex.items() if k not in ("id", "severity"))
+            lines.append(f"  {ex.get('id')}  severity {fmt.value(ex.get('severity'))}"
+                         + (f"  ({extra})" if extra else ""))
     return "\n".join(lines)
 
 
 def junit_xml(results: Any, *, suite_name: str = "sparsecheck", timestamp: str | None = None) -> str:
-    """JUnit XML text for a SuiteResult, a list of AssertionResult, a :class:`~sparsecheck.results.RunResults`
-    (its assertions), or results.json's ``assertions`` list."""
-    records = _records(results)
-    n_fail = sum(r.get("status") == "fail" for r in records)
-    n_err = sum(r.get("status") == "error" for r in records)
-    total_time = sum(float(r.get("seconds") or 0.0) for r in records)
+    """JUnit XML text for a :class:`~sparsecheck.results.RunResults` (its assertions), a SuiteResult,
+    or a list of :class:`~sparsecheck.results.AssertionResult` (or of their records, as results.json
+    holds them)."""
+    records = _results(results)
+    n_fail = sum(r.status == "fail" for r in records)
+    n_err = sum(r.status == "error" for r in records)
+    total_time = sum(r.seconds for r in records)
     counts = {"tests": str(len(records)), "failures": str(n_fail), "errors": str(n_err), "skipped": "0",
               "time": f"{total_time:.3f}"}
     root = ET.Element("testsuites", {"name": suite_name, **counts})
@@ -100,19 +92,16 @@ def junit_xml(results: Any, *, suite_name: str = "sparsecheck", timestamp: str |
     ET.SubElement(props, "property", {"name": "status", "value": gate})
     for r in records:
         case = ET.SubElement(suite, "testcase", {
-            "name": _clean(r.get("name")), "classname": f"{suite_name}.{_clean(r.get('family') or 'custom')}",
-            "time": f"{float(r.get('seconds') or 0.0):.3f}"})
-        severity = r.get("severity", "error")
-        status = r.get("status")
-        if status == "fail":
-            el = ET.SubElement(case, "failure", {"message": _clean(f"[{severity}] {r.get('message', '')}"),
-                                                 "type": "warning" if severity == "warning" else "error"})
+            "name": _clean(r.name), "classname": f"{suite_name}.{_clean(r.family or 'custom')}",
+            "time": f"{r.seconds:.3f}"})
+        if r.status == "fail":
+            el = ET.SubElement(case, "failure", {"message": _clean(f"[{r.severity}] {r.message}"),
+                                                 "type": "warning" if r.severity == "warning" else "error"})
             el.text = _clean(_details(r))
-        elif status == "error":
-            message = _clean(f"[{severity}] {r.get('message', '')}")
-            kind = str(r.get("message", "")).split(":", 1)[0] or "Exception"
-            el = ET.SubElement(case, "error", {"message": message, "type": _clean(kind)})
-            el.text = _clean(r.get("error") or r.get("message", ""))
+        elif r.status == "error":
+            kind = r.message.split(":", 1)[0] or "Exception"
+            el = ET.SubElement(case, "error", {"message": _clean(f"[{r.severity}] {r.message}"), "type": _clean(kind)})
+            el.text = _clean(r.error or r.message)
         else:
             out = ET.SubElement(case, "system-out")
             out.text = _clean(_details(r))

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from sparsecheck.reports import format as fmt
 from sparsecheck.reports.compare_render import _CSS, paged_table
+from sparsecheck.results import AssertionResult, is_failing
 
 __all__ = ["to_html"]
 
@@ -112,12 +113,12 @@ def to_html(report: Mapping[str, Any]) -> str:
     if accuracy:
         parts.append('<h2 id="accuracy">Accuracy</h2><p>'
                      + ", ".join(f"{e(str(k).replace('_', ' '))} {e(_num(v))}" for k, v in accuracy.items()) + "</p>")
-    assertions = report.get("assertions") or []
+    assertions = [AssertionResult.from_dict(a) for a in report.get("assertions") or []]
     parts.append('<h2 id="assertions">Assertions</h2>')
     if assertions:
         parts.append(_table(["assertion", "severity", "status", "message"], [
-            ([str(a.get("name")), str(a.get("severity", "error")), str(a.get("status")), str(a.get("message") or "")],
-             "bad" if a.get("status") in ("fail", "error") else "") for a in assertions]))
+            ([a.name, a.severity, a.status, a.message], "bad" if is_failing(a, "warning") else "")
+            for a in assertions]))
     else:
         parts.append('<p class="empty">No assertion ran on this batch.</p>')
     notes = report.get("notes") or []

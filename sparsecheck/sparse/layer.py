@@ -42,7 +42,7 @@ import torch.nn as nn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from sparsecheck.outputs import atomic_write, native, write_json_atomic
+from sparsecheck.outputs import atomic_write, jsonable, native, write_json_atomic
 from sparsecheck._runtime import resolve_device
 from sparsecheck._version import __version__
 from sparsecheck.defaults import SPARSE
@@ -61,7 +61,6 @@ from sparsecheck.sparse.path import (
     _encode_labels,
     _encode_with,
     _holdout,
-    _json_default,
     _mean_features_per_class,
     _past_selection,
     _path_frame,
@@ -491,7 +490,8 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
             "format_version": FORMAT_VERSION,
             "sparsecheck_version": __version__,
             "arrays_sha256": digest,
-            "params": self.get_params(deep=False),
+            # the device as its name: a torch.device is a valid parameter value, not a JSON one
+            "params": {**self.get_params(deep=False), "device": str(self.device)},
             "selected_index": self.selected_index_,
             "selected_lambda": self.selected_lambda_,
             "lambda_max": self.lambda_max_,
@@ -499,7 +499,7 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
             "n_features_in": self.n_features_in_,
             "path": self.path_.to_dict(orient="list"),
         }
-        meta = json.loads(json.dumps(meta, default=_json_default, allow_nan=False))
+        meta = jsonable(meta)  # as the file will hold it, to compare with the one already there
         existing = directory / _JSON_NAME
         if existing.exists():
             try:

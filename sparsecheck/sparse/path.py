@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,6 @@ import pandas as pd
 import torch
 
 from sparsecheck.errors import DataError
-from sparsecheck.outputs import native
 from sparsecheck.sparse.solvers import PathResult
 
 #: the saved layer's files and the arrays it holds
@@ -190,9 +188,3 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return native(value)
-    if isinstance(value, (torch.device, Path)):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in {_JSON_NAME}")

@@ -46,7 +46,8 @@ Examples
 >>> from sparsecheck.tracking.run_logging import metrics_from_results
 >>> resolve_tracking_uri("http://127.0.0.1:5000/")
 'http://127.0.0.1:5000'
->>> metrics_from_results({"dense": {"test_accuracy": 0.8},
-...                       "slices": [{"error_rate": 0.6}], "assertions": [{"status": "pass"}]})
+>>> metrics_from_results({"status": "pass", "dense": {"test_accuracy": 0.8},
+...                       "slices": [{"predicates": {"site": "a"}, "size": 40, "error_rate": 0.6}],
+...                       "assertions": [{"name": "accuracy", "status": "pass"}]})
 {'dense_test_accuracy': 0.8, 'dense_accuracy': 0.8, 'slice_1_error_rate': 0.6, 'n_slices': 1.0, 'n_significant_slices': 0.0, 'assertions_total': 1.0, 'assertions_passed': 1.0, 'assertions_failed': 0.0, 'assertions_errored': 0.0, 'assertions_failing': 0.0, 'n_spurious_findings': 0.0, 'n_automatic_findings': 0.0, 'n_feature_cards': 0.0}
 """

@@ -82,8 +82,8 @@ def download_run_artifact(run_id: str, path: str, tracking_uri: str | None = Non
     return local_path
 
 
-def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The ``results.json`` of MLflow run ``run_id``, as a dict.
+def load_run_results(run_id: str, tracking_uri: str | None = None) -> RunResults:
+    """The ``results.json`` of MLflow run ``run_id``, typed (:meth:`RunResults.from_dict`).
 
     Raises
     ------
@@ -98,10 +98,9 @@ def load_run_results(run_id: str, tracking_uri: str | None = None) -> dict[str, 
         except ValueError as exc:
             raise TrackingError(f"results.json of MLflow run {run_id} is not valid JSON: {exc}") from exc
     try:  # this contract or the previous one; anything else is refused with the reason
-        RunResults.from_dict(data, source=f"results.json of MLflow run {run_id}")
+        return RunResults.from_dict(data, source=f"results.json of MLflow run {run_id}")
     except DataError as exc:
         raise TrackingError(str(exc), user_input=True) from exc
-    return data
 
 
 def load_run_feature_attributes(run_id: str, tracking_uri: str | None = None) -> Any:

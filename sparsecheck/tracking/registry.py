@@ -74,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ModelUri", "ModelOrigin", "Verdict", "parse_model_uri", "is_model_uri", "resolve_model_uri",
            "download_model", "record_verdict", "find_check_run", "link_model_input", "check_alias_name",
-           "run_tags", "RUN_TAGS", "VERDICT_TAGS"]
+           "RUN_TAGS", "VERDICT_TAGS"]
 
 #: tags on a sparsecheck run saying which model it checked (shared with the MLflow data logging)
 RUN_TAGS = (TAG_MODEL_URI, TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_MODEL_RUN_ID, TAG_MODEL_ID)
@@ -220,11 +220,6 @@ class ModelOrigin:
         values = {TAG_MODEL_URI: self.uri, TAG_MODEL_NAME: self.name, TAG_MODEL_VERSION: self.version,
                   TAG_MODEL_RUN_ID: self.run_id, TAG_MODEL_ID: self.model_id}
         return {k: str(v) for k, v in values.items() if v}
-
-
-def run_tags(mlflow_model: Mapping[str, Any] | None) -> dict[str, str]:
-    """:meth:`ModelOrigin.run_tags` of a results.json ``mlflow_model`` record (empty for None)."""
-    return ModelOrigin.from_dict(mlflow_model).run_tags() if mlflow_model else {}
 
 
 def resolve_model_uri(uri: str, tracking_uri: str | None = None) -> ModelOrigin:

@@ -20,10 +20,10 @@ import numpy as np
 from sparsecheck._runtime import ACTIVITY
 from sparsecheck._version import __version__
 from sparsecheck.errors import Interrupted, ParameterError, TrackingError
-from sparsecheck.results import RunResults, failing_assertions, results_mapping
+from sparsecheck.results import MlflowModelRecord, ModelRecord, RunResults
 from sparsecheck.tracking.datasets import dataset_inputs
 from sparsecheck.tracking.liveness import TAG_HEARTBEAT, Heartbeat, close_abandoned_runs, heartbeat_value
-from sparsecheck.tracking.registry import link_model_input, run_tags
+from sparsecheck.tracking.registry import ModelOrigin, link_model_input
 from sparsecheck.tracking.sparse_model import log_sparse_models
 from sparsecheck.tracking.store import (
     _await_prefetch,
@@ -173,8 +173,10 @@ def _number(value: Any) -> float | None:
 
 def metrics_from_results(results: RunResults | Mapping[str, Any], *,
                          top_slices: int = TOP_SLICE_METRICS) -> dict[str, float]:
-    """The headline figures of a run's results (typed, or a results dict) as MLflow metrics
-    (missing figures are left out).
+    """The headline figures of a run's results as MLflow metrics (missing figures are left out).
+
+    ``results`` is the run's :class:`~sparsecheck.results.RunResults`, or a results.json mapping
+    (read as :meth:`~sparsecheck.results.RunResults.from_dict` reads it).
 
     ``dense_<split>_accuracy``; ``dense_accuracy`` and ``sparse_accuracy`` (test split);
     ``sparsity``, ``mean_features_per_class``, ``max_features_per_class``, ``n_used_features``,
@@ -183,54 +185,65 @@ def metrics_from_results(results: RunResults | Mapping[str, Any], *,
     ``assertions_failing`` (failures that fail the run); ``n_spurious_findings`` (declared attributes),
     ``n_automatic_findings`` (found from the pixels), ``n_feature_cards``; ``time_<stage>_s`` per pipeline stage.
     """
+    run = results if isinstance(results, RunResults) else RunResults.from_dict(results)
     metrics: dict[str, float] = {}
-    results = results_mapping(results)
 
     def put(name: str, value: Any) -> None:
         number = _number(value)
         if number is not None:
             metrics[name] = number
 
-    dense = results.get("dense") or {}
+    dense = run.dense.model_dump(exclude_unset=True) if run.dense is not None else {}  # one accuracy per split
     for key, value in dense.items():
         put(f"dense_{key}", value)
-    layer = results.get("sparse_layer") or {}
-    put("dense_accuracy", layer.get("dense_accuracy", dense.get("test_accuracy")))
+    layer = run.sparse_layer
+    put("dense_accuracy", layer.dense_accuracy if layer is not None and layer.dense_accuracy is not None
+        else dense.get("test_accuracy"))
     for key in ("sparse_accuracy", "sparsity", "mean_features_per_class", "max_features_per_class",
                 "n_used_features", "selected_lambda"):
-        put(key, layer.get(key))
-    slices = list(results.get("slices") or [])
-    for i, item in enumerate(slices[:top_slices], start=1):
-        put(f"slice_{i}_error_rate", (item or {}).get("error_rate"))
-    put("n_slices", len(slices))
-    put("n_significant_slices", sum(bool((s or {}).get("significant")) for s in slices))
-    assertions = list(results.get("assertions") or [])
-    statuses = [str((a or {}).get("status", "")) for a in assertions]
-    put("assertions_total", len(assertions))
+        put(key, getattr(layer, key, None))
+    for i, item in enumerate(run.slices[:top_slices], start=1):
+        put(f"slice_{i}_error_rate", item.error_rate)
+    put("n_slices", len(run.slices))
+    put("n_significant_slices", sum(bool(s.significant) for s in run.slices))
+    statuses = [a.status for a in run.assertions]
+    put("assertions_total", len(statuses))
     put("assertions_passed", statuses.count("pass"))
     put("assertions_failed", statuses.count("fail"))
     put("assertions_errored", statuses.count("error"))
-    put("assertions_failing", len(failing_assertions(results.get("assertions"))))
-    put("n_spurious_findings", len(results.get("spurious_findings") or []))
-    put("n_automatic_findings", len(results.get("automatic_findings") or []))
-    put("n_feature_cards", len(results.get("feature_cards") or []))
-    for stage, seconds in (results.get("timings") or {}).items():
+    put("assertions_failing", len(run.failing()))
+    put("n_spurious_findings", len(run.spurious_findings))
+    put("n_automatic_findings", len(run.automatic_findings))
+    put("n_feature_cards", len(run.feature_cards))
+    for stage, seconds in run.timings.items():
         put("time_" + re.sub(r"\W", "_", str(stage)) + "_s", seconds)
     return metrics
 
 
+def _checked_model(results: RunResults | Mapping[str, Any] | None) -> tuple[ModelRecord | None,
+                                                                             MlflowModelRecord | None]:
+    """The ``model`` and ``mlflow_model`` sections of a run's results, typed; a mapping holds just
+    those two (how ``monitor`` and ``select`` name the model they checked)."""
+    if isinstance(results, RunResults):
+        return results.model, results.mlflow_model
+    model, origin = (results or {}).get("model"), (results or {}).get("mlflow_model")
+    return (None if model is None else ModelRecord.model_validate(model),
+            None if origin is None else MlflowModelRecord.model_validate(origin))
+
+
 def _model_id(results: RunResults | Mapping[str, Any] | None) -> str | None:
     """The MLflow 3 logged model the run's model was loaded from, if any."""
-    return (results_mapping(results or {}).get("mlflow_model") or {}).get("model_id")
+    origin = _checked_model(results)[1]
+    return None if origin is None else origin.model_id
 
 
-def _tags(results: RunResults | Mapping[str, Any], kind: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+def _tags(results: RunResults | Mapping[str, Any] | None, kind: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     tags = {TAG_VERSION: __version__, TAG_KIND: kind}
-    results = results_mapping(results)
-    fingerprint = (results.get("model") or {}).get("fingerprint")
-    if fingerprint:
-        tags[TAG_MODEL_FINGERPRINT] = str(fingerprint)
-    tags.update(run_tags(results.get("mlflow_model")))  # the model's registry name, version, run, id
+    model, origin = _checked_model(results)
+    if model is not None and model.fingerprint:
+        tags[TAG_MODEL_FINGERPRINT] = str(model.fingerprint)
+    if origin is not None:  # the model's registry name, version, run, id
+        tags.update(ModelOrigin.from_dict(origin.model_dump()).run_tags())
     user = list((extra or {}).items())
     if len(user) > MAX_USER_TAGS:
         logger.warning("mlflow.tags has %d tags; the first %d are set", len(user), MAX_USER_TAGS)
@@ -441,7 +454,7 @@ def attach_run(config: "MlflowConfig", run_id: str, *, kind: str = "run",
             client = _client(uri)
             run = client.get_run(run_id)
             experiment = client.get_experiment(run.info.experiment_id)
-            for key, value in _tags(results or {}, kind, config.tags).items():
+            for key, value in _tags(results, kind, config.tags).items():
                 client.set_tag(run_id, key, value)
             link_model_input(client, run_id, _model_id(results))
     except Exception as exc:
@@ -502,7 +515,7 @@ def start_run(config: "MlflowConfig", *, kind: str = "run", results: RunResults 
                 experiment_id = experiment.experiment_id
                 close_abandoned_runs(client, experiment_id)  # RUNNING runs whose process is gone
             run = client.create_run(experiment_id, run_name=config.run_name,
-                                    tags={**_tags(results or {}, kind, config.tags), TAG_HEARTBEAT: heartbeat_value()})
+                                    tags={**_tags(results, kind, config.tags), TAG_HEARTBEAT: heartbeat_value()})
             link_model_input(client, run.info.run_id, _model_id(results))
     except TrackingError:
         raise

@@ -4,6 +4,7 @@ results that fit the pipeline's exit-code logic and results.json."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -124,9 +125,62 @@ def test_terminal_table_names_every_assertion(table):
 
 
 def test_suite_result_accessors():
-    s = SuiteResult([AssertionResult("a", "pass"), AssertionResult("b", "error", severity="warning")])
+    s = SuiteResult([AssertionResult(name="a", status="pass"),
+                     AssertionResult(name="b", status="error", severity="warning")])
     assert s.counts() == {"pass": 1, "fail": 0, "error": 1}
     assert [r.name for r in s.errored] == ["b"] and s.status() == "pass" and s.status("warning") == "fail"
     with pytest.raises(KeyError):
         s["c"]
     assert np.isclose(s.to_dict()["seconds"], 0.0)
+
+
+def test_a_custom_assertion_returning_outcome_runs_end_to_end(tmp_path, monkeypatch):
+    """``Outcome(passed=..., ...)``, as users' assertions have always returned it, goes through a
+    whole run: the engine completes it, results.json and junit.xml report it, and it reads back
+    as the same AssertionResult."""
+    import textwrap
+    import xml.etree.ElementTree as ET
+
+    from sparsecheck.config import parse_config
+    from sparsecheck.pipeline import run_pipeline
+    from sparsecheck.results import RunResults
+    from tests.helpers import QUICK_ANALYSIS, write_project
+
+    (tmp_path / "outcome_checks.py").write_text(textwrap.dedent('''
+        import pandas as pd
+        from sparsecheck.assertions import Outcome
+
+        def few_unsure(data, *, floor):
+            unsure = data.table[data.table["confidence"] < floor]
+            examples = pd.DataFrame({"id": unsure["id"], "severity": floor - unsure["confidence"],
+                                     "prediction": unsure["prediction"]})
+            return Outcome(passed=unsure.empty, observed=len(unsure), threshold=0,
+                           message=f"{len(unsure)} predictions below {floor}", examples=examples,
+                           details={"floor": floor})
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "outcome_checks", raising=False)
+    raw = write_project(tmp_path)
+    raw["analysis"] = dict(QUICK_ANALYSIS)
+    raw["assertions"] = [{"name": "few-unsure", "custom": "outcome_checks:few_unsure", "floor": 2.0,
+                          "severity": "warning"}]
+    ctx = run_pipeline(parse_config(raw, base_dir=tmp_path), tmp_path / "out", device="cpu")
+
+    result = ctx.assertion_results["few-unsure"]  # the engine's, with every failing example
+    assert isinstance(result, AssertionResult)
+    n = len(ctx.splits["test"].ids)  # every confidence is below 2
+    assert len(result.failing_examples) == n and list(result.failing_examples.columns) == ["id", "severity",
+                                                                                            "prediction"]
+    assert (result.status, result.severity, result.family, result.observed, result.n_failing) == (
+        "fail", "warning", "custom", n, n)
+    severity = result.failing_examples["severity"].tolist()
+    assert severity == sorted(severity, reverse=True) and result.details == {"floor": 2.0}
+    assert ctx.results["status"] == "pass"  # a warning does not fail the gate
+
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    record = next(a for a in written["assertions"] if a["name"] == "few-unsure")
+    assert record == result.to_dict() and len(record["failing_examples"]) == min(n, 20)
+    for typed in (ctx.run_results, RunResults.from_json(tmp_path / "out" / "results.json")):  # as written
+        assert next(a for a in typed.assertions if a.name == "few-unsure") == AssertionResult.from_dict(record)
+    case = next(c for c in ET.parse(tmp_path / "out" / "junit.xml").iter("testcase") if c.get("name") == "few-unsure")
+    assert case.find("failure").get("message") == f"[warning] {n} predictions below 2.0"

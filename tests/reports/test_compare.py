@@ -168,13 +168,13 @@ def test_assertion_changes() -> None:
     ra = results(assertions=[
         {"name": "accuracy", "status": "pass", "severity": "error"},
         {"name": "calibration", "status": "pass", "severity": "warning"},
-        {"name": "no_cue", "status": "fail", "severity": "error"},
+        {"name": "no_cue", "status": "fail", "severity": "warning"},  # A passes the gate: pass to fail below
         {"name": "old", "status": "pass", "severity": "error"}])
     rb = results(status="fail", assertions=[
         {"name": "accuracy", "status": "fail", "severity": "error", "observed": 0.6, "threshold": 0.7,
          "message": "accuracy 0.6 < 0.7"},
         {"name": "calibration", "status": "fail", "severity": "warning"},
-        {"name": "no_cue", "status": "pass", "severity": "error"},
+        {"name": "no_cue", "status": "pass", "severity": "warning"},
         {"name": "brand_new", "status": "error", "severity": "error"}])
     c = compare_results(ra, rb)
     change = {x.name: x.change for x in c.assertions}
@@ -279,8 +279,10 @@ def test_missing_sections_and_activations_are_noted_not_fatal() -> None:
     assert "spurious findings not compared" in text and "features per class not compared" in text
     d = compare_results(results(), results(model={"fingerprint": "other"}))
     assert d.matching is None and any("no activations.npz" in n for n in d.notes) and d.features == []
-    with pytest.raises(DataError, match="must be a list"):
+    with pytest.raises(DataError, match=r"results_a .*: slices: Input should be a valid list"):
         compare_results(results(slices={"oops": 1}), results())
+    with pytest.raises(DataError, match=r"results_b .*: assertions.0.status"):  # read as results.json is
+        compare_results(results(), results(assertions=[{"name": "acc", "status": "broken"}]))
 
 
 # ----------------------------------------------------------------------------- rendering and files

@@ -409,6 +409,16 @@ def test_save_load_round_trip(layer, data, tmp_path):
     assert layer.save(where) == where  # the same layer again: nothing to do
 
 
+def test_save_writes_numpy_values_and_a_torch_device_as_json(layer, tmp_path):
+    import copy
+
+    on_device = copy.deepcopy(layer).set_params(device=torch.device("cpu"), alpha=np.float64(0.9))
+    meta = json.loads((on_device.save(tmp_path / "layer") / "sparse_layer.json").read_text())
+    assert meta["params"]["device"] == "cpu" and meta["params"]["alpha"] == 0.9
+    assert SparseDecisionLayer.load(tmp_path / "layer").get_params()["device"] == "cpu"
+    assert on_device.save(tmp_path / "layer") == tmp_path / "layer"  # the same layer: the same JSON
+
+
 def test_save_refuses_to_replace_a_different_layer(layer, data, tmp_path):
     X, y = data
     layer.save(tmp_path / "layer")

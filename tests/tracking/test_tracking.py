@@ -65,7 +65,7 @@ def check_logged_run(ctx: Any, uri: str) -> tuple[Any, Any]:
     used = ctx.sparse_layer.used_features()
     assert len(artifact_names(client, run.info.run_id, "features")) == len(used)
     # results.json inside MLflow names its own run
-    assert load_run_results(run.info.run_id, uri) == local
+    assert load_run_results(run.info.run_id, uri).to_dict() == local
     return client, run
 
 
@@ -325,15 +325,18 @@ def test_tracking_uri_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_metrics_from_results_handles_partial_results() -> None:
-    assert metrics_from_results({}) == {"n_slices": 0.0, "n_significant_slices": 0.0, "assertions_total": 0.0,
-                                        "assertions_passed": 0.0, "assertions_failed": 0.0,
-                                        "assertions_errored": 0.0, "assertions_failing": 0.0,
-                                        "n_spurious_findings": 0.0, "n_automatic_findings": 0.0,
-                                        "n_feature_cards": 0.0}
-    metrics = metrics_from_results({
+    from sparsecheck.results import RunResults
+
+    assert metrics_from_results(RunResults(status="pass")) == {
+        "n_slices": 0.0, "n_significant_slices": 0.0, "assertions_total": 0.0, "assertions_passed": 0.0,
+        "assertions_failed": 0.0, "assertions_errored": 0.0, "assertions_failing": 0.0, "n_spurious_findings": 0.0,
+        "n_automatic_findings": 0.0, "n_feature_cards": 0.0}
+    metrics = metrics_from_results({  # a results.json as read: sections missing, a value not finite
+        "status": "fail",
         "sparse_layer": {"dense_accuracy": 0.9, "sparse_accuracy": float("nan"), "sparsity": 97.5},
-        "slices": [{"error_rate": 0.5, "significant": True}] * 7,
-        "assertions": [{"status": "error", "severity": "warning"}, {"status": "fail", "severity": "error"}],
+        "slices": [{"predicates": {"site": "a"}, "size": 9, "error_rate": 0.5, "significant": True}] * 7,
+        "assertions": [{"name": "w", "status": "error", "severity": "warning"},
+                       {"name": "e", "status": "fail", "severity": "error"}],
         "timings": {"load": 1.5, "sparse fit": 2.0},
     })
     assert "sparse_accuracy" not in metrics and metrics["sparsity"] == 97.5
@@ -341,8 +344,6 @@ def test_metrics_from_results_handles_partial_results() -> None:
     assert metrics["n_significant_slices"] == 7
     assert (metrics["assertions_errored"], metrics["assertions_failed"], metrics["assertions_failing"]) == (1, 1, 1)
     assert metrics["time_sparse_fit_s"] == 2.0
-    from sparsecheck.results import RunResults
-
     typed = RunResults.from_dict({"status": "fail", "sparse_layer": {"dense_accuracy": 0.9, "sparsity": 97.5},
                                   "assertions": [{"name": "a", "status": "fail"}], "timings": {"load": 1.5}})
     assert metrics_from_results(typed) == metrics_from_results(typed.to_dict())  # a run's typed results, or a dict

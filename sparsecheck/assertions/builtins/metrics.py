@@ -13,7 +13,7 @@ from sparsecheck.analysis.chance import MAX_P_VALUE, chance_test, diagnose_class
 from sparsecheck.analysis.stats import wilson_interval
 from sparsecheck.assertions.builtins.common import ClassRef, Head, _fmt, _list, _make, examples_frame
 from sparsecheck.assertions.context import AssertionContext
-from sparsecheck.assertions.results import Outcome
+from sparsecheck.assertions.results import AssertionResult
 from sparsecheck.assertions.spec import Assertion, Params, check_class, register_assertion
 
 
@@ -125,7 +125,7 @@ def _group_stats(metric: str, g: np.ndarray, G: int, y: np.ndarray, pred: np.nda
         return (np.abs(s_corr - s_conf).sum(axis=1) / size)[:, None], nan, size[:, None]
 
 
-def _evaluate_metric(metric: str, data: AssertionContext, p: Any) -> Outcome:
+def _evaluate_metric(metric: str, data: AssertionContext, p: Any) -> AssertionResult:
     """Shared engine of the metric assertions: group stats, floors, intervals, message, examples."""
     label = _METRIC_LABEL[metric]
     higher = metric != "ece"
@@ -261,7 +261,7 @@ def _evaluate_metric(metric: str, data: AssertionContext, p: Any) -> Outcome:
                                                              float(overall[0, i]) for i, c in enumerate(classes)},
                "groups": frame.drop(columns=["group", "class_index"]).to_dict("records")[:500],
                "n_not_judged": n_skipped}
-    return Outcome(bool(passed), observed, threshold, message, examples, n_fail_ex, details)
+    return AssertionResult.outcome(bool(passed), observed, threshold, message, examples, n_fail_ex, details)
 
 
 def _metric_inputs(p: Any) -> tuple[str, ...]:
@@ -278,34 +278,34 @@ def _has_confidence(data: AssertionContext) -> bool:
 
 @register_assertion("accuracy", family="metric", params=AccuracyParams, needs_labels=True,
                     requires=_metric_inputs)
-def _accuracy(data: AssertionContext, p: AccuracyParams) -> Outcome:
+def _accuracy(data: AssertionContext, p: AccuracyParams) -> AssertionResult:
     """Accuracy overall or per slice."""
     return _evaluate_metric("accuracy", data, p)
 
 
 @register_assertion("recall", family="metric", params=ClassMetricParams, needs_labels=True,
                     requires=_metric_inputs)
-def _recall(data: AssertionContext, p: ClassMetricParams) -> Outcome:
+def _recall(data: AssertionContext, p: ClassMetricParams) -> AssertionResult:
     """Per-class recall (``class: *`` for every class), overall or per slice."""
     return _evaluate_metric("recall", data, p)
 
 
 @register_assertion("precision", family="metric", params=ClassMetricParams, needs_labels=True,
                     requires=_metric_inputs)
-def _precision(data: AssertionContext, p: ClassMetricParams) -> Outcome:
+def _precision(data: AssertionContext, p: ClassMetricParams) -> AssertionResult:
     """Per-class precision, overall or per slice."""
     return _evaluate_metric("precision", data, p)
 
 
 @register_assertion("macro_f1", family="metric", params=MacroF1Params, needs_labels=True,
                     requires=_metric_inputs)
-def _macro_f1(data: AssertionContext, p: MacroF1Params) -> Outcome:
+def _macro_f1(data: AssertionContext, p: MacroF1Params) -> AssertionResult:
     """Macro-averaged F1 over the classes present, overall or per slice."""
     return _evaluate_metric("macro_f1", data, p)
 
 
 @register_assertion("ece", family="metric", params=ECEParams, needs_labels=True, requires=_metric_inputs)
-def _ece(data: AssertionContext, p: ECEParams) -> Outcome:
+def _ece(data: AssertionContext, p: ECEParams) -> AssertionResult:
     """Expected calibration error (equal-width confidence bins), overall or per slice."""
     return _evaluate_metric("ece", data, p)
 
@@ -378,7 +378,7 @@ class ChanceParams(Params):
 
 @register_assertion("better_than_chance", family="metric", params=ChanceParams, needs_labels=True,
                     requires=_metric_inputs)
-def _better_than_chance(data: AssertionContext, p: ChanceParams) -> Outcome:
+def _better_than_chance(data: AssertionContext, p: ChanceParams) -> AssertionResult:
     """Accuracy significantly above always predicting the most frequent class; names a class-order mix-up."""
     y, pred = data.labels(), data.predictions(p.head)
     test = chance_test(y, pred, max_p_value=p.max_p_value)
@@ -408,8 +408,8 @@ def _better_than_chance(data: AssertionContext, p: ChanceParams) -> Outcome:
         examples = examples_frame(data, wrong, sev, label=y[wrong], prediction=pred[wrong])
     details = {"head": p.head, **test.to_dict(), "majority_class": majority,
                "class_order": None if order is None else order.to_dict()}
-    return Outcome(test.passed, None if test.n == 0 else test.accuracy, test.min_accuracy, message, examples,
-                   0 if test.passed else int(wrong.size), details)
+    return AssertionResult.outcome(test.passed, None if test.n == 0 else test.accuracy, test.min_accuracy, message,
+                                   examples, 0 if test.passed else int(wrong.size), details)
 
 
 def better_than_chance(*, max_p_value: float = MAX_P_VALUE, head: Head = "dense", name: str | None = None,

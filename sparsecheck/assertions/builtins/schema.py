@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from sparsecheck.assertions.builtins.common import _list, _make, examples_frame
 from sparsecheck.assertions.context import AssertionContext
-from sparsecheck.assertions.results import Outcome
+from sparsecheck.assertions.results import AssertionResult
 from sparsecheck.assertions.spec import Assertion, Params, register_assertion
 from sparsecheck.assertions.tables import CheckName, ColumnCheck, prediction_table_schema, validate_prediction_table
 from sparsecheck.errors import ParameterError
@@ -47,7 +47,7 @@ class SchemaParams(Params):
 
 
 @register_assertion("prediction_schema", family="table", params=SchemaParams)
-def _prediction_schema(data: AssertionContext, p: SchemaParams) -> Outcome:
+def _prediction_schema(data: AssertionContext, p: SchemaParams) -> AssertionResult:
     """Validate the prediction table with pandera (lazy: every failure collected)."""
     probs = data.prob_columns
     schema = prediction_table_schema(
@@ -61,8 +61,9 @@ def _prediction_schema(data: AssertionContext, p: SchemaParams) -> Outcome:
     msg = ("every row passes the schema" + (f" ({len(schema.columns)} columns checked)" if result.valid else "")
            if result.valid else f"{n_rows} rows fail the schema: " + _list(result.table_errors + summary))
     examples = examples_frame(data, result.failing_rows, result.failures_per_row.astype(np.float64))
-    return Outcome(bool(ok), n_rows, p.max_failing, msg, examples, n_rows,
-                   {"failures": result.summary.to_dict("records")[:50], "table_errors": result.table_errors})
+    return AssertionResult.outcome(bool(ok), n_rows, p.max_failing, msg, examples, n_rows,
+                                   {"failures": result.summary.to_dict("records")[:50],
+                                    "table_errors": result.table_errors})
 
 
 def prediction_schema(*, checks: Sequence[dict[str, Any]] = (), probabilities: bool = True, unique_ids: bool = True,

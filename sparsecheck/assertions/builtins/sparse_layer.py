@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from sparsecheck.analysis.stats import wilson_interval
 from sparsecheck.assertions.builtins.common import ClassRef, _fmt, _list, _make, examples_frame
 from sparsecheck.assertions.context import AssertionContext
-from sparsecheck.assertions.results import Outcome
+from sparsecheck.assertions.results import AssertionResult
 from sparsecheck.assertions.spec import Assertion, Params, check_class, register_assertion
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import DataError
@@ -39,7 +39,7 @@ class MaxFeaturesParams(Params):
 
 @register_assertion("max_features_per_class", family="sparse", params=MaxFeaturesParams,
                     requires=("sparse_layer",))
-def _max_features(data: AssertionContext, p: MaxFeaturesParams) -> Outcome:
+def _max_features(data: AssertionContext, p: MaxFeaturesParams) -> AssertionResult:
     """Number of nonzero weights per class <= max."""
     weight, row_class = _layer_rows(data)
     wanted = set(data.classes(p.class_))
@@ -52,7 +52,7 @@ def _max_features(data: AssertionContext, p: MaxFeaturesParams) -> Outcome:
             _list([f"{data.class_name(c)} {n}" for c, n in sorted(over.items(), key=lambda kv: -kv[1])])
     else:
         msg = f"every class uses <= {p.max} features (most: {observed})"
-    return Outcome(not over, observed, p.max, msg, details={"features_per_class": per_class})
+    return AssertionResult.outcome(not over, observed, p.max, msg, details={"features_per_class": per_class})
 
 
 class GapParams(Params):
@@ -63,7 +63,7 @@ class GapParams(Params):
 
 @register_assertion("sparse_accuracy_gap", family="sparse", params=GapParams, needs_labels=True,
                     requires=("sparse_predictions",))
-def _sparse_gap(data: AssertionContext, p: GapParams) -> Outcome:
+def _sparse_gap(data: AssertionContext, p: GapParams) -> AssertionResult:
     """Dense minus sparse accuracy on the table <= max_gap."""
     dense = data.correct("dense")
     sparse = data.correct("sparse")
@@ -74,8 +74,8 @@ def _sparse_gap(data: AssertionContext, p: GapParams) -> Outcome:
     ok = bool(np.isfinite(gap) and gap <= p.max_gap)
     msg = (f"sparse accuracy {_fmt(sparse.mean())} vs dense {_fmt(dense.mean())}: gap {_fmt(gap)} "
            f"{'<=' if ok else '>'} {p.max_gap}")
-    return Outcome(ok, gap, p.max_gap, msg, examples, int(pos.size),
-                   {"dense_accuracy": float(dense.mean()), "sparse_accuracy": float(sparse.mean())})
+    return AssertionResult.outcome(ok, gap, p.max_gap, msg, examples, int(pos.size),
+                                   {"dense_accuracy": float(dense.mean()), "sparse_accuracy": float(sparse.mean())})
 
 
 class AgreementParams(Params):
@@ -86,7 +86,7 @@ class AgreementParams(Params):
 
 
 @register_assertion("sparse_agreement", family="sparse", params=AgreementParams, requires=("sparse_predictions",))
-def _sparse_agreement(data: AssertionContext, p: AgreementParams) -> Outcome:
+def _sparse_agreement(data: AssertionContext, p: AgreementParams) -> AssertionResult:
     """Share of examples where sparse and dense predictions agree >= min (label-free)."""
     dense, sparse = data.predictions("dense"), data.predictions("sparse")
     agree = dense == sparse
@@ -99,7 +99,7 @@ def _sparse_agreement(data: AssertionContext, p: AgreementParams) -> Outcome:
     examples = examples_frame(data, pos, sev, dense=dense[pos], sparse=sparse[pos])
     msg = (f"sparse and dense agree on {_fmt(rate)} [{_fmt(lo)}, {_fmt(hi)}] of {n} examples "
            f"({'>=' if ok else '<'} {p.min})")
-    return Outcome(ok, rate, p.min, msg, examples, int(pos.size), {"ci_low": lo, "ci_high": hi})
+    return AssertionResult.outcome(ok, rate, p.min, msg, examples, int(pos.size), {"ci_low": lo, "ci_high": hi})
 
 
 class _AssociationParams(Params):
@@ -180,7 +180,7 @@ def _strength(fa: pd.DataFrame) -> np.ndarray:
 
 @register_assertion("no_reliance", family="sparse", params=NoRelianceParams,
                     requires=("sparse_layer", "feature_attributes"))
-def _no_reliance(data: AssertionContext, p: NoRelianceParams) -> Outcome:
+def _no_reliance(data: AssertionContext, p: NoRelianceParams) -> AssertionResult:
     """Class C does not rely on attribute A (through a positively weighted feature)."""
     weight, row_class = _layer_rows(data)
     sig = _significant(data, p.attribute, p.value, p.fdr, p.min_effect)
@@ -218,9 +218,9 @@ def _no_reliance(data: AssertionContext, p: NoRelianceParams) -> Outcome:
         msg = (f"{who}: no positively weighted feature is associated with {', '.join(p.attribute)} "
                f"(q < {p.fdr}, |AUC - 0.5| >= {p.min_effect} or |r| >= {2 * p.min_effect:g})")
     relying = sorted({(v["class"], v["attribute"]) for v in violations})
-    return Outcome(not violations, len(violations), 0, msg,
-                   details={"violations": violations[:200], "relying": [list(x) for x in relying],
-                            "n_significant_associations": int(len(sig))})
+    return AssertionResult.outcome(not violations, len(violations), 0, msg,
+                                   details={"violations": violations[:200], "relying": [list(x) for x in relying],
+                                            "n_significant_associations": int(len(sig))})
 
 
 class FindingsParams(Params):
@@ -245,7 +245,7 @@ def _finding_dict(f: Any) -> dict[str, Any]:
 
 
 @register_assertion("no_spurious_findings", family="sparse", params=FindingsParams, requires=("spurious_findings",))
-def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
+def _no_findings(data: AssertionContext, p: FindingsParams) -> AssertionResult:
     """No significant spurious finding (see sparsecheck.analysis.spurious) for the class/attributes."""
     pool = data.automatic_findings if p.source == "automatic" else data.spurious_findings
     findings = [_finding_dict(f) for f in pool or []]
@@ -265,7 +265,7 @@ def _no_findings(data: AssertionContext, p: FindingsParams) -> Outcome:
                  "confirmed_by_intervention") else "") + ")" for f in hits], 3)
     else:
         msg = f"no {kind} for {scope} ({len(findings)} findings in all)"
-    return Outcome(not hits, len(hits), 0, msg, details={"findings": [
+    return AssertionResult.outcome(not hits, len(hits), 0, msg, details={"findings": [
         {k: f.get(k) for k in ("class", "feature", "attribute", "value", "score")} for f in hits[:50]]})
 
 
@@ -287,7 +287,7 @@ class WeightShareParams(_AssociationParams):
 
 @register_assertion("spurious_weight_share", family="sparse", params=WeightShareParams,
                     requires=("sparse_layer", "feature_attributes"))
-def _weight_share(data: AssertionContext, p: WeightShareParams) -> Outcome:
+def _weight_share(data: AssertionContext, p: WeightShareParams) -> AssertionResult:
     """Share of |weight| on features associated with spurious attributes <= max."""
     attributes = p.attribute or list(data.spurious_attributes)
     if not attributes:
@@ -307,8 +307,8 @@ def _weight_share(data: AssertionContext, p: WeightShareParams) -> Outcome:
     top = sorted(per_class.items(), key=lambda kv: -kv[1])[:3]
     msg = (f"features associated with {', '.join(attributes)} carry {share:.1%} of the weight "
            f"({'<=' if ok else '>'} {p.max:.0%}); most: " + ", ".join(f"{c} {s:.0%}" for c, s in top))
-    return Outcome(ok, share, p.max, msg, details={"per_class": per_class,
-                                                   "features": np.flatnonzero(flagged).tolist()})
+    return AssertionResult.outcome(ok, share, p.max, msg, details={"per_class": per_class,
+                                                                   "features": np.flatnonzero(flagged).tolist()})
 
 
 def max_features_per_class(*, max: int, class_: ClassRef = "*", name: str | None = None,
