@@ -154,6 +154,19 @@ def test_no_spurious_findings_reads_the_findings(planted):
     assert run1(Assertion.no_spurious_findings(), data).status == "error"  # the analysis did not run
 
 
+def test_the_message_counts_findings_in_words():
+    """One finding, two findings; shortcuts found from the pixels (not "shortcut found from the pixelss")."""
+    finding = {"class": "wolf", "feature": 0, "attribute": "auto:mark_br", "value": "white", "score": 0.4}
+    t = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "prediction": [0, 1]})
+    one = AssertionContext(t, class_names=NAMES, automatic_findings=[finding], spurious_findings=[finding])
+    two = AssertionContext(t, class_names=NAMES, automatic_findings=[finding, {**finding, "class": "husky"}],
+                           spurious_findings=[finding, {**finding, "class": "husky"}])
+    auto = Assertion.no_spurious_findings(source="automatic")
+    assert run1(auto, one).message.startswith("1 shortcut found from the pixels for any class: wolf <- feature 0")
+    assert run1(auto, two).message.startswith("2 shortcuts found from the pixels for any class: ")
+    assert run1(Assertion.no_spurious_findings(), two).message.startswith("2 spurious findings for any class: ")
+
+
 def test_numeric_attributes_count_by_correlation(planted):
     data, layer, fa = planted
     for r, expected in ((0.55, "fail"), (-0.55, "fail"), (0.3, "pass")):

@@ -257,9 +257,11 @@ def _no_findings(data: AssertionContext, p: FindingsParams) -> AssertionResult:
     hits.sort(key=lambda f: -float(f.get("score") or 0.0))
     scope = (f"class {wanted}" if wanted else "any class") + (f" on {', '.join(p.attribute)}" if p.attribute else "")
     found_from = getattr(data.modality, "found_from", "the pixels")
-    kind = f"shortcut found from {found_from}" if p.source == "automatic" else "spurious finding"
+    noun = "shortcut" if p.source == "automatic" else "spurious finding"
+    where = f" found from {found_from}" if p.source == "automatic" else ""
+    kind = noun + where
     if hits:
-        msg = f"{len(hits)} {kind}{'s' if len(hits) > 1 else ''} for {scope}: " + _list(
+        msg = f"{len(hits)} {noun}{'s' if len(hits) > 1 else ''}{where} for {scope}: " + _list(
             [f"{f.get('class')} <- feature {f.get('feature')} on {f.get('attribute')}={f.get('value')} (score "
              f"{float(f.get('score') or 0):.2f}" + (", confirmed by intervention" if (f.get("evidence") or {}).get(
                  "confirmed_by_intervention") else "") + ")" for f in hits], 3)
