@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from sparsecheck.analysis.cues.library import Cue
+from sparsecheck.analysis.cues.library import Cue, cue_spec
 from sparsecheck.errors import ConfigError, DataError, ParameterError
 from sparsecheck.text.words import term_matrix
 
@@ -164,18 +164,8 @@ def parse_text_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
     """
     if isinstance(spec, Cue):
         return spec
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"must be a mapping with a 'type', got {type(spec).__name__}", key=key, value=spec)
-    kind = spec.get("type")
-    if kind not in TEXT_CUES:
-        raise ConfigError(f"unknown text cue type {kind!r}; one of {sorted(TEXT_CUES)}", key=f"{key}.type", value=kind)
+    kind, params = cue_spec(spec, TEXT_CUES, key=key, what="text cue")
     cls = TEXT_CUES[kind]
-    allowed = set(cls.__dataclass_fields__) - {"type"}  # type: ignore[attr-defined]
-    params = {k: v for k, v in spec.items() if k != "type"}
-    for name, value in params.items():
-        if name not in allowed:
-            raise ConfigError(f"unknown parameter of a {kind} cue; allowed: {sorted(allowed)}", key=f"{key}.{name}",
-                              value=value)
     if not isinstance(params.get("text"), str):
         raise ConfigError("needs 'text': the word or phrase", key=f"{key}.text", value=params.get("text"))
     try:

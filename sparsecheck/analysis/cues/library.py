@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from sparsecheck.errors import ConfigError, DataError, ModelError, ParameterError
 
-__all__ = ["Cue", "Patch", "Border", "Tint", "Invert", "Blur", "Background", "Erase", "CallableCue", "CUES",
+__all__ = ["cue_spec", "Cue", "Patch", "Border", "Tint", "Invert", "Blur", "Background", "Erase", "CallableCue", "CUES",
            "REGIONS", "parse_cue", "parse_intervention", "backdrop"]
 
 #: where a :class:`Patch` can go
@@ -406,12 +406,7 @@ def parse_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
     """
     if isinstance(spec, Cue):
         return spec
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"must be a mapping with a 'type', got {type(spec).__name__}", key=key, value=spec)
-    kind = spec.get("type")
-    if kind not in CUES:
-        raise ConfigError(f"unknown cue type {kind!r}; one of {sorted(CUES)}", key=f"{key}.type", value=kind)
-    params = {k: v for k, v in spec.items() if k != "type"}
+    kind, params = cue_spec(spec, CUES, key=key, own_keys=("callable",))
     if kind == "callable":
         unknown = sorted(set(params) - {"function", "kwargs"})
         if unknown or "function" not in params:
@@ -422,11 +417,7 @@ def parse_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
             raise ConfigError("must be a mapping", key=f"{key}.kwargs", value=kwargs)
         return CallableCue(target=params["function"], kwargs=dict(kwargs), key=f"{key}.function")
     cls = CUES[kind]
-    allowed = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     for name, value in params.items():
-        if name not in allowed:
-            raise ConfigError(f"unknown parameter of a {kind} cue; allowed: {sorted(allowed)}",
-                              key=f"{key}.{name}", value=value)
         if name in _TUPLES and (not isinstance(value, (list, tuple)) or len(value) != 3
                                 or not all(isinstance(c, (int, float)) and 0 <= c <= 255 for c in value)):
             raise ConfigError("must be [r, g, b] with values in 0..255", key=f"{key}.{name}", value=value)
@@ -437,6 +428,27 @@ def parse_cue(spec: Mapping[str, Any] | Cue, *, key: str = "cue") -> Cue:
                           value=params.get(exc.parameter or "")) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad {kind} cue parameters: {exc}", key=key, value=dict(spec)) from exc
+
+
+def cue_spec(spec: Any, cues: Mapping[str, Any], *, key: str, what: str = "cue",
+             own_keys: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+    """A cue spec's ``type`` (one of ``cues``) and its other keys, each a field of that cue's class
+    unless the type is in ``own_keys`` (its parser checks them); the check every modality's cue
+    parser makes, with a ``ConfigError`` that names the offending key."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"must be a mapping with a 'type', got {type(spec).__name__}", key=key, value=spec)
+    kind = spec.get("type")
+    if kind not in cues:
+        raise ConfigError(f"unknown {what} type {kind!r}; one of {sorted(cues)}", key=f"{key}.type", value=kind)
+    params = {k: v for k, v in spec.items() if k != "type"}
+    fields = getattr(cues[kind], "__dataclass_fields__", None)
+    if fields is not None and kind not in own_keys:
+        allowed = set(fields) - {"type"}
+        for name, value in params.items():
+            if name not in allowed:
+                raise ConfigError(f"unknown parameter of a {kind} cue; allowed: {sorted(allowed)}",
+                                  key=f"{key}.{name}", value=value)
+    return str(kind), params
 
 
 def parse_intervention(spec: Mapping[str, Any], *, key: str = "intervention") -> tuple[Cue, Cue | None]:
