@@ -58,6 +58,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from sparsecheck.analysis.image_measures import MARK_ZONES, colour_names
+from sparsecheck.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def zone_pixels(x: np.ndarray, grid: int = GRID) -> np.ndarray:
 
 
 def _edges(n: int, grid: int) -> np.ndarray:
+    """Cell boundaries along an axis of ``n`` pixels (clipped so that every cell starts on a pixel)."""
     return np.minimum(np.floor(np.linspace(0, n, grid + 1)).astype(int), n - 1 if n < grid else n)
 
 
@@ -202,7 +204,7 @@ class RepeatedPatterns:
         """Column ``auto:pattern_<zone>`` → each image's template value or ``"none"``, for the
         zones where :meth:`fit` found a template."""
         if not hasattr(self, "templates_"):
-            raise ValueError("RepeatedPatterns is not fitted; call fit first")
+            raise ParameterError("This RepeatedPatterns instance is not fitted yet; call fit first.", parameter="fit")
         zones = np.asarray(zones)
         out: dict[str, np.ndarray] = {}
         for j, zone in enumerate(MARK_ZONES):

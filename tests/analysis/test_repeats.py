@@ -106,3 +106,10 @@ def test_clean_real_images_have_no_repeated_pattern(source):
         x = (_digits(seed, (60, 20, 800)) if source == "digits" else _photos(seed))["test"][0]
         finder, cols = patterns_of(x, seed)
         assert cols == {}, (seed, finder.to_dict())
+
+
+def test_transform_before_fit_is_a_parameter_error():
+    from sparsecheck.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="not fitted"):
+        RepeatedPatterns().transform(zone_pixels(np.zeros((2, 12, 12, 3))))
