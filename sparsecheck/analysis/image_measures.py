@@ -42,7 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MARK_ZONES", "SIDES", "UNIFORM", "FOREGROUND", "GREY_CHROMA", "COLOUR_FAMILIES", "texture", "marks",
-           "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop", "backdrop"]
+           "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop", "backdrop",
+           "integral_image"]
 
 #: the eight zones along the edges, in column order: corners and edge middles
 MARK_ZONES = ("tl", "t", "tr", "l", "r", "bl", "b", "br")
@@ -109,7 +110,8 @@ def texture(lum: np.ndarray) -> np.ndarray:
     return out
 
 
-def _integral(x: np.ndarray) -> np.ndarray:
+def integral_image(x: np.ndarray) -> np.ndarray:
+    """Summed-area table of an n×H×W×C batch: n×(H+1)×(W+1)×C float64, zero first row and column."""
     s = np.zeros((x.shape[0], x.shape[1] + 1, x.shape[2] + 1, x.shape[3]), np.float64)
     s[:, 1:, 1:] = x.cumsum(1).cumsum(2)
     return s
@@ -132,7 +134,7 @@ def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = min(h, w)
     score = np.zeros((n, len(MARK_ZONES)))
     colour = np.full((n, len(MARK_ZONES), c), np.nan)
-    s1, s2 = _integral(x.astype(np.float64)), _integral(x.astype(np.float64) ** 2)
+    s1, s2 = integral_image(x.astype(np.float64)), integral_image(x.astype(np.float64) ** 2)
     back = backdrop(x)[:, None, None, :]
     grid = {(0, 0): 0, (0, 1): 1, (0, 2): 2, (1, 0): 3, (1, 2): 4, (2, 0): 5, (2, 1): 6, (2, 2): 7}
     for frac in (1 / 8, 1 / 5, 1 / 3):

@@ -57,7 +57,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from sparsecheck.analysis.image_measures import MARK_ZONES, colour_names
+from sparsecheck.analysis.image_measures import MARK_ZONES, colour_names, integral_image
 from sparsecheck.errors import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ def zone_pixels(x: np.ndarray, grid: int = GRID) -> np.ndarray:
     k = grid // 3
     rows = _edges(h, grid)
     cols = _edges(w, grid)
-    s = np.zeros((n, h + 1, w + 1, c))
-    s[:, 1:, 1:] = x.cumsum(1).cumsum(2)
+    s = integral_image(x)
     r0, r1 = rows[:-1], np.maximum(rows[1:], rows[:-1] + 1)
     c0, c1 = cols[:-1], np.maximum(cols[1:], cols[:-1] + 1)
     total = s[:, r1][:, :, c1] - s[:, r0][:, :, c1] - s[:, r1][:, :, c0] + s[:, r0][:, :, c0]
