@@ -499,7 +499,7 @@ class AutoAttributesSummary(_Record):
 
 class SpuriousAnalysisSummary(_Record):
     """What the spurious-finding search looked at: the declared, reviewed and automatic attributes,
-    the candidates each gave, the interventions run, the declared attributes training ties to no
+    the candidates each gave, the interventions run, the features that fire in two modes (``feature_modes``), the declared attributes training ties to no
     class (``untied_attributes``, reviewed instead) and the rule's thresholds (``params``)."""
 
     split: str | None = None
@@ -511,6 +511,8 @@ class SpuriousAnalysisSummary(_Record):
     n_automatic_candidates: int = 0
     interventions: int = 0
     cues_estimated: int = 0
+    #: the features tested as ``auto:feature_<id>`` attributes: id, Otsu threshold, separation (Ashman's D)
+    feature_modes: list[dict[str, Any]] = Field(default_factory=list)
     untied_attributes: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsecheck.analysis.feature_modes import is_feature_mode
 from sparsecheck.analysis.spurious import SpuriousFinding
 
 __all__ = ["training_prevalence", "untied_attributes", "fold_other_sides", "pool_findings", "MIN_AGREEMENT", "MIN_OVERLAP",
@@ -190,6 +191,13 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     return [f for f in out if id(f) not in folded]
 
 
+def _naming_rank(finding: SpuriousFinding) -> tuple[bool, float]:
+    """Which of two automatic findings on the same images names them: a measured property before
+    a feature's own modes (``auto:feature_<id>`` says only that the feature fires), then the
+    value the feature tracks best."""
+    return not is_feature_mode(finding.attribute), float(finding.evidence.get("auc") or 0.0)
+
+
 def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[SpuriousFinding], metadata: pd.DataFrame,
                   spurious_attributes: Sequence[str]) -> tuple[list[SpuriousFinding], list[SpuriousFinding]]:
     """One finding per shortcut across declared and automatic attributes.
@@ -230,7 +238,7 @@ def pool_findings(declared: Sequence[SpuriousFinding], automatic: Sequence[Spuri
         sib = _same_shortcut(f, mine, kept_auto, metadata)  # an earlier automatic finding of the class?
         if sib is not None:
             lead, agreement = sib
-            if float(f.evidence.get("auc") or 0.0) > float(lead.evidence.get("auc") or 0.0):
+            if _naming_rank(f) > _naming_rank(lead):
                 # the value the feature tracks best names what it fires on (the corner's mark,
                 # AUC 1.00, rather than "white foreground", 0.94): it leads, the other is listed
                 kept_auto[kept_auto.index(lead)] = f

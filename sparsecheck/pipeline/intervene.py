@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._runtime import exception_reason
+from sparsecheck.analysis.feature_modes import is_feature_mode
 from sparsecheck.analysis.interventions import CueTrial, InterventionResult
 from sparsecheck.analysis.stats import softmax
 from sparsecheck.features.taps import FeatureExtractor
@@ -117,7 +118,11 @@ class Intervener:
                 logger.info("interventions: no cue could be learned for %s=%s from the %ss", attribute, value,
                             ctx.modality.noun)
                 return None
-            cues = [(e.put, e.remove, e) for e in (estimate, *estimate.alternates)]
+            # the images of a feature's "on" mode are defined by the model: taking their difference
+            # off may take off the class's own object, so only putting it on other classes' images,
+            # which keep theirs, counts (feature_modes' module docstring)
+            own_feature = is_feature_mode(attribute)
+            cues = [(e.put, None if own_feature else e.remove, e) for e in (estimate, *estimate.alternates)]
         # each cue tried is a test: the level is shared among them (Bonferroni)
         alpha = 0.05 / len(cues)
         return [(CueTrial(self.predict_proba, self.images, self.labels, put, remove, has_cue=has,

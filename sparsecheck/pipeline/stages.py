@@ -41,6 +41,7 @@ from sparsecheck.analysis.auto_attributes import is_auto
 from sparsecheck.analysis.breakdown import accuracy_by_attribute
 from sparsecheck.analysis.chance import chance_test, diagnose_class_order
 from sparsecheck.analysis.error_clusters import find_error_clusters
+from sparsecheck.analysis.feature_modes import FeatureModes, feature_modes
 from sparsecheck.analysis.interpret import explain_cards, explanation_order, interpret_features
 from sparsecheck.analysis.shortcuts import fold_other_sides, pool_findings, training_prevalence, untied_attributes
 from sparsecheck.analysis.slices import analyse_errors
@@ -373,6 +374,8 @@ def spurious_stage(ctx: RunContext) -> None:
     if view is None or view.labels is None:
         raise DataError("spurious findings need the labelled test split; run the extract stage first")
     declared = [str(a) for a in ctx.config.data.spurious_attributes]
+    modes = _feature_modes(ctx)
+    view = ctx.splits["test"]
     attributes = list(ctx.attributes)
     unknown = [a for a in declared if a not in attributes]
     if unknown:
@@ -381,6 +384,11 @@ def spurious_stage(ctx: RunContext) -> None:
     automatic = [a for a in attributes if is_auto(a) and a not in declared]
     others = [a for a in attributes if a not in declared and a not in automatic]
     associations = _association_table(ctx)
+    if modes is not None and len(modes.test.columns):
+        used = ctx.sparse_layer.used_features()
+        associations = pd.concat([associations, feature_associations(
+            np.asarray(view.features[:, used]), view.metadata, features=used, attributes=list(modes.test.columns),
+            strata=view.labels)], ignore_index=True)
     acfg = ctx.config.analysis
     params = {k: getattr(acfg, f"spurious_{k}") for k in SPURIOUS_PARAMS}
     kwargs = dict(class_names=ctx.class_names, fdr=acfg.fdr, **params)
@@ -392,6 +400,9 @@ def spurious_stage(ctx: RunContext) -> None:
                            if train is not None and train.labels is not None and declared else None)
     auto_prevalence = (training_prevalence(ctx.train_attributes[0], ctx.train_attributes[1], automatic)
                        if ctx.train_attributes is not None else None)
+    if modes is not None:
+        auto_prevalence = {**(auto_prevalence or {}), **training_prevalence(
+            modes.train, train.labels, list(modes.train.columns))}
     # a declared attribute that training ties to no class cannot be a learned shortcut: reviewed
     untied = (untied_attributes(declared_prevalence, declared, acfg.spurious_min_enrichment)
               if declared_prevalence is not None else {})
@@ -432,6 +443,7 @@ def spurious_stage(ctx: RunContext) -> None:
         "n_review_candidates": 0 if review is None else int(len(review.candidates)),
         "n_automatic_candidates": 0 if auto is None else int(len(auto.candidates)),
         "interventions": tested, "cues_estimated": estimated,
+        "feature_modes": modes.to_dict()["features"] if modes is not None else [],
         # declared, but tied to no class in training (largest difference in share): reviewed instead
         "untied_attributes": {a: round(float(d), 4) for a, d in untied.items()},
         "params": {"fdr": float(acfg.fdr), **params},
@@ -440,6 +452,27 @@ def spurious_stage(ctx: RunContext) -> None:
         logger.info("spurious findings: no data.spurious_attributes declared; only associations to review")
     for finding in [*ctx.spurious_findings[:3], *(ctx.automatic_findings or [])[:3]]:
         logger.info("spurious finding: %s", finding.sentence)
+
+
+def _feature_modes(ctx: RunContext) -> FeatureModes | None:
+    """The ``auto:feature_<id>`` columns (:mod:`~sparsecheck.analysis.feature_modes`), added to the
+    test split's metadata; None when automatic attributes or interventions are off (such a column
+    becomes a finding only by intervention) or there is no labelled train split."""
+    acfg = ctx.config.analysis
+    view = ctx.splits["test"]
+    if not (acfg.auto_attributes and acfg.interventions) or ctx.model is None or "test" in ctx.precomputed:
+        return None
+    train = ctx.splits.get("train")
+    if train is None or train.labels is None:
+        return None
+    modes = feature_modes(ctx.sparse_layer, view.features, train.features, train.labels)
+    meta = view.metadata.reset_index(drop=True).copy()
+    for col in modes.test.columns:
+        meta[col] = modes.test[col].to_numpy()
+    ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
+    logger.info("spurious features: %d features fire in two modes and are tested as automatic attributes (%s)",
+                len(modes.test.columns), ", ".join(modes.test.columns) or "none")
+    return modes
 
 
 def _association_table(ctx: RunContext) -> pd.DataFrame:
