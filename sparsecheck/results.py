@@ -96,8 +96,9 @@ __all__ = ["SEVERITY_RANK", "FAILING_STATUSES", "SCHEMA_VERSION", "SCHEMA_PATH",
 #: artifact ``feature_attributes_table`` points to. 1.2: one spurious finding per shortcut (``features``,
 #: ``other_sides``, ``also_seen_as``, ``automatic``), ``forward_passes`` per stage, ``mlflow.status``
 #: (the MLflow run's final status). 1.3: every section is typed (``model``, ``data``, ``features``,
-#: ``timings``, ``feature_cards``, ...); the content of a file is that of 1.2
-SCHEMA_VERSION = "1.3"
+#: ``timings``, ``feature_cards``, ...); the content of a file is that of 1.2. 1.4:
+#: ``spurious_analysis.feature_modes`` (the features tested as ``auto:feature_<id>`` attributes)
+SCHEMA_VERSION = "1.4"
 #: the whole association table, next to results.json (and among the MLflow run's artifacts)
 FEATURE_ATTRIBUTES_FILE = "feature_attributes.parquet"
 #: the JSON Schema of results.json, shipped with the package

@@ -91,3 +91,28 @@ def test_automatic_attributes_and_interventions_can_be_switched_off(tmp_path):
                   analysis={"explain": False, "auto_attributes": False})
     assert "auto_attributes" not in results and results["automatic_findings"] == []
     assert not any(a.startswith("auto:") for a in results["spurious_analysis"]["review_attributes"])
+
+
+def test_a_shortcut_no_pixel_measure_sees_is_found_through_the_models_own_feature(tmp_path):
+    # the pixel measures left out (their stage not run): the corner is still found, as the mode
+    # of the class's feature that fires on it (feature 3, the corner's mean), put on other images
+    from sparsecheck.pipeline.stages import STAGES, auto_attributes_stage
+
+    data = write_corner_task(tmp_path, with_metadata=False)
+    config = parse_config({"model": MODEL, "data": data, **FAST}, base_dir=tmp_path)
+    run_pipeline(config, tmp_path / "out", device="cpu", stages=[s for s in STAGES if s is not auto_attributes_stage])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "auto_attributes" not in results
+    # the centre's colour channels (0-2) tell the classes apart and fire in two modes too; they are
+    # tested, and no cue is learned from them (each class's images all have its colour)
+    modes = results["spurious_analysis"]["feature_modes"]
+    assert 3 in [m["feature"] for m in modes], modes
+    (found,) = results["automatic_findings"]
+    assert (found["class"], found["attribute"], found["value"]) == ("c1", "auto:feature_3", "on")
+    put = found["evidence"]["intervention"]
+    # only putting the cue on counts for a feature's own mode: no remover was measured
+    assert put["confirmed_by"] == ["put"] and put["remove"] is None and put["n_remove"] == 0
+    assert put["cue_estimate"]["kind"] == "region" and "top-left" in put["cue_estimate"]["description"]
+    assert results["status"] == "pass"  # a warning: no-automatic-shortcuts names it
+    (implied,) = [a for a in results["assertions"] if a["name"] == "no-automatic-shortcuts"]
+    assert implied["observed"] == 1

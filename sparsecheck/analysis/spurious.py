@@ -100,6 +100,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from sparsecheck.analysis.breakdown import encode_categories
+from sparsecheck.analysis.feature_modes import is_feature_mode
 from sparsecheck.analysis.stats import benjamini_hochberg, fisher_exact_pvalue, softmax
 from sparsecheck.constraints import Constraint, Interval, validate
 from sparsecheck.defaults import ANALYSIS
@@ -463,6 +464,9 @@ def _finding(rows: list[dict[str, Any]], intervention: Any = None) -> SpuriousFi
                 f"{', ...' if len(others) > 5 else ''}, which carry the same)")
     fires = (f"which fires on {av} (AUC {d['auc']:.2f})" if d["weight"] > 0 else
              f"which stays low on {av} (AUC {d['auc']:.2f} for being lower with it)")
+    if is_feature_mode(d["attribute"]):  # the value is the feature's own high mode: say what that means
+        fires = (f"which fires in two modes ({av}: the images of its high mode), and what those images share "
+                 f"was learned from them")
     relies = f"feature {d['feature']}" if d["weight"] > 0 else f"feature {d['feature']} staying low"
     sentence = (f"class '{d['class_name']}' relies on {relies} (weight {d['weight']:.2f}){also}, {fires}; "
                 f"'{d['class_name']}' examples are recognised "

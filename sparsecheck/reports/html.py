@@ -41,6 +41,7 @@ import jinja2
 
 from sparsecheck.outputs import atomic_write
 from sparsecheck._version import __version__
+from sparsecheck.analysis.feature_modes import is_feature_mode
 from sparsecheck.defaults import ANALYSIS
 from sparsecheck.errors import ConfigError, ParameterError
 from sparsecheck.modalities import get_modality
@@ -228,14 +229,17 @@ def _finding(raw: Mapping[str, Any], cards: Mapping[int, dict[str, Any]], out_di
     finding["card"] = cards.get(int(feature)) if feature is not None else None
     evidence = raw.get("evidence") if isinstance(raw.get("evidence"), Mapping) else {}
     weight = _finite(evidence.get("weight"))
+    iv = evidence.get("intervention") if isinstance(evidence.get("intervention"), Mapping) else {}
+    cue = iv.get("cue_estimate") if isinstance(iv.get("cue_estimate"), Mapping) else {}
+    fires = f", which fires on {raw.get('attribute')} = {raw.get('value')}"
+    if is_feature_mode(str(raw.get("attribute"))):  # its own high mode: what those images share is the cue
+        fires = (f", which fires in two modes; the {noun}s of its high mode share a cue"
+                 + (f": {cue['description']}" if cue.get("description") else ""))
     finding["headline"] = (f"Class {raw.get('class')} relies on feature {raw.get('feature')}"
-                           + (f" (weight {weight:.2f})" if weight is not None else "")
-                           + f", which fires on {raw.get('attribute')} = {raw.get('value')}"
+                           + (f" (weight {weight:.2f})" if weight is not None else "") + fires
                            + (f" (an automatic {noun} attribute; confirmed by intervention)" if raw.get("automatic")
                               else ""))
     finding["kind"] = "automatic" if raw.get("automatic") else "declared"
-    iv = evidence.get("intervention") if isinstance(evidence.get("intervention"), Mapping) else {}
-    cue = iv.get("cue_estimate") if isinstance(iv.get("cue_estimate"), Mapping) else {}
     finding["cue_uri"] = _inline_image(cue.get("image"), out_dir)
     finding["cue_text"] = cue.get("description")
     finding["cue_learned"] = bool(cue.get("description"))  # else given in data.interventions
