@@ -31,7 +31,7 @@ Examples
 ['recall']
 >>> r = RunResults.from_dict({"status": "pass", "assertions": checks})
 >>> r.status, r.schema_version, r.gate("warning"), r.assertions[1].severity
-('pass', '1.3', 'fail', 'warning')
+('pass', '1.4', 'fail', 'warning')
 """
 
 from __future__ import annotations
