@@ -99,11 +99,12 @@ def otsu_threshold(values: np.ndarray) -> tuple[float, float]:
 
 @dataclasses.dataclass
 class FeatureModes:
-    """The columns :func:`feature_modes` made: on the test split, on the training rows given, the
-    threshold and separation of each feature."""
+    """The columns :func:`feature_modes` made: on the test split, on the training rows given (with
+    their labels), the threshold and separation of each feature."""
 
     test: pd.DataFrame
     train: pd.DataFrame
+    train_labels: np.ndarray
     threshold: dict[int, float]
     separation: dict[int, float]
 
@@ -128,18 +129,23 @@ def feature_modes(layer: Any, features: np.ndarray, train_features: np.ndarray, 
     weight = np.asarray(layer.weight_)
     train_labels = np.asarray(train_labels)
     chosen: dict[int, tuple[float, float]] = {}
+    split: dict[int, tuple[float, float, float]] = {}  # feature → threshold, separation, share on
     for c in range(weight.shape[0]):
         ranked = []
         others = train_labels != c
         for f in np.flatnonzero(weight[c] > 0):
             f = int(f)
             if f not in chosen:
-                t, d = otsu_threshold(np.asarray(features[:, f]))
-                share = float((np.asarray(features[:, f]) > t).mean())
+                if f not in split:
+                    column = np.asarray(features[:, f])
+                    t, d = otsu_threshold(column)
+                    split[f] = (t, d, float((column > t).mean()))
+                t, d, share = split[f]
                 if d < min_separation or not MIN_SHARE <= share <= 1 - MIN_SHARE or not others.any():
                     continue
                 on = np.asarray(train_features[:, f]) > t
-                if max(float(on[train_labels == k].mean()) for k in np.unique(train_labels[others])) > MAX_OTHERS_SHARE:
+                shares = [float(on[train_labels == k].mean()) for k in np.unique(train_labels[others])]
+                if max(shares) > MAX_OTHERS_SHARE:
                     continue
                 ranked.append((d, f, t))
         for d, f, t in sorted(ranked, reverse=True)[:per_class]:
@@ -150,5 +156,5 @@ def feature_modes(layer: Any, features: np.ndarray, train_features: np.ndarray, 
         return pd.DataFrame({f"{_PREFIX}{f}": np.where(np.asarray(x[:, f]) > chosen[f][0], "on", "off")
                              for f in order}, index=pd.RangeIndex(len(x)))
 
-    return FeatureModes(columns(features), columns(train_features),
+    return FeatureModes(columns(features), columns(train_features), train_labels,
                         {f: chosen[f][0] for f in order}, {f: chosen[f][1] for f in order})

@@ -79,6 +79,15 @@ class SplitView:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    def with_columns(self, table: pd.DataFrame) -> "SplitView":
+        """The same split with ``table``'s columns (one row per example, in order) added to its
+        metadata; a column the metadata already has is kept as it is."""
+        meta = self.metadata.reset_index(drop=True).copy()
+        for col in table.columns:
+            if col not in meta.columns:
+                meta[col] = table[col].to_numpy()
+        return SplitView(self.name, self.ids, self.labels, self.features, self.logits, meta)
+
     @property
     def dense_predictions(self) -> np.ndarray:
         return np.asarray(self.logits).argmax(axis=1)

@@ -148,16 +148,12 @@ def auto_attributes_stage(ctx: RunContext) -> None:
     except Exception as exc:  # optional: a run without them still has the user's metadata
         ctx.skip(what, exception_reason(exc))
         return
-    meta = view.metadata.reset_index(drop=True).copy()
-    for col in table.columns:
-        if col not in meta.columns:
-            meta[col] = table[col].to_numpy()
-    ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
+    ctx.splits["test"] = view.with_columns(table)
     # the same attributes on (a sample of) the training examples: a shortcut is a property the
     # training data ties to a class, and the spurious stage asks for that of automatic findings
     train_rows = 0
     if train is not None:
-        rows = np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(len(train))[:TRAIN_SAMPLE])
+        rows = _train_sample(ctx, len(train))
         try:
             ctx.train_attributes = (auto.transform(train, rows, batch_size=step),
                                     np.asarray(ctx.splits["train"].labels)[rows])
@@ -402,7 +398,7 @@ def spurious_stage(ctx: RunContext) -> None:
                        if ctx.train_attributes is not None else None)
     if modes is not None:
         auto_prevalence = {**(auto_prevalence or {}), **training_prevalence(
-            modes.train, train.labels, list(modes.train.columns))}
+            modes.train, modes.train_labels, list(modes.train.columns))}
     # a declared attribute that training ties to no class cannot be a learned shortcut: reviewed
     untied = (untied_attributes(declared_prevalence, declared, acfg.spurious_min_enrichment)
               if declared_prevalence is not None else {})
@@ -454,6 +450,12 @@ def spurious_stage(ctx: RunContext) -> None:
         logger.info("spurious finding: %s", finding.sentence)
 
 
+def _train_sample(ctx: RunContext, n: int) -> np.ndarray:
+    """The sorted rows of the training split that automatic attributes are measured on: a seeded
+    sample of at most :data:`TRAIN_SAMPLE`."""
+    return np.sort(np.random.default_rng(int(ctx.config.seed)).permutation(n)[:TRAIN_SAMPLE])
+
+
 def _feature_modes(ctx: RunContext) -> FeatureModes | None:
     """The ``auto:feature_<id>`` columns (:mod:`~sparsecheck.analysis.feature_modes`), added to the
     test split's metadata; None when automatic attributes or interventions are off (such a column
@@ -465,11 +467,9 @@ def _feature_modes(ctx: RunContext) -> FeatureModes | None:
     train = ctx.splits.get("train")
     if train is None or train.labels is None:
         return None
-    modes = feature_modes(ctx.sparse_layer, view.features, train.features, train.labels)
-    meta = view.metadata.reset_index(drop=True).copy()
-    for col in modes.test.columns:
-        meta[col] = modes.test[col].to_numpy()
-    ctx.splits["test"] = SplitView(view.name, view.ids, view.labels, view.features, view.logits, meta)
+    rows = _train_sample(ctx, len(train))  # a memory-mapped train split is read at these rows only
+    modes = feature_modes(ctx.sparse_layer, view.features, np.asarray(train.features[rows]), train.labels[rows])
+    ctx.splits["test"] = view.with_columns(modes.test)
     logger.info("spurious features: %d features fire in two modes and are tested as automatic attributes (%s)",
                 len(modes.test.columns), ", ".join(modes.test.columns) or "none")
     return modes
