@@ -16,7 +16,7 @@ and for a colour or texture estimated from the data; for a region copied from an
 without the cue, so that the cut itself, and the donor's content there, is not counted.
 
 **Sequential, so that a clear answer costs few images.** The images are looked at in growing
-looks (32, 64, 128, ... up to ``sample``); after each look both sides are decided when they can
+looks (34, 68, 136, ... up to ``sample``: :func:`first_look`); after each look both sides are decided when they can
 be. With ``K`` looks, every test at a look is made at level ``alpha / K`` (Bonferroni over the
 looks), so the chance of confirming a cue the model ignores stays below ``alpha`` however early
 the test stops. A side is:
@@ -28,7 +28,7 @@ the test stops. A side is:
   McNemar test, or the mean probability fall's lower bound exceeds ``min_rise`` (take off);
 * **ruled out** when the upper bounds of both measures are below those thresholds. Stopping for
   futility cannot confirm anything, so these bounds are one-sided 95% ones, not split over the looks.
-  A cue that changes no answer is ruled out after about a hundred images.
+  A cue that changes no answer is ruled out at the third look (136 images at a 2-point margin).
 
 The finding is confirmed as soon as either side is, and the test stops there. Put-on images are
 shared by every class asked about the same cue (:class:`CueTrial`): the model runs once on a cued
@@ -52,9 +52,9 @@ A toy model that says class 1 whenever the top-left corner is bright:
 >>> result = measure_intervention(predict_proba, images, labels, 1, put, remove, seed=0,
 ...                               class_name="one")
 >>> result.flip_rate, result.baseline_rate, result.confirmed, result.n_put
-(1.0, 0.0, True, 32)
+(1.0, 0.0, True, 34)
 >>> print(result.describe())
-putting patch(top-left, 0.2, (255, 255, 255)) on 32 images of other classes turns 100% (86–100%) into
+putting patch(top-left, 0.2, (255, 255, 255)) on 34 images of other classes turns 100% (86–100%) into
 'one' (0.0% in the control) and moves its probability by +90 points (+90 to +90): confirmed at the first look
 """
 
@@ -75,13 +75,35 @@ from sparsecheck.reports import format as fmt
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InterventionResult", "CueTrial", "measure_intervention", "look_sizes"]
+__all__ = ["InterventionResult", "CueTrial", "measure_intervention", "look_sizes", "first_look"]
 
-#: the first look's size; each next look doubles it
-FIRST_LOOK = 32
 #: futility bounds: one-sided 95% (two-sided coverage 0.9 for the Wilson interval)
 _FUTILITY = 0.90
 _Z_FUTILITY = float(_st.norm.isf(0.05))
+
+
+def first_look(margin: float = 0.02) -> int:
+    """The first look's size for a put-on margin: a quarter of the images on which a cue that
+    flips none of them is ruled out, so that the third look is where that happens.
+
+    The one-sided 95% Wilson upper bound of 0 flips in ``n`` is ``z² / (n + z²)``; it falls to
+    ``margin`` at ``n = z² (1 - margin) / margin`` (133 images for 2 points). With looks of 32, 64,
+    128, 256 a cue that changes nothing missed the third look by five images and ran to 256.
+
+    Examples
+    --------
+    >>> first_look(0.02), first_look(0.05)
+    (34, 13)
+    """
+    if not 0 < margin < 1:
+        raise ParameterError(f"The 'margin' parameter of first_look must be in (0, 1). Got {margin!r} instead.",
+                             parameter="margin")
+    null = math.ceil(_Z_FUTILITY ** 2 * (1 - margin) / margin)
+    return max(8, math.ceil(null / 4))
+
+
+#: the first look's size at the default margin (2 points); each next look doubles it
+FIRST_LOOK = first_look(0.02)
 
 
 def look_sizes(sample: int, first: int = FIRST_LOOK) -> list[int]:
@@ -90,7 +112,7 @@ def look_sizes(sample: int, first: int = FIRST_LOOK) -> list[int]:
     Examples
     --------
     >>> look_sizes(200), look_sizes(20)
-    ([32, 64, 128, 200], [20])
+    ([34, 68, 136, 200], [20])
     """
     sizes = []
     n = int(first)
@@ -370,10 +392,11 @@ class CueTrial:
         used_before = self.images_used
         other = self.labels[self._order] != c
         n_targets = int(other.sum())
-        put_sizes = look_sizes(min(self.sample, n_targets)) if n_targets else []
+        first = first_look(self.margin)
+        put_sizes = look_sizes(min(self.sample, n_targets), first) if n_targets else []
         own = np.flatnonzero((self.labels == c) & (self.has if self.explicit else True))
         own = np.random.default_rng([self.seed, c]).permutation(own)[:self.sample]
-        rm_sizes = look_sizes(len(own)) if (self.remove is not None and len(own)) else []
+        rm_sizes = look_sizes(len(own), first) if (self.remove is not None and len(own)) else []
         looks = max(len(put_sizes), len(rm_sizes), 1)
         a_look = self.alpha / looks
         z = float(_st.norm.isf(a_look))

@@ -12,9 +12,10 @@ import pytest
 
 from sparsecheck.analysis.cues import (CUES, Background, Blur, Border, CallableCue, Erase, Invert, Patch, Tint,
                                        parse_cue, parse_intervention)
-from sparsecheck.analysis.interventions import CueTrial, InterventionResult, look_sizes, measure_intervention
+from sparsecheck.analysis.interventions import (FIRST_LOOK, CueTrial, InterventionResult, first_look, look_sizes,
+                                                measure_intervention)
 from sparsecheck.analysis.stats import mcnemar_exact
-from sparsecheck.errors import ConfigError, DataError, ModelError
+from sparsecheck.errors import ConfigError, DataError, ModelError, ParameterError
 
 
 def images(n: int = 4, size: int = 20, seed: int = 0) -> np.ndarray:
@@ -199,7 +200,7 @@ ELSEWHERE = {"type": "patch", "region": "bottom-right", "size": 0.2, "colour": [
 
 
 def test_look_sizes_double_up_to_the_sample():
-    assert look_sizes(500) == [32, 64, 128, 256, 500] and look_sizes(32) == [32] and look_sizes(7) == [7]
+    assert look_sizes(500) == [34, 68, 136, 272, 500] and look_sizes(34) == [34] and look_sizes(7) == [7]
 
 
 def test_a_model_that_uses_the_cue_is_confirmed_at_the_first_look(toy):
@@ -207,7 +208,7 @@ def test_a_model_that_uses_the_cue_is_confirmed_at_the_first_look(toy):
     r = measure_intervention(corner_model, x, y, 2, PUT, REMOVE, has_cue=has, batch_size=64, seed=0,
                              class_name="two")
     assert r.confirmed and r.confirmed_by == ["put"] and r.stopped_at == 1 and r.looks > 1
-    assert r.n_put == 32 and r.flip_rate == 1.0 and r.baseline_rate == 0.0 and r.flipped_to == 32
+    assert r.n_put == FIRST_LOOK and r.flip_rate == 1.0 and r.baseline_rate == 0.0 and r.flipped_to == FIRST_LOOK
     assert r.n_remove == 0                      # decided: taking it off is not asked
     assert 64 <= r.images <= 80                 # cued and original images (a share of class two's skipped)
     assert "into 'two'" in r.describe() and r.describe().endswith("confirmed at the first look")
@@ -231,6 +232,23 @@ def test_a_model_that_ignores_the_cue_is_ruled_out_early(toy):
     assert r.stopped_at < r.looks               # futility: no need to look at every image
     assert abs(r.flip_rate - r.baseline_rate) < 0.05
     assert "not confirmed" in r.describe()
+
+
+def test_a_cue_that_flips_nothing_is_ruled_out_at_the_third_look(toy):
+    # the looks are placed for the margin: 0 flips in 4 x first images is the first count whose
+    # one-sided 95% upper bound is under it (at 32, 64, 128 this took the fourth look, 256 images)
+    x, y, has = toy
+
+    def constant(batch):
+        return np.tile([0.5, 0.3, 0.2], (len(batch), 1))
+
+    for margin in (0.02, 0.05):
+        r = measure_intervention(constant, x, y, 2, PUT, None, has_cue=has, batch_size=50, seed=0, margin=margin)
+        assert not r.confirmed and r.flipped_to == 0
+        assert r.stopped_at == 3 and r.n_put == 4 * first_look(margin) < r.looks * first_look(margin) * 2
+    assert first_look(0.02) == FIRST_LOOK == 34
+    with pytest.raises(ParameterError, match="margin"):
+        first_look(0.0)
 
 
 def test_known_probabilities_cost_no_forward_pass(toy):
