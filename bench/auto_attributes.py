@@ -10,6 +10,9 @@ fitted on a split like a test split: the clean images and a third of them cued.
   clean twin's: ``auto:mark_*``, ``auto:band_*`` and ``auto:frame`` for the local families, the
   colour attributes for the colour families, ``auto:sharpness``, ``auto:noise`` and
   ``auto:blockiness`` for blur, noise and JPEG. By area: 1.5–5%, 5–12%, 12–25%.
+* **marked** — the share of draws in which one value of one of those attributes marks the cued
+  images apart from the clean ones (phi ≥ 0.5 over the fitted split): a value that a finding can
+  name, where *recall* also counts a cue that changes each image's value a different way.
 * **false alarms** — the share of clean images on which a fixed-threshold attribute is not
   ``none`` (a mark in some zone, a band on some side, a frame).
 
@@ -29,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,7 +42,7 @@ from sparsecheck.analysis.auto_attributes import AutoAttributes, image_propertie
 from tests.planted.families import FRESH_FAMILIES, HELDOUT_FAMILIES, TUNING_FAMILIES, draw_cue, family_split  # noqa: E402
 from tests.planted.tasks import _digits, _photos, photos_root  # noqa: E402
 
-LOCAL = ("auto:mark_", "auto:band_", "auto:frame", "auto:pattern_")
+LOCAL = ("auto:mark_", "auto:band_", "auto:frame", "auto:pattern_", "auto:blend_")
 WATCH = {"patch": LOCAL, "sticker": LOCAL, "watermark": LOCAL, "band": LOCAL, "frame": LOCAL, "ruler": LOCAL,
          "logo": LOCAL, "grid": ("auto:sharpness", "auto:noise", "auto:hue", "auto:contrast"),
          "vignette": ("auto:brightness", "auto:contrast", "auto:bg_colour") + LOCAL,
@@ -67,10 +72,22 @@ def clean_images(source: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return x[:n], fg[:n]
 
 
+def _marks(table: Any, cols: list[str], cued: int, least: float = 0.5) -> bool:
+    """Does one value of one of ``cols`` mark the first ``cued`` rows apart from the rest (phi >= least)?"""
+    truth = np.arange(len(table)) < cued
+    for col in cols:
+        values = table[col].astype(str).to_numpy()
+        for v in set(values) - {"none", "None"}:
+            on = values == v
+            if 0 < on.sum() < len(on) and np.corrcoef(on, truth)[0, 1] >= least:
+                return True
+    return False
+
+
 def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
     sources = ["digits"] + (["photos"] if photos_root() is not None else [])
     rng = np.random.default_rng(seed)
-    print(f"{'source':<7} {'family':<10} {'split':<8} {'recall':>7}   by area 1.5-5% / 5-12% / 12-25%")
+    print(f"{'source':<7} {'family':<10} {'split':<8} {'recall':>7} {'marked':>7}   recall by area 1.5-5% / 5-12% / 12-25%")
     for source in sources:
         x, fg = clean_images(source, n, seed)
         clean_props = image_properties(x)
@@ -78,7 +95,7 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
         families = {"tuning": TUNING_FAMILIES, "held-out": HELDOUT_FAMILIES, "fresh": FRESH_FAMILIES}.get(
             split, [*TUNING_FAMILIES, *HELDOUT_FAMILIES, *FRESH_FAMILIES])
         for fam in families:
-            hits, areas = [], []
+            hits, areas, marked = [], [], []
             for _ in range(draws):
                 cue = draw_cue(fam, rng, x.shape[1:3])
                 cued = cue.apply(x[:third], fg[:third])
@@ -92,6 +109,7 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
                 changed = (t_cued[cols].astype(str).to_numpy() != t_clean[cols].astype(str).to_numpy()).any(axis=1)
                 hits.append(float(changed.mean()))
                 areas.append(cue.area)
+                marked.append(_marks(auto._bin(mixed.reset_index(drop=True)), cols, third))
             hits_a, areas_a = np.array(hits), np.array(areas)
             by = []
             for lo, hi in BINS:
@@ -99,7 +117,8 @@ def table(draws: int, n: int, seed: int = 0, split: str = "all") -> None:
                 by.append(f"{hits_a[m].mean():.2f} ({m.sum()})" if m.any() and fam in WATCH and WATCH[fam] == LOCAL
                           else "  -")
             kind = family_split(fam)
-            print(f"{source:<7} {fam:<10} {kind:<8} {hits_a.mean():7.2f}   {' / '.join(by)}", flush=True)
+            print(f"{source:<7} {fam:<10} {kind:<8} {hits_a.mean():7.2f} {np.mean(marked):7.2f}   {' / '.join(by)}",
+                  flush=True)
         t_clean = AutoAttributes().fit(clean_props)._bin(clean_props)
         flags = {k: float((t_clean[[c for c in t_clean.columns if c.startswith(k)]].astype(str) != "none")
                           .any(axis=1).mean()) for k in LOCAL}

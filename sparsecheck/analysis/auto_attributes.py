@@ -47,6 +47,11 @@ The categorical columns (pixel values on 0–255; luminance ``Y = 0.299 R + 0.58
                            the same place on many images of the split
                            (:mod:`~sparsecheck.analysis.repeats`); ``none`` without. Only zones
                            where the split has one get a column
+``auto:blend_<side>``      the colour a strip along one side is *faded towards* on many images
+                           of the split (a half-strength band of "snow" over textured photos):
+                           the strip's texture squeezed, and the same colour undoing the blend
+                           (:mod:`~sparsecheck.analysis.blends`); ``none`` without. Only sides
+                           where the split has one get a column
 ``auto:height``,           the size before resizing (``original_sizes``; else the array's) and
 ``auto:width``,            width / height
 ``auto:aspect``
@@ -88,7 +93,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from sparsecheck.analysis.image_measures import (COLOUR_FAMILIES, MARK_ZONES, SIDES, bands, central_crop,
+from sparsecheck.analysis.blends import Blends, blend_stats
+from sparsecheck.analysis.image_measures import (COLOUR_FAMILIES, MARK_ZONES, SIDES, backdrop, bands, central_crop,
                                                  colour_names, downsample, fg_bg_colour, luminance, marks, texture)
 from sparsecheck.analysis.repeats import RepeatedPatterns, zone_pixels
 from sparsecheck.errors import DataError, ParameterError
@@ -149,7 +155,7 @@ def _as_rgb(images: np.ndarray) -> np.ndarray:
 def _property_names() -> list[str]:
     keys = ["brightness", "background_lum", "inversion", "contrast", "hue", "hue_strength", "saturation",
             "colourfulness", "sharpness", "noise", "blockiness", "fg_r", "fg_g", "fg_b", "fg_share",
-            "bg_r", "bg_g", "bg_b"]
+            "bg_r", "bg_g", "bg_b", "backdrop_r", "backdrop_g", "backdrop_b"]
     for col in [f"mark_{z}" for z in MARK_ZONES] + [f"band_{s}" for s in SIDES] + ["frame"]:
         keys += [col, f"{col}_r", f"{col}_g", f"{col}_b"]
     return keys + ["height", "width", "aspect"]
@@ -194,6 +200,8 @@ def image_properties(images: np.ndarray, original_sizes: np.ndarray | None = Non
     table = pd.DataFrame(cols)
     zones = np.concatenate([p["zones"] for p in parts]) if parts else np.empty((0,), object)
     table["zones"] = pd.Series(list(zones), dtype=object)   # each image's edge zones, for the repeated patterns
+    blends = np.concatenate([p["blends"] for p in parts]) if parts else np.empty((0,), object)
+    table["blends"] = pd.Series(list(blends), dtype=object)  # each image's strips, for the blended ones
     return table
 
 
@@ -235,6 +243,7 @@ def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
     for part, rgb in (("fg", fg), ("bg", bg)):
         out[f"{part}_r"], out[f"{part}_g"], out[f"{part}_b"] = rgb.T.astype(np.float64)
     out["fg_share"] = share.astype(np.float64)
+    out["backdrop_r"], out["backdrop_g"], out["backdrop_b"] = backdrop(x).T.astype(np.float64)
     score, colour = marks(x)
     for j, z in enumerate(MARK_ZONES):
         out[f"mark_{z}"] = score[:, j]
@@ -246,6 +255,7 @@ def _chunk_properties(x8: np.ndarray) -> dict[str, np.ndarray]:
     out["frame"] = frame
     out["frame_r"], out["frame_g"], out["frame_b"] = frame_colour.T
     out["zones"] = zone_pixels(x)
+    out["blends"] = blend_stats(x)
     return out
 
 
@@ -370,6 +380,10 @@ class AutoAttributes:
         self.patterns_ = RepeatedPatterns(random_state=self.random_state)
         if "zones" in props.columns:
             self.patterns_.fit(np.stack(props["zones"].to_numpy()))
+        self.blends_ = Blends(random_state=self.random_state)
+        if "blends" in props.columns:
+            self.blends_.fit(np.stack(props["blends"].to_numpy()),
+                             props[["backdrop_r", "backdrop_g", "backdrop_b"]].to_numpy(np.float64))
         self.columns_, self.dropped_ = [], []
         table = self._bin(props)
         for col in table.columns:
@@ -413,6 +427,8 @@ class AutoAttributes:
             out[AUTO_PREFIX + name] = level(name)
         if "zones" in props.columns and hasattr(self.patterns_, "templates_") and len(props):
             out.update(self.patterns_.transform(np.stack(props["zones"].to_numpy())))
+        if "blends" in props.columns and hasattr(self.blends_, "templates_") and len(props):
+            out.update(self.blends_.transform(np.stack(props["blends"].to_numpy())))
         return pd.DataFrame(out, index=props.index)
 
     def transform(self, data: pd.DataFrame | Iterable[Any]) -> pd.DataFrame:
@@ -439,7 +455,8 @@ class AutoAttributes:
         return {"binning": self.binning, "levels": int(self.levels), "grey_below": float(self.grey_below),
                 "edges": {k: [float(e) for e in v] for k, v in getattr(self, "levels_", {}).items()},
                 "columns": list(getattr(self, "columns_", [])), "dropped": list(getattr(self, "dropped_", [])),
-                "patterns": self.patterns_.to_dict() if hasattr(self, "patterns_") else {}}
+                "patterns": self.patterns_.to_dict() if hasattr(self, "patterns_") else {},
+                "blends": self.blends_.to_dict() if hasattr(self, "blends_") else {}}
 
 
 def _natural_breaks(v: np.ndarray, k: int, iterations: int = 100) -> np.ndarray:
