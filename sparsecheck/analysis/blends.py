@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecheck.analysis.image_measures import SIDES, colour_names
+from sparsecheck.analysis.image_measures import SIDES, colour_names, side_strips
 from sparsecheck.errors import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -67,17 +67,6 @@ FAR = 40.0
 _SEEDS = 600
 
 
-def _strip_pair(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    h, w = x.shape[1:3]
-    if side == "top":
-        return x[:, :k], x[:, k:2 * k]
-    if side == "bottom":
-        return x[:, h - k:], x[:, h - 2 * k:h - k]
-    if side == "left":
-        return x[:, :, :k], x[:, :, k:2 * k]
-    return x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
-
-
 def blend_stats(x: np.ndarray) -> np.ndarray:
     """Per image, side and width (:data:`WIDTHS`): ``(r, R, G, B)``, the strip's spread over the
     spread of the strip inside it and the colour that undoes the blend (NaN where the strip pair
@@ -94,7 +83,7 @@ def blend_stats(x: np.ndarray) -> np.ndarray:
             k = max(1, int(round(frac * length)))
             if 2 * k >= length:
                 continue
-            strip, inner = _strip_pair(x, side, k)
+            strip, inner = side_strips(x, side, k)
             strip, inner = strip.reshape(n, -1, c), inner.reshape(n, -1, c)
             ms, mi = strip.mean(axis=1), inner.mean(axis=1)
             # +1 grey level: a flat strip next to a flat one is not squeezed (r = 1), it is blank

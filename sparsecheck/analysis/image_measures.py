@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["MARK_ZONES", "SIDES", "UNIFORM", "FOREGROUND", "GREY_CHROMA", "COLOUR_FAMILIES", "texture", "marks",
            "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop", "backdrop",
-           "integral_image"]
+           "integral_image", "side_strips"]
 
 #: the eight zones along the edges, in column order: corners and edge middles
 MARK_ZONES = ("tl", "t", "tr", "l", "r", "bl", "b", "br")
@@ -171,7 +171,7 @@ def marks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return score, colour
 
 
-def _strips(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+def side_strips(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The strip ``k`` pixels wide along ``side`` and the strip just inside it."""
     h, w = x.shape[1:3]
     if side == "top":
@@ -195,7 +195,7 @@ def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     """
     n, h, w, c = x.shape
     m = max(1, round(min(h, w) / 8))
-    rings = {side: _strips(x, side, m)[0].reshape(n, -1, c) for side in SIDES}
+    rings = {side: side_strips(x, side, m)[0].reshape(n, -1, c) for side in SIDES}
     score = np.full((n, len(SIDES)), -1.0)
     colour = np.full((n, len(SIDES), c), np.nan)
     fracs = (1 / 16, 1 / 8, 1 / 5)
@@ -208,7 +208,7 @@ def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
             k = max(1, int(round(frac * length)))
             if 2 * k >= length:
                 continue
-            strip, inner = _strips(x, side, k)
+            strip, inner = side_strips(x, side, k)
             sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
             flat = 0.5 * np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
             own = np.abs(sm - im).max(axis=1) + flat
