@@ -146,7 +146,7 @@ class Blends:
                 count = int(members.sum())
                 if count < least or (best is not None and count <= best["count"]):
                     continue
-                if self._backdrop(np.clip(centre, 0.0, 255.0), backdrop[members]):
+                if self._is_backdrop(np.clip(centre, 0.0, 255.0), backdrop[members]):
                     continue
                 best = {"width": f, "colour": centre, "count": count, "share": count / n,
                         "squeeze": float(np.median(r[members]))}
@@ -158,7 +158,7 @@ class Blends:
         return self
 
     @staticmethod
-    def _backdrop(colour: np.ndarray, backdrops: np.ndarray) -> bool:
+    def _is_backdrop(colour: np.ndarray, backdrops: np.ndarray) -> bool:
         """Is the colour the members' shared blank backdrop? (Strokes drawn on black squeeze the black
         strip beside them: that is the object's outline, not something put on the images.) Photos
         have no shared backdrop: theirs spread by more than ``FAR / 2`` (median absolute deviation)."""
