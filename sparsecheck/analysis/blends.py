@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecheck.analysis.image_measures import SIDES, colour_names, side_strips
+from sparsecheck.analysis.image_measures import SIDES, colour_names, strip_pairs
 from sparsecheck.errors import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -75,21 +75,15 @@ def blend_stats(x: np.ndarray) -> np.ndarray:
     ``x`` is an n×H×W×3 batch on 0–255.
     """
     x = np.asarray(x, np.float32)
-    n, h, w, c = x.shape
+    n, c = x.shape[0], x.shape[-1]
     out = np.full((n, len(SIDES), len(WIDTHS), 4), np.nan, np.float32)
-    for j, side in enumerate(SIDES):
-        length = h if side in ("top", "bottom") else w
-        for f, frac in enumerate(WIDTHS):
-            k = max(1, int(round(frac * length)))
-            if 2 * k >= length:
-                continue
-            strip, inner = side_strips(x, side, k)
-            strip, inner = strip.reshape(n, -1, c), inner.reshape(n, -1, c)
-            ms, mi = strip.mean(axis=1), inner.mean(axis=1)
-            # +1 grey level: a flat strip next to a flat one is not squeezed (r = 1), it is blank
-            r = (strip.std(axis=1).sum(axis=1) + 1.0) / (inner.std(axis=1).sum(axis=1) + 1.0)
-            out[:, j, f, 0] = r
-            out[:, j, f, 1:] = (ms - r[:, None] * mi) / np.maximum(1.0 - r[:, None], 0.05)
+    for j, _, f, strip, inner in strip_pairs(x, WIDTHS):
+        strip, inner = strip.reshape(n, -1, c), inner.reshape(n, -1, c)
+        ms, mi = strip.mean(axis=1), inner.mean(axis=1)
+        # +1 grey level: a flat strip next to a flat one is not squeezed (r = 1), it is blank
+        r = (strip.std(axis=1).sum(axis=1) + 1.0) / (inner.std(axis=1).sum(axis=1) + 1.0)
+        out[:, j, f, 0] = r
+        out[:, j, f, 1:] = (ms - r[:, None] * mi) / np.maximum(1.0 - r[:, None], 0.05)
     return out
 
 

@@ -29,7 +29,9 @@ Windows and strips come from integral images, so a batch costs a few passes over
 
 Examples
 --------
->>> import numpy as np
+>>> from typing import Iterator, Sequence
+
+import numpy as np
 >>> x = np.full((2, 32, 32, 3), 20.0, np.float32)
 >>> x[1, -5:-1, -5:-1] = 255.0                          # a white 4×4 mark, bottom-right
 >>> score, colour = marks(x)
@@ -43,7 +45,7 @@ import numpy as np
 
 __all__ = ["MARK_ZONES", "SIDES", "UNIFORM", "FOREGROUND", "GREY_CHROMA", "COLOUR_FAMILIES", "texture", "marks",
            "bands", "fg_bg_colour", "colour_name", "colour_names", "luminance", "downsample", "central_crop", "backdrop",
-           "integral_image", "side_strips"]
+           "integral_image", "side_strips", "strip_pairs"]
 
 #: the eight zones along the edges, in column order: corners and edge middles
 MARK_ZONES = ("tl", "t", "tr", "l", "r", "bl", "b", "br")
@@ -183,6 +185,18 @@ def side_strips(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarra
     return x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
 
 
+def strip_pairs(x: np.ndarray, fracs: Sequence[float]) -> Iterator[tuple[int, str, int, np.ndarray, np.ndarray]]:
+    """Each side's strips of each width: ``(side index, side, width index, strip, inner)`` for the
+    widths (shares of the side's length, at least a pixel) whose strip and inner strip fit."""
+    h, w = x.shape[1:3]
+    for j, side in enumerate(SIDES):
+        length = h if side in ("top", "bottom") else w
+        for f, frac in enumerate(fracs):
+            k = max(1, int(round(frac * length)))
+            if 2 * k < length:
+                yield (j, side, f, *side_strips(x, side, k))
+
+
 def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per side: the band score n×4 (0–255) and colour n×4×3; and the frame score n (0–255) and
     colour n×3: for the best width, the least contrast of the four strips with the strips inside
@@ -201,22 +215,16 @@ def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     fracs = (1 / 16, 1 / 8, 1 / 5)
     plain = np.zeros((len(fracs), n, len(SIDES)))
     plain_colour = np.zeros((len(fracs), n, len(SIDES), c))
-    for j, side in enumerate(SIDES):
-        back = np.median(np.concatenate([rings[o] for o in SIDES if o != side], axis=1), axis=1)
-        length = h if side in ("top", "bottom") else w
-        for f, frac in enumerate(fracs):
-            k = max(1, int(round(frac * length)))
-            if 2 * k >= length:
-                continue
-            strip, inner = side_strips(x, side, k)
-            sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
-            flat = 0.5 * np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
-            own = np.abs(sm - im).max(axis=1) + flat
-            s = np.minimum(own, np.abs(sm - back).max(axis=1) + flat)
-            better = s > score[:, j]
-            score[better, j] = s[better]
-            colour[better, j] = sm[better]
-            plain[f, :, j], plain_colour[f, :, j] = own, sm
+    backs = [np.median(np.concatenate([rings[o] for o in SIDES if o != side], axis=1), axis=1) for side in SIDES]
+    for j, _, f, strip, inner in strip_pairs(x, fracs):
+        sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
+        flat = 0.5 * np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
+        own = np.abs(sm - im).max(axis=1) + flat
+        s = np.minimum(own, np.abs(sm - backs[j]).max(axis=1) + flat)
+        better = s > score[:, j]
+        score[better, j] = s[better]
+        colour[better, j] = sm[better]
+        plain[f, :, j], plain_colour[f, :, j] = own, sm
     spread = np.abs(plain_colour - plain_colour.mean(axis=2, keepdims=True)).max(axis=(2, 3))     # widths × n
     frame = np.where(spread <= 40.0, plain.min(axis=2), 0.0)
     best = frame.argmax(axis=0)
