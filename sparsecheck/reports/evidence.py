@@ -137,6 +137,13 @@ def _pct(x: float) -> str:
 _points, _change = fmt.points, fmt.change
 
 
+def _tie_words(seen: Mapping[str, Any]) -> str:
+    """", training share in the class minus the others' +39 points" for an *also seen as* entry
+    that has its training tie (:func:`~sparsecheck.analysis.shortcuts.pool_findings`)."""
+    tie = finite_number(seen.get("training_tie"))
+    return "" if tie is None else f"; in training, share in the class minus the others' {_points(tie)}"
+
+
 def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
     """A spurious finding's evidence as sentences and chart rows.
 
@@ -227,7 +234,8 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
     if seen:
         words.append("The same images are marked by " + ", ".join(
             f"{a.get('attribute')} = {a.get('value')}" + (f" ({_pct(finite_number(a.get('agreement')) or 0)} "
-                                                          f"agreement)" if a.get("agreement") is not None else "")
+                                                          f"agreement" + _tie_words(a) + ")"
+                                                          if a.get("agreement") is not None else "")
             for a in seen) + ".")
     if iv is not None and iv.get("n_put"):
         bars += [{"group": f"other classes taken for {cls}", "label": "cue put on",

@@ -400,6 +400,10 @@ def test_finding_evidence_in_words_and_numbers() -> None:
     assert "its recall with corner_mark = yes goes from 95% to 88%" in text
     assert [b["kind"] for b in ev["bars"]] == ["with", "without"] * 4
     assert finding_evidence({"feature": 1})["words"] == [] and finding_evidence({"feature": 1})["bars"] == []
+    seen = finding_evidence({"feature": 7, "attribute": "auto:feature_7", "value": "on", "also_seen_as": [
+        {"attribute": "auto:sharpness", "value": "high", "agreement": 0.44, "training_tie": 0.39}]})["words"]
+    assert seen == ["The same images are marked by auto:sharpness = high (44% agreement; in training, share in "
+                    "the class minus the others' +39 points)."]
     assert fmt_weight(0.0031) == "+0.0031" and fmt_weight(-0.79) == "-0.79" and fmt_weight(3.9e-5) == "+0.000039"
 
 
