@@ -57,11 +57,18 @@ def test_a_shared_feature_on_other_images_is_another_shortcut():
     assert len(d) == 1 and d[0].also_seen_as == [] and [f.attribute for f in a] == ["auto:contrast"]
 
 
-def _auto(feature: int, attribute: str, value: str, tie: tuple[float, float], score: float) -> SpuriousFinding:
-    return SpuriousFinding("seven", feature, attribute, value, score, True,
-                           {"confirmed_by_intervention": True, "train_share_in_class": tie[0],
-                            "train_share_others": tie[1], "auc": 0.8},
-                           f"seven on {attribute}={value}", automatic=True, features=[feature])
+def _pooled(*findings: tuple[str, str, int, tuple[float, float], float]) -> list[tuple[str, list[str]]]:
+    """Automatic findings of class seven on feature 7, each ``(attribute, value, carriers, (train share
+    in the class, in the others), score)`` whose value the first ``carriers`` of 300 images have,
+    pooled: each reported finding's attribute and the attributes it is also seen as."""
+    n = 300
+    meta = pd.DataFrame({a: np.array([v] * k + ["none"] * (n - k), dtype=object) for a, v, k, _, _ in findings})
+    auto = [SpuriousFinding("seven", 7, a, v, score, True,
+                            {"confirmed_by_intervention": True, "train_share_in_class": tie[0],
+                             "train_share_others": tie[1], "auc": 0.8},
+                            f"seven on {a}={v}", automatic=True, features=[7]) for a, v, _, tie, score in findings]
+    _, kept = pool_findings([], auto, meta, [])
+    return [(f.attribute, [(s["attribute"], s.get("training_tie")) for s in f.also_seen_as]) for f in kept]
 
 
 def test_the_value_training_ties_to_the_class_names_a_shortcut_seen_through_a_proxy():
@@ -69,42 +76,21 @@ def test_the_value_training_ties_to_the_class_names_a_shortcut_seen_through_a_pr
     # found first: it scores higher); the feature that fires on the overlay marks the 40. Training
     # ties the feature's mode to the class far more (0.86 vs 0.02) than the proxy (0.57 vs 0.18):
     # the mode names the shortcut and the proxy is listed as also seen as, with its tie
-    n = 300
-    sharp = np.array(["high"] * 90 + ["low"] * (n - 90), dtype=object)
-    mode = np.array(["on"] * 40 + ["off"] * (n - 40), dtype=object)
-    meta = pd.DataFrame({"auto:sharpness": sharp, "auto:feature_7": mode})
-    proxy = _auto(7, "auto:sharpness", "high", (0.57, 0.18), score=0.5)
-    cue = _auto(7, "auto:feature_7", "on", (0.86, 0.02), score=0.3)
-    _, a = pool_findings([], [proxy, cue], meta, [])
-    assert [(f.attribute, f.value) for f in a] == [("auto:feature_7", "on")]
-    assert [(s["attribute"], s["training_tie"]) for s in a[0].also_seen_as] == [("auto:sharpness", 0.39)]
+    assert _pooled(("auto:sharpness", "high", 90, (0.57, 0.18), 0.5), ("auto:feature_7", "on", 40, (0.86, 0.02), 0.3)
+                   ) == [("auto:feature_7", [("auto:sharpness", 0.39)])]
 
 
 def test_a_features_mode_must_tie_far_more_to_name_a_shortcut_instead_of_a_measured_property():
     # noise on the ants: "noise=high" marks them (86% of the class, 7% of the others in training);
     # the feature that fires on them was chosen for firing on its class and ties a little more
     # (92%, 1%): more than NAMING_MARGIN, less than MODE_MARGIN, so the measured property names it
-    n = 300
-    meta = pd.DataFrame({"auto:noise": np.array(["high"] * 40 + ["low"] * (n - 40), dtype=object),
-                         "auto:feature_7": np.array(["on"] * 40 + ["off"] * (n - 40), dtype=object)})
-    gap = (0.92 - 0.01) - (0.86 - 0.07)
-    assert NAMING_MARGIN < gap < MODE_MARGIN
-    noise = _auto(7, "auto:noise", "high", (0.86, 0.07), score=0.3)
-    mode = _auto(7, "auto:feature_7", "on", (0.92, 0.01), score=0.5)
-    _, a = pool_findings([], [mode, noise], meta, [])
-    assert [f.attribute for f in a] == ["auto:noise"]
-    assert [s["attribute"] for s in a[0].also_seen_as] == ["auto:feature_7"]
+    assert NAMING_MARGIN < (0.92 - 0.01) - (0.86 - 0.07) < MODE_MARGIN
+    assert _pooled(("auto:feature_7", "on", 40, (0.92, 0.01), 0.5), ("auto:noise", "high", 40, (0.86, 0.07), 0.3)
+                   ) == [("auto:noise", [("auto:feature_7", 0.91)])]
 
 
 def test_of_two_measured_values_the_one_tied_more_names_the_shortcut():
     # a green mark in the top-left: "pattern_tl=green" holds half the marked images (42% / 1%),
     # "pattern_l=green" all of them (85% / 3%); the first scored higher, the second names it
-    n = 300
-    tl = np.array(["green"] * 20 + ["none"] * (n - 20), dtype=object)
-    left = np.array(["green"] * 40 + ["none"] * (n - 40), dtype=object)
-    meta = pd.DataFrame({"auto:pattern_tl": tl, "auto:pattern_l": left})
-    half = _auto(3, "auto:pattern_tl", "green", (0.42, 0.01), score=0.6)
-    whole = _auto(3, "auto:pattern_l", "green", (0.85, 0.03), score=0.4)
-    _, a = pool_findings([], [half, whole], meta, [])
-    assert [(f.attribute, [s["attribute"] for s in f.also_seen_as]) for f in a] == [
-        ("auto:pattern_l", ["auto:pattern_tl"])]
+    assert _pooled(("auto:pattern_tl", "green", 20, (0.42, 0.01), 0.6),
+                   ("auto:pattern_l", "green", 40, (0.85, 0.03), 0.4)) == [("auto:pattern_l", [("auto:pattern_tl", 0.41)])]
