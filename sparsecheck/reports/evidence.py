@@ -138,10 +138,10 @@ _points, _change = fmt.points, fmt.change
 
 
 def _tie_words(seen: Mapping[str, Any]) -> str:
-    """", training share in the class minus the others' +39 points" for an *also seen as* entry
-    that has its training tie (:func:`~sparsecheck.analysis.shortcuts.pool_findings`)."""
+    """"; training tie +39 points" for an *also seen as* entry that has its training tie
+    (:func:`~sparsecheck.analysis.shortcuts.pool_findings`)."""
     tie = finite_number(seen.get("training_tie"))
-    return "" if tie is None else f"; in training, share in the class minus the others' {_points(tie)}"
+    return "" if tie is None else f"; training tie {_points(tie)}"
 
 
 def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +236,9 @@ def finding_evidence(finding: Mapping[str, Any]) -> dict[str, Any]:
             f"{a.get('attribute')} = {a.get('value')}" + (f" ({_pct(finite_number(a.get('agreement')) or 0)} "
                                                           f"agreement" + _tie_words(a) + ")"
                                                           if a.get("agreement") is not None else "")
-            for a in seen) + ".")
+            for a in seen) + "." + (" (Training tie: the share of the class's training images with the value minus "
+                                    "the other classes' share.)"
+                                    if any(finite_number(a.get("training_tie")) is not None for a in seen) else ""))
     if iv is not None and iv.get("n_put"):
         bars += [{"group": f"other classes taken for {cls}", "label": "cue put on",
                   "value": min(1.0, max(0.0, float(iv.get("flip_rate") or 0.0))), "kind": "with"},

@@ -402,8 +402,9 @@ def test_finding_evidence_in_words_and_numbers() -> None:
     assert finding_evidence({"feature": 1})["words"] == [] and finding_evidence({"feature": 1})["bars"] == []
     seen = finding_evidence({"feature": 7, "attribute": "auto:feature_7", "value": "on", "also_seen_as": [
         {"attribute": "auto:sharpness", "value": "high", "agreement": 0.44, "training_tie": 0.39}]})["words"]
-    assert seen == ["The same images are marked by auto:sharpness = high (44% agreement; in training, share in "
-                    "the class minus the others' +39 points)."]
+    assert seen == ["The same images are marked by auto:sharpness = high (44% agreement; training tie +39 points). "
+                    "(Training tie: the share of the class's training images with the value minus the other "
+                    "classes' share.)"]
     assert fmt_weight(0.0031) == "+0.0031" and fmt_weight(-0.79) == "-0.79" and fmt_weight(3.9e-5) == "+0.000039"
 
 
