@@ -213,9 +213,9 @@ def _names_better(f: SpuriousFinding, lead: SpuriousFinding) -> bool:
 
     The value that training ties to the class more strongly, by at least :data:`NAMING_MARGIN`: a
     shortcut is learned from the images that carry the cue in training, so the value that marks
-    those images names it, where a broader or partial proxy of them (``sharpness=high`` for the
-    images with a text overlay, 57% of the class and 18% of the others in training, beside a
-    feature's mode on 86% and 2%) ties less. Between values that tie about as much: a measured
+    those images names it, where a broader or partial proxy of them ties less (on the development
+    tasks: ``sharpness=high`` for images given noise, 57% of the class and 18% of the others in
+    training; the values that marked the cued images, 85–91% and 1–5%). Between values that tie about as much: a measured
     property before a feature's own modes (``auto:feature_<id>`` says only that the feature
     fires), then the value the feature tracks best."""
     a, b = _tie(f), _tie(lead)

@@ -72,8 +72,8 @@ def _pooled(*findings: tuple[str, str, int, tuple[float, float], float]) -> list
 
 
 def test_the_value_training_ties_to_the_class_names_a_shortcut_seen_through_a_proxy():
-    # a text overlay on 40 of the sevens: "sharpness=high" holds them and 50 other images (a proxy,
-    # found first: it scores higher); the feature that fires on the overlay marks the 40. Training
+    # noise on 40 of the sevens: "sharpness=high" holds them and 50 other images (a proxy,
+    # found first: it scores higher); the feature that fires on the noise marks the 40. Training
     # ties the feature's mode to the class far more (0.86 vs 0.02) than the proxy (0.57 vs 0.18):
     # the mode names the shortcut and the proxy is listed as also seen as, with its tie
     assert _pooled(("auto:sharpness", "high", 90, (0.57, 0.18), 0.5), ("auto:feature_7", "on", 40, (0.86, 0.02), 0.3)
