@@ -29,9 +29,7 @@ Windows and strips come from integral images, so a batch costs a few passes over
 
 Examples
 --------
->>> from typing import Iterator, Sequence
-
-import numpy as np
+>>> import numpy as np
 >>> x = np.full((2, 32, 32, 3), 20.0, np.float32)
 >>> x[1, -5:-1, -5:-1] = 255.0                          # a white 4×4 mark, bottom-right
 >>> score, colour = marks(x)
@@ -40,6 +38,8 @@ import numpy as np
 """
 
 from __future__ import annotations
+
+from typing import Iterator, Sequence
 
 import numpy as np
 
