@@ -284,7 +284,9 @@ class SpuriousFindingRecord(_Record):
 
     ``features`` lists every feature of the class carrying the shortcut (``feature`` leads);
     ``other_sides`` the findings on the absence of the value folded under it; ``also_seen_as`` the
-    attributes marking the same images; ``automatic``: found on an automatic image attribute.
+    attributes marking the same images (``attribute``, ``value``, ``agreement``; for a finding
+    merged in, its ``feature``, ``automatic`` and ``training_tie``: the share of the class's training
+    images with the value minus the others'); ``automatic``: found on an automatic image attribute.
     """
 
     class_: str = Field(alias="class")

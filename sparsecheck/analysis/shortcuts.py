@@ -215,9 +215,10 @@ def _names_better(f: SpuriousFinding, lead: SpuriousFinding) -> bool:
     shortcut is learned from the images that carry the cue in training, so the value that marks
     those images names it, where a broader or partial proxy of them ties less (on the development
     tasks: ``sharpness=high`` for images given noise, 57% of the class and 18% of the others in
-    training; the values that marked the cued images, 85–91% and 1–5%). Between values that tie about as much: a measured
-    property before a feature's own modes (``auto:feature_<id>`` says only that the feature
-    fires), then the value the feature tracks best."""
+    training; the values that marked the cued images, 85–91% and 1–5%). A feature's own mode
+    (``auto:feature_<id>``) against a measured property needs :data:`MODE_MARGIN`. Between values
+    that tie about as much: a measured property before a feature's own modes (``auto:feature_<id>``
+    says only that the feature fires), then the value the feature tracks best."""
     a, b = _tie(f), _tie(lead)
     if a is not None and b is not None:
         modes = is_feature_mode(f.attribute), is_feature_mode(lead.attribute)
