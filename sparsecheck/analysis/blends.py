@@ -77,7 +77,7 @@ def blend_stats(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     n, c = x.shape[0], x.shape[-1]
     out = np.full((n, len(SIDES), len(WIDTHS), 4), np.nan, np.float32)
-    for j, _, f, strip, inner in strip_pairs(x, WIDTHS):
+    for j, f, strip, inner in strip_pairs(x, WIDTHS):
         strip, inner = strip.reshape(n, -1, c), inner.reshape(n, -1, c)
         ms, mi = strip.mean(axis=1), inner.mean(axis=1)
         # +1 grey level: a flat strip next to a flat one is not squeezed (r = 1), it is blank

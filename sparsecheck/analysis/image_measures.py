@@ -185,8 +185,8 @@ def side_strips(x: np.ndarray, side: str, k: int) -> tuple[np.ndarray, np.ndarra
     return x[:, :, w - k:], x[:, :, w - 2 * k:w - k]
 
 
-def strip_pairs(x: np.ndarray, fracs: Sequence[float]) -> Iterator[tuple[int, str, int, np.ndarray, np.ndarray]]:
-    """Each side's strips of each width: ``(side index, side, width index, strip, inner)`` for the
+def strip_pairs(x: np.ndarray, fracs: Sequence[float]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Each side's strips of each width: ``(side index in SIDES, width index, strip, inner)`` for the
     widths (shares of the side's length, at least a pixel) whose strip and inner strip fit."""
     h, w = x.shape[1:3]
     for j, side in enumerate(SIDES):
@@ -194,7 +194,7 @@ def strip_pairs(x: np.ndarray, fracs: Sequence[float]) -> Iterator[tuple[int, st
         for f, frac in enumerate(fracs):
             k = max(1, int(round(frac * length)))
             if 2 * k < length:
-                yield (j, side, f, *side_strips(x, side, k))
+                yield (j, f, *side_strips(x, side, k))
 
 
 def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -216,7 +216,7 @@ def bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     plain = np.zeros((len(fracs), n, len(SIDES)))
     plain_colour = np.zeros((len(fracs), n, len(SIDES), c))
     backs = [np.median(np.concatenate([rings[o] for o in SIDES if o != side], axis=1), axis=1) for side in SIDES]
-    for j, _, f, strip, inner in strip_pairs(x, fracs):
+    for j, f, strip, inner in strip_pairs(x, fracs):
         sm, im = strip.mean(axis=(1, 2)), inner.mean(axis=(1, 2))
         flat = 0.5 * np.maximum(inner.std(axis=(1, 2)) - strip.std(axis=(1, 2)), 0.0).mean(axis=1)
         own = np.abs(sm - im).max(axis=1) + flat
