@@ -38,18 +38,39 @@ def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4000, min_frequen
     """A BERT-style WordPiece tokenizer (``BertTokenizerFast``) learned on ``texts``.
 
     Whitespace and punctuation pre-tokenisation, optional lower-casing, ``[CLS] ... [SEP]``
-    around each text.
+    around each text. The vocabulary is the special tokens, every character seen (as a word's
+    first piece and as a ``##`` continuation), then whole words seen at least ``min_frequency``
+    times, most frequent first, ties broken alphabetically, up to ``vocab_size``; a word outside it
+    is spelled in characters. The same texts always give the same vocabulary (the ``tokenizers``
+    library's own WordPiece trainer breaks ties between merges differently from run to run, so a
+    model trained on its vocabulary is not reproducible).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, handle_chinese_chars=True,
-                                                strip_accents=None)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
-                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tok.train_from_iterator((str(t) for t in texts), trainer=trainer)
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, handle_chinese_chars=True,
+                                            strip_accents=None)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for t in texts:
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(str(t))))
+    chars: Counter[str] = Counter()
+    for w, n in words.items():
+        chars[w[0]] += n
+        for c in w[1:]:
+            chars["##" + c] += n
+    by_count = lambda c: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))  # noqa: E731
+    vocab = list(SPECIAL_TOKENS) + [c for c, _ in by_count(chars)]
+    for w, n in by_count(words):
+        if len(vocab) >= int(vocab_size) or n < int(min_frequency):
+            break
+        if w not in chars:  # a one-character word is already there
+            vocab.append(w)
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
