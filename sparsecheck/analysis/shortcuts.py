@@ -148,12 +148,14 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     class's features are the other's negative weights). A finding on value ``w`` is folded under
     a finding on value ``v`` when at least :data:`MIN_DISJOINT` of ``w``'s images lack ``v`` and
     either ``w`` is the complement of ``v`` (together they mark at least :data:`MIN_DISJOINT` of
-    the images: ``snow=no`` beside ``snow=yes``, or an automatic ``mark_br=none`` beside
-    ``mark_br=white``'s twin ``mark_b=white``, for another class) or ``w`` is another value of the
-    same attribute that most images have (``hue=grey`` beside ``hue=red``). Of two complements, a
-    value fewer than half the images have leads (the presence of the cue), then the one on a
-    feature that *fires* on its value (not a feature staying low), then the rarer value. The folded finding is listed in the lead's ``other_sides``
-    and no longer counted on its own.
+    the images: ``snow=no`` beside ``snow=yes``, or, for another class, an automatic
+    ``mark_br=none`` beside ``mark_br=white``'s twin ``mark_b=white``) or ``w`` is another value
+    of the same attribute that most images have (``hue=grey`` beside ``hue=red``). A value of
+    another attribute is a complement only when most images have it, its state without a cue: with two classes, a cue on one class's images and a cue on the other's
+    together cover nearly all the images, and neither is the other's absence. Of two complements,
+    a value fewer than half the images have leads (the presence of the cue), then the one on a
+    feature that *fires* on its value (not a feature staying low), then the rarer value. The
+    folded finding is listed in the lead's ``other_sides`` and no longer counted on its own.
 
     Examples
     --------
@@ -188,12 +190,21 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
             base = own if same else v
             if not w.any() or (w & ~base).sum() < MIN_DISJOINT * w.sum():
                 continue
-            complement = (w | base).mean() >= MIN_DISJOINT and (same or other.class_name != lead.class_name)
+            # another attribute's value is the lead's other side only when most images have it
+            # (``mark_br=none``): with two classes, a cue on one class's images and a
+            # cue on the other's also cover the images between them, and neither is the other's absence
+            complement = (w | base).mean() >= MIN_DISJOINT and (
+                same or (other.class_name != lead.class_name and _usual(metadata, other.attribute, other.value)))
             majority = same and w.sum() / n >= 0.5
             if complement or majority:
                 lead.other_sides.append(_brief(other))
                 folded.add(id(other))
     return [f for f in out if id(f) not in folded]
+
+
+def _usual(metadata: pd.DataFrame, attribute: str, value: str) -> bool:
+    """Whether most images have ``attribute=value`` (its state where no cue is)."""
+    return bool(_carriers(metadata, attribute, value).mean() > 0.5)
 
 
 def _tie(finding: SpuriousFinding) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sparsecheck.analysis.shortcuts import MIN_SHARED, MODE_MARGIN, NAMING_MARGIN, pool_findings
+from sparsecheck.analysis.shortcuts import MIN_SHARED, MODE_MARGIN, NAMING_MARGIN, fold_other_sides, pool_findings
 from sparsecheck.analysis.spurious import SpuriousFinding
 
 
@@ -94,3 +94,35 @@ def test_of_two_measured_values_the_one_tied_more_names_the_shortcut():
     # "pattern_l=green" all of them (85% / 3%); the first scored higher, the second names it
     assert _pooled(("auto:pattern_tl", "green", 20, (0.42, 0.01), 0.6),
                    ("auto:pattern_l", "green", 40, (0.85, 0.03), 0.4)) == [("auto:pattern_l", [("auto:pattern_tl", 0.41)])]
+
+
+def _folded(ants: tuple[str, str], n_ants_cue: int) -> list[tuple[str, str, list[str]]]:
+    """Two classes of 100 test images each: the bees' feature fires on the bees (its own mode,
+    ``auto:feature_17=on``), and an ants finding on ``ants`` = (attribute, value) whose value the
+    first ``n_ants_cue`` ants carry. Folded: each kept finding's class, attribute and other sides."""
+    n = 200
+    mode = np.array(["off"] * 100 + ["on"] * 100, dtype=object)
+    attr, value = ants
+    other = np.array(["none"] * n, dtype=object)
+    if value == "none":  # the ants' value is the absence of a band 90 of the bees carry
+        other[110:] = "yellow"
+    else:
+        other[:n_ants_cue] = value
+    meta = pd.DataFrame({"auto:feature_17": mode, attr: other})
+    bees = SpuriousFinding("bees", 17, "auto:feature_17", "on", 0.5, True, {"weight": 0.9}, "bees", automatic=True)
+    ant = SpuriousFinding("ants", 4, attr, value, 0.3, True, {"weight": 0.7}, "ants", automatic=True)
+    return [(f.class_name, f.attribute, [o["class"] for o in f.other_sides]) for f in fold_other_sides([bees, ant], meta)]
+
+
+def test_a_cue_on_the_other_class_is_not_folded_as_the_absence_of_a_cue_on_this_one():
+    # a green band on 95 of the 100 ants: with the bees' mode, it covers 97.5% of the images, as
+    # the absence of the mode would, but it is a cue of its own (band_right=green is not the state
+    # of most images: 47.5% have it), so both findings stay
+    assert _folded(("auto:band_right", "green"), 95) == [("bees", "auto:feature_17", []),
+                                                         ("ants", "auto:band_right", [])]
+
+
+def test_the_usual_state_of_another_attribute_is_folded_as_the_other_side():
+    # the ants rely on "no band" where 90 of the bees carry a yellow one: most images (55%) have
+    # no band, so the ants' finding is the bees' shortcut seen from the other side
+    assert _folded(("auto:band_bottom", "none"), 0) == [("bees", "auto:feature_17", ["ants"])]
