@@ -15,9 +15,11 @@ Examples
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -38,15 +40,14 @@ def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4000, min_frequen
     """A BERT-style WordPiece tokenizer (``BertTokenizerFast``) learned on ``texts``.
 
     Whitespace and punctuation pre-tokenisation, optional lower-casing, ``[CLS] ... [SEP]``
-    around each text. The vocabulary is the special tokens, every character seen (as a word's
-    first piece and as a ``##`` continuation), then whole words seen at least ``min_frequency``
-    times, most frequent first, ties broken alphabetically, up to ``vocab_size``; a word outside it
-    is spelled in characters. The same texts always give the same vocabulary (the ``tokenizers``
-    library's own WordPiece trainer breaks ties between merges differently from run to run, so a
-    model trained on its vocabulary is not reproducible).
+    around each text. The vocabulary is learned as the ``tokenizers`` library's WordPiece trainer
+    learns it, by byte-pair merges over the words' characters (a word's first piece, then ``##``
+    continuations), the most frequent pair first, until ``vocab_size`` or until no pair is seen
+    ``min_frequency`` times; here ties are broken alphabetically, so the same texts always give
+    the same vocabulary (that trainer breaks them differently in each process, and a model trained
+    on its vocabulary is not reproducible). Words are split into the longest pieces from the left,
+    as in BERT; a word with a character never seen is ``[UNK]``.
     """
-    from collections import Counter
-
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
@@ -56,18 +57,7 @@ def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4000, min_frequen
     words: Counter[str] = Counter()
     for t in texts:
         words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(str(t))))
-    chars: Counter[str] = Counter()
-    for w, n in words.items():
-        chars[w[0]] += n
-        for c in w[1:]:
-            chars["##" + c] += n
-    by_count = lambda c: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))  # noqa: E731
-    vocab = list(SPECIAL_TOKENS) + [c for c, _ in by_count(chars)]
-    for w, n in by_count(words):
-        if len(vocab) >= int(vocab_size) or n < int(min_frequency):
-            break
-        if w not in chars:  # a one-character word is already there
-            vocab.append(w)
+    vocab = _merges(words, int(vocab_size), int(min_frequency))
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizer
@@ -77,6 +67,66 @@ def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4000, min_frequen
     tok.decoder = decoders.WordPiece()
     return BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", pad_token="[PAD]",
                              cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+
+
+def _merges(words: Counter[str], vocab_size: int, min_frequency: int) -> list[str]:
+    """The special tokens, the characters (most frequent first), then byte-pair merges: the most
+    frequent adjacent pair of pieces over ``words`` (word → count), ties alphabetical, merged into
+    one piece, until ``vocab_size`` pieces or the best pair is seen fewer than ``min_frequency`` times.
+
+    >>> _merges(Counter({"low": 5, "lower": 2, "newest": 6}), 20, 2)[len(SPECIAL_TOKENS):]
+    ['##w', '##e', '##o', 'l', '##s', '##t', 'n', '##r', '##we', 'lo', '##ewe', '##ewes', '##ewest', 'newest', 'low']
+    """
+    chars: Counter[str] = Counter()
+    split: dict[str, list[str]] = {}
+    for w, n in words.items():
+        split[w] = [w[0], *("##" + c for c in w[1:])]
+        chars.update({piece: n for piece in split[w]})
+    vocab = list(SPECIAL_TOKENS) + sorted(chars, key=lambda c: (-chars[c], c))
+    known = set(vocab)
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[str]] = {}
+    for w, pieces in split.items():
+        for pair in zip(pieces, pieces[1:]):
+            pairs[pair] += words[w]
+            where.setdefault(pair, set()).add(w)
+    heap = [(-n, a, b) for (a, b), n in pairs.items()]
+    heapq.heapify(heap)
+    while heap and len(vocab) < vocab_size:
+        n, a, b = heapq.heappop(heap)
+        if -n != pairs.get((a, b), 0):
+            continue  # a stale count: the pair's count changed since it was pushed
+        if -n < min_frequency:
+            break
+        merged = a + b.removeprefix("##")
+        if merged not in known:
+            vocab.append(merged)
+            known.add(merged)
+        touched: set[tuple[str, str]] = set()
+        for w in where.pop((a, b), set()):
+            old, k = split[w], words[w]
+            for pair in zip(old, old[1:]):
+                pairs[pair] -= k
+                touched.add(pair)
+            new, i = [], 0
+            while i < len(old):
+                if i + 1 < len(old) and (old[i], old[i + 1]) == (a, b):
+                    new.append(merged)
+                    i += 2
+                else:
+                    new.append(old[i])
+                    i += 1
+            split[w] = new
+            for pair in zip(new, new[1:]):
+                pairs[pair] += k
+                where.setdefault(pair, set()).add(w)
+                touched.add(pair)
+        for pair in touched:
+            if pairs[pair] > 0:
+                heapq.heappush(heap, (-pairs[pair], *pair))
+            else:
+                del pairs[pair]
+    return vocab
 
 
 def small_bert(tokenizer: Any, class_names: Sequence[str], *, layers: int = 2, hidden: int = 128, heads: int = 2,
