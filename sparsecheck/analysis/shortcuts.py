@@ -151,8 +151,9 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
     the images: ``snow=no`` beside ``snow=yes``, or, for another class, an automatic
     ``mark_br=none`` beside ``mark_br=white``'s twin ``mark_b=white``) or ``w`` is another value
     of the same attribute that most images have (``hue=grey`` beside ``hue=red``). A value of
-    another attribute is a complement only when most images have it, its state without a cue: with two classes, a cue on one class's images and a cue on the other's
-    together cover nearly all the images, and neither is the other's absence. Of two complements,
+    another attribute is a complement only when most images have it, its state without a cue:
+    with two classes, a cue on one class's images and a cue on the other's together cover nearly
+    all the images, and neither is the other's absence. Of two complements,
     a value fewer than half the images have leads (the presence of the cue), then the one on a
     feature that *fires* on its value (not a feature staying low), then the rarer value. The
     folded finding is listed in the lead's ``other_sides`` and no longer counted on its own.
@@ -191,8 +192,8 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
             if not w.any() or (w & ~base).sum() < MIN_DISJOINT * w.sum():
                 continue
             # another attribute's value is the lead's other side only when most images have it
-            # (``mark_br=none``): with two classes, a cue on one class's images and a
-            # cue on the other's also cover the images between them, and neither is the other's absence
+            # (``mark_br=none``): with two classes, two cues, one on each class's images, are
+            # complements too, and neither is the other's absence
             complement = (w | base).mean() >= MIN_DISJOINT and (
                 same or (other.class_name != lead.class_name and _usual(metadata, other.attribute, other.value)))
             majority = same and w.sum() / n >= 0.5

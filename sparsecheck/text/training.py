@@ -75,13 +75,14 @@ def _merges(words: Counter[str], vocab_size: int, min_frequency: int) -> list[st
     one piece, until ``vocab_size`` pieces or the best pair is seen fewer than ``min_frequency`` times.
 
     >>> _merges(Counter({"low": 5, "lower": 2, "newest": 6}), 20, 2)[len(SPECIAL_TOKENS):]
-    ['##w', '##e', '##o', 'l', '##s', '##t', 'n', '##r', '##we', 'lo', '##ewe', '##ewes', '##ewest', 'newest', 'low']
+    ['##e', '##w', '##o', 'l', '##s', '##t', 'n', '##r', '##we', 'lo', '##ewe', '##ewes', '##ewest', 'newest', 'low']
     """
     chars: Counter[str] = Counter()
     split: dict[str, list[str]] = {}
     for w, n in words.items():
         split[w] = [w[0], *("##" + c for c in w[1:])]
-        chars.update({piece: n for piece in split[w]})
+        for piece in split[w]:
+            chars[piece] += n
     vocab = list(SPECIAL_TOKENS) + sorted(chars, key=lambda c: (-chars[c], c))
     known = set(vocab)
     pairs: Counter[tuple[str, str]] = Counter()
