@@ -195,17 +195,12 @@ def fold_other_sides(findings: Sequence[SpuriousFinding], metadata: pd.DataFrame
             # (``mark_br=none``): with two classes, two cues, one on each class's images, are
             # complements too, and neither is the other's absence
             complement = (w | base).mean() >= MIN_DISJOINT and (
-                same or (other.class_name != lead.class_name and _usual(metadata, other.attribute, other.value)))
+                same or (other.class_name != lead.class_name and w.mean() > 0.5))
             majority = same and w.sum() / n >= 0.5
             if complement or majority:
                 lead.other_sides.append(_brief(other))
                 folded.add(id(other))
     return [f for f in out if id(f) not in folded]
-
-
-def _usual(metadata: pd.DataFrame, attribute: str, value: str) -> bool:
-    """Whether most images have ``attribute=value`` (its state where no cue is)."""
-    return bool(_carriers(metadata, attribute, value).mean() > 0.5)
 
 
 def _tie(finding: SpuriousFinding) -> float | None:

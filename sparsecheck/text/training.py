@@ -103,12 +103,11 @@ def _merges(words: Counter[str], vocab_size: int, min_frequency: int) -> list[st
         if merged not in known:
             vocab.append(merged)
             known.add(merged)
-        touched: set[tuple[str, str]] = set()
+        change: Counter[tuple[str, str]] = Counter()  # the pairs' counts that the merge moves
         for w in where.pop((a, b), set()):
             old, k = split[w], words[w]
             for pair in zip(old, old[1:]):
-                pairs[pair] -= k
-                touched.add(pair)
+                change[pair] -= k
             new, i = [], 0
             while i < len(old):
                 if i + 1 < len(old) and (old[i], old[i + 1]) == (a, b):
@@ -119,10 +118,12 @@ def _merges(words: Counter[str], vocab_size: int, min_frequency: int) -> list[st
                     i += 1
             split[w] = new
             for pair in zip(new, new[1:]):
-                pairs[pair] += k
+                change[pair] += k
                 where.setdefault(pair, set()).add(w)
-                touched.add(pair)
-        for pair in touched:
+        for pair, d in change.items():
+            if d == 0:
+                continue  # a pair beside the merge in no word: its count and heap entry stand
+            pairs[pair] += d
             if pairs[pair] > 0:
                 heapq.heappush(heap, (-pairs[pair], *pair))
             else:

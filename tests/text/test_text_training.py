@@ -10,10 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-pytest.importorskip("transformers", reason="the text extra is not installed")
-
 _VOCAB = """
 import hashlib, json
 from sparsecheck.text.demo import load_demo_sentences
