@@ -98,7 +98,10 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         Last lambda over the first (the paper's epsilon), in (0, 1).
     tolerance : float, default 0.05
         Selection: the sparsest layer whose validation accuracy is at least the best on the path
-        minus ``tolerance`` (a fraction: 0.05 is 5 points).
+        minus ``tolerance`` (a fraction: 0.05 is 5 points) and in which every class weighs at
+        least one feature positively, when one of those layers has that (a class with none is
+        told only by the others' features staying low: it has nothing of its own to explain, and
+        what it relies on, a shortcut included, is in no feature of the layer).
     features_per_class : int or None, default None
         If set, selection instead takes the last layer along the path (largest lambda first)
         before the mean number of features per class first exceeds this value; the path stops
@@ -553,7 +556,8 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         layer = cls(**meta["params"])
         layer.weight_, layer.bias_ = arrays["weight"], arrays["bias"]
         layer.mean_, layer.std_, layer.classes_ = arrays["mean"], arrays["std"], arrays["classes"]
-        layer.path_ = pd.DataFrame(meta["path"]).astype(_PATH_COLUMNS)
+        frame = pd.DataFrame(meta["path"])  # a layer saved before a column was added lacks it
+        layer.path_ = frame.astype({k: v for k, v in _PATH_COLUMNS.items() if k in frame.columns})
         layer.selected_index_ = int(meta["selected_index"])
         layer.selected_lambda_ = float(meta["selected_lambda"])
         layer.lambda_max_ = float(meta["lambda_max"])

@@ -22,8 +22,8 @@ _ARRAYS_NAME = "sparse_layer.npz"
 _ARRAY_KEYS = ("weight", "bias", "mean", "std", "classes")
 _PATH_COLUMNS = {
     "lambda": "float64", "nnz": "int64", "mean_features_per_class": "float64",
-    "max_features_per_class": "int64", "train_accuracy": "float64", "val_accuracy": "float64",
-    "seconds": "float64", "objective": "float64", "n_iter": "int64", "converged": "bool",
+    "max_features_per_class": "int64", "min_own_features": "int64", "train_accuracy": "float64",
+    "val_accuracy": "float64", "seconds": "float64", "objective": "float64", "n_iter": "int64", "converged": "bool",
 }
 
 
@@ -157,6 +157,9 @@ def _path_frame(result: PathResult) -> pd.DataFrame:
         "nnz": [int(c.sum()) for c in counts],
         "mean_features_per_class": [float(c.mean()) for c in counts],
         "max_features_per_class": [int(c.max()) for c in counts],
+        # the fewest features any class weighs positively: a class with none is decided only by the
+        # others' features staying low (with two classes, each feature's weights are mirrored)
+        "min_own_features": [int((w > 0).sum(axis=1).min()) if w.size else 0 for w in result.weights],
         "train_accuracy": result.train_accuracy,
         "val_accuracy": result.val_accuracy,
         "seconds": result.seconds,
@@ -168,12 +171,25 @@ def _path_frame(result: PathResult) -> pd.DataFrame:
 
 
 def _select(path: pd.DataFrame, tolerance: float, features_per_class: int | None) -> int:
-    """Index of the selected layer in ``path`` (see the class docstring for the two rules)."""
+    """Index of the selected layer in ``path`` (see the class docstring for the two rules).
+
+    Of the layers within ``tolerance``, the sparsest in which every class weighs at least one
+    feature positively (when there is one): the second layer here, not the first, in which class 1
+    is only "class 0's feature staying low".
+
+    >>> path = pd.DataFrame({"nnz": [0, 2, 4, 6], "val_accuracy": [0.5, 0.9, 0.91, 0.92],
+    ...                      "min_own_features": [0, 0, 1, 2]})
+    >>> _select(path, 0.05, None)
+    2
+    """
     if features_per_class is not None:
         over = np.flatnonzero(path["mean_features_per_class"].to_numpy() > features_per_class)
         return max(int(over[0]) - 1, 0) if over.size else len(path) - 1
     val = path["val_accuracy"].to_numpy()
     eligible = np.flatnonzero(val >= val.max() - tolerance - 1e-12)
+    if "min_own_features" in path.columns:  # absent from layers saved before the rule
+        owned = eligible[path["min_own_features"].to_numpy()[eligible] >= 1]
+        eligible = owned if owned.size else eligible
     nnz = path["nnz"].to_numpy()
     # sparsest; among equally sparse the most accurate; then the largest lambda
     return int(min(eligible, key=lambda i: (nnz[i], -val[i], i)))

@@ -104,17 +104,44 @@ def _held_out_rows(layer, X, y):
 def test_selection_is_the_sparsest_within_tolerance(layer):
     path = layer.path_
     val, nnz = path["val_accuracy"].to_numpy(), path["nnz"].to_numpy()
+    own = path["min_own_features"].to_numpy()
+    assert own[layer.selected_index_] == (layer.weight_ > 0).sum(axis=1).min()
     eligible = val >= val.max() - layer.tolerance - 1e-12
     assert eligible[layer.selected_index_]
-    assert nnz[layer.selected_index_] == nnz[eligible].min()
+    # the sparsest of those in which every class has a feature of its own, when any has
+    owned = eligible & (own >= 1)
+    assert nnz[layer.selected_index_] == nnz[owned if owned.any() else eligible].min()
     assert layer.selected_lambda_ == path["lambda"].iloc[layer.selected_index_]
     assert (layer.weight_ != 0).sum() == nnz[layer.selected_index_]
     for tolerance in (0.0, 0.02, 0.2, 1.0):
         i = _select(path, tolerance, None)
         ok = val >= val.max() - tolerance - 1e-12
-        assert ok[i] and nnz[i] == nnz[ok].min()
+        pool = ok & (own >= 1) if (ok & (own >= 1)).any() else ok
+        assert ok[i] and nnz[i] == nnz[pool].min()
     assert _select(path, 0.0, None) in np.flatnonzero(val == val.max())
-    assert nnz[_select(path, 1.0, None)] == 0
+    # the all-zero layer owns nothing: a layer with a feature for every class is taken when there is one
+    assert own[0] == 0
+    assert nnz[_select(path, 1.0, None)] == (0 if not (own >= 1).any() else nnz[own >= 1].min())
+    # without the column (a layer saved before it), the sparsest within tolerance
+    assert nnz[_select(path.drop(columns="min_own_features"), 1.0, None)] == 0
+
+
+def test_a_class_told_only_by_the_others_features_gets_one_of_its_own():
+    """Two classes, one strong feature for class 0 and a weaker one for class 1: the sparsest layer
+    within tolerance holds only the strong one (class 1 is "feature 0 staying low"); the layer
+    selected gives class 1 a positive weight of its own."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 2000)
+    X = rng.normal(size=(2000, 10)).astype(np.float32)
+    X[:, 0] += 2.5 * (y == 0)          # class 0's own feature, strong
+    X[:, 1] += 0.8 * (y == 1)          # class 1's own feature, weaker
+    layer = SparseDecisionLayer(n_lambdas=40, solver="fista", device="cpu", random_state=0).fit(X, y)
+    path = layer.path_
+    val, own = path["val_accuracy"].to_numpy(), path["min_own_features"].to_numpy()
+    eligible = val >= val.max() - layer.tolerance - 1e-12
+    assert (eligible & (own == 0) & (path["nnz"].to_numpy() > 0)).any()   # the old rule had a layer without
+    assert (layer.weight_ > 0).sum(axis=1).min() >= 1
+    assert layer.weight_[1, 1] > 0
 
 
 def test_features_per_class_caps_the_mean(data):
