@@ -3,7 +3,8 @@
 Following Wong, Santurkar & Madry (ICML 2021), :class:`SparseDecisionLayer` standardises the
 features, computes the regularisation path from ``lambda_max`` (all weights zero) down to
 ``lambda_max * lambda_min_ratio``, and keeps the sparsest layer whose validation accuracy is
-within ``tolerance`` of the best on the path. Each class then depends on a handful of features,
+within ``tolerance`` of the best on the path (and in which every class weighs a feature
+positively, when such a layer is within it). Each class then depends on a handful of features,
 which can be looked at, associated with metadata and asserted on.
 
 Why one module of ~700 lines: it is one estimator. :class:`SparseDecisionLayer` (fit, predict,
