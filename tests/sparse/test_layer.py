@@ -436,6 +436,20 @@ def test_save_load_round_trip(layer, data, tmp_path):
     assert layer.save(where) == where  # the same layer again: nothing to do
 
 
+def test_a_layer_saved_before_the_own_feature_column_loads(layer, data, tmp_path):
+    """A layer saved by an earlier version has no ``min_own_features`` in its path: it loads, with
+    the columns it has, and predicts the same."""
+    X, _ = data
+    where = layer.save(tmp_path / "layer")
+    meta = json.loads((where / "sparse_layer.json").read_text())
+    del meta["path"]["min_own_features"]
+    (where / "sparse_layer.json").write_text(json.dumps(meta))
+    again = SparseDecisionLayer.load(where)
+    assert "min_own_features" not in again.path_.columns
+    pd.testing.assert_frame_equal(again.path_, layer.path_.drop(columns="min_own_features"))
+    assert np.array_equal(again.decision_function(X), layer.decision_function(X))
+
+
 def test_save_writes_numpy_values_and_a_torch_device_as_json(layer, tmp_path):
     import copy
 
