@@ -282,6 +282,11 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         self.solver_ = solver
         self.n_features_in_ = int(d)
         row = self.path_.iloc[index]
+        ownless = int(((self.weight_ > 0).sum(axis=1) == 0).sum()) if len(classes) > 1 else 0
+        if ownless and row["nnz"] > 0:
+            logger.info("sparse layer: %d of %d classes weigh no feature positively (no layer within the tolerance "
+                        "gives every class one): they are told only by the others' features staying low",
+                        ownless, len(classes))
         logger.info("selected lambda %.4g (%d/%d): %d nonzero weights, %.1f features/class, val accuracy "
                     "%.4f (best %.4f); path %.1fs", self.selected_lambda_, index + 1, len(self.path_),
                     row["nnz"], row["mean_features_per_class"], row["val_accuracy"],
