@@ -63,6 +63,7 @@ from sparsecheck.sparse.path import (
     _encode_with,
     _holdout,
     _mean_features_per_class,
+    _own_features,
     _past_selection,
     _path_frame,
     _select,
@@ -282,7 +283,7 @@ class SparseDecisionLayer(ClassifierMixin, BaseEstimator):
         self.solver_ = solver
         self.n_features_in_ = int(d)
         row = self.path_.iloc[index]
-        ownless = int(((self.weight_ > 0).sum(axis=1) == 0).sum()) if len(classes) > 1 else 0
+        ownless = int((_own_features(self.weight_) == 0).sum())
         if ownless and row["nnz"] > 0:
             logger.info("sparse layer: %d of %d classes weigh no feature positively (no layer within the tolerance "
                         "gives every class one): they are told only by the others' features staying low",

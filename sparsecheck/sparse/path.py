@@ -114,6 +114,12 @@ def _mean_features_per_class(weight: np.ndarray) -> float:
     return float((weight != 0).sum(axis=1).mean())
 
 
+def _own_features(weight: np.ndarray) -> np.ndarray:
+    """How many features each class weighs positively: a class with none is decided only by the
+    others' features staying low (with two classes, each feature's weights are mirrored)."""
+    return (np.asarray(weight) > 0).sum(axis=1)
+
+
 #: early stop: the validation accuracy stayed below the best while lambda fell by this factor ...
 _EARLY_STOP_FACTOR = 2.0
 #: ... by more than this share of ``tolerance`` (0.005 at the default 0.05)
@@ -157,9 +163,7 @@ def _path_frame(result: PathResult) -> pd.DataFrame:
         "nnz": [int(c.sum()) for c in counts],
         "mean_features_per_class": [float(c.mean()) for c in counts],
         "max_features_per_class": [int(c.max()) for c in counts],
-        # the fewest features any class weighs positively: a class with none is decided only by the
-        # others' features staying low (with two classes, each feature's weights are mirrored)
-        "min_own_features": [int((w > 0).sum(axis=1).min()) if w.size else 0 for w in result.weights],
+        "min_own_features": [int(_own_features(w).min()) if w.size else 0 for w in result.weights],
         "train_accuracy": result.train_accuracy,
         "val_accuracy": result.val_accuracy,
         "seconds": result.seconds,
