@@ -98,6 +98,28 @@ def test_a_difference_each_class_has_its_own_way_is_no_region():
     assert est is None or est.kind != "region"
 
 
+def test_a_mark_on_one_class_with_a_few_stray_carriers_elsewhere_is_a_region_from_that_class():
+    """An attribute read off a feature marks most images of one class, which carry a mark, and a few
+    of the others, which carry nothing: the others' difference is noise, neither agreeing nor
+    disagreeing with the mark, and the mark is copied onto them from the class that has it."""
+    x, y = digits(450, seed=3)
+    rng = np.random.default_rng(4)
+    has = (y == 0) & (rng.random(450) < 0.85)
+    stray = np.flatnonzero(y != 0)[rng.permutation(int((y != 0).sum()))[:12]]  # carriers in name only
+    has[stray] = True
+    mark = Patch(region="top-left", size=0.25, colour=(230, 60, 200), margin=0.04)
+    x[has & (y == 0)] = mark.apply(x[has & (y == 0)])
+    where = mark.apply(np.zeros((1, 28, 28, 3), np.uint8))[0, ..., 0] > 0
+    est = estimate_cue(x, has, y, seed=0)
+    assert est is not None and est.kind == "region"
+    assert (est.mask > 0.5)[where].mean() > 0.9 and (est.mask > 0.5).sum() < 2 * where.sum()  # the mark's place
+    target = x[(y == 1) & ~has][:6]
+    cued = est.put.apply_labelled(target, np.ones(6, int))
+    assert (np.abs(cued[:, where].astype(int) - (230, 60, 200)) < 15).all()    # the mark, from class 0
+    ctrl = est.put.control.apply_labelled(target, np.ones(6, int))
+    assert (np.abs(ctrl[:, where].astype(int) - (230, 60, 200)) > 60).any(axis=-1).all()  # no mark
+
+
 def test_transplant_matches_the_class_and_jpeg_changes_the_pixels():
     mask = np.zeros((6, 6), np.float32)
     mask[:2, :2] = 1

@@ -39,8 +39,11 @@ do as alternates (the intervention says which one the model uses); a region must
 most half the image (a larger "region" is the whole image, and copying it would copy another
 image's object), and differ the same way in every class that has both kinds of images
 (``MIN_CONSISTENCY``): a mark drawn on images is the same in every class, whereas the way one
-class's images with a value differ in shape from the others of that class is the class's own. The
-texture kinds are scored on the texture statistics alone.
+class's images with a value differ in shape from the others of that class is the class's own.
+A class whose difference there does not repeat between random halves of its images (a few
+carriers, or carriers in name only: an automatic attribute marks some images of other classes
+for reasons of their own) is noise: it neither agrees nor disagrees, and its images are not the
+region's donors. The texture kinds are scored on the texture statistics alone.
 
 Taking the cue off is estimated the same way in reverse: the region of the median non-carrier of
 the class (its control: of the median carrier), or the inverse colour mapping. Texture cues have
@@ -98,35 +101,66 @@ __all__ = ["CueEstimate", "estimate_cue", "Transplant", "ColourMap", "AddNoise",
 PER_CLASS, TOTAL = 80, 240
 #: a region may cover at most this share of the image
 MAX_REGION = 0.5
-#: the classes' differences inside a region must agree this much (mean pairwise cosine) for it to be a cue
-MIN_CONSISTENCY = 0.5
+#: the classes' differences inside a region must agree this much (mean pairwise cosine, corrected for
+#: the noise in each: :func:`_consistency`) for it to be a cue. A class's own look gives about 0
+#: (its difference sits elsewhere); an automatic attribute is an imperfect proxy, so only a share of
+#: another class's carriers may carry the cue, and their difference points partly its way
+MIN_CONSISTENCY = 0.3
+#: a class's difference inside the region counts (towards the consistency, and as a donor of the
+#: region) when it repeats between random halves of the class's images this much (SPLITS splits)
+MIN_RELIABILITY, SPLITS = 0.3, 4
 #: the least share of the difference an estimate must explain; the other kinds of change that also
 #: do are kept as alternates (at most MAX_ALTERNATES): a value's images may differ in more than one
 #: way (blurred ones and dark ones), and the intervention, not this score, says which one the model uses
 MIN_EXPLAINED, MAX_ALTERNATES = 0.3, 2
 
 
-def _consistency(carriers: dict, others: dict, mask: np.ndarray) -> float | None:
-    """How alike the classes' differences (carriers minus others) are inside ``mask``: the mean
-    pairwise cosine of the per-class mean differences, over the classes with at least 5 of each;
-    None with fewer than two such classes. A cue drawn on images is the same in every class; the
-    way a value's images of one class differ from the others of that class in shape is not."""
+def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.random.Generator
+                       ) -> dict[Any, tuple[np.ndarray, float]]:
+    """Per class with at least 5 of each, the unit difference (carriers minus others) inside
+    ``mask`` and its *reliability*: how well it repeats between random halves of the class's images
+    (the mean cosine of the halves' differences over a few splits, Spearman–Brown corrected to the
+    whole; 0 when the halves do not agree). A class with few carriers, or carriers that share
+    nothing there, has a difference that is mostly noise."""
     keep = mask > 0.5
-    diffs = []
+    out: dict[Any, tuple[np.ndarray, float]] = {}
     for k in carriers:
         a, b = carriers[k], others.get(k)
         if b is None or len(a) < 5 or len(b) < 5:
             continue
-        a4 = a if a.ndim == 4 else a[..., None]
-        b4 = b if b.ndim == 4 else b[..., None]
-        d = (a4[:, keep].astype(np.float64).mean(0) - b4[:, keep].astype(np.float64).mean(0)).ravel()
+        a2 = (a if a.ndim == 4 else a[..., None])[:, keep].reshape(len(a), -1).astype(np.float64)
+        b2 = (b if b.ndim == 4 else b[..., None])[:, keep].reshape(len(b), -1).astype(np.float64)
+        d = a2.mean(0) - b2.mean(0)
         norm = np.linalg.norm(d)
-        if norm > 0:
-            diffs.append(d / norm)
-    if len(diffs) < 2:
+        if norm == 0:
+            continue
+        halves = []
+        for _ in range(SPLITS):
+            pa, pb = rng.permutation(len(a2)), rng.permutation(len(b2))
+            ha, hb = len(a2) // 2, len(b2) // 2
+            d1 = a2[pa[:ha]].mean(0) - b2[pb[:hb]].mean(0)
+            d2 = a2[pa[ha:]].mean(0) - b2[pb[hb:]].mean(0)
+            n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
+            halves.append(float(d1 @ d2 / (n1 * n2)) if n1 > 0 and n2 > 0 else 0.0)
+        r = max(float(np.mean(halves)), 0.0)
+        out[k] = (d / norm, 2 * r / (1 + r))
+    return out
+
+
+def _consistency(diffs: dict[Any, tuple[np.ndarray, float]]) -> float | None:
+    """How alike the classes' differences inside a region are: the mean pairwise cosine of the
+    per-class differences, each divided by the square root of the two reliabilities (the agreement
+    the noise in each estimate leaves room for; at most 1), over the classes whose difference is
+    reliable (:data:`MIN_RELIABILITY`); None with fewer than two such classes. A cue drawn on images
+    is the same in every class; the way a value's images of one class differ from the others of
+    that class in shape is not. A class whose few carriers share nothing there neither agrees nor
+    disagrees: its difference is noise, and it is left out."""
+    good = [(d, r) for d, r in diffs.values() if r >= MIN_RELIABILITY]
+    if len(good) < 2:
         return None
-    g = np.stack(diffs) @ np.stack(diffs).T
-    return float(g[np.triu_indices(len(diffs), 1)].mean())
+    cos = [min(float(good[i][0] @ good[j][0]) / np.sqrt(good[i][1] * good[j][1]), 1.0)
+           for i in range(len(good)) for j in range(i + 1, len(good))]
+    return float(np.mean(cos))
 
 
 def _copy_region(targets: np.ndarray, donors: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -319,7 +353,9 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     found: dict[str, tuple[float, Cue, Cue | None, float, np.ndarray | None]] = {}
     # a region: copied from carriers (its control: from non-carriers)
     mask = _region(diff_map, all_c.shape[1:3], channels, z2_floor)
-    consistency = None if mask is None else _consistency(carriers, others, mask)
+    # (its own generator: the splits do not move the draws that follow)
+    class_diffs = {} if mask is None else _class_differences(carriers, others, mask, np.random.default_rng([seed, 1]))
+    consistency = _consistency(class_diffs)
     if consistency is not None and consistency < MIN_CONSISTENCY:
         logger.info("cue estimate: the region differs one way in one class and another way in the next "
                     "(consistency %.2f): the classes' own look, not a cue", consistency)
@@ -327,8 +363,14 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     if mask is not None and 0 < (mask > 0.5).mean() <= MAX_REGION:
         area = float((mask > 0.5).mean())
         label = f"a region of {100 * area:.1f}% of the image ({_where(mask)})"
-        put = Transplant.from_pools(mask, all_c, lab_c, all_o, lab_o, label=label)
-        remove = Transplant.from_pools(mask, all_o, lab_o, all_c, lab_c, label=f"{label}, from images without it")
+        # the region's donors: the classes whose difference there is reliable (when any is); a
+        # target of another class gets the region of one of those, with its control from the same
+        noisy = {k for k, (_, r) in class_diffs.items() if r < MIN_RELIABILITY}
+        donor = ~np.isin(lab_c, list(noisy)) if noisy and len(noisy) < len(class_diffs) else np.ones(len(lab_c), bool)
+        put = Transplant.from_pools(mask, all_c[donor], lab_c[donor], all_o, lab_o, label=label)
+        donor_o = np.isin(lab_o, np.unique(lab_c[donor]))
+        remove = Transplant.from_pools(mask, all_o[donor_o], lab_o[donor_o], all_c, lab_c,
+                                       label=f"{label}, from images without it")
         # scored as copies from single carriers of the class (a median is smoother than any image),
         # measured with the medians (a median keeps the cue and drops what a few carriers add)
         copied = {k: _copy_region(o, carriers[k], mask, rng) for k, o in others.items()}
