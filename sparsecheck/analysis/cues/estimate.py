@@ -101,11 +101,9 @@ __all__ = ["CueEstimate", "estimate_cue", "Transplant", "ColourMap", "AddNoise",
 PER_CLASS, TOTAL = 80, 240
 #: a region may cover at most this share of the image
 MAX_REGION = 0.5
-#: the classes' differences inside a region must agree this much (mean pairwise cosine, corrected for
-#: the noise in each: :func:`_consistency`) for it to be a cue. A class's own look gives about 0
-#: (its difference sits elsewhere); an automatic attribute is an imperfect proxy, so only a share of
-#: another class's carriers may carry the cue, and their difference points partly its way
-MIN_CONSISTENCY = 0.3
+#: the classes' differences inside a region must agree this much (mean pairwise cosine, over the
+#: classes whose difference there is not noise: :func:`_consistency`) for it to be a cue
+MIN_CONSISTENCY = 0.5
 #: a class's difference inside the region counts (towards the consistency, and as a donor of the
 #: region) when it repeats between random halves of the class's images this much (SPLITS splits)
 MIN_RELIABILITY, SPLITS = 0.3, 4
@@ -149,18 +147,16 @@ def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.r
 
 def _consistency(diffs: dict[Any, tuple[np.ndarray, float]]) -> float | None:
     """How alike the classes' differences inside a region are: the mean pairwise cosine of the
-    per-class differences, each divided by the square root of the two reliabilities (the agreement
-    the noise in each estimate leaves room for; at most 1), over the classes whose difference is
-    reliable (:data:`MIN_RELIABILITY`); None with fewer than two such classes. A cue drawn on images
-    is the same in every class; the way a value's images of one class differ from the others of
-    that class in shape is not. A class whose few carriers share nothing there neither agrees nor
-    disagrees: its difference is noise, and it is left out."""
-    good = [(d, r) for d, r in diffs.values() if r >= MIN_RELIABILITY]
+    per-class differences, over the classes whose difference is reliable (:data:`MIN_RELIABILITY`);
+    None with fewer than two such classes. A cue drawn on images is the same in every class; the
+    way a value's images of one class differ from the others of that class in shape is not. A
+    class whose few carriers share nothing there neither agrees nor disagrees: its difference is
+    noise, and it is left out."""
+    good = [d for d, r in diffs.values() if r >= MIN_RELIABILITY]
     if len(good) < 2:
         return None
-    cos = [min(float(good[i][0] @ good[j][0]) / np.sqrt(good[i][1] * good[j][1]), 1.0)
-           for i in range(len(good)) for j in range(i + 1, len(good))]
-    return float(np.mean(cos))
+    g = np.stack(good) @ np.stack(good).T
+    return float(g[np.triu_indices(len(good), 1)].mean())
 
 
 def _copy_region(targets: np.ndarray, donors: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
