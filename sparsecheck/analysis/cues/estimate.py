@@ -145,18 +145,17 @@ def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.r
     return out
 
 
-def _consistency(diffs: dict[Any, tuple[np.ndarray, float]]) -> float | None:
+def _consistency(diffs: list[np.ndarray]) -> float | None:
     """How alike the classes' differences inside a region are: the mean pairwise cosine of the
-    per-class differences, over the classes whose difference is reliable (:data:`MIN_RELIABILITY`);
-    None with fewer than two such classes. A cue drawn on images is the same in every class; the
-    way a value's images of one class differ from the others of that class in shape is not. A
-    class whose few carriers share nothing there neither agrees nor disagrees: its difference is
-    noise, and it is left out."""
-    good = [d for d, r in diffs.values() if r >= MIN_RELIABILITY]
-    if len(good) < 2:
+    unit differences of the classes whose difference is reliable (:func:`_class_differences`, at
+    least :data:`MIN_RELIABILITY`); None with fewer than two. A cue drawn on images is the same in
+    every class; the way a value's images of one class differ from the others of that class in
+    shape is not. A class whose few carriers share nothing there neither agrees nor disagrees: its
+    difference is noise, and it is left out."""
+    if len(diffs) < 2:
         return None
-    g = np.stack(good) @ np.stack(good).T
-    return float(g[np.triu_indices(len(good), 1)].mean())
+    g = np.stack(diffs) @ np.stack(diffs).T
+    return float(g[np.triu_indices(len(diffs), 1)].mean())
 
 
 def _copy_region(targets: np.ndarray, donors: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -351,7 +350,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     mask = _region(diff_map, all_c.shape[1:3], channels, z2_floor)
     # (its own generator: the splits do not move the draws that follow)
     class_diffs = {} if mask is None else _class_differences(carriers, others, mask, np.random.default_rng([seed, 1]))
-    consistency = _consistency(class_diffs)
+    reliable = {k: d for k, (d, r) in class_diffs.items() if r >= MIN_RELIABILITY}
+    consistency = _consistency(list(reliable.values()))
     if consistency is not None and consistency < MIN_CONSISTENCY:
         logger.info("cue estimate: the region differs one way in one class and another way in the next "
                     "(consistency %.2f): the classes' own look, not a cue", consistency)
@@ -361,8 +361,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
         label = f"a region of {100 * area:.1f}% of the image ({_where(mask)})"
         # the region's donors: the classes whose difference there is reliable (when any is); a
         # target of another class gets the region of one of those, with its control from the same
-        noisy = {k for k, (_, r) in class_diffs.items() if r < MIN_RELIABILITY}
-        donor = ~np.isin(lab_c, list(noisy)) if noisy and len(noisy) < len(class_diffs) else np.ones(len(lab_c), bool)
+        noisy = list(class_diffs.keys() - reliable.keys())
+        donor = ~np.isin(lab_c, noisy) if noisy and reliable else np.ones(len(lab_c), bool)
         put = Transplant.from_pools(mask, all_c[donor], lab_c[donor], all_o, lab_o, label=label)
         donor_o = np.isin(lab_o, np.unique(lab_c[donor]))
         remove = Transplant.from_pools(mask, all_o[donor_o], lab_o[donor_o], all_c, lab_c,
