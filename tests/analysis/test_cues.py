@@ -120,6 +120,36 @@ def test_a_mark_on_one_class_with_a_few_stray_carriers_elsewhere_is_a_region_fro
     assert (np.abs(ctrl[:, where].astype(int) - (230, 60, 200)) > 60).any(axis=-1).all()  # no mark
 
 
+def test_a_mark_on_one_class_is_a_region_though_the_next_class_differs_there_its_own_way():
+    """The value's images of class 0 carry a drawn mark; those of class 1 have an object of their
+    own near there (a blob that moves, its shadow below). The classes' differences disagree, but
+    class 0's carriers all show the same thing in the region, the spread of a drawn mark, and the
+    mark is copied from them. With an object that moves in class 0 too, brighter where the mark
+    was, the classes differ as much, and nothing is drawn: no region."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 90, size=(400, 24, 24, 3), dtype=np.uint8)
+    y = np.repeat([0, 1], 200)
+    has = rng.random(400) < 0.5
+    marked, objects = x.copy(), x.copy()
+    for i in np.flatnonzero(has):
+        if y[i] == 1:                                                           # the object, and its shadow
+            r, c = 18 + rng.integers(0, 2), 18 + rng.integers(0, 4)
+            objects[i, r:r + 2, c:c + 2] = rng.integers(150, 256)
+            objects[i, 21:23, 18:23] = (x[i, 21:23, 18:23] * rng.uniform(0, 0.8)).astype(np.uint8)
+            marked[i] = objects[i]
+        else:
+            marked[i, 18:23, 18:23] = (230, 60, 200)                            # the mark
+            r, c = 18 + rng.integers(0, 3), 18 + rng.integers(0, 3)
+            objects[i, r:r + 3, c:c + 3] = rng.integers(200, 256, size=3)       # or an object that moves
+    est = estimate_cue(marked, has, y, seed=0)
+    assert est is not None and est.kind == "region"
+    target = marked[(y == 1) & ~has][:6]
+    cued = est.put.apply_labelled(target, np.ones(6, int))
+    assert (np.abs(cued[:, 20, 20].astype(int) - (230, 60, 200)) < 15).all()  # the mark, from class 0
+    est = estimate_cue(objects, has, y, seed=0)
+    assert est is None or est.kind != "region"
+
+
 def test_transplant_matches_the_class_and_jpeg_changes_the_pixels():
     mask = np.zeros((6, 6), np.float32)
     mask[:2, :2] = 1

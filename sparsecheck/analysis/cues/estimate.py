@@ -43,7 +43,12 @@ class's images with a value differ in shape from the others of that class is the
 A class whose difference there does not repeat between random halves of its images (a few
 carriers, or carriers in name only: an automatic attribute marks some images of other classes
 for reasons of their own) is noise: it neither agrees nor disagrees, and its images are not the
-region's donors. The texture kinds are scored on the texture statistics alone.
+region's donors. One exception: a class whose carriers are all alike in the region, far more than
+its other images are (their spread at most ``MAX_SPREAD`` of the others'), carries a mark drawn on
+them, and the region stands, copied from such classes only, unless the classes' differences are
+near opposite (at most ``MIN_AGREEMENT``). A watermark on one class's images, and the next class's
+images with the same value that differ there in their own way, is such a case; an object is not
+(its carriers vary as much as the rest). The texture kinds are scored on the texture statistics alone.
 
 Taking the cue off is estimated the same way in reverse: the region of the median non-carrier of
 the class (its control: of the median carrier), or the inverse colour mapping. Texture cues have
@@ -107,6 +112,11 @@ MIN_CONSISTENCY = 0.5
 #: a class's difference inside the region counts (towards the consistency, and as a donor of the
 #: region) when it repeats between random halves of the class's images this much (SPLITS splits)
 MIN_RELIABILITY, SPLITS = 0.3, 4
+#: a region whose classes disagree is still a cue when, in some class with a reliable difference,
+#: the carriers are this much more alike inside it than the others are (the ratio of their spreads,
+#: :func:`_class_differences`): the same thing drawn on every carrier, as a watermark on one class
+#: and noise in the next. The classes must still agree more than MIN_AGREEMENT.
+MAX_SPREAD, MIN_AGREEMENT = 0.5, 0.2
 #: the least share of the difference an estimate must explain; the other kinds of change that also
 #: do are kept as alternates (at most MAX_ALTERNATES): a value's images may differ in more than one
 #: way (blurred ones and dark ones), and the intervention, not this score, says which one the model uses
@@ -114,14 +124,17 @@ MIN_EXPLAINED, MAX_ALTERNATES = 0.3, 2
 
 
 def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.random.Generator
-                       ) -> dict[Any, tuple[np.ndarray, float]]:
+                       ) -> dict[Any, tuple[np.ndarray, float, float]]:
     """Per class with at least 5 of each, the unit difference (carriers minus others) inside
-    ``mask`` and its *reliability*: how well it repeats between random halves of the class's images
+    ``mask``, its *reliability*: how well it repeats between random halves of the class's images
     (the mean cosine of the halves' differences over a few splits, Spearman–Brown corrected to the
-    whole; 0 when the halves do not agree). A class with few carriers, or carriers that share
-    nothing there, has a difference that is mostly noise."""
+    whole; 0 when the halves do not agree), and its *spread*: how much the carriers vary there
+    against how much the others do (the median over the region's values of the median absolute
+    deviation across images, carriers over others). A class with few carriers, or carriers that share
+    nothing there, has a difference that is mostly noise; carriers that all show the same thing
+    there (a drawn mark) have a spread well below 1, whereas an object varies as much as the rest."""
     keep = mask > 0.5
-    out: dict[Any, tuple[np.ndarray, float]] = {}
+    out: dict[Any, tuple[np.ndarray, float, float]] = {}
     for k in carriers:
         a, b = carriers[k], others.get(k)
         if b is None or len(a) < 5 or len(b) < 5:
@@ -141,7 +154,8 @@ def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.r
             n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
             halves.append(float(d1 @ d2 / (n1 * n2)) if n1 > 0 and n2 > 0 else 0.0)
         r = max(float(np.mean(halves)), 0.0)
-        out[k] = (d / norm, 2 * r / (1 + r))
+        mad = lambda v: float(np.median(np.median(np.abs(v - np.median(v, 0)), 0)))  # noqa: E731
+        out[k] = (d / norm, 2 * r / (1 + r), (mad(a2) + 1.0) / (mad(b2) + 1.0))
     return out
 
 
@@ -350,12 +364,20 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     mask = _region(diff_map, all_c.shape[1:3], channels, z2_floor)
     # (its own generator: the splits do not move the draws that follow)
     class_diffs = {} if mask is None else _class_differences(carriers, others, mask, np.random.default_rng([seed, 1]))
-    reliable = {k: d for k, (d, r) in class_diffs.items() if r >= MIN_RELIABILITY}
+    reliable = {k: d for k, (d, r, _) in class_diffs.items() if r >= MIN_RELIABILITY}
     consistency = _consistency(list(reliable.values()))
+    drawn = [k for k in reliable if class_diffs[k][2] <= MAX_SPREAD]
     if consistency is not None and consistency < MIN_CONSISTENCY:
-        logger.info("cue estimate: the region differs one way in one class and another way in the next "
-                    "(consistency %.2f): the classes' own look, not a cue", consistency)
-        mask = None
+        spreads = ", ".join(f"{k}: {class_diffs[k][2]:.2f}" for k in reliable)
+        if drawn and consistency > MIN_AGREEMENT:
+            logger.info("cue estimate: the region differs one way in one class and another way in the next "
+                        "(consistency %.2f), but the carriers of %s are alike in it (spread %s): a "
+                        "mark drawn on them", consistency, ", ".join(map(str, drawn)), spreads)
+            reliable = {k: reliable[k] for k in drawn}  # the region's donors
+        else:
+            logger.info("cue estimate: the region differs one way in one class and another way in the next "
+                        "(consistency %.2f; spread %s): the classes' own look, not a cue", consistency, spreads)
+            mask = None
     if mask is not None and 0 < (mask > 0.5).mean() <= MAX_REGION:
         area = float((mask > 0.5).mean())
         label = f"a region of {100 * area:.1f}% of the image ({_where(mask)})"
