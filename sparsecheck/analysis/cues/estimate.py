@@ -154,9 +154,13 @@ def _class_differences(carriers: dict, others: dict, mask: np.ndarray, rng: np.r
             n1, n2 = np.linalg.norm(d1), np.linalg.norm(d2)
             halves.append(float(d1 @ d2 / (n1 * n2)) if n1 > 0 and n2 > 0 else 0.0)
         r = max(float(np.mean(halves)), 0.0)
-        mad = lambda v: float(np.median(np.median(np.abs(v - np.median(v, 0)), 0)))  # noqa: E731
-        out[k] = (d / norm, 2 * r / (1 + r), (mad(a2) + 1.0) / (mad(b2) + 1.0))
+        out[k] = (d / norm, 2 * r / (1 + r), (_spread(a2) + 1.0) / (_spread(b2) + 1.0))  # +1: flat vs flat is 1
     return out
+
+
+def _spread(values: np.ndarray) -> float:
+    """How much images (rows) vary: the median over the columns of their median absolute deviation."""
+    return float(np.median(np.median(np.abs(values - np.median(values, 0)), 0)))
 
 
 def _consistency(diffs: list[np.ndarray]) -> float | None:
