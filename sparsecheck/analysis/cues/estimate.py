@@ -370,8 +370,8 @@ def estimate_cue(images: Any, has_value: np.ndarray, labels: np.ndarray, *, seed
     class_diffs = {} if mask is None else _class_differences(carriers, others, mask, np.random.default_rng([seed, 1]))
     reliable = {k: d for k, (d, r, _) in class_diffs.items() if r >= MIN_RELIABILITY}
     consistency = _consistency(list(reliable.values()))
-    drawn = [k for k in reliable if class_diffs[k][2] <= MAX_SPREAD]
     if consistency is not None and consistency < MIN_CONSISTENCY:
+        drawn = [k for k in reliable if class_diffs[k][2] <= MAX_SPREAD]
         spreads = ", ".join(f"{k}: {class_diffs[k][2]:.2f}" for k in reliable)
         if drawn and consistency > MIN_AGREEMENT:
             logger.info("cue estimate: the region differs one way in one class and another way in the next "
